@@ -1,0 +1,83 @@
+# vigil — one GNU Makefile for the server, its tests, fuzzers and benchmarks.
+#
+#   make demo    install what is missing, build, run the pipeline with a simulated fleet
+#   make test    the whole test suite (unit, unit under ASan+UBSan, fuzz seeds, integration, e2e)
+#   make bench   benchmarks; writes docs/benchmarks.md
+#   make fuzz    longer libFuzzer campaigns (FUZZ_SECONDS per harness)
+
+CC       ?= cc
+CSTD     := -std=c17 -D_GNU_SOURCE
+WARN     := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
+OPT      ?= -O2 -g
+CFLAGS   += $(CSTD) $(WARN) $(OPT) -Isrc -pthread -MMD -MP
+LDLIBS   += -lcrypto -lz -lpthread -lm
+ASAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+
+BUILD    := build
+LIB_SRC  := $(filter-out src/app/main.c,$(shell find src -name '*.c' | sort))
+APP_SRC  := src/app/main.c
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+ASAN_OBJ := $(LIB_SRC:%.c=$(BUILD)/asan/%.o)
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+ASAN_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/asan-tests/%)
+FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
+
+.PHONY: all deps demo test unit asan fuzz-build fuzz bench clean
+.DEFAULT_GOAL := all
+
+all: $(BUILD)/vigil
+
+deps:
+	@scripts/deps.sh
+
+$(BUILD)/vigil: $(LIB_OBJ) $(BUILD)/obj/src/app/main.o
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/asan/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(ASAN) -c -o $@ $<
+
+$(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(LIB_OBJ) $(LDLIBS)
+
+$(BUILD)/asan-tests/%: tests/unit/%.c $(ASAN_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(ASAN) -Itests/unit -o $@ $< $(ASAN_OBJ) $(LDLIBS)
+
+# libFuzzer harnesses need clang; each links the library built for fuzzing.
+FUZZ_CC     := clang
+FUZZ_CFLAGS := $(CSTD) -O1 -g -Isrc -pthread -fsanitize=fuzzer,address,undefined
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRC)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(LDLIBS)
+
+unit: $(UNIT_BIN)
+asan: $(ASAN_BIN)
+fuzz-build: $(FUZZ_BIN)
+
+test: deps
+	@$(MAKE) --no-print-directory all unit asan fuzz-build
+	@tests/run.sh
+
+fuzz: deps fuzz-build
+	@tests/fuzz/run.sh $${FUZZ_SECONDS:-300}
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@scripts/demo.sh
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@bench/run.sh
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,125 @@
+/* log.h — a named, sharded, durable, replayable stream (Kinesis semantics).
+ *
+ * Owns: the stream's directory, MANIFEST, segment files per shard, sequence
+ * numbers, the group-commit thread (write + fdatasync per policy), recovery
+ * of torn tails at open, readers. Does not own: what the bytes mean.
+ *
+ * Layout under data_dir:
+ *   stream/<name>/MANIFEST                 shard count and hash ranges (text)
+ *   stream/<name>/<shard>/<first-seq>.seg  segments (format: segment.c)
+ *
+ * Threads: vg_log_append may be called from any thread. One committer thread
+ * per log takes the pending batch, writes it to the shards' active segments,
+ * fdatasyncs them (policy), publishes the new durable sequence numbers, then
+ * calls each record's done callback IN APPEND ORDER (per log) on the committer
+ * thread. Readers see only durable records (with policy none: written ones). */
+#ifndef VG_STREAM_LOG_H
+#define VG_STREAM_LOG_H
+
+#include "stream/record.h"
+#include "stream/shardmap.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { VG_FSYNC_ALWAYS = 0, VG_FSYNC_INTERVAL, VG_FSYNC_NONE } vg_fsync_policy_t;
+
+typedef struct {
+    uint32_t shards;            /* used when creating; an existing stream keeps its MANIFEST count */
+    vg_fsync_policy_t fsync;    /* default ALWAYS */
+    uint32_t fsync_interval_ms; /* for VG_FSYNC_INTERVAL */
+    uint64_t segment_bytes;     /* roll segments past this size (default 64 MiB) */
+    size_t max_pending_bytes;   /* appends block while this much awaits commit (default 64 MiB) */
+} vg_log_opts_t;
+
+void vg_log_opts_default(vg_log_opts_t *o);
+
+typedef struct vg_log vg_log_t;
+
+/* Called on the committer thread once the record is durable (status VG_OK)
+ * or has failed (negative status, e.g. VG_EIO when fdatasync fails: the
+ * record must then be treated as not stored). Must not block for long and
+ * must not call vg_log_append on the same log with a full queue. */
+typedef void (*vg_log_done_fn)(void *ctx, int status, uint32_t shard, uint64_t seq, uint64_t token);
+
+/* Opens (creating if needed) stream `name` under data_dir, recovers every
+ * shard's last segment (truncating a torn tail, logging what was cut),
+ * starts the committer thread. On success *out is owned by the caller and is
+ * released with vg_log_close. */
+int vg_log_open(const char *data_dir, const char *name, const vg_log_opts_t *opts, vg_log_t **out);
+
+/* Opens an existing stream for reading only (another process may be
+ * writing it): no committer, no recovery, no writes. Readers on it see every
+ * complete, CRC-valid record present in the files. VG_ENOTFOUND if absent. */
+int vg_log_open_readonly(const char *data_dir, const char *name, vg_log_t **out);
+
+/* Commits everything pending (callbacks run), stops the committer, fsyncs,
+ * closes files and frees the log. NULL is accepted. */
+void vg_log_close(vg_log_t *log);
+
+uint32_t vg_log_shard_count(const vg_log_t *log);
+const char *vg_log_name(const vg_log_t *log);
+/* Shard a partition key maps to (MD5 hash-key ranges from MANIFEST). */
+uint32_t vg_log_shard_for_key(const vg_log_t *log, const void *key, size_t len);
+void vg_log_shard_range(const vg_log_t *log, uint32_t shard, vg_hashkey_t *start, vg_hashkey_t *end);
+
+/* Appends one record: copies key/meta/value, assigns shard and sequence
+ * number (returned in *shard / *seq, may be NULL), and queues it for the next
+ * group commit. done (may be NULL) is called once with ctx and token.
+ * Blocks while max_pending_bytes are already waiting (backpressure; counted
+ * in stats.append_waits). Returns VG_OK, VG_ETOOBIG for a record over the
+ * limits, VG_ECLOSED after close began, VG_EIO if the log has failed. */
+int vg_log_append(vg_log_t *log, const void *key, size_t key_len, const void *meta, size_t meta_len,
+                  const void *value, size_t value_len, int64_t arrival_ms, vg_log_done_fn done, void *ctx,
+                  uint64_t token, uint32_t *shard, uint64_t *seq);
+
+/* Like vg_log_append but the caller picks the shard (used when a derived
+ * stream must line up with its source's shards). */
+int vg_log_append_shard(vg_log_t *log, uint32_t shard, const void *key, size_t key_len, const void *meta,
+                        size_t meta_len, const void *value, size_t value_len, int64_t arrival_ms, vg_log_done_fn done,
+                        void *ctx, uint64_t token, uint64_t *seq);
+
+/* Highest durable sequence number of shard (0 = none yet), and the lowest
+ * still stored (0 if empty). */
+uint64_t vg_log_durable_seq(vg_log_t *log, uint32_t shard);
+uint64_t vg_log_first_seq(vg_log_t *log, uint32_t shard);
+
+/* Blocks until shard's durable seq > after_seq, the log closes, or
+ * timeout_ms passes. Returns VG_OK (new data), VG_AGAIN (timeout),
+ * VG_ECLOSED. */
+int vg_log_wait(vg_log_t *log, uint32_t shard, uint64_t after_seq, int timeout_ms);
+
+typedef struct {
+    uint64_t appended;      /* records accepted by append */
+    uint64_t committed;     /* records made durable */
+    uint64_t commits;       /* group commits (batches) */
+    uint64_t fsyncs;        /* fdatasync calls */
+    uint64_t bytes_written;
+    uint64_t append_waits;  /* appends that blocked on max_pending_bytes */
+    uint64_t errors;        /* failed writes / syncs */
+    uint64_t truncated_bytes; /* cut from torn tails at open */
+    uint64_t pending_bytes;  /* now waiting */
+} vg_log_stats_t;
+
+void vg_log_stats(vg_log_t *log, vg_log_stats_t *out);
+
+typedef struct vg_log_reader vg_log_reader_t;
+
+/* A cursor over one shard. start_seq: first sequence number wanted; 0 means
+ * the oldest stored (TRIM_HORIZON); UINT64_MAX means after the newest durable
+ * record at open time (LATEST). */
+int vg_log_reader_open(vg_log_t *log, uint32_t shard, uint64_t start_seq, vg_log_reader_t **out);
+
+/* Reads the next record into *rec (pointers valid until the next call or
+ * close). Returns VG_OK, or VG_AGAIN when no further durable record exists
+ * yet (call vg_log_wait, then again), VG_ECORRUPT / VG_EIO on a damaged
+ * file. Crosses segment boundaries by itself. */
+int vg_log_reader_next(vg_log_reader_t *r, vg_record_t *rec);
+void vg_log_reader_close(vg_log_reader_t *r);
+
+/* Names of the streams under data_dir (stream/<name>/MANIFEST exists).
+ * Calls fn once per name. */
+int vg_log_list(const char *data_dir, void (*fn)(void *ctx, const char *name), void *ctx);
+
+#endif
