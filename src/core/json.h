@@ -15,6 +15,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The nesting limit callers use unless they have a reason to differ. */
+#define VG_JSON_DEFAULT_DEPTH 32
+/* Depth counts open containers: the top-level object is at depth 1, so "{}"
+ * needs max_depth >= 1 and a scalar needs none (a negative max_depth acts
+ * as 0). VG_JSON_MAX_DEPTH is a hard ceiling: the reader keeps one byte per
+ * open container on its stack, so a larger max_depth is treated as it. */
+#define VG_JSON_MAX_DEPTH 1024
+
 typedef enum {
     VG_JSON_NULL = 0,
     VG_JSON_FALSE,
@@ -43,8 +51,18 @@ typedef struct {
  * are validated but not stored).
  * Returns VG_OK; VG_EMALFORMED if the text is not valid JSON; VG_EINVAL if
  * it is valid JSON but not an object; VG_ETOOBIG if nesting exceeds
- * max_depth. */
+ * max_depth. On failure *count is 0. out may be NULL when cap is 0. */
 int vg_json_object(const char *buf, size_t len, int max_depth, vg_json_member_t *out, size_t cap, size_t *count);
+
+/* Validates like vg_json_object and, in the same pass, stores in out[i] the
+ * first member whose key equals names[i] (compared after decoding escapes,
+ * as vg_json_find does); out[i].key is NULL when no member has that name.
+ * *count (may be NULL) receives the total number of members. Unlike
+ * vg_json_object this never misses a field because too many others came
+ * first, so it suits readers that want a few known keys out of objects of
+ * unbounded width. Same returns as vg_json_object; out is zeroed on failure. */
+int vg_json_object_pick(const char *buf, size_t len, int max_depth, const char *const *names, size_t n,
+                        vg_json_member_t *out, size_t *count);
 
 /* Validates buf[0..len) as any one JSON value. Same returns as above minus
  * VG_EINVAL. */
@@ -55,7 +73,8 @@ int vg_json_validate(const char *buf, size_t len, int max_depth);
 const vg_json_member_t *vg_json_find(const vg_json_member_t *members, size_t n, const char *name);
 
 /* Parses a NUMBER member's text as a double. VG_EINVAL if not a number or
- * out of double range. */
+ * out of double range. (Out of range means too large: a magnitude too small
+ * for a double rounds to 0 or a subnormal, as strtod does, and succeeds.) */
 int vg_json_number(const vg_json_member_t *m, double *out);
 /* Parses a NUMBER that must be an integer (no fraction/exponent that leaves
  * a fraction) within int64. VG_EINVAL otherwise. */
@@ -64,12 +83,15 @@ int vg_json_int64(const vg_json_member_t *m, int64_t *out);
 /* Decodes the escapes of a string's raw text into out[0..cap) (UTF-8, not
  * NUL-terminated unless room remains — it always NUL-terminates if
  * *out_len < cap). Returns VG_OK, VG_ENOSPC if cap is too small,
- * VG_EMALFORMED for a bad escape. */
+ * VG_EMALFORMED for a bad escape. Bytes outside escapes are copied as they
+ * are. On failure *out_len is 0 (and out is "" if cap > 0). */
 int vg_json_unescape(const char *raw, size_t raw_len, char *out, size_t cap, size_t *out_len);
 
 /* Writes s[0..n) as a JSON string body (no surrounding quotes) into
  * out[0..cap), escaping '"', '\\' and control characters. Returns the
- * length written, or VG_ENOSPC. */
+ * length written, or VG_ENOSPC. Like vg_json_unescape it NUL-terminates
+ * when the result is shorter than cap; other bytes (UTF-8 included) are
+ * copied unchanged. */
 int vg_json_escape(const char *s, size_t n, char *out, size_t cap);
 
 #endif

@@ -21,7 +21,7 @@ void vg_topic_tree_free(vg_topic_tree_t *t);
 
 /* Adds or updates (filter, sub) with qos. The filter must already be valid
  * (vg_mqtt_filter_valid). Returns VG_OK (new), VG_EEXIST (existing pair,
- * QoS updated), VG_ENOMEM. */
+ * QoS updated), VG_ENOMEM, VG_EINVAL (a level over 65535 bytes). */
 int vg_topic_tree_subscribe(vg_topic_tree_t *t, const char *filter, size_t len, void *sub, uint8_t qos);
 
 /* Removes (filter, sub). VG_OK or VG_ENOTFOUND. Empty nodes are freed. */

@@ -23,6 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct vg_seg_io;
+
 typedef enum { VG_FSYNC_ALWAYS = 0, VG_FSYNC_INTERVAL, VG_FSYNC_NONE } vg_fsync_policy_t;
 
 typedef struct {
@@ -31,6 +33,8 @@ typedef struct {
     uint32_t fsync_interval_ms; /* for VG_FSYNC_INTERVAL */
     uint64_t segment_bytes;     /* roll segments past this size (default 64 MiB) */
     size_t max_pending_bytes;   /* appends block while this much awaits commit (default 64 MiB) */
+    const struct vg_seg_io *io; /* file operations (stream/segment.h); NULL = the real system calls. Set by
+                                   tests to inject short writes and failed syncs. Not owned; must outlive the log. */
 } vg_log_opts_t;
 
 void vg_log_opts_default(vg_log_opts_t *o);

@@ -1,0 +1,310 @@
+/* config.c — see config.h. */
+#include "app/config.h"
+
+#include "core/diag.h"
+#include "core/err.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum { T_STR, T_U32, T_U64, T_DOUBLE, T_LISTEN, T_FSYNC, T_LEVEL, T_PATH } opt_type_t;
+
+typedef struct {
+    const char *name; /* flag name without "--" */
+    opt_type_t type;
+    size_t off;
+    size_t size; /* for strings */
+    double min, max;
+    const char *arg;
+    const char *help;
+} opt_t;
+
+#define OFF(f) offsetof(vg_config_t, f)
+#define SZ(f) sizeof(((vg_config_t *)0)->f)
+
+static const opt_t opts[] = {
+    {"listen", T_LISTEN, 0, 0, 0, 0, "HOST:PORT", "MQTT listener (default 127.0.0.1:1883)"},
+    {"data-dir", T_PATH, OFF(data_dir), SZ(data_dir), 0, 0, "DIR", "where streams and checkpoints live (default ./data)"},
+    {"config", T_PATH, OFF(config_file), SZ(config_file), 0, 0, "FILE", "read settings from FILE (key = value lines)"},
+    {"workers", T_U32, OFF(workers), 0, 0, 64, "N", "I/O threads (default: one per core)"},
+    {"shards", T_U32, OFF(shards), 0, 1, 256, "N", "shards of a new telemetry stream (default 4)"},
+    {"fsync", T_FSYNC, 0, 0, 0, 0, "POLICY", "always | none | interval:MS (default always: PUBACK after fdatasync)"},
+    {"segment-bytes", T_U64, OFF(segment_bytes), 0, 4096, 1e12, "BYTES", "roll stream segments at this size (64 MiB)"},
+    {"max-pending-bytes", T_U64, OFF(max_pending_bytes), 0, 65536, 1e12, "BYTES",
+     "appends wait while this much awaits commit (64 MiB)"},
+    {"max-packet-size", T_U64, OFF(max_packet_size), 0, 64, 268435460.0, "BYTES",
+     "largest MQTT packet accepted (131072, as IoT Core)"},
+    {"max-connections", T_U32, OFF(max_connections), 0, 0, 1e9, "N",
+     "connection limit (default: what the open-file limit allows)"},
+    {"max-inflight", T_U32, OFF(max_inflight), 0, 1, 65535, "N",
+     "unacknowledged QoS 1 publishes per connection before reading pauses (1024)"},
+    {"max-outbuf", T_U64, OFF(max_outbuf), 0, 1024, 1e12, "BYTES",
+     "bytes queued to one client before it is disconnected as a slow consumer (4 MiB)"},
+    {"max-keepalive", T_U32, OFF(max_keepalive), 0, 0, 65535, "S", "cap on client keepalive, 0 = none (default 0)"},
+    {"telemetry-topic", T_STR, OFF(telemetry_topic), SZ(telemetry_topic), 0, 0, "TOPIC",
+     "topic whose payloads are telemetry events (iot/wearable/data)"},
+    {"high-hr", T_DOUBLE, OFF(high_hr), 0, 1, 400, "BPM", "HIGH_HEART_RATE above this (140)"},
+    {"low-hr", T_DOUBLE, OFF(low_hr), 0, 0, 400, "BPM", "LOW_HEART_RATE below this (40)"},
+    {"connect-timeout-ms", T_U32, OFF(connect_timeout_ms), 0, 10, 3600000, "MS",
+     "close connections that send no CONNECT within this time (10000)"},
+    {"stats-interval-ms", T_U32, OFF(stats_interval_ms), 0, 10, 3600000, "MS",
+     "period of the $SYS/vigil/stats publication (1000)"},
+    {"checkpoint-interval-ms", T_U32, OFF(checkpoint_interval_ms), 0, 10, 3600000, "MS",
+     "processor checkpoint period (1000)"},
+    {"log-level", T_LEVEL, 0, 0, 0, 0, "LEVEL", "error | warn | info | debug (info)"},
+};
+
+#define NOPTS (sizeof opts / sizeof opts[0])
+
+void vg_config_default(vg_config_t *c)
+{
+    memset(c, 0, sizeof *c);
+    snprintf(c->listen_host, sizeof c->listen_host, "127.0.0.1");
+    c->listen_port = 1883;
+    snprintf(c->data_dir, sizeof c->data_dir, "./data");
+    c->shards = 4;
+    c->fsync = VG_FSYNC_ALWAYS;
+    c->segment_bytes = 64ull << 20;
+    c->max_pending_bytes = 64ull << 20;
+    c->max_packet_size = 128 * 1024;
+    c->max_inflight = 1024;
+    c->max_outbuf = 4ull << 20;
+    snprintf(c->telemetry_topic, sizeof c->telemetry_topic, "iot/wearable/data");
+    c->high_hr = 140;
+    c->low_hr = 40;
+    c->connect_timeout_ms = 10000;
+    c->stats_interval_ms = 1000;
+    c->checkpoint_interval_ms = 1000;
+    c->log_level = VG_LOG_INFO;
+}
+
+/* Flag or file key → option; '_' and '-' are interchangeable. */
+static const opt_t *find_opt(const char *name, size_t len)
+{
+    for (size_t i = 0; i < NOPTS; i++) {
+        const char *o = opts[i].name;
+        if (strlen(o) != len)
+            continue;
+        size_t j = 0;
+        for (; j < len; j++) {
+            char a = name[j] == '_' ? '-' : name[j];
+            if (a != o[j])
+                break;
+        }
+        if (j == len)
+            return &opts[i];
+    }
+    return NULL;
+}
+
+static int set_opt(vg_config_t *c, const opt_t *o, const char *v, char *why, size_t whylen)
+{
+    char *end;
+    errno = 0;
+    switch (o->type) {
+    case T_STR:
+    case T_PATH:
+        if (!*v || strlen(v) >= o->size) {
+            snprintf(why, whylen, "--%s: value empty or too long", o->name);
+            return VG_EINVAL;
+        }
+        memcpy((char *)c + o->off, v, strlen(v) + 1);
+        return VG_OK;
+    case T_U32:
+    case T_U64: {
+        if (!isdigit((unsigned char)*v))
+            goto bad_number;
+        unsigned long long x = strtoull(v, &end, 10);
+        if (errno || *end || (double)x < o->min || (double)x > o->max)
+            goto bad_number;
+        if (o->type == T_U32)
+            *(uint32_t *)((char *)c + o->off) = (uint32_t)x;
+        else
+            *(uint64_t *)((char *)c + o->off) = x;
+        return VG_OK;
+    }
+    case T_DOUBLE: {
+        double x = strtod(v, &end);
+        if (errno || end == v || *end || x < o->min || x > o->max)
+            goto bad_number;
+        *(double *)((char *)c + o->off) = x;
+        return VG_OK;
+    }
+    case T_LISTEN: {
+        const char *colon = strrchr(v, ':');
+        if (!colon || colon == v || (size_t)(colon - v) >= sizeof c->listen_host) {
+            snprintf(why, whylen, "--listen: expected HOST:PORT, got '%s'", v);
+            return VG_EINVAL;
+        }
+        unsigned long port = strtoul(colon + 1, &end, 10);
+        if (errno || *end || !colon[1] || port > 65535) {
+            snprintf(why, whylen, "--listen: bad port in '%s'", v);
+            return VG_EINVAL;
+        }
+        size_t hl = (size_t)(colon - v);
+        /* [::1]:1883 */
+        if (v[0] == '[' && colon[-1] == ']') {
+            memcpy(c->listen_host, v + 1, hl - 2);
+            c->listen_host[hl - 2] = '\0';
+        } else {
+            memcpy(c->listen_host, v, hl);
+            c->listen_host[hl] = '\0';
+        }
+        c->listen_port = (uint16_t)port;
+        return VG_OK;
+    }
+    case T_FSYNC:
+        if (strcmp(v, "always") == 0) {
+            c->fsync = VG_FSYNC_ALWAYS;
+        } else if (strcmp(v, "none") == 0) {
+            c->fsync = VG_FSYNC_NONE;
+        } else if (strncmp(v, "interval", 8) == 0 && (v[8] == ':' || v[8] == ' ') && isdigit((unsigned char)v[9])) {
+            unsigned long ms = strtoul(v + 9, &end, 10);
+            if (errno || *end || ms < 1 || ms > 60000)
+                goto bad_fsync;
+            c->fsync = VG_FSYNC_INTERVAL;
+            c->fsync_interval_ms = (uint32_t)ms;
+        } else {
+            goto bad_fsync;
+        }
+        return VG_OK;
+    case T_LEVEL:
+        if (vg_diag_parse_level(v, &c->log_level) != VG_OK) {
+            snprintf(why, whylen, "--log-level: expected error|warn|info|debug, got '%s'", v);
+            return VG_EINVAL;
+        }
+        return VG_OK;
+    }
+    return VG_EINVAL;
+bad_number:
+    snprintf(why, whylen, "--%s: expected a number in [%g, %g], got '%s'", o->name, o->min, o->max, v);
+    return VG_EINVAL;
+bad_fsync:
+    snprintf(why, whylen, "--fsync: expected always, none or interval:MS (1-60000), got '%s'", v);
+    return VG_EINVAL;
+}
+
+int vg_config_load_file(vg_config_t *c, const char *path, FILE *err)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(err, "vigil: cannot read config file %s: %s\n", path, strerror(errno));
+        return VG_EINVAL;
+    }
+    char line[4096], why[512];
+    int lineno = 0, rc = VG_OK;
+    while (fgets(line, sizeof line, f)) {
+        lineno++;
+        char *p = line;
+        char *hash = strchr(p, '#');
+        if (hash)
+            *hash = '\0';
+        while (isspace((unsigned char)*p))
+            p++;
+        size_t n = strlen(p);
+        while (n && isspace((unsigned char)p[n - 1]))
+            p[--n] = '\0';
+        if (!n)
+            continue;
+        char *eq = strchr(p, '=');
+        if (!eq) {
+            fprintf(err, "vigil: %s:%d: expected 'key = value'\n", path, lineno);
+            rc = VG_EINVAL;
+            break;
+        }
+        char *k = p, *ke = eq;
+        while (ke > k && isspace((unsigned char)ke[-1]))
+            ke--;
+        char *v = eq + 1;
+        while (isspace((unsigned char)*v))
+            v++;
+        if (n >= 2 && v[0] == '"' && v[strlen(v) - 1] == '"') {
+            v[strlen(v) - 1] = '\0';
+            v++;
+        }
+        const opt_t *o = find_opt(k, (size_t)(ke - k));
+        if (!o || strcmp(o->name, "config") == 0) {
+            fprintf(err, "vigil: %s:%d: unknown setting '%.*s'\n", path, lineno, (int)(ke - k), k);
+            rc = VG_EINVAL;
+            break;
+        }
+        if (set_opt(c, o, v, why, sizeof why) != VG_OK) {
+            fprintf(err, "vigil: %s:%d: %s\n", path, lineno, why);
+            rc = VG_EINVAL;
+            break;
+        }
+    }
+    fclose(f);
+    return rc;
+}
+
+int vg_config_parse_args(vg_config_t *c, int argc, char **argv, int first, FILE *err)
+{
+    char why[512];
+    /* The file first, so that flags override it whatever their order. */
+    for (int i = first; i < argc; i++) {
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+            if (vg_config_load_file(c, argv[i + 1], err) != VG_OK)
+                return VG_EINVAL;
+            snprintf(c->config_file, sizeof c->config_file, "%s", argv[i + 1]);
+        } else if (strncmp(argv[i], "--config=", 9) == 0) {
+            if (vg_config_load_file(c, argv[i] + 9, err) != VG_OK)
+                return VG_EINVAL;
+            snprintf(c->config_file, sizeof c->config_file, "%s", argv[i] + 9);
+        }
+    }
+    for (int i = first; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            vg_config_help(stdout);
+            return VG_AGAIN;
+        }
+        if (strncmp(a, "--", 2) != 0) {
+            fprintf(err, "vigil serve: unexpected argument '%s' (see --help)\n", a);
+            return VG_EINVAL;
+        }
+        const char *name = a + 2, *val = NULL;
+        const char *eq = strchr(name, '=');
+        size_t nl = eq ? (size_t)(eq - name) : strlen(name);
+        const opt_t *o = find_opt(name, nl);
+        if (!o) {
+            fprintf(err, "vigil serve: unknown option '%s' (see --help)\n", a);
+            return VG_EINVAL;
+        }
+        if (eq) {
+            val = eq + 1;
+        } else if (i + 1 < argc) {
+            val = argv[++i];
+        } else {
+            fprintf(err, "vigil serve: --%s needs a value (%s)\n", o->name, o->arg);
+            return VG_EINVAL;
+        }
+        if (strcmp(o->name, "config") == 0)
+            continue; /* already applied */
+        if (set_opt(c, o, val, why, sizeof why) != VG_OK) {
+            fprintf(err, "vigil serve: %s\n", why);
+            return VG_EINVAL;
+        }
+    }
+    if (c->low_hr >= c->high_hr) {
+        fprintf(err, "vigil serve: --low-hr (%g) must be below --high-hr (%g)\n", c->low_hr, c->high_hr);
+        return VG_EINVAL;
+    }
+    return VG_OK;
+}
+
+void vg_config_help(FILE *out)
+{
+    fprintf(out, "usage: vigil serve [options]\n\n"
+                 "Runs the pipeline: MQTT gateway, durable stream, anomaly detection, alerts.\n"
+                 "Every option can also be set in --config FILE as 'name = value' (name without dashes\n"
+                 "or with underscores, e.g. high_hr = 130); flags override the file.\n\noptions:\n");
+    for (size_t i = 0; i < NOPTS; i++) {
+        char flag[64];
+        snprintf(flag, sizeof flag, "--%s %s", opts[i].name, opts[i].arg);
+        fprintf(out, "  %-32s %s\n", flag, opts[i].help);
+    }
+    fprintf(out, "  %-32s %s\n", "--help", "this text");
+}

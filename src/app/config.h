@@ -1,0 +1,54 @@
+/* config.h — `vigil serve` settings: defaults, the config file, flags.
+ *
+ * One table lists every setting once; it drives flag parsing, config-file
+ * parsing (`key = value`, '#' comments, key = flag name with '-' or '_') and
+ * --help, so the three can never disagree. Precedence: defaults < file <
+ * flags. */
+#ifndef VG_APP_CONFIG_H
+#define VG_APP_CONFIG_H
+
+#include "stream/log.h"
+
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+typedef struct {
+    char listen_host[256];
+    uint16_t listen_port;
+    char data_dir[PATH_MAX];
+    char config_file[PATH_MAX];
+    uint32_t workers;
+    uint32_t shards;
+    vg_fsync_policy_t fsync;
+    uint32_t fsync_interval_ms;
+    uint64_t segment_bytes;
+    uint64_t max_pending_bytes;
+    uint64_t max_packet_size;
+    uint32_t max_connections;
+    uint32_t max_inflight;
+    uint64_t max_outbuf;
+    uint32_t max_keepalive;
+    char telemetry_topic[256];
+    double high_hr;
+    double low_hr;
+    uint32_t connect_timeout_ms;
+    uint32_t stats_interval_ms;
+    uint32_t checkpoint_interval_ms;
+    int log_level;
+} vg_config_t;
+
+void vg_config_default(vg_config_t *c);
+
+/* Parses argv[first..argc) (flags of `vigil serve`), reading --config FILE
+ * first if present. On error writes a one-line reason to err and returns
+ * VG_EINVAL. Returns VG_AGAIN if --help was given (help already printed). */
+int vg_config_parse_args(vg_config_t *c, int argc, char **argv, int first, FILE *err);
+
+/* Applies a config file. VG_EINVAL (with a line-numbered reason) on error. */
+int vg_config_load_file(vg_config_t *c, const char *path, FILE *err);
+
+void vg_config_help(FILE *out);
+
+#endif

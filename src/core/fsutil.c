@@ -1,0 +1,153 @@
+/* fsutil.c — see fsutil.h. */
+#include "core/fsutil.h"
+
+#include "core/alloc.h"
+#include "core/diag.h"
+#include "core/err.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return VG_EIO;
+    int rc = fsync(fd) == 0 ? VG_OK : VG_EIO;
+    close(fd);
+    return rc;
+}
+
+static void parent_of(const char *path, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s", path);
+    char *slash = strrchr(out, '/');
+    if (!slash)
+        snprintf(out, cap, ".");
+    else if (slash == out)
+        out[1] = '\0';
+    else
+        *slash = '\0';
+}
+
+int vg_fs_mkdir_p(const char *path)
+{
+    char buf[PATH_MAX];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+        return VG_EINVAL;
+    for (char *p = buf + 1;; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char saved = *p;
+        *p = '\0';
+        if (mkdir(buf, 0755) == 0) {
+            char parent[PATH_MAX];
+            parent_of(buf, parent, sizeof parent);
+            if (fsync_dir(parent) != VG_OK) {
+                VG_ERROR("fs", "fsync of %s failed: %s", parent, strerror(errno));
+                return VG_EIO;
+            }
+        } else if (errno != EEXIST) {
+            VG_ERROR("fs", "cannot create directory %s: %s", buf, strerror(errno));
+            return VG_EIO;
+        }
+        *p = saved;
+        if (saved == '\0')
+            break;
+    }
+    return VG_OK;
+}
+
+int vg_fs_write_atomic(const char *path, const void *buf, size_t len)
+{
+    char tmp[PATH_MAX], dir[PATH_MAX];
+    int rc = VG_EIO;
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+        return VG_EINVAL;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        VG_ERROR("fs", "cannot create %s: %s", tmp, strerror(errno));
+        return VG_EIO;
+    }
+    const uint8_t *p = buf;
+    size_t left = len;
+    while (left) {
+        ssize_t k = write(fd, p, left);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0) {
+            VG_ERROR("fs", "write to %s failed: %s", tmp, k < 0 ? strerror(errno) : "short write");
+            rc = errno == ENOSPC ? VG_ENOSPC : VG_EIO;
+            goto cleanup;
+        }
+        p += k;
+        left -= (size_t)k;
+    }
+    if (fdatasync(fd) != 0) {
+        VG_ERROR("fs", "fdatasync of %s failed: %s", tmp, strerror(errno));
+        goto cleanup;
+    }
+    if (close(fd) != 0) {
+        fd = -1;
+        goto cleanup;
+    }
+    fd = -1;
+    if (rename(tmp, path) != 0) {
+        VG_ERROR("fs", "rename %s -> %s failed: %s", tmp, path, strerror(errno));
+        goto cleanup;
+    }
+    parent_of(path, dir, sizeof dir);
+    rc = fsync_dir(dir);
+    if (rc)
+        VG_ERROR("fs", "fsync of directory %s failed: %s", dir, strerror(errno));
+    return rc;
+cleanup:
+    if (fd >= 0)
+        close(fd);
+    unlink(tmp);
+    return rc;
+}
+
+int vg_fs_read_all(const char *path, size_t max_len, uint8_t **out, size_t *out_len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? VG_ENOTFOUND : VG_EIO;
+    int rc = VG_EIO;
+    uint8_t *buf = NULL;
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        goto cleanup;
+    if ((size_t)st.st_size > max_len) {
+        rc = VG_ETOOBIG;
+        goto cleanup;
+    }
+    buf = vg_malloc(VG_MEM_CORE, (size_t)st.st_size + 1);
+    if (!buf) {
+        rc = VG_ENOMEM;
+        goto cleanup;
+    }
+    size_t got = 0;
+    while (got < (size_t)st.st_size) {
+        ssize_t k = read(fd, buf + got, (size_t)st.st_size - got);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            break;
+        got += (size_t)k;
+    }
+    buf[got] = '\0';
+    *out = buf;
+    *out_len = got;
+    buf = NULL;
+    rc = VG_OK;
+cleanup:
+    vg_free(buf);
+    close(fd);
+    return rc;
+}

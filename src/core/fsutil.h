@@ -1,0 +1,22 @@
+/* fsutil.h — small, checked file-system helpers: mkdir -p, whole-file
+ * atomic replacement (temp file, fsync, rename, fsync the directory) and
+ * whole-file reads. Every return code is checked and reported as VG_E*. */
+#ifndef VG_CORE_FSUTIL_H
+#define VG_CORE_FSUTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Creates path and its parents (mode 0755); existing directories are fine.
+ * Newly created directories are made durable by fsyncing their parents. */
+int vg_fs_mkdir_p(const char *path);
+
+/* Replaces path with buf[0..len) atomically and durably: after a crash the
+ * file holds either the old or the new contents, never a mix. */
+int vg_fs_write_atomic(const char *path, const void *buf, size_t len);
+
+/* Reads the whole file into a new buffer (caller frees with vg_free).
+ * VG_ENOTFOUND if it does not exist, VG_ETOOBIG past max_len. */
+int vg_fs_read_all(const char *path, size_t max_len, uint8_t **out, size_t *out_len);
+
+#endif

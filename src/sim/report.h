@@ -1,0 +1,96 @@
+/* report.h — what a simulator worker measured, how it travels to the parent
+ * and how the parent prints it.
+ *
+ * Owns: the counters, the labelled-episode record, the worker→parent pipe
+ * message (one format for the per-second progress snapshot and the final
+ * result), merging across workers, and the final text table / JSON object.
+ * Does not own: measuring (worker.h) or the progress line (sim.c).
+ *
+ * Pipe message, host byte order (both ends are forks of one binary):
+ *   u32 kind (VG_SIMREPORT_PROGRESS | VG_SIMREPORT_FINAL), u32 body length,
+ *   body: vg_simcounters_t as is, the PUBACK histogram and the alert
+ *   histogram (vg_simhist_encode), u64 episode count, the episodes as is.
+ * Snapshots are cumulative, so the parent simply keeps the latest one per
+ * worker; a lost or late snapshot costs nothing but a stale progress line. */
+#ifndef VG_SIM_REPORT_H
+#define VG_SIM_REPORT_H
+
+#include "sim/hist.h"
+
+#include <stdint.h>
+#include <stdio.h>
+
+enum { VG_SIMREPORT_PROGRESS = 1, VG_SIMREPORT_FINAL = 2 };
+
+typedef struct {
+    uint64_t devices;          /* devices this report covers */
+    uint64_t connected;        /* devices whose CONNACK accepted them */
+    uint64_t connect_failures; /* refused, timed out, or never attempted before the run ended */
+    uint64_t sent;             /* PUBLISH packets queued */
+    uint64_t acked;            /* PUBACKs matched to an in-flight publish */
+    uint64_t failed;           /* QoS 1: not acked by the end of drain; QoS 0: lost in a closed socket's buffer */
+    uint64_t disconnects;      /* established connections that closed under us */
+    uint64_t deferred;         /* sends postponed because the in-flight window or buffer was full */
+    uint64_t alerts_received;  /* alerts for this report's devices */
+    uint64_t false_alerts;     /* alerts matching no injected episode */
+    uint64_t injected;         /* anomaly episodes started */
+    uint64_t detected;         /* episodes matched by at least one alert */
+    uint64_t alert_sub_ok;     /* workers whose alerts/# subscription was granted */
+    uint64_t send_us;          /* length of the send phase, microseconds (max over workers) */
+} vg_simcounters_t;
+
+typedef struct {
+    uint32_t device; /* fleet-wide device index */
+    uint8_t type;    /* vg_simdev_anomaly_t: HIGH or LOW */
+    uint8_t detected;
+    uint8_t pad[2];
+    int64_t first_ts_ms; /* timestamp of the episode's first event */
+    int64_t last_ts_ms;  /* ... and of its last event sent */
+} vg_simepisode_t;
+
+typedef struct {
+    vg_simcounters_t c;
+    vg_simhist_t ack;   /* publish → PUBACK, µs */
+    vg_simhist_t alert; /* publish → alert, µs */
+    vg_simepisode_t *episodes;
+    size_t n_episodes;
+} vg_simreport_t;
+
+/* What the final report says about the run besides the measurements. */
+typedef struct {
+    const char *target;
+    unsigned workers;
+    int qos;
+    double interval_s;
+    const char *prefix;
+    unsigned id_width;
+} vg_simreport_meta_t;
+
+/* Allocates an empty report (the histograms make it ~75 KB). Returns NULL
+ * on allocation failure; release with vg_simreport_free (NULL accepted). */
+vg_simreport_t *vg_simreport_new(void);
+void vg_simreport_free(vg_simreport_t *r);
+
+/* Writes one message to fd (blocking, whole or error). Returns VG_OK,
+ * VG_ENOMEM, or VG_EIO if the pipe is gone. */
+int vg_simreport_write(int fd, int kind, const vg_simcounters_t *c, const vg_simhist_t *ack, const vg_simhist_t *alert,
+                       const vg_simepisode_t *eps, size_t n);
+
+/* Looks for one complete message at buf[0..len). Returns VG_AGAIN if it is
+ * not all there yet; VG_OK with *used and *kind set and `into` replaced by
+ * its contents (episodes are copied; `into` owns them); VG_EMALFORMED or
+ * VG_ENOMEM otherwise. */
+int vg_simreport_read(const uint8_t *buf, size_t len, size_t *used, int *kind, vg_simreport_t *into);
+
+/* Adds src to dst: counters summed (send_us: the maximum), histograms
+ * merged, episodes appended. Returns VG_OK or VG_ENOMEM (dst then lacks
+ * src's episodes but is otherwise merged). */
+int vg_simreport_merge(vg_simreport_t *dst, const vg_simreport_t *src);
+
+/* The final report as a human-readable table, or as one JSON object and a
+ * newline (the keys the brief defines, plus "qos", "interval_s" and
+ * "deferred"). */
+void vg_simreport_print_text(FILE *f, const vg_simreport_t *r, const vg_simreport_meta_t *m);
+void vg_simreport_print_json(FILE *f, const vg_simreport_t *r, const vg_simreport_meta_t *m);
+
+#endif

@@ -1,0 +1,1194 @@
+/* worker.c — see worker.h.
+ *
+ * Shape of the loop: epoll_wait with a timeout that is the earliest of the
+ * heap's next timer, the next progress report, the next connect slot and the
+ * phase deadline; then socket events; then every device whose timer is due
+ * (send, keepalive ping, or connect timeout), capped per pass so that acks
+ * are read between bursts; then one write per connection that queued
+ * anything (the before-sleep flush that batches a fast device's events into
+ * one system call). EPOLLOUT is armed only while a connection has bytes
+ * left over.
+ *
+ * Why a device never allocates per event: its output buffer is kept and
+ * grows only to the largest burst it ever queued, the in-flight table is one
+ * array for the whole slice (a fixed window of slots per device, indexed by
+ * packet id), and events are rendered from the template in payload.c.
+ *
+ * Bookkeeping invariants: a device is in the heap iff it has a socket;
+ * want_out mirrors the EPOLLOUT bit registered for it; inflight counts the
+ * device's non-empty slots. */
+#include "sim/worker.h"
+
+#include "core/alloc.h"
+#include "core/clock.h"
+#include "core/diag.h"
+#include "core/err.h"
+#include "core/json.h"
+#include "mqtt/codec.h"
+#include "sim/device.h"
+#include "sim/hist.h"
+#include "sim/ledger.h"
+#include "sim/payload.h"
+#include "sim/report.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#define MOD "sim"
+#define NS 1000000000ull
+#define MS 1000000ull
+#define KEEPALIVE_S 60
+#define PING_AFTER (30 * NS)      /* half the keepalive: a ping is never late */
+#define CONNECT_TIMEOUT (10 * NS) /* TCP handshake plus CONNACK */
+#define SUB_WAIT (3 * NS)         /* devices start even if the alert subscription is not up by then */
+#define MAX_PENDING 1000          /* handshakes in progress; keeps the server's accept backlog from overflowing */
+#define OUT_MAX (256u * 1024u)    /* a device's output buffer; beyond it the device waits */
+#define SUB_IN_MAX (4u * 1024u * 1024u)
+#define READ_CHUNK 65536u
+#define TIMER_BUDGET 4096 /* due timers handled per pass before reading sockets again */
+#define MAX_EVENTS 1024
+#define SLOT_TIME_MASK ((1ull << 48) - 1)
+#define NO_POS UINT32_MAX
+
+enum { ST_IDLE = 0, ST_CONNECTING, ST_CONNACK, ST_SUBACK, ST_UP, ST_CLOSED };
+enum { TAG_DEV = 0, TAG_SUB = 1, TAG_SIG = 2 };
+enum { PH_RUN = 0, PH_DRAIN, PH_DONE };
+enum { BLOCK_NONE = 0, BLOCK_WINDOW, BLOCK_BUFFER };
+
+typedef struct {
+    uint8_t *p;
+    uint32_t off, len, cap;
+} obuf_t;
+
+typedef struct {
+    int fd;
+    uint8_t state;
+    uint8_t blocked; /* BLOCK_*: why the next send waits */
+    uint8_t dirty;   /* in the flush list */
+    uint8_t want_out;
+    uint8_t in_len; /* a partial ack carried over to the next read */
+    uint8_t in[7];
+    uint16_t next_pid;
+    uint16_t inflight;
+    uint32_t heap_pos;
+    uint64_t next_send_ns;
+    uint64_t last_tx_ns;
+    obuf_t out;
+    vg_simdev_t m;
+} sdev_t;
+
+typedef struct {
+    int fd;
+    int state;
+    int want_out;
+    uint64_t deadline_ns; /* handshake deadline */
+    uint64_t last_tx_ns;
+    obuf_t in, out;
+} sub_t;
+
+/* A heap entry carries its key so that sifting never touches the (large,
+ * cache-cold) device structs except to update their positions. */
+typedef struct {
+    uint64_t t;
+    uint32_t dev;
+} hent_t;
+
+typedef struct {
+    const vg_simworker_cfg_t *cfg;
+    int ep, sfd;
+    sdev_t *dev;
+    uint32_t n;
+    hent_t *heap;
+    uint32_t heap_len;
+    uint64_t *inflight; /* n * win slots: (pid << 48) | (send time - mono0 + 1), 0 = free */
+    uint32_t win;       /* slots per device, a power of two */
+    uint32_t *dirty;
+    uint32_t n_dirty;
+    uint32_t next_connect; /* next device to connect, in index order */
+    uint32_t pending;      /* handshakes in progress */
+    uint32_t n_up;
+    uint32_t n_want_out;
+    uint64_t inflight_total;
+    uint64_t connects_started;
+    uint64_t connect_start_ns;
+    vg_simledger_t *ledger;
+    sub_t sub;
+    uint64_t sub_wait_until;
+    vg_simpayload_t tpl;
+    vg_simpayload_clock_t clk;
+    vg_simdev_cfg_t dcfg;
+    uint64_t interval_ns;
+    vg_simcounters_t c;
+    vg_simhist_t ack, alert;
+    uint64_t now;   /* CLOCK_MONOTONIC ns, refreshed per wakeup and per event */
+    int64_t now_ms; /* wall-clock ms derived from it */
+    uint64_t mono0;
+    int64_t wall0;
+    int phase;
+    uint64_t send_end, sent_until, drain_end, next_report, last_signal;
+    uint64_t lost_qos0;
+    uint8_t *rbuf;
+    bool devs_ready; /* dev[] initialised (fd = -1 ...) */
+    int warned_socket, warned_bind, warned_connack, warned_eps;
+} worker_t;
+
+static void tick(worker_t *w)
+{
+    w->now = vg_clock_mono_ns();
+    w->now_ms = w->wall0 + (int64_t)((w->now - w->mono0) / MS);
+}
+
+/* ---- output buffers ---- */
+
+/* Makes room for n more bytes, compacting first and growing up to max. */
+static int obuf_reserve(obuf_t *b, size_t n, size_t max)
+{
+    if (b->len + n <= b->cap)
+        return VG_OK;
+    if (b->off) {
+        memmove(b->p, b->p + b->off, b->len - b->off);
+        b->len -= b->off;
+        b->off = 0;
+        if (b->len + n <= b->cap)
+            return VG_OK;
+    }
+    size_t cap = b->cap ? b->cap : 1024;
+    while (cap < b->len + n)
+        cap *= 2;
+    if (cap > max)
+        return VG_ENOSPC;
+    uint8_t *p = vg_realloc(VG_MEM_SIM, b->p, cap);
+    if (!p)
+        return VG_ENOMEM;
+    b->p = p;
+    b->cap = (uint32_t)cap;
+    return VG_OK;
+}
+
+static void obuf_free(obuf_t *b)
+{
+    vg_free(b->p);
+    *b = (obuf_t){0};
+}
+
+/* Writes what b holds. VG_OK: all written; VG_AGAIN: some left; VG_EIO:
+ * the connection is broken. */
+static int obuf_flush(obuf_t *b, int fd)
+{
+    while (b->off < b->len) {
+        ssize_t r = send(fd, b->p + b->off, b->len - b->off, MSG_NOSIGNAL);
+        if (r > 0) {
+            b->off += (uint32_t)r;
+            continue;
+        }
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return VG_AGAIN;
+        return VG_EIO;
+    }
+    b->off = b->len = 0;
+    return VG_OK;
+}
+
+/* ---- the timer heap: min-heap of (time, device) ---- */
+
+/* Moves the entry e (whose slot is pos) up or down to where it belongs. */
+static void heap_place(worker_t *w, uint32_t pos, hent_t e)
+{
+    hent_t *h = w->heap;
+    while (pos) {
+        uint32_t parent = (pos - 1) / 2;
+        if (h[parent].t <= e.t)
+            break;
+        h[pos] = h[parent];
+        w->dev[h[pos].dev].heap_pos = pos;
+        pos = parent;
+    }
+    for (;;) {
+        uint32_t l = 2 * pos + 1, r = l + 1, m = l;
+        if (l >= w->heap_len)
+            break;
+        if (r < w->heap_len && h[r].t < h[l].t)
+            m = r;
+        if (h[m].t >= e.t)
+            break;
+        h[pos] = h[m];
+        w->dev[h[pos].dev].heap_pos = pos;
+        pos = m;
+    }
+    h[pos] = e;
+    w->dev[e.dev].heap_pos = pos;
+}
+
+/* Inserts device i or moves it to its new time. */
+static void heap_set(worker_t *w, uint32_t i, uint64_t t)
+{
+    uint32_t pos = w->dev[i].heap_pos;
+    if (pos == NO_POS)
+        pos = w->heap_len++;
+    heap_place(w, pos, (hent_t){t, i});
+}
+
+static void heap_del(worker_t *w, uint32_t i)
+{
+    uint32_t pos = w->dev[i].heap_pos;
+    if (pos == NO_POS)
+        return;
+    w->dev[i].heap_pos = NO_POS;
+    uint32_t last = --w->heap_len;
+    if (pos != last)
+        heap_place(w, pos, w->heap[last]);
+}
+
+/* When device i next needs attention. */
+static uint64_t dev_due(const worker_t *w, const sdev_t *d)
+{
+    uint64_t ping = d->last_tx_ns + PING_AFTER;
+    if (w->phase == PH_RUN && d->blocked == BLOCK_NONE && d->next_send_ns < ping)
+        return d->next_send_ns;
+    return ping;
+}
+
+/* ---- device connections ---- */
+
+static void set_interest(worker_t *w, uint32_t i)
+{
+    sdev_t *d = &w->dev[i];
+    int want = d->state == ST_CONNECTING || d->out.off < d->out.len;
+    if (want == d->want_out)
+        return;
+    struct epoll_event ev = {.events = EPOLLIN | (want ? EPOLLOUT : 0), .data.u64 = i};
+    epoll_ctl(w->ep, EPOLL_CTL_MOD, d->fd, &ev);
+    d->want_out = (uint8_t)want;
+    w->n_want_out += want ? 1u : (uint32_t)-1;
+}
+
+static void close_dev(worker_t *w, uint32_t i)
+{
+    sdev_t *d = &w->dev[i];
+    if (d->fd >= 0)
+        close(d->fd);
+    d->fd = -1;
+    heap_del(w, i);
+    if (d->want_out)
+        w->n_want_out--;
+    d->want_out = 0;
+    if (d->state == ST_CONNECTING || d->state == ST_CONNACK)
+        w->pending--;
+    if (d->state == ST_UP) {
+        w->n_up--;
+        if (w->cfg->qos == 0 && d->out.len > d->out.off)
+            w->lost_qos0 += (d->out.len - d->out.off + w->tpl.pkt_len - 1u) / w->tpl.pkt_len;
+    }
+    /* Unacked publishes stay in the table: they count as failed at the end. */
+    w->inflight_total -= d->inflight;
+    d->inflight = 0;
+    obuf_free(&d->out);
+    d->state = ST_CLOSED;
+    d->blocked = BLOCK_NONE;
+    d->in_len = 0;
+}
+
+static void fail_connect(worker_t *w, uint32_t i)
+{
+    w->c.connect_failures++;
+    close_dev(w, i);
+}
+
+/* The connection broke: a disconnect if it was up, else a failed connect. */
+static void lost(worker_t *w, uint32_t i)
+{
+    if (w->dev[i].state == ST_UP) {
+        w->c.disconnects++;
+        close_dev(w, i);
+    } else {
+        fail_connect(w, i);
+    }
+}
+
+static void mark_dirty(worker_t *w, uint32_t i)
+{
+    if (!w->dev[i].dirty) {
+        w->dev[i].dirty = 1;
+        w->dirty[w->n_dirty++] = i;
+    }
+}
+
+static void flush_dev(worker_t *w, uint32_t i)
+{
+    sdev_t *d = &w->dev[i];
+    int rc = obuf_flush(&d->out, d->fd);
+    if (rc == VG_EIO) {
+        lost(w, i);
+        return;
+    }
+    if (rc == VG_OK && d->blocked == BLOCK_BUFFER) {
+        d->blocked = BLOCK_NONE;
+        heap_set(w, i, dev_due(w, d));
+    }
+    set_interest(w, i);
+}
+
+static void start_connect(worker_t *w, uint32_t i)
+{
+    const vg_simworker_cfg_t *cfg = w->cfg;
+    sdev_t *d = &w->dev[i];
+    uint32_t g = cfg->first + i;
+    int one = 1;
+    int fd = socket(cfg->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        if (!w->warned_socket++)
+            VG_WARN(MOD, "worker %u: socket: %s (further failures counted silently)", cfg->worker_id, strerror(errno));
+        w->c.connect_failures++;
+        d->state = ST_CLOSED;
+        return;
+    }
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (cfg->spread_sources) {
+        /* Many source addresses, and the port chosen at connect() time, so
+         * that 19,000+ connections never exhaust one address's ephemeral
+         * ports. */
+        setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+        struct sockaddr_in src = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000000u | (2u + g % 200u))};
+        if (bind(fd, (struct sockaddr *)&src, sizeof src) < 0 && !w->warned_bind++)
+            VG_WARN(MOD, "worker %u: bind 127.0.0.%u: %s (connecting from the default address)", cfg->worker_id,
+                    2u + g % 200u, strerror(errno));
+    }
+    if (connect(fd, (const struct sockaddr *)&cfg->addr, cfg->addr_len) < 0 && errno != EINPROGRESS) {
+        if (!w->warned_socket++)
+            VG_WARN(MOD, "worker %u: connect: %s (further failures counted silently)", cfg->worker_id, strerror(errno));
+        close(fd);
+        w->c.connect_failures++;
+        d->state = ST_CLOSED;
+        return;
+    }
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.u64 = i};
+    if (epoll_ctl(w->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
+        close(fd);
+        w->c.connect_failures++;
+        d->state = ST_CLOSED;
+        return;
+    }
+    d->fd = fd;
+    d->state = ST_CONNECTING;
+    d->want_out = 1;
+    w->n_want_out++;
+    w->pending++;
+    heap_set(w, i, w->now + CONNECT_TIMEOUT);
+}
+
+/* Encodes our CONNECT for client id id into b. */
+static int queue_connect(obuf_t *b, const char *id, size_t id_len)
+{
+    vg_mqtt_connect_t c = {
+        .protocol_level = 4,
+        .clean_session = true,
+        .keepalive = KEEPALIVE_S,
+        .client_id = {(const uint8_t *)id, id_len},
+    };
+    int rc = obuf_reserve(b, 32 + id_len, OUT_MAX);
+    if (rc != VG_OK)
+        return rc;
+    int n = vg_mqtt_encode_connect(b->p + b->len, b->cap - b->len, &c);
+    if (n < 0)
+        return n;
+    b->len += (uint32_t)n;
+    return VG_OK;
+}
+
+static void on_tcp_connected(worker_t *w, uint32_t i)
+{
+    sdev_t *d = &w->dev[i];
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(d->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err) {
+        if (!w->warned_socket++)
+            VG_WARN(MOD, "worker %u: connect: %s (further failures counted silently)", w->cfg->worker_id,
+                    strerror(err ? err : errno));
+        fail_connect(w, i);
+        return;
+    }
+    char id[VG_SIMPAYLOAD_MAX_PREFIX + 16];
+    int n = vg_simpayload_device_id(w->cfg->prefix, w->tpl.id_width, w->cfg->first + i, id, sizeof id);
+    if (n < 0 || queue_connect(&d->out, id, (size_t)n) != VG_OK) {
+        fail_connect(w, i);
+        return;
+    }
+    d->state = ST_CONNACK;
+    d->last_tx_ns = w->now;
+    flush_dev(w, i);
+}
+
+static void queue_ping(worker_t *w, uint32_t i)
+{
+    sdev_t *d = &w->dev[i];
+    if (obuf_reserve(&d->out, 2, OUT_MAX) != VG_OK)
+        return;
+    vg_mqtt_encode_empty(d->out.p + d->out.len, 2, VG_MQTT_PINGREQ);
+    d->out.len += 2;
+    d->last_tx_ns = w->now;
+    mark_dirty(w, i);
+}
+
+static void send_event(worker_t *w, uint32_t i)
+{
+    sdev_t *d = &w->dev[i];
+    const vg_simpayload_t *t = &w->tpl;
+    uint64_t *slot = NULL;
+    uint16_t pid = 0;
+    if (w->cfg->qos) {
+        pid = d->next_pid;
+        slot = &w->inflight[(size_t)i * w->win + (pid & (w->win - 1))];
+        if (*slot) {
+            d->blocked = BLOCK_WINDOW;
+            w->c.deferred++;
+            return;
+        }
+    }
+    if (obuf_reserve(&d->out, t->pkt_len, OUT_MAX) != VG_OK) {
+        d->blocked = BLOCK_BUFFER;
+        w->c.deferred++;
+        return;
+    }
+    vg_simdev_sample_t s;
+    vg_simdev_next(&d->m, &w->dcfg, w->now_ms, &s);
+    vg_simpayload_render(t, &w->clk, d->out.p + d->out.len, pid, &d->m, &s);
+    d->out.len += t->pkt_len;
+    if (slot) {
+        *slot = ((uint64_t)pid << 48) | ((w->now - w->mono0 + 1) & SLOT_TIME_MASK);
+        d->next_pid = pid == 65535 ? 1 : (uint16_t)(pid + 1);
+        d->inflight++;
+        w->inflight_total++;
+    }
+    w->c.injected += s.episode_start;
+    if (vg_simledger_sent(w->ledger, i, &s, w->now) != VG_OK && !w->warned_eps++)
+        VG_WARN(MOD, "worker %u: out of memory recording episodes; unrecorded ones count as missed", w->cfg->worker_id);
+    w->c.sent++;
+    d->last_tx_ns = w->now;
+    mark_dirty(w, i);
+    double jitter = 0.9 + 0.2 * vg_simdev_uniform(&d->m);
+    d->next_send_ns += (uint64_t)((double)w->interval_ns * jitter);
+    /* A device that fell behind (CPU saturated) catches up, but never by
+     * more than a second's worth of events. */
+    if (d->next_send_ns + NS < w->now)
+        d->next_send_ns = w->now;
+}
+
+static void on_puback(worker_t *w, uint32_t i, uint16_t pid)
+{
+    sdev_t *d = &w->dev[i];
+    uint64_t *slot = &w->inflight[(size_t)i * w->win + (pid & (w->win - 1))];
+    if (!*slot || (*slot >> 48) != pid)
+        return; /* not ours or a duplicate: nothing to measure */
+    uint64_t sent_ns = w->mono0 + (*slot & SLOT_TIME_MASK) - 1;
+    vg_simhist_record(&w->ack, (w->now - sent_ns) / 1000);
+    *slot = 0;
+    d->inflight--;
+    w->inflight_total--;
+    w->c.acked++;
+    if (d->blocked == BLOCK_WINDOW) {
+        d->blocked = BLOCK_NONE;
+        heap_set(w, i, dev_due(w, d));
+    }
+}
+
+static void on_connack(worker_t *w, uint32_t i, const uint8_t *body, size_t len)
+{
+    sdev_t *d = &w->dev[i];
+    bool sp;
+    uint8_t rc;
+    if (vg_mqtt_decode_connack(body, len, &sp, &rc) != VG_OK || rc != VG_MQTT_CONNACK_ACCEPTED) {
+        if (!w->warned_connack++)
+            VG_WARN(MOD, "worker %u: CONNACK refused (return code %d)", w->cfg->worker_id,
+                    vg_mqtt_decode_connack(body, len, &sp, &rc) == VG_OK ? rc : -1);
+        fail_connect(w, i);
+        return;
+    }
+    w->pending--;
+    d->state = ST_UP;
+    w->n_up++;
+    w->c.connected++;
+    /* A random phase within the first interval spreads the fleet's sends;
+     * a device with a forced episode starts early, or a long interval could
+     * push its episode past the end of a short run. */
+    uint64_t phase = w->interval_ns;
+    if (d->m.force_at >= 0 && phase > 2 * NS)
+        phase = 2 * NS;
+    d->next_send_ns = w->now + (uint64_t)((double)phase * vg_simdev_uniform(&d->m));
+    heap_set(w, i, dev_due(w, d));
+}
+
+static void read_dev(worker_t *w, uint32_t i)
+{
+    sdev_t *d = &w->dev[i];
+    uint8_t *buf = w->rbuf;
+    size_t have = d->in_len;
+    memcpy(buf, d->in, have);
+    ssize_t r = read(d->fd, buf + have, READ_CHUNK);
+    if (r == 0) {
+        lost(w, i);
+        return;
+    }
+    if (r < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            lost(w, i);
+        return;
+    }
+    have += (size_t)r;
+    d->in_len = 0;
+    size_t off = 0;
+    while (off < have) {
+        uint8_t type, flags;
+        size_t hl, rl;
+        int rc = vg_mqtt_frame(buf + off, have - off, 1u << 20, &type, &flags, &hl, &rl);
+        if (rc == VG_AGAIN) {
+            /* Only acks are expected here; a longer partial packet is not
+             * something a device connection can receive. */
+            if (have - off > sizeof d->in) {
+                lost(w, i);
+                return;
+            }
+            d->in_len = (uint8_t)(have - off);
+            memcpy(d->in, buf + off, d->in_len);
+            break;
+        }
+        if (rc != VG_OK) {
+            lost(w, i);
+            return;
+        }
+        const uint8_t *body = buf + off + hl;
+        off += hl + rl;
+        if (type == VG_MQTT_PUBACK && d->state == ST_UP) {
+            uint16_t pid;
+            if (vg_mqtt_decode_packet_id(body, rl, &pid) == VG_OK)
+                on_puback(w, i, pid);
+        } else if (type == VG_MQTT_CONNACK && d->state == ST_CONNACK) {
+            on_connack(w, i, body, rl);
+            if (d->state != ST_UP)
+                return;
+        }
+        /* PINGRESP and anything else: nothing to do. */
+    }
+}
+
+static void dev_event(worker_t *w, uint32_t i, uint32_t events)
+{
+    sdev_t *d = &w->dev[i];
+    if (d->state == ST_CLOSED || d->state == ST_IDLE)
+        return; /* closed earlier in this batch */
+    if (d->state == ST_CONNECTING) {
+        on_tcp_connected(w, i);
+        return;
+    }
+    if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+        read_dev(w, i);
+    if (d->state != ST_CLOSED && (events & EPOLLOUT))
+        flush_dev(w, i);
+}
+
+static void dev_timer(worker_t *w, uint32_t i)
+{
+    sdev_t *d = &w->dev[i];
+    if (d->state != ST_UP) {
+        fail_connect(w, i); /* handshake deadline */
+        return;
+    }
+    if (w->phase == PH_RUN && d->blocked == BLOCK_NONE && w->now >= d->next_send_ns)
+        send_event(w, i);
+    else if (w->now >= d->last_tx_ns + PING_AFTER)
+        queue_ping(w, i);
+    heap_set(w, i, dev_due(w, d));
+}
+
+static void run_timers(worker_t *w)
+{
+    for (int budget = TIMER_BUDGET; budget > 0 && w->heap_len; budget--) {
+        if (w->heap[0].t > w->now)
+            return;
+        dev_timer(w, w->heap[0].dev);
+    }
+}
+
+static void flush_dirty(worker_t *w)
+{
+    for (uint32_t k = 0; k < w->n_dirty; k++) {
+        uint32_t i = w->dirty[k];
+        w->dev[i].dirty = 0;
+        if (w->dev[i].fd >= 0)
+            flush_dev(w, i);
+    }
+    w->n_dirty = 0;
+}
+
+static void pace_connects(worker_t *w)
+{
+    if (w->next_connect >= w->n)
+        return;
+    if (w->sub.state != ST_UP && w->sub.state != ST_CLOSED && w->now < w->sub_wait_until)
+        return; /* give the alert subscription a head start */
+    if (!w->connect_start_ns)
+        w->connect_start_ns = w->now;
+    double rate = w->cfg->connect_rate;
+    double burst = rate / 50 < 1 ? 1 : rate / 50;
+    double allowed = (double)(w->now - w->connect_start_ns) / 1e9 * rate + burst;
+    while (w->next_connect < w->n && w->pending < MAX_PENDING && (double)w->connects_started < allowed) {
+        w->connects_started++;
+        start_connect(w, w->next_connect++);
+    }
+}
+
+/* ---- the alert subscriber ---- */
+
+static void sub_close(worker_t *w, const char *why)
+{
+    sub_t *s = &w->sub;
+    if (s->state != ST_CLOSED && why)
+        VG_WARN(MOD, "worker %u: alert subscriber: %s; alerts are no longer counted", w->cfg->worker_id, why);
+    if (s->fd >= 0)
+        close(s->fd);
+    s->fd = -1;
+    s->state = ST_CLOSED;
+    obuf_free(&s->in);
+    obuf_free(&s->out);
+}
+
+static void sub_flush(worker_t *w)
+{
+    sub_t *s = &w->sub;
+    int rc = obuf_flush(&s->out, s->fd);
+    if (rc == VG_EIO) {
+        sub_close(w, "write failed");
+        return;
+    }
+    int want = s->state == ST_CONNECTING || rc == VG_AGAIN;
+    if (want != s->want_out) {
+        struct epoll_event ev = {.events = EPOLLIN | (want ? EPOLLOUT : 0), .data.u64 = (uint64_t)TAG_SUB << 32};
+        epoll_ctl(w->ep, EPOLL_CTL_MOD, s->fd, &ev);
+        s->want_out = want;
+    }
+}
+
+static void sub_start(worker_t *w)
+{
+    const vg_simworker_cfg_t *cfg = w->cfg;
+    sub_t *s = &w->sub;
+    int one = 1;
+    s->state = ST_CLOSED;
+    s->fd = socket(cfg->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (s->fd < 0) {
+        sub_close(w, NULL);
+        VG_WARN(MOD, "worker %u: alert subscriber: socket: %s", cfg->worker_id, strerror(errno));
+        return;
+    }
+    setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.u64 = (uint64_t)TAG_SUB << 32};
+    if ((connect(s->fd, (const struct sockaddr *)&cfg->addr, cfg->addr_len) < 0 && errno != EINPROGRESS) ||
+        epoll_ctl(w->ep, EPOLL_CTL_ADD, s->fd, &ev) < 0) {
+        VG_WARN(MOD, "worker %u: alert subscriber: connect: %s", cfg->worker_id, strerror(errno));
+        sub_close(w, NULL);
+        return;
+    }
+    s->state = ST_CONNECTING;
+    s->want_out = 1;
+    s->deadline_ns = w->now + CONNECT_TIMEOUT;
+}
+
+/* Parses "<prefix><digits>" into this worker's local device index. */
+static bool local_device(const worker_t *w, const char *id, size_t len, uint32_t *local)
+{
+    size_t plen = strlen(w->cfg->prefix);
+    if (len <= plen || len - plen > 10 || memcmp(id, w->cfg->prefix, plen) != 0)
+        return false;
+    uint64_t v = 0;
+    for (size_t k = plen; k < len; k++) {
+        if (id[k] < '0' || id[k] > '9')
+            return false;
+        v = v * 10 + (uint64_t)(id[k] - '0');
+    }
+    if (v < w->cfg->first || v >= (uint64_t)w->cfg->first + w->n)
+        return false;
+    *local = (uint32_t)(v - w->cfg->first);
+    return true;
+}
+
+static bool str_is(const vg_json_member_t *m, const char *s)
+{
+    size_t n = strlen(s);
+    return m && m->type == VG_JSON_STRING && m->raw_len == n && memcmp(m->raw, s, n) == 0;
+}
+
+/* One alert: count it if it is about one of our devices, match it against
+ * that device's episodes and measure how long after the event it came. */
+static void on_alert(worker_t *w, const vg_mqtt_publish_t *p)
+{
+    vg_json_member_t mem[24];
+    size_t count = 0;
+    const vg_json_member_t *id = NULL, *type = NULL, *etime = NULL;
+    if (vg_json_object((const char *)p->payload.p, p->payload.len, 16, mem, 24, &count) == VG_OK) {
+        size_t n = count < 24 ? count : 24;
+        id = vg_json_find(mem, n, "deviceId");
+        type = vg_json_find(mem, n, "type");
+        etime = vg_json_find(mem, n, "eventTimeMs");
+    }
+    uint32_t i;
+    if (id && id->type == VG_JSON_STRING) {
+        if (!local_device(w, id->raw, id->raw_len, &i))
+            return;
+    } else {
+        /* Unreadable payload: the topic alerts/<deviceId> still says whose. */
+        static const char pre[] = "alerts/";
+        if (p->topic.len <= sizeof pre - 1 || memcmp(p->topic.p, pre, sizeof pre - 1) != 0 ||
+            !local_device(w, (const char *)p->topic.p + sizeof pre - 1, p->topic.len - (sizeof pre - 1), &i))
+            return;
+    }
+    w->c.alerts_received++;
+    int t = str_is(type, "HIGH_HEART_RATE") ? VG_SIMDEV_HIGH : str_is(type, "LOW_HEART_RATE") ? VG_SIMDEV_LOW : 0;
+    int64_t ts;
+    if (!t || !etime || vg_json_int64(etime, &ts) != VG_OK) {
+        w->c.false_alerts++;
+        return;
+    }
+    uint64_t sent_ns;
+    vg_simledger_verdict_t v = vg_simledger_alert(w->ledger, i, t, ts, &sent_ns);
+    w->c.detected += v == VG_SIMLEDGER_DETECTED;
+    w->c.false_alerts += v == VG_SIMLEDGER_FALSE;
+    if (sent_ns)
+        vg_simhist_record(&w->alert, (w->now - sent_ns) / 1000);
+}
+
+static void sub_packet(worker_t *w, uint8_t type, uint8_t flags, const uint8_t *body, size_t len)
+{
+    sub_t *s = &w->sub;
+    if (type == VG_MQTT_CONNACK && s->state == ST_CONNACK) {
+        bool sp;
+        uint8_t rc;
+        if (vg_mqtt_decode_connack(body, len, &sp, &rc) != VG_OK || rc != VG_MQTT_CONNACK_ACCEPTED) {
+            sub_close(w, "CONNACK refused");
+            return;
+        }
+        static const char filter[] = "alerts/#";
+        vg_mqtt_sub_t sub = {.filter = {(const uint8_t *)filter, sizeof filter - 1}, .qos = 1};
+        if (obuf_reserve(&s->out, 64, OUT_MAX) != VG_OK) {
+            sub_close(w, "out of memory");
+            return;
+        }
+        int n = vg_mqtt_encode_subscribe(s->out.p + s->out.len, s->out.cap - s->out.len, 1, &sub, 1);
+        if (n < 0) {
+            sub_close(w, "cannot encode SUBSCRIBE");
+            return;
+        }
+        s->out.len += (uint32_t)n;
+        s->last_tx_ns = w->now;
+        s->state = ST_SUBACK;
+    } else if (type == VG_MQTT_SUBACK && s->state == ST_SUBACK) {
+        uint16_t pid;
+        uint8_t rcs[1];
+        size_t n;
+        if (vg_mqtt_decode_suback(body, len, &pid, rcs, 1, &n) != VG_OK || n != 1 || rcs[0] == VG_MQTT_SUBACK_FAILURE) {
+            sub_close(w, "SUBSCRIBE alerts/# refused");
+            return;
+        }
+        s->state = ST_UP;
+        w->c.alert_sub_ok = 1;
+    } else if (type == VG_MQTT_PUBLISH) {
+        vg_mqtt_publish_t p;
+        if (vg_mqtt_decode_publish(flags, body, len, &p) != VG_OK)
+            return;
+        on_alert(w, &p);
+        if (p.qos > 0 && obuf_reserve(&s->out, 4, OUT_MAX) == VG_OK) {
+            uint8_t ack = p.qos == 1 ? VG_MQTT_PUBACK : VG_MQTT_PUBREC;
+            s->out.len += (uint32_t)vg_mqtt_encode_ack(s->out.p + s->out.len, 4, ack, p.packet_id);
+            s->last_tx_ns = w->now;
+        }
+    } else if (type == VG_MQTT_PUBREL) {
+        /* Only if the server downgrades nothing and sends QoS 2 anyway. */
+        uint16_t pid;
+        if (vg_mqtt_decode_packet_id(body, len, &pid) == VG_OK && obuf_reserve(&s->out, 4, OUT_MAX) == VG_OK)
+            s->out.len += (uint32_t)vg_mqtt_encode_ack(s->out.p + s->out.len, 4, VG_MQTT_PUBCOMP, pid);
+    }
+}
+
+static void sub_event(worker_t *w, uint32_t events)
+{
+    sub_t *s = &w->sub;
+    if (s->state == ST_CLOSED)
+        return;
+    if (s->state == ST_CONNECTING) {
+        int err = 0;
+        socklen_t len = sizeof err;
+        if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err) {
+            VG_WARN(MOD, "worker %u: alert subscriber: connect: %s", w->cfg->worker_id, strerror(err));
+            sub_close(w, NULL);
+            return;
+        }
+        char id[VG_SIMPAYLOAD_MAX_PREFIX + 40];
+        int n = snprintf(id, sizeof id, "%salerts-w%u-%ld", w->cfg->prefix, w->cfg->worker_id, (long)getpid());
+        if (queue_connect(&s->out, id, (size_t)n) != VG_OK) {
+            sub_close(w, "cannot encode CONNECT");
+            return;
+        }
+        s->state = ST_CONNACK;
+        s->last_tx_ns = w->now;
+        sub_flush(w);
+        return;
+    }
+    if (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
+        if (obuf_reserve(&s->in, READ_CHUNK, SUB_IN_MAX) != VG_OK) {
+            sub_close(w, "alert larger than the input buffer");
+            return;
+        }
+        ssize_t r = read(s->fd, s->in.p + s->in.len, s->in.cap - s->in.len);
+        if (r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+            sub_close(w, r == 0 ? "closed by the server" : strerror(errno));
+            return;
+        }
+        if (r > 0)
+            s->in.len += (uint32_t)r;
+        while (s->state != ST_CLOSED && s->in.off < s->in.len) {
+            uint8_t type, flags;
+            size_t hl, rl;
+            int rc = vg_mqtt_frame(s->in.p + s->in.off, s->in.len - s->in.off, SUB_IN_MAX / 2, &type, &flags, &hl, &rl);
+            if (rc == VG_AGAIN)
+                break;
+            if (rc != VG_OK) {
+                sub_close(w, "malformed packet");
+                return;
+            }
+            const uint8_t *body = s->in.p + s->in.off + hl;
+            s->in.off += (uint32_t)(hl + rl);
+            sub_packet(w, type, flags, body, rl);
+        }
+        if (s->state == ST_CLOSED)
+            return;
+        if (s->in.off == s->in.len)
+            s->in.off = s->in.len = 0;
+    }
+    sub_flush(w);
+}
+
+/* Once a second: handshake deadline and keepalive of the subscriber. */
+static void sub_housekeeping(worker_t *w)
+{
+    sub_t *s = &w->sub;
+    if (s->state == ST_CLOSED)
+        return;
+    if (s->state != ST_UP && w->now > s->deadline_ns) {
+        sub_close(w, "no CONNACK/SUBACK in time");
+        return;
+    }
+    if (s->state == ST_UP && w->now >= s->last_tx_ns + PING_AFTER && obuf_reserve(&s->out, 2, OUT_MAX) == VG_OK) {
+        vg_mqtt_encode_empty(s->out.p + s->out.len, 2, VG_MQTT_PINGREQ);
+        s->out.len += 2;
+        s->last_tx_ns = w->now;
+        sub_flush(w);
+    }
+}
+
+/* ---- phases and reports ---- */
+
+static void enter_drain(worker_t *w, double seconds)
+{
+    if (w->phase != PH_RUN)
+        return;
+    w->phase = PH_DRAIN;
+    w->sent_until = w->now;
+    w->drain_end = w->now + (uint64_t)(seconds * 1e9);
+    /* Handshakes still in progress and devices never started did not
+     * connect within the run. */
+    for (uint32_t i = 0; i < w->n; i++)
+        if (w->dev[i].state == ST_CONNECTING || w->dev[i].state == ST_CONNACK)
+            fail_connect(w, i);
+    w->c.connect_failures += w->n - w->next_connect;
+    w->next_connect = w->n;
+}
+
+static void snapshot(worker_t *w, vg_simcounters_t *c)
+{
+    *c = w->c;
+    uint64_t end = w->phase == PH_RUN ? w->now : w->sent_until;
+    c->send_us = end > w->cfg->t0_ns ? (end - w->cfg->t0_ns) / 1000 : 0;
+}
+
+static void send_progress(worker_t *w)
+{
+    vg_simcounters_t c;
+    snapshot(w, &c);
+    if (vg_simreport_write(w->cfg->report_fd, VG_SIMREPORT_PROGRESS, &c, &w->ack, &w->alert, NULL, 0) != VG_OK)
+        VG_DEBUG(MOD, "worker %u: progress report not delivered", w->cfg->worker_id);
+}
+
+static int send_final(worker_t *w)
+{
+    vg_simcounters_t c;
+    snapshot(w, &c);
+    vg_simepisode_t *eps = NULL;
+    size_t n = w->ledger ? vg_simledger_episodes(w->ledger) : 0;
+    if (n) {
+        eps = vg_calloc(VG_MEM_SIM, n, sizeof *eps);
+        if (!eps)
+            n = 0; /* the counts still travel; only the missed-episode list is lost */
+        else
+            vg_simledger_export(w->ledger, w->cfg->first, eps);
+    }
+    int rc = vg_simreport_write(w->cfg->report_fd, VG_SIMREPORT_FINAL, &c, &w->ack, &w->alert, eps, n);
+    vg_free(eps);
+    return rc;
+}
+
+/* Says goodbye politely (DISCONNECT, best effort) and counts the losses. */
+static void finish(worker_t *w)
+{
+    uint8_t bye[2];
+    vg_mqtt_encode_empty(bye, sizeof bye, VG_MQTT_DISCONNECT);
+    for (uint32_t i = 0; i < w->n; i++) {
+        sdev_t *d = &w->dev[i];
+        if (d->state == ST_UP && obuf_flush(&d->out, d->fd) == VG_OK)
+            (void)!send(d->fd, bye, sizeof bye, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (d->fd >= 0)
+            close_dev(w, i); /* counts what is still unwritten (QoS 0) */
+    }
+    sub_close(w, NULL);
+    w->c.failed = w->cfg->qos ? w->c.sent - w->c.acked : w->lost_qos0;
+}
+
+static void on_signal(worker_t *w)
+{
+    struct signalfd_siginfo si;
+    while (read(w->sfd, &si, sizeof si) == (ssize_t)sizeof si) {
+        if (w->phase == PH_RUN) {
+            /* Ctrl-C: stop sending, drain briefly. */
+            enter_drain(w, w->cfg->drain_s < 1.0 ? w->cfg->drain_s : 1.0);
+            w->last_signal = w->now;
+        } else if (w->now - w->last_signal > NS / 2) {
+            /* A second one (not the terminal's copy of the parent's
+             * forward, which arrives together with the first) ends the
+             * drain. */
+            w->phase = PH_DONE;
+        }
+    }
+}
+
+static void step_phase(worker_t *w)
+{
+    if (w->phase == PH_RUN) {
+        bool nothing_left = w->next_connect >= w->n && w->pending == 0 && w->n_up == 0 && w->connects_started;
+        if (w->now >= w->send_end || nothing_left)
+            enter_drain(w, nothing_left ? 0.0 : w->cfg->drain_s);
+    }
+    if (w->phase == PH_DRAIN) {
+        bool quiet =
+            w->inflight_total == 0 && w->n_want_out == 0 && (w->c.detected == w->c.injected || w->sub.state != ST_UP);
+        if (w->now >= w->drain_end || quiet)
+            w->phase = PH_DONE;
+    }
+    if (w->now >= w->next_report) {
+        if (w->phase != PH_DONE)
+            send_progress(w);
+        sub_housekeeping(w);
+        while (w->next_report <= w->now)
+            w->next_report += NS;
+    }
+}
+
+static int timeout_ms(const worker_t *w)
+{
+    uint64_t next = w->now + NS;
+    if (w->heap_len && w->heap[0].t < next)
+        next = w->heap[0].t;
+    if (w->next_report < next)
+        next = w->next_report;
+    if (w->phase == PH_RUN) {
+        if (w->send_end < next)
+            next = w->send_end;
+        if (w->next_connect < w->n && w->pending < MAX_PENDING) {
+            uint64_t slot = w->now + MS;
+            if (w->sub.state != ST_UP && w->sub.state != ST_CLOSED && w->sub_wait_until > w->now)
+                slot = w->sub_wait_until;
+            if (slot < next)
+                next = slot;
+        }
+    } else if (w->drain_end < next) {
+        next = w->drain_end;
+    }
+    if (w->n_dirty)
+        return 0;
+    return next <= w->now ? 0 : (int)((next - w->now + MS - 1) / MS);
+}
+
+/* Enough in-flight slots per device for ~2 s of its events, a power of two
+ * in [8, 256], and at most 2M slots (16 MB) per worker. */
+static uint32_t window_for(double interval_s, uint32_t n)
+{
+    double want = 2.0 / interval_s + 4;
+    uint32_t win = 8;
+    while (win < want && win < 256)
+        win <<= 1;
+    while (win > 8 && (uint64_t)win * n > (1u << 21))
+        win >>= 1;
+    return win;
+}
+
+static void raise_fd_limit(unsigned worker_id)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+            VG_WARN(MOD, "worker %u: cannot raise the open-file limit: %s", worker_id, strerror(errno));
+    }
+}
+
+static int setup(worker_t *w, const vg_simworker_cfg_t *cfg)
+{
+    w->cfg = cfg;
+    w->n = cfg->count;
+    w->ep = -1;
+    w->sfd = -1;
+    w->sub.fd = -1;
+    w->sub.state = ST_CLOSED;
+    vg_simhist_init(&w->ack);
+    vg_simhist_init(&w->alert);
+    w->c.devices = cfg->count;
+    w->mono0 = vg_clock_mono_ns();
+    w->wall0 = vg_clock_wall_ms();
+    tick(w);
+    w->interval_ns = (uint64_t)(cfg->interval_s * 1e9);
+    if (w->interval_ns < 1000)
+        w->interval_ns = 1000;
+    w->send_end = cfg->t0_ns + (uint64_t)(cfg->duration_s * 1e9);
+    w->next_report = cfg->t0_ns + NS;
+    vg_simdev_cfg_init(&w->dcfg, cfg->interval_s, cfg->anomaly_rate);
+
+    raise_fd_limit(cfg->worker_id);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    w->sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    w->ep = epoll_create1(EPOLL_CLOEXEC);
+    if (w->sfd < 0 || w->ep < 0)
+        return VG_EIO;
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint64_t)TAG_SIG << 32};
+    if (epoll_ctl(w->ep, EPOLL_CTL_ADD, w->sfd, &ev) < 0)
+        return VG_EIO;
+
+    int rc = vg_simpayload_init(&w->tpl, cfg->topic, cfg->prefix, vg_simpayload_id_width(cfg->fleet), cfg->qos);
+    if (rc != VG_OK)
+        return rc;
+    w->win = window_for(cfg->interval_s, w->n);
+    w->dev = vg_calloc(VG_MEM_SIM, w->n ? w->n : 1, sizeof *w->dev);
+    if (!w->dev)
+        return VG_ENOMEM;
+    for (uint32_t i = 0; i < w->n; i++) {
+        sdev_t *d = &w->dev[i];
+        d->fd = -1;
+        d->heap_pos = NO_POS;
+        d->next_pid = 1;
+        vg_simdev_init(&d->m, cfg->seed, cfg->first + i);
+    }
+    w->devs_ready = true;
+    w->heap = vg_calloc(VG_MEM_SIM, w->n ? w->n : 1, sizeof *w->heap);
+    w->dirty = vg_calloc(VG_MEM_SIM, w->n ? w->n : 1, sizeof *w->dirty);
+    w->inflight = cfg->qos ? vg_calloc(VG_MEM_SIM, (size_t)w->n * w->win + 1, sizeof *w->inflight) : NULL;
+    w->rbuf = vg_malloc(VG_MEM_SIM, READ_CHUNK + 16);
+    w->ledger = vg_simledger_new(w->n);
+    if (!w->ledger || !w->heap || !w->dirty || (cfg->qos && !w->inflight) || !w->rbuf)
+        return VG_ENOMEM;
+
+    /* A few devices spread over the fleet get an episode early so that
+     * short tests always exercise detection: HIGH, LOW, HIGH. They start at
+     * the second sample when there is time for it, else at the first. */
+    bool force = cfg->fleet >= 50 && cfg->duration_s >= 15 && cfg->anomaly_rate > 0;
+    uint32_t at = 2 * cfg->interval_s < cfg->duration_s - 3 ? 1 : 0;
+    for (uint32_t k = 0; force && k < 3; k++) {
+        uint32_t g = (uint32_t)((2ull * k + 1) * cfg->fleet / 6);
+        if (g >= cfg->first && g - cfg->first < w->n)
+            vg_simdev_force(&w->dev[g - cfg->first].m, at, k == 1 ? VG_SIMDEV_LOW : VG_SIMDEV_HIGH);
+    }
+    sub_start(w);
+    w->sub_wait_until = w->now + SUB_WAIT;
+    return VG_OK;
+}
+
+static void teardown(worker_t *w)
+{
+    if (w->devs_ready)
+        for (uint32_t i = 0; i < w->n; i++)
+            if (w->dev[i].fd >= 0 || w->dev[i].out.p)
+                close_dev(w, i);
+    sub_close(w, NULL);
+    if (w->ep >= 0)
+        close(w->ep);
+    if (w->sfd >= 0)
+        close(w->sfd);
+    vg_free(w->dev);
+    vg_free(w->heap);
+    vg_free(w->dirty);
+    vg_free(w->inflight);
+    vg_free(w->rbuf);
+    vg_simledger_free(w->ledger);
+}
+
+int vg_simworker_run(const vg_simworker_cfg_t *cfg)
+{
+    struct epoll_event evs[MAX_EVENTS];
+    worker_t *w = vg_calloc(VG_MEM_SIM, 1, sizeof *w);
+    if (!w)
+        return VG_ENOMEM;
+    int rc = setup(w, cfg);
+    if (rc != VG_OK) {
+        VG_ERROR(MOD, "worker %u: cannot start: %s", cfg->worker_id, vg_strerror(rc));
+        /* Still report, so the parent counts these devices as failed. */
+        w->c.connect_failures = cfg->count;
+        w->phase = PH_DONE;
+        goto cleanup;
+    }
+    while (w->phase != PH_DONE) {
+        tick(w);
+        step_phase(w);
+        if (w->phase == PH_DONE)
+            break;
+        if (w->phase == PH_RUN)
+            pace_connects(w);
+        run_timers(w);
+        flush_dirty(w);
+        int n = epoll_wait(w->ep, evs, MAX_EVENTS, timeout_ms(w));
+        if (n < 0 && errno != EINTR) {
+            VG_ERROR(MOD, "worker %u: epoll_wait: %s", cfg->worker_id, strerror(errno));
+            rc = VG_EIO;
+            break;
+        }
+        for (int k = 0; k < n; k++) {
+            uint32_t tag = (uint32_t)(evs[k].data.u64 >> 32);
+            tick(w);
+            if (tag == TAG_DEV)
+                dev_event(w, (uint32_t)evs[k].data.u64, evs[k].events);
+            else if (tag == TAG_SUB)
+                sub_event(w, evs[k].events);
+            else
+                on_signal(w);
+        }
+    }
+    tick(w);
+    if (w->phase == PH_RUN)
+        enter_drain(w, 0); /* the loop failed: account as if the run ended now */
+    finish(w);
+
+cleanup:;
+    int wrc = send_final(w);
+    if (wrc != VG_OK && rc == VG_OK)
+        rc = wrc;
+    teardown(w);
+    vg_free(w);
+    return rc;
+}

@@ -1,0 +1,119 @@
+/* record.c — encoding and decoding of one stream record; the byte layout is
+ * documented in record.h, next to the struct it mirrors, because readers in
+ * other modules need it more than this file does.
+ *
+ * Owns only the codec: pure functions, no I/O, no allocation, so the decoder
+ * can be fuzzed on its own. Does not know about segments or sequence order;
+ * segment.c checks that sequence numbers follow one another. */
+#include "stream/record.h"
+
+#include "core/err.h"
+
+#include <string.h>
+#include <zlib.h>
+
+static void put16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint16_t get16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+    return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
+}
+
+/* zlib's crc32 takes a uInt length; records are far below 4 GiB, but loop
+ * anyway so that the function is correct for any size_t. */
+static uint32_t crc_of(const uint8_t *p, size_t n)
+{
+    uLong crc = crc32(0L, Z_NULL, 0);
+    while (n) {
+        uInt chunk = n > 0x40000000u ? 0x40000000u : (uInt)n;
+        crc = crc32(crc, p, chunk);
+        p += chunk;
+        n -= chunk;
+    }
+    return (uint32_t)crc;
+}
+
+int vg_record_encode(uint8_t *out, size_t cap, const vg_record_t *r)
+{
+    if (r->key_len > VG_RECORD_MAX_KEY || r->meta_len > VG_RECORD_MAX_META || r->value_len > VG_RECORD_MAX_VALUE)
+        return VG_ETOOBIG;
+    size_t size = vg_record_size(r->key_len, r->meta_len, r->value_len);
+    if (size > cap)
+        return VG_ENOSPC;
+    put32(out, (uint32_t)(size - 8));
+    put64(out + 8, r->seq);
+    put64(out + 16, (uint64_t)r->arrival_ms);
+    put16(out + 24, (uint16_t)r->key_len);
+    put16(out + 26, (uint16_t)r->meta_len);
+    put32(out + 28, (uint32_t)r->value_len);
+    uint8_t *p = out + VG_RECORD_HDR;
+    /* memcpy with a NULL source is undefined even for 0 bytes. */
+    if (r->key_len)
+        memcpy(p, r->key, r->key_len);
+    p += r->key_len;
+    if (r->meta_len)
+        memcpy(p, r->meta, r->meta_len);
+    p += r->meta_len;
+    if (r->value_len)
+        memcpy(p, r->value, r->value_len);
+    put32(out + 4, crc_of(out + 8, size - 8));
+    return (int)size;
+}
+
+int vg_record_decode(const uint8_t *buf, size_t len, vg_record_t *r)
+{
+    if (len < VG_RECORD_HDR)
+        return VG_AGAIN;
+    uint32_t body_len = get32(buf);
+    size_t key_len = get16(buf + 24);
+    size_t meta_len = get16(buf + 26);
+    size_t value_len = get32(buf + 28);
+    /* Check the header before asking for more bytes, so that a garbage length
+     * is reported as corruption at once instead of making a reader wait for
+     * (or allocate) gigabytes that will never come. */
+    if (key_len > VG_RECORD_MAX_KEY || meta_len > VG_RECORD_MAX_META || value_len > VG_RECORD_MAX_VALUE)
+        return VG_ECORRUPT;
+    if ((size_t)body_len != VG_RECORD_HDR - 8 + key_len + meta_len + value_len)
+        return VG_ECORRUPT;
+    size_t size = 8 + (size_t)body_len;
+    if (len < size)
+        return VG_AGAIN;
+    if (crc_of(buf + 8, body_len) != get32(buf + 4))
+        return VG_ECORRUPT;
+    r->seq = get64(buf + 8);
+    r->arrival_ms = (int64_t)get64(buf + 16);
+    r->shard = 0;
+    r->key = buf + VG_RECORD_HDR;
+    r->key_len = key_len;
+    r->meta = r->key + key_len;
+    r->meta_len = meta_len;
+    r->value = r->meta + meta_len;
+    r->value_len = value_len;
+    return (int)size;
+}

@@ -1,0 +1,351 @@
+"""Crash consistency: kill -9 under QoS 1 load, restart on the same data.
+
+One scenario (module fixture) runs once:
+  1. four paho publisher threads, 20 devices each, publish distinct events
+     (a unique "seq" in every payload, some heart rates of 150) and record
+     which ones were PUBACKed; the server is killed with SIGKILL mid-run;
+  2. the alerts stream is read from the files while the server is down;
+  3. the server restarts on the same data directory and a subscriber to
+     alerts/# connects as early as it can;
+  4. more events: a fresh device's anomaly and new samples from old devices.
+The tests then check different promises against what the scenario recorded.
+
+Episodes are computed from what the telemetry stream holds (in per-shard
+sequence order), which is the input the detector saw: a sample > 140 whose
+device's previous stored sample was not > 140 opens an episode.
+"""
+
+import collections
+import signal
+import socket
+import threading
+import time
+
+import pytest
+
+from vigiltest import (TELEMETRY_TOPIC, Closed, RawClient, VigilServer, dumps, now_ms, paho_client,
+                       telemetry)
+
+HIGH = 140
+THREADS = 4
+DEVICES_PER_THREAD = 20
+LOAD_SECONDS = 2.5
+
+
+def hr_for(i):
+    return 150 if i % 7 in (2, 3) else 70
+
+
+class Publisher(threading.Thread):
+    def __init__(self, server, t, base_ts):
+        super().__init__(daemon=True)
+        self.server, self.t, self.base_ts = server, t, base_ts
+        self.devices = ["crash-%d-%02d" % (t, d) for d in range(DEVICES_PER_THREAD)]
+        self.mid_to_seq = {}
+        self.acked_mids = set()
+        self.sent = 0
+        self.samples = collections.Counter()  # device -> samples sent
+        self.lock = threading.Lock()
+        self.connected = threading.Event()
+        self.disconnected = threading.Event()
+        self.stop = threading.Event()
+        self.error = None
+
+    def run(self):
+        try:
+            c = paho_client("crash-pub-%d" % self.t, reconnect=False)
+            self.client = c
+            c.max_inflight_messages_set(50)
+            c.on_connect = lambda cl, u, f, rc: self.connected.set()
+            c.on_disconnect = lambda cl, u, rc: self.disconnected.set()
+
+            def on_publish(cl, u, mid):
+                with self.lock:
+                    self.acked_mids.add(mid)
+
+            c.on_publish = on_publish
+            c.connect(self.server.host, self.server.port, keepalive=30)
+            c.loop_start()
+            if not self.connected.wait(5):
+                raise AssertionError("publisher %d did not connect" % self.t)
+            n = 0
+            while not self.stop.is_set() and not self.disconnected.is_set() and n < 60000:
+                with self.lock:
+                    outstanding = len(self.mid_to_seq) - len(self.acked_mids)
+                if outstanding >= 100:
+                    time.sleep(0.001)
+                    continue
+                dev = self.devices[n % len(self.devices)]
+                i = self.samples[dev]
+                seq = self.t * 1000000 + n
+                payload = dumps(telemetry(dev, hr_for(i), steps=i, ts=self.base_ts + i * 1000, seq=seq))
+                info = c.publish(TELEMETRY_TOPIC, payload, qos=1)
+                if info.rc != 0:
+                    break
+                with self.lock:
+                    self.mid_to_seq[info.mid] = seq
+                self.samples[dev] += 1
+                self.sent += 1
+                n += 1
+        except Exception as e:  # reported by the scenario
+            self.error = e
+
+    def acked_seqs(self):
+        with self.lock:
+            return {s for m, s in self.mid_to_seq.items() if m in self.acked_mids}
+
+
+class AlertCollector(threading.Thread):
+    """Subscribes to alerts/# with a raw client and records every alert."""
+
+    def __init__(self, client):
+        super().__init__(daemon=True)
+        self.c = client
+        self.alerts = []
+        self.stop = threading.Event()
+
+    def run(self):
+        import json
+        while not self.stop.is_set():
+            try:
+                topic, payload, _ = self.c.next_message(0.2)
+            except socket.timeout:
+                continue
+            except (Closed, OSError):
+                return
+            if topic.startswith("alerts/"):
+                self.alerts.append(json.loads(payload))
+
+
+def connect_subscriber_asap(server, timeout=15.0):
+    """Connects and subscribes to alerts/# as soon as the port accepts."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if not server.alive():
+            raise AssertionError("vigil exited during restart:\n%s" % server.log_text())
+        try:
+            c = RawClient(server.host, server.port, timeout=5)
+            c.connect("crash-alert-sub")
+            c.subscribe([("alerts/#", 1)])
+            return c
+        except (OSError, Closed, AssertionError):
+            if time.monotonic() >= deadline:
+                raise AssertionError("could not subscribe after restart:\n%s" % server.log_text())
+            time.sleep(0.002)
+
+
+def episodes(telemetry_recs):
+    """{(shard, seq) of an episode's first sample: (device, episode index)}
+    from the stored telemetry, plus all episodes per device."""
+    by_dev = collections.defaultdict(list)
+    for r in sorted(telemetry_recs, key=lambda r: (r["shard"], r["seq"])):
+        by_dev[r["key"]].append(r)
+    starts = {}
+    for dev, recs in by_dev.items():
+        inside, k = False, 0
+        for r in recs:
+            hr = r["data"]["heartRate"]
+            if hr > HIGH and not inside:
+                starts[(r["shard"], r["seq"])] = (dev, k)
+                k += 1
+            inside = hr > HIGH
+    return starts, by_dev
+
+
+class Scenario:
+    pass
+
+
+@pytest.fixture(scope="module")
+def crash(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("crash")
+    data = tmp / "data"
+    data.mkdir()
+    sc = Scenario()
+    server = VigilServer(data, tmp, name="crash")
+    sc.servers = [server]
+    subs = []
+
+    def on_alarm(signum, frame):
+        raise AssertionError("crash scenario exceeded 150 s")
+
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(150)
+    try:
+        server.start()
+        pre_sub = RawClient(server.host, server.port)
+        pre_sub.connect("crash-alert-sub")
+        pre_sub.subscribe([("alerts/#", 1)])
+        pre = AlertCollector(pre_sub)
+        pre.start()
+        subs.append(pre)
+
+        base_ts = now_ms() - 3600 * 1000
+        pubs = [Publisher(server, t, base_ts) for t in range(THREADS)]
+        for p in pubs:
+            p.start()
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < LOAD_SECONDS or sum(len(p.acked_seqs()) for p in pubs) < 400:
+            if time.monotonic() - t0 > 15:
+                break
+            time.sleep(0.05)
+        assert all(p.is_alive() for p in pubs), "a publisher stopped before the kill: %r" % [p.error for p in pubs]
+        server.kill9()
+        sc.killed_at_sent = sum(p.sent for p in pubs)
+        for p in pubs:
+            p.disconnected.wait(5)
+            p.stop.set()
+            p.join(5)
+            try:
+                p.client.loop_stop()
+            except Exception:
+                pass
+        pre.stop.set()
+        pre.join(2)
+        sc.errors = [p.error for p in pubs if p.error]
+        sc.acked = set().union(*(p.acked_seqs() for p in pubs))
+        sc.sent = sum(p.sent for p in pubs)
+        sc.alerts_before = server.stream_tail("alerts")
+        sc.telemetry_before = server.stream_tail("telemetry")
+
+        # Restart; subscribe to alerts/# as early as possible.
+        server.start(wait=False)
+        sub = connect_subscriber_asap(server)
+        post = AlertCollector(sub)
+        post.start()
+        subs.append(post)
+
+        # New work after the restart.
+        c = server.client("crash-after")
+        sc.new_device = "after-crash-new"
+        items = [(TELEMETRY_TOPIC, dumps(telemetry(sc.new_device, hr, ts=base_ts + k * 1000)))
+                 for k, hr in enumerate([70, 150, 155])]
+        old_devices = pubs[0].devices[:10]
+        for dev in old_devices:
+            i = pubs[0].samples[dev]
+            for k, hr in enumerate([150, 70, 150]):
+                items.append((TELEMETRY_TOPIC, dumps(telemetry(dev, hr, steps=1, ts=base_ts + (i + 1 + k) * 1000,
+                                                               post=k))))
+        c.publish_many(items)
+        c.disconnect()
+        sc.old_devices = old_devices
+
+        # Wait for the detector to catch up: every stored episode alerted, or
+        # 20 s, then one quiet second.
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            tel = server.stream_tail("telemetry")
+            al = server.stream_tail("alerts")
+            if len(al) >= len(episodes(tel)[0]):
+                break
+            time.sleep(0.3)
+        time.sleep(1.0)
+        post.stop.set()
+        post.join(2)
+        sc.mqtt_after = list(post.alerts)
+        sc.mqtt_before = list(pre.alerts)
+        sc.telemetry = server.stream_tail("telemetry")
+        sc.alerts = server.stream_tail("alerts")
+        sc.alive_at_end = server.alive()
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+        yield sc
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+        for s in subs:
+            s.stop.set()
+            s.c.close()
+        if server.alive():
+            server.expected_exit = True
+            server.proc.send_signal(signal.SIGTERM)
+            try:
+                server.proc.wait(5)
+            except Exception:
+                pass
+        server.cleanup()
+
+
+def test_load_was_real(crash):
+    starts, _ = episodes(crash.telemetry)
+    print("sent %d, acked %d before the kill; telemetry %d records before restart, %d after; "
+          "alerts %d before restart, %d after; %d episodes; %d alerts on MQTT after restart"
+          % (crash.sent, len(crash.acked), len(crash.telemetry_before), len(crash.telemetry),
+             len(crash.alerts_before), len(crash.alerts), len(starts), len(crash.mqtt_after)))
+    assert not crash.errors, crash.errors
+    assert len(crash.acked) >= 100, "only %d events acked before the kill" % len(crash.acked)
+    assert crash.alive_at_end, "vigil died after the restart"
+
+
+def test_every_acked_event_stored_exactly_once(crash):
+    counts = collections.Counter(r["data"]["seq"] for r in crash.telemetry if "seq" in r["data"])
+    missing = sorted(s for s in crash.acked if counts[s] == 0)
+    dup = sorted(s for s, n in counts.items() if n > 1)
+    assert not missing, "%d PUBACKed events lost, e.g. %r" % (len(missing), missing[:10])
+    assert not dup, "%d events stored more than once, e.g. %r" % (len(dup), dup[:10])
+    assert set(counts) <= set(range(0, THREADS * 1000000))
+
+
+def test_seqs_dense_after_crash(crash):
+    by_shard = collections.defaultdict(list)
+    for r in crash.telemetry:
+        by_shard[r["shard"]].append(r["seq"])
+    for s, seqs in by_shard.items():
+        assert seqs == list(range(1, len(seqs) + 1)), "shard %d seqs have gaps/dups after recovery" % s
+
+
+def test_alert_ids_unique(crash):
+    ids = collections.Counter(r["data"]["alertId"] for r in crash.alerts)
+    assert not [i for i, n in ids.items() if n > 1], "duplicate alertIds: %r" % [i for i, n in ids.items() if n > 1]
+
+
+def test_one_alert_per_episode(crash):
+    starts, _ = episodes(crash.telemetry)
+    seen = {}
+    shard_of = {r["key"]: r["shard"] for r in crash.telemetry}
+    for r in crash.alerts:
+        a = r["data"]
+        key = (a.get("shard", shard_of.get(a["deviceId"])), a["seq"])
+        assert key in starts, "alert %r does not point at the first sample of an episode" % a
+        assert starts[key][0] == a["deviceId"]
+        assert key not in seen, "two alerts for one episode: %r and %r" % (seen[key], a)
+        seen[key] = a
+
+
+def test_every_stored_episode_alerted(crash):
+    starts, _ = episodes(crash.telemetry)
+    shard_of = {r["key"]: r["shard"] for r in crash.telemetry}
+    alerted = {(r["data"].get("shard", shard_of.get(r["data"]["deviceId"])), r["data"]["seq"]) for r in crash.alerts}
+    lost = [starts[k] for k in starts if k not in alerted]
+    assert not lost, "%d of %d stored episodes never alerted (after restart), e.g. %r" % (
+        len(lost), len(starts), lost[:10])
+
+
+def test_no_old_alert_reemitted_on_mqtt(crash):
+    old_ids = {r["data"]["alertId"] for r in crash.alerts_before}
+    old_eps = {(r["data"].get("shard"), r["data"]["seq"]) for r in crash.alerts_before}
+    again = [a for a in crash.mqtt_after if a["alertId"] in old_ids or (a.get("shard"), a["seq"]) in old_eps]
+    assert not again, "%d alerts from before the crash re-emitted on MQTT after restart, e.g. %r" % (
+        len(again), again[:3])
+
+
+def test_processing_resumes_after_restart(crash):
+    new = [a for a in crash.mqtt_after if a["deviceId"] == crash.new_device]
+    assert len(new) == 1 and new[0]["type"] == "HIGH_HEART_RATE" and new[0]["value"] == 150, \
+        "expected one alert for the new device after restart, got %r" % new
+    assert [r for r in crash.alerts if r["data"]["deviceId"] == crash.new_device]
+
+    # Old devices: [150, 70, 150] after the restart. The first 150 opens an
+    # episode only if the device's previous stored sample was not high; the
+    # second always does.
+    _, by_dev = episodes(crash.telemetry)
+    for dev in crash.old_devices:
+        recs = by_dev[dev]
+        post = [i for i, r in enumerate(recs) if "post" in r["data"]]
+        assert len(post) == 3, "post-restart samples of %s not stored exactly once" % dev
+        prev_high = post[0] > 0 and recs[post[0] - 1]["data"]["heartRate"] > HIGH
+        want = [recs[post[2]]["seq"]] if prev_high else [recs[post[0]]["seq"], recs[post[2]]["seq"]]
+        got = sorted(a["seq"] for a in crash.mqtt_after if a["deviceId"] == dev and a["seq"] in
+                     {recs[i]["seq"] for i in post})
+        assert got == want, "%s after restart: alerts at seqs %r, expected %r (previous sample high: %s)" % (
+            dev, got, want, prev_high)

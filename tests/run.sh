@@ -1,0 +1,208 @@
+#!/usr/bin/env bash
+# run.sh — the one test runner `make test` calls after building everything.
+#
+# Runs the tiers in order and counts one test per line or harness:
+#   1. unit tests          build/tests/test_*        ("PASS x" / "FAIL x" lines)
+#   2. unit under sanitizers build/asan-tests/test_* (ASan + UBSan, leaks detected)
+#   3. fuzz regression     build/fuzz/fuzz_* over tests/fuzz/corpus/<name>/, then a
+#                          bounded run (FUZZ_SMOKE_SECONDS, default 10 s) on a scratch copy
+#   4. integration / e2e   /usr/bin/python3 -m pytest tests/integration
+# It prints a header per tier and ends with exactly one line "N passed, N failed";
+# the exit status is 0 iff nothing failed. It does not build: `make test` does.
+#
+# Why Debian's python3 explicitly: the pyenv python3 first on PATH has neither
+# paho-mqtt nor pytest; /usr/bin/python3 sees python3-paho-mqtt and python3-pytest.
+set -u -o pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT" || exit 2
+
+BUILD="${BUILD:-build}"
+PYTHON="${VIGIL_PYTHON:-/usr/bin/python3}"
+UNIT_TIMEOUT="${UNIT_TIMEOUT:-300}"        # seconds per unit binary
+FUZZ_SMOKE_SECONDS="${FUZZ_SMOKE_SECONDS:-10}"
+PYTEST_TIMEOUT="${PYTEST_TIMEOUT:-720}"    # whole integration tier, hard cap
+
+TOTAL_PASS=0
+TOTAL_FAIL=0
+FAILED_NAMES=()
+
+SCRATCH="$(mktemp -d "${TMPDIR:-/tmp}/vigil-run.XXXXXX")"
+trap 'rm -rf "$SCRATCH"' EXIT
+
+header() { printf '\n=== %s ===\n' "$*"; }
+pass() { TOTAL_PASS=$((TOTAL_PASS + 1)); }
+fail() { TOTAL_FAIL=$((TOTAL_FAIL + 1)); FAILED_NAMES+=("$1"); }
+
+# Runs one vt.h unit binary; counts its PASS/FAIL lines. A binary that exits
+# non-zero (crash, sanitizer report, timeout) without printing any FAIL line
+# counts as one failure named after the binary.
+run_unit_binary() {
+    local bin="$1" name out rc npass nfail line
+    name="$(basename "$bin")"
+    out="$SCRATCH/$name.out"
+    # In a subshell so that the shell's "Segmentation fault" notice lands in
+    # the binary's output rather than on our stdout.
+    (timeout -k 5 "$UNIT_TIMEOUT" "$bin"; exit $?) >"$out" 2>&1
+    rc=$?
+    npass=0
+    nfail=0
+    while IFS= read -r line; do
+        case "$line" in
+        "PASS "*) npass=$((npass + 1)); pass ;;
+        "FAIL "*) nfail=$((nfail + 1)); fail "$name: ${line#FAIL }" ;;
+        esac
+    done <"$out"
+    if [ "$rc" -ne 0 ] && [ "$nfail" -eq 0 ]; then
+        fail "$name (exit $rc)"
+        nfail=1
+    fi
+    if [ "$nfail" -ne 0 ] || [ "$rc" -ne 0 ]; then
+        cat "$out"
+        [ "$rc" -eq 124 ] && echo "  (killed after ${UNIT_TIMEOUT}s)"
+        printf '%-40s %d passed, %d failed (exit %d)\n' "$name" "$npass" "$nfail" "$rc"
+    else
+        printf '%-40s %d passed\n' "$name" "$npass"
+    fi
+}
+
+run_unit_dir() {
+    local dir="$1" found=0 bin
+    for bin in "$dir"/test_*; do
+        [ -f "$bin" ] && [ -x "$bin" ] || continue
+        case "$bin" in *.d | *.o) continue ;; esac
+        found=1
+        run_unit_binary "$bin"
+    done
+    [ "$found" -eq 1 ] || echo "(no binaries in $dir)"
+}
+
+# ---------------------------------------------------------------------------
+header "unit tests ($BUILD/tests)"
+run_unit_dir "$BUILD/tests"
+
+# ---------------------------------------------------------------------------
+header "unit tests under ASan+UBSan ($BUILD/asan-tests)"
+(
+    export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0"
+    export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+    # The subshell's counters are reported back through a file.
+    TOTAL_PASS=0 TOTAL_FAIL=0 FAILED_NAMES=()
+    run_unit_dir "$BUILD/asan-tests"
+    {
+        echo "$TOTAL_PASS $TOTAL_FAIL"
+        for n in "${FAILED_NAMES[@]+"${FAILED_NAMES[@]}"}"; do echo "$n"; done
+    } >"$SCRATCH/asan.counts"
+)
+if [ -f "$SCRATCH/asan.counts" ]; then
+    {
+        read -r p f
+        TOTAL_PASS=$((TOTAL_PASS + p))
+        TOTAL_FAIL=$((TOTAL_FAIL + f))
+        while IFS= read -r n; do FAILED_NAMES+=("asan: $n"); done
+    } <"$SCRATCH/asan.counts"
+else
+    fail "asan tier (runner error)"
+fi
+
+# ---------------------------------------------------------------------------
+header "fuzz harnesses: seed regression + ${FUZZ_SMOKE_SECONDS}s smoke run ($BUILD/fuzz)"
+ARTIFACTS="$ROOT/tests/fuzz/artifacts"
+found=0
+for h in "$BUILD"/fuzz/fuzz_*; do
+    [ -f "$h" ] && [ -x "$h" ] || continue
+    case "$h" in *.d | *.o) continue ;; esac
+    found=1
+    hname="$(basename "$h")"
+    cname="${hname#fuzz_}"
+    corpus="tests/fuzz/corpus/$cname"
+    work="$SCRATCH/fuzz/$cname"
+    mkdir -p "$work/corpus" "$work/artifacts"
+    if [ -d "$corpus" ]; then
+        cp -R "$corpus/." "$work/corpus/"
+        nseeds="$(find "$corpus" -type f | wc -l)"
+    else
+        nseeds=0
+        echo "$hname: no seed corpus at $corpus (runs on an empty corpus)"
+    fi
+
+    # Regression: every seed once. Seeds are read from the scratch copy so a
+    # harness can never write into the repository's corpus.
+    if timeout -k 5 300 "$h" -runs=0 -artifact_prefix="$work/artifacts/" "$work/corpus" \
+        >"$work/regress.log" 2>&1; then
+        pass
+        printf '%-40s seeds ok (%d)\n' "$hname" "$nseeds"
+    else
+        rc=$?
+        fail "$hname seed regression (exit $rc)"
+        tail -n 40 "$work/regress.log"
+        printf '%-40s seed regression FAILED (exit %d)\n' "$hname" "$rc"
+    fi
+
+    # Smoke: a short bounded campaign; a crash it finds is a failure, and the
+    # crashing input is kept under tests/fuzz/artifacts/ (git-ignored).
+    if timeout -k 5 $((FUZZ_SMOKE_SECONDS + 60)) "$h" -max_total_time="$FUZZ_SMOKE_SECONDS" -timeout=10 \
+        -print_final_stats=0 -artifact_prefix="$work/artifacts/" "$work/corpus" >"$work/smoke.log" 2>&1; then
+        pass
+        printf '%-40s %ss smoke ok\n' "$hname" "$FUZZ_SMOKE_SECONDS"
+    else
+        rc=$?
+        fail "$hname smoke run (exit $rc)"
+        tail -n 40 "$work/smoke.log"
+        mkdir -p "$ARTIFACTS/$cname"
+        cp "$work/artifacts/"* "$ARTIFACTS/$cname/" 2>/dev/null &&
+            echo "  crashing inputs copied to tests/fuzz/artifacts/$cname/"
+        printf '%-40s smoke run FAILED (exit %d)\n' "$hname" "$rc"
+    fi
+done
+[ "$found" -eq 1 ] || echo "(no harnesses in $BUILD/fuzz)"
+
+# ---------------------------------------------------------------------------
+header "integration / e2e / crash tests (pytest, tests/integration)"
+if [ ! -x "$PYTHON" ]; then
+    fail "integration tier: $PYTHON not found"
+elif [ ! -d tests/integration ]; then
+    echo "(no tests/integration)"
+else
+    PYLOG="$SCRATCH/pytest.log"
+    PYTHONDONTWRITEBYTECODE=1 timeout -k 10 "$PYTEST_TIMEOUT" \
+        "$PYTHON" -m pytest -q -rA -p no:cacheprovider tests/integration 2>&1 | tee "$PYLOG"
+    rc=${PIPESTATUS[0]}
+    # The last line pytest prints is its summary, e.g.
+    #   "3 failed, 40 passed, 1 skipped, 2 errors in 61.02s (0:01:01)"
+    # (with or without "=====" around it). Errors count as failures.
+    summary="$(grep -E '[0-9]+ (passed|failed|errors?|skipped|xfailed|xpassed|deselected)|no tests ran' "$PYLOG" |
+        tail -n 1)"
+    count_of() { echo "$summary" | grep -oE "[0-9]+ $1" | head -n 1 | grep -oE '^[0-9]+' || echo 0; }
+    p="$(count_of passed)"
+    f="$(count_of failed)"
+    e="$(count_of 'errors?')"
+    [ -n "$p" ] || p=0
+    [ -n "$f" ] || f=0
+    [ -n "$e" ] || e=0
+    TOTAL_PASS=$((TOTAL_PASS + p))
+    TOTAL_FAIL=$((TOTAL_FAIL + f + e))
+    if [ "$((f + e))" -gt 0 ]; then
+        while IFS= read -r line; do FAILED_NAMES+=("pytest: $line"); done \
+            < <(grep -E '^(FAILED|ERROR) ' "$PYLOG" || true)
+    fi
+    case "$rc" in
+    0 | 1 | 5) ;; # all passed / some failed (counted above) / no tests collected
+    124 | 137) fail "pytest: integration tier killed after ${PYTEST_TIMEOUT}s" ;;
+    *)
+        # Interrupted, internal error or usage error: count it unless the
+        # summary already recorded failures.
+        [ "$((f + e))" -gt 0 ] || fail "pytest exited $rc"
+        ;;
+    esac
+    if [ "$rc" -eq 5 ]; then echo "(pytest collected no tests)"; fi
+fi
+
+# ---------------------------------------------------------------------------
+header "summary"
+if [ "${#FAILED_NAMES[@]}" -gt 0 ]; then
+    echo "failed:"
+    for n in "${FAILED_NAMES[@]}"; do echo "  $n"; done
+fi
+echo "$TOTAL_PASS passed, $TOTAL_FAIL failed"
+[ "$TOTAL_FAIL" -eq 0 ]

@@ -1,0 +1,1123 @@
+/* test_log.c — the durable stream: append and read back, sequence numbers,
+ * callbacks after durability, torn-tail recovery, segment rolling, read-only
+ * readers, injected I/O failures, concurrent appenders, waiting. Each test
+ * works in its own mkdtemp directory under /tmp and removes it. */
+#include "stream/log.h"
+
+#include "core/alloc.h"
+#include "core/clock.h"
+#include "core/diag.h"
+#include "core/err.h"
+#include "stream/segment.h"
+#include "vt.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- helpers ---- */
+
+static char *tmpdir_new(void)
+{
+    char tmpl[] = "/tmp/vg-test-log.XXXXXX";
+    char *d = mkdtemp(tmpl);
+    return d ? strdup(d) : NULL;
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    return remove(path);
+}
+
+static void tmpdir_free(char *dir)
+{
+    if (dir)
+        nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    free(dir);
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* An I/O table that can fail syncs, fail writes after a number of calls, and
+ * cut every write short. */
+typedef struct {
+    atomic_int fail_sync;
+    atomic_int writes_left; /* < 0: unlimited; else pwrite calls that still succeed */
+    atomic_int max_write;   /* > 0: no pwrite writes more than this */
+    atomic_int syncs;       /* successful fdatasyncs */
+    vg_seg_io_t io;
+} fault_t;
+
+static ssize_t fault_pwrite(void *ctx, int fd, const void *buf, size_t n, off_t off)
+{
+    fault_t *f = ctx;
+    const vg_seg_io_t *d = vg_seg_io_default();
+    int left = atomic_load(&f->writes_left);
+    if (left == 0)
+        return -EIO;
+    if (left > 0)
+        atomic_fetch_sub(&f->writes_left, 1);
+    int cap = atomic_load(&f->max_write);
+    if (cap > 0 && n > (size_t)cap)
+        n = (size_t)cap;
+    return d->pwrite(d->ctx, fd, buf, n, off);
+}
+
+static int fault_fdatasync(void *ctx, int fd)
+{
+    fault_t *f = ctx;
+    const vg_seg_io_t *d = vg_seg_io_default();
+    if (atomic_load(&f->fail_sync))
+        return -EIO;
+    int rc = d->fdatasync(d->ctx, fd);
+    if (rc == 0)
+        atomic_fetch_add(&f->syncs, 1);
+    return rc;
+}
+
+static void fault_init(fault_t *f)
+{
+    memset(f, 0, sizeof *f);
+    f->io = *vg_seg_io_default();
+    f->io.pwrite = fault_pwrite;
+    f->io.fdatasync = fault_fdatasync;
+    f->io.ctx = f;
+    atomic_store(&f->writes_left, -1);
+}
+
+/* Records every callback. */
+typedef struct {
+    int status;
+    uint32_t shard;
+    uint64_t seq;
+    uint64_t token;
+    uint64_t durable; /* vg_log_durable_seq seen inside the callback */
+    int syncs;        /* fault->syncs seen inside the callback */
+    uint64_t ns;      /* when */
+} cb_rec_t;
+
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    cb_rec_t *v;
+    size_t n, cap;
+    vg_log_t *log;
+    fault_t *fault;
+} recorder_t;
+
+static void rec_init(recorder_t *r)
+{
+    memset(r, 0, sizeof *r);
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+}
+
+static void rec_deinit(recorder_t *r)
+{
+    free(r->v);
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->cv);
+}
+
+static void on_done(void *ctx, int status, uint32_t shard, uint64_t seq, uint64_t token)
+{
+    recorder_t *r = ctx;
+    cb_rec_t c = {.status = status,
+                  .shard = shard,
+                  .seq = seq,
+                  .token = token,
+                  .durable = r->log ? vg_log_durable_seq(r->log, shard) : 0,
+                  .syncs = r->fault ? atomic_load(&r->fault->syncs) : 0,
+                  .ns = vg_clock_mono_ns()};
+    pthread_mutex_lock(&r->mu);
+    if (r->n == r->cap) {
+        r->cap = r->cap ? r->cap * 2 : 1024;
+        r->v = realloc(r->v, r->cap * sizeof *r->v);
+    }
+    r->v[r->n++] = c;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* Waits (up to 10 s) until n callbacks have run; returns how many did
+ * (n = 0: just the count so far). */
+static size_t rec_wait(recorder_t *r, size_t n)
+{
+    uint64_t deadline = vg_clock_mono_ns() + 10000000000ull;
+    pthread_mutex_lock(&r->mu);
+    while (r->n < n && vg_clock_mono_ns() < deadline) {
+        pthread_mutex_unlock(&r->mu);
+        sleep_ms(1);
+        pthread_mutex_lock(&r->mu);
+    }
+    size_t got = r->n;
+    pthread_mutex_unlock(&r->mu);
+    return got;
+}
+
+static int append_str(vg_log_t *log, uint32_t shard, const char *key, const char *value, recorder_t *rec,
+                      uint64_t token, uint64_t *seq)
+{
+    return vg_log_append_shard(log, shard, key, strlen(key), NULL, 0, value, strlen(value), 1000 + (int64_t)token,
+                               rec ? on_done : NULL, rec, token, seq);
+}
+
+static void seg_path(char *out, size_t cap, const char *dir, const char *name, uint32_t shard, uint64_t first)
+{
+    snprintf(out, cap, "%s/stream/%s/%u/%020llu.seg", dir, name, shard, (unsigned long long)first);
+}
+
+static off_t file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? st.st_size : -1;
+}
+
+/* Reads every available record of shard from seq start; checks they run
+ * consecutively; returns the count (or -1 on an error code). */
+static long read_all(vg_log_t *log, uint32_t shard, uint64_t start, uint64_t *first_seen, uint64_t *last_seen)
+{
+    vg_log_reader_t *r;
+    if (vg_log_reader_open(log, shard, start, &r) != VG_OK)
+        return -1;
+    long n = 0;
+    vg_record_t rec;
+    int rc;
+    uint64_t prev = 0;
+    while ((rc = vg_log_reader_next(r, &rec)) == VG_OK) {
+        if (n == 0 && first_seen)
+            *first_seen = rec.seq;
+        if (n > 0 && rec.seq != prev + 1) {
+            n = -1;
+            break;
+        }
+        prev = rec.seq;
+        n++;
+    }
+    if (rc != VG_AGAIN && rc != VG_OK)
+        n = -1;
+    if (last_seen)
+        *last_seen = prev;
+    vg_log_reader_close(r);
+    return n;
+}
+
+/* ---- tests ---- */
+
+static void test_append_read_reopen(void)
+{
+    enum { N = 1000, SHARDS = 4 };
+    char *dir = tmpdir_new();
+    VT_REQUIRE(dir);
+    vg_log_opts_t o;
+    vg_log_opts_default(&o);
+    o.shards = SHARDS;
+    vg_log_t *log;
+    VT_REQUIRE(vg_log_open(dir, "events", &o, &log) == VG_OK);
+    VT_EQ_INT(vg_log_shard_count(log), SHARDS);
+    VT_CHECK(strcmp(vg_log_name(log), "events") == 0);
+    recorder_t rec;
+    rec_init(&rec);
+    rec.log = log;
+    static uint32_t shard_of[N];
+    static uint64_t seq_of[N];
+    uint64_t next[SHARDS] = {1, 1, 1, 1};
+    char key[32], val[64];
+    for (int i = 0; i < N; i++) {
+        snprintf(key, sizeof key, "dev-%d", i % 37);
+        snprintf(val, sizeof val, "value-%d", i);
+        uint32_t sh;
+        uint64_t seq;
+        int rc = vg_log_append(log, key, strlen(key), "m", 1, val, strlen(val), 1000 + i, on_done, &rec, (uint64_t)i,
+                               &sh, &seq);
+        VT_EQ_INT(rc, VG_OK);
+        VT_REQUIRE(sh < SHARDS);
+        VT_EQ_INT(sh, vg_shardmap_key(SHARDS, key, strlen(key)));
+        VT_EQ_INT(seq, next[sh]);
+        next[sh]++;
+        shard_of[i] = sh;
+        seq_of[i] = seq;
+    }
+    VT_EQ_INT(rec_wait(&rec, N), N);
+    for (size_t i = 0; i < rec.n; i++) {
+        VT_EQ_INT(rec.v[i].token, i); /* append order */
+        VT_EQ_INT(rec.v[i].status, VG_OK);
+        VT_EQ_INT(rec.v[i].shard, shard_of[i]);
+        VT_EQ_INT(rec.v[i].seq, seq_of[i]);
+        VT_CHECK(rec.v[i].durable >= rec.v[i].seq);
+    }
+    vg_log_stats_t st;
+    vg_log_stats(log, &st);
+    VT_EQ_INT(st.appended, N);
+    VT_EQ_INT(st.committed, N);
+    VT_EQ_INT(st.pending_bytes, 0);
+    VT_CHECK(st.commits >= 1 && st.fsyncs >= st.commits);
+    vg_log_close(log);
+
+    VT_REQUIRE(vg_log_open(dir, "events", &o, &log) == VG_OK);
+    for (uint32_t s = 0; s < SHARDS; s++) {
+        VT_EQ_INT(vg_log_durable_seq(log, s), next[s] - 1);
+        VT_EQ_INT(vg_log_first_seq(log, s), next[s] > 1 ? 1 : 0);
+        vg_log_reader_t *r;
+        VT_REQUIRE(vg_log_reader_open(log, s, 0, &r) == VG_OK);
+        vg_record_t rc_rec;
+        for (int i = 0; i < N; i++) {
+            if (shard_of[i] != s)
+                continue;
+            VT_REQUIRE(vg_log_reader_next(r, &rc_rec) == VG_OK);
+            snprintf(key, sizeof key, "dev-%d", i % 37);
+            snprintf(val, sizeof val, "value-%d", i);
+            VT_EQ_INT(rc_rec.seq, seq_of[i]);
+            VT_EQ_INT(rc_rec.shard, s);
+            VT_EQ_INT(rc_rec.arrival_ms, 1000 + i);
+            VT_CHECK(rc_rec.key_len == strlen(key) && memcmp(rc_rec.key, key, rc_rec.key_len) == 0);
+            VT_CHECK(rc_rec.meta_len == 1 && rc_rec.meta[0] == 'm');
+            VT_CHECK(rc_rec.value_len == strlen(val) && memcmp(rc_rec.value, val, rc_rec.value_len) == 0);
+        }
+        VT_EQ_INT(vg_log_reader_next(r, &rc_rec), VG_AGAIN);
+        vg_log_reader_close(r);
+    }
+    /* Sequence numbers continue after the reopen. */
+    uint32_t sh;
+    uint64_t seq;
+    VT_EQ_INT(vg_log_append(log, "dev-1", 5, NULL, 0, "x", 1, 0, NULL, NULL, 0, &sh, &seq), VG_OK);
+    VT_EQ_INT(seq, next[sh]);
+    vg_log_close(log);
+    rec_deinit(&rec);
+    tmpdir_free(dir);
+}
+
+static void test_callbacks_after_durable(void)
+{
+    char *dir = tmpdir_new();
+    VT_REQUIRE(dir);
+    fault_t f;
+    fault_init(&f);
+    vg_log_opts_t o;
+    vg_log_opts_default(&o);
+    o.shards = 2;
+    o.io = &f.io;
+    recorder_t rec;
+    rec_init(&rec);
+    rec.fault = &f;
+
+    /* always: every callback comes after a sync that covered it. */
+    vg_log_t *log;
+    VT_REQUIRE(vg_log_open(dir, "always", &o, &log) == VG_OK);
+    rec.log = log;
+    int base = atomic_load(&f.syncs);
+    for (int i = 0; i < 200; i++) {
+        VT_EQ_INT(append_str(log, (uint32_t)i % 2, "k", "payload", &rec, (uint64_t)i, NULL), VG_OK);
+        if (i % 50 == 0)
+            sleep_ms(2);
+    }
+    VT_EQ_INT(rec_wait(&rec, 200), 200);
+    for (size_t i = 0; i < rec.n; i++) {
+        VT_EQ_INT(rec.v[i].status, VG_OK);
+        VT_CHECK(rec.v[i].durable >= rec.v[i].seq);
+        VT_CHECK(rec.v[i].syncs > base);
+        VT_EQ_INT(rec.v[i].token, i);
+    }
+    vg_log_close(log);
+
+    /* interval: records wait for the next sync, at most one per interval. */
+    rec.n = 0;
+    o.fsync = VG_FSYNC_INTERVAL;
+    o.fsync_interval_ms = 60;
+    VT_REQUIRE(vg_log_open(dir, "interval", &o, &log) == VG_OK);
+    rec.log = log;
+    uint64_t t0 = vg_clock_mono_ns();
+    VT_EQ_INT(append_str(log, 0, "k", "a", &rec, 0, NULL), VG_OK);
+    VT_EQ_INT(rec_wait(&rec, 1), 1);
+    uint64_t first_cb = rec.v[0].ns;
+    VT_CHECK(first_cb - t0 < 40000000u); /* idle: synced at once */
+    VT_EQ_INT(append_str(log, 0, "k", "b", &rec, 1, NULL), VG_OK);
+    VT_EQ_INT(append_str(log, 1, "k", "c", &rec, 2, NULL), VG_OK);
+    VT_EQ_INT(rec_wait(&rec, 3), 3);
+    VT_CHECK(rec.v[1].ns - first_cb >= 50000000u); /* waited for the interval */
+    for (size_t i = 0; i < rec.n; i++) {
+        VT_EQ_INT(rec.v[i].status, VG_OK);
+        VT_CHECK(rec.v[i].durable >= rec.v[i].seq);
+        VT_EQ_INT(rec.v[i].token, i);
+    }
+    VT_CHECK(rec.v[1].syncs > rec.v[0].syncs);
+    vg_log_close(log);
+
+    /* none: callbacks after the write, without any fdatasync. */
+    rec.n = 0;
+    o.fsync = VG_FSYNC_NONE;
+    VT_REQUIRE(vg_log_open(dir, "none", &o, &log) == VG_OK);
+    rec.log = log;
+    base = atomic_load(&f.syncs);
+    for (int i = 0; i < 20; i++)
+        VT_EQ_INT(append_str(log, 0, "k", "v", &rec, (uint64_t)i, NULL), VG_OK);
+    VT_EQ_INT(rec_wait(&rec, 20), 20);
+    for (size_t i = 0; i < rec.n; i++) {
+        VT_EQ_INT(rec.v[i].status, VG_OK);
+        VT_EQ_INT(rec.v[i].syncs, base);
+        VT_CHECK(rec.v[i].durable >= rec.v[i].seq);
+    }
+    vg_log_close(log);
+    VT_CHECK(atomic_load(&f.syncs) > base); /* close syncs whatever the policy */
+
+    /* interval: close does not wait for the interval, it syncs at once. */
+    rec.n = 0;
+    o.fsync = VG_FSYNC_INTERVAL;
+    o.fsync_interval_ms = 10000;
+    VT_REQUIRE(vg_log_open(dir, "interval", &o, &log) == VG_OK);
+    rec.log = NULL;
+    VT_EQ_INT(append_str(log, 0, "k", "d", &rec, 0, NULL), VG_OK); /* synced at once: the first in a while */
+    VT_EQ_INT(rec_wait(&rec, 1), 1);
+    for (int i = 1; i < 4; i++)
+        VT_EQ_INT(append_str(log, 1, "k", "e", &rec, (uint64_t)i, NULL), VG_OK);
+    sleep_ms(20);
+    VT_EQ_INT(rec_wait(&rec, 0), 1); /* written, waiting for the interval */
+    t0 = vg_clock_mono_ns();
+    vg_log_close(log);
+    VT_CHECK(vg_clock_mono_ns() - t0 < 2000000000u);
+    VT_EQ_INT(rec.n, 4);
+    for (size_t i = 0; i < rec.n; i++)
+        VT_EQ_INT(rec.v[i].status, VG_OK);
+    rec_deinit(&rec);
+    tmpdir_free(dir);
+}
+
+static void test_torn_tail(void)
+{
+    char *dir = tmpdir_new();
+    VT_REQUIRE(dir);
+    vg_log_opts_t o;
+    vg_log_opts_default(&o);
+    o.shards = 1;
+    vg_log_t *log;
+    VT_REQUIRE(vg_log_open(dir, "torn", &o, &log) == VG_OK);
+    char val[64];
+    for (int i = 1; i <= 100; i++) {
+        snprintf(val, sizeof val, "record number %03d padded to a fixed size", i);
+        VT_EQ_INT(append_str(log, 0, "key", val, NULL, (uint64_t)i, NULL), VG_OK);
+    }
+    vg_log_close(log);
+    char path[512];
+    seg_path(path, sizeof path, dir, "torn", 0, 1);
+    off_t size = file_size(path);
+    size_t rsize = vg_record_size(3, 0, strlen(val));
+    VT_EQ_INT(size, VG_SEG_HDR + 100 * rsize);
+
+    /* Chop the last record in the middle and append garbage after it. */
+    VT_REQUIRE(truncate(path, size - 10) == 0);
+    const char garbage[] = "\x13GARBAGE-GARBAGE-GARBAGE-GARBAGE-GARBAGE";
+    int fd = open(path, O_WRONLY | O_APPEND);
+    VT_REQUIRE(fd >= 0);
+    VT_REQUIRE(write(fd, garbage, sizeof garbage) == (ssize_t)sizeof garbage);
+    close(fd);
+
+    VT_REQUIRE(vg_log_open(dir, "torn", &o, &log) == VG_OK);
+    vg_log_stats_t st;
+    vg_log_stats(log, &st);
+    VT_EQ_INT(st.truncated_bytes, rsize - 10 + sizeof garbage);
+    VT_EQ_INT(file_size(path), VG_SEG_HDR + 99 * rsize);
+    VT_EQ_INT(vg_log_durable_seq(log, 0), 99);
+    uint64_t first = 0, last = 0;
+    VT_EQ_INT(read_all(log, 0, 0, &first, &last), 99);
+    VT_EQ_INT(first, 1);
+    VT_EQ_INT(last, 99);
+    uint64_t seq;
+    VT_EQ_INT(append_str(log, 0, "key", "the new 100", NULL, 0, &seq), VG_OK);
+    VT_EQ_INT(seq, 100);
+    vg_log_close(log);
+
+    /* Garbage after complete records only: every record is kept. */
+    fd = open(path, O_WRONLY | O_APPEND);
+    VT_REQUIRE(fd >= 0);
+    VT_REQUIRE(write(fd, garbage, 7) == 7);
+    close(fd);
+    VT_REQUIRE(vg_log_open(dir, "torn", &o, &log) == VG_OK);
+    vg_log_stats(log, &st);
+    VT_EQ_INT(st.truncated_bytes, 7);
+    VT_EQ_INT(vg_log_durable_seq(log, 0), 100);
+    vg_log_reader_t *r;
+    VT_REQUIRE(vg_log_reader_open(log, 0, 100, &r) == VG_OK);
+    vg_record_t rec;
+    VT_EQ_INT(vg_log_reader_next(r, &rec), VG_OK);
+    VT_CHECK(rec.seq == 100 && rec.value_len == 11 && memcmp(rec.value, "the new 100", 11) == 0);
+    vg_log_reader_close(r);
+    vg_log_close(log);
+
+    /* A valid record with the wrong sequence number (a copy of the first) is
+     * cut like any other damage. */
+    off_t before = file_size(path);
+    uint8_t copy[256];
+    fd = open(path, O_RDWR);
+    VT_REQUIRE(fd >= 0);
+    VT_REQUIRE(pread(fd, copy, rsize, VG_SEG_HDR) == (ssize_t)rsize);
+    VT_REQUIRE(pwrite(fd, copy, rsize, before) == (ssize_t)rsize);
+    close(fd);
+    VT_REQUIRE(vg_log_open(dir, "torn", &o, &log) == VG_OK);
+    VT_EQ_INT(vg_log_durable_seq(log, 0), 100);
+    VT_EQ_INT(file_size(path), before);
+    vg_log_close(log);
+    tmpdir_free(dir);
+}
+
+typedef struct {
+    vg_log_t *log;
+    long want;
+    long got;
+    int bad;
+} follower_t;
+
+/* Follows shard 0 from the start as records become durable. */
+static void *follow(void *arg)
+{
+    follower_t *fl = arg;
+    vg_log_reader_t *r;
+    if (vg_log_reader_open(fl->log, 0, 0, &r) != VG_OK) {
+        fl->bad++;
+        return NULL;
+    }
+    uint64_t last = 0;
+    uint64_t deadline = vg_clock_mono_ns() + 10000000000ull;
+    while (fl->got < fl->want && vg_clock_mono_ns() < deadline) {
+        vg_record_t rec;
+        int rc = vg_log_reader_next(r, &rec);
+        if (rc == VG_AGAIN) {
+            vg_log_wait(fl->log, 0, last, 100);
+            continue;
+        }
+        if (rc != VG_OK || rec.seq != last + 1) {
+            fl->bad++;
+            break;
+        }
+        char want[64];
+        snprintf(want, sizeof want, "payload %05llu for the rolling test....", (unsigned long long)rec.seq);
+        if (rec.value_len != strlen(want) || memcmp(rec.value, want, rec.value_len) != 0)
+            fl->bad++;
+        last = rec.seq;
+        fl->got++;
+    }
+    vg_log_reader_close(r);
+    return NULL;
+}
+
+static void test_rolling(void)
+{
+    enum { N = 300 };
+    char *dir = tmpdir_new();
+    VT_REQUIRE(dir);
+    vg_log_opts_t o;
+    vg_log_opts_default(&o);
+    o.shards = 1;
+    o.segment_bytes = 1024;
+    vg_log_t *log;
+    VT_REQUIRE(vg_log_open(dir, "roll", &o, &log) == VG_OK);
+    recorder_t rec;
+    rec_init(&rec);
+    follower_t fl = {.log = log, .want = N};
+    pthread_t th;
+    VT_REQUIRE(pthread_create(&th, NULL, follow, &fl) == 0);
+    char val[64];
+    for (int i = 1; i <= N; i++) {
+        snprintf(val, sizeof val, "payload %05d for the rolling test....", i);
+        uint64_t seq;
+        VT_EQ_INT(append_str(log, 0, "key-0001", val, &rec, (uint64_t)i, &seq), VG_OK);
+        VT_EQ_INT(seq, i);
+        if (i % 17 == 0)
+            sleep_ms(1); /* batches of various sizes */
+    }
+    VT_EQ_INT(rec_wait(&rec, N), N);
+    pthread_join(th, NULL);
+    VT_EQ_INT(fl.got, N);
+    VT_EQ_INT(fl.bad, 0);
+
+    /* The segments: consecutive first numbers, none much past the limit. */
+    size_t rsize = vg_record_size(8, 0, strlen(val));
+    uint64_t *firsts = NULL;
+    size_t n = 0;
+    char sdir[512];
+    snprintf(sdir, sizeof sdir, "%s/stream/roll/0", dir);
+    VT_REQUIRE(vg_seg_list(vg_seg_io_default(), sdir, false, &firsts, &n) == VG_OK);
+    VT_CHECK(n >= 10);
+    for (size_t i = 0; i < n; i++) {
+        char path[512];
+        seg_path(path, sizeof path, dir, "roll", 0, firsts[i]);
+        off_t sz = file_size(path);
+        VT_CHECK(sz <= (off_t)(1024 + rsize));
+        if (i + 1 < n) {
+            VT_CHECK(sz >= 1024);
+            VT_EQ_INT(firsts[i + 1] - firsts[i], (uint64_t)(sz - VG_SEG_HDR) / rsize);
+        }
+    }
+    vg_free(firsts);
+
+    /* Readers starting mid-way and at LATEST. */
+    uint64_t first = 0, last = 0;
+    VT_EQ_INT(read_all(log, 0, 150, &first, &last), N - 149);
+    VT_EQ_INT(first, 150);
+    VT_EQ_INT(last, N);
+    vg_log_reader_t *r;
+    VT_REQUIRE(vg_log_reader_open(log, 0, UINT64_MAX, &r) == VG_OK);
+    vg_record_t rr;
+    VT_EQ_INT(vg_log_reader_next(r, &rr), VG_AGAIN);
+    VT_EQ_INT(append_str(log, 0, "key-0001", "latest", &rec, 0, NULL), VG_OK);
+    VT_EQ_INT(vg_log_wait(log, 0, N, 2000), VG_OK);
+    VT_EQ_INT(vg_log_reader_next(r, &rr), VG_OK);
+    VT_CHECK(rr.seq == N + 1 && rr.value_len == 6);
+    vg_log_reader_close(r);
+    vg_log_close(log);
+
+    VT_REQUIRE(vg_log_open(dir, "roll", &o, &log) == VG_OK);
+    VT_EQ_INT(read_all(log, 0, 0, &first, &last), N + 1);
+    VT_EQ_INT(first, 1);
+    vg_log_close(log);
+    rec_deinit(&rec);
+    tmpdir_free(dir);
+}
+
+static void on_name(void *ctx, const char *name)
+{
+    char *out = ctx;
+    strcat(out, name);
+    strcat(out, ";");
+}
+
+static void test_readonly(void)
+{
+    char *dir = tmpdir_new();
+    VT_REQUIRE(dir);
+    vg_log_opts_t o;
+    vg_log_opts_default(&o);
+    o.shards = 2;
+    o.segment_bytes = 2048;
+    vg_log_t *log, *ro;
+    VT_EQ_INT(vg_log_open_readonly(dir, "s", &ro), VG_ENOTFOUND);
+    VT_REQUIRE(vg_log_open(dir, "s", &o, &log) == VG_OK);
+    recorder_t rec;
+    rec_init(&rec);
+    for (int i = 0; i < 50; i++)
+        VT_EQ_INT(append_str(log, (uint32_t)i % 2, "k", "some value of moderate length", &rec, (uint64_t)i, NULL),
+                  VG_OK);
+    VT_EQ_INT(rec_wait(&rec, 50), 50);
+
+    VT_REQUIRE(vg_log_open_readonly(dir, "s", &ro) == VG_OK);
+    VT_EQ_INT(vg_log_shard_count(ro), 2);
+    VT_EQ_INT(vg_log_durable_seq(ro, 0), 25);
+    VT_EQ_INT(vg_log_durable_seq(ro, 1), 25);
+    VT_EQ_INT(vg_log_first_seq(ro, 0), 1);
+    VT_EQ_INT(vg_log_append_shard(ro, 0, "k", 1, NULL, 0, "v", 1, 0, NULL, NULL, 0, NULL), VG_EINVAL);
+    vg_log_reader_t *r, *latest;
+    VT_REQUIRE(vg_log_reader_open(ro, 0, 0, &r) == VG_OK);
+    VT_REQUIRE(vg_log_reader_open(ro, 0, UINT64_MAX, &latest) == VG_OK);
+    vg_record_t rr;
+    uint64_t last = 0;
+    int got = 0;
+    while (vg_log_reader_next(r, &rr) == VG_OK) {
+        VT_EQ_INT(rr.seq, last + 1);
+        last = rr.seq;
+        got++;
+    }
+    VT_EQ_INT(got, 25);
+    VT_EQ_INT(vg_log_reader_next(latest, &rr), VG_AGAIN);
+    VT_EQ_INT(vg_log_wait(ro, 0, 25, 30), VG_AGAIN);
+
+    /* The writer goes on (crossing segments); the read-only side follows. */
+    for (int i = 0; i < 40; i++)
+        VT_EQ_INT(append_str(log, 0, "k", "more data for the read-only reader", &rec, (uint64_t)(50 + i), NULL), VG_OK);
+    uint64_t deadline = vg_clock_mono_ns() + 5000000000ull;
+    while (got < 65 && vg_clock_mono_ns() < deadline) {
+        int rc = vg_log_reader_next(r, &rr);
+        if (rc == VG_AGAIN) {
+            vg_log_wait(ro, 0, last, 200);
+            continue;
+        }
+        VT_REQUIRE(rc == VG_OK);
+        VT_EQ_INT(rr.seq, last + 1);
+        last = rr.seq;
+        got++;
+    }
+    VT_EQ_INT(got, 65);
+    VT_EQ_INT(vg_log_reader_next(latest, &rr), VG_OK);
+    VT_EQ_INT(rr.seq, 26);
+    vg_log_reader_close(latest);
+    vg_log_reader_close(r);
+    VT_EQ_INT(vg_log_durable_seq(ro, 0), 65);
+
+    vg_log_t *other;
+    VT_REQUIRE(vg_log_open(dir, "a-2", &o, &other) == VG_OK);
+    vg_log_close(other);
+    char names[256] = "";
+    VT_EQ_INT(vg_log_list(dir, on_name, names), VG_OK);
+    VT_CHECK(strcmp(names, "a-2;s;") == 0);
+    vg_log_close(ro);
+    vg_log_close(log);
+    rec_deinit(&rec);
+    tmpdir_free(dir);
+}
+
+static void test_fsync_failure(void)
+{
+    char *dir = tmpdir_new();
+    VT_REQUIRE(dir);
+    fault_t f;
+    fault_init(&f);
+    vg_log_opts_t o;
+    vg_log_opts_default(&o);
+    o.shards = 2;
+    o.io = &f.io;
+    vg_log_t *log;
+    VT_REQUIRE(vg_log_open(dir, "f", &o, &log) == VG_OK);
+    recorder_t rec;
+    rec_init(&rec);
+    rec.log = log;
+    for (int i = 0; i < 5; i++)
+        VT_EQ_INT(append_str(log, 0, "k", "good", &rec, (uint64_t)i, NULL), VG_OK);
+    VT_EQ_INT(rec_wait(&rec, 5), 5);
+    atomic_store(&f.fail_sync, 1);
+    for (int i = 5; i < 15; i++)
+        VT_EQ_INT(append_str(log, 0, "k", "lost", &rec, (uint64_t)i, NULL), VG_OK);
+    for (int i = 15; i < 18; i++)
+        VT_EQ_INT(append_str(log, 1, "k", "lost", &rec, (uint64_t)i, NULL), VG_OK);
+    VT_EQ_INT(rec_wait(&rec, 18), 18);
+    for (size_t i = 0; i < rec.n; i++) {
+        VT_EQ_INT(rec.v[i].token, i);
+        VT_EQ_INT(rec.v[i].status, i < 5 ? VG_OK : VG_EIO);
+        if (rec.v[i].status == VG_EIO)
+            VT_CHECK(rec.v[i].durable < rec.v[i].seq);
+    }
+    VT_EQ_INT(vg_log_durable_seq(log, 0), 5);
+    VT_EQ_INT(vg_log_durable_seq(log, 1), 0);
+    VT_EQ_INT(append_str(log, 0, "k", "after", &rec, 99, NULL), VG_EIO);
+    VT_EQ_INT(read_all(log, 0, 0, NULL, NULL), 5);
+    vg_log_stats_t st;
+    vg_log_stats(log, &st);
+    VT_CHECK(st.errors >= 1);
+    VT_EQ_INT(st.committed, 5);
+    vg_log_close(log);
+
+    /* What was not reported stored is not there after a restart either. */
+    atomic_store(&f.fail_sync, 0);
+    VT_REQUIRE(vg_log_open(dir, "f", &o, &log) == VG_OK);
+    VT_EQ_INT(vg_log_durable_seq(log, 0), 5);
+    VT_EQ_INT(vg_log_durable_seq(log, 1), 0);
+    VT_EQ_INT(read_all(log, 0, 0, NULL, NULL), 5);
+    vg_log_close(log);
+    rec_deinit(&rec);
+    tmpdir_free(dir);
+}
+
+static void test_write_failure(void)
+{
+    char *dir = tmpdir_new();
+    VT_REQUIRE(dir);
+    fault_t f;
+    fault_init(&f);
+    vg_log_opts_t o;
+    vg_log_opts_default(&o);
+    o.shards = 1;
+    o.io = &f.io;
+    vg_log_t *log;
+    VT_REQUIRE(vg_log_open(dir, "w", &o, &log) == VG_OK);
+    recorder_t rec;
+    rec_init(&rec);
+    rec.log = log;
+    /* Short writes are completed, not mistaken for failures. */
+    atomic_store(&f.max_write, 7);
+    for (int i = 0; i < 20; i++)
+        VT_EQ_INT(append_str(log, 0, "key", "short writes are fine", &rec, (uint64_t)i, NULL), VG_OK);
+    VT_EQ_INT(rec_wait(&rec, 20), 20);
+    /* Then a write that stops half-way: a torn tail on disk. */
+    atomic_store(&f.writes_left, 3);
+    for (int i = 20; i < 30; i++)
+        VT_EQ_INT(append_str(log, 0, "key", "these will fail", &rec, (uint64_t)i, NULL), VG_OK);
+    VT_EQ_INT(rec_wait(&rec, 30), 30);
+    for (size_t i = 0; i < rec.n; i++)
+        VT_EQ_INT(rec.v[i].status, i < 20 ? VG_OK : VG_EIO);
+    VT_EQ_INT(vg_log_durable_seq(log, 0), 20);
+    vg_log_close(log);
+
+    atomic_store(&f.writes_left, -1);
+    atomic_store(&f.max_write, 0);
+    VT_REQUIRE(vg_log_open(dir, "w", &o, &log) == VG_OK);
+    VT_EQ_INT(vg_log_durable_seq(log, 0), 20);
+    VT_EQ_INT(read_all(log, 0, 0, NULL, NULL), 20);
+    uint64_t seq;
+    VT_EQ_INT(append_str(log, 0, "key", "next", NULL, 0, &seq), VG_OK);
+    VT_EQ_INT(seq, 21);
+    vg_log_close(log);
+    rec_deinit(&rec);
+    tmpdir_free(dir);
+}
+
+enum { THREADS = 4, PER_THREAD = 5000, TSHARDS = 4 };
+
+typedef struct {
+    vg_log_t *log;
+    recorder_t *rec;
+    int id;
+    uint32_t shard[PER_THREAD];
+    uint64_t seq[PER_THREAD];
+    int errors;
+} producer_t;
+
+static void *produce(void *arg)
+{
+    producer_t *p = arg;
+    char key[32], val[64];
+    for (int j = 0; j < PER_THREAD; j++) {
+        snprintf(key, sizeof key, "t%d-k%d", p->id, j % 101);
+        snprintf(val, sizeof val, "thread %d record %d", p->id, j);
+        uint64_t token = (uint64_t)p->id << 32 | (uint64_t)j;
+        if (vg_log_append(p->log, key, strlen(key), NULL, 0, val, strlen(val), 0, on_done, p->rec, token, &p->shard[j],
+                          &p->seq[j]) != VG_OK)
+            p->errors++;
+    }
+    return NULL;
+}
+
+static void test_threads(void)
+{
+    char *dir = tmpdir_new();
+    VT_REQUIRE(dir);
+    vg_log_opts_t o;
+    vg_log_opts_default(&o);
+    o.shards = TSHARDS;
+    vg_log_t *log;
+    VT_REQUIRE(vg_log_open(dir, "mt", &o, &log) == VG_OK);
+    recorder_t rec;
+    rec_init(&rec);
+    static producer_t p[THREADS];
+    pthread_t th[THREADS];
+    for (int t = 0; t < THREADS; t++) {
+        p[t] = (producer_t){.log = log, .rec = &rec, .id = t};
+        VT_REQUIRE(pthread_create(&th[t], NULL, produce, &p[t]) == 0);
+    }
+    for (int t = 0; t < THREADS; t++)
+        pthread_join(th[t], NULL);
+    VT_EQ_INT(rec_wait(&rec, THREADS * PER_THREAD), THREADS * PER_THREAD);
+    vg_log_stats_t st;
+    vg_log_stats(log, &st);
+    VT_CHECK(st.commits < st.appended); /* appends made during a sync were grouped */
+    vg_log_close(log);
+
+    /* Every sequence number of every shard handed out exactly once. */
+    static uint8_t seen[TSHARDS][THREADS * PER_THREAD + 2];
+    memset(seen, 0, sizeof seen);
+    uint64_t count[TSHARDS] = {0};
+    int dup = 0;
+    for (int t = 0; t < THREADS; t++) {
+        VT_EQ_INT(p[t].errors, 0);
+        for (int j = 0; j < PER_THREAD; j++) {
+            uint32_t s = p[t].shard[j];
+            uint64_t q = p[t].seq[j];
+            VT_REQUIRE(s < TSHARDS && q >= 1 && q <= THREADS * PER_THREAD);
+            dup += seen[s][q]++ != 0;
+            count[s]++;
+        }
+    }
+    VT_EQ_INT(dup, 0);
+    for (uint32_t s = 0; s < TSHARDS; s++)
+        for (uint64_t q = 1; q <= count[s]; q++)
+            VT_REQUIRE(seen[s][q] == 1);
+    /* Callbacks: all OK; per shard in sequence order, per thread in the
+     * thread's append order. */
+    uint64_t last_seq[TSHARDS] = {0};
+    int64_t last_j[THREADS];
+    for (int t = 0; t < THREADS; t++)
+        last_j[t] = -1;
+    int bad = 0;
+    for (size_t i = 0; i < rec.n; i++) {
+        const cb_rec_t *c = &rec.v[i];
+        int t = (int)(c->token >> 32);
+        int64_t j = (int64_t)(c->token & 0xffffffffu);
+        bad += c->status != VG_OK;
+        bad += c->seq != last_seq[c->shard] + 1;
+        bad += j != last_j[t] + 1;
+        last_seq[c->shard] = c->seq;
+        last_j[t] = j;
+    }
+    VT_EQ_INT(bad, 0);
+
+    VT_REQUIRE(vg_log_open(dir, "mt", &o, &log) == VG_OK);
+    long total = 0;
+    for (uint32_t s = 0; s < TSHARDS; s++) {
+        long n = read_all(log, s, 0, NULL, NULL);
+        VT_EQ_INT(n, count[s]);
+        total += n;
+    }
+    VT_EQ_INT(total, THREADS * PER_THREAD);
+    vg_log_close(log);
+    rec_deinit(&rec);
+    tmpdir_free(dir);
+}
+
+typedef struct {
+    vg_log_t *log;
+    int delay_ms;
+    int rc;
+} waiter_t;
+
+static void *append_later(void *arg)
+{
+    waiter_t *w = arg;
+    sleep_ms(w->delay_ms);
+    w->rc = vg_log_append_shard(w->log, 0, "k", 1, NULL, 0, "v", 1, 0, NULL, NULL, 0, NULL);
+    return NULL;
+}
+
+static void *wait_long(void *arg)
+{
+    waiter_t *w = arg;
+    w->rc = vg_log_wait(w->log, 0, 1000, 5000);
+    return NULL;
+}
+
+static void test_wait(void)
+{
+    char *dir = tmpdir_new();
+    VT_REQUIRE(dir);
+    vg_log_opts_t o;
+    vg_log_opts_default(&o);
+    o.shards = 1;
+    vg_log_t *log;
+    VT_REQUIRE(vg_log_open(dir, "wait", &o, &log) == VG_OK);
+    uint64_t t0 = vg_clock_mono_ns();
+    VT_EQ_INT(vg_log_wait(log, 0, 0, 50), VG_AGAIN);
+    uint64_t el = vg_clock_mono_ns() - t0;
+    VT_CHECK(el >= 49000000u && el < 1000000000u);
+    VT_EQ_INT(vg_log_wait(log, 5, 0, 10), VG_EINVAL);
+
+    waiter_t w = {.log = log, .delay_ms = 20};
+    pthread_t th;
+    VT_REQUIRE(pthread_create(&th, NULL, append_later, &w) == 0);
+    t0 = vg_clock_mono_ns();
+    VT_EQ_INT(vg_log_wait(log, 0, 0, 5000), VG_OK);
+    el = vg_clock_mono_ns() - t0;
+    VT_CHECK(el < 1000000000u);
+    pthread_join(th, NULL);
+    VT_EQ_INT(w.rc, VG_OK);
+    VT_EQ_INT(vg_log_wait(log, 0, 0, 0), VG_OK);
+
+    /* A waiter is released with VG_ECLOSED when the log closes. */
+    waiter_t w2 = {.log = log};
+    VT_REQUIRE(pthread_create(&th, NULL, wait_long, &w2) == 0);
+    sleep_ms(30);
+    t0 = vg_clock_mono_ns();
+    vg_log_close(log);
+    pthread_join(th, NULL);
+    VT_EQ_INT(w2.rc, VG_ECLOSED);
+    VT_CHECK(vg_clock_mono_ns() - t0 < 1000000000u);
+    tmpdir_free(dir);
+}
+
+static void test_backpressure(void)
+{
+    char *dir = tmpdir_new();
+    VT_REQUIRE(dir);
+    vg_log_opts_t o;
+    vg_log_opts_default(&o);
+    o.shards = 1;
+    o.max_pending_bytes = 4096;
+    vg_log_t *log;
+    VT_REQUIRE(vg_log_open(dir, "bp", &o, &log) == VG_OK);
+    recorder_t rec;
+    rec_init(&rec);
+    static char val[500];
+    memset(val, 'x', sizeof val - 1);
+    for (int i = 0; i < 2000; i++)
+        VT_EQ_INT(append_str(log, 0, "k", val, &rec, (uint64_t)i, NULL), VG_OK);
+    VT_EQ_INT(rec_wait(&rec, 2000), 2000);
+    vg_log_stats_t st;
+    vg_log_stats(log, &st);
+    VT_CHECK(st.append_waits > 0);
+    VT_EQ_INT(st.pending_bytes, 0);
+    VT_EQ_INT(st.committed, 2000);
+    vg_log_close(log);
+    rec_deinit(&rec);
+    tmpdir_free(dir);
+}
+
+static void test_manifest(void)
+{
+    char *dir = tmpdir_new();
+    VT_REQUIRE(dir);
+    vg_log_opts_t o;
+    vg_log_opts_default(&o);
+    o.shards = 3;
+    vg_log_t *log;
+    VT_REQUIRE(vg_log_open(dir, "m", &o, &log) == VG_OK);
+    vg_log_close(log);
+    char path[512], text[4096];
+    snprintf(path, sizeof path, "%s/stream/m/MANIFEST", dir);
+    FILE *fp = fopen(path, "r");
+    VT_REQUIRE(fp);
+    size_t n = fread(text, 1, sizeof text - 1, fp);
+    fclose(fp);
+    text[n] = '\0';
+    VT_CHECK(strstr(text, "\nversion 1\nshards 3\n") != NULL);
+    VT_CHECK(strstr(text, "\nshard 0 0 113427455640312821154458202477256070484\n") != NULL);
+    VT_CHECK(strstr(text, "\nshard 2 226854911280625642308916404954512140970 "
+                          "340282366920938463463374607431768211455\n") != NULL);
+
+    /* An existing stream keeps its shard count. */
+    o.shards = 8;
+    VT_REQUIRE(vg_log_open(dir, "m", &o, &log) == VG_OK);
+    VT_EQ_INT(vg_log_shard_count(log), 3);
+    for (uint32_t i = 0; i < 3; i++) {
+        vg_hashkey_t a, b, c, d;
+        vg_log_shard_range(log, i, &a, &b);
+        vg_shardmap_range(3, i, &c, &d);
+        VT_CHECK(a == c && b == d);
+    }
+    char key[32];
+    for (int i = 0; i < 1000; i++) {
+        int len = snprintf(key, sizeof key, "device-%d", i);
+        VT_EQ_INT(vg_log_shard_for_key(log, key, (size_t)len), vg_shardmap_key(3, key, (size_t)len));
+    }
+    vg_log_close(log);
+
+    /* A damaged MANIFEST is refused. */
+    char *p = strstr(text, "shard 1 ");
+    VT_REQUIRE(p);
+    p[8] = p[8] == '9' ? '8' : '9';
+    fp = fopen(path, "w");
+    VT_REQUIRE(fp);
+    fputs(text, fp);
+    fclose(fp);
+    VT_EQ_INT(vg_log_open(dir, "m", &o, &log), VG_ECORRUPT);
+    tmpdir_free(dir);
+}
+
+static void test_segment_files(void)
+{
+    char *dir = tmpdir_new();
+    VT_REQUIRE(dir);
+    vg_log_opts_t o;
+    vg_log_opts_default(&o);
+    o.shards = 1;
+    vg_log_t *log;
+    VT_REQUIRE(vg_log_open(dir, "seg", &o, &log) == VG_OK);
+    VT_EQ_INT(append_str(log, 0, "k", "v", NULL, 0, NULL), VG_OK);
+    vg_log_close(log);
+    char path[512], tmp[600];
+    seg_path(path, sizeof path, dir, "seg", 0, 1);
+    /* The header as segment.c documents it. */
+    uint8_t hdr[VG_SEG_HDR];
+    int fd = open(path, O_RDWR);
+    VT_REQUIRE(fd >= 0);
+    VT_REQUIRE(pread(fd, hdr, sizeof hdr, 0) == (ssize_t)sizeof hdr);
+    VT_CHECK(memcmp(hdr, "VIGILSEG", 8) == 0);
+    VT_CHECK(hdr[8] == 1 && hdr[9] == 0 && hdr[12] == 0 && hdr[16] == 1 && hdr[17] == 0);
+    /* A leftover of an interrupted segment creation is removed at open. */
+    seg_path(tmp, sizeof tmp, dir, "seg", 0, 2);
+    strcat(tmp, ".tmp");
+    int tfd = open(tmp, O_WRONLY | O_CREAT, 0644);
+    VT_REQUIRE(tfd >= 0);
+    close(tfd);
+    VT_REQUIRE(vg_log_open(dir, "seg", &o, &log) == VG_OK);
+    VT_CHECK(access(tmp, F_OK) != 0);
+    VT_EQ_INT(vg_log_durable_seq(log, 0), 1);
+    vg_log_close(log);
+    /* A damaged header is refused rather than truncated away. */
+    VT_REQUIRE(pwrite(fd, "X", 1, 0) == 1);
+    close(fd);
+    VT_EQ_INT(vg_log_open(dir, "seg", &o, &log), VG_ECORRUPT);
+    VT_EQ_INT(file_size(path), VG_SEG_HDR + vg_record_size(1, 0, 1));
+    tmpdir_free(dir);
+}
+
+/* Every allocation of open and append failing in turn: a clean error each
+ * time (ASan checks for leaks), then success. */
+static void test_alloc_failures(void)
+{
+    char *dir = tmpdir_new();
+    VT_REQUIRE(dir);
+    vg_log_opts_t o;
+    vg_log_opts_default(&o);
+    o.shards = 2;
+    vg_log_t *log = NULL;
+    int rc = VG_ENOMEM, tries = 0;
+    for (long n = 0; n < 1000 && rc != VG_OK; n++, tries++) {
+        vg_mem_fail_after(n);
+        rc = vg_log_open(dir, "oom", &o, &log);
+        vg_mem_fail_after(-1);
+        VT_CHECK(rc == VG_OK || rc == VG_ENOMEM);
+    }
+    VT_REQUIRE(rc == VG_OK);
+    VT_CHECK(tries > 5);
+    vg_mem_fail_after(0);
+    uint64_t seq = 0;
+    VT_EQ_INT(append_str(log, 0, "k", "v", NULL, 0, &seq), VG_ENOMEM);
+    vg_mem_fail_after(-1);
+    VT_EQ_INT(append_str(log, 0, "k", "v", NULL, 0, &seq), VG_OK);
+    VT_EQ_INT(seq, 1); /* the failed append took no sequence number */
+    vg_log_close(log);
+    VT_REQUIRE(vg_log_open(dir, "oom", &o, &log) == VG_OK);
+    VT_EQ_INT(vg_log_durable_seq(log, 0), 1);
+    vg_log_close(log);
+    tmpdir_free(dir);
+}
+
+static void test_append_errors(void)
+{
+    char *dir = tmpdir_new();
+    VT_REQUIRE(dir);
+    vg_log_opts_t o;
+    vg_log_opts_default(&o);
+    o.shards = 2;
+    vg_log_t *log;
+    VT_EQ_INT(vg_log_open(dir, "../x", &o, &log), VG_EINVAL);
+    VT_EQ_INT(vg_log_open(dir, "", &o, &log), VG_EINVAL);
+    VT_REQUIRE(vg_log_open(dir, "e", &o, &log) == VG_OK);
+    static char big[VG_RECORD_MAX_KEY + 1];
+    /* Limits are checked before anything is read, so no huge buffer is needed. */
+    VT_EQ_INT(vg_log_append(log, big, sizeof big, NULL, 0, "v", 1, 0, NULL, NULL, 0, NULL, NULL), VG_ETOOBIG);
+    VT_EQ_INT(vg_log_append(log, "k", 1, big, VG_RECORD_MAX_META + 1, "v", 1, 0, NULL, NULL, 0, NULL, NULL),
+              VG_ETOOBIG);
+    VT_EQ_INT(vg_log_append(log, "k", 1, NULL, 0, big, VG_RECORD_MAX_VALUE + 1, 0, NULL, NULL, 0, NULL, NULL),
+              VG_ETOOBIG);
+    VT_EQ_INT(vg_log_append_shard(log, 2, "k", 1, NULL, 0, "v", 1, 0, NULL, NULL, 0, NULL), VG_EINVAL);
+    vg_log_reader_t *r;
+    VT_EQ_INT(vg_log_reader_open(log, 2, 0, &r), VG_EINVAL);
+    /* An empty shard: nothing durable, nothing stored, readers wait. */
+    VT_EQ_INT(vg_log_durable_seq(log, 1), 0);
+    VT_EQ_INT(vg_log_first_seq(log, 1), 0);
+    VT_REQUIRE(vg_log_reader_open(log, 1, 0, &r) == VG_OK);
+    vg_record_t rec;
+    VT_EQ_INT(vg_log_reader_next(r, &rec), VG_AGAIN);
+    vg_log_reader_close(r);
+    vg_log_close(log);
+    vg_log_close(NULL);
+    tmpdir_free(dir);
+}
+
+int main(void)
+{
+    /* Several tests provoke failures on purpose; keep their log lines short. */
+    vg_diag_set_level(VG_LOG_ERROR);
+    VT_RUN(test_append_read_reopen);
+    VT_RUN(test_callbacks_after_durable);
+    VT_RUN(test_torn_tail);
+    VT_RUN(test_rolling);
+    VT_RUN(test_readonly);
+    VT_RUN(test_fsync_failure);
+    VT_RUN(test_write_failure);
+    VT_RUN(test_threads);
+    VT_RUN(test_wait);
+    VT_RUN(test_backpressure);
+    VT_RUN(test_manifest);
+    VT_RUN(test_segment_files);
+    VT_RUN(test_alloc_failures);
+    VT_RUN(test_append_errors);
+    return VT_DONE();
+}
