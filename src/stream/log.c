@@ -56,6 +56,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -139,6 +140,7 @@ struct vg_log {
     vg_log_opts_t opts;
     const vg_seg_io_t *io;
     bool prims;
+    int lock_fd; /* the stream directory, flock()ed by the one writer; -1 if none */
 
     pthread_mutex_t mu;
     pthread_cond_t work_cv;  /* committer: records pending, or closing */
@@ -593,6 +595,8 @@ static void log_free(vg_log_t *log)
         pthread_cond_destroy(&log->sync_go);
         pthread_cond_destroy(&log->sync_done);
     }
+    if (log->lock_fd >= 0)
+        close(log->lock_fd); /* releases the flock */
     vg_free(log->name);
     vg_free(log->dir);
     vg_free(log);
@@ -650,6 +654,7 @@ static int log_new(const char *data_dir, const char *name, bool readonly, const 
     }
     log->io = log->opts.io ? log->opts.io : vg_seg_io_default();
     log->readonly = readonly;
+    log->lock_fd = -1;
     char *sdir = path_join(data_dir, "stream");
     log->name = vg_strndup(VG_MEM_STREAM, name, strlen(name));
     log->dir = sdir ? path_join(sdir, name) : NULL;
@@ -703,6 +708,28 @@ static int open_shard(vg_log_t *log, uint32_t i)
     return VG_OK;
 }
 
+/* Two writers on one stream would hand out the same sequence numbers and
+ * overwrite each other's records; a second vg_log_open (this process or
+ * another) fails instead. The lock dies with the descriptor, so a crashed
+ * writer never leaves it behind. Read-only opens do not take it. */
+static int lock_stream(vg_log_t *log)
+{
+    log->lock_fd = open(log->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (log->lock_fd < 0) {
+        VG_ERROR(MOD, "open %s: %s", log->dir, strerror(errno));
+        return VG_EIO;
+    }
+    if (flock(log->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno == EWOULDBLOCK) {
+            VG_ERROR(MOD, "stream %s is already open for writing (by this or another process)", log->name);
+            return VG_EEXIST;
+        }
+        VG_ERROR(MOD, "flock %s: %s", log->dir, strerror(errno));
+        return VG_EIO;
+    }
+    return VG_OK;
+}
+
 static void *committer_main(void *arg);
 static void *sync_helper_main(void *arg);
 static void stop_helpers(vg_log_t *log);
@@ -718,7 +745,7 @@ int vg_log_open(const char *data_dir, const char *name, const vg_log_opts_t *opt
         rc = VG_EINVAL;
         goto cleanup;
     }
-    if ((rc = mkdir_p(log->io, log->dir)) != VG_OK)
+    if ((rc = mkdir_p(log->io, log->dir)) != VG_OK || (rc = lock_stream(log)) != VG_OK)
         goto cleanup;
     rc = read_manifest(log);
     if (rc == VG_ENOTFOUND)
@@ -1307,8 +1334,12 @@ static size_t commit_round(vg_log_t *log, batch_t *b, bool final)
     case VG_FSYNC_INTERVAL:
         sync = final || vg_clock_mono_ns() >= log->last_sync_ns + (uint64_t)log->opts.fsync_interval_ms * 1000000u;
         break;
-    case VG_FSYNC_NONE: sync = final; break;
-    default: sync = true; break;
+    case VG_FSYNC_NONE:
+        sync = final;
+        break;
+    default:
+        sync = true;
+        break;
     }
     if (sync)
         sync_dirty(log);
@@ -1567,11 +1598,30 @@ static int locate(vg_log_reader_t *r)
     return VG_OK;
 }
 
+/* True if shard has a segment starting after seq and none starting at it.
+ * A read-only reader uses it to tell a record still being written (nothing
+ * newer exists yet) from a damaged or missing one (the writer has finished
+ * this segment and moved on). */
+static bool newer_segment(vg_log_t *log, uint32_t shard, uint64_t seq)
+{
+    uint64_t *firsts = NULL;
+    size_t n = 0;
+    bool newer = false;
+    if (vg_seg_list(log->io, log->shards[shard].dir, false, &firsts, &n) == VG_OK && n && firsts[n - 1] > seq) {
+        newer = true;
+        for (size_t i = 0; i < n; i++)
+            newer &= firsts[i] != seq;
+    }
+    vg_free(firsts);
+    return newer;
+}
+
 int vg_log_reader_next(vg_log_reader_t *r, vg_record_t *rec)
 {
     vg_log_t *log = r->log;
     const char *dir = log->shards[r->shard].dir;
     int rc;
+    bool reread = false;
     if (!r->open && (rc = locate(r)) != VG_OK)
         return rc;
     for (;;) {
@@ -1602,10 +1652,18 @@ int vg_log_reader_next(vg_log_reader_t *r, vg_record_t *rec)
         }
         if (orc != VG_ENOTFOUND)
             return orc;
-        if (log->readonly)
-            return VG_AGAIN; /* a writer may be in the middle of a record */
-        if (rc == VG_ECORRUPT || r->seg.next_seq <= durable) {
-            VG_ERROR(MOD, "stream %s shard %u: durable record %" PRIu64 " is missing or damaged", log->name, r->shard,
+        if (log->readonly) {
+            if (!newer_segment(log, r->shard, r->seg.next_seq))
+                return VG_AGAIN; /* a writer may be in the middle of a record */
+            /* The segment was finished before the newer one was created:
+             * read it once more before calling what is missing damaged. */
+            if (!reread) {
+                reread = true;
+                continue;
+            }
+        }
+        if (log->readonly || rc == VG_ECORRUPT || r->seg.next_seq <= durable) {
+            VG_ERROR(MOD, "stream %s shard %u: record %" PRIu64 " is missing or damaged", log->name, r->shard,
                      r->seg.next_seq);
             return VG_ECORRUPT;
         }
