@@ -166,7 +166,7 @@ elif [ ! -d tests/integration ]; then
 else
     PYLOG="$SCRATCH/pytest.log"
     PYTHONDONTWRITEBYTECODE=1 timeout -k 10 "$PYTEST_TIMEOUT" \
-        "$PYTHON" -m pytest -q -rA -p no:cacheprovider tests/integration 2>&1 | tee "$PYLOG"
+        "$PYTHON" -m pytest -q -rA --tb=short -p no:cacheprovider tests/integration 2>&1 | tee "$PYLOG"
     rc=${PIPESTATUS[0]}
     # The last line pytest prints is its summary, e.g.
     #   "3 failed, 40 passed, 1 skipped, 2 errors in 61.02s (0:01:01)"

@@ -1426,7 +1426,9 @@ static uint64_t ro_refresh(vg_log_t *log, uint32_t i)
         if (rc != VG_AGAIN && rc != VG_ECORRUPT)
             break;
         vg_seg_reader_t nx;
-        if (vg_seg_reader_open(log->io, s->dir, i, s->scan.next_seq, &nx) != VG_OK)
+        /* An empty segment is named like its successor: it is the newest. */
+        if (s->scan.next_seq == s->scan.first_seq ||
+            vg_seg_reader_open(log->io, s->dir, i, s->scan.next_seq, &nx) != VG_OK)
             break;
         vg_seg_reader_close(&s->scan);
         s->scan = nx;
@@ -1644,7 +1646,9 @@ int vg_log_reader_next(vg_log_reader_t *r, vg_record_t *rec)
          * the sequence number expected next, and its existence means this
          * one is finished. */
         vg_seg_reader_t nx;
-        int orc = vg_seg_reader_open(log->io, dir, r->shard, r->seg.next_seq, &nx);
+        /* An empty segment is its own successor's name: never reopen it. */
+        int orc = r->seg.next_seq == r->seg.first_seq ? VG_ENOTFOUND
+                                                      : vg_seg_reader_open(log->io, dir, r->shard, r->seg.next_seq, &nx);
         if (orc == VG_OK) {
             vg_seg_reader_close(&r->seg);
             r->seg = nx;

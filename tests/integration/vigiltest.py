@@ -30,7 +30,7 @@ TELEMETRY_TOPIC = "iot/wearable/data"
 STATS_TOPIC = "$SYS/vigil/stats"
 # `vigil stream tail|ls` should take well under a second for the few
 # thousand records these tests write; a hang is a failure, not a wait.
-CLI_TIMEOUT = float(os.environ.get("VIGIL_CLI_TIMEOUT", "30"))
+CLI_TIMEOUT = float(os.environ.get("VIGIL_CLI_TIMEOUT", "10"))
 
 # ---------------------------------------------------------------------------
 # small utilities

@@ -1201,6 +1201,36 @@ static void test_append_errors(void)
     tmpdir_free(dir);
 }
 
+/* A shard with no records yet has one empty segment named after seq 1 —
+ * the same name its successor would have. Readers (read-only and in the
+ * writing process) must report "nothing yet", not loop reopening it. */
+static void test_empty_shard_readers(void)
+{
+    char *dir = tmpdir_new();
+    VT_REQUIRE(dir != NULL);
+    vg_log_opts_t o;
+    vg_log_opts_default(&o);
+    o.shards = 2;
+    vg_log_t *log = NULL;
+    VT_REQUIRE(vg_log_open(dir, "s", &o, &log) == VG_OK);
+    vg_log_reader_t *r = NULL;
+    vg_record_t rec;
+    VT_REQUIRE(vg_log_reader_open(log, 0, 0, &r) == VG_OK);
+    VT_EQ_INT(vg_log_reader_next(r, &rec), VG_AGAIN);
+    vg_log_reader_close(r);
+    vg_log_t *ro = NULL;
+    VT_REQUIRE(vg_log_open_readonly(dir, "s", &ro) == VG_OK);
+    VT_EQ_INT(vg_log_durable_seq(ro, 0), 0);
+    VT_EQ_INT(vg_log_first_seq(ro, 0), 0);
+    VT_REQUIRE(vg_log_reader_open(ro, 0, 0, &r) == VG_OK);
+    VT_EQ_INT(vg_log_reader_next(r, &rec), VG_AGAIN);
+    VT_EQ_INT(vg_log_reader_next(r, &rec), VG_AGAIN);
+    vg_log_reader_close(r);
+    vg_log_close(ro);
+    vg_log_close(log);
+    tmpdir_free(dir);
+}
+
 int main(void)
 {
     /* Several tests provoke failures on purpose; keep their log lines short. */
@@ -1220,5 +1250,6 @@ int main(void)
     VT_RUN(test_segment_files);
     VT_RUN(test_alloc_failures);
     VT_RUN(test_append_errors);
+    VT_RUN(test_empty_shard_readers);
     return VT_DONE();
 }

@@ -1,0 +1,852 @@
+#!/usr/bin/python3
+"""bench/report.py — helpers for bench/run.sh (stdlib only, /usr/bin/python3).
+
+  report.py freeport BASE
+      prints the first TCP port >= BASE on 127.0.0.1 that nothing listens on
+      and that can be bound (checked by binding it without SO_REUSEADDR/PORT).
+  report.py owns-port PORT PID
+      exit 0 iff every listener on PORT belongs to PID (ss -ltnp): guards
+      against another SO_REUSEPORT server sharing our port.
+  report.py set FILE key=value ...   (key+=value appends to a list)
+      merges fields into a JSON object file; values that parse as JSON are
+      stored as such, anything else as a string.
+  report.py runsim --pid PID --out DIR --timeout S [--stats-port P] -- CMD...
+      runs the load generator CMD (vigil sim ... --json) while sampling the
+      server's VmRSS and CPU time; writes DIR/sim.json (the sim's stdout),
+      DIR/sim.err, DIR/rss.tsv and DIR/runsim.json.
+  report.py render WORKDIR OUT.md
+      writes the benchmark document from WORKDIR/meta.json and
+      WORKDIR/runs/*/{info,runsim,sim}.json.
+"""
+import json
+import os
+import re
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# ---------------------------------------------------------------- small utils
+
+def load_json(path, default=None):
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+        if not text:
+            return default
+        try:
+            return json.loads(text)
+        except ValueError:
+            pass
+        # The sim prints one JSON object; be tolerant of stray lines.
+        for line in reversed(text.splitlines()):
+            line = line.strip()
+            if line.startswith("{"):
+                try:
+                    return json.loads(line)
+                except ValueError:
+                    continue
+        return default
+    except (OSError, ValueError):
+        return default
+
+
+def save_json(path, obj):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def rss_kb(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def cpu_s(pid):
+    """utime + stime of the whole process (all threads), in seconds."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            data = f.read()
+        fields = data[data.rindex(")") + 2:].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("State:"):
+                    return "Z" not in line.split()[1]
+    except OSError:
+        return False
+    return False
+
+
+# ---------------------------------------------------------------- freeport
+
+def listening_ports():
+    out = subprocess.run(["ss", "-Hltn"], capture_output=True, text=True).stdout
+    ports = set()
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 4:
+            local = parts[3]
+            try:
+                ports.add(int(local.rsplit(":", 1)[1]))
+            except ValueError:
+                pass
+    return ports
+
+
+def cmd_freeport(args):
+    base = int(args[0])
+    busy = listening_ports()
+    for port in range(base, min(base + 2000, 32768)):
+        if port in busy:
+            continue
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            s.close()
+        print(port)
+        return 0
+    print(f"no free port in [{base}, {base + 2000})", file=sys.stderr)
+    return 1
+
+
+def cmd_owns_port(args):
+    port, pid = int(args[0]), int(args[1])
+    out = subprocess.run(["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True).stdout
+    lines = [l for l in out.splitlines() if l.strip()]
+    if not lines:
+        return 1
+    for l in lines:
+        pids = set(int(p) for p in re.findall(r"pid=(\d+)", l))
+        if pids != {pid}:
+            print(f"port {port}: listener not ours: {l.strip()}", file=sys.stderr)
+            return 2
+    return 0
+
+
+# ---------------------------------------------------------------- set
+
+def cmd_set(args):
+    path = args[0]
+    obj = load_json(path, {}) or {}
+    for kv in args[1:]:
+        m = re.match(r"^([A-Za-z0-9_.]+)(\+?)=(.*)$", kv, re.S)
+        if not m:
+            print(f"set: bad argument {kv!r}", file=sys.stderr)
+            return 2
+        key, app, val = m.groups()
+        try:
+            v = json.loads(val)
+        except ValueError:
+            v = val
+        if app:
+            obj.setdefault(key, []).append(v)
+        else:
+            obj[key] = v
+    save_json(path, obj)
+    return 0
+
+
+# ---------------------------------------------------------------- runsim
+
+CONN_RE = re.compile(r"connected (\d+)/(\d+)")
+PROG_RE = re.compile(r"^\[\s*([\d.]+)s\] connected (\d+)/(\d+).*?sent (\d+)\s+acked (\d+)\s+rate (\d+)/s"
+                     r".*?p99 ack ([\d.]+) ms")
+
+
+def cmd_runsim(args):
+    pid = out = None
+    timeout = 600.0
+    stats_port = None
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "--":
+            cmd = args[i + 1:]
+            break
+        if a == "--pid":
+            pid = int(args[i + 1])
+        elif a == "--out":
+            out = args[i + 1]
+        elif a == "--timeout":
+            timeout = float(args[i + 1])
+        elif a == "--stats-port":
+            stats_port = int(args[i + 1])
+        else:
+            print(f"runsim: unknown option {a}", file=sys.stderr)
+            return 2
+        i += 2
+    else:
+        print("runsim: missing -- CMD", file=sys.stderr)
+        return 2
+
+    res = {"cmd": cmd}
+    # Idle: the server has been up for a moment; take the last of a few samples.
+    idle = None
+    for _ in range(3):
+        idle = rss_kb(pid) or idle
+        time.sleep(0.2)
+    res["rss_idle_kb"] = idle
+    cpu0 = cpu_s(pid)
+    t0 = time.monotonic()
+
+    state = {"max_conn": 0, "rss_at_max_conn": None, "t_max_conn": None, "all_connected": False,
+             "t_all": None, "rss_all": None, "devices": None, "stats_procs": [], "progress": []}
+    lock = threading.Lock()
+    rss_log = open(os.path.join(out, "rss.tsv"), "w")
+    rss_log.write("t_s\trss_kb\tcpu_s\tevent\n")
+
+    def grab_stats(tag):
+        # vigil only: one $SYS/vigil/stats message (memory per subsystem etc.).
+        if not stats_port:
+            return
+        try:
+            p = subprocess.Popen(["mosquitto_sub", "-h", "127.0.0.1", "-p", str(stats_port), "-t",
+                                  "$SYS/vigil/stats", "-C", "1", "-W", "5"],
+                                 stdout=open(os.path.join(out, f"stats_{tag}.json"), "w"),
+                                 stderr=subprocess.DEVNULL)
+            state["stats_procs"].append(p)
+        except OSError:
+            pass
+
+    sim_out = open(os.path.join(out, "sim.json"), "w")
+    sim_err = open(os.path.join(out, "sim.err"), "w")
+    try:
+        proc = subprocess.Popen(cmd, stdout=sim_out, stderr=subprocess.PIPE, text=True, bufsize=1)
+    except OSError as e:
+        res["error"] = f"cannot start the sim: {e}"
+        save_json(os.path.join(out, "runsim.json"), res)
+        return 1
+
+    def on_term(signum, frame):
+        try:
+            proc.send_signal(signal.SIGTERM)
+        except OSError:
+            pass
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+
+    def reader():
+        for line in proc.stderr:
+            sim_err.write(line)
+            pm = PROG_RE.search(line)
+            if pm:
+                t, c, tot, sent, acked, rate_, p99 = pm.groups()
+                state["progress"].append([float(t), int(c), int(tot), int(sent), int(acked), int(rate_), float(p99)])
+            m = CONN_RE.search(line)
+            if not m:
+                continue
+            n, total = int(m.group(1)), int(m.group(2))
+            r = rss_kb(pid)
+            now = time.monotonic() - t0
+            with lock:
+                state["devices"] = total
+                if n > state["max_conn"]:
+                    state["max_conn"], state["rss_at_max_conn"], state["t_max_conn"] = n, r, now
+                if n >= total and not state["all_connected"]:
+                    state["all_connected"], state["t_all"], state["rss_all"] = True, now, r
+                    rss_log.write(f"{now:.2f}\t{r}\t{cpu_s(pid)}\tall-connected\n")
+                    grab_stats("connected")
+        sim_err.flush()
+
+    th = threading.Thread(target=reader, daemon=True)
+    th.start()
+
+    peak = idle or 0
+    timed_out = False
+    server_died_at = None
+    while True:
+        try:
+            rc = proc.wait(timeout=0.25)
+            break
+        except subprocess.TimeoutExpired:
+            pass
+        now = time.monotonic() - t0
+        r = rss_kb(pid)
+        if r is not None:
+            peak = max(peak, r)
+        elif server_died_at is None:
+            server_died_at = now
+        with lock:
+            rss_log.write(f"{now:.2f}\t{r}\t{cpu_s(pid)}\t\n")
+        if now > timeout and not timed_out:
+            timed_out = True
+            proc.send_signal(signal.SIGTERM)
+            try:
+                rc = proc.wait(timeout=20)
+                break
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                rc = proc.wait()
+                break
+    wall = time.monotonic() - t0
+    th.join(timeout=5)
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu1 = cpu_s(pid)
+    time.sleep(0.5)  # let the server settle after the last connection closes
+    after = rss_kb(pid)
+    for p in state["stats_procs"]:
+        try:
+            p.wait(timeout=6)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    rss_log.close()
+    sim_out.close()
+    sim_err.close()
+    res.update({
+        "sim_rc": rc,
+        "timed_out": timed_out,
+        "wall_s": round(wall, 3),
+        "rss_peak_kb": peak,
+        "rss_after_kb": after,
+        "rss_all_connected_kb": state["rss_all"],
+        "t_all_connected_s": state["t_all"],
+        "max_connected_seen": state["max_conn"],
+        "rss_at_max_connected_kb": state["rss_at_max_conn"],
+        "server_cpu_s": (cpu1 - cpu0) if (cpu0 is not None and cpu1 is not None) else None,
+        "sim_cpu_s": ru.ru_utime + ru.ru_stime,
+        "server_alive_after": alive(pid),
+        "server_died_at_s": server_died_at,
+        "progress": state["progress"],
+    })
+    save_json(os.path.join(out, "runsim.json"), res)
+    return 0
+
+
+# ---------------------------------------------------------------- render
+
+def fnum(v, nd=0):
+    if v is None:
+        return "n/a"
+    if isinstance(v, float) and nd == 0 and abs(v) >= 100:
+        return f"{v:,.0f}"
+    if isinstance(v, (int,)) and not isinstance(v, bool):
+        return f"{v:,}"
+    return f"{v:,.{nd}f}"
+
+
+def fms(v):
+    return "n/a" if v is None else f"{v:.3f}"
+
+
+def fmib(kb):
+    return "n/a" if kb is None else f"{kb / 1024:.1f}"
+
+
+def mark(ok):
+    if ok is None:
+        return "n/a"
+    return "**met**" if ok else "**not met**"
+
+
+class Run:
+    """One server + one sim run, as recorded under WORKDIR/runs/<id>."""
+
+    def __init__(self, d):
+        self.dir = d
+        self.id = os.path.basename(d)
+        self.info = load_json(os.path.join(d, "info.json"), {}) or {}
+        self.rs = load_json(os.path.join(d, "runsim.json"), {}) or {}
+        self.sim = load_json(os.path.join(d, "sim.json"), None)
+        self.stats = load_json(os.path.join(d, "stats_connected.json"), None)
+
+    @property
+    def kind(self):
+        return self.info.get("kind", "")
+
+    @property
+    def is_vigil(self):
+        return self.kind.startswith("vigil")
+
+    @property
+    def errors(self):
+        e = list(self.info.get("errors", []))
+        if self.rs.get("timed_out"):
+            e.append("the load generator did not finish in time and was stopped (SIGTERM)")
+        if self.rs and self.rs.get("server_alive_after") is False:
+            at = self.rs.get("server_died_at_s")
+            e.append("the server was not running at the end of the load"
+                     + (f" (gone at ~{at:.1f} s into the run)" if at is not None else ""))
+        if self.rs and self.rs.get("sim_rc") not in (0, None):
+            e.append(f"the sim exited with status {self.rs.get('sim_rc')}")
+        if self.info.get("ran") and self.sim is None:
+            e.append("the sim printed no JSON report")
+        return e
+
+    def s(self, *path):
+        v = self.sim
+        for p in path:
+            if not isinstance(v, dict) or p not in v:
+                return None
+            v = v[p]
+        return v
+
+    def acked_per_s(self):
+        a, d = self.s("acked"), self.s("duration_s")
+        return a / d if a is not None and d else None
+
+    def steady_rate(self):
+        """Median of the sim's per-second send rates once every device was
+        connected (from the second full second on) and before the send
+        phase ended: the rate without the connect ramp."""
+        dur = self.s("duration_s")
+        pts = self.rs.get("progress") or []
+        t_all = None
+        for t, c, tot, *_ in pts:
+            if c >= tot:
+                t_all = t
+                break
+        if t_all is None or not dur:
+            return None
+        rates = sorted(r for t, c, tot, sent, acked, r, p99 in pts if t >= t_all + 1 and t <= dur)
+        if not rates:
+            return None
+        return rates[len(rates) // 2]
+
+    def lat(self, which, p):
+        h = self.s(which)
+        if not h or not h.get("count"):
+            return None
+        return h.get(p)
+
+    def mem_per_conn_b(self, key="rss_all_connected_kb"):
+        idle, conn = self.rs.get("rss_idle_kb"), self.rs.get(key)
+        n = self.s("connected")
+        if key == "rss_all_connected_kb" and conn is None:
+            conn, n = self.rs.get("rss_at_max_connected_kb"), self.rs.get("max_connected_seen") or n
+        if idle is None or conn is None or not n:
+            return None
+        return (conn - idle) * 1024 / n
+
+    def cpu_pct(self, key):
+        c, w = self.rs.get(key), self.rs.get("wall_s")
+        return 100 * c / w if c is not None and w else None
+
+    def stored(self):
+        return self.info.get("stored_telemetry")
+
+
+def table(header, rows):
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        out.append("| " + " | ".join(str(c) for c in r) + " |")
+    return "\n".join(out)
+
+
+def result_rows(runs, alerts=True, memory=False):
+    """Metric rows, one column per run."""
+    def col(f):
+        return [f(r) if r.sim is not None else "n/a" for r in runs]
+
+    def na_alert(r, v):
+        return v if r.is_vigil else "n/a"
+
+    rows = [
+        ["devices connected / connect failures"] + col(lambda r: f"{fnum(r.s('connected'))} / {fnum(r.s('connect_failures'))}"),
+        ["events sent"] + col(lambda r: fnum(r.s("sent"))),
+        ["events acked (PUBACK)"] + col(lambda r: fnum(r.s("acked"))),
+        ["failed (never acked)"] + col(lambda r: fnum(r.s("failed"))),
+        ["disconnects during run"] + col(lambda r: fnum(r.s("disconnects"))),
+        ["throughput sent (events/s)"] + col(lambda r: fnum(r.s("throughput_eps"))),
+        ["throughput acked (events/s)"] + col(lambda r: fnum(r.acked_per_s())),
+        ["steady send rate, all connected (events/s, median of per-second rates)"] + col(lambda r: fnum(r.steady_rate())),
+        ["sends deferred (in-flight window or buffer full)"] + col(lambda r: fnum(r.s("deferred"))),
+    ]
+    for p in ("p50", "p95", "p99", "max"):
+        rows.append([f"publish→PUBACK {p} (ms)"] + col(lambda r, p=p: fms(r.lat("puback_latency_ms", p))))
+    if alerts:
+        for p in ("p50", "p95", "p99", "max"):
+            rows.append([f"publish→alert {p} (ms)"] +
+                        col(lambda r, p=p: na_alert(r, fms(r.lat("alert_latency_ms", p)))))
+        rows += [
+            ["anomalies injected"] + col(lambda r: fnum(r.s("anomalies", "injected"))),
+            ["anomalies detected / missed"] + col(lambda r: na_alert(
+                r, f"{fnum(r.s('anomalies', 'detected'))} / {fnum(r.s('anomalies', 'missed'))}")),
+            ["false alerts"] + col(lambda r: na_alert(r, fnum(r.s("false_alerts")))),
+        ]
+    rows += [
+        ["telemetry records on disk after stop"] + [
+            (fnum(r.stored()) if r.stored() is not None else "n/a (see notes)") if r.is_vigil
+            else "n/a (not stored)" for r in runs],
+        ["server RSS idle (MiB)"] + [fmib(r.rs.get("rss_idle_kb")) for r in runs],
+        ["server RSS all connected (MiB)"] + [fmib(r.rs.get("rss_all_connected_kb") or r.rs.get("rss_at_max_connected_kb")) for r in runs],
+        ["server RSS peak (MiB)"] + [fmib(r.rs.get("rss_peak_kb")) for r in runs],
+        ["server RSS after load (MiB)"] + [fmib(r.rs.get("rss_after_kb")) for r in runs],
+    ]
+    if memory:
+        rows.append(["server memory per connection (bytes): (RSS all connected − idle) / connections"] +
+                    [fnum(r.mem_per_conn_b()) for r in runs])
+        rows.append(["same, from peak RSS (bytes)"] + [fnum(r.mem_per_conn_b("rss_peak_kb")) for r in runs])
+    rows += [
+        ["server CPU (% of one core, over the run)"] + [fnum(r.cpu_pct("server_cpu_s")) for r in runs],
+        ["load generator CPU (% of one core)"] + [fnum(r.cpu_pct("sim_cpu_s")) for r in runs],
+        ["server stop time after SIGTERM (s)"] + [fnum(r.info.get("stop_s"), 2) for r in runs],
+        ["server log warnings / errors"] + [f"{fnum(r.info.get('log_warn'))} / {fnum(r.info.get('log_error'))}" for r in runs],
+    ]
+    return rows
+
+
+def commands_block(runs):
+    lines = []
+    for r in runs:
+        lines.append(f"# {r.info.get('label', r.id)}")
+        if r.info.get("server_cmd"):
+            lines.append(r.info["server_cmd"])
+        if r.info.get("mosquitto_conf"):
+            lines.append("# " + r.info.get("mosquitto_conf_path", "mosquitto.conf") + ":")
+            lines += ["#   " + l for l in r.info["mosquitto_conf"].splitlines()]
+        if r.info.get("sim_cmd"):
+            lines.append(r.info["sim_cmd"])
+        lines.append("")
+    return "```sh\n" + "\n".join(lines).rstrip() + "\n```"
+
+
+def notes_block(runs):
+    out = []
+    for r in runs:
+        errs = r.errors
+        for e in errs:
+            out.append(f"- **{r.info.get('label', r.id)}**: {e}")
+        for w in r.info.get("log_lines", [])[:8]:
+            out.append(f"- {r.info.get('label', r.id)} server log: `{w.strip()[:300]}`")
+    return out
+
+
+def vigil_mem_block(runs):
+    lines = []
+    for r in runs:
+        if r.is_vigil and r.stats:
+            mem = {k[len("memory."):]: v for k, v in r.stats.items() if k.startswith("memory.")}
+            if mem:
+                parts = ", ".join(f"{k} {v / 1048576:.1f} MiB" for k, v in mem.items())
+                lines.append(f"- {r.info.get('label', r.id)}: vigil's own accounting when all devices were "
+                             f"connected (`$SYS/vigil/stats`, {fnum(r.stats.get('connections.current'))} "
+                             f"connections): {parts}.")
+    return lines
+
+
+def cmd_render(args):
+    work, outpath = args[0], args[1]
+    meta = load_json(os.path.join(work, "meta.json"), {}) or {}
+    runs_dir = os.path.join(work, "runs")
+    runs = {}
+    if os.path.isdir(runs_dir):
+        for name in sorted(os.listdir(runs_dir)):
+            d = os.path.join(runs_dir, name)
+            if os.path.isdir(d):
+                runs[name] = Run(d)
+    scale = float(meta.get("scale", 1))
+    L = []
+    w = L.append
+    w("# vigil benchmarks")
+    w("")
+    w(f"Generated by `bench/run.sh` (`make bench`) on **{meta.get('date', '?')}**, "
+      f"vigil {meta.get('git', '?')}, {meta.get('mosquitto_version', 'mosquitto ?')}.")
+    w("")
+    if scale != 1 or meta.get("overrides"):
+        w(f"> **Smoke / reduced run** — BENCH_SCALE={meta.get('scale')}"
+          + (f", overrides: {meta.get('overrides')}" if meta.get("overrides") else "")
+          + ". Durations and fleet sizes are scaled down; the numbers validate the harness and are "
+            "**not** the reference results. Targets are evaluated against the scaled load.")
+        w("")
+    if meta.get("load_before"):
+        w(f"> Machine load average when the run started: {meta.get('load_before')} "
+          f"(after: {meta.get('load_after', '?')}). Other processes on the machine make numbers noisy; "
+          "the reference numbers should come from a quiet machine.")
+        w("")
+    w("## Machine")
+    w("")
+    w(table(["", ""], [
+        ["CPUs (nproc)", meta.get("nproc", "?")],
+        ["CPU model", meta.get("cpu_model", "?")],
+        ["memory", meta.get("memory", "?")],
+        ["kernel", meta.get("kernel", "?")],
+        ["data dir file system", meta.get("data_fs", "?")],
+        ["open-file limit (soft:hard) given to servers", meta.get("nofile", "?")],
+        ["compiler / build", meta.get("build", "?")],
+    ]))
+    w("")
+    w("## Method")
+    w("")
+    w("- Load generator for every row: `build/vigil sim ... --json` (MQTT 3.1.1, one TCP connection per "
+      "device, worker processes added automatically past 15,000 devices). It reports events sent/acked, "
+      "publish→PUBACK and publish→alert latency histograms and detection quality; `bench/report.py` "
+      "parses the JSON.")
+    w("- Each row starts its server fresh on a free loopback port (checked unused, and checked after start "
+      "that only our process listens on it) with a fresh data directory, and stops it with SIGTERM "
+      "afterwards. Servers run with the open-file limit raised to the hard limit (`ulimit -n`); "
+      "mosquitto does not raise its own soft limit, vigil does.")
+    w("- **vigil** runs with its default `--fsync always`: a PUBACK leaves only after the event is "
+      "`fdatasync`ed to the telemetry stream (durable). **mosquitto** has no durable stream: it acks a "
+      "QoS 1 PUBLISH from memory and stores nothing (`persistence false`, no subscriber for the "
+      "telemetry topic), so its rows are a not-durable baseline and it detects nothing: alert columns "
+      "are n/a.")
+    w("- Server RSS is VmRSS from `/proc/PID/status`: *idle* just before the load starts, *all "
+      "connected* at the first sim progress line that shows every device connected (devices already "
+      "publish while others connect), *peak* the maximum of samples every 0.25 s, *after* 0.5 s after "
+      "the sim exits. Server CPU is utime+stime of the server process over the run.")
+    w("- *Throughput sent* is the sim's figure (events sent / send phase, including the connect ramp at "
+      "the start); *throughput acked* is PUBACKs received / send phase (acks that arrive during the drain "
+      "after the send phase count too); *steady send rate* is the median of the sim's per-second rates "
+      "after every device is connected. *Deferred* sends are ones the sim postponed because the device's "
+      "in-flight window (QoS 1) or output buffer was full — the server's backpressure.")
+    w("- vigil's *telemetry records on disk* is counted after the server stopped, with "
+      "`vigil stream tail telemetry | wc -l` (falls back to the server's shutdown log line); every acked "
+      "event must be there.")
+    w("- Both the load generator and the server run on the same "
+      f"{meta.get('nproc', '?')}-core machine and compete for the CPUs; the load generator CPU row shows "
+      "how much it took.")
+    w("")
+
+    targets = []  # (benchmark, target, measured, ok)
+
+    # ------------------------------------------------------------------ (a)
+    sel = meta.get("only", "a,b,c").split(",")
+    ids_a = [i for i in ("a_vigil", "a_mosquitto") if i in runs]
+    if "a" in sel:
+        w("## (a) Reference workload")
+        w("")
+        p = meta.get("a", {})
+        w(f"{fnum(p.get('devices'))} devices × 1 event / {p.get('interval')} s "
+          f"(≈ {fnum(p.get('offered'))} events/s offered), QoS 1, {p.get('duration')} s, anomaly rate "
+          f"{p.get('anomaly_rate')} per device per minute.")
+        w("")
+        ra = [runs[i] for i in ids_a]
+        if ra:
+            w(commands_block(ra))
+            w("")
+            w(table(["metric"] + [r.info.get("label", r.id) for r in ra], result_rows(ra, alerts=True)))
+            w("")
+            v = runs.get("a_vigil")
+            if v:
+                p99 = v.lat("alert_latency_ms", "p99")
+                targets.append(("(a)", "p99 publish→alert ≤ 5 ms (vigil, durable)",
+                                f"{fms(p99)} ms" if p99 is not None else "n/a",
+                                None if p99 is None else p99 <= 5.0))
+                if v.sim:
+                    sent, acked, failed = v.s("sent"), v.s("acked"), v.s("failed")
+                    cf, disc = v.s("connect_failures"), v.s("disconnects")
+                    st = v.stored()
+                    ok = (failed == 0 and acked == sent and cf == 0 and disc == 0 and
+                          (st is None or st >= acked))
+                    targets.append(("(a)", "zero loss: every event sent is acked and on disk, no connect "
+                                    "failures or disconnects",
+                                    f"sent {fnum(sent)}, acked {fnum(acked)}, failed {fnum(failed)}, "
+                                    f"on disk {fnum(st)}, connect failures {fnum(cf)}, disconnects {fnum(disc)}",
+                                    ok))
+                    inj, det, fa = v.s("anomalies", "injected"), v.s("anomalies", "detected"), v.s("false_alerts")
+                    targets.append(("(a)", "(check) every injected anomaly alerted, no false alerts",
+                                    f"injected {fnum(inj)}, detected {fnum(det)}, false {fnum(fa)}",
+                                    None if inj is None else (det == inj and fa == 0)))
+                else:
+                    targets.append(("(a)", "zero loss", "run failed", None))
+        else:
+            w("_not run_")
+        w("")
+
+    # ------------------------------------------------------------------ (b)
+    ids_b = [i for i in ("b_vigil", "b_mosquitto") if i in runs]
+    if "b" in sel:
+        w("## (b) 20,000 events/s from 19,000 connections")
+        w("")
+        p = meta.get("b", {})
+        w(f"{fnum(p.get('devices'))} devices × 1 event / {p.get('interval')} s "
+          f"(≈ {fnum(p.get('offered'))} events/s offered), QoS 1, {p.get('duration')} s. The sim splits the "
+          "fleet over several worker processes (one per 15,000 connections, each under the 20,000 "
+          "open-file limit); both servers get the hard open-file limit. Memory per connection = "
+          "(RSS with all connected − RSS idle) / connections.")
+        w("")
+        rb = [runs[i] for i in ids_b]
+        if rb:
+            w(commands_block(rb))
+            w("")
+            w(table(["metric"] + [r.info.get("label", r.id) for r in rb], result_rows(rb, alerts=True, memory=True)))
+            w("")
+            for line in vigil_mem_block(rb):
+                w(line)
+            w("")
+            v = runs.get("b_vigil")
+            if v:
+                offered = p.get("offered") or 0
+                thr, steady = v.acked_per_s(), v.steady_rate()
+                p99a, p99l = v.lat("puback_latency_ms", "p99"), v.lat("alert_latency_ms", "p99")
+                ok = None
+                if steady is not None and v.sim:
+                    ok = (steady >= 0.95 * offered and v.s("failed") == 0 and v.s("acked") == v.s("sent")
+                          and v.s("connect_failures") == 0)
+                targets.append(("(b)", f"carries the offered {fnum(offered)} events/s once all are connected "
+                                "(steady rate ≥ 95 %), every event acked",
+                                f"steady {fnum(steady)} events/s (whole run incl. connect ramp: {fnum(thr)} acked/s), "
+                                f"sent {fnum(v.s('sent'))}, acked {fnum(v.s('acked'))}, failed {fnum(v.s('failed'))}",
+                                ok))
+                targets.append(("(b)", "p99 publish→PUBACK ≤ 10 ms", f"{fms(p99a)} ms",
+                                None if p99a is None else p99a <= 10.0))
+                targets.append(("(b)", "p99 publish→alert ≤ 10 ms", f"{fms(p99l)} ms",
+                                None if p99l is None else p99l <= 10.0))
+                mpc = v.mem_per_conn_b()
+                targets.append(("(b)", "≤ 2 KiB server memory per connection (vigil)",
+                                f"{fnum(mpc)} bytes" if mpc is not None else "n/a",
+                                None if mpc is None else mpc <= 2048))
+            m = runs.get("b_mosquitto")
+            if m and m.mem_per_conn_b() is not None:
+                targets.append(("(b)", "(reference) mosquitto memory per connection",
+                                f"{fnum(m.mem_per_conn_b())} bytes", None))
+        else:
+            w("_not run_")
+        w("")
+
+    # ------------------------------------------------------------------ (c)
+    ids_c = [i for i in ("c_vigil", "c_mosquitto", "c_vigil_nofsync") if i in runs]
+    if "c" in sel:
+        w("## (c) Peak sustained QoS 1 ingest, 100 publishers")
+        w("")
+        p = meta.get("c", {})
+        w(f"{fnum(p.get('devices'))} devices × 1 event / {p.get('interval')} s "
+          f"(≈ {fnum(p.get('offered'))} events/s offered; each device also has at most 256 unacknowledged "
+          f"publishes, so past saturation the rate is the server's), QoS 1, {p.get('duration')} s, "
+          "anomaly rate 0. `vigil --fsync none` is an extra, not-durable reference row.")
+        w("")
+        probes = meta.get("probes") or []
+        if p.get("probe"):
+            w("The interval was found by probing (short runs of vigil, fsync always, starting at 0.0005 s): "
+              "the interval is halved while vigil acks ≥ 90 % of the offered rate, so that the rows below "
+              "measure the server and not the load generator's schedule.")
+            w("")
+            if probes:
+                w(table(["probe interval (s)", "offered (events/s)", "vigil acked (events/s)", "probe length (s)"],
+                        [[pr.get("interval"), fnum(pr.get("offered")), fnum(pr.get("acked_per_s")),
+                          pr.get("duration")] for pr in probes]))
+                w("")
+        rc_ = [runs[i] for i in ids_c]
+        if rc_:
+            w(commands_block(rc_))
+            w("")
+            w(table(["metric"] + [r.info.get("label", r.id) for r in rc_], result_rows(rc_, alerts=False)))
+            w("")
+            offered = p.get("offered") or 0
+            for r in rc_:
+                thr = r.acked_per_s()
+                if thr is not None and offered and thr >= 0.9 * offered:
+                    w(f"- {r.info.get('label', r.id)}: acked {fnum(thr)}/s is ≥ 90 % of the offered "
+                      f"{fnum(offered)}/s, so this row may not show the server's limit; rerun with a smaller "
+                      "`BENCH_C_INTERVAL`.")
+            w("")
+            v, m = runs.get("c_vigil"), runs.get("c_mosquitto")
+            vt = v.acked_per_s() if v else None
+            mt = m.acked_per_s() if m else None
+            if v:
+                targets.append(("(c)", "≥ 100,000 durable events/s (vigil, fsync always)",
+                                f"{fnum(vt)} acked/s", None if vt is None else vt >= 100000))
+                targets.append(("(c)", "≥ 2× mosquitto's QoS 1 rate",
+                                f"vigil {fnum(vt)}/s vs mosquitto {fnum(mt)}/s"
+                                + (f" = {vt / mt:.2f}×" if vt and mt else ""),
+                                None if (vt is None or not mt) else vt >= 2 * mt))
+        else:
+            w("_not run_")
+        w("")
+
+    # ------------------------------------------------------------------ targets
+    if targets:
+        T = ["## Targets", "",
+             table(["bench", "target", "measured", "result"], [[a, b, c, mark(d)] for a, b, c, d in targets]), ""]
+        # Put the target summary right after the method section.
+        idx = L.index("## Method")
+        end = idx + 1
+        while end < len(L) and not L[end].startswith("## ("):
+            end += 1
+        L[end:end] = T
+
+    # ------------------------------------------------------------------ perf
+    w("## Where the time goes (perf)")
+    w("")
+    perf = load_json(os.path.join(work, "perf.json"), {}) or {}
+    if perf.get("status") == "ok":
+        w(f"`perf record -g` of the vigil server (fsync always) for {perf.get('seconds')} s during a separate "
+          "run of workload (c) — a separate run so that the profiler's overhead does not change the "
+          f"table above (that run acked {fnum(perf.get('acked_per_s'))} events/s under the profiler). "
+          "The binary is built without frame pointers, so the call chains are unreliable; the flat "
+          "self-time list is what to read.")
+        w("")
+        w("```sh")
+        for c in perf.get("commands", []):
+            w(c)
+        w("```")
+        w("")
+        w("Top symbols (self time, all threads):")
+        w("")
+        w("```")
+        w(perf.get("top", "").rstrip())
+        w("```")
+        w("")
+        if perf.get("by_dso"):
+            w("By shared object:")
+            w("")
+            w("```")
+            w(perf.get("by_dso", "").rstrip())
+            w("```")
+            w("")
+    else:
+        w(f"_not recorded: {perf.get('reason', 'perf section not run')}_")
+        w("")
+
+    # ------------------------------------------------------------------ notes
+    notes = notes_block(list(runs.values()))
+    notes += [f"- {n}" for n in meta.get("errors", [])]
+    w("## Failures and notes")
+    w("")
+    if notes:
+        L.extend(notes)
+    else:
+        w("None: every server started, served and stopped cleanly.")
+    w("")
+    w(f"_Total harness time: {meta.get('elapsed', '?')}. Raw logs: kept in the work directory only with "
+      "`BENCH_KEEP=1`._")
+    w("")
+    text = "\n".join(L)
+    tmp = outpath + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, outpath)
+    return 0
+
+
+def main(argv):
+    if len(argv) < 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    cmds = {"freeport": cmd_freeport, "owns-port": cmd_owns_port, "set": cmd_set,
+            "runsim": cmd_runsim, "render": cmd_render}
+    f = cmds.get(argv[1])
+    if not f:
+        print(__doc__, file=sys.stderr)
+        return 2
+    return f(argv[2:])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

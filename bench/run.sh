@@ -1,0 +1,404 @@
+#!/usr/bin/env bash
+# bench/run.sh — vigil vs mosquitto benchmarks; writes docs/benchmarks.md.
+#
+# `make bench` builds build/vigil and runs this. Benchmarks (each row: a fresh
+# server on a free loopback port with a fresh data dir, loaded by
+# `build/vigil sim --json`, stopped with SIGTERM):
+#   (a) reference workload: 10,000 devices x 1 event / 5 s, QoS 1, 60 s
+#   (b) 20,000 events/s: 19,000 devices x 1 event / 0.95 s, QoS 1, 60 s,
+#       plus server memory per connection
+#   (c) peak QoS 1 ingest: 100 devices x 1 event / 0.0005 s, 30 s
+#       (vigil fsync always, mosquitto, vigil fsync none)
+#   (d) = the mosquitto rows of (a)-(c)
+#   perf: `perf record -g` of vigil during a separate (c) run, if perf works
+#
+# Environment:
+#   BENCH_SCALE=0.1        scale durations and fleet sizes (smoke run); default 1
+#   BENCH_ONLY=a,b,c       which benchmarks to run (perf goes with c; BENCH_PERF=0 skips it)
+#   BENCH_OUT=FILE         output document (default docs/benchmarks.md)
+#   BENCH_DIR=DIR          where the work dir (data dirs, logs) is created
+#                          (default /var/tmp: on disk even where /tmp is tmpfs)
+#   BENCH_KEEP=1           keep the work dir (logs, sim output, perf.data)
+#   BENCH_PORT=N           first port tried (default 21883)
+#   BENCH_A_DEVICES, BENCH_A_INTERVAL, BENCH_A_DURATION, BENCH_B_*, BENCH_C_*  override one parameter
+#   BENCH_PERF_SECONDS=10  length of the perf recording
+#   VIGIL=path MOSQUITTO=path
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT" || exit 1
+PY=/usr/bin/python3
+REPORT=$ROOT/bench/report.py
+VIGIL=${VIGIL:-$ROOT/build/vigil}
+MOSQ=${MOSQUITTO:-/usr/sbin/mosquitto}
+SCALE=${BENCH_SCALE:-1}
+ONLY=${BENCH_ONLY:-a,b,c}
+OUT=${BENCH_OUT:-$ROOT/docs/benchmarks.md}
+PORT_BASE=${BENCH_PORT:-21883}
+T_START=$(date +%s)
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "fatal: $*"; exit 1; }
+
+[[ -x $PY ]] || die "$PY not found"
+[[ -x $VIGIL ]] || die "$VIGIL not found: run 'make all' first"
+command -v ss >/dev/null || die "ss (iproute2) not found"
+[[ $SCALE =~ ^[0-9]*\.?[0-9]+$ ]] || die "BENCH_SCALE must be a positive number, got '$SCALE'"
+
+# scaled INT MIN: INT * BENCH_SCALE rounded, at least MIN
+scaled() { awk -v v="$1" -v s="$SCALE" -v m="$2" 'BEGIN { x = int(v * s + 0.5); if (x < m) x = m; print x }'; }
+# rate DEVICES INTERVAL: offered events/s
+rate() { awk -v d="$1" -v i="$2" 'BEGIN { printf "%.0f", d / i }'; }
+
+A_DEVICES=${BENCH_A_DEVICES:-$(scaled 10000 50)}
+A_INTERVAL=${BENCH_A_INTERVAL:-5}
+A_DURATION=${BENCH_A_DURATION:-$(scaled 60 15)}
+B_DEVICES=${BENCH_B_DEVICES:-$(scaled 19000 50)}
+B_INTERVAL=${BENCH_B_INTERVAL:-0.95}
+B_DURATION=${BENCH_B_DURATION:-$(scaled 60 15)}
+C_DEVICES=${BENCH_C_DEVICES:-100}
+C_INTERVAL=${BENCH_C_INTERVAL:-0.0005}
+# Without BENCH_C_INTERVAL, (c) first probes: while vigil (fsync always) acks
+# >= 90 % of the offered rate, the interval is halved (at most 4 probes).
+C_PROBE=$([[ -n ${BENCH_C_INTERVAL:-} ]] && echo 0 || echo "${BENCH_C_PROBE:-1}")
+C_PROBE_DURATION=${BENCH_C_PROBE_DURATION:-$(scaled 10 4)}
+C_DURATION=${BENCH_C_DURATION:-$(scaled 30 5)}
+ANOMALY=${BENCH_ANOMALY_RATE:-0.05}
+SEED=${BENCH_SEED:-1}
+PERF_SECONDS=${BENCH_PERF_SECONDS:-10}
+STOP_TIMEOUT=${BENCH_STOP_TIMEOUT:-60}
+OVERRIDES=$(env | grep -E '^BENCH_(A|B|C)_|^BENCH_(ANOMALY_RATE|SEED|PERF_SECONDS)=' | sort | tr '\n' ' ' | sed 's/ $//')
+
+# Servers get the hard open-file limit (20,000 here; vigil raises its own soft
+# limit, mosquitto 2.0 does not).
+NOFILE=$(ulimit -Hn)
+[[ $NOFILE == unlimited ]] && NOFILE=1048576
+
+BASE_DIR=${BENCH_DIR:-/var/tmp}
+mkdir -p "$BASE_DIR" || die "cannot create $BASE_DIR"
+WORK=$(mktemp -d "$BASE_DIR/vigil-bench.XXXXXX") || die "mktemp in $BASE_DIR failed"
+mkdir -p "$WORK/runs"
+META=$WORK/meta.json
+set_meta() { "$PY" "$REPORT" set "$META" "$@"; }
+
+# ---------------------------------------------------------------- cleanup
+# Every server, sim wrapper and perf we start is recorded here and killed on
+# exit, by pid.
+declare -a OWNED=()
+cleanup() {
+    local p
+    for p in "${OWNED[@]}"; do
+        kill -0 "$p" 2>/dev/null && kill -TERM "$p" 2>/dev/null
+    done
+    for p in "${OWNED[@]}"; do
+        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -0 "$p" 2>/dev/null && kill -KILL "$p" 2>/dev/null
+    done
+    if [[ ${BENCH_KEEP:-0} == 1 ]]; then
+        log "work dir kept: $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+trap 'log "interrupted"; exit 130' INT TERM HUP
+
+# untrack PID: once reaped, a pid may be reused by someone else's process.
+untrack() {
+    local p keep=()
+    for p in "${OWNED[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
+    OWNED=("${keep[@]}")
+}
+running() { [[ -r /proc/$1/status ]] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
+q() { local s; printf -v s '%q ' "$@"; printf '%s' "${s% }"; }
+
+# ---------------------------------------------------------------- machine
+collect_machine() {
+    local cpu mem kern fs git build
+    cpu=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+    mem=$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
+    kern="$(uname -sr) ($(uname -v)) $(uname -m)"
+    fs=$(df -PT "$WORK" | awk 'NR == 2 { print $2 " on " $1 " (" $7 ")" }')
+    [[ $fs == tmpfs* ]] && fs="$fs — WARNING: tmpfs, fdatasync costs nothing here; set BENCH_DIR to a disk"
+    git=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+    [[ -n $(git -C "$ROOT" status --porcelain -- src 2>/dev/null) ]] && git="$git (src modified)"
+    build="$(${CC:-cc} --version 2>/dev/null | head -1), make all (-O2 -g)"
+    set_meta "date=$(date -u '+%Y-%m-%d %H:%M UTC')" "nproc=$(nproc)" "cpu_model=$cpu" "memory=$mem" \
+        "kernel=$kern" "data_fs=$fs" "git=$git" "build=$build" "nofile=$NOFILE:$NOFILE" \
+        "mosquitto_version=$("$MOSQ" -h 2>/dev/null | head -1)" "scale=\"$SCALE\"" "only=$ONLY" \
+        "overrides=$OVERRIDES" "load_before=$(cut -d' ' -f1-3 /proc/loadavg)" \
+        "a={\"devices\":$A_DEVICES,\"interval\":$A_INTERVAL,\"duration\":$A_DURATION,\"anomaly_rate\":$ANOMALY,\"offered\":$(rate "$A_DEVICES" "$A_INTERVAL")}" \
+        "b={\"devices\":$B_DEVICES,\"interval\":$B_INTERVAL,\"duration\":$B_DURATION,\"anomaly_rate\":$ANOMALY,\"offered\":$(rate "$B_DEVICES" "$B_INTERVAL")}" \
+        "c={\"devices\":$C_DEVICES,\"interval\":$C_INTERVAL,\"duration\":$C_DURATION,\"anomaly_rate\":0,\"offered\":$(rate "$C_DEVICES" "$C_INTERVAL"),\"probe\":$C_PROBE}"
+}
+
+# acked_rate ID: PUBACKs / send phase of a finished row, or nothing.
+acked_rate() {
+    "$PY" -c 'import json,sys; s=json.load(open(sys.argv[1])); print(round(s["acked"]/s["duration_s"]))' \
+        "$WORK/runs/$1/sim.json" 2>/dev/null
+}
+
+# probe_c: halves C_INTERVAL while vigil keeps up with the offered rate.
+probe_c() {
+    local step iv=$C_INTERVAL r off
+    for step in 1 2 3 4; do
+        off=$(rate "$C_DEVICES" "$iv")
+        bench_row "c_probe$step" vigil "probe $step: vigil (fsync always), interval $iv s" "$C_DEVICES" "$iv" "$C_PROBE_DURATION" 0
+        r=$(acked_rate "c_probe$step")
+        [[ -n $r ]] || break
+        set_meta "probes+={\"interval\":$iv,\"offered\":$off,\"acked_per_s\":$r,\"duration\":$C_PROBE_DURATION}"
+        if awk -v r="$r" -v o="$off" 'BEGIN { exit !(r < 0.9 * o) }'; then
+            log "(c) saturated at interval $iv s: $r acked/s of $off offered"
+            break
+        fi
+        ((step == 4)) && { log "(c) still not saturated at interval $iv s"; break; }
+        iv=$(awk -v i="$iv" 'BEGIN { printf "%.7g", i / 2 }')
+    done
+    C_INTERVAL=$iv
+    set_meta "c={\"devices\":$C_DEVICES,\"interval\":$C_INTERVAL,\"duration\":$C_DURATION,\"anomaly_rate\":0,\"offered\":$(rate "$C_DEVICES" "$C_INTERVAL"),\"probe\":1}"
+}
+
+# ---------------------------------------------------------------- servers
+SERVER_PID=
+SERVER_PORT=
+
+# start_server ID KIND -> SERVER_PID, SERVER_PORT; returns non-zero on failure
+# (recorded in the run's info.json).
+start_server() {
+    local id=$1 kind=$2 R=$WORK/runs/$1 info=$WORK/runs/$1/info.json port cmd=() conf
+    SERVER_PID= SERVER_PORT=
+    port=$("$PY" "$REPORT" freeport "$PORT_BASE") || { "$PY" "$REPORT" set "$info" "errors+=no free port"; return 1; }
+    PORT_BASE=$((port + 1))
+    mkdir -p "$R/data"
+    case $kind in
+    vigil) cmd=("$VIGIL" serve --listen "127.0.0.1:$port" --data-dir "$R/data" --fsync always) ;;
+    vigil-nofsync) cmd=("$VIGIL" serve --listen "127.0.0.1:$port" --data-dir "$R/data" --fsync none) ;;
+    mosquitto)
+        conf=$R/mosquitto.conf
+        cat >"$conf" <<EOF
+listener $port 127.0.0.1
+allow_anonymous true
+max_connections -1
+persistence false
+connection_messages false
+log_dest stderr
+EOF
+        cmd=("$MOSQ" -c "$conf")
+        "$PY" "$REPORT" set "$info" "mosquitto_conf=$(cat "$conf")" "mosquitto_conf_path=mosquitto.conf"
+        ;;
+    *) return 1 ;;
+    esac
+    "$PY" "$REPORT" set "$info" "server_cmd=ulimit -n $NOFILE; $(q "${cmd[@]}")" "port=$port"
+    (ulimit -n "$NOFILE" 2>/dev/null || ulimit -Sn "$NOFILE"; exec "${cmd[@]}") >"$R/server.log" 2>&1 &
+    SERVER_PID=$!
+    OWNED+=("$SERVER_PID")
+    local i
+    for i in $(seq 100); do
+        if ! running "$SERVER_PID"; then
+            "$PY" "$REPORT" set "$info" "errors+=server exited during start-up: $(tail -3 "$R/server.log" | tr '\n' ' ')"
+            return 1
+        fi
+        [[ -n $(ss -Hltn "sport = :$port") ]] && break
+        sleep 0.1
+    done
+    if [[ -z $(ss -Hltn "sport = :$port") ]]; then
+        "$PY" "$REPORT" set "$info" "errors+=server not listening on $port after 10 s"
+        return 1
+    fi
+    if ! "$PY" "$REPORT" owns-port "$port" "$SERVER_PID" 2>>"$R/server.log"; then
+        "$PY" "$REPORT" set "$info" "errors+=port $port is shared with another process; results would be wrong"
+        return 1
+    fi
+    SERVER_PORT=$port
+    sleep 1 # settle: idle RSS is taken next
+    return 0
+}
+
+# stop_server ID: SIGTERM, wait up to STOP_TIMEOUT, then SIGKILL (recorded).
+stop_server() {
+    local id=$1 info=$WORK/runs/$1/info.json pid=$SERVER_PID t0 t1 rc
+    [[ -n $pid ]] || return 0
+    t0=$(date +%s.%N)
+    kill -TERM "$pid" 2>/dev/null
+    local waited=0
+    while running "$pid"; do
+        sleep 0.05
+        waited=$((waited + 1))
+        if ((waited > STOP_TIMEOUT * 20)); then
+            "$PY" "$REPORT" set "$info" "errors+=server did not exit within ${STOP_TIMEOUT} s of SIGTERM; killed with SIGKILL"
+            kill -KILL "$pid" 2>/dev/null
+            break
+        fi
+    done
+    wait "$pid" 2>/dev/null
+    rc=$?
+    untrack "$pid"
+    t1=$(date +%s.%N)
+    "$PY" "$REPORT" set "$info" "stop_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')" "exit_status=$rc"
+    ((rc != 0)) && "$PY" "$REPORT" set "$info" "errors+=server exit status $rc after SIGTERM"
+    SERVER_PID=
+}
+
+# log_summary ID KIND: counts warnings/errors in the server log.
+log_summary() {
+    local id=$1 kind=$2 R=$WORK/runs/$1 info=$WORK/runs/$1/info.json w e pat
+    if [[ $kind == mosquitto ]]; then pat='[Ee]rror|[Ww]arning|[Oo]ut of memory'; else pat=' (WARN|ERROR) '; fi
+    if [[ $kind == mosquitto ]]; then
+        w=$(grep -ciE 'warning' "$R/server.log"); e=$(grep -ciE 'error|out of memory' "$R/server.log")
+    else
+        w=$(grep -c ' WARN ' "$R/server.log"); e=$(grep -c ' ERROR ' "$R/server.log")
+    fi
+    "$PY" "$REPORT" set "$info" "log_warn=${w:-0}" "log_error=${e:-0}"
+    local line
+    while IFS= read -r line; do
+        "$PY" "$REPORT" set "$info" "log_lines+=$line"
+    done < <(grep -E "$pat" "$R/server.log" | head -5)
+}
+
+# count_stored ID: telemetry records on disk (vigil, after stop).
+count_stored() {
+    local id=$1 R=$WORK/runs/$1 info=$WORK/runs/$1/info.json n rc line
+    # `vigil stream ls` does not terminate (0.1), so count with tail.
+    n=$(timeout 300 "$VIGIL" stream tail telemetry --data-dir "$R/data" 2>>"$R/count.err" | wc -l)
+    rc=${PIPESTATUS[0]}
+    if ((rc == 0)); then
+        "$PY" "$REPORT" set "$info" "stored_telemetry=$n" "stored_source=stream tail"
+        return
+    fi
+    # Fallback: the server's own count at shutdown.
+    line=$(grep -o '[0-9]* telemetry records' "$R/server.log" | tail -1)
+    "$PY" "$REPORT" set "$info" "errors+=vigil stream tail telemetry failed (status $rc) after reading $n records"
+    if [[ -n $line ]]; then
+        "$PY" "$REPORT" set "$info" "stored_telemetry=${line%% *}" "stored_source=server log"
+    fi
+}
+
+# bench_row ID KIND LABEL DEVICES INTERVAL DURATION ANOMALY [perf]
+bench_row() {
+    local id=$1 kind=$2 label=$3 devices=$4 interval=$5 duration=$6 anomaly=$7 perf=${8:-}
+    local R=$WORK/runs/$id info=$WORK/runs/$id/info.json sim_cmd timeout_s stats=()
+    mkdir -p "$R"
+    "$PY" "$REPORT" set "$info" "kind=$kind" "label=$label"
+    log "$id: $label — $devices devices, interval $interval s, $duration s"
+    if ! start_server "$id" "$kind"; then
+        log "$id: server failed to start (see doc)"
+        [[ -n $SERVER_PID ]] && stop_server "$id"
+        return 1
+    fi
+    sim_cmd=("$VIGIL" sim --connect "127.0.0.1:$SERVER_PORT" --devices "$devices" --interval "$interval"
+        --duration "$duration" --qos 1 --anomaly-rate "$anomaly" --seed "$SEED" --json)
+    "$PY" "$REPORT" set "$info" "sim_cmd=$(q "${sim_cmd[@]}")" "ran=true"
+    [[ $kind == vigil* ]] && command -v mosquitto_sub >/dev/null && stats=(--stats-port "$SERVER_PORT")
+    # Generous: connect time + send + drain + margin.
+    timeout_s=$(awk -v d="$duration" -v n="$devices" 'BEGIN { printf "%d", d + n / 1000 + 60 }')
+
+    local perf_pid=
+    if [[ -n $perf ]]; then
+        local warm secs
+        warm=$(awk -v d="$duration" 'BEGIN { w = d * 0.2; if (w > 5) w = 5; if (w < 1) w = 1; printf "%.1f", w }')
+        secs=$(awk -v d="$duration" -v w="$warm" -v p="$PERF_SECONDS" 'BEGIN { s = d - w - 1; if (s > p) s = p; if (s < 1) s = 1; printf "%d", s }')
+        (
+            sleep "$warm"
+            exec perf record -g -F 999 -p "$SERVER_PID" -o "$R/perf.data" -- sleep "$secs"
+        ) >"$R/perf.log" 2>&1 &
+        perf_pid=$!
+        OWNED+=("$perf_pid")
+        "$PY" "$REPORT" set "$WORK/perf.json" "seconds=$secs" \
+            "commands+=perf record -g -F 999 -p <vigil pid> -o perf.data -- sleep $secs    # started $warm s into the run" \
+            "commands+=perf report -i perf.data --stdio --no-children -g none --sort symbol | grep -v '^#' | head -15"
+    fi
+
+    "$PY" "$REPORT" runsim --pid "$SERVER_PID" --out "$R" --timeout "$timeout_s" "${stats[@]}" -- "${sim_cmd[@]}" &
+    local simpy=$!
+    OWNED+=("$simpy")
+    wait "$simpy"
+    local src=$?
+    untrack "$simpy"
+    ((src != 0)) && "$PY" "$REPORT" set "$info" "errors+=load generator wrapper failed (status $src)"
+    if [[ -n $perf_pid ]]; then
+        wait "$perf_pid"
+        untrack "$perf_pid"
+    fi
+    stop_server "$id"
+    log_summary "$id" "$kind"
+    [[ $kind == vigil* ]] && count_stored "$id"
+    rm -rf "$R/data"
+    "$PY" - "$R" <<'EOF' >&2
+import json, sys, os
+d = sys.argv[1]
+try:
+    s = json.load(open(os.path.join(d, "sim.json")))
+    print(f"    sent {s['sent']} acked {s['acked']} failed {s['failed']} thr {s['throughput_eps']}/s "
+          f"ack p99 {s['puback_latency_ms']['p99']} ms alert p99 {s['alert_latency_ms']['p99']} ms "
+          f"anomalies {s['anomalies']}")
+except Exception as e:
+    print(f"    no sim report: {e}")
+EOF
+    return 0
+}
+
+perf_usable() {
+    command -v perf >/dev/null || { echo "perf not installed"; return 1; }
+    perf stat -e task-clock true >/dev/null 2>&1 || { echo "perf stat -e task-clock true failed (permissions? perf_event_paranoid=$(cat /proc/sys/kernel/perf_event_paranoid 2>/dev/null))"; return 1; }
+    return 0
+}
+
+perf_report() {
+    local R=$WORK/runs/c_perf P=$WORK/perf.json top dso
+    if [[ ! -s $R/perf.data ]]; then
+        "$PY" "$REPORT" set "$P" "status=failed" "reason=perf record wrote no data: $(tail -2 "$R/perf.log" 2>/dev/null | tr '\n' ' ')"
+        return
+    fi
+    top=$(perf report -i "$R/perf.data" --stdio --no-children -g none --sort symbol 2>/dev/null | sed -E "s/[[:space:]]+-[[:space:]]+-[[:space:]]*$//" | grep -v '^#' | grep -v '^[[:space:]]*$' | head -15)
+    dso=$(perf report -i "$R/perf.data" --stdio --no-children -g none --sort dso 2>/dev/null | sed -E "s/[[:space:]]+-[[:space:]]+-[[:space:]]*$//" | grep -v '^#' | grep -v '^[[:space:]]*$' | head -8)
+    if [[ -z $top ]]; then
+        "$PY" "$REPORT" set "$P" "status=failed" "reason=perf report printed nothing"
+        return
+    fi
+    local thr
+    thr=$(acked_rate c_perf)
+    "$PY" "$REPORT" set "$P" "status=ok" "top=$top" "by_dso=$dso" "acked_per_s=${thr:-null}"
+}
+
+# ---------------------------------------------------------------- main
+collect_machine
+log "work dir $WORK, scale $SCALE, only $ONLY, output $OUT"
+
+want() { [[ ,$ONLY, == *,$1,* ]]; }
+[[ -x $MOSQ ]] || set_meta "errors+=mosquitto not found at $MOSQ: its rows are missing"
+
+if want a; then
+    bench_row a_vigil vigil "vigil (fsync always, durable)" "$A_DEVICES" "$A_INTERVAL" "$A_DURATION" "$ANOMALY"
+    [[ -x $MOSQ ]] && bench_row a_mosquitto mosquitto "mosquitto 2.0 (QoS 1, not durable)" "$A_DEVICES" "$A_INTERVAL" "$A_DURATION" "$ANOMALY"
+fi
+if want b; then
+    bench_row b_vigil vigil "vigil (fsync always, durable)" "$B_DEVICES" "$B_INTERVAL" "$B_DURATION" "$ANOMALY"
+    [[ -x $MOSQ ]] && bench_row b_mosquitto mosquitto "mosquitto 2.0 (QoS 1, not durable)" "$B_DEVICES" "$B_INTERVAL" "$B_DURATION" "$ANOMALY"
+fi
+if want c; then
+    ((C_PROBE)) && probe_c
+    bench_row c_vigil vigil "vigil (fsync always, durable)" "$C_DEVICES" "$C_INTERVAL" "$C_DURATION" 0
+    [[ -x $MOSQ ]] && bench_row c_mosquitto mosquitto "mosquitto 2.0 (QoS 1, not durable)" "$C_DEVICES" "$C_INTERVAL" "$C_DURATION" 0
+    bench_row c_vigil_nofsync vigil-nofsync "vigil (fsync none, not durable; reference)" "$C_DEVICES" "$C_INTERVAL" "$C_DURATION" 0
+    if [[ ${BENCH_PERF:-1} != 0 ]]; then
+        if reason=$(perf_usable); then
+            # A separate run: the table rows above are not slowed by the profiler.
+            bench_row c_perf vigil "vigil (fsync always) under perf" "$C_DEVICES" "$C_INTERVAL" "$C_DURATION" 0 perf
+            perf_report
+        else
+            set_meta "errors+=perf section skipped: $reason"
+            "$PY" "$REPORT" set "$WORK/perf.json" "status=skipped" "reason=$reason"
+        fi
+    else
+        "$PY" "$REPORT" set "$WORK/perf.json" "status=skipped" "reason=BENCH_PERF=0"
+    fi
+fi
+
+T_END=$(date +%s)
+set_meta "load_after=$(cut -d' ' -f1-3 /proc/loadavg)" "elapsed=$(((T_END - T_START) / 60)) min $(((T_END - T_START) % 60)) s"
+mkdir -p "$(dirname "$OUT")"
+if "$PY" "$REPORT" render "$WORK" "$OUT"; then
+    log "wrote $OUT"
+else
+    die "rendering $OUT failed (work dir kept: $WORK)"
+fi
