@@ -166,7 +166,7 @@ SERVER_PORT=
 # (recorded in the run's info.json).
 start_server() {
     local id=$1 kind=$2 R=$WORK/runs/$1 info=$WORK/runs/$1/info.json port cmd=() conf
-    SERVER_PID= SERVER_PORT=
+    SERVER_PID='' SERVER_PORT=''
     port=$("$PY" "$REPORT" freeport "$PORT_BASE") || { "$PY" "$REPORT" set "$info" "errors+=no free port"; return 1; }
     PORT_BASE=$((port + 1))
     mkdir -p "$R/data"
@@ -192,8 +192,8 @@ EOF
     (ulimit -n "$NOFILE" 2>/dev/null || ulimit -Sn "$NOFILE"; exec "${cmd[@]}") >"$R/server.log" 2>&1 &
     SERVER_PID=$!
     OWNED+=("$SERVER_PID")
-    local i
-    for i in $(seq 100); do
+
+    for _ in $(seq 100); do
         if ! running "$SERVER_PID"; then
             "$PY" "$REPORT" set "$info" "errors+=server exited during start-up: $(tail -3 "$R/server.log" | tr '\n' ' ')"
             return 1
@@ -282,7 +282,16 @@ bench_row() {
     log "$id: $label — $devices devices, interval $interval s, $duration s"
     if ! start_server "$id" "$kind"; then
         log "$id: server failed to start (see doc)"
-        [[ -n $SERVER_PID ]] && stop_server "$id"
+        if [[ -n $SERVER_PID ]]; then
+            if running "$SERVER_PID"; then
+                stop_server "$id"
+            else
+                wait "$SERVER_PID" 2>/dev/null
+                "$PY" "$REPORT" set "$info" "exit_status=$?"
+                untrack "$SERVER_PID"
+                SERVER_PID=
+            fi
+        fi
         return 1
     fi
     sim_cmd=("$VIGIL" sim --connect "127.0.0.1:$SERVER_PORT" --devices "$devices" --interval "$interval"
@@ -400,5 +409,6 @@ mkdir -p "$(dirname "$OUT")"
 if "$PY" "$REPORT" render "$WORK" "$OUT"; then
     log "wrote $OUT"
 else
+    BENCH_KEEP=1
     die "rendering $OUT failed (work dir kept: $WORK)"
 fi
