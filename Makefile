@@ -32,31 +32,40 @@ all: $(BUILD)/vigil
 deps:
 	@scripts/deps.sh
 
+# V=1 shows the full compiler command lines.
+Q := $(if $(V),,@)
+
 $(BUILD)/vigil: $(LIB_OBJ) $(BUILD)/obj/src/app/main.o
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/asan/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(ASAN) -c -o $@ $<
+	@echo "  CC/ASAN $<"
+	$(Q)$(CC) $(CFLAGS) $(ASAN) -c -o $@ $<
 
 $(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(LIB_OBJ) $(LDLIBS)
+	@echo "  TEST    $@"
+	$(Q)$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(LIB_OBJ) $(LDLIBS)
 
 $(BUILD)/asan-tests/%: tests/unit/%.c $(ASAN_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(ASAN) -Itests/unit -o $@ $< $(ASAN_OBJ) $(LDLIBS)
+	@echo "  TEST    $@"
+	$(Q)$(CC) $(CFLAGS) $(ASAN) -Itests/unit -o $@ $< $(ASAN_OBJ) $(LDLIBS)
 
 # libFuzzer harnesses need clang; each links the library built for fuzzing.
 FUZZ_CC     := clang
 FUZZ_CFLAGS := $(CSTD) -O1 -g -Isrc -pthread -fsanitize=fuzzer,address,undefined
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRC)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(LDLIBS)
+	@echo "  FUZZ    $@"
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(LDLIBS)
 
 unit: $(UNIT_BIN)
 asan: $(ASAN_BIN)

@@ -14,6 +14,9 @@
       runs the load generator CMD (vigil sim ... --json) while sampling the
       server's VmRSS and CPU time; writes DIR/sim.json (the sim's stdout),
       DIR/sim.err, DIR/rss.tsv and DIR/runsim.json.
+  report.py fsyncprobe DIR
+      prints the latency of 4 KiB append + fdatasync on DIR's file system
+      (what a durable PUBACK waits for at least).
   report.py render WORKDIR OUT.md
       writes the benchmark document from WORKDIR/meta.json and
       WORKDIR/runs/*/{info,runsim,sim}.json.
@@ -158,6 +161,33 @@ def cmd_owns_port(args):
         if pids != {pid}:
             print(f"port {port}: listener not ours: {l.strip()}", file=sys.stderr)
             return 2
+    return 0
+
+
+# ---------------------------------------------------------------- fsyncprobe
+
+def cmd_fsyncprobe(args):
+    path = os.path.join(args[0], "fsync-probe.bin")
+    n = 300
+    ts = []
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            buf = b"x" * 4096
+            for _ in range(n):
+                os.write(fd, buf)
+                t = time.perf_counter()
+                os.fdatasync(fd)
+                ts.append(time.perf_counter() - t)
+        finally:
+            os.close(fd)
+            os.unlink(path)
+    except OSError as e:
+        print(f"failed: {e}")
+        return 0
+    ts.sort()
+    print(f"{ts[n // 2] * 1e3:.3f} ms p50, {ts[n * 99 // 100] * 1e3:.3f} ms p99, {ts[-1] * 1e3:.3f} ms max "
+          f"({n} × 4 KiB append + fdatasync)")
     return 0
 
 
@@ -643,6 +673,8 @@ def cmd_render(args):
         ["memory", meta.get("memory", "?")],
         ["kernel", meta.get("kernel", "?")],
         ["data dir file system", meta.get("data_fs", "?")],
+        ["fdatasync latency on it", meta.get("fsync_latency", "?")],
+        ["disk write cache", meta.get("write_cache", "?")],
         ["open-file limit (soft:hard) given to servers", meta.get("nofile", "?")],
         ["compiler / build", meta.get("build", "?")],
     ]))
@@ -899,7 +931,7 @@ def main(argv):
         print(__doc__, file=sys.stderr)
         return 2
     cmds = {"freeport": cmd_freeport, "owns-port": cmd_owns_port, "set": cmd_set,
-            "runsim": cmd_runsim, "render": cmd_render}
+            "runsim": cmd_runsim, "render": cmd_render, "fsyncprobe": cmd_fsyncprobe}
     f = cmds.get(argv[1])
     if not f:
         print(__doc__, file=sys.stderr)

@@ -123,6 +123,15 @@ collect_machine() {
     git=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
     [[ -n $(git -C "$ROOT" status --porcelain -- src 2>/dev/null) ]] && git="$git (src modified)"
     build="$(${CC:-cc} --version 2>/dev/null | head -1), make all (-O2 -g)"
+    local dev wc=unknown
+    dev=$(df -P "$WORK" | awk 'NR == 2 { print $1 }')
+    dev=${dev#/dev/}
+    if [[ -r /sys/class/block/$dev/queue/write_cache ]]; then
+        wc="$(cat "/sys/class/block/$dev/queue/write_cache") ($dev)"
+    elif [[ -r /sys/class/block/$dev/../queue/write_cache ]]; then
+        wc="$(cat "/sys/class/block/$dev/../queue/write_cache") ($dev)"
+    fi
+    set_meta "fsync_latency=$("$PY" "$REPORT" fsyncprobe "$WORK")" "write_cache=$wc"
     set_meta "date=$(date -u '+%Y-%m-%d %H:%M UTC')" "nproc=$(nproc)" "cpu_model=$cpu" "memory=$mem" \
         "kernel=$kern" "data_fs=$fs" "git=$git" "build=$build" "nofile=$NOFILE:$NOFILE" \
         "mosquitto_version=$("$MOSQ" -h 2>/dev/null | head -1)" "scale=\"$SCALE\"" "only=$ONLY" \
@@ -314,7 +323,7 @@ bench_row() {
         OWNED+=("$perf_pid")
         "$PY" "$REPORT" set "$WORK/perf.json" "seconds=$secs" \
             "commands+=perf record -g -F 999 -p <vigil pid> -o perf.data -- sleep $secs    # started $warm s into the run" \
-            "commands+=perf report -i perf.data --stdio --no-children -g none --sort symbol | grep -v '^#' | head -15"
+            "commands+=perf report -i perf.data --stdio --no-children -g none --sort dso,symbol | grep -v '^#' | head -15"
     fi
 
     "$PY" "$REPORT" runsim --pid "$SERVER_PID" --out "$R" --timeout "$timeout_s" "${stats[@]}" -- "${sim_cmd[@]}" &
@@ -358,7 +367,7 @@ perf_report() {
         "$PY" "$REPORT" set "$P" "status=failed" "reason=perf record wrote no data: $(tail -2 "$R/perf.log" 2>/dev/null | tr '\n' ' ')"
         return
     fi
-    top=$(perf report -i "$R/perf.data" --stdio --no-children -g none --sort symbol 2>/dev/null | sed -E "s/[[:space:]]+-[[:space:]]+-[[:space:]]*$//" | grep -v '^#' | grep -v '^[[:space:]]*$' | head -15)
+    top=$(perf report -i "$R/perf.data" --stdio --no-children -g none --sort dso,symbol 2>/dev/null | sed -E "s/[[:space:]]+-[[:space:]]+-[[:space:]]*$//" | grep -v '^#' | grep -v '^[[:space:]]*$' | head -15)
     dso=$(perf report -i "$R/perf.data" --stdio --no-children -g none --sort dso 2>/dev/null | sed -E "s/[[:space:]]+-[[:space:]]+-[[:space:]]*$//" | grep -v '^#' | grep -v '^[[:space:]]*$' | head -8)
     if [[ -z $top ]]; then
         "$PY" "$REPORT" set "$P" "status=failed" "reason=perf report printed nothing"
