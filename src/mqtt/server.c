@@ -333,12 +333,12 @@ static bool conn_flush(worker_t *w, conn_t *c)
         return false;
     }
     c->out_off = c->out_len = 0;
-    /* Give back big buffers once drained; small ones are kept for reuse. */
-    if (c->out_cap > 16 * 1024) {
-        vg_free(c->out);
-        c->out = NULL;
-        c->out_cap = 0;
-    }
+    /* Give the buffer back once drained: most connections are idle between
+     * events, and idle connections must cost as little memory as possible
+     * (a malloc per flush is cheap next to the send it follows). */
+    vg_free(c->out);
+    c->out = NULL;
+    c->out_cap = 0;
     if (c->epollout) {
         c->epollout = false;
         epoll_set(w, c);
