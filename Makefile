@@ -67,6 +67,10 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRC)
 	@echo "  FUZZ    $@"
 	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(LDLIBS)
 
+# Keep the sanitizer objects between runs (they are intermediates of the
+# asan test binaries and make would delete them).
+.SECONDARY: $(ASAN_OBJ)
+
 unit: $(UNIT_BIN)
 asan: $(ASAN_BIN)
 fuzz-build: $(FUZZ_BIN)
