@@ -76,7 +76,7 @@ asan: $(ASAN_BIN)
 fuzz-build: $(FUZZ_BIN)
 
 test: deps
-	@$(MAKE) --no-print-directory all unit asan fuzz-build
+	@$(MAKE) --no-print-directory -j$$(nproc) all unit asan fuzz-build
 	@tests/run.sh
 
 fuzz: deps fuzz-build

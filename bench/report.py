@@ -216,6 +216,16 @@ def cmd_set(args):
 
 # ---------------------------------------------------------------- runsim
 
+def die_with_parent():
+    """In the child before exec: SIGTERM when this wrapper dies, so that a
+    killed harness never leaves a load generator running."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
 CONN_RE = re.compile(r"connected (\d+)/(\d+)")
 PROG_RE = re.compile(r"^\[\s*([\d.]+)s\] connected (\d+)/(\d+).*?sent (\d+)\s+acked (\d+)\s+rate (\d+)/s"
                      r".*?p99 ack ([\d.]+) ms")
@@ -280,7 +290,8 @@ def cmd_runsim(args):
     sim_out = open(os.path.join(out, "sim.json"), "w")
     sim_err = open(os.path.join(out, "sim.err"), "w")
     try:
-        proc = subprocess.Popen(cmd, stdout=sim_out, stderr=subprocess.PIPE, text=True, bufsize=1)
+        proc = subprocess.Popen(cmd, stdout=sim_out, stderr=subprocess.PIPE, text=True, bufsize=1,
+                                preexec_fn=die_with_parent)
     except OSError as e:
         res["error"] = f"cannot start the sim: {e}"
         save_json(os.path.join(out, "runsim.json"), res)
@@ -597,6 +608,24 @@ def anomalies(r):
         out.append(f"{fnum(g('disconnects'))} connections were lost during the run")
     if g("qos") == 1 and g("acked") is not None and g("sent") is not None and g("acked") < g("sent") and not g("failed"):
         out.append(f"acked {fnum(g('acked'))} < sent {fnum(g('sent'))}")
+    # Stalls: a second of the send phase (after connecting) far below the
+    # steady rate, or a run that took much longer than asked.
+    steady = r.steady_rate()
+    dur = g("duration_s")
+    if steady and dur:
+        final = max((p[1] for p in r.rs.get("progress") or []), default=0)
+        t_conn = next((p[0] for p in r.rs.get("progress") or [] if final and p[1] >= final), None)
+        low = [(p[0], p[5]) for p in r.rs.get("progress") or []
+               if t_conn is not None and t_conn + 1 <= p[0] <= dur and p[5] < 0.25 * steady]
+        if low:
+            out.append(f"send rate fell below a quarter of the steady {fnum(steady)}/s in {len(low)} second(s) "
+                       f"(first at {low[0][0]:.1f} s: {fnum(low[0][1])}/s) — a stall of the server, the "
+                       "load generator or the machine")
+    wall = r.rs.get("wall_s")
+    if wall and dur and wall > dur + 15:
+        out.append(f"the sim ran {wall:.1f} s for a {dur:.0f} s send phase (drain is at most 3 s)")
+    if (r.info.get("stop_s") or 0) > 5:
+        out.append(f"the server took {r.info['stop_s']:.1f} s to stop after SIGTERM")
     if r.is_vigil:
         if g("anomalies", "missed"):
             out.append(f"{fnum(g('anomalies', 'missed'))} injected anomalies raised no alert")
@@ -908,6 +937,10 @@ def cmd_render(args):
     # ------------------------------------------------------------------ notes
     notes = notes_block(list(runs.values()))
     notes += [f"- {n}" for n in meta.get("errors", [])]
+    if notes:
+        with open(os.path.join(work, "flagged"), "w") as f:
+            f.write(f"{len(notes)}\n")
+        notes.append(f"- Raw logs of this run (sim output, server logs, RSS samples) were kept in `{work}`.")
     w("## Failures and notes")
     w("")
     if notes:
@@ -915,8 +948,9 @@ def cmd_render(args):
     else:
         w("None: every server started, served and stopped cleanly, every event was acked, nothing was lost.")
     w("")
-    w(f"_Total harness time: {meta.get('elapsed', '?')}. Raw logs: kept in the work directory only with "
-      "`BENCH_KEEP=1`._")
+    w(f"_Total harness time: {meta.get('elapsed', '?')}."
+      + ("" if notes else " Raw logs are kept (in `BENCH_DIR`) only with `BENCH_KEEP=1` or when something "
+         "is flagged above.") + "_")
     w("")
     text = "\n".join(L)
     tmp = outpath + ".tmp"

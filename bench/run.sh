@@ -85,6 +85,7 @@ set_meta() { "$PY" "$REPORT" set "$META" "$@"; }
 # Every server, sim wrapper and perf we start is recorded here and killed on
 # exit, by pid.
 declare -a OWNED=()
+# shellcheck disable=SC2317  # invoked by the EXIT trap
 cleanup() {
     local p
     for p in "${OWNED[@]}"; do
@@ -417,7 +418,10 @@ set_meta "load_after=$(cut -d' ' -f1-3 /proc/loadavg)" "elapsed=$(((T_END - T_ST
 mkdir -p "$(dirname "$OUT")"
 if "$PY" "$REPORT" render "$WORK" "$OUT"; then
     log "wrote $OUT"
+    # Something looked wrong: keep the raw logs (data dirs are already gone).
+    if [[ -s $WORK/flagged ]]; then BENCH_KEEP=1; fi
 else
     BENCH_KEEP=1
     die "rendering $OUT failed (work dir kept: $WORK)"
 fi
+exit 0
