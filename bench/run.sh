@@ -8,7 +8,11 @@
 #   (b) 20,000 events/s: 19,000 devices x 1 event / 0.95 s, QoS 1, 60 s,
 #       plus server memory per connection
 #   (c) peak QoS 1 ingest: 100 devices x 1 event / 0.0005 s, 30 s
-#       (vigil fsync always, mosquitto, vigil fsync none)
+#       (vigil fsync always, mosquitto, vigil fsync none). Unless
+#       BENCH_C_INTERVAL is given, short probes first halve the interval
+#       while vigil still acks >= 90 % of the offered rate (max 4 probes).
+#       Note: at ~600k events/s a 30 s run writes ~10 GB to the data dir
+#       (deleted after each row).
 #   (d) = the mosquitto rows of (a)-(c)
 #   perf: `perf record -g` of vigil during a separate (c) run, if perf works
 #
@@ -21,7 +25,9 @@
 #   BENCH_KEEP=1           keep the work dir (logs, sim output, perf.data)
 #   BENCH_PORT=N           first port tried (default 21883)
 #   BENCH_A_DEVICES, BENCH_A_INTERVAL, BENCH_A_DURATION, BENCH_B_*, BENCH_C_*  override one parameter
+#   BENCH_C_PROBE=0        no probing; BENCH_C_PROBE_DURATION=10 probe length
 #   BENCH_PERF_SECONDS=10  length of the perf recording
+#   BENCH_STOP_TIMEOUT=60  seconds a server gets after SIGTERM before SIGKILL
 #   VIGIL=path MOSQUITTO=path
 set -uo pipefail
 
