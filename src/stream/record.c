@@ -7,10 +7,10 @@
  * segment.c checks that sequence numbers follow one another. */
 #include "stream/record.h"
 
+#include "core/crc32c.h"
 #include "core/err.h"
 
 #include <string.h>
-#include <zlib.h>
 
 static void put16(uint8_t *p, uint16_t v)
 {
@@ -45,18 +45,9 @@ static uint64_t get64(const uint8_t *p)
     return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
 }
 
-/* zlib's crc32 takes a uInt length; records are far below 4 GiB, but loop
- * anyway so that the function is correct for any size_t. */
 static uint32_t crc_of(const uint8_t *p, size_t n)
 {
-    uLong crc = crc32(0L, Z_NULL, 0);
-    while (n) {
-        uInt chunk = n > 0x40000000u ? 0x40000000u : (uInt)n;
-        crc = crc32(crc, p, chunk);
-        p += chunk;
-        n -= chunk;
-    }
-    return (uint32_t)crc;
+    return vg_crc32c(0, p, n);
 }
 
 int vg_record_encode(uint8_t *out, size_t cap, const vg_record_t *r)

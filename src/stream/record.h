@@ -3,7 +3,9 @@
  * On-disk layout of a record (all integers little-endian):
  *   off  size  field
  *     0     4  body_len   bytes from offset 8 to the end of the record
- *     4     4  crc        CRC-32 (zlib crc32) of the body_len bytes at offset 8
+ *     4     4  crc        CRC-32C (Castagnoli, core/crc32c.h) of the body_len
+ *                          bytes at offset 8 (segment format version 2; version
+ *                          1 used zlib's CRC-32 and is refused, never "repaired")
  *     8     8  seq        per-shard sequence number (first is 1, +1 each)
  *    16     8  arrival_ms server receive time, epoch milliseconds
  *    24     2  key_len    partition key length (<= 1024)

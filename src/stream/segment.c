@@ -12,7 +12,7 @@
  * Segment header, 32 bytes, integers little-endian:
  *   off  size  field
  *     0     8  magic       "VIGILSEG" (ASCII, no terminator)
- *     8     4  version     1
+ *     8     4  version     2 (VG_SEG_VERSION)
  *    12     4  shard       shard index; must match the directory name
  *    16     8  first_seq   sequence number of the first record; must match
  *                          the file name

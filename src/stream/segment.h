@@ -26,7 +26,10 @@
 
 #define VG_SEG_HDR 32
 #define VG_SEG_MAGIC "VIGILSEG"
-#define VG_SEG_VERSION 1u
+/* 2: record CRCs are CRC-32C (1 used zlib CRC-32). An older segment is
+ * refused at open rather than read with the wrong checksum, which would
+ * look like a torn tail and be truncated. */
+#define VG_SEG_VERSION 2u
 /* "<20 digits>.seg" plus NUL. */
 #define VG_SEG_NAME_MAX 25
 

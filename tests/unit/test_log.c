@@ -1115,7 +1115,7 @@ static void test_segment_files(void)
     VT_REQUIRE(fd >= 0);
     VT_REQUIRE(pread(fd, hdr, sizeof hdr, 0) == (ssize_t)sizeof hdr);
     VT_CHECK(memcmp(hdr, "VIGILSEG", 8) == 0);
-    VT_CHECK(hdr[8] == 1 && hdr[9] == 0 && hdr[12] == 0 && hdr[16] == 1 && hdr[17] == 0);
+    VT_CHECK(hdr[8] == VG_SEG_VERSION && hdr[9] == 0 && hdr[12] == 0 && hdr[16] == 1 && hdr[17] == 0);
     /* A leftover of an interrupted segment creation is removed at open. */
     seg_path(tmp, sizeof tmp, dir, "seg", 0, 2);
     strcat(tmp, ".tmp");
@@ -1231,6 +1231,34 @@ static void test_empty_shard_readers(void)
     tmpdir_free(dir);
 }
 
+/* A segment of an older format version (different record checksum) is
+ * refused at open and left untouched — never mistaken for a torn tail. */
+static void test_old_version_refused(void)
+{
+    char *dir = tmpdir_new();
+    VT_REQUIRE(dir);
+    vg_log_opts_t o;
+    vg_log_opts_default(&o);
+    o.shards = 1;
+    vg_log_t *log;
+    VT_REQUIRE(vg_log_open(dir, "old", &o, &log) == VG_OK);
+    VT_EQ_INT(append_str(log, 0, "key", "value", NULL, 1, NULL), VG_OK);
+    vg_log_close(log);
+    char path[512];
+    seg_path(path, sizeof path, dir, "old", 0, 1);
+    off_t size = file_size(path);
+    FILE *f = fopen(path, "r+b");
+    VT_REQUIRE(f);
+    uint8_t one[4] = {1, 0, 0, 0};
+    VT_CHECK(fseek(f, 8, SEEK_SET) == 0 && fwrite(one, 1, 4, f) == 4);
+    fclose(f);
+    log = NULL;
+    VT_CHECK(vg_log_open(dir, "old", &o, &log) != VG_OK);
+    vg_log_close(log);
+    VT_EQ_INT(file_size(path), size);
+    tmpdir_free(dir);
+}
+
 int main(void)
 {
     /* Several tests provoke failures on purpose; keep their log lines short. */
@@ -1251,5 +1279,6 @@ int main(void)
     VT_RUN(test_alloc_failures);
     VT_RUN(test_append_errors);
     VT_RUN(test_empty_shard_readers);
+    VT_RUN(test_old_version_refused);
     return VT_DONE();
 }
