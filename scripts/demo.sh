@@ -11,9 +11,21 @@ port=${DEMO_PORT:-1883}
 data=${DEMO_DATA:-./data/demo}
 vigil=./build/vigil
 
-if (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null; then
-    echo "demo: port $port is busy; set DEMO_PORT to a free port" >&2
-    exit 1
+# Installing Debian's mosquitto may start its own broker on 1883: take the
+# next free port rather than fail (DEMO_PORT pins one).
+busy() { (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; }
+if busy "$port"; then
+    if [ -n "${DEMO_PORT:-}" ]; then
+        echo "demo: port $port is busy; set DEMO_PORT to a free port" >&2
+        exit 1
+    fi
+    for p in $(seq 1884 1999); do
+        if ! busy "$p"; then
+            echo "demo: port $port is in use (another MQTT broker?); using $p"
+            port=$p
+            break
+        fi
+    done
 fi
 mkdir -p "$data"
 log="$data/server.log"
@@ -26,7 +38,7 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 for _ in $(seq 1 50); do
-    (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break
+    busy "$port" && break
     sleep 0.1
 done
 
