@@ -934,6 +934,15 @@ def cmd_render(args):
         w(f"_not recorded: {perf.get('reason', 'perf section not run')}_")
         w("")
 
+    # -------------------------------------------------------------- analysis
+    # Hand-written reading of the numbers (why a target is missed, what to
+    # change); kept in bench/analysis.md so that a re-run keeps it.
+    apath = os.path.join(os.path.dirname(os.path.abspath(__file__)), "analysis.md")
+    if os.path.exists(apath):
+        with open(apath) as f:
+            L.extend(f.read().rstrip().split("\n"))
+        w("")
+
     # ------------------------------------------------------------------ notes
     notes = notes_block(list(runs.values()))
     notes += [f"- {n}" for n in meta.get("errors", [])]
