@@ -9,6 +9,8 @@
  * heartRate, steps, timestamp. */
 #include "core/event.h"
 
+#include "core/bytes.h"
+
 #include "core/err.h"
 #include "core/json.h"
 
@@ -244,27 +246,13 @@ vg_event_reason_t vg_event_parse(const char *payload, size_t len, vg_event_t *ev
     return verdict(detail, VG_EVENT_OK, "event is valid");
 }
 
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
-
 void vg_event_meta_encode(const vg_event_t *ev, uint8_t out[VG_EVENT_META_LEN])
 {
     uint64_t u;
     memcpy(&u, &ev->heart_rate, sizeof u); /* the IEEE-754 bits, written little-endian */
-    put_u64(out, u);
-    put_u64(out + 8, (uint64_t)ev->steps);
-    put_u64(out + 16, (uint64_t)ev->ts_ms);
+    vg_put_le64(out, u);
+    vg_put_le64(out + 8, (uint64_t)ev->steps);
+    vg_put_le64(out + 16, (uint64_t)ev->ts_ms);
 }
 
 int vg_event_meta_decode(const uint8_t *meta, size_t len, double *heart_rate, int64_t *steps, int64_t *ts_ms)
@@ -275,15 +263,15 @@ int vg_event_meta_decode(const uint8_t *meta, size_t len, double *heart_rate, in
     /* memcpy rather than casts: converting a uint64_t above INT64_MAX to
      * int64_t is implementation-defined, copying the bits is not. */
     if (heart_rate) {
-        u = get_u64(meta);
+        u = vg_get_le64(meta);
         memcpy(heart_rate, &u, sizeof u);
     }
     if (steps) {
-        u = get_u64(meta + 8);
+        u = vg_get_le64(meta + 8);
         memcpy(steps, &u, sizeof u);
     }
     if (ts_ms) {
-        u = get_u64(meta + 16);
+        u = vg_get_le64(meta + 16);
         memcpy(ts_ms, &u, sizeof u);
     }
     return VG_OK;

@@ -2,18 +2,13 @@
 #include "core/strmap.h"
 
 #include "core/err.h"
+#include "core/hash.h"
 
 #include <string.h>
 
 static uint32_t hash_bytes(const char *p, size_t n)
 {
-    /* FNV-1a: short keys (client ids), good spread, no allocation. */
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < n; i++) {
-        h ^= (uint8_t)p[i];
-        h *= 16777619u;
-    }
-    return h;
+    return vg_hash_bytes(p, n);
 }
 
 void vg_strmap_init(vg_strmap_t *m, vg_mem_tag_t tag)

@@ -33,6 +33,7 @@
 #include "detect/devtable.h"
 
 #include "core/alloc.h"
+#include "core/hash.h"
 #include "core/err.h"
 #include "core/event.h"
 
@@ -66,19 +67,7 @@ struct vg_devtable {
 
 static uint32_t id_hash(const char *s, size_t n)
 {
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (size_t i = 0; i < n; i++) {
-        h ^= (uint8_t)s[i];
-        h *= 16777619u;
-    }
-    /* The table indexes by the low bits and fleet ids often differ only in
-     * their last characters; murmur3's finaliser spreads them. */
-    h ^= h >> 16;
-    h *= 0x85ebca6bu;
-    h ^= h >> 13;
-    h *= 0xc2b2ae35u;
-    h ^= h >> 16;
-    return h;
+    return vg_hash_bytes(s, n);
 }
 
 static const char *entry_id(const entry_t *e)

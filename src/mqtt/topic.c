@@ -21,6 +21,7 @@
 #include "mqtt/topic.h"
 
 #include "core/alloc.h"
+#include "core/hash.h"
 #include "core/err.h"
 
 #include <stdbool.h>
@@ -92,20 +93,7 @@ static size_t level_end(const char *s, size_t len, size_t pos)
 
 static uint32_t level_hash(const char *s, size_t n)
 {
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (size_t i = 0; i < n; i++) {
-        h ^= (uint8_t)s[i];
-        h *= 16777619u;
-    }
-    /* Tables index by the low bits, and ids such as "dev-17" and "dev-18"
-     * differ only in their last byte; murmur3's finaliser spreads that
-     * difference over the whole word. */
-    h ^= h >> 16;
-    h *= 0x85ebca6bu;
-    h ^= h >> 13;
-    h *= 0xc2b2ae35u;
-    h ^= h >> 16;
-    return h;
+    return vg_hash_bytes(s, n);
 }
 
 static bool key_eq(const node_t *n, const char *s, size_t len, uint32_t hv)

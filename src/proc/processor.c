@@ -2,6 +2,7 @@
 #include "proc/processor.h"
 
 #include "core/alloc.h"
+#include "core/bytes.h"
 #include "core/clock.h"
 #include "core/diag.h"
 #include "core/err.h"
@@ -51,31 +52,6 @@ typedef struct {
     char data[]; /* topic then payload */
 } pending_alert_t;
 
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
 /* ---- checkpoints ------------------------------------------------------- */
 
 static int checkpoint_write(shard_proc_t *sp)
@@ -92,14 +68,14 @@ static int checkpoint_write(shard_proc_t *sp)
         goto cleanup;
     }
     memcpy(buf, CKPT_MAGIC, 8);
-    put_u32(buf + 8, 1);
-    put_u32(buf + 12, sp->shard);
-    put_u64(buf + 16, sp->last_seq);
-    put_u64(buf + 24, (uint64_t)vg_clock_wall_ms());
-    put_u32(buf + 32, (uint32_t)state_len);
+    vg_put_le32(buf + 8, 1);
+    vg_put_le32(buf + 12, sp->shard);
+    vg_put_le64(buf + 16, sp->last_seq);
+    vg_put_le64(buf + 24, (uint64_t)vg_clock_wall_ms());
+    vg_put_le32(buf + 32, (uint32_t)state_len);
     if (state_len)
         memcpy(buf + CKPT_HDR, state, state_len);
-    put_u32(buf + CKPT_HDR + state_len, (uint32_t)crc32(0L, buf, (uInt)(CKPT_HDR + state_len)));
+    vg_put_le32(buf + CKPT_HDR + state_len, (uint32_t)crc32(0L, buf, (uInt)(CKPT_HDR + state_len)));
     rc = vg_fs_write_atomic(sp->ckpt_path, buf, len);
     if (rc == VG_OK) {
         sp->ckpt_seq = sp->last_seq;
@@ -121,18 +97,18 @@ static int checkpoint_load(shard_proc_t *sp)
     if (rc)
         return rc;
     rc = VG_ECORRUPT;
-    if (len < CKPT_HDR + 4 || memcmp(buf, CKPT_MAGIC, 8) != 0 || get_u32(buf + 8) != 1 ||
-        get_u32(buf + 12) != sp->shard)
+    if (len < CKPT_HDR + 4 || memcmp(buf, CKPT_MAGIC, 8) != 0 || vg_get_le32(buf + 8) != 1 ||
+        vg_get_le32(buf + 12) != sp->shard)
         goto cleanup;
-    uint32_t state_len = get_u32(buf + 32);
+    uint32_t state_len = vg_get_le32(buf + 32);
     if ((size_t)state_len + CKPT_HDR + 4 != len)
         goto cleanup;
-    if (get_u32(buf + CKPT_HDR + state_len) != (uint32_t)crc32(0L, buf, (uInt)(CKPT_HDR + state_len)))
+    if (vg_get_le32(buf + CKPT_HDR + state_len) != (uint32_t)crc32(0L, buf, (uInt)(CKPT_HDR + state_len)))
         goto cleanup;
     rc = vg_devtable_restore(sp->devs, buf + CKPT_HDR, state_len);
     if (rc)
         goto cleanup;
-    sp->last_seq = sp->ckpt_seq = get_u64(buf + 16);
+    sp->last_seq = sp->ckpt_seq = vg_get_le64(buf + 16);
 cleanup:
     if (rc)
         VG_ERROR(MOD, "checkpoint %s is damaged (%s); refusing to guess a position", sp->ckpt_path, vg_strerror(rc));
@@ -150,7 +126,7 @@ static int scan_emitted(shard_proc_t *sp)
     vg_record_t rec;
     while ((rc = vg_log_reader_next(r, &rec)) == VG_OK) {
         if (rec.meta_len == ALERT_META_LEN) {
-            uint64_t src = get_u64(rec.meta);
+            uint64_t src = vg_get_le64(rec.meta);
             if (src > sp->max_emitted_seq)
                 sp->max_emitted_seq = src;
         }
@@ -215,7 +191,7 @@ static int emit_alert(shard_proc_t *sp, const vg_record_t *rec, vg_alert_type_t 
     memcpy(pa->data + 7, rec->key, rec->key_len);
     memcpy(pa->data + tlen, payload, (size_t)n);
     uint8_t meta[ALERT_META_LEN];
-    put_u64(meta, rec->seq);
+    vg_put_le64(meta, rec->seq);
     meta[8] = (uint8_t)type;
     atomic_fetch_add_explicit(&sp->pending, 1, memory_order_acq_rel);
     int rc = vg_log_append_shard(sp->p->o.alerts, sp->shard, rec->key, rec->key_len, meta, sizeof meta, payload,

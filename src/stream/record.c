@@ -7,43 +7,11 @@
  * segment.c checks that sequence numbers follow one another. */
 #include "stream/record.h"
 
+#include "core/bytes.h"
 #include "core/crc32c.h"
 #include "core/err.h"
 
 #include <string.h>
-
-static void put16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint16_t get16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] | (p[1] << 8));
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
 
 static uint32_t crc_of(const uint8_t *p, size_t n)
 {
@@ -57,12 +25,12 @@ int vg_record_encode(uint8_t *out, size_t cap, const vg_record_t *r)
     size_t size = vg_record_size(r->key_len, r->meta_len, r->value_len);
     if (size > cap)
         return VG_ENOSPC;
-    put32(out, (uint32_t)(size - 8));
-    put64(out + 8, r->seq);
-    put64(out + 16, (uint64_t)r->arrival_ms);
-    put16(out + 24, (uint16_t)r->key_len);
-    put16(out + 26, (uint16_t)r->meta_len);
-    put32(out + 28, (uint32_t)r->value_len);
+    vg_put_le32(out, (uint32_t)(size - 8));
+    vg_put_le64(out + 8, r->seq);
+    vg_put_le64(out + 16, (uint64_t)r->arrival_ms);
+    vg_put_le16(out + 24, (uint16_t)r->key_len);
+    vg_put_le16(out + 26, (uint16_t)r->meta_len);
+    vg_put_le32(out + 28, (uint32_t)r->value_len);
     uint8_t *p = out + VG_RECORD_HDR;
     /* memcpy with a NULL source is undefined even for 0 bytes. */
     if (r->key_len)
@@ -73,7 +41,7 @@ int vg_record_encode(uint8_t *out, size_t cap, const vg_record_t *r)
     p += r->meta_len;
     if (r->value_len)
         memcpy(p, r->value, r->value_len);
-    put32(out + 4, crc_of(out + 8, size - 8));
+    vg_put_le32(out + 4, crc_of(out + 8, size - 8));
     return (int)size;
 }
 
@@ -81,10 +49,10 @@ int vg_record_decode(const uint8_t *buf, size_t len, vg_record_t *r)
 {
     if (len < VG_RECORD_HDR)
         return VG_AGAIN;
-    uint32_t body_len = get32(buf);
-    size_t key_len = get16(buf + 24);
-    size_t meta_len = get16(buf + 26);
-    size_t value_len = get32(buf + 28);
+    uint32_t body_len = vg_get_le32(buf);
+    size_t key_len = vg_get_le16(buf + 24);
+    size_t meta_len = vg_get_le16(buf + 26);
+    size_t value_len = vg_get_le32(buf + 28);
     /* Check the header before asking for more bytes, so that a garbage length
      * is reported as corruption at once instead of making a reader wait for
      * (or allocate) gigabytes that will never come. */
@@ -95,10 +63,10 @@ int vg_record_decode(const uint8_t *buf, size_t len, vg_record_t *r)
     size_t size = 8 + (size_t)body_len;
     if (len < size)
         return VG_AGAIN;
-    if (crc_of(buf + 8, body_len) != get32(buf + 4))
+    if (crc_of(buf + 8, body_len) != vg_get_le32(buf + 4))
         return VG_ECORRUPT;
-    r->seq = get64(buf + 8);
-    r->arrival_ms = (int64_t)get64(buf + 16);
+    r->seq = vg_get_le64(buf + 8);
+    r->arrival_ms = (int64_t)vg_get_le64(buf + 16);
     r->shard = 0;
     r->key = buf + VG_RECORD_HDR;
     r->key_len = key_len;

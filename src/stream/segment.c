@@ -28,6 +28,8 @@
  * record with the expected sequence number. */
 #include "stream/segment.h"
 
+#include "core/bytes.h"
+
 #include "core/alloc.h"
 #include "core/diag.h"
 #include "core/err.h"
@@ -137,28 +139,6 @@ const vg_seg_io_t *vg_seg_io_default(void)
 }
 
 /* ---- helpers ---- */
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
 
 static void close_quietly(const vg_seg_io_t *io, int fd)
 {
@@ -338,10 +318,10 @@ int vg_segment_create(const vg_seg_io_t *io, const char *dir, uint32_t shard, ui
     tmp_exists = true;
     uint8_t hdr[VG_SEG_HDR];
     memcpy(hdr, VG_SEG_MAGIC, 8);
-    put32(hdr + 8, VG_SEG_VERSION);
-    put32(hdr + 12, shard);
-    put64(hdr + 16, first_seq);
-    put64(hdr + 24, (uint64_t)created_ms);
+    vg_put_le32(hdr + 8, VG_SEG_VERSION);
+    vg_put_le32(hdr + 12, shard);
+    vg_put_le64(hdr + 16, first_seq);
+    vg_put_le64(hdr + 24, (uint64_t)created_ms);
     if ((rc = write_all(io, fd, hdr, sizeof hdr, 0, tmp)) != VG_OK)
         goto cleanup;
     /* The header must be on disk before the name appears, so that a segment
@@ -452,11 +432,11 @@ static int check_header(vg_seg_reader_t *r, const char *path)
         why = "short header";
     else if (memcmp(hdr, VG_SEG_MAGIC, 8) != 0)
         why = "bad magic";
-    else if (get32(hdr + 8) != VG_SEG_VERSION)
+    else if (vg_get_le32(hdr + 8) != VG_SEG_VERSION)
         why = "unknown version";
-    else if (get32(hdr + 12) != r->shard)
+    else if (vg_get_le32(hdr + 12) != r->shard)
         why = "shard does not match its directory";
-    else if (get64(hdr + 16) != r->first_seq)
+    else if (vg_get_le64(hdr + 16) != r->first_seq)
         why = "first sequence number does not match the file name";
     if (why) {
         VG_ERROR(MOD, "segment %s: %s", path, why);
@@ -557,7 +537,7 @@ int vg_seg_reader_next(vg_seg_reader_t *r, vg_record_t *rec)
             need = VG_RECORD_HDR;
         } else {
             /* Incomplete: a valid header tells the full size. */
-            need = have >= VG_RECORD_HDR ? 8 + (size_t)get32(r->buf + r->pos) : VG_RECORD_HDR;
+            need = have >= VG_RECORD_HDR ? 8 + (size_t)vg_get_le32(r->buf + r->pos) : VG_RECORD_HDR;
         }
         rc = fill(r, need);
         if (rc == VG_AGAIN) {
