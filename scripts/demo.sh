@@ -39,8 +39,14 @@ cleanup() {
 trap cleanup EXIT INT TERM
 for _ in $(seq 1 50); do
     busy "$port" && break
+    kill -0 "$server" 2>/dev/null || break
     sleep 0.1
 done
+if ! busy "$port"; then
+    echo "demo: the server did not start; its log ($log) says:" >&2
+    sed 's/^/  /' "$log" >&2
+    exit 1
+fi
 
 cat <<MSG
 vigil is running: MQTT on 127.0.0.1:$port, data in $data (server log: $log)
@@ -56,8 +62,10 @@ Simulating $devices wearables for ${duration}s with injected heart-rate anomalie
 MSG
 
 # Alerts as they arrive, one line each.
-mosquitto_sub -h 127.0.0.1 -p "$port" -t 'alerts/#' -q 1 2>/dev/null |
-    sed -u -E 's/.*"deviceId":"([^"]*)".*"type":"([^"]*)".*"value":([0-9.]+).*/  ALERT \2 \1 bpm=\3/' &
+# (process substitution, so that $! is mosquitto_sub itself and the cleanup
+# stops it; sed ends when its input closes)
+mosquitto_sub -h 127.0.0.1 -p "$port" -t 'alerts/#' -q 1 2>/dev/null \
+    > >(sed -u -E 's/.*"deviceId":"([^"]*)".*"type":"([^"]*)".*"value":([0-9.]+).*/  ALERT \2 \1 bpm=\3/') &
 alerts_pid=$!
 
 "$vigil" sim --connect 127.0.0.1:"$port" --devices "$devices" --interval 5 --duration "$duration" \

@@ -433,7 +433,10 @@ static int check_header(vg_seg_reader_t *r, const char *path)
     else if (memcmp(hdr, VG_SEG_MAGIC, 8) != 0)
         why = "bad magic";
     else if (vg_get_le32(hdr + 8) != VG_SEG_VERSION)
-        why = "unknown version";
+        why = vg_get_le32(hdr + 8) < VG_SEG_VERSION
+                  ? "written in an older segment format that this build does not read (left untouched; "
+                    "move the data directory aside or read it with the vigil that wrote it)"
+                  : "written in a newer segment format than this build knows (left untouched)";
     else if (vg_get_le32(hdr + 12) != r->shard)
         why = "shard does not match its directory";
     else if (vg_get_le64(hdr + 16) != r->first_seq)
