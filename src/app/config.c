@@ -40,6 +40,8 @@ static const opt_t opts[] = {
      "connection limit (default: what the open-file limit allows)"},
     {"max-inflight", T_U32, OFF(max_inflight), 0, 1, 65535, "N",
      "unacknowledged QoS 1 publishes per connection before reading pauses (1024)"},
+    {"max-subs-per-packet", T_U32, OFF(max_subs_per_packet), 0, 1, 65535, "N",
+     "topic filters in one SUBSCRIBE; more closes the connection, counted as too_large (64)"},
     {"max-outbuf", T_U64, OFF(max_outbuf), 0, 1024, 1e12, "BYTES",
      "bytes queued to one client before it is disconnected as a slow consumer (4 MiB)"},
     {"max-keepalive", T_U32, OFF(max_keepalive), 0, 0, 65535, "S", "cap on client keepalive, 0 = none (default 0)"},
@@ -70,6 +72,7 @@ void vg_config_default(vg_config_t *c)
     c->max_pending_bytes = 64ull << 20;
     c->max_packet_size = 128 * 1024;
     c->max_inflight = 1024;
+    c->max_subs_per_packet = 64;
     c->max_outbuf = 4ull << 20;
     snprintf(c->telemetry_topic, sizeof c->telemetry_topic, "iot/wearable/data");
     c->high_hr = 140;

@@ -28,6 +28,7 @@ typedef struct {
     uint64_t max_packet_size;
     uint32_t max_connections;
     uint32_t max_inflight;
+    uint32_t max_subs_per_packet;
     uint64_t max_outbuf;
     uint32_t max_keepalive;
     char telemetry_topic[256];

@@ -252,6 +252,7 @@ int vg_serve_main(int argc, char **argv)
     so.max_packet_size = a.cfg.max_packet_size;
     so.max_connections = a.cfg.max_connections;
     so.max_inflight = a.cfg.max_inflight;
+    so.max_subs_per_packet = a.cfg.max_subs_per_packet;
     so.max_outbuf = a.cfg.max_outbuf;
     so.max_keepalive_s = a.cfg.max_keepalive;
     so.connect_timeout_ms = a.cfg.connect_timeout_ms;

@@ -43,7 +43,6 @@
 #define READ_BUDGET (256 * 1024) /* bytes per readiness event, for fairness */
 #define MAX_EVENTS 256
 #define MAX_WORKERS 64
-#define MAX_SUBS_PER_PACKET 64
 #define WHEEL_TICK_MS 50
 #define STATS_TOPIC "$SYS/vigil/stats"
 
@@ -146,6 +145,9 @@ typedef struct worker {
     atomic_uint_fast64_t st_pub_in, st_pub_out, st_bytes_in, st_bytes_out, st_read_pauses;
     /* routing scratch */
     struct route_ctx *route;
+    /* SUBSCRIBE scratch: max_subs_per_packet filters and return codes */
+    vg_mqtt_sub_t *sub_scratch;
+    uint8_t *rc_scratch;
 } worker_t;
 
 struct vg_server {
@@ -183,6 +185,7 @@ void vg_server_opts_default(vg_server_opts_t *o)
     o->listen_port = 1883;
     o->max_packet_size = 128 * 1024;
     o->max_inflight = 1024;
+    o->max_subs_per_packet = 64;
     o->max_outbuf = 4 * 1024 * 1024;
     o->connect_timeout_ms = 10000;
     o->telemetry_topic = "iot/wearable/data";
@@ -936,15 +939,15 @@ static void handle_publish(worker_t *w, conn_t *c, uint8_t flags, const uint8_t 
 static void handle_subscribe(worker_t *w, conn_t *c, const uint8_t *body, size_t len, bool sub)
 {
     struct vg_server *s = w->srv;
-    vg_mqtt_sub_t subs[MAX_SUBS_PER_PACKET];
+    vg_mqtt_sub_t *subs = w->sub_scratch;
     size_t n = 0;
     uint16_t pid = 0;
-    int r = vg_mqtt_decode_subscribe(body, len, sub, &pid, subs, MAX_SUBS_PER_PACKET, &n);
+    int r = vg_mqtt_decode_subscribe(body, len, sub, &pid, subs, s->o.max_subs_per_packet, &n);
     if (r != VG_OK) {
         conn_close(w, c, r == VG_ELIMIT ? VG_CLOSE_TOO_LARGE : VG_CLOSE_MALFORMED);
         return;
     }
-    uint8_t rcs[MAX_SUBS_PER_PACKET];
+    uint8_t *rcs = w->rc_scratch;
     bool want_stats = false;
     if (sub && !c->sub) {
         c->sub = vg_malloc(VG_MEM_MQTT, sizeof *c->sub);
@@ -1009,11 +1012,19 @@ static void handle_subscribe(worker_t *w, conn_t *c, const uint8_t *body, size_t
         if (vg_mqtt_topic_matches(subs[i].filter.p, fl, (const uint8_t *)STATS_TOPIC, strlen(STATS_TOPIC)))
             want_stats = true;
     }
-    uint8_t buf[4 + MAX_SUBS_PER_PACKET + 4];
-    int k = sub ? vg_mqtt_encode_suback(buf, sizeof buf, pid, rcs, n)
-                : vg_mqtt_encode_ack(buf, sizeof buf, VG_MQTT_UNSUBACK, pid);
-    if (k > 0)
-        send_bytes(w, c, buf, (size_t)k);
+    uint8_t ack[4];
+    size_t cap = 4 + n + 4;
+    uint8_t *buf = sub ? out_reserve(w, c, cap) : ack;
+    if (buf) {
+        /* Encode straight into the output queue, then give back what the
+         * (shorter than worst-case) header did not use. */
+        int k = sub ? vg_mqtt_encode_suback(buf, cap, pid, rcs, n)
+                    : vg_mqtt_encode_ack(buf, sizeof ack, VG_MQTT_UNSUBACK, pid);
+        if (sub)
+            c->out_len -= k > 0 ? cap - (size_t)k : cap;
+        else if (k > 0)
+            send_bytes(w, c, buf, (size_t)k);
+    }
     if (want_stats)
         send_stats(w, c);
 }
@@ -1386,6 +1397,8 @@ int vg_server_new(const vg_server_opts_t *opts, vg_server_t **out)
         s->o.max_connections = 1000000;
     if (s->o.max_inflight < 1)
         s->o.max_inflight = 1;
+    if (s->o.max_subs_per_packet < 1)
+        s->o.max_subs_per_packet = 1;
     s->telemetry_len = strlen(opts->telemetry_topic ? opts->telemetry_topic : "");
     s->telemetry_topic = vg_strndup(VG_MEM_MQTT, opts->telemetry_topic ? opts->telemetry_topic : "", s->telemetry_len);
     pthread_rwlock_init(&s->tree_lock, NULL);
@@ -1405,7 +1418,9 @@ int vg_server_new(const vg_server_opts_t *opts, vg_server_t **out)
         w->id = i;
         w->rbuf = vg_malloc(VG_MEM_MQTT, RBUF_SIZE);
         w->route = vg_calloc(VG_MEM_MQTT, 1, sizeof *w->route);
-        if (!w->rbuf || !w->route || vg_wheel_init(&w->wheel, 4096, WHEEL_TICK_MS, now) != VG_OK)
+        w->sub_scratch = vg_calloc(VG_MEM_MQTT, s->o.max_subs_per_packet, sizeof *w->sub_scratch);
+        w->rc_scratch = vg_malloc(VG_MEM_MQTT, s->o.max_subs_per_packet);
+        if (!w->rbuf || !w->route || !w->sub_scratch || !w->rc_scratch || vg_wheel_init(&w->wheel, 4096, WHEEL_TICK_MS, now) != VG_OK)
             goto cleanup;
         if (i == 0) {
             rc = listen_socket(opts->listen_host, opts->listen_port, &w->lfd);
@@ -1502,6 +1517,8 @@ void vg_server_free(vg_server_t *s)
             vg_free(w->route->qos);
             vg_free(w->route);
         }
+        vg_free(w->sub_scratch);
+        vg_free(w->rc_scratch);
         vg_free(w->conns);
         vg_free(w->slot_gen);
         vg_free(w->free_slots);

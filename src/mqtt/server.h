@@ -58,6 +58,7 @@ typedef struct {
     size_t max_packet_size;    /* 131072 */
     uint32_t max_connections;  /* 0 = derived from the fd limit */
     uint32_t max_inflight;     /* unacknowledged QoS 1 PUBLISHes per connection before reading pauses */
+    uint32_t max_subs_per_packet; /* topic filters in one SUBSCRIBE/UNSUBSCRIBE; more closes (too_large) */
     size_t max_outbuf;         /* bytes queued to one client before it is a slow consumer */
     uint32_t connect_timeout_ms;
     uint32_t max_keepalive_s;  /* 0 = accept what clients ask */

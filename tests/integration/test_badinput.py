@@ -226,3 +226,19 @@ def test_random_garbage_connections_then_serving(vigil):
         counter(after, "connections.current") - 1)
     assert counter(after, "connections.total") - counter(before, "connections.total") >= 150
     assert_serving(vigil, "after-garbage")
+
+
+def test_subscribe_filter_limit(vigil_factory):
+    """--max-subs-per-packet: up to the limit a SUBSCRIBE gets one return code
+    per filter; one more closes the connection, counted as too_large."""
+    v = vigil_factory("--max-subs-per-packet", "3")
+    ok = v.client("subs-ok")
+    assert ok.subscribe([("a/1", 0), ("a/2", 1), ("a/+", 1)]) == [0, 1, 1]
+    before = v.stats()
+    c = v.client("subs-many")
+    c.send(subscribe_packet(c.pid(), [("b/%d" % i, 0) for i in range(4)]))
+    expect_close(c, 2.0, "SUBSCRIBE over the filter limit")
+    expect_counter(v, before, "disconnect.too_large")
+    ok.ping()
+    ok.disconnect()
+    assert_serving(v)
