@@ -13,7 +13,7 @@
  * Build and run from the repository root:
  *   gcc -std=c17 -D_GNU_SOURCE -O2 -g -pthread -Isrc bench/stream_append.c \
  *       src/stream/*.c src/core/*.c \
- *       -o /tmp/stream_append -lcrypto -lz
+ *       -o /tmp/stream_append -lcrypto
  *   /tmp/stream_append [records=500000] [shards=4] [threads=4] [dir]
  */
 #include "core/clock.h"

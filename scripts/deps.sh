@@ -3,7 +3,7 @@
 # As root it installs what is missing with apt-get; otherwise it prints the
 # exact command to run and fails.
 set -euo pipefail
-pkgs=(gcc make clang libclang-rt-14-dev libssl-dev zlib1g-dev mosquitto mosquitto-clients python3 python3-paho-mqtt python3-pytest
+pkgs=(gcc make clang libclang-rt-14-dev libssl-dev mosquitto mosquitto-clients python3 python3-paho-mqtt python3-pytest
       procps iproute2)
 missing=()
 for p in "${pkgs[@]}"; do

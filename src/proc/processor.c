@@ -4,6 +4,7 @@
 #include "core/alloc.h"
 #include "core/bytes.h"
 #include "core/clock.h"
+#include "core/crc32c.h"
 #include "core/diag.h"
 #include "core/err.h"
 #include "core/event.h"
@@ -18,11 +19,12 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #define MOD "proc"
 #define CKPT_MAGIC "VGCKPT01"
 #define CKPT_HDR 36
+/* 2: CRC-32C, the stream's checksum (1 used zlib's CRC-32). */
+#define CKPT_VERSION 2
 #define ALERT_META_LEN 9
 
 typedef struct shard_proc {
@@ -68,14 +70,14 @@ static int checkpoint_write(shard_proc_t *sp)
         goto cleanup;
     }
     memcpy(buf, CKPT_MAGIC, 8);
-    vg_put_le32(buf + 8, 1);
+    vg_put_le32(buf + 8, CKPT_VERSION);
     vg_put_le32(buf + 12, sp->shard);
     vg_put_le64(buf + 16, sp->last_seq);
     vg_put_le64(buf + 24, (uint64_t)vg_clock_wall_ms());
     vg_put_le32(buf + 32, (uint32_t)state_len);
     if (state_len)
         memcpy(buf + CKPT_HDR, state, state_len);
-    vg_put_le32(buf + CKPT_HDR + state_len, (uint32_t)crc32(0L, buf, (uInt)(CKPT_HDR + state_len)));
+    vg_put_le32(buf + CKPT_HDR + state_len, vg_crc32c(0, buf, CKPT_HDR + state_len));
     rc = vg_fs_write_atomic(sp->ckpt_path, buf, len);
     if (rc == VG_OK) {
         sp->ckpt_seq = sp->last_seq;
@@ -97,13 +99,13 @@ static int checkpoint_load(shard_proc_t *sp)
     if (rc)
         return rc;
     rc = VG_ECORRUPT;
-    if (len < CKPT_HDR + 4 || memcmp(buf, CKPT_MAGIC, 8) != 0 || vg_get_le32(buf + 8) != 1 ||
+    if (len < CKPT_HDR + 4 || memcmp(buf, CKPT_MAGIC, 8) != 0 || vg_get_le32(buf + 8) != CKPT_VERSION ||
         vg_get_le32(buf + 12) != sp->shard)
         goto cleanup;
     uint32_t state_len = vg_get_le32(buf + 32);
     if ((size_t)state_len + CKPT_HDR + 4 != len)
         goto cleanup;
-    if (vg_get_le32(buf + CKPT_HDR + state_len) != (uint32_t)crc32(0L, buf, (uInt)(CKPT_HDR + state_len)))
+    if (vg_get_le32(buf + CKPT_HDR + state_len) != vg_crc32c(0, buf, CKPT_HDR + state_len))
         goto cleanup;
     rc = vg_devtable_restore(sp->devs, buf + CKPT_HDR, state_len);
     if (rc)

@@ -18,13 +18,13 @@
  * (little-endian, replaced atomically):
  *   off size field
  *     0    8 magic "VGCKPT01"
- *     8    4 version (1)
+ *     8    4 version (2)
  *    12    4 shard
  *    16    8 last processed telemetry sequence number
  *    24    8 written at, epoch ms
  *    32    4 state_len
  *    36    . device state (vg_devtable_serialize format)
- *   36+n   4 CRC-32 (zlib) of every preceding byte
+ *   36+n   4 CRC-32C (core/crc32c.h) of every preceding byte
  *
  * Alert record: key = deviceId, meta = u64 source seq + u8 alert type (9
  * bytes, little-endian), value = the alert JSON (see alert_json in .c). */
