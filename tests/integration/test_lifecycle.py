@@ -9,7 +9,6 @@ import signal
 import struct
 import subprocess
 import time
-import zlib
 
 import pytest
 
@@ -86,9 +85,22 @@ def test_sigint_exit_0(vigil):
     assert [r["key"] for r in vigil.stream_tail("telemetry")] == ["si"]
 
 
+def _crc32c(data):
+    """CRC-32C (Castagnoli), the record checksum (src/core/crc32c.h)."""
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+    return crc ^ 0xFFFFFFFF
+
+
+assert _crc32c(b"123456789") == 0xE3069283
+
+
 def _record(seq, key, value, arrival=0, crc_ok=True):
     body = struct.pack("<QqHHI", seq, arrival, len(key), 0, len(value)) + key + value
-    crc = zlib.crc32(body) ^ (0 if crc_ok else 0xFFFFFFFF)
+    crc = _crc32c(body) ^ (0 if crc_ok else 0xFFFFFFFF)
     return struct.pack("<II", len(body), crc) + body
 
 
@@ -98,6 +110,26 @@ TORN = {
     "bad-crc-record": lambda n: _record(n + 1, b"torn", b'{"torn":true}', crc_ok=False),
     "zero-fill": lambda n: b"\x00" * 4096,
 }
+
+
+def test_complete_appended_record_is_kept(vigil):
+    """Control for the torn-tail cases: a complete record with the right
+    checksum and the next sequence number, appended behind the server's
+    back, is kept — so the bad-crc case above is refused for its CRC alone."""
+    devices = devices_in_shard(0, 1, prefix="keep")
+    c = vigil.client("keep")
+    c.publish_many([(TELEMETRY_TOPIC, dumps(telemetry(devices[0], 70, i=i))) for i in range(3)])
+    n0 = len(vigil.stream_tail("telemetry", "--shard", "0"))
+    c.disconnect()
+    vigil.stop()
+    segs = glob.glob(os.path.join(vigil.data_dir, "stream", "telemetry", "0", "*.seg"))
+    last = max(segs, key=lambda p: int(os.path.basename(p).split(".")[0]))
+    with open(last, "ab") as f:
+        f.write(_record(n0 + 1, b"kept", b'{"kept":true}'))
+    vigil.start()
+    after = vigil.stream_tail("telemetry", "--shard", "0")
+    assert [r["seq"] for r in after] == list(range(1, n0 + 2))
+    assert after[-1]["key"] == "kept" and after[-1]["data"] == {"kept": True}
 
 
 @pytest.mark.parametrize("kind", sorted(TORN))
