@@ -242,3 +242,50 @@ def test_subscribe_filter_limit(vigil_factory):
     ok.ping()
     ok.disconnect()
     assert_serving(v)
+
+
+def test_inflight_limit_pauses_reading_without_loss(vigil_factory):
+    """--max-inflight: a client with more unacknowledged QoS 1 publishes than
+    the limit is not read until acks drain (counted), and nothing is lost or
+    acked out of order."""
+    v = vigil_factory("--max-inflight", "4")
+    before = v.stats()
+    c = v.client("inflight")
+    items = [(TELEMETRY_TOPIC, dumps(telemetry("inflight-%d" % (i % 3), 70, i=i))) for i in range(60)]
+    c.publish_many(items, window=60)  # asserts every PUBACK, in order
+    assert len([r for r in v.stream_tail("telemetry") if r["key"].startswith("inflight-")]) == 60
+    after = v.wait_stats(lambda s: counter(s, "inflight.read_pauses") > counter(before, "inflight.read_pauses"))
+    assert counter(after, "inflight.read_pauses") > counter(before, "inflight.read_pauses")
+    c.disconnect()
+    assert_serving(v)
+
+
+def test_slow_consumer_disconnected(vigil_factory):
+    """--max-outbuf: a subscriber that stops reading is disconnected once its
+    queue passes the limit (counted as slow_consumer); memory stays bounded
+    and the publisher and everyone else keep being served."""
+    v = vigil_factory("--max-outbuf", "65536")
+    before = v.stats()
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small window
+    s.settimeout(5)
+    s.connect((v.host, v.port))
+    s.sendall(connect_packet("slowpoke"))
+    assert s.recv(4)[0] == 0x20  # CONNACK
+    s.sendall(subscribe_packet(1, [("flood/#", 0)]))
+    time.sleep(0.3)  # SUBACK arrives; from now on the subscriber reads nothing
+    pub = v.client("flooder")
+    chunk = b"z" * 8192
+    closed = False
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not closed:
+        for _ in range(100):
+            pub.send(publish_packet("flood/x", chunk, 0, 0))
+        pub.ping()
+        st = v.stats()
+        closed = counter(st, "disconnect.slow_consumer") > counter(before, "disconnect.slow_consumer")
+    assert closed, "a subscriber that never reads was not disconnected"
+    expect_counter(v, before, "disconnect.slow_consumer")
+    pub.disconnect()
+    s.close()
+    assert_serving(v)
