@@ -8,6 +8,7 @@
 #include "stream/log.h"
 #include "stream/shardmap.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -94,6 +95,21 @@ static void on_sigint(int sig)
     atomic_store(&g_interrupted, true);
 }
 
+/* Parses a decimal unsigned number, the whole string; false on anything else
+ * (so a typo is an error, not a silent start from the beginning). */
+static bool parse_u64(const char *s, uint64_t *out)
+{
+    if (!*s || *s < '0' || *s > '9')
+        return false;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end)
+        return false;
+    *out = v;
+    return true;
+}
+
 static int tail(const char *data_dir, const char *name, int shard, const char *from, bool follow, bool json)
 {
     vg_log_t *log = NULL;
@@ -103,12 +119,15 @@ static int tail(const char *data_dir, const char *name, int shard, const char *f
         return 1;
     }
     uint64_t start = 0;
-    if (strcmp(from, "trim") == 0)
+    if (strcmp(from, "trim") == 0) {
         start = 0;
-    else if (strcmp(from, "latest") == 0)
+    } else if (strcmp(from, "latest") == 0) {
         start = UINT64_MAX;
-    else
-        start = strtoull(from, NULL, 10);
+    } else if (!parse_u64(from, &start)) {
+        fprintf(stderr, "vigil stream tail: --from takes trim, latest or a sequence number, not '%s'\n", from);
+        vg_log_close(log);
+        return 2;
+    }
     uint32_t n = vg_log_shard_count(log);
     if (shard >= (int)n) {
         fprintf(stderr, "vigil stream tail: stream %s has %u shards\n", name, n);
@@ -169,8 +188,14 @@ int vg_streamcmd_main(int argc, char **argv)
         const char *a = argv[i];
         if (strcmp(a, "--data-dir") == 0 && i + 1 < argc)
             data_dir = argv[++i];
-        else if (strcmp(a, "--shard") == 0 && i + 1 < argc)
-            shard = atoi(argv[++i]);
+        else if (strcmp(a, "--shard") == 0 && i + 1 < argc) {
+            uint64_t v;
+            if (!parse_u64(argv[++i], &v) || v >= VG_SHARDS_MAX) {
+                fprintf(stderr, "vigil stream tail: --shard takes a shard number, not '%s'\n", argv[i]);
+                return 2;
+            }
+            shard = (int)v;
+        }
         else if (strcmp(a, "--from") == 0 && i + 1 < argc)
             from = argv[++i];
         else if (strcmp(a, "--follow") == 0 || strcmp(a, "-f") == 0)

@@ -281,3 +281,19 @@ def test_stream_ls(vigil):
         assert any(re.search(r"(?<!\d)%d(?!\d)" % end, l) for l in blocks["alerts"]), \
             "alerts shard %d not listed:\n%s" % (i, out)
     c.disconnect()
+
+
+def test_stream_tail_from_and_bad_arguments(vigil):
+    """`stream tail --from SEQ` starts at SEQ; a malformed --from or --shard is
+    an error (exit 2, a sentence on stderr), never a silent full dump."""
+    c = vigil.client("tailfrom")
+    dev = "tailfrom-dev"
+    c.publish_many([(TELEMETRY_TOPIC, dumps(telemetry(dev, 70 + i))) for i in range(5)])
+    shard = shard_for(dev, 4)
+    recs = vigil.stream_tail("telemetry", "--shard", str(shard), "--from", "3")
+    assert [r["seq"] for r in recs] == [3, 4, 5]
+    for bad in (["--from", "3x"], ["--from", "-1"], ["--shard", "abc"], ["--shard", "-1"], ["--shard", "4"]):
+        r = vigil.cli("stream", "tail", "telemetry", "--data-dir", vigil.data_dir, *bad, check=False)
+        assert r.returncode == 2, (bad, r.returncode)
+        assert r.stderr.strip(), bad
+    c.disconnect()
