@@ -41,8 +41,9 @@ typedef struct {
     vg_log_t *telemetry, *deadletter, *alerts;
     vg_ingest_t *ingest;
     vg_server_t *server;
-    vg_processor_t *proc; /* NULL until started; read by the stats hook */
-    _Atomic(vg_processor_t *) proc_pub;
+    /* NULL until started and again once stopping: the stats hook runs on
+     * worker threads and must never see a processor being torn down. */
+    _Atomic(vg_processor_t *) proc;
 } app_t;
 
 static void complete_to_server(void *ctx, uint64_t token, int status)
@@ -129,7 +130,7 @@ static size_t stats_json(void *ctx, char *buf, size_t cap)
     jw_log(&w, "stream", a->telemetry);
     jw_log(&w, "stream.deadletter", a->deadletter);
     jw_log(&w, "stream.alerts", a->alerts);
-    vg_processor_t *p = atomic_load(&a->proc_pub);
+    vg_processor_t *p = atomic_load(&a->proc);
     if (p) {
         vg_processor_stats_t ps;
         vg_processor_stats(p, &ps);
@@ -277,12 +278,13 @@ int vg_serve_main(int argc, char **argv)
     po.checkpoint_interval_ms = a.cfg.checkpoint_interval_ms;
     po.publish = publish_alert;
     po.publish_ctx = &a;
-    rc = vg_processor_start(&po, &a.proc);
+    vg_processor_t *proc = NULL;
+    rc = vg_processor_start(&po, &proc);
     if (rc) {
         VG_ERROR(MOD, "cannot start the processors: %s", vg_strerror(rc));
         goto cleanup;
     }
-    atomic_store(&a.proc_pub, a.proc);
+    atomic_store(&a.proc, proc);
     rc = vg_server_start(a.server);
     if (rc)
         goto cleanup;
@@ -305,8 +307,7 @@ int vg_serve_main(int argc, char **argv)
 cleanup:
     if (a.server)
         vg_server_quiesce(a.server);
-    atomic_store(&a.proc_pub, NULL);
-    vg_processor_stop(a.proc);
+    vg_processor_stop(atomic_exchange(&a.proc, NULL));
     vg_log_close(a.telemetry);
     vg_log_close(a.deadletter);
     vg_log_close(a.alerts);
