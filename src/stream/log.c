@@ -1397,6 +1397,18 @@ static void *committer_main(void *arg)
 
 /* ---- durable sequence numbers and waiting ---- */
 
+/* Opens the segment after cur (named after the sequence number expected
+ * next). VG_ENOTFOUND while there is none — including when cur holds no
+ * record yet: an empty segment's successor would carry its own name, and
+ * reopening it would loop forever. */
+static int open_successor(const vg_log_t *log, const char *dir, uint32_t shard, const vg_seg_reader_t *cur,
+                          vg_seg_reader_t *nx)
+{
+    if (cur->next_seq == cur->first_seq)
+        return VG_ENOTFOUND;
+    return vg_seg_reader_open(log->io, dir, shard, cur->next_seq, nx);
+}
+
 /* Read-only log: follows the newest segment of shard i and returns the last
  * complete, valid sequence number found. Caller holds ro_mu. */
 static uint64_t ro_refresh(vg_log_t *log, uint32_t i)
@@ -1426,9 +1438,7 @@ static uint64_t ro_refresh(vg_log_t *log, uint32_t i)
         if (rc != VG_AGAIN && rc != VG_ECORRUPT)
             break;
         vg_seg_reader_t nx;
-        /* An empty segment is named like its successor: it is the newest. */
-        if (s->scan.next_seq == s->scan.first_seq ||
-            vg_seg_reader_open(log->io, s->dir, i, s->scan.next_seq, &nx) != VG_OK)
+        if (open_successor(log, s->dir, i, &s->scan, &nx) != VG_OK)
             break;
         vg_seg_reader_close(&s->scan);
         s->scan = nx;
@@ -1646,9 +1656,7 @@ int vg_log_reader_next(vg_log_reader_t *r, vg_record_t *rec)
          * the sequence number expected next, and its existence means this
          * one is finished. */
         vg_seg_reader_t nx;
-        /* An empty segment is its own successor's name: never reopen it. */
-        int orc = r->seg.next_seq == r->seg.first_seq ? VG_ENOTFOUND
-                                                      : vg_seg_reader_open(log->io, dir, r->shard, r->seg.next_seq, &nx);
+        int orc = open_successor(log, dir, r->shard, &r->seg, &nx);
         if (orc == VG_OK) {
             vg_seg_reader_close(&r->seg);
             r->seg = nx;
