@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum { T_STR, T_U32, T_U64, T_DOUBLE, T_LISTEN, T_FSYNC, T_LEVEL, T_PATH } opt_type_t;
+typedef enum { T_STR, T_U32, T_U64, T_DOUBLE, T_LISTEN, T_ADDR, T_FSYNC, T_LEVEL, T_PATH } opt_type_t;
 
 typedef struct {
     const char *name; /* flag name without "--" */
@@ -26,6 +26,9 @@ typedef struct {
 
 static const opt_t opts[] = {
     {"listen", T_LISTEN, 0, 0, 0, 0, "HOST:PORT", "MQTT listener (default 127.0.0.1:1883)"},
+    {"ws-listen", T_ADDR, OFF(ws_listen), 0, 0, 0, "HOST:PORT|off", "MQTT over WebSocket listener (default 127.0.0.1:8083)"},
+    {"http-listen", T_ADDR, OFF(http_listen), 0, 0, 0, "HOST:PORT|off",
+     "HTTP listener: POST /topics/<topic>?qos=0|1 (default 127.0.0.1:8080)"},
     {"data-dir", T_PATH, OFF(data_dir), SZ(data_dir), 0, 0, "DIR", "where streams and checkpoints live (default ./data)"},
     {"config", T_PATH, OFF(config_file), SZ(config_file), 0, 0, "FILE", "read settings from FILE (key = value lines)"},
     {"workers", T_U32, OFF(workers), 0, 0, 64, "N", "I/O threads (default: one per core)"},
@@ -45,6 +48,18 @@ static const opt_t opts[] = {
     {"max-outbuf", T_U64, OFF(max_outbuf), 0, 1024, 1e12, "BYTES",
      "bytes queued to one client before it is disconnected as a slow consumer (4 MiB)"},
     {"max-keepalive", T_U32, OFF(max_keepalive), 0, 0, 65535, "S", "cap on client keepalive, 0 = none (default 0)"},
+    {"max-inflight-out", T_U32, OFF(max_inflight_out), 0, 1, 65535, "N",
+     "unacknowledged QoS 1/2 messages sent to one client (5.0: also its receive maximum) (64)"},
+    {"max-queued-per-client", T_U32, OFF(max_queued_per_client), 0, 0, 1e9, "N",
+     "messages queued per session beyond the in-flight window; overflow is dropped and counted, 0 = no limit (1000)"},
+    {"max-queued-bytes", T_U64, OFF(max_queued_bytes), 0, 0, 1e13, "BYTES",
+     "memory budget of all session queues together; overflow is dropped and counted, 0 = no limit (256 MiB)"},
+    {"topic-alias-max", T_U32, OFF(topic_alias_max), 0, 0, 65535, "N", "MQTT 5 topic aliases accepted per connection (64)"},
+    {"max-session-expiry", T_U32, OFF(max_session_expiry), 0, 0, 4294967295.0, "S",
+     "cap on session expiry intervals; 0 = none, 3.1.1 persistent sessions never expire (0)"},
+    {"max-retained", T_U64, OFF(max_retained), 0, 0, 1e12, "N", "retained messages held, 0 = no limit (0)"},
+    {"max-retained-bytes", T_U64, OFF(max_retained_bytes), 0, 0, 1e13, "BYTES",
+     "bytes of retained messages held, 0 = no limit (0)"},
     {"telemetry-topic", T_STR, OFF(telemetry_topic), SZ(telemetry_topic), 0, 0, "TOPIC",
      "topic whose payloads are telemetry events (iot/wearable/data)"},
     {"high-hr", T_DOUBLE, OFF(high_hr), 0, 1, 400, "BPM", "HIGH_HEART_RATE above this (140)"},
@@ -65,6 +80,10 @@ void vg_config_default(vg_config_t *c)
     memset(c, 0, sizeof *c);
     snprintf(c->listen_host, sizeof c->listen_host, "127.0.0.1");
     c->listen_port = 1883;
+    snprintf(c->ws_listen.host, sizeof c->ws_listen.host, "127.0.0.1");
+    c->ws_listen.port = 8083;
+    snprintf(c->http_listen.host, sizeof c->http_listen.host, "127.0.0.1");
+    c->http_listen.port = 8080;
     snprintf(c->data_dir, sizeof c->data_dir, "./data");
     c->shards = 4;
     c->fsync = VG_FSYNC_ALWAYS;
@@ -74,6 +93,10 @@ void vg_config_default(vg_config_t *c)
     c->max_inflight = 1024;
     c->max_subs_per_packet = 64;
     c->max_outbuf = 4ull << 20;
+    c->max_inflight_out = 64;
+    c->max_queued_per_client = 1000;
+    c->max_queued_bytes = 256ull << 20;
+    c->topic_alias_max = 64;
     snprintf(c->telemetry_topic, sizeof c->telemetry_topic, "iot/wearable/data");
     c->high_hr = 140;
     c->low_hr = 40;
@@ -135,27 +158,36 @@ static int set_opt(vg_config_t *c, const opt_t *o, const char *v, char *why, siz
         *(double *)((char *)c + o->off) = x;
         return VG_OK;
     }
-    case T_LISTEN: {
+    case T_LISTEN:
+    case T_ADDR: {
+        char *host = o->type == T_LISTEN ? c->listen_host : ((vg_listen_addr_t *)((char *)c + o->off))->host;
+        uint16_t *portp = o->type == T_LISTEN ? &c->listen_port : &((vg_listen_addr_t *)((char *)c + o->off))->port;
+        if (o->type == T_ADDR) {
+            bool *offp = &((vg_listen_addr_t *)((char *)c + o->off))->off;
+            *offp = strcmp(v, "off") == 0;
+            if (*offp)
+                return VG_OK;
+        }
         const char *colon = strrchr(v, ':');
         if (!colon || colon == v || (size_t)(colon - v) >= sizeof c->listen_host) {
-            snprintf(why, whylen, "--listen: expected HOST:PORT, got '%s'", v);
+            snprintf(why, whylen, "--%s: expected HOST:PORT, got '%s'", o->name, v);
             return VG_EINVAL;
         }
         unsigned long port = strtoul(colon + 1, &end, 10);
         if (errno || *end || !colon[1] || port > 65535) {
-            snprintf(why, whylen, "--listen: bad port in '%s'", v);
+            snprintf(why, whylen, "--%s: bad port in '%s'", o->name, v);
             return VG_EINVAL;
         }
         size_t hl = (size_t)(colon - v);
         /* [::1]:1883 */
         if (v[0] == '[' && colon[-1] == ']') {
-            memcpy(c->listen_host, v + 1, hl - 2);
-            c->listen_host[hl - 2] = '\0';
+            memcpy(host, v + 1, hl - 2);
+            host[hl - 2] = '\0';
         } else {
-            memcpy(c->listen_host, v, hl);
-            c->listen_host[hl] = '\0';
+            memcpy(host, v, hl);
+            host[hl] = '\0';
         }
-        c->listen_port = (uint16_t)port;
+        *portp = (uint16_t)port;
         return VG_OK;
     }
     case T_FSYNC:

@@ -12,11 +12,21 @@
 #include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdbool.h>
 #include <stdio.h>
+
+/* A listener address; off = disabled ("off" on the command line). */
+typedef struct {
+    char host[256];
+    uint16_t port;
+    bool off;
+} vg_listen_addr_t;
 
 typedef struct {
     char listen_host[256];
     uint16_t listen_port;
+    vg_listen_addr_t ws_listen;   /* MQTT over WebSocket */
+    vg_listen_addr_t http_listen; /* HTTP publish */
     char data_dir[PATH_MAX];
     char config_file[PATH_MAX];
     uint32_t workers;
@@ -31,6 +41,13 @@ typedef struct {
     uint32_t max_subs_per_packet;
     uint64_t max_outbuf;
     uint32_t max_keepalive;
+    uint32_t max_inflight_out;
+    uint32_t max_queued_per_client;
+    uint64_t max_queued_bytes;
+    uint32_t topic_alias_max;
+    uint32_t max_session_expiry;
+    uint64_t max_retained;
+    uint64_t max_retained_bytes;
     char telemetry_topic[256];
     double high_hr;
     double low_hr;

@@ -118,6 +118,22 @@ static size_t stats_json(void *ctx, char *buf, size_t cap)
     jw_u64(&w, "bytes.out", ss.bytes_out);
     jw_u64(&w, "subscriptions", ss.subscriptions);
     jw_u64(&w, "inflight.read_pauses", ss.read_pauses);
+    jw_u64(&w, "sessions", ss.sessions);
+    jw_u64(&w, "sessions.offline", ss.sessions_persistent_offline);
+    jw_u64(&w, "queue.messages", ss.queued);
+    jw_u64(&w, "queue.bytes", ss.queued_bytes);
+    jw_u64(&w, "queue.dropped_client_limit", ss.queue_dropped_client);
+    jw_u64(&w, "queue.dropped_global_limit", ss.queue_dropped_global);
+    jw_u64(&w, "publish.expired", ss.expired_dropped);
+    jw_u64(&w, "publish.too_large_for_client", ss.too_large_dropped);
+    jw_u64(&w, "publish.qos2_duplicates", ss.qos2_duplicates);
+    jw_u64(&w, "wills.published", ss.wills_published);
+    jw_u64(&w, "retained", ss.retained);
+    jw_u64(&w, "retained.rejected", ss.retained_rejected);
+    jw_u64(&w, "state.errors", ss.store_errors);
+    jw_u64(&w, "ws.connections", ss.ws_connections);
+    jw_u64(&w, "http.requests", ss.http_requests);
+    jw_u64(&w, "http.errors", ss.http_errors);
     vg_ingest_stats_t is;
     vg_ingest_stats(a->ingest, &is);
     jw_u64(&w, "telemetry.accepted", is.accepted);
@@ -249,6 +265,10 @@ int vg_serve_main(int argc, char **argv)
     vg_server_opts_default(&so);
     so.listen_host = a.cfg.listen_host;
     so.listen_port = a.cfg.listen_port;
+    so.ws_host = a.cfg.ws_listen.off ? NULL : a.cfg.ws_listen.host;
+    so.ws_port = a.cfg.ws_listen.port;
+    so.http_host = a.cfg.http_listen.off ? NULL : a.cfg.http_listen.host;
+    so.http_port = a.cfg.http_listen.port;
     so.workers = a.cfg.workers;
     so.max_packet_size = a.cfg.max_packet_size;
     so.max_connections = a.cfg.max_connections;
@@ -256,6 +276,16 @@ int vg_serve_main(int argc, char **argv)
     so.max_subs_per_packet = a.cfg.max_subs_per_packet;
     so.max_outbuf = a.cfg.max_outbuf;
     so.max_keepalive_s = a.cfg.max_keepalive;
+    so.max_inflight_out = a.cfg.max_inflight_out;
+    so.max_queued_per_client = a.cfg.max_queued_per_client;
+    so.max_queued_bytes = a.cfg.max_queued_bytes;
+    so.topic_alias_max = (uint16_t)a.cfg.topic_alias_max;
+    so.max_session_expiry_s = a.cfg.max_session_expiry;
+    so.max_retained = a.cfg.max_retained;
+    so.max_retained_bytes = a.cfg.max_retained_bytes;
+    char state_path[PATH_MAX + 32];
+    snprintf(state_path, sizeof state_path, "%s/gateway.db", a.cfg.data_dir);
+    so.state_path = state_path;
     so.connect_timeout_ms = a.cfg.connect_timeout_ms;
     so.telemetry_topic = a.cfg.telemetry_topic;
     so.ingest = vg_ingest_publish;
@@ -264,8 +294,9 @@ int vg_serve_main(int argc, char **argv)
     so.stats_ctx = &a;
     rc = vg_server_new(&so, &a.server);
     if (rc) {
-        VG_ERROR(MOD, "cannot start the MQTT listener on %s:%u: %s", a.cfg.listen_host, a.cfg.listen_port,
-                 vg_strerror(rc));
+        VG_ERROR(MOD, "cannot start the gateway (MQTT %s:%u, WebSocket %s:%u, HTTP %s:%u): %s", a.cfg.listen_host,
+                 a.cfg.listen_port, so.ws_host ? so.ws_host : "off", so.ws_port, so.http_host ? so.http_host : "off",
+                 so.http_port, vg_strerror(rc));
         goto cleanup;
     }
     vg_ingest_set_complete(a.ingest, complete_to_server, a.server);
@@ -288,8 +319,9 @@ int vg_serve_main(int argc, char **argv)
     rc = vg_server_start(a.server);
     if (rc)
         goto cleanup;
-    VG_INFO(MOD, "listening on %s:%u (mqtt), data in %s, %u shards, fsync %s", a.cfg.listen_host, a.cfg.listen_port,
-            a.cfg.data_dir, vg_log_shard_count(a.telemetry),
+    VG_INFO(MOD, "listening on %s:%u (mqtt), %s:%u (mqtt over websocket), %s:%u (http publish), data in %s, %u shards, fsync %s",
+            a.cfg.listen_host, a.cfg.listen_port, so.ws_host ? so.ws_host : "off", so.ws_port,
+            so.http_host ? so.http_host : "off", so.http_port, a.cfg.data_dir, vg_log_shard_count(a.telemetry),
             a.cfg.fsync == VG_FSYNC_ALWAYS ? "always" : a.cfg.fsync == VG_FSYNC_NONE ? "none" : "interval");
 
     char stats[8192];

@@ -1,15 +1,26 @@
-/* server.c — the MQTT 3.1.1 server: I/O workers, connections, the packet
- * state machine, subscriptions and routing. See server.h for the contract.
+/* server.c — the MQTT 3.1.1 + 5.0 server: I/O workers, connections, the
+ * packet state machine, sessions, retained messages, wills, subscriptions
+ * and routing. See server.h for the contract.
  *
- * Owns: sockets, per-connection buffers, the subscription tree (behind a
- * rwlock), the client-id table (behind a mutex), worker inboxes.
- * Does not own: what telemetry means (the ingest hook), durability (the
- * stream), packet encoding rules (codec.c).
+ * Owns: sockets, per-connection buffers, sessions (client id -> session,
+ * behind ids_mu; each session's queues behind its own mutex), the
+ * subscription tree (behind a rwlock), shared-subscription groups, the
+ * retained store, the state store (SQLite, through store/kv) and the
+ * housekeeping thread (session expiry, delayed wills).
+ * Does not own: what telemetry means (the ingest hook), durability of
+ * telemetry (the stream), packet encoding rules (codec.c), message layout
+ * (message.c).
  *
  * Memory per connection is kept small on purpose (the target is ≤ 2 KiB per
  * idle connection, kernel buffers aside): input is read into one buffer per
  * worker and only a partial packet's bytes are copied into the connection;
- * output buffers exist only while something is queued. */
+ * output buffers exist only while something is queued; a clean session's
+ * state is allocated only when it subscribes or has messages in flight.
+ *
+ * Lock order: ids_mu -> session mu; tree_lock is never taken while a
+ * session mu is held, and no session mu is taken while tree_lock is held
+ * except to read immutable fields. Section numbers refer to MQTT 5.0 unless
+ * marked 3.1.1. */
 #include "mqtt/server.h"
 
 #include "core/alloc.h"
@@ -19,7 +30,13 @@
 #include "core/strmap.h"
 #include "core/wheel.h"
 #include "mqtt/codec.h"
+#include "mqtt/message.h"
+#include "mqtt/retain.h"
 #include "mqtt/topic.h"
+#include "net/http.h"
+#include "net/ws.h"
+#include "store/kv.h"
+#include <ctype.h>
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -45,6 +62,17 @@
 #define MAX_WORKERS 64
 #define WHEEL_TICK_MS 50
 #define STATS_TOPIC "$SYS/vigil/stats"
+#define MAX_SUBIDS 4 /* subscription ids carried per delivery (more overlapping ones are not listed) */
+#define EXPIRY_NEVER 0xFFFFFFFFu
+
+/* kv namespaces (the state store's on-disk layout is documented in kv.c;
+ * the value formats here). */
+enum {
+    NS_SESSION = 1, /* key client id, sub 0: session_blob (see session_persist) */
+    NS_OUT = 2,     /* key client id, sub queue seq: out entry + message blob */
+    NS_Q2IN = 3,    /* key client id, sub packet id: inbound QoS 2 awaiting PUBREL (empty value) */
+    NS_RETAIN = 4,  /* key topic, sub 0: message blob */
+};
 
 /* Token layout (64 bits): worker:8 | slot:24 | gen:16 | packet id:16. */
 #define TOK(w, slot, gen, pid)                                                                                         \
@@ -54,37 +82,155 @@
 #define TOK_SLOT(t) ((uint32_t)(((t) >> 32) & 0xffffffu))
 #define TOK_GEN(t) ((uint16_t)(((t) >> 16) & 0xffffu))
 #define TOK_PID(t) ((uint16_t)((t)&0xffffu))
+/* A connection's identity without the packet id. */
+#define CONN_TOK(w, slot, gen) TOK(w, slot, gen, 0)
 
-/* A message shared by every subscriber it is routed to (refcounted). */
+struct session;
+
+/* Subscription options byte as kept in the tree (§3.8.3.1 layout). */
+#define OPT_QOS(o) ((uint8_t)((o)&3))
+#define OPT_NL 0x04
+#define OPT_RAP 0x08
+#define OPT_RH(o) ((uint8_t)(((o) >> 4) & 3))
+
+enum { SUBK_ENTRY = 1, SUBK_GROUP = 2 };
+
+/* One (session, filter) subscription. The tree's subscriber pointer is
+ * either one of these or a group (shared subscription); `kind` comes first
+ * in both so a router can tell. Freed only after leaving the tree (under the
+ * write lock), so a router holding the read lock never sees a dangling one. */
+typedef struct subent {
+    uint8_t kind;
+    uint8_t opts;
+    uint16_t flen;
+    uint32_t sub_id; /* 0 = none */
+    struct session *sess;
+    struct group *group; /* shared subscription it belongs to, or NULL */
+    char *filter;        /* as the client sent it (incl. $share/<g>/) */
+} subent_t;
+
+/* A shared subscription group `$share/<name>/<filter>`: one tree entry for
+ * the inner filter; each message goes to one member (round robin, online
+ * members first). Members change under the tree write lock. */
+typedef struct group {
+    uint8_t kind;
+    uint32_t n, cap;
+    atomic_uint rr;
+    subent_t **members;
+    char *key; /* name '\0' inner filter, for the groups map */
+    uint32_t key_len;
+    char *inner;
+    uint16_t inner_len;
+} group_t;
+
+enum { OUT_QUEUED = 0, OUT_WAIT_ACK, OUT_WAIT_COMP };
+
+/* One message on its way to one session. */
 typedef struct {
-    atomic_uint refs;
-    uint32_t topic_len;
-    uint32_t payload_len;
-    char data[]; /* topic, then payload */
-} msg_t;
+    vg_msg_t *m;
+    uint8_t qos;    /* delivery QoS */
+    uint8_t state;  /* OUT_* */
+    uint8_t retain; /* retain flag to send */
+    uint8_t nsubids;
+    uint16_t pid;
+    uint32_t subids[MAX_SUBIDS];
+    uint64_t kvsub; /* key in NS_OUT, 0 = not persisted */
+} out_t;
 
+/* A FIFO of out_t (ring buffer, grows by doubling). */
+typedef struct {
+    out_t *v;
+    uint32_t head, n, cap;
+} outq_t;
+
+enum { HK_EXPIRE = 1, HK_WILL = 2 };
+
+typedef struct session {
+    pthread_mutex_t mu;
+    atomic_uint refs;
+    char *id;
+    uint32_t id_len;
+    uint8_t level;      /* protocol level of the last connection */
+    bool online;        /* a connection is attached (owner) */
+    bool dead;          /* ended: no longer in the ids map */
+    bool persistent;    /* state mirrored into the store */
+    bool meta_dirty;
+    uint32_t expiry_s;  /* session expiry interval; EXPIRY_NEVER = never */
+    int64_t offline_since_ms;
+    uint64_t owner;     /* CONN_TOK of the attached connection */
+    uint32_t epoch;     /* bumped on every attach: stale timers are ignored */
+    /* subscriptions (changed under tree_lock write; read by the owner) */
+    subent_t **subs;
+    uint32_t nsubs, subs_cap;
+    /* outbound: in flight (sent, unacknowledged) in send order, then queued */
+    outq_t inflight, queue;
+    uint32_t window;    /* max in flight for the current connection */
+    uint16_t next_pid;
+    uint64_t next_kvsub;
+    /* inbound QoS 2 packet ids awaiting PUBREL */
+    uint16_t *q2in;
+    uint32_t nq2in, q2in_cap;
+    /* delayed will (5.0 will delay interval) waiting for its timer */
+    vg_msg_t *pending_will;
+} session_t;
+
+/* Worker inbox items. */
 typedef enum { ITEM_COMPLETE = 1, ITEM_DELIVER, ITEM_KICK } item_kind_t;
 
 typedef struct {
     uint8_t kind;
     uint8_t qos;
-    uint16_t gen;
-    uint32_t slot;
+    uint8_t retain;
+    uint8_t nsubids;
     int32_t status;
-    uint64_t token;
-    msg_t *msg;
+    uint64_t token; /* COMPLETE: ack token; KICK: connection */
+    session_t *sess; /* DELIVER: target (holds a ref) */
+    vg_msg_t *msg;   /* DELIVER: holds a ref */
+    uint32_t subids[MAX_SUBIDS];
 } item_t;
 
-/* A subscriber as the tree sees it: where its connection lives. Freed only
- * after it has been removed from the tree (under the write lock), so a router
- * holding the read lock never sees a dangling one. */
-typedef struct {
-    uint32_t worker;
-    uint32_t slot;
-    uint16_t gen;
-} sub_t;
-
 enum { ST_FREE = 0, ST_NEW, ST_ACTIVE, ST_CLOSING };
+
+/* Listeners / transports. */
+enum { L_MQTT = 0, L_WS, L_HTTP, L__COUNT };
+enum { TR_MQTT = 0, TR_WS_HANDSHAKE, TR_WS, TR_HTTP };
+#define ACK_HTTP 0xFF /* ack_t.type of an HTTP publish awaiting its response */
+#define HTTP_MAX_HEADERS 32
+
+/* Per-connection state of the WebSocket and HTTP transports, allocated only
+ * for connections on those listeners (MQTT over TCP pays nothing). */
+typedef struct {
+    vg_ws_conn_t ws;
+    size_t ws_framed;       /* c->out[0..ws_framed) already holds whole frames */
+    vg_http_parser_t hp;
+    vg_http_header_t headers[HTTP_MAX_HEADERS];
+    /* HTTP request in progress */
+    bool have_head;
+    bool keep_alive;
+    bool close_after;       /* answer then close (Connection: close or an error) */
+    int status;             /* a status decided from the head (405, 404, 400...) or 0 */
+    const char *why;
+    uint8_t qos;
+    bool retain;
+    size_t head_len;        /* bytes of the head in c->in */
+    size_t body_len;        /* decoded body bytes so far, right after the head */
+    size_t raw_used;        /* raw body bytes consumed so far (after the head) */
+    vg_http_body_t body;
+    char *topic;            /* decoded topic of the request */
+    size_t topic_len;
+    uint16_t next_seq;      /* ack ring ids of HTTP publishes */
+} xport_t;
+
+/* An inbound acknowledgement waiting for its turn (acks leave in PUBLISH
+ * order, §4.6) and for its pending completions (stream durable, store
+ * durable). */
+typedef struct {
+    uint16_t pid;
+    uint8_t type;    /* VG_MQTT_PUBACK or VG_MQTT_PUBREC */
+    uint8_t pending; /* completions still outstanding */
+    uint8_t reason;  /* 5.0 reason code */
+    uint8_t failed;
+} ack_t;
 
 typedef struct conn {
     int fd;
@@ -92,29 +238,37 @@ typedef struct conn {
     uint16_t gen;
     uint8_t state;
     uint8_t close_reason;
-    bool paused;       /* reading paused: inflight limit */
-    bool in_flush;     /* on the worker's flush list */
-    bool epollout;     /* EPOLLOUT armed */
-    bool quiesced;     /* reading stopped for shutdown */
+    uint8_t level;        /* protocol level once CONNECT was read */
+    uint8_t transport;    /* TR_* */
+    bool paused;          /* reading paused: inflight limit */
+    bool in_flush;        /* on the worker's flush list */
+    bool epollout;        /* EPOLLOUT armed */
+    bool quiesced;        /* reading stopped for shutdown */
+    bool clean_disconnect;/* DISCONNECT (normal) received: no will */
+    bool problem_info;    /* 5.0 request problem information (default 1) */
     uint16_t keepalive;
-    uint16_t next_pid;
+    uint16_t peer_receive_max;   /* 5.0: client's receive maximum */
+    uint16_t peer_alias_max;     /* 5.0: client's topic alias maximum */
+    uint16_t next_alias_out;
+    uint32_t peer_max_packet;    /* 5.0: client's maximum packet size (0 = none) */
     vg_wheel_node_t timer;
-    char *client_id;
-    uint32_t client_id_len;
+    session_t *sess;      /* attached session (holds a ref) */
+    vg_msg_t *will;       /* will message (holds a ref), NULL = none */
+    uint32_t will_delay;
     /* partial input */
     uint8_t *in;
     uint32_t in_len, in_cap;
     /* queued output */
     uint8_t *out;
     size_t out_off, out_len, out_cap;
-    /* QoS 1 acks in arrival order: (pid << 1) | done */
-    uint32_t *acks;
+    /* inbound acks in arrival order */
+    ack_t *acks;
     uint32_t ack_head, ack_count, ack_cap;
-    /* subscriptions */
-    sub_t *sub;
-    char **filters;
-    uint16_t *filter_lens;
-    uint32_t nfilters;
+    /* 5.0 topic aliases: client -> server (index alias-1), server -> client */
+    char **alias_in;
+    uint16_t *alias_in_len;
+    vg_strmap_t *alias_out;
+    xport_t *x;           /* WebSocket / HTTP state, NULL for MQTT over TCP */
     struct conn *flush_next;
     struct conn *close_next;
 } conn_t;
@@ -124,7 +278,7 @@ typedef struct worker {
     uint32_t id;
     pthread_t thread;
     int ep;
-    int lfd;
+    int lfd[L__COUNT]; /* listening sockets (MQTT, WebSocket, HTTP), -1 = none */
     int efd;
     int spare_fd;
     uint8_t *rbuf;
@@ -143,12 +297,26 @@ typedef struct worker {
     /* stats (relaxed atomics: read by the stats thread) */
     atomic_uint_fast64_t st_conns_current, st_conns_total, st_refused, st_closes[VG_CLOSE__COUNT];
     atomic_uint_fast64_t st_pub_in, st_pub_out, st_bytes_in, st_bytes_out, st_read_pauses;
+    atomic_uint_fast64_t st_ws, st_http, st_http_err;
     /* routing scratch */
     struct route_ctx *route;
     /* SUBSCRIBE scratch: max_subs_per_packet filters and return codes */
     vg_mqtt_sub_t *sub_scratch;
     uint8_t *rc_scratch;
 } worker_t;
+
+/* A store write a PUBLISH's acknowledgement waits for. */
+typedef struct {
+    uint64_t seq;
+    uint64_t token;
+} kvwait_t;
+
+typedef struct {
+    int64_t at_ms;
+    uint32_t epoch;
+    uint8_t kind;
+    session_t *sess; /* holds a ref */
+} hk_item_t;
 
 struct vg_server {
     vg_server_opts_t o;
@@ -162,9 +330,27 @@ struct vg_server {
     atomic_uint conns_total; /* for the connection limit */
     pthread_rwlock_t tree_lock;
     vg_topic_tree_t *tree;
+    vg_strmap_t groups; /* group key -> group_t* (under tree_lock) */
     atomic_uint_fast64_t nsubs;
     pthread_mutex_t ids_mu;
-    vg_strmap_t ids; /* client id -> (worker << 40 | slot << 16 | gen) */
+    vg_strmap_t ids; /* client id -> session_t* (the map holds a ref) */
+    vg_retain_t *retain;
+    vg_kv_t *kv;
+    /* acks waiting for store durability, in seq order */
+    pthread_mutex_t kvw_mu;
+    kvwait_t *kvw;
+    size_t kvw_head, kvw_n, kvw_cap;
+    uint64_t kv_durable;
+    /* housekeeping: a min-heap of session timers */
+    pthread_t hk_thread;
+    pthread_mutex_t hk_mu;
+    pthread_cond_t hk_cv;
+    hk_item_t *hk;
+    size_t hk_n, hk_cap;
+    bool hk_started;
+    /* counters not owned by one worker */
+    atomic_uint_fast64_t st_sessions, st_offline, st_queued, st_queued_bytes, st_drop_client, st_drop_global;
+    atomic_uint_fast64_t st_expired, st_too_large, st_q2dup, st_wills, st_store_errors;
     bool started;
 };
 
@@ -173,8 +359,10 @@ static _Thread_local worker_t *tl_worker;
 const char *vg_close_reason_name(vg_close_reason_t r)
 {
     static const char *const names[VG_CLOSE__COUNT] = {
-        "client",   "peer_closed", "malformed", "too_large", "protocol_error", "keepalive_timeout",
-        "connect_timeout", "takeover", "io_error", "slow_consumer", "shutdown", "rejected"};
+        "client",        "peer_closed",      "malformed",       "too_large",   "protocol_error",
+        "keepalive_timeout", "connect_timeout", "takeover",     "io_error",    "slow_consumer",
+        "shutdown",      "rejected",         "receive_maximum", "topic_alias", "disconnect_with_will",
+        "session_expired", "ws_protocol_error", "http_bad_request", "http_done"};
     return (unsigned)r < VG_CLOSE__COUNT ? names[r] : "?";
 }
 
@@ -188,29 +376,299 @@ void vg_server_opts_default(vg_server_opts_t *o)
     o->max_subs_per_packet = 64;
     o->max_outbuf = 4 * 1024 * 1024;
     o->connect_timeout_ms = 10000;
+    o->max_inflight_out = 64;
+    o->max_queued_per_client = 1000;
+    o->max_queued_bytes = 256u * 1024 * 1024;
+    o->topic_alias_max = 64;
+    o->state_commit_us = 0;
     o->telemetry_topic = "iot/wearable/data";
 }
 
-/* ---- messages ---------------------------------------------------------- */
-
-static msg_t *msg_new(const char *topic, size_t tlen, const void *payload, size_t plen)
+static int64_t now_wall(void)
 {
-    msg_t *m = vg_malloc(VG_MEM_MQTT, sizeof *m + tlen + plen);
-    if (!m)
-        return NULL;
-    atomic_init(&m->refs, 1);
-    m->topic_len = (uint32_t)tlen;
-    m->payload_len = (uint32_t)plen;
-    memcpy(m->data, topic, tlen);
-    if (plen)
-        memcpy(m->data + tlen, payload, plen);
-    return m;
+    return vg_clock_wall_ms();
 }
 
-static void msg_unref(msg_t *m)
+static uint64_t now_mono_ms(void)
 {
-    if (m && atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1)
-        vg_free(m);
+    return vg_clock_mono_ns() / 1000000;
+}
+
+/* ---- small queues ------------------------------------------------------ */
+
+static int outq_push(outq_t *q, const out_t *e)
+{
+    if (q->n == q->cap) {
+        uint32_t ncap = q->cap ? q->cap * 2 : 8;
+        out_t *nv = vg_malloc(VG_MEM_MQTT, ncap * sizeof *nv);
+        if (!nv)
+            return VG_ENOMEM;
+        for (uint32_t i = 0; i < q->n; i++)
+            nv[i] = q->v[(q->head + i) % q->cap];
+        vg_free(q->v);
+        q->v = nv;
+        q->cap = ncap;
+        q->head = 0;
+    }
+    q->v[(q->head + q->n) % q->cap] = *e;
+    q->n++;
+    return VG_OK;
+}
+
+static inline out_t *outq_at(outq_t *q, uint32_t i)
+{
+    return &q->v[(q->head + i) % q->cap];
+}
+
+static void outq_pop(outq_t *q, out_t *e)
+{
+    *e = q->v[q->head];
+    q->head = (q->head + 1) % q->cap;
+    q->n--;
+    if (q->n == 0) {
+        vg_free(q->v);
+        q->v = NULL;
+        q->cap = q->head = 0;
+    }
+}
+
+/* Removes element i keeping order (in-flight windows are small). */
+static void outq_remove(outq_t *q, uint32_t i, out_t *e)
+{
+    *e = *outq_at(q, i);
+    for (uint32_t j = i; j + 1 < q->n; j++)
+        *outq_at(q, j) = *outq_at(q, j + 1);
+    q->n--;
+    if (q->n == 0) {
+        vg_free(q->v);
+        q->v = NULL;
+        q->cap = q->head = 0;
+    }
+}
+
+/* ---- the state store --------------------------------------------------- */
+
+/* Every store write goes through here so a refusal is counted once. Returns
+ * the write's sequence number (0 when there is no store or it refused). */
+static uint64_t kv_put(struct vg_server *s, uint8_t ns, const void *key, size_t klen, uint64_t sub, const void *val,
+                       size_t vlen)
+{
+    if (!s->kv)
+        return 0;
+    uint64_t seq = 0;
+    if (vg_kv_put(s->kv, ns, key, klen, sub, val, vlen, &seq) != VG_OK) {
+        atomic_fetch_add_explicit(&s->st_store_errors, 1, memory_order_relaxed);
+        return 0;
+    }
+    return seq;
+}
+
+static uint64_t kv_del(struct vg_server *s, uint8_t ns, const void *key, size_t klen, uint64_t sub)
+{
+    if (!s->kv)
+        return 0;
+    uint64_t seq = 0;
+    if (vg_kv_del(s->kv, ns, key, klen, sub, &seq) != VG_OK) {
+        atomic_fetch_add_explicit(&s->st_store_errors, 1, memory_order_relaxed);
+        return 0;
+    }
+    return seq;
+}
+
+static uint64_t kv_del_key(struct vg_server *s, uint8_t ns, const void *key, size_t klen)
+{
+    if (!s->kv)
+        return 0;
+    uint64_t seq = 0;
+    if (vg_kv_del_key(s->kv, ns, key, klen, &seq) != VG_OK) {
+        atomic_fetch_add_explicit(&s->st_store_errors, 1, memory_order_relaxed);
+        return 0;
+    }
+    return seq;
+}
+
+/* Persists one out entry of a persistent session (called with sess->mu). */
+static uint64_t out_persist(struct vg_server *s, session_t *se, out_t *e)
+{
+    if (!se->persistent || !s->kv)
+        return 0;
+    if (!e->kvsub)
+        e->kvsub = ++se->next_kvsub;
+    size_t ms = vg_msg_serialized_size(e->m);
+    size_t n = 8 + 4 * MAX_SUBIDS + ms;
+    uint8_t stackbuf[1024];
+    uint8_t *b = n <= sizeof stackbuf ? stackbuf : vg_malloc(VG_MEM_MQTT, n);
+    if (!b)
+        return 0;
+    /* value: u8 version 1, u8 qos, u8 state, u8 retain, u16 pid LE, u8 nsubids,
+     * u8 0, u32 subids[MAX_SUBIDS] LE, message blob (message.h). */
+    b[0] = 1;
+    b[1] = e->qos;
+    b[2] = e->state;
+    b[3] = e->retain;
+    b[4] = (uint8_t)e->pid;
+    b[5] = (uint8_t)(e->pid >> 8);
+    b[6] = e->nsubids;
+    b[7] = 0;
+    for (int i = 0; i < MAX_SUBIDS; i++)
+        for (int k = 0; k < 4; k++)
+            b[8 + 4 * i + k] = (uint8_t)(e->subids[i] >> (8 * k));
+    vg_msg_serialize(e->m, b + 8 + 4 * MAX_SUBIDS);
+    uint64_t seq = kv_put(s, NS_OUT, se->id, se->id_len, e->kvsub, b, n);
+    if (b != stackbuf)
+        vg_free(b);
+    return seq;
+}
+
+static void out_unpersist(struct vg_server *s, session_t *se, out_t *e)
+{
+    if (e->kvsub) {
+        kv_del(s, NS_OUT, se->id, se->id_len, e->kvsub);
+        e->kvsub = 0;
+    }
+}
+
+/* Session metadata value: u8 version 1, u8 level, u32 expiry, i64 offline
+ * since (wall ms, 0 = online at the time of writing), u32 nsubs, then per
+ * subscription: u8 options, u32 subscription id, u16 filter length, filter.
+ * All little-endian. Called with sess->mu held or before the session is
+ * shared; reads subs, which only change under tree_lock by the owner. */
+static uint64_t session_persist(struct vg_server *s, session_t *se)
+{
+    if (!se->persistent || !s->kv)
+        return 0;
+    size_t n = 18;
+    for (uint32_t i = 0; i < se->nsubs; i++)
+        n += 7 + se->subs[i]->flen;
+    uint8_t *b = vg_malloc(VG_MEM_MQTT, n);
+    if (!b)
+        return 0;
+    size_t o = 0;
+    b[o++] = 1;
+    b[o++] = se->level;
+    for (int k = 0; k < 4; k++)
+        b[o++] = (uint8_t)(se->expiry_s >> (8 * k));
+    for (int k = 0; k < 8; k++)
+        b[o++] = (uint8_t)((uint64_t)se->offline_since_ms >> (8 * k));
+    for (int k = 0; k < 4; k++)
+        b[o++] = (uint8_t)(se->nsubs >> (8 * k));
+    for (uint32_t i = 0; i < se->nsubs; i++) {
+        subent_t *e = se->subs[i];
+        b[o++] = e->opts;
+        for (int k = 0; k < 4; k++)
+            b[o++] = (uint8_t)(e->sub_id >> (8 * k));
+        b[o++] = (uint8_t)e->flen;
+        b[o++] = (uint8_t)(e->flen >> 8);
+        memcpy(b + o, e->filter, e->flen);
+        o += e->flen;
+    }
+    uint64_t seq = kv_put(s, NS_SESSION, se->id, se->id_len, 0, b, o);
+    vg_free(b);
+    se->meta_dirty = false;
+    return seq;
+}
+
+/* Registers that the acknowledgement `token` must wait for store write seq
+ * to be durable; the caller has counted one pending completion for it. */
+static void kv_wait(struct vg_server *s, uint64_t seq, uint64_t token);
+
+/* ---- sessions ---------------------------------------------------------- */
+
+static session_t *session_new(const char *id, size_t idlen)
+{
+    session_t *se = vg_calloc(VG_MEM_MQTT, 1, sizeof *se);
+    if (!se)
+        return NULL;
+    se->id = vg_strndup(VG_MEM_MQTT, id, idlen);
+    if (!se->id) {
+        vg_free(se);
+        return NULL;
+    }
+    se->id_len = (uint32_t)idlen;
+    pthread_mutex_init(&se->mu, NULL);
+    atomic_init(&se->refs, 1);
+    se->next_pid = 1;
+    se->window = 1;
+    return se;
+}
+
+static void session_ref(session_t *se)
+{
+    atomic_fetch_add_explicit(&se->refs, 1, memory_order_relaxed);
+}
+
+static void queue_account(struct vg_server *s, const out_t *e, int sign)
+{
+    uint64_t bytes = e->m->topic_len + e->m->payload_len + sizeof *e;
+    if (sign > 0) {
+        atomic_fetch_add_explicit(&s->st_queued, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&s->st_queued_bytes, bytes, memory_order_relaxed);
+    } else {
+        atomic_fetch_sub_explicit(&s->st_queued, 1, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&s->st_queued_bytes, bytes, memory_order_relaxed);
+    }
+}
+
+/* Drops every queued and in-flight message (session end or clean start). */
+static void session_drop_messages(struct vg_server *s, session_t *se)
+{
+    out_t e;
+    while (se->inflight.n) {
+        outq_pop(&se->inflight, &e);
+        queue_account(s, &e, -1);
+        vg_msg_unref(e.m);
+    }
+    while (se->queue.n) {
+        outq_pop(&se->queue, &e);
+        queue_account(s, &e, -1);
+        vg_msg_unref(e.m);
+    }
+}
+
+static void session_unref(struct vg_server *s, session_t *se)
+{
+    if (!se || atomic_fetch_sub_explicit(&se->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    session_drop_messages(s, se);
+    vg_msg_unref(se->pending_will);
+    vg_free(se->subs);
+    vg_free(se->q2in);
+    pthread_mutex_destroy(&se->mu);
+    vg_free(se->id);
+    vg_free(se);
+}
+
+static bool q2in_has(const session_t *se, uint16_t pid)
+{
+    for (uint32_t i = 0; i < se->nq2in; i++)
+        if (se->q2in[i] == pid)
+            return true;
+    return false;
+}
+
+static int q2in_add(session_t *se, uint16_t pid)
+{
+    if (se->nq2in == se->q2in_cap) {
+        uint32_t ncap = se->q2in_cap ? se->q2in_cap * 2 : 4;
+        uint16_t *nq = vg_realloc(VG_MEM_MQTT, se->q2in, ncap * sizeof *nq);
+        if (!nq)
+            return VG_ENOMEM;
+        se->q2in = nq;
+        se->q2in_cap = ncap;
+    }
+    se->q2in[se->nq2in++] = pid;
+    return VG_OK;
+}
+
+static bool q2in_del(session_t *se, uint16_t pid)
+{
+    for (uint32_t i = 0; i < se->nq2in; i++) {
+        if (se->q2in[i] == pid) {
+            se->q2in[i] = se->q2in[--se->nq2in];
+            return true;
+        }
+    }
+    return false;
 }
 
 /* ---- inbox ------------------------------------------------------------- */
@@ -266,8 +724,11 @@ static uint8_t *out_reserve(worker_t *w, conn_t *c, size_t n)
 {
     if (c->state == ST_CLOSING)
         return NULL;
-    if (c->out_off && c->out_off == c->out_len)
+    if (c->out_off && c->out_off == c->out_len) {
         c->out_off = c->out_len = 0;
+        if (c->x)
+            c->x->ws_framed = 0;
+    }
     size_t pending = c->out_len - c->out_off;
     if (pending + n > w->srv->o.max_outbuf) {
         conn_close(w, c, VG_CLOSE_SLOW_CONSUMER);
@@ -276,6 +737,8 @@ static uint8_t *out_reserve(worker_t *w, conn_t *c, size_t n)
     if (c->out_len + n > c->out_cap) {
         if (c->out_off) { /* compact before growing */
             memmove(c->out, c->out + c->out_off, pending);
+            if (c->x)
+                c->x->ws_framed = c->x->ws_framed > c->out_off ? c->x->ws_framed - c->out_off : 0;
             c->out_len = pending;
             c->out_off = 0;
         }
@@ -313,10 +776,59 @@ static void epoll_set(worker_t *w, conn_t *c)
     epoll_ctl(w->ep, EPOLL_CTL_MOD, c->fd, &ev);
 }
 
+/* WebSocket: MQTT bytes are queued raw (so every encoder writes straight
+ * into the output buffer as for TCP) and wrapped into one binary frame per
+ * flush: the unframed tail gets a header inserted in front of it. Returns
+ * false when out of memory. */
+static bool ws_frame_pending(conn_t *c)
+{
+    xport_t *x = c->x;
+    if (!x || c->out_len <= x->ws_framed)
+        return true;
+    size_t n = c->out_len - x->ws_framed;
+    uint8_t hdr[VG_WS_MAX_HEADER];
+    int h = vg_ws_encode_header(hdr, sizeof hdr, VG_WS_OP_BINARY, true, n, NULL);
+    if (h <= 0)
+        return false;
+    if (c->out_len + (size_t)h > c->out_cap) {
+        uint8_t *no = vg_realloc(VG_MEM_MQTT, c->out, c->out_len + (size_t)h);
+        if (!no)
+            return false;
+        c->out = no;
+        c->out_cap = c->out_len + (size_t)h;
+    }
+    memmove(c->out + x->ws_framed + h, c->out + x->ws_framed, n);
+    memcpy(c->out + x->ws_framed, hdr, (size_t)h);
+    c->out_len += (size_t)h;
+    x->ws_framed = c->out_len;
+    return true;
+}
+
+/* Appends a WebSocket control frame (pong, close) after the MQTT bytes
+ * queued so far. */
+static void ws_send_control(worker_t *w, conn_t *c, const uint8_t *frame, size_t n)
+{
+    if (!ws_frame_pending(c))
+        return;
+    if (c->out_len + n > c->out_cap) {
+        uint8_t *no = vg_realloc(VG_MEM_MQTT, c->out, c->out_len + n);
+        if (!no)
+            return;
+        c->out = no;
+        c->out_cap = c->out_len + n;
+    }
+    memcpy(c->out + c->out_len, frame, n);
+    c->out_len += n;
+    c->x->ws_framed = c->out_len;
+    flush_mark(w, c);
+}
+
 /* Writes what is queued; arms EPOLLOUT for what the socket would not take.
  * Returns false if the connection broke. */
 static bool conn_flush(worker_t *w, conn_t *c)
 {
+    if (c->transport == TR_WS && !ws_frame_pending(c))
+        return false;
     while (c->out_off < c->out_len) {
         ssize_t k = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
         if (k > 0) {
@@ -336,6 +848,8 @@ static bool conn_flush(worker_t *w, conn_t *c)
         return false;
     }
     c->out_off = c->out_len = 0;
+    if (c->x)
+        c->x->ws_framed = 0;
     /* Give the buffer back once drained: most connections are idle between
      * events, and idle connections must cost as little memory as possible
      * (a malloc per flush is cheap next to the send it follows). */
@@ -351,65 +865,1759 @@ static bool conn_flush(worker_t *w, conn_t *c)
 
 /* ---- connections: lifecycle ------------------------------------------- */
 
-static void conn_close(worker_t *w, conn_t *c, vg_close_reason_t reason)
+/* The 5.0 reason code a server DISCONNECT carries for each close reason
+ * (0 = none is sent: the peer closed, or there is nobody to tell). */
+static uint8_t close_reason_rc(vg_close_reason_t r)
+{
+    switch (r) {
+    case VG_CLOSE_MALFORMED:
+        return VG_RC_MALFORMED;
+    case VG_CLOSE_TOO_LARGE:
+        return VG_RC_PACKET_TOO_LARGE;
+    case VG_CLOSE_PROTOCOL:
+        return VG_RC_PROTOCOL_ERROR;
+    case VG_CLOSE_KEEPALIVE:
+        return VG_RC_KEEPALIVE_TIMEOUT;
+    case VG_CLOSE_TAKEOVER:
+        return VG_RC_SESSION_TAKEN_OVER;
+    case VG_CLOSE_SLOW_CONSUMER:
+        return VG_RC_QUOTA_EXCEEDED;
+    case VG_CLOSE_SHUTDOWN:
+        return VG_RC_SERVER_SHUTTING_DOWN;
+    case VG_CLOSE_RECEIVE_MAX:
+        return VG_RC_RECEIVE_MAX_EXCEEDED;
+    case VG_CLOSE_TOPIC_ALIAS:
+        return VG_RC_TOPIC_ALIAS_INVALID;
+    case VG_CLOSE_IO:
+        return VG_RC_UNSPECIFIED;
+    case VG_CLOSE_SESSION_EXPIRED:
+        return VG_RC_ADMIN_ACTION;
+    default:
+        return 0;
+    }
+}
+
+/* Appends a 5.0 DISCONNECT (reason + reason string) ahead of a close. The
+ * output limit is ignored here on purpose: this is the last packet. */
+static void send_disconnect(worker_t *w, conn_t *c, uint8_t rc, const char *why)
+{
+    if (c->level != VG_MQTT_V5 || c->state == ST_NEW || !rc)
+        return;
+    vg_mqtt_props_t pr = {0};
+    if (why) {
+        pr.present = VG_PROP_BIT(VG_PROP_REASON_STRING);
+        pr.reason_string.p = (const uint8_t *)why;
+        pr.reason_string.len = strlen(why);
+    }
+    uint8_t buf[160];
+    int n = vg_mqtt_encode_reason(buf, sizeof buf, VG_MQTT_V5, VG_MQTT_DISCONNECT, rc, why ? &pr : NULL);
+    if (n <= 0)
+        return;
+    size_t pending = c->out_len - c->out_off;
+    if (c->out_len + (size_t)n > c->out_cap) {
+        uint8_t *no = vg_realloc(VG_MEM_MQTT, c->out, c->out_len + (size_t)n);
+        if (!no)
+            return;
+        c->out = no;
+        c->out_cap = c->out_len + (size_t)n;
+    }
+    (void)pending;
+    memcpy(c->out + c->out_len, buf, (size_t)n);
+    c->out_len += (size_t)n;
+}
+
+static void conn_close_why(worker_t *w, conn_t *c, vg_close_reason_t reason, const char *why)
 {
     if (c->state == ST_CLOSING)
         return;
+    send_disconnect(w, c, close_reason_rc(reason), why);
     c->state = ST_CLOSING;
     c->close_reason = (uint8_t)reason;
     atomic_fetch_add_explicit(&w->st_closes[reason], 1, memory_order_relaxed);
-    VG_DEBUG(MOD, "closing connection %.*s: %s", (int)c->client_id_len, c->client_id ? c->client_id : "",
-             vg_close_reason_name(reason));
+    VG_DEBUG(MOD, "closing connection %.*s: %s%s%s", c->sess ? (int)c->sess->id_len : 0,
+             c->sess ? c->sess->id : "", vg_close_reason_name(reason), why ? ": " : "", why ? why : "");
     c->close_next = w->close_head;
     w->close_head = c;
 }
 
-static void unsubscribe_all(worker_t *w, conn_t *c)
+static void conn_close(worker_t *w, conn_t *c, vg_close_reason_t reason)
 {
-    if (!c->sub)
-        return;
-    struct vg_server *s = w->srv;
-    pthread_rwlock_wrlock(&s->tree_lock);
-    for (uint32_t i = 0; i < c->nfilters; i++) {
-        if (vg_topic_tree_unsubscribe(s->tree, c->filters[i], c->filter_lens[i], c->sub) == VG_OK)
-            atomic_fetch_sub_explicit(&s->nsubs, 1, memory_order_relaxed);
-    }
-    pthread_rwlock_unlock(&s->tree_lock);
-    for (uint32_t i = 0; i < c->nfilters; i++)
-        vg_free(c->filters[i]);
-    vg_free(c->filters);
-    vg_free(c->filter_lens);
-    vg_free(c->sub);
-    c->filters = NULL;
-    c->filter_lens = NULL;
-    c->sub = NULL;
-    c->nfilters = 0;
+    conn_close_why(w, c, reason, NULL);
 }
 
-static uint64_t owner_value(uint32_t worker, uint32_t slot, uint16_t gen)
+/* ---- subscriptions ----------------------------------------------------- */
+
+static void subent_free(subent_t *e)
 {
-    return ((uint64_t)worker << 40) | ((uint64_t)slot << 16) | gen;
+    if (!e)
+        return;
+    vg_free(e->filter);
+    vg_free(e);
+}
+
+/* Removes e from the tree or its group (tree_lock held for writing). */
+static void subent_unlink(struct vg_server *s, subent_t *e)
+{
+    if (e->group) {
+        group_t *g = e->group;
+        for (uint32_t i = 0; i < g->n; i++) {
+            if (g->members[i] == e) {
+                g->members[i] = g->members[--g->n];
+                break;
+            }
+        }
+        if (g->n == 0) {
+            vg_topic_tree_unsubscribe(s->tree, g->inner, g->inner_len, g);
+            vg_strmap_del(&s->groups, g->key, g->key_len);
+            vg_free(g->members);
+            vg_free(g->key);
+            vg_free(g);
+        }
+    } else {
+        vg_topic_tree_unsubscribe(s->tree, e->filter, e->flen, e);
+    }
+    atomic_fetch_sub_explicit(&s->nsubs, 1, memory_order_relaxed);
+}
+
+/* Adds a new subscription entry for se (tree_lock held for writing). */
+static int subent_link(struct vg_server *s, subent_t *e)
+{
+    vg_bytes_t group, inner;
+    int sh = vg_mqtt_shared_split((const uint8_t *)e->filter, e->flen, &group, &inner);
+    if (sh < 0)
+        return VG_EINVAL;
+    if (sh == 0) {
+        int r = vg_topic_tree_subscribe(s->tree, e->filter, e->flen, e, e->opts);
+        if (r != VG_OK && r != VG_EEXIST)
+            return r;
+        atomic_fetch_add_explicit(&s->nsubs, 1, memory_order_relaxed);
+        return VG_OK;
+    }
+    size_t klen = group.len + 1 + inner.len;
+    char *key = vg_malloc(VG_MEM_MQTT, klen + 1);
+    if (!key)
+        return VG_ENOMEM;
+    memcpy(key, group.p, group.len);
+    key[group.len] = 0;
+    memcpy(key + group.len + 1, inner.p, inner.len);
+    key[klen] = 0;
+    uint64_t v = 0;
+    group_t *g = NULL;
+    if (vg_strmap_get(&s->groups, key, klen, &v) == VG_OK) {
+        g = (group_t *)(uintptr_t)v;
+        vg_free(key);
+    } else {
+        g = vg_calloc(VG_MEM_MQTT, 1, sizeof *g);
+        if (!g) {
+            vg_free(key);
+            return VG_ENOMEM;
+        }
+        g->kind = SUBK_GROUP;
+        g->key = key;
+        g->key_len = (uint32_t)klen;
+        g->inner = key + group.len + 1;
+        g->inner_len = (uint16_t)inner.len;
+        if (vg_strmap_put(&s->groups, key, klen, (uint64_t)(uintptr_t)g, NULL) != VG_OK ||
+            vg_topic_tree_subscribe(s->tree, g->inner, g->inner_len, g, 2) != VG_OK) {
+            vg_strmap_del(&s->groups, key, klen);
+            vg_free(key);
+            vg_free(g);
+            return VG_ENOMEM;
+        }
+    }
+    if (g->n == g->cap) {
+        uint32_t ncap = g->cap ? g->cap * 2 : 4;
+        subent_t **nm = vg_realloc(VG_MEM_MQTT, g->members, ncap * sizeof *nm);
+        if (!nm)
+            return VG_ENOMEM; /* an empty new group stays until its next member or shutdown */
+        g->members = nm;
+        g->cap = ncap;
+    }
+    g->members[g->n++] = e;
+    e->group = g;
+    atomic_fetch_add_explicit(&s->nsubs, 1, memory_order_relaxed);
+    return VG_OK;
+}
+
+/* Removes every subscription of a session (session ended). */
+static void session_unsubscribe_all(struct vg_server *s, session_t *se)
+{
+    if (!se->nsubs)
+        return;
+    pthread_rwlock_wrlock(&s->tree_lock);
+    for (uint32_t i = 0; i < se->nsubs; i++) {
+        subent_unlink(s, se->subs[i]);
+        subent_free(se->subs[i]);
+    }
+    se->nsubs = 0;
+    pthread_rwlock_unlock(&s->tree_lock);
+    vg_free(se->subs);
+    se->subs = NULL;
+    se->subs_cap = 0;
+}
+
+/* ---- housekeeping: session expiry and delayed wills -------------------- */
+
+static void hk_push(struct vg_server *s, session_t *se, uint8_t kind, int64_t at_ms)
+{
+    pthread_mutex_lock(&s->hk_mu);
+    if (s->hk_n == s->hk_cap) {
+        size_t ncap = s->hk_cap ? s->hk_cap * 2 : 64;
+        hk_item_t *nh = vg_realloc(VG_MEM_MQTT, s->hk, ncap * sizeof *nh);
+        if (!nh) {
+            pthread_mutex_unlock(&s->hk_mu);
+            VG_WARN(MOD, "out of memory scheduling a session timer for %s", se->id);
+            return;
+        }
+        s->hk = nh;
+        s->hk_cap = ncap;
+    }
+    session_ref(se);
+    hk_item_t it = {.at_ms = at_ms, .epoch = se->epoch, .kind = kind, .sess = se};
+    size_t i = s->hk_n++;
+    while (i > 0 && s->hk[(i - 1) / 2].at_ms > it.at_ms) {
+        s->hk[i] = s->hk[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    s->hk[i] = it;
+    bool first = i == 0;
+    pthread_mutex_unlock(&s->hk_mu);
+    if (first)
+        pthread_cond_signal(&s->hk_cv);
+}
+
+static hk_item_t hk_pop_locked(struct vg_server *s)
+{
+    hk_item_t top = s->hk[0];
+    hk_item_t last = s->hk[--s->hk_n];
+    size_t i = 0;
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        const hk_item_t *mv = &last;
+        if (l < s->hk_n && s->hk[l].at_ms < mv->at_ms) {
+            m = l;
+            mv = &s->hk[l];
+        }
+        if (r < s->hk_n && s->hk[r].at_ms < mv->at_ms)
+            m = r;
+        if (m == i)
+            break;
+        s->hk[i] = s->hk[m];
+        i = m;
+    }
+    if (s->hk_n)
+        s->hk[i] = last;
+    return top;
+}
+
+static int route(struct vg_server *s, worker_t *from, vg_msg_t *m, uint64_t *kvseq);
+
+/* Publishes a message on the server's own behalf (wills): retained if
+ * flagged, then routed. */
+static void publish_server_msg(struct vg_server *s, worker_t *from, vg_msg_t *m);
+
+/* Ends a session that the caller already marked dead and removed from the
+ * ids map (dropping the map's reference is done here). */
+static void session_kill(struct vg_server *s, session_t *se, vg_msg_t *will)
+{
+    worker_t *from = tl_worker && tl_worker->srv == s ? tl_worker : NULL;
+    if (will) {
+        publish_server_msg(s, from, will);
+        vg_msg_unref(will);
+    }
+    session_unsubscribe_all(s, se);
+    pthread_mutex_lock(&se->mu);
+    session_drop_messages(s, se);
+    se->nq2in = 0;
+    bool persistent = se->persistent;
+    se->persistent = false;
+    pthread_mutex_unlock(&se->mu);
+    if (persistent) {
+        kv_del_key(s, NS_SESSION, se->id, se->id_len);
+        kv_del_key(s, NS_OUT, se->id, se->id_len);
+        kv_del_key(s, NS_Q2IN, se->id, se->id_len);
+    }
+    atomic_fetch_sub_explicit(&s->st_sessions, 1, memory_order_relaxed);
+    session_unref(s, se);
+}
+
+/* Ends se if it is still offline (expiry, or its last connection closed
+ * with a zero expiry interval). */
+static void session_end_if_offline(struct vg_server *s, session_t *se)
+{
+    pthread_mutex_lock(&s->ids_mu);
+    pthread_mutex_lock(&se->mu);
+    if (se->online || se->dead) {
+        pthread_mutex_unlock(&se->mu);
+        pthread_mutex_unlock(&s->ids_mu);
+        return;
+    }
+    se->dead = true;
+    if (se->persistent)
+        atomic_fetch_sub_explicit(&s->st_offline, 1, memory_order_relaxed);
+    vg_strmap_del(&s->ids, se->id, se->id_len);
+    vg_msg_t *will = se->pending_will;
+    se->pending_will = NULL;
+    pthread_mutex_unlock(&se->mu);
+    pthread_mutex_unlock(&s->ids_mu);
+    session_kill(s, se, will);
+}
+
+static void *hk_main(void *arg)
+{
+    struct vg_server *s = arg;
+    pthread_mutex_lock(&s->hk_mu);
+    while (!atomic_load(&s->stopping)) {
+        int64_t now = now_wall();
+        if (s->hk_n && s->hk[0].at_ms <= now) {
+            hk_item_t it = hk_pop_locked(s);
+            pthread_mutex_unlock(&s->hk_mu);
+            session_t *se = it.sess;
+            pthread_mutex_lock(&se->mu);
+            bool current = !se->online && !se->dead && se->epoch == it.epoch;
+            vg_msg_t *will = NULL;
+            if (current && it.kind == HK_WILL) {
+                will = se->pending_will;
+                se->pending_will = NULL;
+            }
+            pthread_mutex_unlock(&se->mu);
+            if (will) {
+                publish_server_msg(s, NULL, will);
+                vg_msg_unref(will);
+            }
+            if (current && it.kind == HK_EXPIRE)
+                session_end_if_offline(s, se);
+            session_unref(s, se);
+            if (s->retain)
+                vg_retain_sweep(s->retain, now);
+            pthread_mutex_lock(&s->hk_mu);
+            continue;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        int64_t wait_ms = s->hk_n ? s->hk[0].at_ms - now : 1000;
+        if (wait_ms > 1000)
+            wait_ms = 1000; /* also sweeps expired retained messages once a second */
+        ts.tv_sec += wait_ms / 1000;
+        ts.tv_nsec += (wait_ms % 1000) * 1000000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&s->hk_cv, &s->hk_mu, &ts);
+        if (s->retain && !s->hk_n)
+            vg_retain_sweep(s->retain, now_wall());
+    }
+    pthread_mutex_unlock(&s->hk_mu);
+    return NULL;
+}
+
+/* ---- the state store's durability waiters ----------------------------- */
+
+static void kv_wait(struct vg_server *s, uint64_t seq, uint64_t token)
+{
+    pthread_mutex_lock(&s->kvw_mu);
+    if (s->kv_durable >= seq) {
+        pthread_mutex_unlock(&s->kvw_mu);
+        vg_server_complete(s, token, VG_OK);
+        return;
+    }
+    if (s->kvw_n == s->kvw_cap) {
+        size_t ncap = s->kvw_cap ? s->kvw_cap * 2 : 256;
+        kvwait_t *nw = vg_realloc(VG_MEM_MQTT, s->kvw, ncap * sizeof *nw);
+        if (!nw) {
+            pthread_mutex_unlock(&s->kvw_mu);
+            vg_server_complete(s, token, VG_ENOMEM);
+            return;
+        }
+        s->kvw = nw;
+        s->kvw_cap = ncap;
+    }
+    s->kvw[s->kvw_n++] = (kvwait_t){seq, token};
+    pthread_mutex_unlock(&s->kvw_mu);
+}
+
+/* Store thread: everything up to seq is durable (or failed). */
+static void on_kv_durable(void *ctx, uint64_t seq, int status)
+{
+    struct vg_server *s = ctx;
+    kvwait_t done[256];
+    for (;;) {
+        size_t nd = 0;
+        pthread_mutex_lock(&s->kvw_mu);
+        if (status == VG_OK && seq > s->kv_durable)
+            s->kv_durable = seq;
+        size_t k = 0;
+        for (size_t i = 0; i < s->kvw_n; i++) {
+            if (s->kvw[i].seq <= seq && nd < 256)
+                done[nd++] = s->kvw[i];
+            else
+                s->kvw[k++] = s->kvw[i];
+        }
+        s->kvw_n = k;
+        pthread_mutex_unlock(&s->kvw_mu);
+        for (size_t i = 0; i < nd; i++)
+            vg_server_complete(s, done[i].token, status);
+        if (nd < 256)
+            break;
+    }
+}
+
+/* ---- encoding a PUBLISH for one connection ----------------------------- */
+
+enum { SEND_OK = 0, SEND_EXPIRED, SEND_TOO_LARGE, SEND_FAILED };
+
+/* Encodes and queues one PUBLISH of m to c: per-delivery QoS, packet id,
+ * DUP, retain flag and subscription ids; for 5.0 also the remaining message
+ * expiry and an outgoing topic alias. Honours the client's maximum packet
+ * size by not sending (§3.1.2.11.4: the message is discarded for that
+ * client, as if delivered). */
+static int send_publish(worker_t *w, conn_t *c, vg_msg_t *m, uint8_t qos, uint16_t pid, bool dup, bool retain,
+                        const uint32_t *subids, uint8_t nsubids)
+{
+    struct vg_server *s = w->srv;
+    int64_t now = now_wall();
+    if (vg_msg_expired(m, now) && !dup) {
+        atomic_fetch_add_explicit(&s->st_expired, 1, memory_order_relaxed);
+        return SEND_EXPIRED;
+    }
+    vg_mqtt_publish_t p = {0};
+    p.qos = qos;
+    p.dup = dup && qos > 0;
+    p.retain = retain;
+    p.packet_id = qos ? pid : 0;
+    p.topic.p = vg_msg_topic(m);
+    p.topic.len = m->topic_len;
+    p.payload.p = vg_msg_payload(m);
+    p.payload.len = m->payload_len;
+    if (c->level == VG_MQTT_V5) {
+        p.props = m->props;
+        if (m->expire_at_ms) {
+            int64_t left = (m->expire_at_ms - now + 999) / 1000;
+            p.props.present |= VG_PROP_BIT(VG_PROP_MESSAGE_EXPIRY);
+            p.props.message_expiry = left > 0 ? (uint32_t)left : 0;
+        }
+        for (uint8_t i = 0; i < nsubids && i < MAX_SUBIDS; i++)
+            p.props.sub_ids[p.props.sub_id_count++] = subids[i];
+        if (p.props.sub_id_count)
+            p.props.present |= VG_PROP_BIT(VG_PROP_SUBSCRIPTION_ID);
+        if (c->peer_alias_max) {
+            /* Aliases are handed out to the first topics sent until the
+             * client's maximum is used; later topics go in full. */
+            if (!c->alias_out) {
+                c->alias_out = vg_malloc(VG_MEM_MQTT, sizeof *c->alias_out);
+                if (c->alias_out)
+                    vg_strmap_init(c->alias_out, VG_MEM_MQTT);
+            }
+            uint64_t a = 0;
+            if (c->alias_out) {
+                if (vg_strmap_get(c->alias_out, (const char *)p.topic.p, p.topic.len, &a) == VG_OK) {
+                    p.props.present |= VG_PROP_BIT(VG_PROP_TOPIC_ALIAS);
+                    p.props.topic_alias = (uint16_t)a;
+                    p.topic.len = 0;
+                } else if (c->next_alias_out < c->peer_alias_max &&
+                           vg_strmap_put(c->alias_out, (const char *)p.topic.p, p.topic.len,
+                                         (uint64_t)(c->next_alias_out + 1), NULL) == VG_OK) {
+                    c->next_alias_out++;
+                    p.props.present |= VG_PROP_BIT(VG_PROP_TOPIC_ALIAS);
+                    p.props.topic_alias = c->next_alias_out;
+                }
+            }
+        }
+    }
+    size_t n = vg_mqtt_publish_size(c->level, p.topic.len, p.payload.len, qos, c->level == VG_MQTT_V5 ? &p.props : NULL);
+    if (!n)
+        return SEND_FAILED;
+    if (c->peer_max_packet && n > c->peer_max_packet) {
+        atomic_fetch_add_explicit(&s->st_too_large, 1, memory_order_relaxed);
+        return SEND_TOO_LARGE;
+    }
+    uint8_t *dst = out_reserve(w, c, n);
+    if (!dst)
+        return SEND_FAILED;
+    vg_mqtt_encode_publish(dst, n, c->level, &p);
+    atomic_fetch_add_explicit(&w->st_pub_out, 1, memory_order_relaxed);
+    return SEND_OK;
+}
+
+static uint16_t session_next_pid(session_t *se)
+{
+    for (;;) {
+        uint16_t pid = se->next_pid++;
+        if (se->next_pid == 0)
+            se->next_pid = 1;
+        bool used = false;
+        for (uint32_t i = 0; i < se->inflight.n && !used; i++)
+            used = outq_at(&se->inflight, i)->pid == pid;
+        if (!used)
+            return pid;
+    }
+}
+
+/* Moves queued messages into the in-flight window and sends them (se->mu
+ * held; c is se's connection on this worker). */
+static void session_pump(worker_t *w, conn_t *c, session_t *se)
+{
+    struct vg_server *s = w->srv;
+    while (se->queue.n && se->inflight.n < se->window && c->state == ST_ACTIVE) {
+        out_t e;
+        outq_pop(&se->queue, &e);
+        e.pid = session_next_pid(se);
+        e.state = OUT_WAIT_ACK;
+        int r = send_publish(w, c, e.m, e.qos, e.pid, false, e.retain, e.subids, e.nsubids);
+        if (r == SEND_FAILED) {
+            /* The connection is closing: keep the message queued in order. */
+            e.state = OUT_QUEUED;
+            e.pid = 0;
+            out_t tmp;
+            outq_push(&se->queue, &e);
+            /* move it back to the front */
+            for (uint32_t i = se->queue.n - 1; i > 0; i--) {
+                tmp = *outq_at(&se->queue, i);
+                *outq_at(&se->queue, i) = *outq_at(&se->queue, i - 1);
+                *outq_at(&se->queue, i - 1) = tmp;
+            }
+            return;
+        }
+        if (r != SEND_OK) {
+            out_unpersist(s, se, &e);
+            queue_account(s, &e, -1);
+            vg_msg_unref(e.m);
+            continue;
+        }
+        if (outq_push(&se->inflight, &e) != VG_OK) {
+            out_unpersist(s, se, &e);
+            queue_account(s, &e, -1);
+            vg_msg_unref(e.m);
+            continue;
+        }
+        if (se->persistent)
+            out_persist(s, se, outq_at(&se->inflight, se->inflight.n - 1));
+    }
+}
+
+/* Queues a QoS 1/2 message for se (se->mu held): limits first, then the
+ * store for a persistent session. Returns the store seq (0 = none). */
+static uint64_t session_enqueue(struct vg_server *s, session_t *se, vg_msg_t *m, uint8_t qos, bool retain,
+                                const uint32_t *subids, uint8_t nsubids)
+{
+    if (s->o.max_queued_per_client && se->queue.n >= s->o.max_queued_per_client) {
+        atomic_fetch_add_explicit(&s->st_drop_client, 1, memory_order_relaxed);
+        return 0;
+    }
+    if (s->o.max_queued_bytes &&
+        atomic_load_explicit(&s->st_queued_bytes, memory_order_relaxed) + m->topic_len + m->payload_len >
+            s->o.max_queued_bytes) {
+        atomic_fetch_add_explicit(&s->st_drop_global, 1, memory_order_relaxed);
+        return 0;
+    }
+    out_t e = {.m = m, .qos = qos, .state = OUT_QUEUED, .retain = retain, .nsubids = nsubids};
+    for (uint8_t i = 0; i < nsubids && i < MAX_SUBIDS; i++)
+        e.subids[i] = subids[i];
+    if (outq_push(&se->queue, &e) != VG_OK)
+        return 0;
+    vg_msg_ref(m);
+    queue_account(s, &e, +1);
+    return out_persist(s, se, outq_at(&se->queue, se->queue.n - 1));
+}
+
+/* Delivers to se through its connection c on this worker (se->mu held). */
+static uint64_t session_send(worker_t *w, conn_t *c, session_t *se, vg_msg_t *m, uint8_t qos, bool retain,
+                             const uint32_t *subids, uint8_t nsubids)
+{
+    struct vg_server *s = w->srv;
+    if (qos == 0) {
+        send_publish(w, c, m, 0, 0, false, retain, subids, nsubids);
+        return 0;
+    }
+    if (se->queue.n || se->inflight.n >= se->window) {
+        uint64_t seq = session_enqueue(s, se, m, qos, retain, subids, nsubids);
+        return seq;
+    }
+    out_t e = {.m = m, .qos = qos, .state = OUT_WAIT_ACK, .retain = retain, .nsubids = nsubids};
+    for (uint8_t i = 0; i < nsubids && i < MAX_SUBIDS; i++)
+        e.subids[i] = subids[i];
+    e.pid = session_next_pid(se);
+    int r = send_publish(w, c, m, qos, e.pid, false, retain, subids, nsubids);
+    if (r == SEND_EXPIRED || r == SEND_TOO_LARGE)
+        return 0;
+    if (r == SEND_FAILED) /* closing: keep it for the session */
+        return session_enqueue(s, se, m, qos, retain, subids, nsubids);
+    if (outq_push(&se->inflight, &e) != VG_OK)
+        return 0;
+    vg_msg_ref(m);
+    queue_account(s, &e, +1);
+    return out_persist(s, se, outq_at(&se->inflight, se->inflight.n - 1));
+}
+
+static conn_t *conn_lookup(worker_t *w, uint64_t tok)
+{
+    uint32_t slot = TOK_SLOT(tok);
+    conn_t *c = slot < w->nslots ? w->conns[slot] : NULL;
+    return c && c->gen == TOK_GEN(tok) ? c : NULL;
+}
+
+/* Delivers m to session se from any thread. `from` is the calling worker
+ * (NULL for other threads). Returns the store seq the publisher's
+ * acknowledgement must wait for (0 = none). Consumes one session ref. */
+static uint64_t deliver_to_session(struct vg_server *s, worker_t *from, session_t *se, vg_msg_t *m, uint8_t qos,
+                                   bool retain, const uint32_t *subids, uint8_t nsubids)
+{
+    uint64_t seq = 0;
+    pthread_mutex_lock(&se->mu);
+    if (se->dead) {
+        pthread_mutex_unlock(&se->mu);
+        session_unref(s, se);
+        return 0;
+    }
+    if (se->online) {
+        uint32_t wi = TOK_WORKER(se->owner);
+        if (from && wi == from->id) {
+            conn_t *c = conn_lookup(from, se->owner);
+            if (c && c->sess == se && c->state == ST_ACTIVE) {
+                seq = session_send(from, c, se, m, qos, retain, subids, nsubids);
+                pthread_mutex_unlock(&se->mu);
+                session_unref(s, se);
+                return seq;
+            }
+        } else if (wi < s->nworkers) {
+            pthread_mutex_unlock(&se->mu);
+            item_t it = {.kind = ITEM_DELIVER, .qos = qos, .retain = retain, .nsubids = nsubids, .sess = se, .msg = m};
+            for (uint8_t i = 0; i < nsubids && i < MAX_SUBIDS; i++)
+                it.subids[i] = subids[i];
+            vg_msg_ref(m);
+            if (inbox_post(&s->workers[wi], &it, 1) != VG_OK) {
+                vg_msg_unref(m);
+                session_unref(s, se);
+            }
+            return 0; /* the session ref travels with the item */
+        }
+    }
+    /* Offline (or its connection is going away): QoS 0 is not kept for
+     * absent clients (§3.1.2.4 leaves it optional; queues are for 1 and 2). */
+    if (qos > 0 && (se->persistent || se->online))
+        seq = session_enqueue(s, se, m, qos, retain, subids, nsubids);
+    pthread_mutex_unlock(&se->mu);
+    session_unref(s, se);
+    return seq;
+}
+
+/* ---- routing ----------------------------------------------------------- */
+
+typedef struct {
+    void *sub;
+    uint8_t opts;
+} hit_t;
+
+typedef struct {
+    session_t *se;
+    uint8_t qos, retain, nsubids;
+    uint32_t subids[MAX_SUBIDS];
+} tgt_t;
+
+typedef struct route_ctx {
+    hit_t *hits;
+    size_t n, cap;
+    tgt_t *tg;
+    size_t ntg, tcap;
+    bool oom;
+} route_ctx_t;
+
+static void route_collect(void *ctx, void *sub, uint8_t opts)
+{
+    route_ctx_t *r = ctx;
+    if (r->n == r->cap) {
+        size_t ncap = r->cap ? r->cap * 2 : 16;
+        hit_t *nh = vg_realloc(VG_MEM_MQTT, r->hits, ncap * sizeof *nh);
+        if (!nh) {
+            r->oom = true;
+            return;
+        }
+        r->hits = nh;
+        r->cap = ncap;
+    }
+    r->hits[r->n++] = (hit_t){sub, opts};
+}
+
+static int tgt_cmp(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t)((const tgt_t *)a)->se, y = (uintptr_t)((const tgt_t *)b)->se;
+    return x < y ? -1 : x > y;
+}
+
+/* Routes m to every matching subscription: one delivery per session at
+ * the maximum QoS of its matching subscriptions (capped by the message's
+ * QoS), with every matching subscription id (§3.3.4); one member per shared
+ * group. Returns VG_OK or VG_ENOMEM (some deliveries were not made);
+ * *kvseq gets the highest store write caused (0 = none). */
+static int route(struct vg_server *s, worker_t *from, vg_msg_t *m, uint64_t *kvseq)
+{
+    route_ctx_t local = {0};
+    route_ctx_t *r = from ? from->route : &local;
+    uint64_t maxseq = 0;
+    r->n = 0;
+    r->ntg = 0;
+    r->oom = false;
+    pthread_rwlock_rdlock(&s->tree_lock);
+    vg_topic_tree_match(s->tree, (const char *)vg_msg_topic(m), m->topic_len, route_collect, r);
+    if (r->n > r->tcap) {
+        tgt_t *nt = vg_realloc(VG_MEM_MQTT, r->tg, r->n * sizeof *nt);
+        if (nt) {
+            r->tg = nt;
+            r->tcap = r->n;
+        } else {
+            r->oom = true;
+        }
+    }
+    for (size_t i = 0; i < r->n && i < r->tcap; i++) {
+        subent_t *e = r->hits[i].sub;
+        if (e->kind == SUBK_GROUP) {
+            group_t *g = (group_t *)r->hits[i].sub;
+            if (!g->n)
+                continue;
+            unsigned start = atomic_fetch_add_explicit(&g->rr, 1, memory_order_relaxed);
+            e = g->members[start % g->n];
+            for (uint32_t k = 0; k < g->n; k++) {
+                subent_t *cand = g->members[(start + k) % g->n];
+                if (__atomic_load_n(&cand->sess->online, __ATOMIC_RELAXED)) {
+                    e = cand;
+                    break;
+                }
+            }
+        } else if ((e->opts & OPT_NL) && e->sess == m->origin) {
+            continue; /* no local (§3.8.3.1) */
+        }
+        tgt_t *t = &r->tg[r->ntg++];
+        t->se = e->sess;
+        session_ref(t->se);
+        t->qos = OPT_QOS(e->opts) < m->qos ? OPT_QOS(e->opts) : m->qos;
+        t->retain = (e->opts & OPT_RAP) ? m->retain : 0;
+        t->nsubids = 0;
+        if (e->sub_id)
+            t->subids[t->nsubids++] = e->sub_id;
+    }
+    pthread_rwlock_unlock(&s->tree_lock);
+    if (r->ntg > 1)
+        qsort(r->tg, r->ntg, sizeof *r->tg, tgt_cmp);
+    size_t k = 0;
+    for (size_t i = 0; i < r->ntg; i++) {
+        tgt_t *t = &r->tg[i];
+        if (k && r->tg[k - 1].se == t->se) {
+            tgt_t *d = &r->tg[k - 1];
+            if (t->qos > d->qos)
+                d->qos = t->qos;
+            d->retain |= t->retain;
+            for (uint8_t j = 0; j < t->nsubids && d->nsubids < MAX_SUBIDS; j++)
+                d->subids[d->nsubids++] = t->subids[j];
+            session_unref(s, t->se);
+            continue;
+        }
+        r->tg[k++] = *t;
+    }
+    r->ntg = k;
+    for (size_t i = 0; i < r->ntg; i++) {
+        tgt_t *t = &r->tg[i];
+        uint64_t seq = deliver_to_session(s, from, t->se, m, t->qos, t->retain, t->subids, t->nsubids);
+        if (seq > maxseq)
+            maxseq = seq;
+    }
+    if (kvseq)
+        *kvseq = maxseq;
+    bool oom = r->oom;
+    vg_free(local.hits);
+    vg_free(local.tg);
+    return oom ? VG_ENOMEM : VG_OK;
+}
+
+/* Stores or deletes the retained message for m's topic (m->retain set).
+ * Returns the store seq (0 = none). */
+static uint64_t retain_update(struct vg_server *s, vg_msg_t *m)
+{
+    if (!s->retain)
+        return 0;
+    const char *topic = (const char *)vg_msg_topic(m);
+    if (m->payload_len == 0) {
+        if (vg_retain_set(s->retain, topic, m->topic_len, NULL, 0, 0) == VG_OK)
+            return kv_del(s, NS_RETAIN, topic, m->topic_len, 0);
+        return 0;
+    }
+    size_t n = vg_msg_serialized_size(m);
+    uint8_t *b = vg_malloc(VG_MEM_MQTT, n);
+    if (!b)
+        return 0;
+    vg_msg_serialize(m, b);
+    uint64_t seq = 0;
+    if (vg_retain_set(s->retain, topic, m->topic_len, b, n, m->expire_at_ms) == VG_OK)
+        seq = kv_put(s, NS_RETAIN, topic, m->topic_len, 0, b, n);
+    vg_free(b);
+    return seq;
+}
+
+static void publish_server_msg(struct vg_server *s, worker_t *from, vg_msg_t *m)
+{
+    atomic_fetch_add_explicit(&s->st_wills, 1, memory_order_relaxed);
+    if (m->retain)
+        retain_update(s, m);
+    route(s, from, m, NULL);
+}
+
+int vg_server_publish(vg_server_t *s, const char *topic, size_t topic_len, const void *payload, size_t payload_len,
+                      uint8_t qos)
+{
+    worker_t *from = tl_worker && tl_worker->srv == s ? tl_worker : NULL;
+    vg_msg_t *m = vg_msg_new((const uint8_t *)topic, topic_len, payload, payload_len, qos > 2 ? 2 : qos, false, NULL,
+                             0);
+    if (!m)
+        return VG_ENOMEM;
+    int rc = route(s, from, m, NULL);
+    vg_msg_unref(m);
+    return rc;
+}
+
+/* ---- inbound acknowledgements ------------------------------------------ */
+
+static void send_ack(worker_t *w, conn_t *c, uint8_t type, uint16_t pid, uint8_t reason)
+{
+    uint8_t buf[8];
+    int n = vg_mqtt_encode_ack(buf, sizeof buf, c->level, type, pid, reason, NULL);
+    if (n > 0)
+        send_bytes(w, c, buf, (size_t)n);
+}
+
+static void http_respond(worker_t *w, conn_t *c, int status, const char *body);
+static void http_publish_done(worker_t *w, conn_t *c, bool failed);
+static void http_input(worker_t *w, conn_t *c);
+
+static void acks_drain(worker_t *w, conn_t *c)
+{
+    while (c->ack_count && c->acks[c->ack_head].pending == 0) {
+        ack_t a = c->acks[c->ack_head];
+        c->ack_head = (c->ack_head + 1) % c->ack_cap;
+        c->ack_count--;
+        if (a.type == ACK_HTTP) {
+            if (a.failed == 2) /* an error answer queued behind publishes */
+                http_respond(w, c, 400 + a.reason, "{\"message\":\"request refused\"}");
+            else
+                http_publish_done(w, c, a.failed != 0);
+            if (c->state == ST_CLOSING)
+                return;
+            continue;
+        }
+        send_ack(w, c, a.type, a.pid, a.reason);
+    }
+}
+
+static void process_input(worker_t *w, conn_t *c);
+
+static void maybe_resume(worker_t *w, conn_t *c)
+{
+    if (c->paused && c->ack_count < w->srv->o.max_inflight / 2 + 1) {
+        c->paused = false;
+        /* Packets already buffered run first, then reading resumes. */
+        process_input(w, c);
+        if (c->state != ST_CLOSING && !c->paused)
+            epoll_set(w, c);
+    }
+}
+
+static ack_t *acks_push(conn_t *c, uint16_t pid, uint8_t type, uint8_t pending)
+{
+    if (c->ack_count == c->ack_cap) {
+        uint32_t ncap = c->ack_cap ? c->ack_cap * 2 : 8;
+        ack_t *na = vg_malloc(VG_MEM_MQTT, ncap * sizeof *na);
+        if (!na)
+            return NULL;
+        for (uint32_t i = 0; i < c->ack_count; i++)
+            na[i] = c->acks[(c->ack_head + i) % c->ack_cap];
+        vg_free(c->acks);
+        c->acks = na;
+        c->ack_cap = ncap;
+        c->ack_head = 0;
+    }
+    ack_t *a = &c->acks[(c->ack_head + c->ack_count) % c->ack_cap];
+    *a = (ack_t){.pid = pid, .type = type, .pending = pending};
+    c->ack_count++;
+    return a;
+}
+
+static ack_t *acks_find(conn_t *c, uint16_t pid)
+{
+    for (uint32_t i = 0; i < c->ack_count; i++) {
+        ack_t *a = &c->acks[(c->ack_head + i) % c->ack_cap];
+        if (a->pid == pid && a->pending)
+            return a;
+    }
+    return NULL;
+}
+
+static void complete_local(worker_t *w, uint64_t token, int status)
+{
+    conn_t *c = conn_lookup(w, token);
+    if (!c || c->state == ST_CLOSING)
+        return; /* the connection went away; the client will retransmit */
+    ack_t *a = acks_find(c, TOK_PID(token));
+    if (!a)
+        return;
+    if (status != VG_OK && c->transport == TR_HTTP) {
+        a->failed = 1; /* answered 503: the client knows to retry */
+        a->pending--;
+        acks_drain(w, c);
+        return;
+    }
+    if (status != VG_OK) {
+        /* Not stored: withholding the acknowledgement is the honest answer,
+         * and closing makes the client resend on a fresh connection. */
+        conn_close_why(w, c, VG_CLOSE_IO, "message could not be stored");
+        return;
+    }
+    a->pending--;
+    acks_drain(w, c);
+    maybe_resume(w, c);
+}
+
+void vg_server_complete(vg_server_t *s, uint64_t token, int status)
+{
+    uint32_t wi = TOK_WORKER(token);
+    if (wi >= s->nworkers)
+        return;
+    worker_t *w = &s->workers[wi];
+    if (tl_worker == w) {
+        complete_local(w, token, status);
+        return;
+    }
+    item_t it = {.kind = ITEM_COMPLETE, .token = token, .status = status};
+    inbox_post(w, &it, 1);
+}
+
+/* ---- packet handlers --------------------------------------------------- */
+
+static void refresh_keepalive(worker_t *w, conn_t *c)
+{
+    if (c->keepalive)
+        c->timer.deadline_ms = now_mono_ms() + (uint64_t)c->keepalive * 1500u;
+}
+
+static void send_stats(worker_t *w, conn_t *c)
+{
+    struct vg_server *s = w->srv;
+    if (!s->o.stats)
+        return;
+    char buf[8192];
+    size_t n = s->o.stats(s->o.stats_ctx, buf, sizeof buf);
+    vg_msg_t *m = vg_msg_new((const uint8_t *)STATS_TOPIC, strlen(STATS_TOPIC), (const uint8_t *)buf, n, 0, false,
+                             NULL, 0);
+    if (!m)
+        return;
+    send_publish(w, c, m, 0, 0, false, false, NULL, 0);
+    vg_msg_unref(m);
+}
+
+static void send_connack(worker_t *w, conn_t *c, bool present, uint8_t rc, const vg_mqtt_props_t *props)
+{
+    uint8_t buf[512];
+    int n = vg_mqtt_encode_connack(buf, sizeof buf, c->level == VG_MQTT_V5 ? VG_MQTT_V5 : VG_MQTT_V311, present, rc,
+                                   props);
+    if (n > 0)
+        send_bytes(w, c, buf, (size_t)n);
+}
+
+/* Refuses a CONNECT: the version-appropriate CONNACK code, then close. */
+static void connect_refuse(worker_t *w, conn_t *c, uint8_t v3rc, uint8_t v5rc, const char *why)
+{
+    vg_mqtt_props_t pr = {0};
+    if (c->level == VG_MQTT_V5 && why) {
+        pr.present = VG_PROP_BIT(VG_PROP_REASON_STRING);
+        pr.reason_string.p = (const uint8_t *)why;
+        pr.reason_string.len = strlen(why);
+    }
+    send_connack(w, c, false, c->level == VG_MQTT_V5 ? v5rc : v3rc, c->level == VG_MQTT_V5 ? &pr : NULL);
+    conn_close_why(w, c, VG_CLOSE_REJECTED, why);
+}
+
+/* After CONNACK on a resumed session: retransmit in-flight messages in
+ * their original order with their packet ids (§4.4), then the queue. */
+static void session_resume(worker_t *w, conn_t *c, session_t *se)
+{
+    for (uint32_t i = 0; i < se->inflight.n && c->state == ST_ACTIVE; i++) {
+        out_t *e = outq_at(&se->inflight, i);
+        if (e->state == OUT_WAIT_COMP)
+            send_ack(w, c, VG_MQTT_PUBREL, e->pid, 0);
+        else
+            send_publish(w, c, e->m, e->qos, e->pid, true, e->retain, e->subids, e->nsubids);
+    }
+    session_pump(w, c, se);
+}
+
+static void handle_connect(worker_t *w, conn_t *c, const uint8_t *body, size_t len)
+{
+    struct vg_server *s = w->srv;
+    vg_mqtt_connect_t ck;
+    memset(&ck, 0, sizeof ck);
+    uint8_t rc = 0;
+    int r = vg_mqtt_decode_connect(body, len, &ck, &rc);
+    c->level = ck.protocol_level == VG_MQTT_V5 ? VG_MQTT_V5 : VG_MQTT_V311;
+    if (r == VG_EPROTO) {
+        if (rc == VG_MQTT_CONNACK_BAD_PROTOCOL)
+            c->level = VG_MQTT_V311; /* an unknown level gets the 3.1.1 answer [MQTT-3.1.2-2] */
+        connect_refuse(w, c, rc, rc == VG_MQTT_CONNACK_BAD_PROTOCOL ? VG_RC_UNSUPPORTED_VERSION : VG_RC_CLIENT_ID_INVALID,
+                       rc == VG_MQTT_CONNACK_BAD_PROTOCOL ? "unsupported protocol level" : "client identifier not valid");
+        return;
+    }
+    if (r != VG_OK) {
+        conn_close(w, c, VG_CLOSE_MALFORMED);
+        return;
+    }
+    bool v5 = c->level == VG_MQTT_V5;
+    if (v5 && (ck.props.present & VG_PROP_BIT(VG_PROP_AUTH_METHOD))) {
+        connect_refuse(w, c, VG_MQTT_CONNACK_NOT_AUTHORIZED, VG_RC_BAD_AUTH_METHOD,
+                       "enhanced authentication is not supported");
+        return;
+    }
+    char idbuf[80];
+    const char *id = (const char *)ck.client_id.p;
+    size_t idlen = ck.client_id.len;
+    bool assigned = false;
+    if (idlen == 0) {
+        idlen = (size_t)snprintf(idbuf, sizeof idbuf, "vigil-%u-%u-%u-%llx", w->id, c->slot, c->gen,
+                                 (unsigned long long)vg_clock_mono_ns());
+        id = idbuf;
+        assigned = true;
+    }
+    /* Session expiry: 3.1.1 clean session 0 keeps the session for ever, 5.0
+     * says how long; both capped by the operator's maximum. */
+    uint32_t expiry = 0;
+    if (v5)
+        expiry = (ck.props.present & VG_PROP_BIT(VG_PROP_SESSION_EXPIRY)) ? ck.props.session_expiry : 0;
+    else
+        expiry = ck.clean_session ? 0 : EXPIRY_NEVER;
+    bool expiry_capped = false;
+    if (s->o.max_session_expiry_s && expiry > s->o.max_session_expiry_s) {
+        expiry = s->o.max_session_expiry_s;
+        expiry_capped = v5;
+    }
+    /* Peer limits (5.0). */
+    c->problem_info = true;
+    c->peer_receive_max = 65535;
+    if (v5) {
+        const vg_mqtt_props_t *p = &ck.props;
+        if (p->present & VG_PROP_BIT(VG_PROP_RECEIVE_MAX))
+            c->peer_receive_max = p->receive_max;
+        if (p->present & VG_PROP_BIT(VG_PROP_MAX_PACKET_SIZE))
+            c->peer_max_packet = p->max_packet_size;
+        if (p->present & VG_PROP_BIT(VG_PROP_TOPIC_ALIAS_MAX))
+            c->peer_alias_max = p->topic_alias_max;
+        if (p->present & VG_PROP_BIT(VG_PROP_REQUEST_PROBLEM_INFO))
+            c->problem_info = p->request_problem_info != 0;
+    }
+    if (ck.will_flag) {
+        c->will = vg_msg_new(ck.will_topic.p, ck.will_topic.len, ck.will_payload.p, ck.will_payload.len, ck.will_qos,
+                             ck.will_retain, v5 ? &ck.will_props : NULL, now_wall());
+        if (!c->will) {
+            connect_refuse(w, c, VG_MQTT_CONNACK_UNAVAILABLE, VG_RC_SERVER_UNAVAILABLE, "out of memory");
+            return;
+        }
+        if (v5 && (ck.will_props.present & VG_PROP_BIT(VG_PROP_WILL_DELAY)))
+            c->will_delay = ck.will_props.will_delay;
+    }
+
+    /* Find, resume, replace or create the session. */
+    uint64_t me = CONN_TOK(w->id, c->slot, c->gen);
+    uint64_t kick = 0;
+    bool present = false;
+    session_t *se = NULL, *kill = NULL;
+    vg_msg_t *kill_will = NULL;
+    pthread_mutex_lock(&s->ids_mu);
+    uint64_t v = 0;
+    if (vg_strmap_get(&s->ids, id, idlen, &v) == VG_OK) {
+        session_t *old = (session_t *)(uintptr_t)v;
+        pthread_mutex_lock(&old->mu);
+        if (old->online) {
+            kick = old->owner;
+            __atomic_store_n(&old->online, false, __ATOMIC_RELAXED);
+        } else if (old->persistent) {
+            atomic_fetch_sub_explicit(&s->st_offline, 1, memory_order_relaxed);
+        }
+        if (ck.clean_session) {
+            old->dead = true;
+            kill_will = old->pending_will;
+            old->pending_will = NULL;
+            vg_strmap_del(&s->ids, id, idlen);
+            kill = old;
+        } else {
+            se = old;
+            present = true;
+            vg_msg_unref(se->pending_will); /* reconnecting cancels a delayed will */
+            se->pending_will = NULL;
+        }
+        pthread_mutex_unlock(&old->mu);
+    }
+    if (!se) {
+        se = session_new(id, idlen);
+        if (!se || vg_strmap_put(&s->ids, id, idlen, (uint64_t)(uintptr_t)se, NULL) != VG_OK) {
+            pthread_mutex_unlock(&s->ids_mu);
+            if (se)
+                session_unref(s, se);
+            if (kill)
+                session_kill(s, kill, kill_will);
+            connect_refuse(w, c, VG_MQTT_CONNACK_UNAVAILABLE, VG_RC_SERVER_UNAVAILABLE, "out of memory");
+            return;
+        }
+        atomic_fetch_add_explicit(&s->st_sessions, 1, memory_order_relaxed);
+    }
+    pthread_mutex_lock(&se->mu);
+    __atomic_store_n(&se->online, true, __ATOMIC_RELAXED);
+    se->owner = me;
+    se->epoch++;
+    se->level = c->level;
+    se->expiry_s = expiry;
+    se->persistent = expiry > 0;
+    se->offline_since_ms = 0;
+    uint32_t window = s->o.max_inflight_out ? s->o.max_inflight_out : 1;
+    if (v5 && c->peer_receive_max < window)
+        window = c->peer_receive_max;
+    se->window = window;
+    pthread_mutex_unlock(&se->mu);
+    session_ref(se);
+    c->sess = se;
+    pthread_mutex_unlock(&s->ids_mu);
+
+    if (kick) {
+        uint32_t ow = TOK_WORKER(kick);
+        if (ow == w->id) {
+            conn_t *oc = conn_lookup(w, kick);
+            if (oc && oc != c)
+                conn_close(w, oc, VG_CLOSE_TAKEOVER);
+        } else if (ow < s->nworkers) {
+            item_t it = {.kind = ITEM_KICK, .token = kick};
+            inbox_post(&s->workers[ow], &it, 1);
+        }
+    }
+    if (kill)
+        session_kill(s, kill, kill_will);
+    if (se->persistent)
+        session_persist(s, se);
+
+    c->keepalive = ck.keepalive;
+    bool ka_changed = false;
+    if (s->o.max_keepalive_s && (c->keepalive == 0 || c->keepalive > s->o.max_keepalive_s)) {
+        c->keepalive = (uint16_t)s->o.max_keepalive_s;
+        ka_changed = true;
+    }
+    c->state = ST_ACTIVE;
+    vg_wheel_remove(&c->timer);
+    if (c->keepalive)
+        vg_wheel_add(&w->wheel, &c->timer, now_mono_ms() + (uint64_t)c->keepalive * 1500u);
+
+    vg_mqtt_props_t ap = {0};
+    if (v5) {
+        ap.present = VG_PROP_BIT(VG_PROP_RECEIVE_MAX) | VG_PROP_BIT(VG_PROP_MAX_PACKET_SIZE) |
+                     VG_PROP_BIT(VG_PROP_TOPIC_ALIAS_MAX);
+        ap.receive_max = (uint16_t)(s->o.max_inflight > 65535 ? 65535 : s->o.max_inflight);
+        ap.max_packet_size = (uint32_t)s->o.max_packet_size;
+        ap.topic_alias_max = s->o.topic_alias_max;
+        if (assigned) {
+            ap.present |= VG_PROP_BIT(VG_PROP_ASSIGNED_CLIENT_ID);
+            ap.assigned_client_id.p = (const uint8_t *)se->id;
+            ap.assigned_client_id.len = se->id_len;
+        }
+        if (ka_changed) {
+            ap.present |= VG_PROP_BIT(VG_PROP_SERVER_KEEPALIVE);
+            ap.server_keepalive = c->keepalive;
+        }
+        if (expiry_capped) {
+            ap.present |= VG_PROP_BIT(VG_PROP_SESSION_EXPIRY);
+            ap.session_expiry = expiry;
+        }
+        if (!s->retain) {
+            ap.present |= VG_PROP_BIT(VG_PROP_RETAIN_AVAILABLE);
+            ap.retain_available = 0;
+        }
+    }
+    send_connack(w, c, present, 0, v5 ? &ap : NULL);
+    pthread_mutex_lock(&se->mu);
+    if (se->online && se->owner == me)
+        session_resume(w, c, se);
+    pthread_mutex_unlock(&se->mu);
+}
+
+/* Resolves a 5.0 topic alias (§3.3.2.3.4). Returns false after closing. */
+static bool resolve_alias(worker_t *w, conn_t *c, vg_mqtt_publish_t *p)
+{
+    if (!(p->props.present & VG_PROP_BIT(VG_PROP_TOPIC_ALIAS)))
+        return true;
+    uint16_t a = p->props.topic_alias;
+    uint16_t max = w->srv->o.topic_alias_max;
+    if (a == 0 || a > max) {
+        conn_close_why(w, c, VG_CLOSE_TOPIC_ALIAS, "topic alias out of range");
+        return false;
+    }
+    if (!c->alias_in) {
+        c->alias_in = vg_calloc(VG_MEM_MQTT, max, sizeof *c->alias_in);
+        c->alias_in_len = vg_calloc(VG_MEM_MQTT, max, sizeof *c->alias_in_len);
+        if (!c->alias_in || !c->alias_in_len) {
+            conn_close(w, c, VG_CLOSE_IO);
+            return false;
+        }
+    }
+    if (p->topic.len) {
+        char *copy = vg_strndup(VG_MEM_MQTT, (const char *)p->topic.p, p->topic.len);
+        if (!copy) {
+            conn_close(w, c, VG_CLOSE_IO);
+            return false;
+        }
+        vg_free(c->alias_in[a - 1]);
+        c->alias_in[a - 1] = copy;
+        c->alias_in_len[a - 1] = (uint16_t)p->topic.len;
+        return true;
+    }
+    if (!c->alias_in[a - 1]) {
+        conn_close_why(w, c, VG_CLOSE_PROTOCOL, "topic alias not set");
+        return false;
+    }
+    p->topic.p = (const uint8_t *)c->alias_in[a - 1];
+    p->topic.len = c->alias_in_len[a - 1];
+    return true;
+}
+
+static void handle_publish(worker_t *w, conn_t *c, uint8_t flags, const uint8_t *body, size_t len)
+{
+    struct vg_server *s = w->srv;
+    session_t *se = c->sess;
+    vg_mqtt_publish_t p;
+    if (vg_mqtt_decode_publish(c->level, flags, body, len, &p) != VG_OK) {
+        conn_close(w, c, VG_CLOSE_MALFORMED);
+        return;
+    }
+    if (c->level == VG_MQTT_V5 && !resolve_alias(w, c, &p))
+        return;
+    if (p.topic.len == 0) {
+        conn_close_why(w, c, VG_CLOSE_PROTOCOL, "empty topic without an alias");
+        return;
+    }
+    atomic_fetch_add_explicit(&w->st_pub_in, 1, memory_order_relaxed);
+    if (p.qos > 0) {
+        uint32_t unacked = c->ack_count;
+        if (c->level == VG_MQTT_V5 && unacked + se->nq2in >= s->o.max_inflight &&
+            !(p.qos == 2 && q2in_has(se, p.packet_id))) {
+            conn_close_why(w, c, VG_CLOSE_RECEIVE_MAX, "receive maximum exceeded");
+            return;
+        }
+    }
+    if (p.qos == 2 && q2in_has(se, p.packet_id)) {
+        /* A retransmission of a QoS 2 PUBLISH we already own: acknowledge
+         * again, never route or store it twice (exactly once, §4.3.3). */
+        atomic_fetch_add_explicit(&s->st_q2dup, 1, memory_order_relaxed);
+        if (c->ack_count == 0)
+            send_ack(w, c, VG_MQTT_PUBREC, p.packet_id, 0);
+        else if (!acks_push(c, p.packet_id, VG_MQTT_PUBREC, 0))
+            conn_close(w, c, VG_CLOSE_IO);
+        return;
+    }
+    if (c->level == VG_MQTT_V5 && (p.props.present & VG_PROP_BIT(VG_PROP_PAYLOAD_FORMAT)) &&
+        p.props.payload_format == 1 && !vg_mqtt_utf8_valid(p.payload.p, p.payload.len)) {
+        /* §3.3.2.3.2: a receiver that validates answers 0x99. */
+        if (p.qos == 0) {
+            send_disconnect(w, c, VG_RC_PAYLOAD_FORMAT_INVALID, "payload is not valid UTF-8");
+            conn_close(w, c, VG_CLOSE_PROTOCOL);
+        } else {
+            ack_t *a = acks_push(c, p.packet_id, p.qos == 1 ? VG_MQTT_PUBACK : VG_MQTT_PUBREC, 0);
+            if (!a)
+                conn_close(w, c, VG_CLOSE_IO);
+            else
+                a->reason = VG_RC_PAYLOAD_FORMAT_INVALID;
+            acks_drain(w, c);
+        }
+        return;
+    }
+    vg_msg_t *m = vg_msg_new(p.topic.p, p.topic.len, p.payload.p, p.payload.len, p.qos, p.retain,
+                             c->level == VG_MQTT_V5 ? &p.props : NULL, now_wall());
+    if (!m) {
+        conn_close(w, c, VG_CLOSE_IO);
+        return;
+    }
+    m->origin = se;
+    uint64_t token = p.qos ? TOK(w->id, c->slot, c->gen, p.packet_id) : 0;
+    ack_t *a = NULL;
+    if (p.qos) {
+        /* One guard completion held while the work is registered, so a
+         * completion arriving early cannot release the ack too soon. */
+        a = acks_push(c, p.packet_id, p.qos == 1 ? VG_MQTT_PUBACK : VG_MQTT_PUBREC, 1);
+        if (!a) {
+            vg_msg_unref(m);
+            conn_close(w, c, VG_CLOSE_IO);
+            return;
+        }
+    }
+    uint64_t kvseq = 0;
+    if (p.qos == 2) {
+        q2in_add(se, p.packet_id);
+        if (se->persistent)
+            kvseq = kv_put(s, NS_Q2IN, se->id, se->id_len, p.packet_id, "", 0);
+    }
+    bool telemetry = p.topic.len == s->telemetry_len && memcmp(p.topic.p, s->telemetry_topic, p.topic.len) == 0;
+    if (telemetry && s->o.ingest) {
+        if (p.qos)
+            acks_find(c, p.packet_id)->pending++;
+        if (s->o.ingest(s->o.ingest_ctx, se->id, se->id_len, p.payload.p, p.payload.len, vg_clock_wall_ms(), token) !=
+            VG_OK) {
+            vg_msg_unref(m);
+            conn_close(w, c, VG_CLOSE_IO);
+            return;
+        }
+    }
+    if (p.retain) {
+        uint64_t rs = retain_update(s, m);
+        if (rs > kvseq)
+            kvseq = rs;
+    }
+    uint64_t rseq = 0;
+    route(s, w, m, &rseq);
+    if (rseq > kvseq)
+        kvseq = rseq;
+    vg_msg_unref(m);
+    if (c->state == ST_CLOSING || !p.qos)
+        return;
+    a = acks_find(c, p.packet_id);
+    if (kvseq && a) {
+        a->pending++;
+        kv_wait(s, kvseq, token);
+    }
+    a = acks_find(c, p.packet_id);
+    if (a)
+        a->pending--; /* the guard */
+    acks_drain(w, c);
+    if (c->level != VG_MQTT_V5 && c->ack_count >= s->o.max_inflight && !c->paused) {
+        c->paused = true;
+        atomic_fetch_add_explicit(&w->st_read_pauses, 1, memory_order_relaxed);
+        epoll_set(w, c);
+    }
+}
+
+/* PUBACK, PUBREC, PUBCOMP from the client (our outbound flows) and PUBREL
+ * (its inbound QoS 2 flow). */
+static void handle_ack(worker_t *w, conn_t *c, uint8_t type, const uint8_t *body, size_t len)
+{
+    struct vg_server *s = w->srv;
+    session_t *se = c->sess;
+    vg_mqtt_ack_t a;
+    if (vg_mqtt_decode_ack(c->level, type, body, len, &a) != VG_OK) {
+        conn_close(w, c, VG_CLOSE_MALFORMED);
+        return;
+    }
+    if (type == VG_MQTT_PUBREL) {
+        pthread_mutex_lock(&se->mu);
+        bool found = q2in_del(se, a.packet_id);
+        bool persist = se->persistent;
+        pthread_mutex_unlock(&se->mu);
+        if (found && persist)
+            kv_del(s, NS_Q2IN, se->id, se->id_len, a.packet_id);
+        send_ack(w, c, VG_MQTT_PUBCOMP, a.packet_id, found ? 0 : VG_RC_PACKET_ID_NOT_FOUND);
+        return;
+    }
+    pthread_mutex_lock(&se->mu);
+    if (!se->online || se->owner != CONN_TOK(w->id, c->slot, c->gen)) {
+        pthread_mutex_unlock(&se->mu);
+        return;
+    }
+    uint32_t i = 0;
+    for (; i < se->inflight.n; i++)
+        if (outq_at(&se->inflight, i)->pid == a.packet_id)
+            break;
+    out_t *e = i < se->inflight.n ? outq_at(&se->inflight, i) : NULL;
+    bool done = false;
+    if (type == VG_MQTT_PUBACK && e && e->qos == 1 && e->state == OUT_WAIT_ACK) {
+        done = true;
+    } else if (type == VG_MQTT_PUBREC && e && e->qos == 2 && e->state == OUT_WAIT_ACK) {
+        if (a.reason >= 0x80) {
+            done = true; /* the receiver refused it: the flow ends (§4.3.3) */
+        } else {
+            e->state = OUT_WAIT_COMP;
+            if (se->persistent)
+                out_persist(s, se, e);
+            send_ack(w, c, VG_MQTT_PUBREL, a.packet_id, 0);
+        }
+    } else if (type == VG_MQTT_PUBREC && !e) {
+        send_ack(w, c, VG_MQTT_PUBREL, a.packet_id, VG_RC_PACKET_ID_NOT_FOUND);
+    } else if (type == VG_MQTT_PUBCOMP && e && e->state == OUT_WAIT_COMP) {
+        done = true;
+    }
+    if (done) {
+        out_t d;
+        outq_remove(&se->inflight, i, &d);
+        out_unpersist(s, se, &d);
+        queue_account(s, &d, -1);
+        vg_msg_unref(d.m);
+        session_pump(w, c, se);
+    }
+    pthread_mutex_unlock(&se->mu);
+}
+
+typedef struct {
+    vg_msg_t **v;
+    size_t n, cap;
+    size_t limit;
+} retained_list_t;
+
+static int collect_retained(void *ctx, const char *topic, size_t tlen, const void *blob, size_t blen,
+                            int64_t expire_at_ms)
+{
+    retained_list_t *l = ctx;
+    if (l->n >= l->limit)
+        return 1;
+    if (l->n == l->cap) {
+        size_t ncap = l->cap ? l->cap * 2 : 16;
+        vg_msg_t **nv = vg_realloc(VG_MEM_MQTT, l->v, ncap * sizeof *nv);
+        if (!nv)
+            return 1;
+        l->v = nv;
+        l->cap = ncap;
+    }
+    vg_msg_t *m = vg_msg_parse(blob, blen);
+    if (m)
+        l->v[l->n++] = m;
+    return 0;
+}
+
+static void handle_subscribe(worker_t *w, conn_t *c, const uint8_t *body, size_t len, bool sub)
+{
+    struct vg_server *s = w->srv;
+    session_t *se = c->sess;
+    vg_mqtt_sub_t *subs = w->sub_scratch;
+    size_t n = 0;
+    uint16_t pid = 0;
+    vg_mqtt_props_t props;
+    memset(&props, 0, sizeof props);
+    int r = vg_mqtt_decode_subscribe(c->level, body, len, sub, &pid, &props, subs, s->o.max_subs_per_packet, &n);
+    if (r != VG_OK) {
+        conn_close(w, c, r == VG_ELIMIT ? VG_CLOSE_TOO_LARGE : VG_CLOSE_MALFORMED);
+        return;
+    }
+    bool v5 = c->level == VG_MQTT_V5;
+    uint32_t sub_id = (props.present & VG_PROP_BIT(VG_PROP_SUBSCRIPTION_ID)) && props.sub_id_count ? props.sub_ids[0] : 0;
+    uint8_t *rcs = w->rc_scratch;
+    bool want_stats = false;
+    bool changed = false;
+    /* Retained messages to send after the SUBACK, per filter. */
+    retained_list_t rl = {0};
+    rl.limit = s->o.max_queued_per_client ? s->o.max_queued_per_client + se->window : (size_t)-1;
+    struct rtd {
+        size_t from, to;
+        uint8_t qos;
+        uint32_t sub_id;
+    } rtd[64];
+    size_t nrtd = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *f = (const char *)subs[i].filter.p;
+        size_t fl = subs[i].filter.len;
+        vg_bytes_t group, inner;
+        int shared = vg_mqtt_shared_split(subs[i].filter.p, fl, &group, &inner);
+        if (!sub) {
+            rcs[i] = v5 ? VG_RC_NO_SUBSCRIPTION_EXISTED : 0;
+            pthread_rwlock_wrlock(&s->tree_lock);
+            for (uint32_t j = 0; j < se->nsubs; j++) {
+                subent_t *e = se->subs[j];
+                if (e->flen == fl && memcmp(e->filter, f, fl) == 0) {
+                    subent_unlink(s, e);
+                    subent_free(e);
+                    se->subs[j] = se->subs[--se->nsubs];
+                    rcs[i] = 0;
+                    changed = true;
+                    break;
+                }
+            }
+            pthread_rwlock_unlock(&s->tree_lock);
+            continue;
+        }
+        rcs[i] = v5 ? VG_RC_UNSPECIFIED : VG_MQTT_SUBACK_FAILURE;
+        if (shared < 0) {
+            rcs[i] = v5 ? VG_RC_FILTER_INVALID : VG_MQTT_SUBACK_FAILURE;
+            continue;
+        }
+        if (shared > 0 && subs[i].no_local) {
+            conn_close_why(w, c, VG_CLOSE_PROTOCOL, "no local on a shared subscription");
+            goto cleanup;
+        }
+        if (fl > 0xffff)
+            continue;
+        uint8_t qos = subs[i].qos > 2 ? 2 : subs[i].qos;
+        uint8_t opts = (uint8_t)(qos | (subs[i].no_local ? OPT_NL : 0) | (subs[i].retain_as_published ? OPT_RAP : 0) |
+                                 ((subs[i].retain_handling & 3) << 4));
+        bool existed = false;
+        pthread_rwlock_wrlock(&s->tree_lock);
+        subent_t *e = NULL;
+        for (uint32_t j = 0; j < se->nsubs; j++) {
+            if (se->subs[j]->flen == fl && memcmp(se->subs[j]->filter, f, fl) == 0) {
+                e = se->subs[j];
+                break;
+            }
+        }
+        int lr = VG_OK;
+        if (e) {
+            /* Replaces the existing subscription's options (§3.8.4). */
+            existed = true;
+            e->opts = opts;
+            e->sub_id = sub_id;
+            if (!e->group)
+                vg_topic_tree_subscribe(s->tree, e->filter, e->flen, e, opts);
+        } else {
+            if (se->nsubs == se->subs_cap) {
+                uint32_t ncap = se->subs_cap ? se->subs_cap * 2 : 4;
+                subent_t **ns = vg_realloc(VG_MEM_MQTT, se->subs, ncap * sizeof *ns);
+                if (!ns) {
+                    pthread_rwlock_unlock(&s->tree_lock);
+                    continue;
+                }
+                se->subs = ns;
+                se->subs_cap = ncap;
+            }
+            e = vg_calloc(VG_MEM_MQTT, 1, sizeof *e);
+            char *copy = e ? vg_strndup(VG_MEM_MQTT, f, fl) : NULL;
+            if (!copy) {
+                vg_free(e);
+                pthread_rwlock_unlock(&s->tree_lock);
+                continue;
+            }
+            e->kind = SUBK_ENTRY;
+            e->opts = opts;
+            e->flen = (uint16_t)fl;
+            e->sub_id = sub_id;
+            e->sess = se;
+            e->filter = copy;
+            lr = subent_link(s, e);
+            if (lr == VG_OK)
+                se->subs[se->nsubs++] = e;
+            else
+                subent_free(e);
+        }
+        pthread_rwlock_unlock(&s->tree_lock);
+        if (lr != VG_OK) {
+            if (lr == VG_EINVAL)
+                rcs[i] = v5 ? VG_RC_FILTER_INVALID : VG_MQTT_SUBACK_FAILURE;
+            continue;
+        }
+        changed = true;
+        rcs[i] = qos;
+        if (vg_mqtt_topic_matches(subs[i].filter.p, fl, (const uint8_t *)STATS_TOPIC, strlen(STATS_TOPIC)))
+            want_stats = true;
+        uint8_t rh = subs[i].retain_handling;
+        if (s->retain && shared == 0 && (rh == 0 || (rh == 1 && !existed)) && nrtd < 64) {
+            size_t from = rl.n;
+            vg_retain_match(s->retain, f, fl, now_wall(), collect_retained, &rl, NULL);
+            if (rl.n > from)
+                rtd[nrtd++] = (struct rtd){from, rl.n, qos, sub_id};
+        }
+    }
+    if (changed && se->persistent) {
+        pthread_mutex_lock(&se->mu);
+        session_persist(s, se);
+        pthread_mutex_unlock(&se->mu);
+    }
+    {
+        size_t cap = 16 + n;
+        uint8_t *buf = out_reserve(w, c, cap);
+        if (buf) {
+            /* Encode straight into the output queue, then give back what the
+             * (shorter than worst-case) header did not use. */
+            int k = (sub || v5) ? vg_mqtt_encode_suback(buf, cap, c->level, sub ? VG_MQTT_SUBACK : VG_MQTT_UNSUBACK, pid,
+                                                        NULL, rcs, n)
+                                : vg_mqtt_encode_ack(buf, cap, c->level, VG_MQTT_UNSUBACK, pid, 0, NULL);
+            c->out_len -= k > 0 ? cap - (size_t)k : cap;
+        }
+    }
+    /* Retained messages go out after the SUBACK (§3.8.4), marked retained. */
+    if (nrtd) {
+        pthread_mutex_lock(&se->mu);
+        for (size_t d = 0; d < nrtd; d++) {
+            for (size_t k = rtd[d].from; k < rtd[d].to; k++) {
+                vg_msg_t *m = rl.v[k];
+                uint8_t q = m->qos < rtd[d].qos ? m->qos : rtd[d].qos;
+                uint32_t sid = rtd[d].sub_id;
+                if (c->state == ST_ACTIVE)
+                    session_send(w, c, se, m, q, true, sid ? &sid : NULL, sid ? 1 : 0);
+            }
+        }
+        pthread_mutex_unlock(&se->mu);
+    }
+    if (want_stats)
+        send_stats(w, c);
+cleanup:
+    for (size_t k = 0; k < rl.n; k++)
+        vg_msg_unref(rl.v[k]);
+    vg_free(rl.v);
+}
+
+static void handle_disconnect(worker_t *w, conn_t *c, const uint8_t *body, size_t len)
+{
+    uint8_t reason = 0;
+    vg_mqtt_props_t pr;
+    memset(&pr, 0, sizeof pr);
+    if (vg_mqtt_decode_reason(c->level, VG_MQTT_DISCONNECT, body, len, &reason, &pr) != VG_OK) {
+        conn_close(w, c, VG_CLOSE_MALFORMED);
+        return;
+    }
+    session_t *se = c->sess;
+    if (pr.present & VG_PROP_BIT(VG_PROP_SESSION_EXPIRY)) {
+        pthread_mutex_lock(&se->mu);
+        bool bad = se->expiry_s == 0 && pr.session_expiry != 0;
+        if (!bad) {
+            uint32_t e = pr.session_expiry;
+            if (w->srv->o.max_session_expiry_s && e > w->srv->o.max_session_expiry_s)
+                e = w->srv->o.max_session_expiry_s;
+            se->expiry_s = e;
+            se->persistent = e > 0;
+        }
+        pthread_mutex_unlock(&se->mu);
+        if (bad) {
+            /* §3.14.2.2.2: from 0 to non-zero is a protocol error. */
+            conn_close_why(w, c, VG_CLOSE_PROTOCOL, "session expiry interval was 0");
+            return;
+        }
+    }
+    if (reason == VG_RC_DISCONNECT_WITH_WILL) {
+        conn_close(w, c, VG_CLOSE_DISCONNECT_WILL);
+        return;
+    }
+    c->clean_disconnect = true;
+    conn_close(w, c, VG_CLOSE_CLIENT);
+}
+
+/* Handles one complete packet. */
+static void handle_packet(worker_t *w, conn_t *c, uint8_t type, uint8_t flags, const uint8_t *body, size_t len)
+{
+    if (c->state == ST_NEW) {
+        if (type != VG_MQTT_CONNECT) {
+            conn_close(w, c, VG_CLOSE_PROTOCOL);
+            return;
+        }
+        handle_connect(w, c, body, len);
+        return;
+    }
+    refresh_keepalive(w, c);
+    uint8_t buf[4];
+    switch (type) {
+    case VG_MQTT_PUBLISH:
+        handle_publish(w, c, flags, body, len);
+        break;
+    case VG_MQTT_PUBACK:
+    case VG_MQTT_PUBREC:
+    case VG_MQTT_PUBREL:
+    case VG_MQTT_PUBCOMP:
+        handle_ack(w, c, type, body, len);
+        break;
+    case VG_MQTT_SUBSCRIBE:
+        handle_subscribe(w, c, body, len, true);
+        break;
+    case VG_MQTT_UNSUBSCRIBE:
+        handle_subscribe(w, c, body, len, false);
+        break;
+    case VG_MQTT_PINGREQ:
+        if (len != 0) {
+            conn_close(w, c, VG_CLOSE_MALFORMED);
+            break;
+        }
+        if (vg_mqtt_encode_empty(buf, sizeof buf, VG_MQTT_PINGRESP) == 2)
+            send_bytes(w, c, buf, 2);
+        break;
+    case VG_MQTT_DISCONNECT:
+        handle_disconnect(w, c, body, len);
+        break;
+    case VG_MQTT_AUTH:
+        /* No enhanced authentication was negotiated (CONNECT with an
+         * authentication method is refused), so AUTH is never valid. */
+        conn_close_why(w, c, c->level == VG_MQTT_V5 ? VG_CLOSE_PROTOCOL : VG_CLOSE_MALFORMED, "unexpected AUTH");
+        break;
+    default:
+        /* CONNECT twice, server-to-client packet types. */
+        conn_close(w, c, VG_CLOSE_PROTOCOL);
+        break;
+    }
+}
+
+/* ---- connection teardown ------------------------------------------------ */
+
+/* Detaches c from its session: the session goes offline (kept if it has an
+ * expiry interval, ended otherwise) and the will is published now, later
+ * (5.0 will delay) or not at all (normal DISCONNECT). */
+static void conn_detach(worker_t *w, conn_t *c)
+{
+    struct vg_server *s = w->srv;
+    session_t *se = c->sess;
+    vg_msg_t *will = c->will;
+    c->will = NULL;
+    if (!se) {
+        vg_msg_unref(will);
+        return;
+    }
+    bool abnormal = !c->clean_disconnect;
+    bool publish_now = false, end = false;
+    int64_t now = now_wall();
+    pthread_mutex_lock(&se->mu);
+    if (se->online && se->owner == CONN_TOK(w->id, c->slot, c->gen)) {
+        __atomic_store_n(&se->online, false, __ATOMIC_RELAXED);
+        se->offline_since_ms = now;
+        end = se->expiry_s == 0;
+        if (!end) {
+            atomic_fetch_add_explicit(&s->st_offline, 1, memory_order_relaxed);
+            session_persist(s, se);
+            if (se->expiry_s != EXPIRY_NEVER)
+                hk_push(s, se, HK_EXPIRE, now + (int64_t)se->expiry_s * 1000);
+        }
+        if (will && abnormal) {
+            if (c->will_delay && !end) {
+                se->pending_will = will;
+                will = NULL;
+                hk_push(s, se, HK_WILL, now + (int64_t)c->will_delay * 1000);
+            } else {
+                publish_now = true;
+            }
+        }
+    } else if (will && abnormal && c->will_delay == 0) {
+        /* Taken over: the old connection's will goes out unless it is
+         * delayed (the session was resumed within the delay, §3.1.3.2.2). */
+        publish_now = true;
+    }
+    pthread_mutex_unlock(&se->mu);
+    if (publish_now && will)
+        publish_server_msg(s, w, will);
+    vg_msg_unref(will);
+    c->sess = NULL;
+    if (end)
+        session_end_if_offline(s, se);
+    session_unref(s, se);
 }
 
 static void conn_destroy(worker_t *w, conn_t *c)
 {
     struct vg_server *s = w->srv;
-    /* Best effort: a refusal CONNACK should reach the client before the close. */
+    /* Best effort: a refusal CONNACK or DISCONNECT should reach the client
+     * before the close (on WebSocket inside a frame, then a close frame). */
+    if (c->transport == TR_WS) {
+        uint8_t cf[8];
+        int k = vg_ws_encode_close(cf, sizeof cf, c->close_reason == VG_CLOSE_WS_PROTOCOL ? VG_WS_CLOSE_PROTOCOL
+                                                                                         : VG_WS_CLOSE_NORMAL,
+                                   NULL, 0, NULL);
+        if (k > 0)
+            ws_send_control(w, c, cf, (size_t)k);
+    }
     if (c->out_len > c->out_off)
         (void)send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
     epoll_ctl(w->ep, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
     vg_wheel_remove(&c->timer);
-    unsubscribe_all(w, c);
-    if (c->client_id) {
-        pthread_mutex_lock(&s->ids_mu);
-        uint64_t v;
-        if (vg_strmap_get(&s->ids, c->client_id, c->client_id_len, &v) == VG_OK &&
-            v == owner_value(w->id, c->slot, c->gen))
-            vg_strmap_del(&s->ids, c->client_id, c->client_id_len);
-        pthread_mutex_unlock(&s->ids_mu);
+    conn_detach(w, c);
+    if (c->alias_in) {
+        for (uint16_t i = 0; i < s->o.topic_alias_max; i++)
+            vg_free(c->alias_in[i]);
+        vg_free(c->alias_in);
     }
-    vg_free(c->client_id);
+    vg_free(c->alias_in_len);
+    if (c->alias_out) {
+        vg_strmap_deinit(c->alias_out);
+        vg_free(c->alias_out);
+    }
+    if (c->x)
+        vg_free(c->x->topic);
+    vg_free(c->x);
     vg_free(c->in);
     vg_free(c->out);
     vg_free(c->acks);
@@ -437,7 +2645,6 @@ static void process_closes(worker_t *w)
         conn_destroy(w, c);
     }
 }
-
 static int slot_alloc(worker_t *w, uint32_t *slot)
 {
     if (w->nfree) {
@@ -470,11 +2677,11 @@ static int slot_alloc(worker_t *w, uint32_t *slot)
     return VG_OK;
 }
 
-static void accept_ready(worker_t *w)
+static void accept_ready(worker_t *w, int li)
 {
     struct vg_server *s = w->srv;
     for (int n = 0; n < 256; n++) {
-        int fd = accept4(w->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = accept4(w->lfd[li], NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR)
                 continue;
@@ -485,7 +2692,7 @@ static void accept_ready(worker_t *w)
                 atomic_fetch_add_explicit(&w->st_refused, 1, memory_order_relaxed);
                 if (w->spare_fd >= 0) {
                     close(w->spare_fd);
-                    int x = accept(w->lfd, NULL, NULL);
+                    int x = accept(w->lfd[li], NULL, NULL);
                     if (x >= 0)
                         close(x);
                     w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -509,7 +2716,17 @@ static void accept_ready(worker_t *w)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         uint32_t slot;
         conn_t *c = vg_calloc(VG_MEM_MQTT, 1, sizeof *c);
-        if (!c || slot_alloc(w, &slot) != VG_OK) {
+        if (c && li != L_MQTT) {
+            c->x = vg_calloc(VG_MEM_MQTT, 1, sizeof *c->x);
+            if (c->x) {
+                c->transport = li == L_WS ? TR_WS_HANDSHAKE : TR_HTTP;
+                vg_http_parser_init(&c->x->hp, c->x->headers, HTTP_MAX_HEADERS, VG_HTTP_DEFAULT_MAX_HEAD,
+                                    li == L_HTTP ? s->o.max_packet_size : 0);
+            }
+        }
+        if (!c || (li != L_MQTT && !c->x) || slot_alloc(w, &slot) != VG_OK) {
+            if (c)
+                vg_free(c->x);
             vg_free(c);
             atomic_fetch_sub_explicit(&s->conns_total, 1, memory_order_relaxed);
             atomic_fetch_add_explicit(&w->st_refused, 1, memory_order_relaxed);
@@ -520,12 +2737,12 @@ static void accept_ready(worker_t *w)
         c->slot = slot;
         c->gen = w->slot_gen[slot];
         c->state = ST_NEW;
-        c->next_pid = 1;
         w->conns[slot] = c;
         struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = c};
         if (epoll_ctl(w->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
             w->conns[slot] = NULL;
             w->free_slots[w->nfree++] = slot;
+            vg_free(c->x);
             vg_free(c);
             close(fd);
             atomic_fetch_sub_explicit(&s->conns_total, 1, memory_order_relaxed);
@@ -534,544 +2751,6 @@ static void accept_ready(worker_t *w)
         atomic_fetch_add_explicit(&w->st_conns_current, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&w->st_conns_total, 1, memory_order_relaxed);
         vg_wheel_add(&w->wheel, &c->timer, vg_clock_mono_ns() / 1000000 + s->o.connect_timeout_ms);
-    }
-}
-
-/* ---- routing ----------------------------------------------------------- */
-
-typedef struct route_ctx {
-    sub_t **subs;
-    uint8_t *qos;
-    size_t n, cap;
-} route_ctx_t;
-
-static void route_collect(void *ctx, void *sub, uint8_t qos)
-{
-    route_ctx_t *r = ctx;
-    if (r->n == r->cap) {
-        size_t ncap = r->cap ? r->cap * 2 : 16;
-        sub_t **ns = vg_realloc(VG_MEM_MQTT, r->subs, ncap * sizeof *ns);
-        if (!ns)
-            return;
-        r->subs = ns;
-        uint8_t *nq = vg_realloc(VG_MEM_MQTT, r->qos, ncap);
-        if (!nq)
-            return;
-        r->qos = nq;
-        r->cap = ncap;
-    }
-    r->subs[r->n] = sub;
-    r->qos[r->n] = qos;
-    r->n++;
-}
-
-/* Overlapping filters of one client must yield one delivery at the maximum
- * QoS (§3.3.5). Sorting keeps this O(n log n) for large fan-outs. */
-static void route_dedupe(route_ctx_t *r)
-{
-    if (r->n < 2)
-        return;
-    /* insertion sort for the common tiny case, shell sort otherwise */
-    size_t n = r->n;
-    for (size_t gap = n / 2 > 0 ? n / 2 : 1;; gap = gap / 2 ? gap / 2 : 0) {
-        for (size_t i = gap; i < n; i++) {
-            sub_t *s = r->subs[i];
-            uint8_t q = r->qos[i];
-            size_t j = i;
-            for (; j >= gap && (uintptr_t)r->subs[j - gap] > (uintptr_t)s; j -= gap) {
-                r->subs[j] = r->subs[j - gap];
-                r->qos[j] = r->qos[j - gap];
-            }
-            r->subs[j] = s;
-            r->qos[j] = q;
-        }
-        if (gap == 1)
-            break;
-    }
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (k && r->subs[k - 1] == r->subs[i]) {
-            if (r->qos[i] > r->qos[k - 1])
-                r->qos[k - 1] = r->qos[i];
-            continue;
-        }
-        r->subs[k] = r->subs[i];
-        r->qos[k] = r->qos[i];
-        k++;
-    }
-    r->n = k;
-}
-
-static void deliver_local(worker_t *w, conn_t *c, const msg_t *m, uint8_t qos)
-{
-    if (c->state != ST_ACTIVE)
-        return;
-    vg_mqtt_publish_t p = {0};
-    p.qos = qos;
-    p.topic.p = (const uint8_t *)m->data;
-    p.topic.len = m->topic_len;
-    p.payload.p = (const uint8_t *)m->data + m->topic_len;
-    p.payload.len = m->payload_len;
-    if (qos) {
-        p.packet_id = c->next_pid++;
-        if (c->next_pid == 0)
-            c->next_pid = 1;
-    }
-    size_t n = vg_mqtt_publish_size(m->topic_len, m->payload_len, qos);
-    if (!n)
-        return;
-    uint8_t *dst = out_reserve(w, c, n);
-    if (!dst)
-        return;
-    vg_mqtt_encode_publish(dst, n, &p);
-    atomic_fetch_add_explicit(&w->st_pub_out, 1, memory_order_relaxed);
-}
-
-/* Routes a message to every matching subscriber. from: the worker calling
- * (NULL from other threads). Deliveries to the caller's own worker are
- * written directly; the rest are batched per worker into its inbox. */
-typedef struct {
-    uint32_t worker, slot;
-    uint16_t gen;
-    uint8_t qos;
-} target_t;
-
-static int route(struct vg_server *s, worker_t *from, const char *topic, size_t tlen, const void *payload, size_t plen,
-                 uint8_t qos)
-{
-    route_ctx_t local = {0};
-    route_ctx_t *r = from ? from->route : &local;
-    target_t stack_t[64];
-    item_t stack_items[64];
-    target_t *tg = stack_t;
-    item_t *items = stack_items;
-    msg_t *m = NULL;
-    int rc = VG_OK;
-    r->n = 0;
-    pthread_rwlock_rdlock(&s->tree_lock);
-    vg_topic_tree_match(s->tree, topic, tlen, route_collect, r);
-    route_dedupe(r);
-    size_t n = r->n;
-    if (n > 64) {
-        tg = vg_malloc(VG_MEM_MQTT, n * sizeof *tg);
-        items = vg_malloc(VG_MEM_MQTT, n * sizeof *items);
-    }
-    /* Copy the targets while locked: a sub_t may be freed once we unlock. */
-    for (size_t i = 0; tg && i < n; i++) {
-        tg[i].worker = r->subs[i]->worker;
-        tg[i].slot = r->subs[i]->slot;
-        tg[i].gen = r->subs[i]->gen;
-        tg[i].qos = r->qos[i] < qos ? r->qos[i] : qos;
-    }
-    pthread_rwlock_unlock(&s->tree_lock);
-    if (n == 0)
-        goto cleanup;
-    m = tg && items ? msg_new(topic, tlen, payload, plen) : NULL;
-    if (!m) {
-        rc = VG_ENOMEM;
-        goto cleanup;
-    }
-    for (uint32_t wi = 0; wi < s->nworkers; wi++) {
-        worker_t *tw = &s->workers[wi];
-        size_t k = 0;
-        for (size_t i = 0; i < n; i++) {
-            if (tg[i].worker != wi)
-                continue;
-            if (tw == from) {
-                conn_t *c = tg[i].slot < from->nslots ? from->conns[tg[i].slot] : NULL;
-                if (c && c->gen == tg[i].gen)
-                    deliver_local(from, c, m, tg[i].qos);
-                continue;
-            }
-            items[k] = (item_t){.kind = ITEM_DELIVER, .qos = tg[i].qos, .gen = tg[i].gen, .slot = tg[i].slot, .msg = m};
-            k++;
-        }
-        if (!k)
-            continue;
-        atomic_fetch_add_explicit(&m->refs, (unsigned)k, memory_order_relaxed);
-        if (inbox_post(tw, items, k) != VG_OK) {
-            atomic_fetch_sub_explicit(&m->refs, (unsigned)k, memory_order_relaxed);
-            rc = VG_ENOMEM;
-        }
-    }
-cleanup:
-    msg_unref(m);
-    if (tg != stack_t)
-        vg_free(tg);
-    if (items != stack_items)
-        vg_free(items);
-    vg_free(local.subs);
-    vg_free(local.qos);
-    return rc;
-}
-
-int vg_server_publish(vg_server_t *s, const char *topic, size_t topic_len, const void *payload, size_t payload_len,
-                      uint8_t qos)
-{
-    worker_t *from = tl_worker && tl_worker->srv == s ? tl_worker : NULL;
-    return route(s, from, topic, topic_len, payload, payload_len, qos > 1 ? 1 : qos);
-}
-
-/* ---- acks -------------------------------------------------------------- */
-
-static void acks_drain(worker_t *w, conn_t *c)
-{
-    uint8_t buf[4];
-    while (c->ack_count && (c->acks[c->ack_head] & 1)) {
-        uint16_t pid = (uint16_t)(c->acks[c->ack_head] >> 1);
-        c->ack_head = (c->ack_head + 1) % c->ack_cap;
-        c->ack_count--;
-        if (vg_mqtt_encode_ack(buf, sizeof buf, VG_MQTT_PUBACK, pid) == 4)
-            send_bytes(w, c, buf, 4);
-    }
-}
-
-static void process_input(worker_t *w, conn_t *c);
-
-static void maybe_resume(worker_t *w, conn_t *c)
-{
-    if (c->paused && c->ack_count < w->srv->o.max_inflight / 2 + 1) {
-        c->paused = false;
-        /* Packets already buffered run first, then reading resumes. */
-        process_input(w, c);
-        if (c->state != ST_CLOSING && !c->paused)
-            epoll_set(w, c);
-    }
-}
-
-static int acks_push(conn_t *c, uint16_t pid, bool done)
-{
-    if (c->ack_count == c->ack_cap) {
-        uint32_t ncap = c->ack_cap ? c->ack_cap * 2 : 8;
-        uint32_t *na = vg_malloc(VG_MEM_MQTT, ncap * sizeof *na);
-        if (!na)
-            return VG_ENOMEM;
-        for (uint32_t i = 0; i < c->ack_count; i++)
-            na[i] = c->acks[(c->ack_head + i) % c->ack_cap];
-        vg_free(c->acks);
-        c->acks = na;
-        c->ack_cap = ncap;
-        c->ack_head = 0;
-    }
-    c->acks[(c->ack_head + c->ack_count) % c->ack_cap] = ((uint32_t)pid << 1) | (done ? 1u : 0u);
-    c->ack_count++;
-    return VG_OK;
-}
-
-static void complete_local(worker_t *w, uint64_t token, int status)
-{
-    uint32_t slot = TOK_SLOT(token);
-    conn_t *c = slot < w->nslots ? w->conns[slot] : NULL;
-    if (!c || c->gen != TOK_GEN(token) || c->state == ST_CLOSING)
-        return; /* the connection went away; the client will retransmit */
-    if (status != VG_OK) {
-        /* Not stored: withholding the PUBACK is the honest answer, and closing
-         * makes the client resend on a fresh connection. */
-        conn_close(w, c, VG_CLOSE_IO);
-        return;
-    }
-    uint16_t pid = TOK_PID(token);
-    for (uint32_t i = 0; i < c->ack_count; i++) {
-        uint32_t *e = &c->acks[(c->ack_head + i) % c->ack_cap];
-        if ((*e >> 1) == pid && !(*e & 1)) {
-            *e |= 1;
-            break;
-        }
-    }
-    acks_drain(w, c);
-    maybe_resume(w, c);
-}
-
-void vg_server_complete(vg_server_t *s, uint64_t token, int status)
-{
-    uint32_t wi = TOK_WORKER(token);
-    if (wi >= s->nworkers)
-        return;
-    worker_t *w = &s->workers[wi];
-    if (tl_worker == w) {
-        complete_local(w, token, status);
-        return;
-    }
-    item_t it = {.kind = ITEM_COMPLETE, .token = token, .status = status};
-    inbox_post(w, &it, 1);
-}
-
-/* ---- packet handlers --------------------------------------------------- */
-
-static void refresh_keepalive(worker_t *w, conn_t *c)
-{
-    if (c->keepalive)
-        c->timer.deadline_ms = vg_clock_mono_ns() / 1000000 + (uint64_t)c->keepalive * 1500u;
-}
-
-static void send_stats(worker_t *w, conn_t *c)
-{
-    struct vg_server *s = w->srv;
-    if (!s->o.stats)
-        return;
-    char buf[8192];
-    size_t n = s->o.stats(s->o.stats_ctx, buf, sizeof buf);
-    msg_t *m = msg_new(STATS_TOPIC, strlen(STATS_TOPIC), buf, n);
-    if (!m)
-        return;
-    deliver_local(w, c, m, 0);
-    msg_unref(m);
-}
-
-static void handle_connect(worker_t *w, conn_t *c, const uint8_t *body, size_t len)
-{
-    struct vg_server *s = w->srv;
-    vg_mqtt_connect_t ck;
-    uint8_t rc = 0;
-    uint8_t buf[8];
-    int r = vg_mqtt_decode_connect(body, len, &ck, &rc);
-    if (r == VG_EPROTO) {
-        if (vg_mqtt_encode_connack(buf, sizeof buf, false, rc) > 0)
-            send_bytes(w, c, buf, 4);
-        conn_close(w, c, VG_CLOSE_REJECTED);
-        return;
-    }
-    if (r != VG_OK) {
-        conn_close(w, c, VG_CLOSE_MALFORMED);
-        return;
-    }
-    if (ck.will_flag || !ck.clean_session) {
-        /* Wills and persistent sessions arrive with the full MQTT work; until
-         * then a client relying on them is told clearly rather than misled. */
-    }
-    char idbuf[64];
-    const char *id = (const char *)ck.client_id.p;
-    size_t idlen = ck.client_id.len;
-    if (idlen == 0) {
-        idlen = (size_t)snprintf(idbuf, sizeof idbuf, "vigil-%u-%u-%u-%llx", w->id, c->slot, c->gen,
-                                 (unsigned long long)vg_clock_mono_ns());
-        id = idbuf;
-    }
-    c->client_id = vg_strndup(VG_MEM_MQTT, id, idlen);
-    if (!c->client_id) {
-        conn_close(w, c, VG_CLOSE_IO);
-        return;
-    }
-    c->client_id_len = (uint32_t)idlen;
-    uint64_t me = owner_value(w->id, c->slot, c->gen), old = 0;
-    pthread_mutex_lock(&s->ids_mu);
-    int pr = vg_strmap_put(&s->ids, id, idlen, me, &old);
-    pthread_mutex_unlock(&s->ids_mu);
-    if (pr == VG_ENOMEM) {
-        conn_close(w, c, VG_CLOSE_IO);
-        return;
-    }
-    if (pr == VG_EEXIST) {
-        /* Client-id takeover (§3.1.4): the existing connection is closed. */
-        uint32_t ow = (uint32_t)(old >> 40), oslot = (uint32_t)((old >> 16) & 0xffffffu);
-        uint16_t ogen = (uint16_t)(old & 0xffff);
-        if (ow == w->id) {
-            conn_t *oc = oslot < w->nslots ? w->conns[oslot] : NULL;
-            if (oc && oc->gen == ogen && oc != c)
-                conn_close(w, oc, VG_CLOSE_TAKEOVER);
-        } else if (ow < s->nworkers) {
-            item_t it = {.kind = ITEM_KICK, .slot = oslot, .gen = ogen};
-            inbox_post(&s->workers[ow], &it, 1);
-        }
-    }
-    c->keepalive = ck.keepalive;
-    if (s->o.max_keepalive_s && (c->keepalive == 0 || c->keepalive > s->o.max_keepalive_s))
-        c->keepalive = (uint16_t)s->o.max_keepalive_s;
-    c->state = ST_ACTIVE;
-    vg_wheel_remove(&c->timer);
-    if (c->keepalive) {
-        uint64_t now = vg_clock_mono_ns() / 1000000;
-        vg_wheel_add(&w->wheel, &c->timer, now + (uint64_t)c->keepalive * 1500u);
-    }
-    if (vg_mqtt_encode_connack(buf, sizeof buf, false, VG_MQTT_CONNACK_ACCEPTED) > 0)
-        send_bytes(w, c, buf, 4);
-}
-
-static void handle_publish(worker_t *w, conn_t *c, uint8_t flags, const uint8_t *body, size_t len)
-{
-    struct vg_server *s = w->srv;
-    vg_mqtt_publish_t p;
-    if (vg_mqtt_decode_publish(flags, body, len, &p) != VG_OK) {
-        conn_close(w, c, VG_CLOSE_MALFORMED);
-        return;
-    }
-    if (p.qos == 2) {
-        /* QoS 2 is not offered yet (SUBACK grants at most 1); a client that
-         * sends it anyway gets a clear protocol close, not silent loss. */
-        conn_close(w, c, VG_CLOSE_PROTOCOL);
-        return;
-    }
-    atomic_fetch_add_explicit(&w->st_pub_in, 1, memory_order_relaxed);
-    bool telemetry = p.topic.len == s->telemetry_len && memcmp(p.topic.p, s->telemetry_topic, p.topic.len) == 0;
-    if (telemetry && s->o.ingest) {
-        uint64_t token = 0;
-        if (p.qos == 1) {
-            if (acks_push(c, p.packet_id, false) != VG_OK) {
-                conn_close(w, c, VG_CLOSE_IO);
-                return;
-            }
-            token = TOK(w->id, c->slot, c->gen, p.packet_id);
-        }
-        int64_t now_ms = vg_clock_wall_ms();
-        if (s->o.ingest(s->o.ingest_ctx, c->client_id, c->client_id_len, p.payload.p, p.payload.len, now_ms, token) !=
-            VG_OK) {
-            conn_close(w, c, VG_CLOSE_IO);
-            return;
-        }
-    } else if (p.qos == 1) {
-        if (c->ack_count == 0) {
-            uint8_t buf[4];
-            if (vg_mqtt_encode_ack(buf, sizeof buf, VG_MQTT_PUBACK, p.packet_id) == 4)
-                send_bytes(w, c, buf, 4);
-        } else if (acks_push(c, p.packet_id, true) != VG_OK) {
-            conn_close(w, c, VG_CLOSE_IO);
-            return;
-        }
-    }
-    route(s, w, (const char *)p.topic.p, p.topic.len, p.payload.p, p.payload.len, p.qos);
-    if (c->ack_count >= s->o.max_inflight && !c->paused) {
-        c->paused = true;
-        atomic_fetch_add_explicit(&w->st_read_pauses, 1, memory_order_relaxed);
-        epoll_set(w, c);
-    }
-}
-
-static void handle_subscribe(worker_t *w, conn_t *c, const uint8_t *body, size_t len, bool sub)
-{
-    struct vg_server *s = w->srv;
-    vg_mqtt_sub_t *subs = w->sub_scratch;
-    size_t n = 0;
-    uint16_t pid = 0;
-    int r = vg_mqtt_decode_subscribe(body, len, sub, &pid, subs, s->o.max_subs_per_packet, &n);
-    if (r != VG_OK) {
-        conn_close(w, c, r == VG_ELIMIT ? VG_CLOSE_TOO_LARGE : VG_CLOSE_MALFORMED);
-        return;
-    }
-    uint8_t *rcs = w->rc_scratch;
-    bool want_stats = false;
-    if (sub && !c->sub) {
-        c->sub = vg_malloc(VG_MEM_MQTT, sizeof *c->sub);
-        if (!c->sub) {
-            conn_close(w, c, VG_CLOSE_IO);
-            return;
-        }
-        c->sub->worker = w->id;
-        c->sub->slot = c->slot;
-        c->sub->gen = c->gen;
-    }
-    for (size_t i = 0; i < n; i++) {
-        const char *f = (const char *)subs[i].filter.p;
-        size_t fl = subs[i].filter.len;
-        rcs[i] = VG_MQTT_SUBACK_FAILURE;
-        if (!sub) {
-            if (!c->sub)
-                continue;
-            for (uint32_t j = 0; j < c->nfilters; j++) {
-                if (c->filter_lens[j] == fl && memcmp(c->filters[j], f, fl) == 0) {
-                    pthread_rwlock_wrlock(&s->tree_lock);
-                    if (vg_topic_tree_unsubscribe(s->tree, f, fl, c->sub) == VG_OK)
-                        atomic_fetch_sub_explicit(&s->nsubs, 1, memory_order_relaxed);
-                    pthread_rwlock_unlock(&s->tree_lock);
-                    vg_free(c->filters[j]);
-                    c->filters[j] = c->filters[c->nfilters - 1];
-                    c->filter_lens[j] = c->filter_lens[c->nfilters - 1];
-                    c->nfilters--;
-                    break;
-                }
-            }
-            continue;
-        }
-        uint8_t qos = subs[i].qos > 1 ? 1 : subs[i].qos; /* QoS 2 granted as 1 */
-        if (fl > 0xffff)
-            continue;
-        pthread_rwlock_wrlock(&s->tree_lock);
-        int tr = vg_topic_tree_subscribe(s->tree, f, fl, c->sub, qos);
-        pthread_rwlock_unlock(&s->tree_lock);
-        if (tr == VG_OK) {
-            char **nf = vg_realloc(VG_MEM_MQTT, c->filters, (c->nfilters + 1) * sizeof *nf);
-            uint16_t *nl = nf ? vg_realloc(VG_MEM_MQTT, c->filter_lens, (c->nfilters + 1) * sizeof *nl) : NULL;
-            char *copy = nl ? vg_strndup(VG_MEM_MQTT, f, fl) : NULL;
-            if (nf)
-                c->filters = nf;
-            if (nl)
-                c->filter_lens = nl;
-            if (!copy) {
-                pthread_rwlock_wrlock(&s->tree_lock);
-                vg_topic_tree_unsubscribe(s->tree, f, fl, c->sub);
-                pthread_rwlock_unlock(&s->tree_lock);
-                continue;
-            }
-            c->filters[c->nfilters] = copy;
-            c->filter_lens[c->nfilters] = (uint16_t)fl;
-            c->nfilters++;
-            atomic_fetch_add_explicit(&s->nsubs, 1, memory_order_relaxed);
-        } else if (tr != VG_EEXIST) {
-            continue;
-        }
-        rcs[i] = qos;
-        if (vg_mqtt_topic_matches(subs[i].filter.p, fl, (const uint8_t *)STATS_TOPIC, strlen(STATS_TOPIC)))
-            want_stats = true;
-    }
-    uint8_t ack[4];
-    size_t cap = 4 + n + 4;
-    uint8_t *buf = sub ? out_reserve(w, c, cap) : ack;
-    if (buf) {
-        /* Encode straight into the output queue, then give back what the
-         * (shorter than worst-case) header did not use. */
-        int k = sub ? vg_mqtt_encode_suback(buf, cap, pid, rcs, n)
-                    : vg_mqtt_encode_ack(buf, sizeof ack, VG_MQTT_UNSUBACK, pid);
-        if (sub)
-            c->out_len -= k > 0 ? cap - (size_t)k : cap;
-        else if (k > 0)
-            send_bytes(w, c, buf, (size_t)k);
-    }
-    if (want_stats)
-        send_stats(w, c);
-}
-
-/* Handles one complete packet. */
-static void handle_packet(worker_t *w, conn_t *c, uint8_t type, uint8_t flags, const uint8_t *body, size_t len)
-{
-    if (c->state == ST_NEW) {
-        if (type != VG_MQTT_CONNECT) {
-            conn_close(w, c, VG_CLOSE_PROTOCOL);
-            return;
-        }
-        handle_connect(w, c, body, len);
-        return;
-    }
-    refresh_keepalive(w, c);
-    uint8_t buf[4];
-    uint16_t pid;
-    switch (type) {
-    case VG_MQTT_PUBLISH:
-        handle_publish(w, c, flags, body, len);
-        break;
-    case VG_MQTT_PUBACK:
-        if (vg_mqtt_decode_packet_id(body, len, &pid) != VG_OK)
-            conn_close(w, c, VG_CLOSE_MALFORMED);
-        break;
-    case VG_MQTT_SUBSCRIBE:
-        handle_subscribe(w, c, body, len, true);
-        break;
-    case VG_MQTT_UNSUBSCRIBE:
-        handle_subscribe(w, c, body, len, false);
-        break;
-    case VG_MQTT_PINGREQ:
-        if (len != 0) {
-            conn_close(w, c, VG_CLOSE_MALFORMED);
-            break;
-        }
-        if (vg_mqtt_encode_empty(buf, sizeof buf, VG_MQTT_PINGRESP) == 2)
-            send_bytes(w, c, buf, 2);
-        break;
-    case VG_MQTT_DISCONNECT:
-        conn_close(w, c, len ? VG_CLOSE_MALFORMED : VG_CLOSE_CLIENT);
-        break;
-    default:
-        /* CONNECT twice, server-to-client packet types, QoS 2 flow packets. */
-        conn_close(w, c, VG_CLOSE_PROTOCOL);
-        break;
     }
 }
 
@@ -1132,6 +2811,10 @@ static void process_input(worker_t *w, conn_t *c)
 {
     if (!c->in_len)
         return;
+    if (c->transport == TR_HTTP) {
+        http_input(w, c);
+        return;
+    }
     size_t used = parse_packets(w, c, c->in, c->in_len);
     if (c->state == ST_CLOSING)
         return;
@@ -1139,8 +2822,380 @@ static void process_input(worker_t *w, conn_t *c)
         conn_close(w, c, VG_CLOSE_IO);
 }
 
+/* ---- WebSocket and HTTP transports ------------------------------------- */
+
+static void http_respond(worker_t *w, conn_t *c, int status, const char *body)
+{
+    char date[VG_HTTP_DATE_LEN + 1];
+    vg_http_date(date, now_wall() / 1000);
+    char extra[96];
+    snprintf(extra, sizeof extra, "Date: %s\r\n%s", date, status == 405 ? "Allow: POST\r\n" : "");
+    char buf[1024];
+    bool keep = c->x->keep_alive && !c->x->close_after;
+    int n = vg_http_response(buf, sizeof buf, status, "application/json", body, strlen(body), extra, keep);
+    if (n > 0)
+        send_bytes(w, c, (const uint8_t *)buf, (size_t)n);
+    atomic_fetch_add_explicit(&w->st_http, 1, memory_order_relaxed);
+    if (status >= 400)
+        atomic_fetch_add_explicit(&w->st_http_err, 1, memory_order_relaxed);
+}
+
+/* The answer to one HTTP publish, once its ack entry is complete. */
+static void http_publish_done(worker_t *w, conn_t *c, bool failed)
+{
+    if (failed)
+        http_respond(w, c, 503, "{\"message\":\"the message could not be stored\"}");
+    else
+        http_respond(w, c, 200, "{\"message\":\"OK\"}");
+    if (c->x->close_after && c->ack_count == 0)
+        conn_close(w, c, VG_CLOSE_HTTP_DONE);
+}
+
+/* Publishes an HTTP request body: the same path as an MQTT PUBLISH from a
+ * client without a session; QoS 1 answers 200 only once durable. */
+static void http_publish(worker_t *w, conn_t *c, const uint8_t *body, size_t blen)
+{
+    struct vg_server *s = w->srv;
+    xport_t *x = c->x;
+    vg_msg_t *m = vg_msg_new((const uint8_t *)x->topic, x->topic_len, body, blen, x->qos, x->retain, NULL, now_wall());
+    if (!m) {
+        http_respond(w, c, 503, "{\"message\":\"out of memory\"}");
+        return;
+    }
+    atomic_fetch_add_explicit(&w->st_pub_in, 1, memory_order_relaxed);
+    uint16_t id = ++x->next_seq ? x->next_seq : ++x->next_seq;
+    ack_t *a = acks_push(c, id, ACK_HTTP, 1);
+    if (!a) {
+        vg_msg_unref(m);
+        http_respond(w, c, 503, "{\"message\":\"out of memory\"}");
+        return;
+    }
+    uint64_t token = TOK(w->id, c->slot, c->gen, id);
+    bool telemetry = x->topic_len == s->telemetry_len && memcmp(x->topic, s->telemetry_topic, x->topic_len) == 0;
+    if (telemetry && s->o.ingest) {
+        if (x->qos)
+            a->pending++;
+        if (s->o.ingest(s->o.ingest_ctx, "http", 4, body, blen, vg_clock_wall_ms(), x->qos ? token : 0) != VG_OK) {
+            a->failed = 1;
+            if (x->qos)
+                a->pending--;
+        }
+    }
+    uint64_t kvseq = 0;
+    if (x->retain)
+        kvseq = retain_update(s, m);
+    uint64_t rseq = 0;
+    route(s, w, m, &rseq);
+    vg_msg_unref(m);
+    if (rseq > kvseq)
+        kvseq = rseq;
+    a = acks_find(c, id);
+    if (a && kvseq && x->qos) {
+        a->pending++;
+        kv_wait(s, kvseq, token);
+    }
+    a = acks_find(c, id);
+    if (a)
+        a->pending--;
+    acks_drain(w, c);
+}
+
+/* Checks a request head against the one route we serve and remembers what
+ * the body is for. */
+static void http_route(worker_t *w, conn_t *c, const vg_http_request_t *req)
+{
+    xport_t *x = c->x;
+    static const char prefix[] = "/topics/";
+    x->status = 0;
+    x->why = NULL;
+    vg_free(x->topic);
+    x->topic = NULL;
+    if (req->path.len <= sizeof prefix - 1 || memcmp(req->path.p, prefix, sizeof prefix - 1) != 0) {
+        x->status = 404;
+        x->why = "{\"message\":\"not found: publish with POST /topics/<topic>?qos=0|1\"}";
+        return;
+    }
+    if (req->method != VG_HTTP_POST) {
+        x->status = 405;
+        x->why = "{\"message\":\"method not allowed: use POST\"}";
+        return;
+    }
+    size_t enc = req->path.len - (sizeof prefix - 1);
+    x->topic = vg_malloc(VG_MEM_MQTT, enc + 1);
+    if (!x->topic) {
+        x->status = 503;
+        x->why = "{\"message\":\"out of memory\"}";
+        return;
+    }
+    if (vg_http_pct_decode(req->path.p + sizeof prefix - 1, enc, false, x->topic, enc + 1, &x->topic_len) != VG_OK ||
+        x->topic_len > 65535 || !vg_mqtt_topic_valid((const uint8_t *)x->topic, x->topic_len)) {
+        x->status = 400;
+        x->why = "{\"message\":\"invalid topic name (no wildcards, valid UTF-8)\"}";
+        return;
+    }
+    vg_http_span_t v;
+    x->qos = 0;
+    if (vg_http_query_param(req->query, "qos", &v) == VG_OK) {
+        if (v.len != 1 || (v.p[0] != '0' && v.p[0] != '1')) {
+            x->status = 400;
+            x->why = "{\"message\":\"qos must be 0 or 1\"}";
+            return;
+        }
+        x->qos = (uint8_t)(v.p[0] - '0');
+    }
+    x->retain = false;
+    if (vg_http_query_param(req->query, "retain", &v) == VG_OK) {
+        if ((v.len == 4 && memcmp(v.p, "true", 4) == 0) || (v.len == 1 && v.p[0] == '1'))
+            x->retain = true;
+        else if (!((v.len == 5 && memcmp(v.p, "false", 5) == 0) || (v.len == 1 && v.p[0] == '0'))) {
+            x->status = 400;
+            x->why = "{\"message\":\"retain must be true or false\"}";
+            return;
+        }
+    }
+}
+
+/* Runs the HTTP requests buffered in c->in (pipelining allowed: answers
+ * leave in request order through the ack ring). */
+static void http_input(worker_t *w, conn_t *c)
+{
+    xport_t *x = c->x;
+    while (c->state != ST_CLOSING && !x->close_after && c->in_len) {
+        if (!x->have_head) {
+            vg_http_request_t req;
+            int r = vg_http_parse_head(&x->hp, (const char *)c->in, c->in_len, &req);
+            if (r == VG_AGAIN)
+                return;
+            if (r != VG_OK) {
+                char buf[512];
+                int n = vg_http_error_response(buf, sizeof buf, x->hp.error);
+                if (n > 0)
+                    send_bytes(w, c, (const uint8_t *)buf, (size_t)n);
+                atomic_fetch_add_explicit(&w->st_http, 1, memory_order_relaxed);
+                atomic_fetch_add_explicit(&w->st_http_err, 1, memory_order_relaxed);
+                conn_close_why(w, c, VG_CLOSE_HTTP_BAD_REQUEST, vg_http_error_name(x->hp.error));
+                return;
+            }
+            x->have_head = true;
+            x->head_len = req.head_len;
+            x->keep_alive = req.keep_alive;
+            x->body_len = x->raw_used = 0;
+            http_route(w, c, &req);
+            vg_http_body_init(&x->body, &req, w->srv->o.max_packet_size);
+            if (req.expect_continue && x->status == 0) {
+                static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+                send_bytes(w, c, (const uint8_t *)cont, sizeof cont - 1);
+            }
+        }
+        size_t used = 0, made = 0;
+        size_t start = x->head_len + x->raw_used;
+        int r = vg_http_body_feed(&x->body, c->in + start, c->in_len - start, &used, c->in + x->head_len + x->body_len,
+                                  &made);
+        x->raw_used += used;
+        x->body_len += made;
+        if (r == VG_AGAIN)
+            return;
+        if (r != VG_OK) {
+            char buf[512];
+            int n = vg_http_error_response(buf, sizeof buf, x->body.error);
+            if (n > 0)
+                send_bytes(w, c, (const uint8_t *)buf, (size_t)n);
+            atomic_fetch_add_explicit(&w->st_http, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&w->st_http_err, 1, memory_order_relaxed);
+            conn_close_why(w, c, VG_CLOSE_HTTP_BAD_REQUEST, vg_http_error_name(x->body.error));
+            return;
+        }
+        if (!x->keep_alive)
+            x->close_after = true;
+        if (x->status) {
+            /* Answered in order behind any publish still waiting. */
+            if (c->ack_count == 0) {
+                http_respond(w, c, x->status, x->why);
+                if (x->close_after)
+                    conn_close(w, c, VG_CLOSE_HTTP_DONE);
+            } else {
+                /* rare: an error behind pending publishes; answer after them */
+                ack_t *a = acks_push(c, 0, ACK_HTTP, 0);
+                if (a) {
+                    a->failed = 2;
+                    a->reason = (uint8_t)(x->status - 400);
+                }
+                acks_drain(w, c);
+            }
+        } else {
+            http_publish(w, c, c->in + x->head_len, x->body_len);
+        }
+        size_t total = x->head_len + x->raw_used;
+        memmove(c->in, c->in + total, c->in_len - total);
+        c->in_len -= (uint32_t)total;
+        x->have_head = false;
+        if (c->in_len == 0) {
+            vg_free(c->in);
+            c->in = NULL;
+            c->in_cap = 0;
+        }
+    }
+}
+
+/* Runs WebSocket bytes through the frame decoder into c->in, answering
+ * pings and closes, then frames MQTT packets as on TCP. */
+static void ws_input(worker_t *w, conn_t *c, const uint8_t *p, size_t left)
+{
+    xport_t *x = c->x;
+    if (c->in_len + left > c->in_cap) {
+        uint8_t *ni = vg_realloc(VG_MEM_MQTT, c->in, c->in_len + left);
+        if (!ni) {
+            conn_close(w, c, VG_CLOSE_IO);
+            return;
+        }
+        c->in = ni;
+        c->in_cap = (uint32_t)(c->in_len + left);
+    }
+    while (left) {
+        size_t used = 0, made = 0;
+        vg_ws_event_t ev;
+        int r = vg_ws_feed(&x->ws, p, left, &used, c->in + c->in_len, &made, &ev);
+        p += used;
+        left -= used;
+        c->in_len += (uint32_t)made;
+        uint8_t frame[VG_WS_MAX_HEADER + VG_WS_MAX_CONTROL];
+        if (r != VG_OK) {
+            int k = vg_ws_encode_close(frame, sizeof frame, ev.close_code, NULL, 0, NULL);
+            if (k > 0)
+                ws_send_control(w, c, frame, (size_t)k);
+            c->transport = TR_MQTT; /* no second close frame from conn_destroy */
+            x->ws_framed = c->out_len;
+            conn_close_why(w, c, VG_CLOSE_WS_PROTOCOL, "websocket framing error");
+            return;
+        }
+        if (ev.type == VG_WS_EV_PING) {
+            int k = vg_ws_encode_pong(frame, sizeof frame, ev.payload, ev.len, NULL);
+            if (k > 0)
+                ws_send_control(w, c, frame, (size_t)k);
+        } else if (ev.type == VG_WS_EV_CLOSE) {
+            size_t u = parse_packets(w, c, c->in, c->in_len);
+            (void)u;
+            int k = vg_ws_encode_close(frame, sizeof frame, ev.close_code == VG_WS_CLOSE_NO_STATUS ? 0 : ev.close_code,
+                                       NULL, 0, NULL);
+            if (k > 0)
+                ws_send_control(w, c, frame, (size_t)k);
+            c->transport = TR_MQTT;
+            x->ws_framed = c->out_len;
+            conn_close(w, c, c->state == ST_CLOSING ? (vg_close_reason_t)c->close_reason : VG_CLOSE_PEER_CLOSED);
+            return;
+        }
+    }
+    size_t used = parse_packets(w, c, c->in, c->in_len);
+    if (c->state == ST_CLOSING)
+        return;
+    if (!keep_input(c, c->in + used, c->in_len - used))
+        conn_close(w, c, VG_CLOSE_IO);
+}
+
+static void ws_handshake(worker_t *w, conn_t *c)
+{
+    xport_t *x = c->x;
+    vg_http_request_t req;
+    int r = vg_http_parse_head(&x->hp, (const char *)c->in, c->in_len, &req);
+    if (r == VG_AGAIN)
+        return;
+    char buf[640];
+    if (r != VG_OK) {
+        int n = vg_http_error_response(buf, sizeof buf, x->hp.error);
+        if (n > 0)
+            send_bytes(w, c, (const uint8_t *)buf, (size_t)n);
+        conn_close_why(w, c, VG_CLOSE_WS_PROTOCOL, vg_http_error_name(x->hp.error));
+        return;
+    }
+    vg_ws_handshake_t hs;
+    if (vg_ws_handshake(&req, &hs) != VG_OK) {
+        int n = vg_ws_reject_response(buf, sizeof buf, &hs);
+        if (n > 0)
+            send_bytes(w, c, (const uint8_t *)buf, (size_t)n);
+        conn_close_why(w, c, VG_CLOSE_WS_PROTOCOL, hs.reason);
+        return;
+    }
+    int n = vg_ws_accept_response(buf, sizeof buf, &hs);
+    if (n <= 0) {
+        conn_close(w, c, VG_CLOSE_IO);
+        return;
+    }
+    send_bytes(w, c, (const uint8_t *)buf, (size_t)n);
+    atomic_fetch_add_explicit(&w->st_ws, 1, memory_order_relaxed);
+    c->transport = TR_WS;
+    x->ws_framed = c->out_len; /* the 101 answer is not framed */
+    /* A data message may hold one whole MQTT packet plus the start of the next. */
+    vg_ws_conn_init(&x->ws, true, (uint64_t)w->srv->o.max_packet_size * 2 + 64);
+    size_t rest = c->in_len - req.head_len;
+    if (rest > RBUF_SIZE) {
+        conn_close_why(w, c, VG_CLOSE_WS_PROTOCOL, "too much data after the handshake");
+        return;
+    }
+    memcpy(w->rbuf, c->in + req.head_len, rest);
+    c->in_len = 0;
+    if (rest)
+        ws_input(w, c, w->rbuf, rest);
+}
+
+/* Reading for the WebSocket and HTTP listeners. */
+static void read_ready_xport(worker_t *w, conn_t *c)
+{
+    size_t budget = READ_BUDGET;
+    while (budget && c->state != ST_CLOSING && !c->paused && !c->quiesced) {
+        ssize_t k = recv(c->fd, w->rbuf, RBUF_SIZE, 0);
+        if (k == 0) {
+            conn_close(w, c, c->transport == TR_HTTP ? VG_CLOSE_HTTP_DONE : VG_CLOSE_PEER_CLOSED);
+            return;
+        }
+        if (k < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return;
+            conn_close(w, c, VG_CLOSE_IO);
+            return;
+        }
+        atomic_fetch_add_explicit(&w->st_bytes_in, (uint64_t)k, memory_order_relaxed);
+        budget = (size_t)k >= budget ? 0 : budget - (size_t)k;
+        if (c->transport == TR_WS) {
+            ws_input(w, c, w->rbuf, (size_t)k);
+        } else {
+            /* Handshake and HTTP requests are parsed from c->in. */
+            size_t limit = VG_HTTP_DEFAULT_MAX_HEAD + 2 * w->srv->o.max_packet_size + 4096;
+            if (c->in_len + (size_t)k > limit) {
+                conn_close_why(w, c, c->transport == TR_HTTP ? VG_CLOSE_HTTP_BAD_REQUEST : VG_CLOSE_WS_PROTOCOL,
+                               "request too large");
+                return;
+            }
+            if (c->in_len + (size_t)k > c->in_cap) {
+                uint8_t *ni = vg_realloc(VG_MEM_MQTT, c->in, c->in_len + (size_t)k);
+                if (!ni) {
+                    conn_close(w, c, VG_CLOSE_IO);
+                    return;
+                }
+                c->in = ni;
+                c->in_cap = c->in_len + (uint32_t)k;
+            }
+            memcpy(c->in + c->in_len, w->rbuf, (size_t)k);
+            c->in_len += (uint32_t)k;
+            if (c->transport == TR_HTTP) {
+                c->timer.deadline_ms = now_mono_ms() + w->srv->o.connect_timeout_ms;
+                http_input(w, c);
+            } else {
+                ws_handshake(w, c);
+            }
+        }
+        if ((size_t)k < RBUF_SIZE)
+            return;
+    }
+}
+
 static void read_ready(worker_t *w, conn_t *c)
 {
+    if (c->transport != TR_MQTT) {
+        read_ready_xport(w, c);
+        return;
+    }
     size_t budget = READ_BUDGET;
     while (budget && c->state != ST_CLOSING && !c->paused && !c->quiesced) {
         uint8_t *dst;
@@ -1208,23 +3263,53 @@ static void read_ready(worker_t *w, conn_t *c)
     }
 }
 
+
 /* ---- timers ------------------------------------------------------------ */
 
 static void on_timer(void *ctx, vg_wheel_node_t *n)
 {
     worker_t *w = ctx;
     conn_t *c = (conn_t *)((char *)n - offsetof(conn_t, timer));
-    uint64_t now = vg_clock_mono_ns() / 1000000;
+    uint64_t now = now_mono_ms();
     if (c->state == ST_CLOSING)
         return;
     if (n->deadline_ms > now) {
         vg_wheel_add(&w->wheel, n, n->deadline_ms);
         return;
     }
-    conn_close(w, c, c->state == ST_NEW ? VG_CLOSE_CONNECT_TIMEOUT : VG_CLOSE_KEEPALIVE);
+    if (c->transport == TR_HTTP)
+        conn_close(w, c, c->ack_count ? VG_CLOSE_IO : VG_CLOSE_HTTP_DONE);
+    else
+        conn_close(w, c, c->state == ST_NEW ? VG_CLOSE_CONNECT_TIMEOUT : VG_CLOSE_KEEPALIVE);
 }
 
 /* ---- the worker loop --------------------------------------------------- */
+
+/* A delivery posted by another thread: the session may have moved or gone
+ * offline since; follow it. */
+static void deliver_item(worker_t *w, item_t *it)
+{
+    struct vg_server *s = w->srv;
+    session_t *se = it->sess;
+    pthread_mutex_lock(&se->mu);
+    if (!se->dead && se->online && TOK_WORKER(se->owner) != w->id) {
+        pthread_mutex_unlock(&se->mu);
+        /* Moved to another worker (reconnected there): hand it on. */
+        deliver_to_session(s, NULL, se, it->msg, it->qos, it->retain, it->subids, it->nsubids);
+        vg_msg_unref(it->msg);
+        return;
+    }
+    if (!se->dead) {
+        conn_t *c = se->online ? conn_lookup(w, se->owner) : NULL;
+        if (c && c->sess == se && c->state == ST_ACTIVE)
+            session_send(w, c, se, it->msg, it->qos, it->retain, it->subids, it->nsubids);
+        else if (it->qos > 0 && (se->persistent || se->online))
+            session_enqueue(s, se, it->msg, it->qos, it->retain, it->subids, it->nsubids);
+    }
+    pthread_mutex_unlock(&se->mu);
+    session_unref(s, se);
+    vg_msg_unref(it->msg);
+}
 
 static void drain_inbox(worker_t *w)
 {
@@ -1243,29 +3328,26 @@ static void drain_inbox(worker_t *w)
         item_t *it = &items[i];
         if (it->kind == ITEM_COMPLETE) {
             complete_local(w, it->token, it->status);
-        } else {
-            conn_t *c = it->slot < w->nslots ? w->conns[it->slot] : NULL;
-            bool live = c && c->gen == it->gen;
-            if (it->kind == ITEM_DELIVER) {
-                if (live)
-                    deliver_local(w, c, it->msg, it->qos);
-                msg_unref(it->msg);
-            } else if (it->kind == ITEM_KICK && live) {
+        } else if (it->kind == ITEM_DELIVER) {
+            deliver_item(w, it);
+        } else if (it->kind == ITEM_KICK) {
+            conn_t *c = conn_lookup(w, it->token);
+            if (c)
                 conn_close(w, c, VG_CLOSE_TAKEOVER);
-            }
         }
     }
     /* Keep the drained array as the spare so steady state allocates nothing. */
     w->inbox_spare = items;
     w->spare_cap = cap;
 }
-
 static void quiesce_worker(worker_t *w)
 {
-    if (w->lfd >= 0) {
-        epoll_ctl(w->ep, EPOLL_CTL_DEL, w->lfd, NULL);
-        close(w->lfd);
-        w->lfd = -1;
+    for (int li = 0; li < L__COUNT; li++) {
+        if (w->lfd[li] >= 0) {
+            epoll_ctl(w->ep, EPOLL_CTL_DEL, w->lfd[li], NULL);
+            close(w->lfd[li]);
+            w->lfd[li] = -1;
+        }
     }
     for (uint32_t i = 0; i < w->nslots; i++) {
         conn_t *c = w->conns[i];
@@ -1294,8 +3376,8 @@ static void *worker_main(void *arg)
         int n = epoll_wait(w->ep, evs, MAX_EVENTS, vg_wheel_timeout(&w->wheel, now));
         for (int i = 0; i < n; i++) {
             void *p = evs[i].data.ptr;
-            if (p == &w->lfd) {
-                accept_ready(w);
+            if (p >= (void *)&w->lfd[0] && p < (void *)&w->lfd[L__COUNT]) {
+                accept_ready(w, (int)((int *)p - w->lfd));
             } else if (p == &w->efd) {
                 drain_inbox(w);
             } else {
@@ -1345,8 +3427,6 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-/* ---- setup ------------------------------------------------------------- */
-
 static int listen_socket(const char *host, uint16_t port, int *out)
 {
     struct addrinfo hints = {0}, *ai = NULL;
@@ -1381,6 +3461,190 @@ static int listen_socket(const char *host, uint16_t port, int *out)
     return VG_OK;
 }
 
+/* ---- loading state at startup ------------------------------------------ */
+
+typedef struct {
+    struct vg_server *s;
+    int64_t now;
+    uint64_t loaded, expired, bad;
+} load_ctx_t;
+
+static session_t *session_by_id(struct vg_server *s, const void *key, size_t klen)
+{
+    uint64_t v;
+    if (vg_strmap_get(&s->ids, key, klen, &v) != VG_OK)
+        return NULL;
+    return (session_t *)(uintptr_t)v;
+}
+
+static int load_session(void *ctx, const void *key, size_t klen, uint64_t sub, const void *val, size_t vlen)
+{
+    load_ctx_t *l = ctx;
+    struct vg_server *s = l->s;
+    const uint8_t *b = val;
+    if (vlen < 18 || b[0] != 1) {
+        l->bad++;
+        return 0;
+    }
+    uint32_t expiry = (uint32_t)b[2] | (uint32_t)b[3] << 8 | (uint32_t)b[4] << 16 | (uint32_t)b[5] << 24;
+    uint64_t since = 0;
+    for (int k = 0; k < 8; k++)
+        since |= (uint64_t)b[6 + k] << (8 * k);
+    uint32_t nsubs = (uint32_t)b[14] | (uint32_t)b[15] << 8 | (uint32_t)b[16] << 16 | (uint32_t)b[17] << 24;
+    /* A session that was online when the server stopped went offline then:
+     * its expiry counts from this start. */
+    int64_t off = since ? (int64_t)since : l->now;
+    if (expiry != EXPIRY_NEVER && off + (int64_t)expiry * 1000 <= l->now) {
+        l->expired++;
+        kv_del_key(s, NS_SESSION, key, klen);
+        kv_del_key(s, NS_OUT, key, klen);
+        kv_del_key(s, NS_Q2IN, key, klen);
+        return 0;
+    }
+    session_t *se = session_new(key, klen);
+    if (!se)
+        return VG_ENOMEM;
+    se->level = b[1];
+    se->expiry_s = expiry;
+    se->persistent = true;
+    se->offline_since_ms = off;
+    size_t o = 18;
+    for (uint32_t i = 0; i < nsubs; i++) {
+        if (o + 7 > vlen)
+            break;
+        uint8_t opts = b[o];
+        uint32_t sid = (uint32_t)b[o + 1] | (uint32_t)b[o + 2] << 8 | (uint32_t)b[o + 3] << 16 | (uint32_t)b[o + 4] << 24;
+        uint16_t fl = (uint16_t)(b[o + 5] | b[o + 6] << 8);
+        o += 7;
+        if (o + fl > vlen || !vg_mqtt_filter_valid(b + o, fl))
+            break;
+        subent_t *e = vg_calloc(VG_MEM_MQTT, 1, sizeof *e);
+        char *f = e ? vg_strndup(VG_MEM_MQTT, (const char *)b + o, fl) : NULL;
+        o += fl;
+        if (!f) {
+            vg_free(e);
+            continue;
+        }
+        e->kind = SUBK_ENTRY;
+        e->opts = opts;
+        e->flen = fl;
+        e->sub_id = sid;
+        e->sess = se;
+        e->filter = f;
+        if (se->nsubs == se->subs_cap) {
+            uint32_t ncap = se->subs_cap ? se->subs_cap * 2 : 4;
+            subent_t **ns = vg_realloc(VG_MEM_MQTT, se->subs, ncap * sizeof *ns);
+            if (!ns) {
+                subent_free(e);
+                continue;
+            }
+            se->subs = ns;
+            se->subs_cap = ncap;
+        }
+        if (subent_link(s, e) == VG_OK)
+            se->subs[se->nsubs++] = e;
+        else
+            subent_free(e);
+    }
+    if (vg_strmap_put(&s->ids, key, klen, (uint64_t)(uintptr_t)se, NULL) != VG_OK) {
+        session_unsubscribe_all(s, se);
+        session_unref(s, se);
+        return VG_ENOMEM;
+    }
+    atomic_fetch_add_explicit(&s->st_sessions, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->st_offline, 1, memory_order_relaxed);
+    if (expiry != EXPIRY_NEVER)
+        hk_push(s, se, HK_EXPIRE, off + (int64_t)expiry * 1000);
+    l->loaded++;
+    return 0;
+}
+
+static int load_out(void *ctx, const void *key, size_t klen, uint64_t sub, const void *val, size_t vlen)
+{
+    load_ctx_t *l = ctx;
+    const uint8_t *b = val;
+    session_t *se = session_by_id(l->s, key, klen);
+    size_t hdr = 8 + 4 * MAX_SUBIDS;
+    vg_msg_t *m = se && vlen > hdr && b[0] == 1 ? vg_msg_parse(b + hdr, vlen - hdr) : NULL;
+    if (!m) {
+        l->bad += se != NULL;
+        kv_del(l->s, NS_OUT, key, klen, sub);
+        return 0;
+    }
+    out_t e = {.m = m, .qos = b[1], .state = b[2], .retain = b[3], .nsubids = b[6], .kvsub = sub};
+    e.pid = (uint16_t)(b[4] | b[5] << 8);
+    for (int i = 0; i < MAX_SUBIDS; i++)
+        e.subids[i] = (uint32_t)b[8 + 4 * i] | (uint32_t)b[9 + 4 * i] << 8 | (uint32_t)b[10 + 4 * i] << 16 |
+                      (uint32_t)b[11 + 4 * i] << 24;
+    if (e.qos < 1 || e.qos > 2 || e.state > OUT_WAIT_COMP || e.nsubids > MAX_SUBIDS) {
+        vg_msg_unref(m);
+        l->bad++;
+        return 0;
+    }
+    if (outq_push(e.state == OUT_QUEUED ? &se->queue : &se->inflight, &e) != VG_OK) {
+        vg_msg_unref(m);
+        return VG_ENOMEM;
+    }
+    queue_account(l->s, &e, +1);
+    if (sub > se->next_kvsub)
+        se->next_kvsub = sub;
+    if (e.state != OUT_QUEUED && e.pid >= se->next_pid)
+        se->next_pid = (uint16_t)(e.pid + 1 ? e.pid + 1 : 1);
+    return 0;
+}
+
+static int load_q2in(void *ctx, const void *key, size_t klen, uint64_t sub, const void *val, size_t vlen)
+{
+    load_ctx_t *l = ctx;
+    session_t *se = session_by_id(l->s, key, klen);
+    if (!se || sub == 0 || sub > 0xffff) {
+        kv_del(l->s, NS_Q2IN, key, klen, sub);
+        return 0;
+    }
+    return q2in_add(se, (uint16_t)sub);
+}
+
+static int load_retained(void *ctx, const void *key, size_t klen, uint64_t sub, const void *val, size_t vlen)
+{
+    load_ctx_t *l = ctx;
+    vg_msg_t *m = vg_msg_parse(val, vlen);
+    if (!m) {
+        l->bad++;
+        return 0;
+    }
+    if (!vg_msg_expired(m, l->now))
+        vg_retain_set(l->s->retain, key, klen, val, vlen, m->expire_at_ms);
+    else
+        kv_del(l->s, NS_RETAIN, key, klen, 0);
+    vg_msg_unref(m);
+    return 0;
+}
+
+static int load_state(struct vg_server *s)
+{
+    load_ctx_t l = {.s = s, .now = now_wall()};
+    int rc = vg_kv_scan(s->kv, NS_SESSION, load_session, &l);
+    if (rc == VG_OK)
+        rc = vg_kv_scan(s->kv, NS_OUT, load_out, &l);
+    if (rc == VG_OK)
+        rc = vg_kv_scan(s->kv, NS_Q2IN, load_q2in, &l);
+    if (rc == VG_OK && s->retain)
+        rc = vg_kv_scan(s->kv, NS_RETAIN, load_retained, &l);
+    if (rc != VG_OK) {
+        VG_ERROR(MOD, "cannot load gateway state from %s: %s", s->o.state_path, vg_strerror(rc));
+        return rc;
+    }
+    size_t nret = 0;
+    if (s->retain)
+        vg_retain_stats(s->retain, &nret, NULL, NULL);
+    VG_INFO(MOD, "gateway state: %llu sessions restored (%llu expired while down), %llu queued messages, %zu retained%s",
+            (unsigned long long)l.loaded, (unsigned long long)l.expired,
+            (unsigned long long)atomic_load(&s->st_queued), nret, l.bad ? " (some unreadable entries skipped)" : "");
+    return VG_OK;
+}
+
+/* ---- setup ------------------------------------------------------------- */
+
 int vg_server_new(const vg_server_opts_t *opts, vg_server_t **out)
 {
     int rc = VG_ENOMEM;
@@ -1397,21 +3661,40 @@ int vg_server_new(const vg_server_opts_t *opts, vg_server_t **out)
         s->o.max_connections = 1000000;
     if (s->o.max_inflight < 1)
         s->o.max_inflight = 1;
+    if (s->o.max_inflight_out < 1)
+        s->o.max_inflight_out = 1;
     if (s->o.max_subs_per_packet < 1)
         s->o.max_subs_per_packet = 1;
     s->telemetry_len = strlen(opts->telemetry_topic ? opts->telemetry_topic : "");
     s->telemetry_topic = vg_strndup(VG_MEM_MQTT, opts->telemetry_topic ? opts->telemetry_topic : "", s->telemetry_len);
     pthread_rwlock_init(&s->tree_lock, NULL);
     pthread_mutex_init(&s->ids_mu, NULL);
+    pthread_mutex_init(&s->kvw_mu, NULL);
+    pthread_mutex_init(&s->hk_mu, NULL);
+    pthread_cond_init(&s->hk_cv, NULL);
     vg_strmap_init(&s->ids, VG_MEM_MQTT);
+    vg_strmap_init(&s->groups, VG_MEM_MQTT);
     for (uint32_t i = 0; i < s->nworkers; i++) {
         worker_t *w = &s->workers[i];
-        w->lfd = w->efd = w->ep = w->spare_fd = -1;
+        w->efd = w->ep = w->spare_fd = -1;
+        for (int li = 0; li < L__COUNT; li++)
+            w->lfd[li] = -1;
         pthread_mutex_init(&w->inbox_mu, NULL);
     }
     if (!s->telemetry_topic || vg_topic_tree_new(&s->tree) != VG_OK)
         goto cleanup;
-    uint64_t now = vg_clock_mono_ns() / 1000000;
+    vg_retain_limits_t rl = {.max_messages = opts->max_retained, .max_bytes = opts->max_retained_bytes};
+    if ((rc = vg_retain_new(&rl, &s->retain)) != VG_OK)
+        goto cleanup;
+    if (opts->state_path) {
+        vg_kv_opts_t ko = {.on_durable = on_kv_durable, .ctx = s};
+        if ((rc = vg_kv_open(opts->state_path, &ko, &s->kv)) != VG_OK)
+            goto cleanup;
+        if ((rc = load_state(s)) != VG_OK)
+            goto cleanup;
+    }
+    rc = VG_ENOMEM;
+    uint64_t now = now_mono_ms();
     for (uint32_t i = 0; i < s->nworkers; i++) {
         worker_t *w = &s->workers[i];
         w->srv = s;
@@ -1420,14 +3703,21 @@ int vg_server_new(const vg_server_opts_t *opts, vg_server_t **out)
         w->route = vg_calloc(VG_MEM_MQTT, 1, sizeof *w->route);
         w->sub_scratch = vg_calloc(VG_MEM_MQTT, s->o.max_subs_per_packet, sizeof *w->sub_scratch);
         w->rc_scratch = vg_malloc(VG_MEM_MQTT, s->o.max_subs_per_packet);
-        if (!w->rbuf || !w->route || !w->sub_scratch || !w->rc_scratch || vg_wheel_init(&w->wheel, 4096, WHEEL_TICK_MS, now) != VG_OK)
+        if (!w->rbuf || !w->route || !w->sub_scratch || !w->rc_scratch ||
+            vg_wheel_init(&w->wheel, 4096, WHEEL_TICK_MS, now) != VG_OK)
             goto cleanup;
-        if (i == 0) {
-            rc = listen_socket(opts->listen_host, opts->listen_port, &w->lfd);
-            if (rc)
-                goto cleanup;
-        } else {
-            w->lfd = dup(s->workers[0].lfd);
+        const char *hosts[L__COUNT] = {opts->listen_host, opts->ws_host, opts->http_host};
+        uint16_t ports[L__COUNT] = {opts->listen_port, opts->ws_port, opts->http_port};
+        for (int li = 0; li < L__COUNT; li++) {
+            if (!hosts[li])
+                continue;
+            if (i == 0) {
+                rc = listen_socket(hosts[li], ports[li], &w->lfd[li]);
+                if (rc)
+                    goto cleanup;
+            } else {
+                w->lfd[li] = dup(s->workers[0].lfd[li]);
+            }
         }
         rc = VG_EIO;
         w->ep = epoll_create1(EPOLL_CLOEXEC);
@@ -1436,9 +3726,13 @@ int vg_server_new(const vg_server_opts_t *opts, vg_server_t **out)
         if (w->ep < 0 || w->efd < 0)
             goto cleanup;
         /* EPOLLEXCLUSIVE: a new connection wakes one worker, not all. */
-        struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = &w->lfd};
+        for (int li = 0; li < L__COUNT; li++) {
+            struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = &w->lfd[li]};
+            if (w->lfd[li] >= 0 && epoll_ctl(w->ep, EPOLL_CTL_ADD, w->lfd[li], &ev) < 0)
+                goto cleanup;
+        }
         struct epoll_event ev2 = {.events = EPOLLIN, .data.ptr = &w->efd};
-        if (epoll_ctl(w->ep, EPOLL_CTL_ADD, w->lfd, &ev) < 0 || epoll_ctl(w->ep, EPOLL_CTL_ADD, w->efd, &ev2) < 0)
+        if (epoll_ctl(w->ep, EPOLL_CTL_ADD, w->efd, &ev2) < 0)
             goto cleanup;
     }
     *out = s;
@@ -1450,6 +3744,9 @@ cleanup:
 
 int vg_server_start(vg_server_t *s)
 {
+    if (pthread_create(&s->hk_thread, NULL, hk_main, s) != 0)
+        return VG_EIO;
+    s->hk_started = true;
     for (uint32_t i = 0; i < s->nworkers; i++) {
         if (pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]) != 0) {
             atomic_store(&s->stopping, true);
@@ -1457,6 +3754,9 @@ int vg_server_start(vg_server_t *s)
                 wake(&s->workers[j]);
                 pthread_join(s->workers[j].thread, NULL);
             }
+            pthread_cond_signal(&s->hk_cv);
+            pthread_join(s->hk_thread, NULL);
+            s->hk_started = false;
             return VG_EIO;
         }
     }
@@ -1478,6 +3778,14 @@ void vg_server_quiesce(vg_server_t *s)
 
 void vg_server_stop(vg_server_t *s)
 {
+    if (s->hk_started) {
+        atomic_store_explicit(&s->stopping, true, memory_order_release);
+        pthread_mutex_lock(&s->hk_mu);
+        pthread_cond_signal(&s->hk_cv);
+        pthread_mutex_unlock(&s->hk_mu);
+        pthread_join(s->hk_thread, NULL);
+        s->hk_started = false;
+    }
     if (!s->started)
         return;
     atomic_store_explicit(&s->stopping, true, memory_order_release);
@@ -1486,6 +3794,20 @@ void vg_server_stop(vg_server_t *s)
     for (uint32_t i = 0; i < s->nworkers; i++)
         pthread_join(s->workers[i].thread, NULL);
     s->started = false;
+}
+
+static void free_session_cb(struct vg_server *s)
+{
+    /* Every session still registered: unsubscribe and release (their
+     * persistent state stays in the store). */
+    for (size_t i = 0; i < s->ids.cap; i++) {
+        vg_strmap_slot_t *sl = &s->ids.slots[i];
+        if (!sl->key)
+            continue;
+        session_t *se = (session_t *)(uintptr_t)sl->value;
+        session_unsubscribe_all(s, se);
+        session_unref(s, se);
+    }
 }
 
 void vg_server_free(vg_server_t *s)
@@ -1499,11 +3821,33 @@ void vg_server_free(vg_server_t *s)
             if (w->conns && w->conns[j])
                 conn_destroy(w, w->conns[j]);
         }
-        for (size_t j = 0; j < w->inbox_len; j++)
-            if (w->inbox[j].kind == ITEM_DELIVER)
-                msg_unref(w->inbox[j].msg);
-        if (w->lfd >= 0)
-            close(w->lfd);
+    }
+    for (uint32_t i = 0; i < s->nworkers; i++) {
+        worker_t *w = &s->workers[i];
+        for (size_t j = 0; j < w->inbox_len; j++) {
+            if (w->inbox[j].kind == ITEM_DELIVER) {
+                vg_msg_unref(w->inbox[j].msg);
+                session_unref(s, w->inbox[j].sess);
+            }
+        }
+        w->inbox_len = 0;
+    }
+    for (size_t i = 0; i < s->hk_n; i++)
+        session_unref(s, s->hk[i].sess);
+    s->hk_n = 0;
+    free_session_cb(s);
+    /* The store last: it commits what sessions queued while closing. */
+    if (s->kv) {
+        int kr = vg_kv_close(s->kv);
+        if (kr != VG_OK)
+            VG_ERROR(MOD, "gateway state store closed with an error: %s", vg_strerror(kr));
+        s->kv = NULL;
+    }
+    for (uint32_t i = 0; i < s->nworkers; i++) {
+        worker_t *w = &s->workers[i];
+        for (int li = 0; li < L__COUNT; li++)
+            if (w->lfd[li] >= 0)
+                close(w->lfd[li]);
         if (w->efd >= 0)
             close(w->efd);
         if (w->ep >= 0)
@@ -1513,8 +3857,8 @@ void vg_server_free(vg_server_t *s)
         vg_wheel_deinit(&w->wheel);
         vg_free(w->rbuf);
         if (w->route) {
-            vg_free(w->route->subs);
-            vg_free(w->route->qos);
+            vg_free(w->route->hits);
+            vg_free(w->route->tg);
             vg_free(w->route);
         }
         vg_free(w->sub_scratch);
@@ -1526,10 +3870,17 @@ void vg_server_free(vg_server_t *s)
         vg_free(w->inbox_spare);
         pthread_mutex_destroy(&w->inbox_mu);
     }
+    vg_retain_free(s->retain);
     vg_topic_tree_free(s->tree);
     vg_strmap_deinit(&s->ids);
+    vg_strmap_deinit(&s->groups);
+    vg_free(s->kvw);
+    vg_free(s->hk);
     pthread_rwlock_destroy(&s->tree_lock);
     pthread_mutex_destroy(&s->ids_mu);
+    pthread_mutex_destroy(&s->kvw_mu);
+    pthread_mutex_destroy(&s->hk_mu);
+    pthread_cond_destroy(&s->hk_cv);
     vg_free(s->telemetry_topic);
     vg_free(s);
 }
@@ -1549,6 +3900,27 @@ void vg_server_stats(vg_server_t *s, vg_server_stats_t *out)
         out->bytes_in += atomic_load_explicit(&w->st_bytes_in, memory_order_relaxed);
         out->bytes_out += atomic_load_explicit(&w->st_bytes_out, memory_order_relaxed);
         out->read_pauses += atomic_load_explicit(&w->st_read_pauses, memory_order_relaxed);
+        out->ws_connections += atomic_load_explicit(&w->st_ws, memory_order_relaxed);
+        out->http_requests += atomic_load_explicit(&w->st_http, memory_order_relaxed);
+        out->http_errors += atomic_load_explicit(&w->st_http_err, memory_order_relaxed);
     }
     out->subscriptions = atomic_load_explicit(&s->nsubs, memory_order_relaxed);
+    out->sessions = atomic_load_explicit(&s->st_sessions, memory_order_relaxed);
+    out->sessions_persistent_offline = atomic_load_explicit(&s->st_offline, memory_order_relaxed);
+    out->queued = atomic_load_explicit(&s->st_queued, memory_order_relaxed);
+    out->queued_bytes = atomic_load_explicit(&s->st_queued_bytes, memory_order_relaxed);
+    out->queue_dropped_client = atomic_load_explicit(&s->st_drop_client, memory_order_relaxed);
+    out->queue_dropped_global = atomic_load_explicit(&s->st_drop_global, memory_order_relaxed);
+    out->expired_dropped = atomic_load_explicit(&s->st_expired, memory_order_relaxed);
+    out->too_large_dropped = atomic_load_explicit(&s->st_too_large, memory_order_relaxed);
+    out->qos2_duplicates = atomic_load_explicit(&s->st_q2dup, memory_order_relaxed);
+    out->wills_published = atomic_load_explicit(&s->st_wills, memory_order_relaxed);
+    out->store_errors = atomic_load_explicit(&s->st_store_errors, memory_order_relaxed);
+    if (s->retain) {
+        size_t n = 0;
+        uint64_t rej = 0;
+        vg_retain_stats(s->retain, &n, NULL, &rej);
+        out->retained = n;
+        out->retained_rejected = rej;
+    }
 }

@@ -1,5 +1,6 @@
-/* server.h — the MQTT 3.1.1 server: listeners, I/O workers, connections,
- * the protocol state machine, subscriptions and message routing.
+/* server.h — the MQTT 3.1.1 + 5.0 server: listeners, I/O workers,
+ * connections, the protocol state machine, sessions (persistent across
+ * restarts), retained messages, wills, subscriptions and message routing.
  *
  * Threads: `workers` I/O threads, each with its own epoll loop watching the
  * one listening socket (EPOLLEXCLUSIVE); a connection lives on one worker for its
@@ -11,7 +12,14 @@
  * responsibility for them; for QoS 1 the PUBACK is held back until the hook's
  * owner calls vg_server_complete with the token it was given (once the record
  * is durable). PUBACKs on a connection always go out in the order the
- * PUBLISHes came in (MQTT 3.1.1 §4.6), whatever order completions arrive in. */
+ * PUBLISHes came in (MQTT 3.1.1 §4.6), whatever order completions arrive in.
+ *
+ * Durability of gateway state: persistent sessions (3.1.1 clean session 0,
+ * 5.0 session expiry > 0), their subscriptions, their queued and in-flight
+ * QoS 1/2 messages, inbound QoS 2 packet ids and retained messages are
+ * written to a SQLite store (store/kv) at state_path. A QoS 1/2 PUBLISH is
+ * acknowledged only once every copy it caused to be stored (a queued copy
+ * for an offline session, a retained message) is durable. */
 #ifndef VG_MQTT_SERVER_H
 #define VG_MQTT_SERVER_H
 
@@ -34,6 +42,13 @@ typedef enum {
     VG_CLOSE_SLOW_CONSUMER,  /* output queue over its limit */
     VG_CLOSE_SHUTDOWN,       /* server stopping */
     VG_CLOSE_REJECTED,       /* CONNACK with a refusal code */
+    VG_CLOSE_RECEIVE_MAX,    /* 5.0: more unacknowledged QoS>0 PUBLISHes than our receive maximum */
+    VG_CLOSE_TOPIC_ALIAS,    /* 5.0: topic alias 0, over our maximum, or unknown */
+    VG_CLOSE_DISCONNECT_WILL,/* 5.0: DISCONNECT with reason 0x04 (will published) */
+    VG_CLOSE_SESSION_EXPIRED,/* admin/housekeeping */
+    VG_CLOSE_WS_PROTOCOL,    /* WebSocket handshake or framing error */
+    VG_CLOSE_HTTP_BAD_REQUEST,/* HTTP request refused (4xx/5xx with Connection: close) */
+    VG_CLOSE_HTTP_DONE,      /* HTTP connection finished (Connection: close or idle) */
     VG_CLOSE__COUNT
 } vg_close_reason_t;
 
@@ -54,6 +69,10 @@ typedef size_t (*vg_server_stats_fn)(void *ctx, char *buf, size_t cap);
 typedef struct {
     const char *listen_host;   /* "127.0.0.1" */
     uint16_t listen_port;      /* 1883 */
+    const char *ws_host;       /* MQTT over WebSocket listener; NULL = none */
+    uint16_t ws_port;          /* 8083 */
+    const char *http_host;     /* HTTP publish listener; NULL = none */
+    uint16_t http_port;        /* 8080 */
     uint32_t workers;          /* I/O threads; 0 = one per core */
     size_t max_packet_size;    /* 131072 */
     uint32_t max_connections;  /* 0 = derived from the fd limit */
@@ -62,6 +81,15 @@ typedef struct {
     size_t max_outbuf;         /* bytes queued to one client before it is a slow consumer */
     uint32_t connect_timeout_ms;
     uint32_t max_keepalive_s;  /* 0 = accept what clients ask */
+    uint32_t max_inflight_out; /* unacknowledged QoS 1/2 PUBLISHes we send one client (5.0: also <= its receive maximum) */
+    uint32_t max_queued_per_client; /* queued messages per session beyond the in-flight window; overflow dropped and counted */
+    size_t max_queued_bytes;   /* global memory budget of every session queue; overflow dropped and counted */
+    uint16_t topic_alias_max;  /* 5.0: topic aliases we accept per connection (0 = none) */
+    uint32_t max_session_expiry_s; /* cap on a session's expiry interval; 0 = no cap (3.1.1 persistent sessions never expire) */
+    size_t max_retained;       /* retained messages; 0 = unlimited */
+    size_t max_retained_bytes; /* 0 = unlimited */
+    const char *state_path;    /* SQLite file for sessions and retained messages; NULL = in memory only */
+    uint32_t state_commit_us;  /* store group-commit gather window */
     const char *telemetry_topic;
     vg_server_ingest_fn ingest;
     void *ingest_ctx;
@@ -104,6 +132,22 @@ typedef struct {
     uint64_t bytes_out;
     uint64_t subscriptions;
     uint64_t read_pauses;     /* times a connection's reading paused on its inflight limit */
+    uint64_t sessions;        /* sessions known (online + offline persistent) */
+    uint64_t sessions_persistent_offline;
+    uint64_t queued;          /* messages queued in sessions (offline or beyond the window) */
+    uint64_t queued_bytes;
+    uint64_t queue_dropped_client; /* dropped: per-client queue limit */
+    uint64_t queue_dropped_global; /* dropped: global queue budget */
+    uint64_t expired_dropped;      /* messages whose expiry passed before delivery */
+    uint64_t too_large_dropped;    /* messages over a client's maximum packet size */
+    uint64_t qos2_duplicates;      /* retransmitted QoS 2 PUBLISHes not routed again */
+    uint64_t wills_published;
+    uint64_t retained;             /* retained messages held */
+    uint64_t retained_rejected;    /* retained messages refused by the limits */
+    uint64_t store_errors;         /* state store writes refused (backpressure or failure) */
+    uint64_t ws_connections;       /* WebSocket handshakes accepted */
+    uint64_t http_requests;        /* HTTP requests answered */
+    uint64_t http_errors;          /* HTTP requests answered with 4xx/5xx */
 } vg_server_stats_t;
 
 void vg_server_stats(vg_server_t *s, vg_server_stats_t *out);

@@ -186,7 +186,7 @@ int vg_simpayload_init(vg_simpayload_t *t, const char *topic, const char *prefix
         .packet_id = qos ? 1 : 0,
         .payload = {(const uint8_t *)json, b.len},
     };
-    int n = vg_mqtt_encode_publish(t->pkt, sizeof t->pkt, &p);
+    int n = vg_mqtt_encode_publish(t->pkt, sizeof t->pkt, VG_MQTT_V311, &p);
     if (n < 0)
         return n == VG_ENOSPC ? VG_ENOSPC : VG_EINVAL;
     t->pkt_len = (uint16_t)n;

@@ -391,7 +391,7 @@ static void start_connect(worker_t *w, uint32_t i)
 static int queue_connect(obuf_t *b, const char *id, size_t id_len)
 {
     vg_mqtt_connect_t c = {
-        .protocol_level = 4,
+        .protocol_level = VG_MQTT_V311,
         .clean_session = true,
         .keepalive = KEEPALIVE_S,
         .client_id = {(const uint8_t *)id, id_len},
@@ -507,10 +507,10 @@ static void on_connack(worker_t *w, uint32_t i, const uint8_t *body, size_t len)
     sdev_t *d = &w->dev[i];
     bool sp;
     uint8_t rc;
-    if (vg_mqtt_decode_connack(body, len, &sp, &rc) != VG_OK || rc != VG_MQTT_CONNACK_ACCEPTED) {
+    if (vg_mqtt_decode_connack(VG_MQTT_V311, body, len, &sp, &rc, NULL) != VG_OK || rc != VG_MQTT_CONNACK_ACCEPTED) {
         if (!w->warned_connack++)
             VG_WARN(MOD, "worker %u: CONNACK refused (return code %d)", w->cfg->worker_id,
-                    vg_mqtt_decode_connack(body, len, &sp, &rc) == VG_OK ? rc : -1);
+                    vg_mqtt_decode_connack(VG_MQTT_V311, body, len, &sp, &rc, NULL) == VG_OK ? rc : -1);
         fail_connect(w, i);
         return;
     }
@@ -772,7 +772,8 @@ static void sub_packet(worker_t *w, uint8_t type, uint8_t flags, const uint8_t *
     if (type == VG_MQTT_CONNACK && s->state == ST_CONNACK) {
         bool sp;
         uint8_t rc;
-        if (vg_mqtt_decode_connack(body, len, &sp, &rc) != VG_OK || rc != VG_MQTT_CONNACK_ACCEPTED) {
+        if (vg_mqtt_decode_connack(VG_MQTT_V311, body, len, &sp, &rc, NULL) != VG_OK ||
+            rc != VG_MQTT_CONNACK_ACCEPTED) {
             sub_close(w, "CONNACK refused");
             return;
         }
@@ -782,7 +783,8 @@ static void sub_packet(worker_t *w, uint8_t type, uint8_t flags, const uint8_t *
             sub_close(w, "out of memory");
             return;
         }
-        int n = vg_mqtt_encode_subscribe(s->out.p + s->out.len, s->out.cap - s->out.len, 1, &sub, 1);
+        int n =
+            vg_mqtt_encode_subscribe(s->out.p + s->out.len, s->out.cap - s->out.len, VG_MQTT_V311, 1, NULL, &sub, 1);
         if (n < 0) {
             sub_close(w, "cannot encode SUBSCRIBE");
             return;
@@ -794,7 +796,8 @@ static void sub_packet(worker_t *w, uint8_t type, uint8_t flags, const uint8_t *
         uint16_t pid;
         uint8_t rcs[1];
         size_t n;
-        if (vg_mqtt_decode_suback(body, len, &pid, rcs, 1, &n) != VG_OK || n != 1 || rcs[0] == VG_MQTT_SUBACK_FAILURE) {
+        if (vg_mqtt_decode_suback(VG_MQTT_V311, VG_MQTT_SUBACK, body, len, &pid, NULL, rcs, 1, &n) != VG_OK || n != 1 ||
+            rcs[0] == VG_MQTT_SUBACK_FAILURE) {
             sub_close(w, "SUBSCRIBE alerts/# refused");
             return;
         }
@@ -802,19 +805,21 @@ static void sub_packet(worker_t *w, uint8_t type, uint8_t flags, const uint8_t *
         w->c.alert_sub_ok = 1;
     } else if (type == VG_MQTT_PUBLISH) {
         vg_mqtt_publish_t p;
-        if (vg_mqtt_decode_publish(flags, body, len, &p) != VG_OK)
+        if (vg_mqtt_decode_publish(VG_MQTT_V311, flags, body, len, &p) != VG_OK)
             return;
         on_alert(w, &p);
         if (p.qos > 0 && obuf_reserve(&s->out, 4, OUT_MAX) == VG_OK) {
             uint8_t ack = p.qos == 1 ? VG_MQTT_PUBACK : VG_MQTT_PUBREC;
-            s->out.len += (uint32_t)vg_mqtt_encode_ack(s->out.p + s->out.len, 4, ack, p.packet_id);
+            s->out.len +=
+                (uint32_t)vg_mqtt_encode_ack(s->out.p + s->out.len, 4, VG_MQTT_V311, ack, p.packet_id, 0, NULL);
             s->last_tx_ns = w->now;
         }
     } else if (type == VG_MQTT_PUBREL) {
         /* Only if the server downgrades nothing and sends QoS 2 anyway. */
         uint16_t pid;
         if (vg_mqtt_decode_packet_id(body, len, &pid) == VG_OK && obuf_reserve(&s->out, 4, OUT_MAX) == VG_OK)
-            s->out.len += (uint32_t)vg_mqtt_encode_ack(s->out.p + s->out.len, 4, VG_MQTT_PUBCOMP, pid);
+            s->out.len +=
+                (uint32_t)vg_mqtt_encode_ack(s->out.p + s->out.len, 4, VG_MQTT_V311, VG_MQTT_PUBCOMP, pid, 0, NULL);
     }
 }
 

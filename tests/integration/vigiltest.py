@@ -488,6 +488,19 @@ def paho_client(client_id, clean_session=True, reconnect=True):
 
 
 ALL_SERVERS = []  # every server ever created; atexit kills leftovers
+_SERVE_HELP = []  # `vigil serve --help`, read once
+
+
+def serve_supports(option):
+    """True if this build's `vigil serve --help` lists option (e.g. "--ws-listen")."""
+    if not _SERVE_HELP:
+        try:
+            r = subprocess.run([VIGIL, "serve", "--help"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               stdin=subprocess.DEVNULL, timeout=CLI_TIMEOUT)
+            _SERVE_HELP.append(r.stdout.decode(errors="replace"))
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+    return option in _SERVE_HELP[0]
 
 
 @atexit.register
@@ -503,6 +516,10 @@ class VigilServer:
         ALL_SERVERS.append(self)
         self.host = "127.0.0.1"
         self.port = port or free_port()
+        # The WebSocket and HTTP-publish listeners get free ports too, so that
+        # servers never collide on their defaults (8083, 8080).
+        self.ws_port = free_port()
+        self.http_port = free_port()
         self.data_dir = str(data_dir)
         self.log_dir = str(log_dir)
         self.extra_args = list(extra_args)
@@ -516,7 +533,17 @@ class VigilServer:
     def argv(self):
         return [VIGIL, "serve", "--listen", "%s:%d" % (self.host, self.port), "--data-dir", self.data_dir,
                 "--stats-interval-ms", "200", "--connect-timeout-ms", "1000", "--log-level", "info"
-                ] + self.extra_args
+                ] + self.listener_args() + self.extra_args
+
+    def listener_args(self):
+        # A build without the listeners rejects the flags; pass them only when
+        # `serve --help` lists them (tests of the listeners fail on their own).
+        args = []
+        if serve_supports("--ws-listen"):
+            args += ["--ws-listen", "%s:%d" % (self.host, self.ws_port)]
+        if serve_supports("--http-listen"):
+            args += ["--http-listen", "%s:%d" % (self.host, self.http_port)]
+        return args
 
     def start(self, timeout=15.0, wait=True):
         """Starts the process; unless wait is False, returns once the port

@@ -873,6 +873,16 @@ static void test_commit_failure(void)
     vg_kv_stats(kv, &st);
     VT_EQ_INT(st.failed, rc);
     VT_EQ_INT(st.durable_seq, good);
+    /* vg_kv_sync wakes when the batch is settled; on_durable for it may
+     * still be running on the store thread: wait for it (bounded). */
+    for (int i = 0; i < 1000; i++) {
+        pthread_mutex_lock(&rec.mu);
+        size_t n = rec.n;
+        pthread_mutex_unlock(&rec.mu);
+        if (n >= 2)
+            break;
+        usleep(1000);
+    }
     pthread_mutex_lock(&rec.mu);
     VT_REQUIRE(rec.n == 2);
     VT_EQ_INT(rec.seqs[0], good);

@@ -407,7 +407,7 @@ static void check_packet(const vg_simpayload_t *t, const uint8_t *pkt, int qos, 
     VT_EQ_INT(hl + rl, t->pkt_len);
     VT_EQ_INT(type, VG_MQTT_PUBLISH);
     vg_mqtt_publish_t p;
-    VT_REQUIRE(vg_mqtt_decode_publish(flags, pkt + hl, rl, &p) == 0);
+    VT_REQUIRE(vg_mqtt_decode_publish(VG_MQTT_V311, flags, pkt + hl, rl, &p) == 0);
     VT_EQ_INT(p.qos, qos);
     VT_EQ_INT(p.packet_id, qos ? pid : 0);
     VT_CHECK(p.topic.len == strlen(topic) && memcmp(p.topic.p, topic, p.topic.len) == 0);
