@@ -4,7 +4,9 @@
 
 #include "core/alloc.h"
 #include "core/err.h"
+#include "core/event.h"
 #include "core/json.h"
+#include "mqtt/codec.h"
 #include "stream/log.h"
 #include "stream/shardmap.h"
 
@@ -83,6 +85,22 @@ static void print_record(const char *name, const vg_record_t *r, bool json, char
     } else {
         k = vg_json_escape((const char *)r->value, r->value_len, buf, *scap);
         printf("\"%.*s\"", k > 0 ? k : 0, buf);
+    }
+    /* Telemetry meta: parsed fields, then MQTT 5 user properties (ingest.h). */
+    if (r->meta_len > VG_EVENT_META_LEN && strcmp(name, "telemetry") == 0) {
+        vg_mqtt_props_t pr = {0};
+        pr.user_props.p = r->meta + VG_EVENT_META_LEN;
+        pr.user_props.len = r->meta_len - VG_EVENT_META_LEN;
+        vg_bytes_t key, val;
+        size_t pos = 0;
+        char kb[6 * 1024 + 8], vb[6 * 1024 + 8];
+        fputs(",\"userProperties\":[", stdout);
+        for (bool first = true; vg_mqtt_user_props_next(&pr, &pos, &key, &val); first = false) {
+            int kk = vg_json_escape((const char *)key.p, key.len, kb, sizeof kb);
+            int vk = vg_json_escape((const char *)val.p, val.len, vb, sizeof vb);
+            printf("%s[\"%.*s\",\"%.*s\"]", first ? "" : ",", kk > 0 ? kk : 0, kb, vk > 0 ? vk : 0, vb);
+        }
+        fputs("]", stdout);
     }
     fputs("}\n", stdout);
 }

@@ -258,7 +258,7 @@ void vg_event_meta_encode(const vg_event_t *ev, uint8_t out[VG_EVENT_META_LEN])
 int vg_event_meta_decode(const uint8_t *meta, size_t len, double *heart_rate, int64_t *steps, int64_t *ts_ms)
 {
     uint64_t u;
-    if (!meta || len != VG_EVENT_META_LEN)
+    if (!meta || len < VG_EVENT_META_LEN) /* user properties may follow */
         return VG_EINVAL;
     /* memcpy rather than casts: converting a uint64_t above INT64_MAX to
      * int64_t is implementation-defined, copying the bits is not. */

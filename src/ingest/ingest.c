@@ -98,7 +98,8 @@ static int dead_letter(vg_ingest_t *in, vg_event_reason_t reason, const char *de
 }
 
 int vg_ingest_publish(void *ctx, const char *client_id, size_t client_id_len, const uint8_t *payload,
-                      size_t payload_len, int64_t arrival_ms, uint64_t token)
+                      size_t payload_len, const uint8_t *user_props, size_t user_props_len, int64_t arrival_ms,
+                      uint64_t token)
 {
     vg_ingest_t *in = ctx;
     vg_event_t ev;
@@ -108,11 +109,18 @@ int vg_ingest_publish(void *ctx, const char *client_id, size_t client_id_len, co
     if (reason != VG_EVENT_OK) {
         rc = dead_letter(in, reason, detail ? detail : "invalid event", client_id, client_id_len, payload,
                          payload_len, arrival_ms, token);
+    } else if (user_props_len > VG_RECORD_MAX_META - VG_EVENT_META_LEN) {
+        rc = dead_letter(in, VG_EVENT_BAD_DEVICE_ID, "MQTT user properties exceed the record's metadata limit", client_id,
+                         client_id_len, payload, payload_len, arrival_ms, token);
     } else {
-        uint8_t meta[VG_EVENT_META_LEN];
+        /* Record meta: the parsed fields, then the PUBLISH's MQTT 5 user
+         * properties as their raw wire run (see ingest.h). */
+        uint8_t meta[VG_RECORD_MAX_META];
         vg_event_meta_encode(&ev, meta);
-        rc = vg_log_append(in->o.telemetry, ev.device_id, ev.device_id_len, meta, sizeof meta, payload, payload_len,
-                           arrival_ms, token ? on_durable : NULL, in, token, NULL, NULL);
+        if (user_props_len)
+            memcpy(meta + VG_EVENT_META_LEN, user_props, user_props_len);
+        rc = vg_log_append(in->o.telemetry, ev.device_id, ev.device_id_len, meta, VG_EVENT_META_LEN + user_props_len,
+                           payload, payload_len, arrival_ms, token ? on_durable : NULL, in, token, NULL, NULL);
         if (rc == VG_ETOOBIG) {
             rc = dead_letter(in, VG_EVENT_BAD_DEVICE_ID, "record exceeds the stream's size limits", client_id,
                              client_id_len, payload, payload_len, arrival_ms, token);

@@ -1,7 +1,8 @@
 /* ingest.h — the telemetry ingest: the step between the gateway and the
  * stream. Validates each telemetry payload (core/event.h), appends valid
  * events to the telemetry stream (partition key = deviceId, record meta =
- * the parsed fields) and everything else to the dead-letter stream with the
+ * the 24 bytes of parsed fields (core/event.h) followed by the PUBLISH's
+ * MQTT 5 user properties as their raw wire run, if any) and everything else to the dead-letter stream with the
  * reason, then reports completion for QoS 1 once the record is durable.
  * Nothing is dropped: an invalid payload is still stored (dead-lettered)
  * and acknowledged, because the device cannot fix it by retrying. */
@@ -36,7 +37,8 @@ void vg_ingest_set_complete(vg_ingest_t *in, vg_ingest_complete_fn fn, void *ctx
 
 /* Matches vg_server_ingest_fn: ctx is the vg_ingest_t. token 0 = QoS 0. */
 int vg_ingest_publish(void *ctx, const char *client_id, size_t client_id_len, const uint8_t *payload,
-                      size_t payload_len, int64_t arrival_ms, uint64_t token);
+                      size_t payload_len, const uint8_t *user_props, size_t user_props_len, int64_t arrival_ms,
+                      uint64_t token);
 
 typedef struct {
     uint64_t accepted;

@@ -195,6 +195,7 @@ enum { ST_FREE = 0, ST_NEW, ST_ACTIVE, ST_CLOSING };
 enum { L_MQTT = 0, L_WS, L_HTTP, L__COUNT };
 enum { TR_MQTT = 0, TR_WS_HANDSHAKE, TR_WS, TR_HTTP };
 #define ACK_HTTP 0xFF /* ack_t.type of an HTTP publish awaiting its response */
+#define ACK_PKT 0xFE  /* ack_t.type of a SUBACK/UNSUBACK waiting for its session to be stored */
 #define HTTP_MAX_HEADERS 32
 
 /* Per-connection state of the WebSocket and HTTP transports, allocated only
@@ -226,10 +227,13 @@ typedef struct {
  * durable). */
 typedef struct {
     uint16_t pid;
-    uint8_t type;    /* VG_MQTT_PUBACK or VG_MQTT_PUBREC */
+    uint8_t type;    /* VG_MQTT_PUBACK, VG_MQTT_PUBREC, ACK_HTTP, or ACK_PKT */
     uint8_t pending; /* completions still outstanding */
     uint8_t reason;  /* 5.0 reason code */
     uint8_t failed;
+    uint32_t pkt_len;
+    uint8_t *pkt;    /* ACK_PKT: an encoded SUBACK/UNSUBACK to send as is */
+    struct retained_batch *retained; /* ACK_PKT: retained messages to send after it */
 } ack_t;
 
 typedef struct conn {
@@ -1685,6 +1689,8 @@ static void send_ack(worker_t *w, conn_t *c, uint8_t type, uint16_t pid, uint8_t
 }
 
 static void http_respond(worker_t *w, conn_t *c, int status, const char *body);
+struct retained_batch;
+static void retained_batch_send(worker_t *w, conn_t *c, struct retained_batch *b);
 static void http_publish_done(worker_t *w, conn_t *c, bool failed);
 static void http_input(worker_t *w, conn_t *c);
 
@@ -1694,6 +1700,13 @@ static void acks_drain(worker_t *w, conn_t *c)
         ack_t a = c->acks[c->ack_head];
         c->ack_head = (c->ack_head + 1) % c->ack_cap;
         c->ack_count--;
+        if (a.type == ACK_PKT) {
+            send_bytes(w, c, a.pkt, a.pkt_len);
+            vg_free(a.pkt);
+            if (a.retained)
+                retained_batch_send(w, c, a.retained);
+            continue;
+        }
         if (a.type == ACK_HTTP) {
             if (a.failed == 2) /* an error answer queued behind publishes */
                 http_respond(w, c, 400 + a.reason, "{\"message\":\"request refused\"}");
@@ -2094,16 +2107,21 @@ static void handle_publish(worker_t *w, conn_t *c, uint8_t flags, const uint8_t 
         conn_close_why(w, c, VG_CLOSE_PROTOCOL, "empty topic without an alias");
         return;
     }
-    atomic_fetch_add_explicit(&w->st_pub_in, 1, memory_order_relaxed);
-    if (p.qos > 0) {
-        uint32_t unacked = c->ack_count;
-        if (c->level == VG_MQTT_V5 && unacked + se->nq2in >= s->o.max_inflight &&
-            !(p.qos == 2 && q2in_has(se, p.packet_id))) {
-            conn_close_why(w, c, VG_CLOSE_RECEIVE_MAX, "receive maximum exceeded");
-            return;
-        }
+    if (p.props.present & VG_PROP_BIT(VG_PROP_SUBSCRIPTION_ID)) {
+        conn_close_why(w, c, VG_CLOSE_PROTOCOL, "subscription identifier in a client PUBLISH");
+        return;
     }
-    if (p.qos == 2 && q2in_has(se, p.packet_id)) {
+    atomic_fetch_add_explicit(&w->st_pub_in, 1, memory_order_relaxed);
+    pthread_mutex_lock(&se->mu);
+    bool dup2 = p.qos == 2 && q2in_has(se, p.packet_id);
+    uint32_t nq2 = se->nq2in;
+    pthread_mutex_unlock(&se->mu);
+    if (p.qos > 0 && c->level == VG_MQTT_V5 && !dup2 && c->ack_count + nq2 >= s->o.max_inflight) {
+        /* §3.3.4: more unacknowledged QoS 1/2 PUBLISHes than we allowed. */
+        conn_close_why(w, c, VG_CLOSE_RECEIVE_MAX, "receive maximum exceeded");
+        return;
+    }
+    if (dup2) {
         /* A retransmission of a QoS 2 PUBLISH we already own: acknowledge
          * again, never route or store it twice (exactly once, §4.3.3). */
         atomic_fetch_add_explicit(&s->st_q2dup, 1, memory_order_relaxed);
@@ -2111,6 +2129,8 @@ static void handle_publish(worker_t *w, conn_t *c, uint8_t flags, const uint8_t 
             send_ack(w, c, VG_MQTT_PUBREC, p.packet_id, 0);
         else if (!acks_push(c, p.packet_id, VG_MQTT_PUBREC, 0))
             conn_close(w, c, VG_CLOSE_IO);
+        else
+            acks_drain(w, c);
         return;
     }
     if (c->level == VG_MQTT_V5 && (p.props.present & VG_PROP_BIT(VG_PROP_PAYLOAD_FORMAT)) &&
@@ -2150,7 +2170,9 @@ static void handle_publish(worker_t *w, conn_t *c, uint8_t flags, const uint8_t 
     }
     uint64_t kvseq = 0;
     if (p.qos == 2) {
+        pthread_mutex_lock(&se->mu);
         q2in_add(se, p.packet_id);
+        pthread_mutex_unlock(&se->mu);
         if (se->persistent)
             kvseq = kv_put(s, NS_Q2IN, se->id, se->id_len, p.packet_id, "", 0);
     }
@@ -2158,8 +2180,9 @@ static void handle_publish(worker_t *w, conn_t *c, uint8_t flags, const uint8_t 
     if (telemetry && s->o.ingest) {
         if (p.qos)
             acks_find(c, p.packet_id)->pending++;
-        if (s->o.ingest(s->o.ingest_ctx, se->id, se->id_len, p.payload.p, p.payload.len, vg_clock_wall_ms(), token) !=
-            VG_OK) {
+        bool up = (p.props.present & VG_PROP_BIT(VG_PROP_USER)) != 0;
+        if (s->o.ingest(s->o.ingest_ctx, se->id, se->id_len, p.payload.p, p.payload.len, up ? p.props.user_props.p : NULL,
+                        up ? p.props.user_props.len : 0, vg_clock_wall_ms(), token) != VG_OK) {
             vg_msg_unref(m);
             conn_close(w, c, VG_CLOSE_IO);
             return;
@@ -2258,6 +2281,49 @@ typedef struct {
     size_t limit;
 } retained_list_t;
 
+#define MAX_RETAINED_FILTERS 64
+
+/* Retained messages matched by one SUBSCRIBE, to send after its SUBACK. */
+typedef struct retained_batch {
+    retained_list_t rl;
+    size_t nrtd;
+    struct rtd {
+        size_t from, to; /* rl.v[from..to) matched filter d */
+        uint8_t qos;
+        uint32_t sub_id;
+    } rtd[MAX_RETAINED_FILTERS];
+} retained_batch_t;
+
+static void retained_batch_free(retained_batch_t *b)
+{
+    if (!b)
+        return;
+    for (size_t k = 0; k < b->rl.n; k++)
+        vg_msg_unref(b->rl.v[k]);
+    vg_free(b->rl.v);
+    vg_free(b);
+}
+
+/* Sends a SUBSCRIBE's retained messages (after its SUBACK, §3.8.4), marked
+ * retained, at the subscription's QoS, then frees the batch. */
+static void retained_batch_send(worker_t *w, conn_t *c, retained_batch_t *b)
+{
+    session_t *se = c->sess;
+    if (se && c->state == ST_ACTIVE) {
+        pthread_mutex_lock(&se->mu);
+        for (size_t d = 0; d < b->nrtd; d++) {
+            for (size_t k = b->rtd[d].from; k < b->rtd[d].to && c->state == ST_ACTIVE; k++) {
+                vg_msg_t *m = b->rl.v[k];
+                uint8_t q = m->qos < b->rtd[d].qos ? m->qos : b->rtd[d].qos;
+                uint32_t sid = b->rtd[d].sub_id;
+                session_send(w, c, se, m, q, true, sid ? &sid : NULL, sid ? 1 : 0);
+            }
+        }
+        pthread_mutex_unlock(&se->mu);
+    }
+    retained_batch_free(b);
+}
+
 static int collect_retained(void *ctx, const char *topic, size_t tlen, const void *blob, size_t blen,
                             int64_t expire_at_ms)
 {
@@ -2298,14 +2364,7 @@ static void handle_subscribe(worker_t *w, conn_t *c, const uint8_t *body, size_t
     bool want_stats = false;
     bool changed = false;
     /* Retained messages to send after the SUBACK, per filter. */
-    retained_list_t rl = {0};
-    rl.limit = s->o.max_queued_per_client ? s->o.max_queued_per_client + se->window : (size_t)-1;
-    struct rtd {
-        size_t from, to;
-        uint8_t qos;
-        uint32_t sub_id;
-    } rtd[64];
-    size_t nrtd = 0;
+    retained_batch_t *rb = NULL;
     for (size_t i = 0; i < n; i++) {
         const char *f = (const char *)subs[i].filter.p;
         size_t fl = subs[i].filter.len;
@@ -2400,19 +2459,51 @@ static void handle_subscribe(worker_t *w, conn_t *c, const uint8_t *body, size_t
         if (vg_mqtt_topic_matches(subs[i].filter.p, fl, (const uint8_t *)STATS_TOPIC, strlen(STATS_TOPIC)))
             want_stats = true;
         uint8_t rh = subs[i].retain_handling;
-        if (s->retain && shared == 0 && (rh == 0 || (rh == 1 && !existed)) && nrtd < 64) {
-            size_t from = rl.n;
-            vg_retain_match(s->retain, f, fl, now_wall(), collect_retained, &rl, NULL);
-            if (rl.n > from)
-                rtd[nrtd++] = (struct rtd){from, rl.n, qos, sub_id};
+        if (s->retain && shared == 0 && (rh == 0 || (rh == 1 && !existed))) {
+            if (!rb) {
+                rb = vg_calloc(VG_MEM_MQTT, 1, sizeof *rb);
+                if (rb)
+                    rb->rl.limit = s->o.max_queued_per_client ? s->o.max_queued_per_client + se->window : (size_t)-1;
+            }
+            if (rb && rb->nrtd < MAX_RETAINED_FILTERS) {
+                size_t from = rb->rl.n;
+                vg_retain_match(s->retain, f, fl, now_wall(), collect_retained, &rb->rl, NULL);
+                if (rb->rl.n > from)
+                    rb->rtd[rb->nrtd++] = (struct rtd){from, rb->rl.n, qos, sub_id};
+            }
         }
     }
+    uint64_t seq = 0;
     if (changed && se->persistent) {
         pthread_mutex_lock(&se->mu);
-        session_persist(s, se);
+        seq = session_persist(s, se);
         pthread_mutex_unlock(&se->mu);
     }
-    {
+    if (seq || c->ack_count) {
+        /* A persistent session's subscription change is acknowledged only
+         * once stored (and after earlier acks, to keep their order). */
+        size_t cap = 16 + n;
+        uint8_t *buf = vg_malloc(VG_MEM_MQTT, cap);
+        int k = !buf ? -1
+                : (sub || v5) ? vg_mqtt_encode_suback(buf, cap, c->level, sub ? VG_MQTT_SUBACK : VG_MQTT_UNSUBACK, pid,
+                                                      NULL, rcs, n)
+                              : vg_mqtt_encode_ack(buf, cap, c->level, VG_MQTT_UNSUBACK, pid, 0, NULL);
+        ack_t *a = k > 0 ? acks_push(c, pid, ACK_PKT, seq ? 1 : 0) : NULL;
+        if (!a) {
+            vg_free(buf);
+            conn_close(w, c, VG_CLOSE_IO);
+            goto cleanup;
+        }
+        a->pkt = buf;
+        a->pkt_len = (uint32_t)k;
+        if (rb && rb->nrtd) {
+            a->retained = rb;
+            rb = NULL;
+        }
+        if (seq)
+            kv_wait(s, seq, TOK(w->id, c->slot, c->gen, pid));
+        acks_drain(w, c);
+    } else {
         size_t cap = 16 + n;
         uint8_t *buf = out_reserve(w, c, cap);
         if (buf) {
@@ -2425,25 +2516,14 @@ static void handle_subscribe(worker_t *w, conn_t *c, const uint8_t *body, size_t
         }
     }
     /* Retained messages go out after the SUBACK (§3.8.4), marked retained. */
-    if (nrtd) {
-        pthread_mutex_lock(&se->mu);
-        for (size_t d = 0; d < nrtd; d++) {
-            for (size_t k = rtd[d].from; k < rtd[d].to; k++) {
-                vg_msg_t *m = rl.v[k];
-                uint8_t q = m->qos < rtd[d].qos ? m->qos : rtd[d].qos;
-                uint32_t sid = rtd[d].sub_id;
-                if (c->state == ST_ACTIVE)
-                    session_send(w, c, se, m, q, true, sid ? &sid : NULL, sid ? 1 : 0);
-            }
-        }
-        pthread_mutex_unlock(&se->mu);
+    if (rb && rb->nrtd) {
+        retained_batch_send(w, c, rb);
+        rb = NULL;
     }
     if (want_stats)
         send_stats(w, c);
 cleanup:
-    for (size_t k = 0; k < rl.n; k++)
-        vg_msg_unref(rl.v[k]);
-    vg_free(rl.v);
+    retained_batch_free(rb);
 }
 
 static void handle_disconnect(worker_t *w, conn_t *c, const uint8_t *body, size_t len)
@@ -2618,6 +2698,10 @@ static void conn_destroy(worker_t *w, conn_t *c)
     if (c->x)
         vg_free(c->x->topic);
     vg_free(c->x);
+    for (uint32_t i = 0; i < c->ack_count; i++) {
+        vg_free(c->acks[(c->ack_head + i) % c->ack_cap].pkt);
+        retained_batch_free(c->acks[(c->ack_head + i) % c->ack_cap].retained);
+    }
     vg_free(c->in);
     vg_free(c->out);
     vg_free(c->acks);
@@ -2875,7 +2959,8 @@ static void http_publish(worker_t *w, conn_t *c, const uint8_t *body, size_t ble
     if (telemetry && s->o.ingest) {
         if (x->qos)
             a->pending++;
-        if (s->o.ingest(s->o.ingest_ctx, "http", 4, body, blen, vg_clock_wall_ms(), x->qos ? token : 0) != VG_OK) {
+        if (s->o.ingest(s->o.ingest_ctx, "http", 4, body, blen, NULL, 0, vg_clock_wall_ms(), x->qos ? token : 0) !=
+            VG_OK) {
             a->failed = 1;
             if (x->qos)
                 a->pending--;

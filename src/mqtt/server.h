@@ -59,9 +59,12 @@ const char *vg_close_reason_name(vg_close_reason_t r);
  * vg_server_complete(token, status) exactly once, from any thread, when the
  * message is safely stored (or failed). Payload and ids are only valid
  * during the call. Returns VG_OK when it took the message; a negative value
- * makes the server close the connection (VG_CLOSE_IO). */
+ * makes the server close the connection (VG_CLOSE_IO). user_props is the
+ * PUBLISH's MQTT 5 user properties as their raw wire run of (0x26, key,
+ * value) entries (vg_mqtt_user_props_next reads it), NULL/0 if none. */
 typedef int (*vg_server_ingest_fn)(void *ctx, const char *client_id, size_t client_id_len, const uint8_t *payload,
-                                   size_t payload_len, int64_t arrival_ms, uint64_t token);
+                                   size_t payload_len, const uint8_t *user_props, size_t user_props_len,
+                                   int64_t arrival_ms, uint64_t token);
 
 /* Stats hook: writes the current counters as JSON into buf, returns length. */
 typedef size_t (*vg_server_stats_fn)(void *ctx, char *buf, size_t cap);

@@ -68,10 +68,22 @@ def wait_until(pred, timeout, interval=0.05):
         time.sleep(interval)
 
 
+_HANDED_OUT = set()
+
+
 def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port nobody listens on now and that this process has not
+    handed out before (the kernel may return the same ephemeral port to two
+    quick bind-to-0 probes, which made a server's WebSocket and HTTP
+    listeners collide)."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
+    raise RuntimeError("no unused loopback port found")
 
 
 def telemetry(device_id, heart_rate, steps=0, ts=None, **extra):
