@@ -41,6 +41,10 @@ static const opt_t opts[] = {
      "largest MQTT packet accepted (131072, as IoT Core)"},
     {"max-connections", T_U32, OFF(max_connections), 0, 0, 1e9, "N",
      "connection limit (default: what the open-file limit allows)"},
+    {"max-ws-connections", T_U32, OFF(max_ws_connections), 0, 0, 1e9, "N",
+     "connections on the WebSocket listener, 0 = only the global limit (0)"},
+    {"max-http-connections", T_U32, OFF(max_http_connections), 0, 0, 1e9, "N",
+     "connections on the HTTP listener, 0 = only the global limit (1000)"},
     {"max-inflight", T_U32, OFF(max_inflight), 0, 1, 65535, "N",
      "unacknowledged QoS 1 publishes per connection before reading pauses (1024)"},
     {"max-subs-per-packet", T_U32, OFF(max_subs_per_packet), 0, 1, 65535, "N",
@@ -94,6 +98,7 @@ void vg_config_default(vg_config_t *c)
     c->max_subs_per_packet = 64;
     c->max_outbuf = 4ull << 20;
     c->max_inflight_out = 64;
+    c->max_http_connections = 1000;
     c->max_queued_per_client = 1000;
     c->max_queued_bytes = 256ull << 20;
     c->topic_alias_max = 64;

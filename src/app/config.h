@@ -42,6 +42,8 @@ typedef struct {
     uint64_t max_outbuf;
     uint32_t max_keepalive;
     uint32_t max_inflight_out;
+    uint32_t max_ws_connections;
+    uint32_t max_http_connections;
     uint32_t max_queued_per_client;
     uint64_t max_queued_bytes;
     uint32_t topic_alias_max;

@@ -277,6 +277,8 @@ int vg_serve_main(int argc, char **argv)
     so.max_outbuf = a.cfg.max_outbuf;
     so.max_keepalive_s = a.cfg.max_keepalive;
     so.max_inflight_out = a.cfg.max_inflight_out;
+    so.max_connections_ws = a.cfg.max_ws_connections;
+    so.max_connections_http = a.cfg.max_http_connections;
     so.max_queued_per_client = a.cfg.max_queued_per_client;
     so.max_queued_bytes = a.cfg.max_queued_bytes;
     so.topic_alias_max = (uint16_t)a.cfg.topic_alias_max;

@@ -1218,6 +1218,18 @@ static size_t put_props(uint8_t *o, const vg_mqtt_props_t *pr, size_t len)
     return off;
 }
 
+int vg_mqtt_user_props_pack(const vg_mqtt_props_t *props, uint8_t *out, size_t cap)
+{
+    size_t n;
+
+    if (!user_run_len(props->user_props, &n) || n > VG_MQTT_MAX_REMAINING)
+        return VG_EINVAL;
+    if (n > cap)
+        return VG_ENOSPC;
+    put_user_run(out, props->user_props);
+    return (int)n;
+}
+
 size_t vg_mqtt_props_size(const vg_mqtt_props_t *props)
 {
     size_t n;

@@ -232,6 +232,14 @@ typedef struct {
  * returns true and fills key/value for each entry, false at the end (or at
  * the first entry that does not parse, which a decoded run never has). */
 bool vg_mqtt_user_props_next(const vg_mqtt_props_t *props, size_t *pos, vg_bytes_t *key, vg_bytes_t *value);
+/* Writes the user properties of props into out[0..cap) as a pure run of
+ * (0x26, key, value) entries: what props->user_props already is unless the
+ * sender put other properties between its user properties. For callers
+ * that store the run (record metadata) and promise readers nothing else is
+ * in it. Returns the run's length (0 for none; never more than
+ * props->user_props.len), VG_ENOSPC if cap is too small, or VG_EINVAL for a
+ * run that does not parse. */
+int vg_mqtt_user_props_pack(const vg_mqtt_props_t *props, uint8_t *out, size_t cap);
 
 /* Framing. Looks at buf[0..len) for one complete packet.
  * Returns VG_OK and fills *type (high nibble of byte 0, 1..15), *flags (low

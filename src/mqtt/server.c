@@ -244,6 +244,7 @@ typedef struct conn {
     uint8_t close_reason;
     uint8_t level;        /* protocol level once CONNECT was read */
     uint8_t transport;    /* TR_* */
+    uint8_t listener;     /* L_* it was accepted on */
     bool paused;          /* reading paused: inflight limit */
     bool in_flush;        /* on the worker's flush list */
     bool epollout;        /* EPOLLOUT armed */
@@ -332,6 +333,8 @@ struct vg_server {
     atomic_bool quiescing;
     atomic_uint quiesced_workers;
     atomic_uint conns_total; /* for the connection limit */
+    atomic_uint conns_listener[L__COUNT];
+    uint32_t max_listener[L__COUNT]; /* 0 = none beyond the global limit */
     pthread_rwlock_t tree_lock;
     vg_topic_tree_t *tree;
     vg_strmap_t groups; /* group key -> group_t* (under tree_lock) */
@@ -2710,6 +2713,7 @@ static void conn_destroy(worker_t *w, conn_t *c)
     w->free_slots[w->nfree++] = c->slot;
     atomic_fetch_sub_explicit(&w->st_conns_current, 1, memory_order_relaxed);
     atomic_fetch_sub_explicit(&s->conns_total, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&s->conns_listener[c->listener], 1, memory_order_relaxed);
     vg_free(c);
 }
 
@@ -2787,8 +2791,11 @@ static void accept_ready(worker_t *w, int li)
             return; /* EAGAIN or a transient error */
         }
         unsigned total = atomic_fetch_add_explicit(&s->conns_total, 1, memory_order_relaxed) + 1;
-        if (total > s->o.max_connections || atomic_load(&s->quiescing)) {
+        unsigned mine = atomic_fetch_add_explicit(&s->conns_listener[li], 1, memory_order_relaxed) + 1;
+        if (total > s->o.max_connections || (s->max_listener[li] && mine > s->max_listener[li]) ||
+            atomic_load(&s->quiescing)) {
             atomic_fetch_sub_explicit(&s->conns_total, 1, memory_order_relaxed);
+            atomic_fetch_sub_explicit(&s->conns_listener[li], 1, memory_order_relaxed);
             atomic_fetch_add_explicit(&w->st_refused, 1, memory_order_relaxed);
             /* RST rather than FIN: the client learns at once it was refused. */
             struct linger lg = {1, 0};
@@ -2813,11 +2820,13 @@ static void accept_ready(worker_t *w, int li)
                 vg_free(c->x);
             vg_free(c);
             atomic_fetch_sub_explicit(&s->conns_total, 1, memory_order_relaxed);
+            atomic_fetch_sub_explicit(&s->conns_listener[li], 1, memory_order_relaxed);
             atomic_fetch_add_explicit(&w->st_refused, 1, memory_order_relaxed);
             close(fd);
             continue;
         }
         c->fd = fd;
+        c->listener = (uint8_t)li;
         c->slot = slot;
         c->gen = w->slot_gen[slot];
         c->state = ST_NEW;
@@ -2830,6 +2839,7 @@ static void accept_ready(worker_t *w, int li)
             vg_free(c);
             close(fd);
             atomic_fetch_sub_explicit(&s->conns_total, 1, memory_order_relaxed);
+            atomic_fetch_sub_explicit(&s->conns_listener[li], 1, memory_order_relaxed);
             continue;
         }
         atomic_fetch_add_explicit(&w->st_conns_current, 1, memory_order_relaxed);
@@ -3746,6 +3756,8 @@ int vg_server_new(const vg_server_opts_t *opts, vg_server_t **out)
         s->o.max_connections = 1000000;
     if (s->o.max_inflight < 1)
         s->o.max_inflight = 1;
+    s->max_listener[L_WS] = opts->max_connections_ws;
+    s->max_listener[L_HTTP] = opts->max_connections_http;
     if (s->o.max_inflight_out < 1)
         s->o.max_inflight_out = 1;
     if (s->o.max_subs_per_packet < 1)

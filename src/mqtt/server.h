@@ -78,7 +78,9 @@ typedef struct {
     uint16_t http_port;        /* 8080 */
     uint32_t workers;          /* I/O threads; 0 = one per core */
     size_t max_packet_size;    /* 131072 */
-    uint32_t max_connections;  /* 0 = derived from the fd limit */
+    uint32_t max_connections;  /* all listeners together; 0 = derived from the fd limit */
+    uint32_t max_connections_ws;   /* WebSocket listener alone; 0 = only the global limit */
+    uint32_t max_connections_http; /* HTTP listener alone; 0 = only the global limit */
     uint32_t max_inflight;     /* unacknowledged QoS 1 PUBLISHes per connection before reading pauses */
     uint32_t max_subs_per_packet; /* topic filters in one SUBSCRIBE/UNSUBSCRIBE; more closes (too_large) */
     size_t max_outbuf;         /* bytes queued to one client before it is a slow consumer */
