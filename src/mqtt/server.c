@@ -3088,8 +3088,13 @@ static void http_input(worker_t *w, conn_t *c)
                                   &made);
         x->raw_used += used;
         x->body_len += made;
-        if (r == VG_AGAIN)
+        if (r == VG_AGAIN) {
+            /* Everything received was used: drop the chunk framing already
+             * decoded so only body bytes count against the size limit. */
+            c->in_len = (uint32_t)(x->head_len + x->body_len);
+            x->raw_used = x->body_len;
             return;
+        }
         if (r != VG_OK) {
             char buf[512];
             int n = vg_http_error_response(buf, sizeof buf, x->body.error);
@@ -3219,8 +3224,10 @@ static void ws_handshake(worker_t *w, conn_t *c)
     atomic_fetch_add_explicit(&w->st_ws, 1, memory_order_relaxed);
     c->transport = TR_WS;
     x->ws_framed = c->out_len; /* the 101 answer is not framed */
-    /* A data message may hold one whole MQTT packet plus the start of the next. */
-    vg_ws_conn_init(&x->ws, true, (uint64_t)w->srv->o.max_packet_size * 2 + 64);
+    /* No limit on a WebSocket message: the framer never buffers one (its
+     * bytes go straight to the MQTT layer), and vg_mqtt_frame enforces the
+     * packet size on what comes out. */
+    vg_ws_conn_init(&x->ws, true, UINT64_MAX);
     size_t rest = c->in_len - req.head_len;
     if (rest > RBUF_SIZE) {
         conn_close_why(w, c, VG_CLOSE_WS_PROTOCOL, "too much data after the handshake");

@@ -148,9 +148,8 @@ static vg_http_method_t method_of(const char *s, size_t n)
         const char *name;
         vg_http_method_t m;
     } known[] = {
-        {"GET", VG_HTTP_GET},         {"HEAD", VG_HTTP_HEAD},       {"POST", VG_HTTP_POST},
-        {"PUT", VG_HTTP_PUT},         {"DELETE", VG_HTTP_DELETE},   {"OPTIONS", VG_HTTP_OPTIONS},
-        {"PATCH", VG_HTTP_PATCH},
+        {"GET", VG_HTTP_GET},       {"HEAD", VG_HTTP_HEAD},       {"POST", VG_HTTP_POST},   {"PUT", VG_HTTP_PUT},
+        {"DELETE", VG_HTTP_DELETE}, {"OPTIONS", VG_HTTP_OPTIONS}, {"PATCH", VG_HTTP_PATCH},
     };
     /* Methods are case-sensitive (RFC 9110 §9.1): "get" is some other one. */
     for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
@@ -237,8 +236,7 @@ static vg_http_error_t parse_request_line(const char *s, size_t n, vg_http_reque
     size_t vn = n - i - 1;
     if (memchr(v, '\r', vn))
         return VG_HTTP_ERR_LINE_ENDING;
-    if (vn != 8 || memcmp(v, "HTTP/", 5) != 0 || v[5] < '0' || v[5] > '9' || v[6] != '.' || v[7] < '0' ||
-        v[7] > '9')
+    if (vn != 8 || memcmp(v, "HTTP/", 5) != 0 || v[5] < '0' || v[5] > '9' || v[6] != '.' || v[7] < '0' || v[7] > '9')
         return VG_HTTP_ERR_VERSION;
     if (v[5] != '1' || v[7] > '1')
         return VG_HTTP_ERR_VERSION_UNSUP;
@@ -549,7 +547,8 @@ int vg_http_pct_decode(const char *in, size_t len, bool plus_is_space, char *out
         unsigned char c = (unsigned char)in[i];
         if (c == '%') {
             int hi, lo;
-            if (len - i < 3 || (hi = hexval((unsigned char)in[i + 1])) < 0 || (lo = hexval((unsigned char)in[i + 2])) < 0)
+            if (len - i < 3 || (hi = hexval((unsigned char)in[i + 1])) < 0 ||
+                (lo = hexval((unsigned char)in[i + 2])) < 0)
                 return VG_EMALFORMED;
             c = (unsigned char)(hi << 4 | lo);
             if (c == 0)
@@ -595,20 +594,20 @@ int vg_http_query_param(vg_http_span_t query, const char *name, vg_http_span_t *
 
 enum {
     B_DONE,
-    B_LENGTH,   /* Content-Length bytes */
-    B_SIZE0,    /* first hex digit of a chunk size */
-    B_SIZE,     /* more hex digits */
-    B_SIZE_WS,  /* BWS after the size: only ';' may follow */
-    B_EXT,      /* chunk extensions, ignored */
-    B_SIZE_LF,  /* LF ending the size line */
-    B_DATA,     /* chunk data */
-    B_DATA_CR,  /* CRLF after the data */
+    B_LENGTH,  /* Content-Length bytes */
+    B_SIZE0,   /* first hex digit of a chunk size */
+    B_SIZE,    /* more hex digits */
+    B_SIZE_WS, /* BWS after the size: only ';' may follow */
+    B_EXT,     /* chunk extensions, ignored */
+    B_SIZE_LF, /* LF ending the size line */
+    B_DATA,    /* chunk data */
+    B_DATA_CR, /* CRLF after the data */
     B_DATA_LF,
     B_TR_START, /* start of a trailer line, or the final CRLF */
     B_TR_NAME,
     B_TR_VALUE,
     B_TR_LF,
-    B_END_LF,   /* LF of the final empty line */
+    B_END_LF, /* LF of the final empty line */
     B_FAILED,
 };
 
@@ -621,8 +620,12 @@ void vg_http_body_init(vg_http_body_t *b, const vg_http_request_t *req, uint64_t
         b->remaining_ = req->content_length;
         b->state_ = req->content_length ? B_LENGTH : B_DONE;
         break;
-    case VG_HTTP_BODY_CHUNKED: b->state_ = B_SIZE0; break;
-    default: b->state_ = B_DONE; break;
+    case VG_HTTP_BODY_CHUNKED:
+        b->state_ = B_SIZE0;
+        break;
+    default:
+        b->state_ = B_DONE;
+        break;
     }
 }
 
@@ -729,7 +732,8 @@ static int chunk_byte(vg_http_body_t *b, unsigned char c)
             return body_fail(b, VG_HTTP_ERR_CHUNK);
         b->state_ = B_DONE;
         return VG_OK;
-    default: return body_fail(b, VG_HTTP_ERR_CHUNK);
+    default:
+        return body_fail(b, VG_HTTP_ERR_CHUNK);
     }
     /* Size line states: bound its length (extensions are otherwise free). */
     if (++b->line_ > VG_HTTP_MAX_CHUNK_LINE)
@@ -779,41 +783,48 @@ int vg_http_body_feed(vg_http_body_t *b, const uint8_t *in, size_t len, size_t *
 
 const char *vg_http_reason(int status)
 {
-    switch (status) {
-    case 100: return "Continue";
-    case 101: return "Switching Protocols";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 411: return "Length Required";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 415: return "Unsupported Media Type";
-    case 417: return "Expectation Failed";
-    case 422: return "Unprocessable Content";
-    case 426: return "Upgrade Required";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    case 507: return "Insufficient Storage";
-    default: return "Unknown";
+    static const struct {
+        int status;
+        const char *phrase;
+    } reasons[] = {
+        {100, "Continue"},
+        {101, "Switching Protocols"},
+        {200, "OK"},
+        {201, "Created"},
+        {202, "Accepted"},
+        {204, "No Content"},
+        {301, "Moved Permanently"},
+        {302, "Found"},
+        {304, "Not Modified"},
+        {400, "Bad Request"},
+        {401, "Unauthorized"},
+        {403, "Forbidden"},
+        {404, "Not Found"},
+        {405, "Method Not Allowed"},
+        {408, "Request Timeout"},
+        {409, "Conflict"},
+        {411, "Length Required"},
+        {413, "Content Too Large"},
+        {414, "URI Too Long"},
+        {415, "Unsupported Media Type"},
+        {417, "Expectation Failed"},
+        {422, "Unprocessable Content"},
+        {426, "Upgrade Required"},
+        {429, "Too Many Requests"},
+        {431, "Request Header Fields Too Large"},
+        {500, "Internal Server Error"},
+        {501, "Not Implemented"},
+        {502, "Bad Gateway"},
+        {503, "Service Unavailable"},
+        {504, "Gateway Timeout"},
+        {505, "HTTP Version Not Supported"},
+        {507, "Insufficient Storage"},
+    };
+    for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++) {
+        if (reasons[i].status == status)
+            return reasons[i].phrase;
     }
+    return "Unknown";
 }
 
 /* An append-only writer that remembers whether anything did not fit. */
@@ -872,8 +883,8 @@ static bool extra_lines_ok(const char *s)
     return true;
 }
 
-static int write_head(wr_t *w, int status, const char *content_type, uint64_t content_length,
-                      const char *extra_headers, bool keep_alive)
+static int write_head(wr_t *w, int status, const char *content_type, uint64_t content_length, const char *extra_headers,
+                      bool keep_alive)
 {
     if (status < 100 || status > 599)
         return VG_EINVAL;

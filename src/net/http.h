@@ -55,27 +55,27 @@ typedef enum {
 /* Why a request was refused. Each maps to one status and one name. */
 typedef enum {
     VG_HTTP_ERR_NONE = 0,
-    VG_HTTP_ERR_LINE_ENDING,      /* 400: bare CR, or LF without CR */
-    VG_HTTP_ERR_REQUEST_LINE,     /* 400: not "method SP target SP version" */
-    VG_HTTP_ERR_METHOD,           /* 400: method is not a token */
-    VG_HTTP_ERR_TARGET,           /* 400: bad character, escape or form */
-    VG_HTTP_ERR_VERSION,          /* 400: not "HTTP/d.d" */
-    VG_HTTP_ERR_VERSION_UNSUP,    /* 505: HTTP/d.d other than 1.0 and 1.1 */
-    VG_HTTP_ERR_URI_TOO_LONG,     /* 414: request line over max_head */
-    VG_HTTP_ERR_HEAD_TOO_LARGE,   /* 431: head over max_head */
-    VG_HTTP_ERR_TOO_MANY_HEADERS, /* 431: more header lines than max_headers */
-    VG_HTTP_ERR_HEADER_NAME,      /* 400: empty or non-token name, no colon */
+    VG_HTTP_ERR_LINE_ENDING,        /* 400: bare CR, or LF without CR */
+    VG_HTTP_ERR_REQUEST_LINE,       /* 400: not "method SP target SP version" */
+    VG_HTTP_ERR_METHOD,             /* 400: method is not a token */
+    VG_HTTP_ERR_TARGET,             /* 400: bad character, escape or form */
+    VG_HTTP_ERR_VERSION,            /* 400: not "HTTP/d.d" */
+    VG_HTTP_ERR_VERSION_UNSUP,      /* 505: HTTP/d.d other than 1.0 and 1.1 */
+    VG_HTTP_ERR_URI_TOO_LONG,       /* 414: request line over max_head */
+    VG_HTTP_ERR_HEAD_TOO_LARGE,     /* 431: head over max_head */
+    VG_HTTP_ERR_TOO_MANY_HEADERS,   /* 431: more header lines than max_headers */
+    VG_HTTP_ERR_HEADER_NAME,        /* 400: empty or non-token name, no colon */
     VG_HTTP_ERR_SPACE_BEFORE_COLON, /* 400: "Name : value" */
-    VG_HTTP_ERR_HEADER_VALUE,     /* 400: control character in a value */
-    VG_HTTP_ERR_OBS_FOLD,         /* 400: line starting with space or tab */
-    VG_HTTP_ERR_HOST,             /* 400: HTTP/1.1 without exactly one Host */
-    VG_HTTP_ERR_CONTENT_LENGTH,   /* 400: not digits, or two different values */
-    VG_HTTP_ERR_CL_AND_TE,        /* 400: both Content-Length and Transfer-Encoding */
-    VG_HTTP_ERR_TRANSFER_ENCODING, /* 400: chunked not last/repeated, TE in 1.0 */
-    VG_HTTP_ERR_TE_UNKNOWN,       /* 501: a transfer coding other than chunked */
-    VG_HTTP_ERR_BODY_TOO_LARGE,   /* 413: body over max_body */
-    VG_HTTP_ERR_CHUNK,            /* 400: bad chunk size line, data or trailer */
-    VG_HTTP_ERR_TRAILER_TOO_LARGE, /* 431: trailer section over VG_HTTP_MAX_TRAILER */
+    VG_HTTP_ERR_HEADER_VALUE,       /* 400: control character in a value */
+    VG_HTTP_ERR_OBS_FOLD,           /* 400: line starting with space or tab */
+    VG_HTTP_ERR_HOST,               /* 400: HTTP/1.1 without exactly one Host */
+    VG_HTTP_ERR_CONTENT_LENGTH,     /* 400: not digits, or two different values */
+    VG_HTTP_ERR_CL_AND_TE,          /* 400: both Content-Length and Transfer-Encoding */
+    VG_HTTP_ERR_TRANSFER_ENCODING,  /* 400: chunked not last/repeated, TE in 1.0 */
+    VG_HTTP_ERR_TE_UNKNOWN,         /* 501: a transfer coding other than chunked */
+    VG_HTTP_ERR_BODY_TOO_LARGE,     /* 413: body over max_body */
+    VG_HTTP_ERR_CHUNK,              /* 400: bad chunk size line, data or trailer */
+    VG_HTTP_ERR_TRAILER_TOO_LARGE,  /* 431: trailer section over VG_HTTP_MAX_TRAILER */
     VG_HTTP_ERR__COUNT
 } vg_http_error_t;
 
@@ -93,8 +93,8 @@ typedef struct {
      * path of an absolute-form target ("/" when it has none; then p points
      * to a static string, not into the buffer), or "*" for OPTIONS *. */
     vg_http_span_t path;
-    vg_http_span_t query;   /* after the first '?', without it; empty if none */
-    uint8_t version_minor;  /* HTTP/1.<version_minor>: 0 or 1 */
+    vg_http_span_t query;      /* after the first '?', without it; empty if none */
+    uint8_t version_minor;     /* HTTP/1.<version_minor>: 0 or 1 */
     vg_http_header_t *headers; /* the parser's array, in arrival order */
     size_t nheaders;
     vg_http_framing_t framing;
@@ -110,8 +110,8 @@ typedef struct {
 typedef struct {
     vg_http_header_t *headers; /* caller's array of max_headers slots */
     size_t max_headers;
-    size_t max_head;   /* bytes of head (request line, fields, empty line) */
-    uint64_t max_body; /* Content-Length / decoded chunked body limit */
+    size_t max_head;       /* bytes of head (request line, fields, empty line) */
+    uint64_t max_body;     /* Content-Length / decoded chunked body limit */
     vg_http_error_t error; /* why the last call failed */
     /* private: how far the last VG_AGAIN call got */
     size_t scan_;       /* bytes already searched for line ends */
@@ -152,7 +152,10 @@ void vg_http_parser_reset(vg_http_parser_t *p);
  * in the same buffer does not matter. Leading empty lines are skipped (RFC
  * 9112 §2.2) and count towards head_len. Over-long input is refused as soon
  * as it exceeds max_head, before the end of the head has arrived, and a
- * non-token byte in the method is refused as soon as it arrives. */
+ * non-token byte in the method is refused as soon as it arrives. Only the
+ * first max_head bytes are ever examined, so the outcome (including which
+ * vg_http_error_t a bad head gets) does not depend on how the bytes were
+ * split across calls; tests/fuzz/fuzz_http.c checks exactly that. */
 int vg_http_parse_head(vg_http_parser_t *p, const char *buf, size_t len, vg_http_request_t *req);
 
 /* The first header named name (ASCII case-insensitive), or NULL. */

@@ -346,8 +346,7 @@ int vg_ws_parse_close(const uint8_t *p, size_t len, uint16_t *code, const uint8_
     return VG_OK;
 }
 
-int vg_ws_encode_header(uint8_t *out, size_t cap, uint8_t opcode, bool fin, uint64_t payload_len,
-                        const uint8_t *mask)
+int vg_ws_encode_header(uint8_t *out, size_t cap, uint8_t opcode, bool fin, uint64_t payload_len, const uint8_t *mask)
 {
     if (!opcode_known(opcode) || (payload_len >> 63))
         return VG_EINVAL;

@@ -41,8 +41,8 @@ enum {
     VG_WS_CLOSE_NORMAL = 1000,
     VG_WS_CLOSE_GOING_AWAY = 1001,
     VG_WS_CLOSE_PROTOCOL = 1002,
-    VG_WS_CLOSE_UNSUPPORTED = 1003, /* e.g. a text message on an MQTT connection */
-    VG_WS_CLOSE_NO_STATUS = 1005,   /* received close without a code; never sent */
+    VG_WS_CLOSE_UNSUPPORTED = 1003,  /* e.g. a text message on an MQTT connection */
+    VG_WS_CLOSE_NO_STATUS = 1005,    /* received close without a code; never sent */
     VG_WS_CLOSE_INVALID_DATA = 1007, /* close reason not UTF-8 */
     VG_WS_CLOSE_POLICY = 1008,
     VG_WS_CLOSE_TOO_BIG = 1009,
@@ -56,9 +56,9 @@ enum {
 /* ---- handshake (§4.2) -------------------------------------------------- */
 
 typedef struct {
-    int status;          /* on failure: the HTTP status to answer (400, 405, 426) */
-    const char *reason;  /* on failure: a short static reason for logs/counters */
-    const char *subprotocol; /* on success: "mqtt" or "mqttv3.1" (static) */
+    int status;                        /* on failure: the HTTP status to answer (400, 405, 426) */
+    const char *reason;                /* on failure: a short static reason for logs/counters */
+    const char *subprotocol;           /* on success: "mqtt" or "mqttv3.1" (static) */
     char accept[VG_WS_ACCEPT_LEN + 1]; /* on success: Sec-WebSocket-Accept value */
 } vg_ws_handshake_t;
 
@@ -94,9 +94,9 @@ typedef struct {
     uint8_t opcode;
     bool fin;
     bool masked;
-    uint8_t mask[4];      /* the key when masked */
+    uint8_t mask[4]; /* the key when masked */
     uint64_t payload_len;
-    size_t hdr_len;       /* 2..14 */
+    size_t hdr_len; /* 2..14 */
 } vg_ws_header_t;
 
 /* Parses the frame header at buf[0..len). from_client says which side sent
@@ -112,8 +112,8 @@ int vg_ws_parse_header(const uint8_t *buf, size_t len, bool from_client, vg_ws_h
 
 typedef struct {
     vg_ws_header_t h;
-    uint8_t *payload;  /* buf + h.hdr_len, unmasked */
-    size_t frame_len;  /* hdr_len + payload_len */
+    uint8_t *payload; /* buf + h.hdr_len, unmasked */
+    size_t frame_len; /* hdr_len + payload_len */
 } vg_ws_frame_t;
 
 /* Decodes one whole frame at the start of buf[0..len): parses its header,
@@ -146,8 +146,7 @@ bool vg_ws_close_code_valid(uint16_t code);
  * 4-byte key for client frames, NULL for server frames. */
 /* Just the header (2..14 bytes), always in the shortest length encoding;
  * the caller masks the payload with vg_ws_mask(payload, n, mask, 0). */
-int vg_ws_encode_header(uint8_t *out, size_t cap, uint8_t opcode, bool fin, uint64_t payload_len,
-                        const uint8_t *mask);
+int vg_ws_encode_header(uint8_t *out, size_t cap, uint8_t opcode, bool fin, uint64_t payload_len, const uint8_t *mask);
 /* A whole frame: header then payload[0..len), masked when mask is set. */
 int vg_ws_encode_frame(uint8_t *out, size_t cap, uint8_t opcode, bool fin, const uint8_t *payload, size_t len,
                        const uint8_t *mask);
@@ -181,14 +180,14 @@ typedef struct {
 /* Receive state of one WebSocket connection: embed it in the connection,
  * vg_ws_conn_init it, feed it. The fields are private. */
 typedef struct {
-    uint64_t max_message_;  /* limit on one (reassembled) data message */
-    uint64_t msg_len_;      /* bytes of the data message so far */
-    uint64_t remaining_;    /* payload bytes of the current frame still to come */
-    uint64_t mask_off_;     /* payload offset for the mask */
-    bool from_client_;      /* frames we receive are masked */
-    bool in_message_;       /* a fragmented data message is open */
+    uint64_t max_message_; /* limit on one (reassembled) data message */
+    uint64_t msg_len_;     /* bytes of the data message so far */
+    uint64_t remaining_;   /* payload bytes of the current frame still to come */
+    uint64_t mask_off_;    /* payload offset for the mask */
+    bool from_client_;     /* frames we receive are masked */
+    bool in_message_;      /* a fragmented data message is open */
     uint8_t state_;
-    uint8_t opcode_;        /* of the current frame */
+    uint8_t opcode_; /* of the current frame */
     uint8_t mask_[4];
     uint8_t hdr_len_;
     uint8_t hdr_[VG_WS_MAX_HEADER];

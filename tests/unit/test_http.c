@@ -127,10 +127,9 @@ static void test_methods(void)
     static const struct {
         const char *m;
         vg_http_method_t e;
-    } t[] = {{"GET", VG_HTTP_GET},       {"HEAD", VG_HTTP_HEAD},     {"POST", VG_HTTP_POST},
-             {"PUT", VG_HTTP_PUT},       {"DELETE", VG_HTTP_DELETE}, {"OPTIONS", VG_HTTP_OPTIONS},
-             {"PATCH", VG_HTTP_PATCH},   {"get", VG_HTTP_OTHER},     {"BREW", VG_HTTP_OTHER},
-             {"M-SEARCH", VG_HTTP_OTHER}};
+    } t[] = {{"GET", VG_HTTP_GET},       {"HEAD", VG_HTTP_HEAD},       {"POST", VG_HTTP_POST},   {"PUT", VG_HTTP_PUT},
+             {"DELETE", VG_HTTP_DELETE}, {"OPTIONS", VG_HTTP_OPTIONS}, {"PATCH", VG_HTTP_PATCH}, {"get", VG_HTTP_OTHER},
+             {"BREW", VG_HTTP_OTHER},    {"M-SEARCH", VG_HTTP_OTHER}};
     char buf[128];
     for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
         snprintf(buf, sizeof(buf), "%s / HTTP/1.1\r\nHost: h\r\n\r\n", t[i].m);
@@ -511,8 +510,7 @@ static int body_all(const vg_http_request_t *req, uint64_t max_body, uint8_t *bu
 static void test_pipelined(void)
 {
     char buf[512];
-    snprintf(buf, sizeof(buf), "%s%s%s",
-             "POST /topics/a?qos=1 HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello",
+    snprintf(buf, sizeof(buf), "%s%s%s", "POST /topics/a?qos=1 HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello",
              "POST /topics/b HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
              "GET /last HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
     size_t len = strlen(buf), off = 0, used, made;
@@ -660,20 +658,22 @@ static int chunked(const char *src, uint64_t max_body, vg_http_error_t *err)
 static void test_chunked_errors(void)
 {
     static const char *bad[] = {
-        "x\r\n",                  /* not hex */
-        "\r\n",                   /* no size */
-        "-1\r\n",                 /* sign */
+        "x\r\n",                    /* not hex */
+        "\r\n",                     /* no size */
+        "-1\r\n",                   /* sign */
         "5 \r\nhello\r\n0\r\n\r\n", /* BWS without an extension */
-        "5\nhello\r\n0\r\n\r\n",  /* bare LF */
-        "5\r\nhelloX\r\n",        /* data longer than its size */
-        "5\r\nhello\n0\r\n\r\n",  /* no CR after data */
-        "5\r\nhello\r0\r\n\r\n",  /* no LF after data */
-        "5;a\x01\r\n",            /* control char in an extension */
-        "0\r\n x: y\r\n\r\n",     /* obs-fold in the trailer */
-        "0\r\nx y: z\r\n\r\n",    /* bad trailer name */
-        "0\r\nx: \x7f\r\n\r\n",   /* bad trailer value */
-        "0\r\nx: y\n\r\n",        /* bare LF in the trailer */
-        "0\r\n\rx",               /* CR not followed by LF at the end */
+        "5\nhello\r\n0\r\n\r\n",    /* bare LF */
+        "5\r\nhelloX\r\n",          /* data longer than its size */
+        "5\r\nhello\n0\r\n\r\n",    /* no CR after data */
+        "5\r\nhello\r0\r\n\r\n",    /* no LF after data */
+        "5;a\x01\r\n",              /* control char in an extension */
+        "0\r\n x: y\r\n\r\n",       /* obs-fold in the trailer */
+        "0\r\nx y: z\r\n\r\n",      /* bad trailer name */
+        "0\r\nx: \x7f\r\n\r\n",     /* bad trailer value */
+        "0\r\nx: y\n\r\n",          /* bare LF in the trailer */
+        "0\r\n\rx",                 /* CR not followed by LF at the end */
+        "5\rX",                     /* CR not followed by LF after the size */
+        "0\r\nx: y\rz",             /* CR not followed by LF after a trailer */
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         vg_http_error_t e;
@@ -830,6 +830,15 @@ static void test_response(void)
     VT_EQ_INT(vg_http_response(buf, sizeof(buf), 600, NULL, "", 0, NULL, true), VG_EINVAL);
     VT_EQ_INT(vg_http_response(buf, sizeof(buf), 204, NULL, "x", 1, NULL, true), VG_EINVAL);
 
+    n = vg_http_response_head(buf, sizeof(buf), 200, NULL, 5, NULL, true);
+    for (int cap = 0; cap < n; cap++)
+        VT_EQ_INT(vg_http_response_head(buf, (size_t)cap, 200, NULL, 5, NULL, true), VG_ENOSPC);
+    VT_EQ_INT(vg_http_response_head(buf, sizeof(buf), 200, "a\x01", 5, NULL, true), VG_EINVAL);
+
+    static const int named[] = {100, 101, 200, 201, 202, 204, 301, 302, 304, 400, 401, 403, 404, 405, 408, 409,
+                                411, 413, 414, 415, 417, 422, 426, 429, 431, 500, 501, 502, 503, 504, 505, 507};
+    for (size_t i = 0; i < sizeof(named) / sizeof(named[0]); i++)
+        VT_CHECK(strcmp(vg_http_reason(named[i]), "Unknown") != 0);
     VT_CHECK(strcmp(vg_http_reason(431), "Request Header Fields Too Large") == 0);
     VT_CHECK(strcmp(vg_http_reason(426), "Upgrade Required") == 0);
     VT_CHECK(strcmp(vg_http_reason(299), "Unknown") == 0);
@@ -874,6 +883,11 @@ static void test_parser_reuse_after_shorter_buffer(void)
     VT_EQ_INT(vg_http_parse_head(&P, b, 3, &R), VG_AGAIN);
     VT_EQ_INT(vg_http_parse_head(&P, b, strlen(b), &R), VG_OK);
     VT_CHECK(span_is(R.path, "/b"));
+    /* Without the reset: a shorter buffer than last time starts over too. */
+    const char *c = "GET /c HTTP/1.0\r\n\r\n";
+    VT_EQ_INT(vg_http_parse_head(&P, a, strlen(a), &R), VG_AGAIN);
+    VT_EQ_INT(vg_http_parse_head(&P, c, strlen(c), &R), VG_OK);
+    VT_CHECK(span_is(R.path, "/c"));
 }
 
 int main(void)

@@ -38,10 +38,9 @@ static int handshake(const char *req, vg_ws_handshake_t *hs)
     return vg_ws_handshake(&R, hs);
 }
 
-#define WS_REQ(method, ver, lines)                                                                                   \
-    method " /mqtt HTTP/" ver "\r\nHost: server.example.com\r\n" lines "\r\n"
+#define WS_REQ(method, ver, lines) method " /mqtt HTTP/" ver "\r\nHost: server.example.com\r\n" lines "\r\n"
 #define GOOD_LINES                                                                                                     \
-    "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"                  \
+    "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"                     \
     "Origin: http://example.com\r\nSec-WebSocket-Protocol: mqtt\r\nSec-WebSocket-Version: 13\r\n"
 
 static void test_accept_key_rfc_sample(void)
@@ -71,6 +70,10 @@ static void test_handshake_ok(void)
     VT_CHECK(n > 0 && memcmp(buf, want, (size_t)n) == 0);
     for (size_t cap = 0; cap <= strlen(want); cap++)
         VT_EQ_INT(vg_ws_accept_response(buf, cap, &hs), VG_ENOSPC);
+    /* Without a subprotocol (not used for MQTT, but the writer allows it). */
+    hs.subprotocol = NULL;
+    n = vg_ws_accept_response(buf, sizeof(buf), &hs);
+    VT_CHECK(n > 0 && strstr(buf, "Sec-WebSocket-Protocol") == NULL && strstr(buf, "\r\n\r\n") != NULL);
 }
 
 static void test_handshake_variants(void)
@@ -343,7 +346,10 @@ static void test_encoder_rules(void)
 
     /* Close frames. */
     int n = vg_ws_encode_close(out, sizeof(out), 1000, "bye", 3, NULL);
-    VT_CHECK(n == 7 && memcmp(out, "\x88\x05\x03\xe8" "bye", 7) == 0);
+    VT_CHECK(n == 7 && memcmp(out,
+                              "\x88\x05\x03\xe8"
+                              "bye",
+                              7) == 0);
     n = vg_ws_encode_close(out, sizeof(out), VG_WS_CLOSE_NO_STATUS, NULL, 0, NULL);
     VT_CHECK(n == 2 && out[0] == 0x88 && out[1] == 0x00);
     VT_EQ_INT(vg_ws_encode_close(out, sizeof(out), 0, NULL, 0, KEY), 6);
@@ -397,8 +403,8 @@ static void test_mask_in_pieces(void)
 
 static void test_close_codes(void)
 {
-    static const uint16_t ok[] = {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999,
-                                  4000, 4999};
+    static const uint16_t ok[] = {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010,
+                                  1011, 1012, 1013, 1014, 3000, 3999, 4000, 4999};
     static const uint16_t bad[] = {0, 1, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535};
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
         VT_CHECK(vg_ws_close_code_valid(ok[i]));
@@ -423,6 +429,11 @@ static void test_close_codes(void)
     VT_EQ_INT(vg_ws_parse_close(BYTES(0x03, 0xE8, 0xE2, 0x82), &code, &rs, &rl), VG_EMALFORMED);
     VT_EQ_INT(vg_ws_parse_close(BYTES(0x03, 0xE8, 0xFF), &code, &rs, &rl), VG_EMALFORMED);
     VT_EQ_INT(vg_ws_parse_close(BYTES(0x03, 0xE8, 0x80), &code, &rs, &rl), VG_EMALFORMED);
+    VT_EQ_INT(vg_ws_parse_close(BYTES(0x03, 0xE8, 0xE0, 0xA0, 0x80), &code, &rs, &rl), VG_OK);         /* U+0800 */
+    VT_EQ_INT(vg_ws_parse_close(BYTES(0x03, 0xE8, 0xE0, 0x9F, 0xBF), &code, &rs, &rl), VG_EMALFORMED); /* overlong */
+    VT_EQ_INT(vg_ws_parse_close(BYTES(0x03, 0xE8, 0xE2, 0x82, 0x41), &code, &rs, &rl), VG_EMALFORMED);
+    VT_EQ_INT(vg_ws_parse_close(BYTES(0x03, 0xE8, 0xF0, 0x8F, 0xBF, 0xBF), &code, &rs, &rl), VG_EMALFORMED);
+    VT_EQ_INT(vg_ws_parse_close(BYTES(0x03, 0xE8, 0xF4, 0x8F, 0xBF, 0xBF), &code, &rs, &rl), VG_OK); /* U+10FFFF */
 }
 
 /* ---- connection -------------------------------------------------------- */
@@ -438,8 +449,7 @@ static stream_t S;
 static void add(stream_t *s, uint8_t op, bool fin, const void *p, size_t len, bool masked)
 {
     static const uint8_t keys[3][4] = {{0x37, 0xfa, 0x21, 0x3d}, {1, 2, 3, 4}, {0xff, 0, 0x80, 0x7f}};
-    int n = vg_ws_encode_frame(s->b + s->n, sizeof(s->b) - s->n, op, fin, p, len,
-                               masked ? keys[s->n % 3] : NULL);
+    int n = vg_ws_encode_frame(s->b + s->n, sizeof(s->b) - s->n, op, fin, p, len, masked ? keys[s->n % 3] : NULL);
     if (n > 0)
         s->n += (size_t)n;
 }
