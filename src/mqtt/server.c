@@ -2361,6 +2361,13 @@ static void handle_subscribe(worker_t *w, conn_t *c, const uint8_t *body, size_t
         conn_close(w, c, r == VG_ELIMIT ? VG_CLOSE_TOO_LARGE : VG_CLOSE_MALFORMED);
         return;
     }
+    /* Only the connection that owns the session changes its subscriptions:
+     * one being taken over (kicked, not yet closed) is ignored. */
+    pthread_mutex_lock(&se->mu);
+    bool owner = se->online && se->owner == CONN_TOK(w->id, c->slot, c->gen);
+    pthread_mutex_unlock(&se->mu);
+    if (!owner)
+        return;
     bool v5 = c->level == VG_MQTT_V5;
     uint32_t sub_id = (props.present & VG_PROP_BIT(VG_PROP_SUBSCRIPTION_ID)) && props.sub_id_count ? props.sub_ids[0] : 0;
     uint8_t *rcs = w->rc_scratch;
