@@ -2183,9 +2183,19 @@ static void handle_publish(worker_t *w, conn_t *c, uint8_t flags, const uint8_t 
     if (telemetry && s->o.ingest) {
         if (p.qos)
             acks_find(c, p.packet_id)->pending++;
-        bool up = (p.props.present & VG_PROP_BIT(VG_PROP_USER)) != 0;
-        if (s->o.ingest(s->o.ingest_ctx, se->id, se->id_len, p.payload.p, p.payload.len, up ? p.props.user_props.p : NULL,
-                        up ? p.props.user_props.len : 0, vg_clock_wall_ms(), token) != VG_OK) {
+        /* The record keeps a pure run of user properties (the sender may
+         * have put other properties between them). A run too long for the
+         * buffer is passed as it is: ingest refuses it by its length. */
+        const uint8_t *up = NULL;
+        size_t uplen = 0;
+        uint8_t upbuf[1024];
+        if (p.props.present & VG_PROP_BIT(VG_PROP_USER)) {
+            int k = vg_mqtt_user_props_pack(&p.props, upbuf, sizeof upbuf);
+            up = k >= 0 ? upbuf : p.props.user_props.p;
+            uplen = k >= 0 ? (size_t)k : p.props.user_props.len;
+        }
+        if (s->o.ingest(s->o.ingest_ctx, se->id, se->id_len, p.payload.p, p.payload.len, up, uplen, vg_clock_wall_ms(),
+                        token) != VG_OK) {
             vg_msg_unref(m);
             conn_close(w, c, VG_CLOSE_IO);
             return;

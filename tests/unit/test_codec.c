@@ -321,10 +321,10 @@ static void test_roundtrip_connect(void)
         .has_password = true,
         .password = {(const uint8_t *)"\xff\x00pw", 4},
     };
-    vg_mqtt_connect_t v31 = {.protocol_level = 3, .keepalive = 10, .client_id = bs("old-client"),
-                             .has_username = true, .username = bs("")};
-    vg_mqtt_connect_t will_empty = {.protocol_level = 4, .client_id = bs("x"), .will_flag = true,
-                                    .will_topic = bs("w"), .will_payload = {NULL, 0}};
+    vg_mqtt_connect_t v31 = {
+        .protocol_level = 3, .keepalive = 10, .client_id = bs("old-client"), .has_username = true, .username = bs("")};
+    vg_mqtt_connect_t will_empty = {
+        .protocol_level = 4, .client_id = bs("x"), .will_flag = true, .will_topic = bs("w"), .will_payload = {NULL, 0}};
     check_connect_rt(&minimal);
     check_connect_rt(&full);
     check_connect_rt(&v31);
@@ -335,11 +335,20 @@ static void test_connect_exact_bytes(void)
 {
     /* The variable header of §3.1.2.10's example: "MQTT", level 4, flags
      * 0xCE (username, password, will QoS 1, will, clean), keepalive 10. */
-    vg_mqtt_connect_t c = {.protocol_level = 4, .clean_session = true, .keepalive = 10, .client_id = bs("c"),
-                           .will_flag = true, .will_qos = 1, .will_topic = bs("t"), .will_payload = bs("m"),
-                           .has_username = true, .username = bs("u"), .has_password = true, .password = bs("p")};
-    static const uint8_t want[] = {0x10, 25, 0, 4, 'M', 'Q', 'T', 'T', 4, 0xCE, 0, 10, 0, 1, 'c',
-                                   0,    1,  't', 0, 1, 'm', 0, 1, 'u', 0, 1, 'p'};
+    vg_mqtt_connect_t c = {.protocol_level = 4,
+                           .clean_session = true,
+                           .keepalive = 10,
+                           .client_id = bs("c"),
+                           .will_flag = true,
+                           .will_qos = 1,
+                           .will_topic = bs("t"),
+                           .will_payload = bs("m"),
+                           .has_username = true,
+                           .username = bs("u"),
+                           .has_password = true,
+                           .password = bs("p")};
+    static const uint8_t want[] = {0x10, 25, 0, 4,   'M', 'Q', 'T', 'T', 4, 0xCE, 0, 10, 0,  1,
+                                   'c',  0,  1, 't', 0,   1,   'm', 0,   1, 'u',  0, 1,  'p'};
     uint8_t out[64];
     int n = vg_mqtt_encode_connect(out, sizeof(out), &c);
     VT_EQ_INT(n, sizeof(want));
@@ -405,8 +414,12 @@ static void test_roundtrip_publish(void)
     vg_mqtt_publish_t q0 = {.topic = bs("vitals/hr/0042"), .payload = bs("{\"bpm\":71}")};
     vg_mqtt_publish_t q0r = {.retain = true, .topic = bs("a"), .payload = {NULL, 0}, .packet_id = 99};
     vg_mqtt_publish_t q1 = {.qos = 1, .topic = bs("vitals/spo2/7"), .packet_id = 1, .payload = bs("97")};
-    vg_mqtt_publish_t q2d = {.qos = 2, .dup = true, .retain = true, .topic = bs("caf\xc3\xa9/\xe2\x82\xac"),
-                             .packet_id = 65535, .payload = bs("x")};
+    vg_mqtt_publish_t q2d = {.qos = 2,
+                             .dup = true,
+                             .retain = true,
+                             .topic = bs("caf\xc3\xa9/\xe2\x82\xac"),
+                             .packet_id = 65535,
+                             .payload = bs("x")};
     vg_mqtt_publish_t mid = {.qos = 1, .topic = bs("t"), .packet_id = 5, .payload = {big, 200}};
     vg_mqtt_publish_t large = {.qos = 0, .topic = bs("t/big"), .payload = {big, sizeof(big)}};
     check_publish_rt(&q0);
@@ -426,8 +439,7 @@ static void test_roundtrip_publish(void)
 
 static void test_roundtrip_acks(void)
 {
-    static const uint8_t types[] = {VG_MQTT_PUBACK, VG_MQTT_PUBREC, VG_MQTT_PUBREL, VG_MQTT_PUBCOMP,
-                                    VG_MQTT_UNSUBACK};
+    static const uint8_t types[] = {VG_MQTT_PUBACK, VG_MQTT_PUBREC, VG_MQTT_PUBREL, VG_MQTT_PUBCOMP, VG_MQTT_UNSUBACK};
     for (size_t i = 0; i < sizeof(types); i++) {
         uint8_t pkt[8];
         const uint8_t *body;
@@ -476,7 +488,8 @@ static void check_sub_rt(bool with_qos, const vg_mqtt_sub_t *subs, size_t n)
 static void test_roundtrip_subscribe(void)
 {
     vg_mqtt_sub_t subs[] = {
-        {.filter = bs("vitals/+/0042"), .qos = 0}, {.filter = bs("alerts/#"), .qos = 1}, {.filter = bs("#"), .qos = 2}, {.filter = bs("$SYS/broker/+"), .qos = 1}, {.filter = bs("+/+"), .qos = 0},
+        {.filter = bs("vitals/+/0042"), .qos = 0}, {.filter = bs("alerts/#"), .qos = 1}, {.filter = bs("#"), .qos = 2},
+        {.filter = bs("$SYS/broker/+"), .qos = 1}, {.filter = bs("+/+"), .qos = 0},
     };
     check_sub_rt(true, subs, 5);
     check_sub_rt(true, subs, 1);
@@ -548,14 +561,30 @@ static void test_encode_enospc(void)
         for (size_t cap = 0; cap < (size_t)need[k]; cap++) {
             int r = 0;
             switch (k) {
-            case 0: r = vg_mqtt_encode_connect(out, cap, &c); break;
-            case 1: r = vg_mqtt_encode_connack(out, cap, VG_MQTT_V311, false, 0, NULL); break;
-            case 2: r = vg_mqtt_encode_publish(out, cap, VG_MQTT_V311, &p); break;
-            case 3: r = vg_mqtt_encode_ack(out, cap, VG_MQTT_V311, VG_MQTT_PUBACK, 1, 0, NULL); break;
-            case 4: r = vg_mqtt_encode_subscribe(out, cap, VG_MQTT_V311, 1, NULL, subs, 2); break;
-            case 5: r = vg_mqtt_encode_unsubscribe(out, cap, VG_MQTT_V311, 1, NULL, subs, 2); break;
-            case 6: r = vg_mqtt_encode_suback(out, cap, VG_MQTT_V311, VG_MQTT_SUBACK, 1, NULL, rcs, 2); break;
-            case 7: r = vg_mqtt_encode_empty(out, cap, VG_MQTT_PINGRESP); break;
+            case 0:
+                r = vg_mqtt_encode_connect(out, cap, &c);
+                break;
+            case 1:
+                r = vg_mqtt_encode_connack(out, cap, VG_MQTT_V311, false, 0, NULL);
+                break;
+            case 2:
+                r = vg_mqtt_encode_publish(out, cap, VG_MQTT_V311, &p);
+                break;
+            case 3:
+                r = vg_mqtt_encode_ack(out, cap, VG_MQTT_V311, VG_MQTT_PUBACK, 1, 0, NULL);
+                break;
+            case 4:
+                r = vg_mqtt_encode_subscribe(out, cap, VG_MQTT_V311, 1, NULL, subs, 2);
+                break;
+            case 5:
+                r = vg_mqtt_encode_unsubscribe(out, cap, VG_MQTT_V311, 1, NULL, subs, 2);
+                break;
+            case 6:
+                r = vg_mqtt_encode_suback(out, cap, VG_MQTT_V311, VG_MQTT_SUBACK, 1, NULL, rcs, 2);
+                break;
+            case 7:
+                r = vg_mqtt_encode_empty(out, cap, VG_MQTT_PINGRESP);
+                break;
             }
             VT_EQ_INT(r, VG_ENOSPC);
         }
@@ -906,28 +935,40 @@ static void test_subscribe_decode(void)
     VT_CHECK(bytes_eq(subs[0].filter, "a") && subs[0].qos == 1);
     VT_CHECK(bytes_eq(subs[1].filter, "b/#") && subs[1].qos == 2);
 
-    VT_EQ_INT(vg_mqtt_decode_subscribe(VG_MQTT_V311, BYTES(0, 5), true, &pid, NULL, subs, 4, &n), VG_EMALFORMED); /* no filters */
+    VT_EQ_INT(vg_mqtt_decode_subscribe(VG_MQTT_V311, BYTES(0, 5), true, &pid, NULL, subs, 4, &n),
+              VG_EMALFORMED); /* no filters */
     VT_EQ_INT(vg_mqtt_decode_subscribe(VG_MQTT_V311, BYTES(0, 5), false, &pid, NULL, subs, 4, &n), VG_EMALFORMED);
     VT_EQ_INT(vg_mqtt_decode_subscribe(VG_MQTT_V311, BYTES(0), true, &pid, NULL, subs, 4, &n), VG_EMALFORMED);
-    VT_EQ_INT(vg_mqtt_decode_subscribe(VG_MQTT_V311, BYTES(0, 0, 0, 1, 'a', 0), true, &pid, NULL, subs, 4, &n), VG_EMALFORMED); /* id 0 */
-    VT_EQ_INT(vg_mqtt_decode_subscribe(VG_MQTT_V311, BYTES(0, 1, 0, 1, 'a', 3), true, &pid, NULL, subs, 4, &n), VG_EMALFORMED);
+    VT_EQ_INT(vg_mqtt_decode_subscribe(VG_MQTT_V311, BYTES(0, 0, 0, 1, 'a', 0), true, &pid, NULL, subs, 4, &n),
+              VG_EMALFORMED); /* id 0 */
+    VT_EQ_INT(vg_mqtt_decode_subscribe(VG_MQTT_V311, BYTES(0, 1, 0, 1, 'a', 3), true, &pid, NULL, subs, 4, &n),
+              VG_EMALFORMED);
     /* Each of the six reserved bits of the requested-QoS byte (§3.8.3.1). */
     for (int bit = 2; bit < 8; bit++) {
         uint8_t body[] = {0, 1, 0, 1, 'a', (uint8_t)(1u << bit)};
-        VT_EQ_INT(vg_mqtt_decode_subscribe(VG_MQTT_V311, body, sizeof(body), true, &pid, NULL, subs, 4, &n), VG_EMALFORMED);
+        VT_EQ_INT(vg_mqtt_decode_subscribe(VG_MQTT_V311, body, sizeof(body), true, &pid, NULL, subs, 4, &n),
+                  VG_EMALFORMED);
     }
-    VT_EQ_INT(vg_mqtt_decode_subscribe(VG_MQTT_V311, BYTES(0, 1, 0, 1, 'a'), true, &pid, NULL, subs, 4, &n), VG_EMALFORMED); /* no QoS */
-    VT_EQ_INT(vg_mqtt_decode_subscribe(VG_MQTT_V311, BYTES(0, 1, 0, 2, 'a'), false, &pid, NULL, subs, 4, &n), VG_EMALFORMED);
-    VT_EQ_INT(vg_mqtt_decode_subscribe(VG_MQTT_V311, BYTES(0, 1, 0, 0, 0), true, &pid, NULL, subs, 4, &n), VG_EMALFORMED); /* empty */
-    VT_EQ_INT(vg_mqtt_decode_subscribe(VG_MQTT_V311, BYTES(0, 1, 0, 3, 'a', '#', 'b', 0), true, &pid, NULL, subs, 4, &n), VG_EMALFORMED);
-    VT_EQ_INT(vg_mqtt_decode_subscribe(VG_MQTT_V311, BYTES(0, 1, 0, 2, 'a', '+', 0), true, &pid, NULL, subs, 4, &n), VG_EMALFORMED);
-    VT_EQ_INT(vg_mqtt_decode_subscribe(VG_MQTT_V311, BYTES(0, 1, 0, 2, 0xC0, 0xAF, 0), true, &pid, NULL, subs, 4, &n), VG_EMALFORMED);
+    VT_EQ_INT(vg_mqtt_decode_subscribe(VG_MQTT_V311, BYTES(0, 1, 0, 1, 'a'), true, &pid, NULL, subs, 4, &n),
+              VG_EMALFORMED); /* no QoS */
+    VT_EQ_INT(vg_mqtt_decode_subscribe(VG_MQTT_V311, BYTES(0, 1, 0, 2, 'a'), false, &pid, NULL, subs, 4, &n),
+              VG_EMALFORMED);
+    VT_EQ_INT(vg_mqtt_decode_subscribe(VG_MQTT_V311, BYTES(0, 1, 0, 0, 0), true, &pid, NULL, subs, 4, &n),
+              VG_EMALFORMED); /* empty */
+    VT_EQ_INT(
+        vg_mqtt_decode_subscribe(VG_MQTT_V311, BYTES(0, 1, 0, 3, 'a', '#', 'b', 0), true, &pid, NULL, subs, 4, &n),
+        VG_EMALFORMED);
+    VT_EQ_INT(vg_mqtt_decode_subscribe(VG_MQTT_V311, BYTES(0, 1, 0, 2, 'a', '+', 0), true, &pid, NULL, subs, 4, &n),
+              VG_EMALFORMED);
+    VT_EQ_INT(vg_mqtt_decode_subscribe(VG_MQTT_V311, BYTES(0, 1, 0, 2, 0xC0, 0xAF, 0), true, &pid, NULL, subs, 4, &n),
+              VG_EMALFORMED);
 
     /* UNSUBSCRIBE: no QoS byte, so a byte that would be one is a bad string. */
     VT_EQ_INT(vg_mqtt_decode_subscribe(VG_MQTT_V311, unsub, sizeof(unsub), false, &pid, NULL, subs, 4, &n), VG_OK);
     VT_EQ_INT(n, 2);
     VT_CHECK(bytes_eq(subs[0].filter, "+") && bytes_eq(subs[1].filter, "#") && subs[0].qos == 0);
-    VT_EQ_INT(vg_mqtt_decode_subscribe(VG_MQTT_V311, BYTES(0, 9, 0, 1, '+', 0), false, &pid, NULL, subs, 4, &n), VG_EMALFORMED);
+    VT_EQ_INT(vg_mqtt_decode_subscribe(VG_MQTT_V311, BYTES(0, 9, 0, 1, '+', 0), false, &pid, NULL, subs, 4, &n),
+              VG_EMALFORMED);
 }
 
 static void test_subscribe_limits(void)
@@ -971,11 +1012,16 @@ static void test_suback_decode(void)
     VT_EQ_INT(vg_mqtt_decode_suback(VG_MQTT_V311, VG_MQTT_SUBACK, BYTES(0, 3, 0x80, 2), &pid, NULL, rcs, 2, &n), VG_OK);
     VT_CHECK(pid == 3 && n == 2 && rcs[0] == 0x80 && rcs[1] == 2);
     VT_EQ_INT(vg_mqtt_decode_suback(VG_MQTT_V311, VG_MQTT_SUBACK, BYTES(0, 3), &pid, NULL, rcs, 2, &n), VG_EMALFORMED);
-    VT_EQ_INT(vg_mqtt_decode_suback(VG_MQTT_V311, VG_MQTT_SUBACK, BYTES(0, 0, 1), &pid, NULL, rcs, 2, &n), VG_EMALFORMED);
-    VT_EQ_INT(vg_mqtt_decode_suback(VG_MQTT_V311, VG_MQTT_SUBACK, BYTES(0, 3, 3), &pid, NULL, rcs, 2, &n), VG_EMALFORMED);
-    VT_EQ_INT(vg_mqtt_decode_suback(VG_MQTT_V311, VG_MQTT_SUBACK, BYTES(0, 3, 0x81), &pid, NULL, rcs, 2, &n), VG_EMALFORMED);
-    VT_EQ_INT(vg_mqtt_decode_suback(VG_MQTT_V311, VG_MQTT_SUBACK, BYTES(0, 3, 0, 1, 2), &pid, NULL, rcs, 2, &n), VG_ELIMIT);
-    VT_EQ_INT(vg_mqtt_decode_suback(VG_MQTT_V311, VG_MQTT_SUBACK, BYTES(0, 3, 0, 1, 7), &pid, NULL, rcs, 2, &n), VG_EMALFORMED);
+    VT_EQ_INT(vg_mqtt_decode_suback(VG_MQTT_V311, VG_MQTT_SUBACK, BYTES(0, 0, 1), &pid, NULL, rcs, 2, &n),
+              VG_EMALFORMED);
+    VT_EQ_INT(vg_mqtt_decode_suback(VG_MQTT_V311, VG_MQTT_SUBACK, BYTES(0, 3, 3), &pid, NULL, rcs, 2, &n),
+              VG_EMALFORMED);
+    VT_EQ_INT(vg_mqtt_decode_suback(VG_MQTT_V311, VG_MQTT_SUBACK, BYTES(0, 3, 0x81), &pid, NULL, rcs, 2, &n),
+              VG_EMALFORMED);
+    VT_EQ_INT(vg_mqtt_decode_suback(VG_MQTT_V311, VG_MQTT_SUBACK, BYTES(0, 3, 0, 1, 2), &pid, NULL, rcs, 2, &n),
+              VG_ELIMIT);
+    VT_EQ_INT(vg_mqtt_decode_suback(VG_MQTT_V311, VG_MQTT_SUBACK, BYTES(0, 3, 0, 1, 7), &pid, NULL, rcs, 2, &n),
+              VG_EMALFORMED);
 }
 
 /* ---- MQTT 5.0: helpers ------------------------------------------------- */
@@ -1079,9 +1125,12 @@ static bool same_props(const vg_mqtt_props_t *a, const vg_mqtt_props_t *b)
 
 /* Two user properties as an encoder takes them: ("key", "value") and
  * ("", "é"); empty keys and values are allowed (v5 §1.5.7). */
-static const uint8_t user_run[] = {0x26, 0, 3, 'k', 'e', 'y', 0, 5, 'v', 'a', 'l', 'u', 'e',
-                                   0x26, 0, 0, 0, 2, 0xC3, 0xA9};
-#define USER_RUN {user_run, sizeof(user_run)}
+static const uint8_t user_run[] = {0x26, 0,   3,   'k',  'e', 'y', 0, 5, 'v',  'a',
+                                   'l',  'u', 'e', 0x26, 0,   0,   0, 2, 0xC3, 0xA9};
+#define USER_RUN                                                                                                       \
+    {                                                                                                                  \
+        user_run, sizeof(user_run)                                                                                     \
+    }
 
 /* Frames a packet and checks the bytes after the fixed header equal want. */
 static bool body_is(const uint8_t *pkt, int n, uint8_t type, uint8_t flags, const buf_t *want)
@@ -1152,15 +1201,56 @@ static bool cx_allows(int cx, uint8_t id)
 static void put_sample(buf_t *b, uint8_t id)
 {
     switch (id) {
-    case 0x01: case 0x17: case 0x19: case 0x24: case 0x25: case 0x28: case 0x29: case 0x2A: prop_u8(b, id, 1); break;
-    case 0x13: case 0x21: case 0x22: case 0x23: prop_u16(b, id, 0x1234); break;
-    case 0x02: case 0x11: case 0x18: case 0x27: prop_u32(b, id, 0x01020304); break;
-    case 0x03: case 0x12: case 0x15: case 0x1A: case 0x1C: case 0x1F: prop_str(b, id, "s\xc3\xa9"); break;
-    case 0x08: prop_str(b, id, "resp/topic"); break;
-    case 0x09: case 0x16: put_u8(b, id); put_lstr(b, "\x00\xff", 2); break;
-    case 0x0B: put_u8(b, id); put_vbi(b, 300); break;
-    case 0x26: prop_pair(b, "k", "v"); break;
-    default: put_u8(b, id); put_u16(b, 0); put_u16(b, 0); break;
+    case 0x01:
+    case 0x17:
+    case 0x19:
+    case 0x24:
+    case 0x25:
+    case 0x28:
+    case 0x29:
+    case 0x2A:
+        prop_u8(b, id, 1);
+        break;
+    case 0x13:
+    case 0x21:
+    case 0x22:
+    case 0x23:
+        prop_u16(b, id, 0x1234);
+        break;
+    case 0x02:
+    case 0x11:
+    case 0x18:
+    case 0x27:
+        prop_u32(b, id, 0x01020304);
+        break;
+    case 0x03:
+    case 0x12:
+    case 0x15:
+    case 0x1A:
+    case 0x1C:
+    case 0x1F:
+        prop_str(b, id, "s\xc3\xa9");
+        break;
+    case 0x08:
+        prop_str(b, id, "resp/topic");
+        break;
+    case 0x09:
+    case 0x16:
+        put_u8(b, id);
+        put_lstr(b, "\x00\xff", 2);
+        break;
+    case 0x0B:
+        put_u8(b, id);
+        put_vbi(b, 300);
+        break;
+    case 0x26:
+        prop_pair(b, "k", "v");
+        break;
+    default:
+        put_u8(b, id);
+        put_u16(b, 0);
+        put_u16(b, 0);
+        break;
     }
 }
 
@@ -1170,47 +1260,76 @@ static bool sample_decoded(const vg_mqtt_props_t *p, uint8_t id)
     if (id != 0x0B && id != 0x26 && !(p->present & VG_PROP_BIT(id)))
         return false;
     switch (id) {
-    case 0x01: return p->payload_format == 1;
-    case 0x02: return p->message_expiry == 0x01020304;
-    case 0x03: return bytes_eq(p->content_type, "s\xc3\xa9");
-    case 0x08: return bytes_eq(p->response_topic, "resp/topic");
-    case 0x09: return p->correlation_data.len == 2 && memcmp(p->correlation_data.p, "\x00\xff", 2) == 0;
-    case 0x0B: return p->sub_id_count == 1 && p->sub_ids[0] == 300 && (p->present & PB(SUBSCRIPTION_ID));
-    case 0x11: return p->session_expiry == 0x01020304;
-    case 0x12: return bytes_eq(p->assigned_client_id, "s\xc3\xa9");
-    case 0x13: return p->server_keepalive == 0x1234;
-    case 0x15: return bytes_eq(p->auth_method, "s\xc3\xa9");
-    case 0x16: return p->auth_data.len == 2 && memcmp(p->auth_data.p, "\x00\xff", 2) == 0;
-    case 0x17: return p->request_problem_info == 1;
-    case 0x18: return p->will_delay == 0x01020304;
-    case 0x19: return p->request_response_info == 1;
-    case 0x1A: return bytes_eq(p->response_info, "s\xc3\xa9");
-    case 0x1C: return bytes_eq(p->server_reference, "s\xc3\xa9");
-    case 0x1F: return bytes_eq(p->reason_string, "s\xc3\xa9");
-    case 0x21: return p->receive_max == 0x1234;
-    case 0x22: return p->topic_alias_max == 0x1234;
-    case 0x23: return p->topic_alias == 0x1234;
-    case 0x24: return p->max_qos == 1;
-    case 0x25: return p->retain_available == 1;
+    case 0x01:
+        return p->payload_format == 1;
+    case 0x02:
+        return p->message_expiry == 0x01020304;
+    case 0x03:
+        return bytes_eq(p->content_type, "s\xc3\xa9");
+    case 0x08:
+        return bytes_eq(p->response_topic, "resp/topic");
+    case 0x09:
+        return p->correlation_data.len == 2 && memcmp(p->correlation_data.p, "\x00\xff", 2) == 0;
+    case 0x0B:
+        return p->sub_id_count == 1 && p->sub_ids[0] == 300 && (p->present & PB(SUBSCRIPTION_ID));
+    case 0x11:
+        return p->session_expiry == 0x01020304;
+    case 0x12:
+        return bytes_eq(p->assigned_client_id, "s\xc3\xa9");
+    case 0x13:
+        return p->server_keepalive == 0x1234;
+    case 0x15:
+        return bytes_eq(p->auth_method, "s\xc3\xa9");
+    case 0x16:
+        return p->auth_data.len == 2 && memcmp(p->auth_data.p, "\x00\xff", 2) == 0;
+    case 0x17:
+        return p->request_problem_info == 1;
+    case 0x18:
+        return p->will_delay == 0x01020304;
+    case 0x19:
+        return p->request_response_info == 1;
+    case 0x1A:
+        return bytes_eq(p->response_info, "s\xc3\xa9");
+    case 0x1C:
+        return bytes_eq(p->server_reference, "s\xc3\xa9");
+    case 0x1F:
+        return bytes_eq(p->reason_string, "s\xc3\xa9");
+    case 0x21:
+        return p->receive_max == 0x1234;
+    case 0x22:
+        return p->topic_alias_max == 0x1234;
+    case 0x23:
+        return p->topic_alias == 0x1234;
+    case 0x24:
+        return p->max_qos == 1;
+    case 0x25:
+        return p->retain_available == 1;
     case 0x26: {
         size_t pos = 0;
         vg_bytes_t k, v;
         return p->user_prop_count == 1 && (p->present & PB(USER)) && vg_mqtt_user_props_next(p, &pos, &k, &v) &&
                bytes_eq(k, "k") && bytes_eq(v, "v") && !vg_mqtt_user_props_next(p, &pos, &k, &v);
     }
-    case 0x27: return p->max_packet_size == 0x01020304;
-    case 0x28: return p->wildcard_sub_available == 1;
-    case 0x29: return p->sub_id_available == 1;
-    case 0x2A: return p->shared_sub_available == 1;
-    default: return false;
+    case 0x27:
+        return p->max_packet_size == 0x01020304;
+    case 0x28:
+        return p->wildcard_sub_available == 1;
+    case 0x29:
+        return p->sub_id_available == 1;
+    case 0x2A:
+        return p->shared_sub_available == 1;
+    default:
+        return false;
     }
 }
 
 static const uint8_t cx_type[CX_N] = {
-    [CX_CONNECT] = VG_MQTT_CONNECT,         [CX_WILL] = VG_MQTT_CONNECT,       [CX_CONNACK] = VG_MQTT_CONNACK,
-    [CX_PUBLISH] = VG_MQTT_PUBLISH,         [CX_PUBACK] = VG_MQTT_PUBACK,      [CX_PUBREC] = VG_MQTT_PUBREC,
-    [CX_PUBREL] = VG_MQTT_PUBREL,           [CX_PUBCOMP] = VG_MQTT_PUBCOMP,    [CX_SUBSCRIBE] = VG_MQTT_SUBSCRIBE,
-    [CX_SUBACK] = VG_MQTT_SUBACK,           [CX_UNSUBSCRIBE] = VG_MQTT_UNSUBSCRIBE, [CX_UNSUBACK] = VG_MQTT_UNSUBACK,
+    [CX_CONNECT] = VG_MQTT_CONNECT,         [CX_WILL] = VG_MQTT_CONNECT,
+    [CX_CONNACK] = VG_MQTT_CONNACK,         [CX_PUBLISH] = VG_MQTT_PUBLISH,
+    [CX_PUBACK] = VG_MQTT_PUBACK,           [CX_PUBREC] = VG_MQTT_PUBREC,
+    [CX_PUBREL] = VG_MQTT_PUBREL,           [CX_PUBCOMP] = VG_MQTT_PUBCOMP,
+    [CX_SUBSCRIBE] = VG_MQTT_SUBSCRIBE,     [CX_SUBACK] = VG_MQTT_SUBACK,
+    [CX_UNSUBSCRIBE] = VG_MQTT_UNSUBSCRIBE, [CX_UNSUBACK] = VG_MQTT_UNSUBACK,
     [CX_DISCONNECT] = VG_MQTT_DISCONNECT,   [CX_AUTH] = VG_MQTT_AUTH,
 };
 
@@ -1632,24 +1751,32 @@ static void test_v5_connect(void)
 
     /* 5.0 allows a password without a username (v5 §3.1.2.9) and an empty
      * client id without clean start (v5 §3.1.3.1). */
-    vg_mqtt_connect_t pw_only = {.protocol_level = 5, .client_id = bs(""), .has_password = true,
-                                 .password = bs("token")};
+    vg_mqtt_connect_t pw_only = {
+        .protocol_level = 5, .client_id = bs(""), .has_password = true, .password = bs("token")};
     check_connect5_rt(&pw_only);
     vg_mqtt_connect_t minimal = {.protocol_level = 5, .clean_session = true, .client_id = bs("m")};
     check_connect5_rt(&minimal);
-    vg_mqtt_connect_t will_plain = {.protocol_level = 5, .client_id = bs("w"), .will_flag = true,
-                                    .will_topic = bs("w/t"), .will_payload = {NULL, 0}};
+    vg_mqtt_connect_t will_plain = {.protocol_level = 5,
+                                    .client_id = bs("w"),
+                                    .will_flag = true,
+                                    .will_topic = bs("w/t"),
+                                    .will_payload = {NULL, 0}};
     check_connect5_rt(&will_plain);
 
     /* Exact bytes: level 5, flags 0x06 (will, clean start), keepalive 10,
      * properties {session expiry 5}, id "c", will properties {will delay
      * 3}, will topic "t", payload "m". */
-    vg_mqtt_connect_t small = {.protocol_level = 5, .clean_session = true, .keepalive = 10, .client_id = bs("c"),
-                               .will_flag = true, .will_topic = bs("t"), .will_payload = bs("m"),
+    vg_mqtt_connect_t small = {.protocol_level = 5,
+                               .clean_session = true,
+                               .keepalive = 10,
+                               .client_id = bs("c"),
+                               .will_flag = true,
+                               .will_topic = bs("t"),
+                               .will_payload = bs("m"),
                                .props = {.present = PB(SESSION_EXPIRY), .session_expiry = 5},
                                .will_props = {.present = PB(WILL_DELAY), .will_delay = 3}};
-    static const uint8_t want[] = {0x10, 31,  0,    4, 'M', 'Q', 'T', 'T', 5,   0x06, 0,   10, 5, 0x11, 0, 0, 0,
-                                   5,    0,   1,    'c', 5, 0x18, 0,   0,   0,   3,    0,   1,  't', 0, 1,    'm'};
+    static const uint8_t want[] = {0x10, 31, 0, 4,   'M', 'Q',  'T', 'T', 5, 0x06, 0, 10, 5,   0x11, 0, 0,  0,
+                                   5,    0,  1, 'c', 5,   0x18, 0,   0,   0, 3,    0, 1,  't', 0,    1, 'm'};
     uint8_t out[64];
     int n = vg_mqtt_encode_connect(out, sizeof(out), &small);
     VT_EQ_INT(n, sizeof(want));
@@ -1700,26 +1827,29 @@ static void test_v5_connect(void)
     VT_EQ_INT(connect_rc(&b, &rc), VG_EMALFORMED);
 
     /* Encoder: will properties need a will; properties must be allowed. */
-    vg_mqtt_connect_t bad = {.protocol_level = 5, .client_id = bs("x"),
-                             .will_props = {.present = PB(WILL_DELAY), .will_delay = 1}};
+    vg_mqtt_connect_t bad = {
+        .protocol_level = 5, .client_id = bs("x"), .will_props = {.present = PB(WILL_DELAY), .will_delay = 1}};
     VT_EQ_INT(vg_mqtt_encode_connect(out, sizeof(out), &bad), VG_EINVAL);
     bad = (vg_mqtt_connect_t){.protocol_level = 5, .client_id = bs("x"), .will_props = {.user_props = USER_RUN}};
     VT_EQ_INT(vg_mqtt_encode_connect(out, sizeof(out), &bad), VG_EINVAL);
-    bad = (vg_mqtt_connect_t){.protocol_level = 5, .client_id = bs("x"),
-                              .props = {.present = PB(TOPIC_ALIAS), .topic_alias = 1}};
+    bad = (vg_mqtt_connect_t){
+        .protocol_level = 5, .client_id = bs("x"), .props = {.present = PB(TOPIC_ALIAS), .topic_alias = 1}};
     VT_EQ_INT(vg_mqtt_encode_connect(out, sizeof(out), &bad), VG_EINVAL);
-    bad = (vg_mqtt_connect_t){.protocol_level = 5, .client_id = bs("x"),
-                              .props = {.present = PB(RECEIVE_MAX), .receive_max = 0}};
+    bad = (vg_mqtt_connect_t){
+        .protocol_level = 5, .client_id = bs("x"), .props = {.present = PB(RECEIVE_MAX), .receive_max = 0}};
     VT_EQ_INT(vg_mqtt_encode_connect(out, sizeof(out), &bad), VG_EINVAL);
-    bad = (vg_mqtt_connect_t){.protocol_level = 5, .client_id = bs("x"),
-                              .props = {.present = PB(AUTH_DATA), .auth_data = bs("d")}};
+    bad = (vg_mqtt_connect_t){
+        .protocol_level = 5, .client_id = bs("x"), .props = {.present = PB(AUTH_DATA), .auth_data = bs("d")}};
     VT_EQ_INT(vg_mqtt_encode_connect(out, sizeof(out), &bad), VG_EINVAL);
-    bad = (vg_mqtt_connect_t){.protocol_level = 5, .client_id = bs("x"), .will_flag = true, .will_topic = bs("t"),
+    bad = (vg_mqtt_connect_t){.protocol_level = 5,
+                              .client_id = bs("x"),
+                              .will_flag = true,
+                              .will_topic = bs("t"),
                               .will_props = {.present = PB(SESSION_EXPIRY), .session_expiry = 1}};
     VT_EQ_INT(vg_mqtt_encode_connect(out, sizeof(out), &bad), VG_EINVAL);
     /* 3.1.1 ignores the properties it cannot carry. */
-    bad = (vg_mqtt_connect_t){.protocol_level = 4, .client_id = bs("x"),
-                              .props = {.present = PB(TOPIC_ALIAS), .topic_alias = 1}};
+    bad = (vg_mqtt_connect_t){
+        .protocol_level = 4, .client_id = bs("x"), .props = {.present = PB(TOPIC_ALIAS), .topic_alias = 1}};
     VT_EQ_INT(vg_mqtt_encode_connect(out, sizeof(out), &bad), 15);
 }
 
@@ -1852,18 +1982,25 @@ static void test_v5_publish(void)
     vg_mqtt_publish_t plain = {.topic = bs("t"), .payload = bs("x")};
     check_publish5_rt(&plain);
     /* 5.0 sends an empty topic when an alias stands for it. */
-    vg_mqtt_publish_t alias = {.qos = 1, .packet_id = 1, .topic = {NULL, 0}, .payload = bs("p"),
+    vg_mqtt_publish_t alias = {.qos = 1,
+                               .packet_id = 1,
+                               .topic = {NULL, 0},
+                               .payload = bs("p"),
                                .props = {.present = PB(TOPIC_ALIAS), .topic_alias = 1}};
     check_publish5_rt(&alias);
-    vg_mqtt_publish_t large = {.topic = bs("t/big"), .payload = {big, sizeof(big)},
+    vg_mqtt_publish_t large = {.topic = bs("t/big"),
+                               .payload = {big, sizeof(big)},
                                .props = {.present = PB(CONTENT_TYPE), .content_type = bs("bin")}};
     check_publish5_rt(&large);
 
     /* Exact bytes: QoS 1, topic "a", id 0x1234, {payload format 1, alias 2}. */
     static const uint8_t want[] = {0x32, 13, 0, 1, 'a', 0x12, 0x34, 5, 0x01, 1, 0x23, 0, 2, 'h', 'i'};
-    vg_mqtt_publish_t p = {.qos = 1, .topic = bs("a"), .packet_id = 0x1234, .payload = bs("hi"),
-                           .props = {.present = PB(PAYLOAD_FORMAT) | PB(TOPIC_ALIAS), .payload_format = 1,
-                                     .topic_alias = 2}};
+    vg_mqtt_publish_t p = {
+        .qos = 1,
+        .topic = bs("a"),
+        .packet_id = 0x1234,
+        .payload = bs("hi"),
+        .props = {.present = PB(PAYLOAD_FORMAT) | PB(TOPIC_ALIAS), .payload_format = 1, .topic_alias = 2}};
     uint8_t out[64];
     VT_EQ_INT(vg_mqtt_encode_publish(out, sizeof(out), VG_MQTT_V5, &p), sizeof(want));
     VT_CHECK(memcmp(out, want, sizeof(want)) == 0);
@@ -1881,8 +2018,7 @@ static void test_v5_publish(void)
     VT_EQ_INT(vg_mqtt_decode_publish(VG_MQTT_V311, 0, BYTES(0, 0, 3, 0x23, 0, 1), &d), VG_EMALFORMED);
     /* The property length is required in 5.0: a 3.1.1-shaped body whose
      * payload starts with a byte that is no valid block is refused. */
-    VT_EQ_INT(vg_mqtt_decode_publish(VG_MQTT_V5, 0, BYTES(0, 1, 't', 5, 'h', 'e', 'l', 'l', 'o'), &d),
-              VG_EMALFORMED);
+    VT_EQ_INT(vg_mqtt_decode_publish(VG_MQTT_V5, 0, BYTES(0, 1, 't', 5, 'h', 'e', 'l', 'l', 'o'), &d), VG_EMALFORMED);
     VT_EQ_INT(vg_mqtt_decode_publish(VG_MQTT_V5, 0, BYTES(0, 1, 't'), &d), VG_EMALFORMED);
     VT_EQ_INT(vg_mqtt_decode_publish(VG_MQTT_V5, 2, BYTES(0, 1, 't', 0, 1), &d), VG_EMALFORMED);
     VT_EQ_INT(vg_mqtt_decode_publish(VG_MQTT_V5, 2, BYTES(0, 1, 't', 0, 1, 0), &d), VG_OK);
@@ -1937,7 +2073,9 @@ static void test_v5_publish_size(void)
     memset(ct, 'c', sizeof(ct));
     for (size_t cl = 0; cl < 200; cl += 7) {
         for (size_t pl = 0; pl < 160; pl++) {
-            vg_mqtt_publish_t p = {.qos = (uint8_t)(pl % 3), .packet_id = 1, .topic = bs("t/s"),
+            vg_mqtt_publish_t p = {.qos = (uint8_t)(pl % 3),
+                                   .packet_id = 1,
+                                   .topic = bs("t/s"),
                                    .payload = {payload, pl},
                                    .props = {.present = cl ? PB(CONTENT_TYPE) : 0, .content_type = {ct, cl}}};
             size_t want = vg_mqtt_publish_size(VG_MQTT_V5, 3, pl, p.qos, &p.props);
@@ -1967,8 +2105,10 @@ static void test_v5_props_size(void)
     static uint8_t s[200];
     memset(s, 's', sizeof(s));
     for (size_t n = 0; n < sizeof(s); n++) {
-        vg_mqtt_props_t p = {.present = PB(REASON_STRING) | PB(SESSION_EXPIRY), .reason_string = {s, n},
-                             .session_expiry = 1, .user_props = USER_RUN};
+        vg_mqtt_props_t p = {.present = PB(REASON_STRING) | PB(SESSION_EXPIRY),
+                             .reason_string = {s, n},
+                             .session_expiry = 1,
+                             .user_props = USER_RUN};
         size_t sz = vg_mqtt_props_size(&p);
         VT_EQ_INT(sz, (5 + 3 + n + sizeof(user_run)) + (5 + 3 + n + sizeof(user_run) < 128 ? 1 : 2));
         size_t rem = 1 + sz;
@@ -2141,9 +2281,9 @@ static void test_v5_subscribe(void)
     VT_EQ_INT(vg_mqtt_decode_subscribe(VG_MQTT_V5, body, len, true, &pid, NULL, d, 2, &n), VG_ELIMIT);
     /* Two identifiers, or an identifier 0, are malformed; so are the
      * encoder's equivalents. */
-    VT_EQ_INT(vg_mqtt_decode_subscribe(VG_MQTT_V5, BYTES(0, 1, 4, 0x0B, 1, 0x0B, 2, 0, 1, 'a', 0), true, &pid, &pr,
-                                       d, 4, &n),
-              VG_EMALFORMED);
+    VT_EQ_INT(
+        vg_mqtt_decode_subscribe(VG_MQTT_V5, BYTES(0, 1, 4, 0x0B, 1, 0x0B, 2, 0, 1, 'a', 0), true, &pid, &pr, d, 4, &n),
+        VG_EMALFORMED);
     VT_EQ_INT(vg_mqtt_decode_subscribe(VG_MQTT_V5, BYTES(0, 1, 2, 0x0B, 0, 0, 1, 'a', 0), true, &pid, &pr, d, 4, &n),
               VG_EMALFORMED);
     VT_EQ_INT(vg_mqtt_decode_subscribe(VG_MQTT_V5, BYTES(0, 1, 2, 0x0B, 9, 0, 1, 'a', 0), true, &pid, &pr, d, 4, &n),
@@ -2199,8 +2339,7 @@ static void test_v5_suback(void)
             VT_EQ_INT(vg_mqtt_decode_suback(VG_MQTT_V5, type, raw, sizeof(raw), &pid, &pr, got, 8, &n),
                       ok ? VG_OK : VG_EMALFORMED);
             uint8_t c8 = (uint8_t)code;
-            VT_EQ_INT(vg_mqtt_encode_suback(pkt, sizeof(pkt), VG_MQTT_V5, type, 5, NULL, &c8, 1),
-                      ok ? 6 : VG_EINVAL);
+            VT_EQ_INT(vg_mqtt_encode_suback(pkt, sizeof(pkt), VG_MQTT_V5, type, 5, NULL, &c8, 1), ok ? 6 : VG_EINVAL);
         }
         uint8_t rcs[] = {0x00, 0x80, 0x87, 0x8F};
         if (type == VG_MQTT_SUBACK)
@@ -2228,8 +2367,7 @@ static void test_v5_suback(void)
     }
     /* UNSUBACK with a payload is 5.0 only. */
     uint8_t zero = 0;
-    VT_EQ_INT(vg_mqtt_decode_suback(VG_MQTT_V311, VG_MQTT_UNSUBACK, BYTES(0, 5, 0), &pid, &pr, got, 8, &n),
-              VG_EINVAL);
+    VT_EQ_INT(vg_mqtt_decode_suback(VG_MQTT_V311, VG_MQTT_UNSUBACK, BYTES(0, 5, 0), &pid, &pr, got, 8, &n), VG_EINVAL);
     VT_EQ_INT(vg_mqtt_encode_suback(pkt, sizeof(pkt), VG_MQTT_V311, VG_MQTT_UNSUBACK, 5, NULL, &zero, 1), VG_EINVAL);
     VT_EQ_INT(vg_mqtt_encode_suback(pkt, sizeof(pkt), VG_MQTT_V5, VG_MQTT_PUBACK, 5, NULL, &zero, 1), VG_EINVAL);
     /* 5.0 SUBACK codes that 3.1.1 lacks. */
@@ -2326,11 +2464,10 @@ static void test_v5_auth(void)
     VT_EQ_INT(vg_mqtt_decode_reason(VG_MQTT_V5, VG_MQTT_AUTH, NULL, 0, &reason, &pr), VG_EMALFORMED);
     VT_EQ_INT(vg_mqtt_decode_reason(VG_MQTT_V5, VG_MQTT_AUTH, BYTES(0x18), &reason, &pr), VG_EMALFORMED);
     VT_EQ_INT(vg_mqtt_decode_reason(VG_MQTT_V5, VG_MQTT_AUTH, BYTES(0x18, 0), &reason, &pr), VG_EMALFORMED);
-    VT_EQ_INT(vg_mqtt_decode_reason(VG_MQTT_V5, VG_MQTT_AUTH, BYTES(0x18, 3, 0x16, 0, 0), &reason, &pr),
-              VG_EMALFORMED);
-    VT_EQ_INT(vg_mqtt_decode_reason(VG_MQTT_V5, VG_MQTT_AUTH, BYTES(0x18, 8, 0x15, 0, 1, 'm', 0x15, 0, 1, 'm'),
-                                    &reason, &pr),
-              VG_EMALFORMED);
+    VT_EQ_INT(vg_mqtt_decode_reason(VG_MQTT_V5, VG_MQTT_AUTH, BYTES(0x18, 3, 0x16, 0, 0), &reason, &pr), VG_EMALFORMED);
+    VT_EQ_INT(
+        vg_mqtt_decode_reason(VG_MQTT_V5, VG_MQTT_AUTH, BYTES(0x18, 8, 0x15, 0, 1, 'm', 0x15, 0, 1, 'm'), &reason, &pr),
+        VG_EMALFORMED);
     VT_EQ_INT(vg_mqtt_encode_reason(pkt, sizeof(pkt), VG_MQTT_V5, VG_MQTT_AUTH, 0x18, NULL), VG_EINVAL);
     vg_mqtt_props_t no_method = {.present = PB(REASON_STRING), .reason_string = bs("x")};
     VT_EQ_INT(vg_mqtt_encode_reason(pkt, sizeof(pkt), VG_MQTT_V5, VG_MQTT_AUTH, 0x18, &no_method), VG_EINVAL);
@@ -2389,14 +2526,23 @@ static void test_v5_user_props(void)
     VT_REQUIRE(frame_one(pkt, (size_t)n, VG_MQTT_DISCONNECT, 0, &b2, &len));
     VT_EQ_INT(len, body.n);
     VT_EQ_INT(len, 1 + vg_mqtt_props_size(&pr));
-    static const uint8_t reordered[] = {0x8B, 37,  0x11, 0, 0, 0, 7, 0x1C, 0, 3, 's', 'r', 'v', 0x1F, 0,   3,  'w',
-                                        'h',  'y', 0x26, 0, 1, 'a', 0, 1,    '1', 0x26, 0, 1,   'b', 0, 0, 0x26, 0,
-                                        1,    'a', 0,    1, '3'};
+    static const uint8_t reordered[] = {0x8B, 37, 0x11, 0,   0,   0,   7,    0x1C, 0, 3,   's', 'r', 'v',
+                                        0x1F, 0,  3,    'w', 'h', 'y', 0x26, 0,    1, 'a', 0,   1,   '1',
+                                        0x26, 0,  1,    'b', 0,   0,   0x26, 0,    1, 'a', 0,   1,   '3'};
     VT_CHECK(len == sizeof(reordered) && memcmp(b2, reordered, len) == 0);
     vg_mqtt_props_t pr2;
     VT_EQ_INT(vg_mqtt_decode_reason(VG_MQTT_V5, VG_MQTT_DISCONNECT, b2, len, &reason, &pr2), VG_OK);
     VT_CHECK(same_props(&pr, &pr2));
     VT_EQ_INT(pr2.user_props.len, 20); /* contiguous now */
+
+    /* Packed, the interleaved run is the user entries alone, in order; an
+     * already pure run packs to itself. */
+    uint8_t packed[64];
+    VT_EQ_INT(vg_mqtt_user_props_pack(&pr, packed, sizeof(packed)), 20);
+    VT_CHECK(memcmp(packed, reordered + 19, 20) == 0);
+    VT_EQ_INT(vg_mqtt_user_props_pack(&pr, packed, 19), VG_ENOSPC);
+    VT_EQ_INT(vg_mqtt_user_props_pack(&pr2, packed, sizeof(packed)), 20);
+    VT_CHECK(memcmp(packed, pr2.user_props.p, 20) == 0);
 
     /* Only user properties: the run is passed through as it is. */
     vg_mqtt_props_t run = {.user_props = USER_RUN};
@@ -2409,6 +2555,7 @@ static void test_v5_user_props(void)
     vg_mqtt_props_t none = {0};
     pos = 0;
     VT_CHECK(!vg_mqtt_user_props_next(&none, &pos, &k, &v));
+    VT_EQ_INT(vg_mqtt_user_props_pack(&none, NULL, 0), 0);
     /* A run that does not parse stops the iterator for good. */
     vg_mqtt_props_t broken = {.user_props = {(const uint8_t *)"\x26\x00\x01k\x00\x01v\x26\x00\x09", 10}};
     pos = 0;
@@ -2416,6 +2563,7 @@ static void test_v5_user_props(void)
     VT_CHECK(!vg_mqtt_user_props_next(&broken, &pos, &k, &v));
     VT_CHECK(!vg_mqtt_user_props_next(&broken, &pos, &k, &v));
     VT_EQ_INT(vg_mqtt_props_size(&broken), 0);
+    VT_EQ_INT(vg_mqtt_user_props_pack(&broken, packed, sizeof(packed)), VG_EINVAL);
 }
 
 static void test_shared_split(void)
@@ -2476,9 +2624,8 @@ static void test_reason_name(void)
 /* One of the 5.0 encoders, picked by k, into out[0..cap). */
 static int encode_some(int k, uint8_t *out, size_t cap)
 {
-    static const vg_mqtt_props_t pr = {.present = PB(REASON_STRING),
-                                       .reason_string = {(const uint8_t *)"r", 1},
-                                       .user_props = USER_RUN};
+    static const vg_mqtt_props_t pr = {
+        .present = PB(REASON_STRING), .reason_string = {(const uint8_t *)"r", 1}, .user_props = USER_RUN};
     static const vg_mqtt_props_t ap = {.present = PB(AUTH_METHOD), .auth_method = {(const uint8_t *)"m", 1}};
     static const vg_mqtt_props_t sid = {.sub_ids = {200}, .sub_id_count = 1};
     static const vg_mqtt_connect_t c = {.protocol_level = 5,
@@ -2495,16 +2642,26 @@ static int encode_some(int k, uint8_t *out, size_t cap)
     static const vg_mqtt_sub_t subs[] = {{.filter = {(const uint8_t *)"a/+", 3}, .qos = 1, .no_local = true}};
     static const uint8_t rc0 = 0;
     switch (k) {
-    case 0: return vg_mqtt_encode_connect(out, cap, &c);
-    case 1: return vg_mqtt_encode_connack(out, cap, VG_MQTT_V5, false, 0, &pr);
-    case 2: return vg_mqtt_encode_publish(out, cap, VG_MQTT_V5, &p);
-    case 3: return vg_mqtt_encode_ack(out, cap, VG_MQTT_V5, VG_MQTT_PUBREC, 1, 0x10, &pr);
-    case 4: return vg_mqtt_encode_ack(out, cap, VG_MQTT_V5, VG_MQTT_PUBREL, 1, 0x92, NULL);
-    case 5: return vg_mqtt_encode_subscribe(out, cap, VG_MQTT_V5, 1, &sid, subs, 1);
-    case 6: return vg_mqtt_encode_unsubscribe(out, cap, VG_MQTT_V5, 1, NULL, subs, 1);
-    case 7: return vg_mqtt_encode_suback(out, cap, VG_MQTT_V5, VG_MQTT_UNSUBACK, 1, &pr, &rc0, 1);
-    case 8: return vg_mqtt_encode_reason(out, cap, VG_MQTT_V5, VG_MQTT_AUTH, 0x18, &ap);
-    default: return vg_mqtt_encode_reason(out, cap, VG_MQTT_V5, VG_MQTT_DISCONNECT, 0x8E, NULL);
+    case 0:
+        return vg_mqtt_encode_connect(out, cap, &c);
+    case 1:
+        return vg_mqtt_encode_connack(out, cap, VG_MQTT_V5, false, 0, &pr);
+    case 2:
+        return vg_mqtt_encode_publish(out, cap, VG_MQTT_V5, &p);
+    case 3:
+        return vg_mqtt_encode_ack(out, cap, VG_MQTT_V5, VG_MQTT_PUBREC, 1, 0x10, &pr);
+    case 4:
+        return vg_mqtt_encode_ack(out, cap, VG_MQTT_V5, VG_MQTT_PUBREL, 1, 0x92, NULL);
+    case 5:
+        return vg_mqtt_encode_subscribe(out, cap, VG_MQTT_V5, 1, &sid, subs, 1);
+    case 6:
+        return vg_mqtt_encode_unsubscribe(out, cap, VG_MQTT_V5, 1, NULL, subs, 1);
+    case 7:
+        return vg_mqtt_encode_suback(out, cap, VG_MQTT_V5, VG_MQTT_UNSUBACK, 1, &pr, &rc0, 1);
+    case 8:
+        return vg_mqtt_encode_reason(out, cap, VG_MQTT_V5, VG_MQTT_AUTH, 0x18, &ap);
+    default:
+        return vg_mqtt_encode_reason(out, cap, VG_MQTT_V5, VG_MQTT_DISCONNECT, 0x8E, NULL);
     }
 }
 
