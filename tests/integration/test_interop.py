@@ -7,16 +7,21 @@ Each test drives a live server with a real client implementation:
     shared subscriptions, telemetry ingest;
   - paho-mqtt (Debian's 1.6.x) as 3.1.1 and 5.0 clients: QoS 2 exactly once,
     session resumption, 5.0 properties, subscription identifiers, no local,
-    retain handling, retain as published, client topic aliases, and MQTT
-    over WebSocket;
+    retain handling, retain as published, message expiry, client topic
+    aliases, and MQTT over WebSocket;
+  - a raw RFC 6455 client: the upgrade answer, MQTT packets split across and
+    packed into frames, ping/pong, the close handshake, refused frames;
   - MQTT.js (npm "mqtt" 5.x, run by node; tests/integration/js/) over TCP and
-    WebSocket as a 3.1.1 and a 5.0 client;
-  - the HTTP publish endpoint (POST /topics/<url-encoded topic>?qos=0|1).
+    WebSocket as a 3.1.1 and a 5.0 client (5.0: topic aliases both ways);
+  - the HTTP publish endpoint (POST /topics/<url-encoded topic>?qos=0|1, with
+    urllib/http.client and curl).
 
 Cross-check: with INTEROP_BROKER=mosquitto the tests that do not depend on
 vigil-only features (the telemetry stream, the HTTP endpoint) run against
 Debian's /usr/sbin/mosquitto instead (a TCP and a WebSocket listener), which
-is how a failure is shown to be the server's fault rather than the test's:
+is how a failure is shown to be the server's fault rather than the test's
+(checks mosquitto 2.0.11 itself gets wrong are skipped there, with the
+reason, by the mosquitto_deviates marker):
 
     INTEROP_BROKER=mosquitto /usr/bin/python3 -m pytest -q tests/integration/test_interop.py
 
@@ -54,6 +59,7 @@ vigil_only = pytest.mark.skipif(BROKER_KIND != "vigil", reason="vigil-only featu
 def mosquitto_deviates(reason):
     """Skips a check against mosquitto 2.0.11, which does not follow the rule."""
     return pytest.mark.skipif(BROKER_KIND == "mosquitto", reason="mosquitto 2.0.11 deviates: " + reason)
+
 
 # Every test is short; a hang is a failure well before the suite's default.
 pytestmark = pytest.mark.deadline(30)
