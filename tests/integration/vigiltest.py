@@ -548,14 +548,8 @@ class VigilServer:
                 ] + self.listener_args() + self.extra_args
 
     def listener_args(self):
-        # A build without the listeners rejects the flags; pass them only when
-        # `serve --help` lists them (tests of the listeners fail on their own).
-        args = []
-        if serve_supports("--ws-listen"):
-            args += ["--ws-listen", "%s:%d" % (self.host, self.ws_port)]
-        if serve_supports("--http-listen"):
-            args += ["--http-listen", "%s:%d" % (self.host, self.http_port)]
-        return args
+        return ["--ws-listen", "%s:%d" % (self.host, self.ws_port),
+                "--http-listen", "%s:%d" % (self.host, self.http_port)]
 
     def start(self, timeout=15.0, wait=True):
         """Starts the process; unless wait is False, returns once the port
