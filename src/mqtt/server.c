@@ -2881,6 +2881,12 @@ static size_t parse_packets(worker_t *w, conn_t *c, const uint8_t *data, size_t 
             conn_close(w, c, r == VG_ETOOBIG ? VG_CLOSE_TOO_LARGE : VG_CLOSE_MALFORMED);
             break;
         }
+        /* 5.0 requires the shortest length encoding [MQTT-1.5.5-1]; 3.1.1
+         * clients in the field sometimes pad it, so only 5.0 is held to it. */
+        if (c->level == VG_MQTT_V5 && hl - 1 != (rl < 128 ? 1u : rl < 16384 ? 2u : rl < 2097152 ? 3u : 4u)) {
+            conn_close_why(w, c, VG_CLOSE_MALFORMED, "remaining length not in its shortest form");
+            break;
+        }
         handle_packet(w, c, type, flags, data + off + hl, rl);
         off += hl + rl;
     }
