@@ -104,6 +104,7 @@ typedef struct subent {
     uint8_t opts;
     uint16_t flen;
     uint32_t sub_id; /* 0 = none */
+    uint32_t idx;    /* position in its session's subs[] */
     struct session *sess;
     struct group *group; /* shared subscription it belongs to, or NULL */
     char *filter;        /* as the client sent it (incl. $share/<g>/) */
@@ -162,6 +163,7 @@ typedef struct session {
     /* subscriptions (changed under tree_lock write; read by the owner) */
     subent_t **subs;
     uint32_t nsubs, subs_cap;
+    vg_strmap_t subidx; /* filter -> subent, built once a session has SUBIDX_MIN of them */
     /* outbound: in flight (sent, unacknowledged) in send order, then queued */
     outq_t inflight, queue;
     uint32_t window;    /* max in flight for the current connection */
@@ -593,6 +595,7 @@ static session_t *session_new(const char *id, size_t idlen)
     }
     se->id_len = (uint32_t)idlen;
     pthread_mutex_init(&se->mu, NULL);
+    vg_strmap_init(&se->subidx, VG_MEM_MQTT);
     atomic_init(&se->refs, 1);
     se->next_pid = 1;
     se->window = 1;
@@ -639,6 +642,7 @@ static void session_unref(struct vg_server *s, session_t *se)
     session_drop_messages(s, se);
     vg_msg_unref(se->pending_will);
     vg_free(se->subs);
+    vg_strmap_deinit(&se->subidx);
     vg_free(se->q2in);
     pthread_mutex_destroy(&se->mu);
     vg_free(se->id);
@@ -1061,6 +1065,70 @@ static void session_unsubscribe_all(struct vg_server *s, session_t *se)
     vg_free(se->subs);
     se->subs = NULL;
     se->subs_cap = 0;
+    vg_strmap_deinit(&se->subidx);
+    vg_strmap_init(&se->subidx, VG_MEM_MQTT);
+}
+
+/* A session's own list of subscriptions, changed only by the thread that
+ * owns the session (its connection's worker, or the loader): an array for
+ * persistence and teardown, plus a filter index once there are enough of
+ * them that a linear search would make a large SUBSCRIBE quadratic. */
+#define SUBIDX_MIN 16
+
+static subent_t *session_find_sub(session_t *se, const char *f, size_t fl)
+{
+    if (se->subidx.cap) {
+        uint64_t v;
+        return vg_strmap_get(&se->subidx, f, fl, &v) == VG_OK ? (subent_t *)(uintptr_t)v : NULL;
+    }
+    for (uint32_t j = 0; j < se->nsubs; j++)
+        if (se->subs[j]->flen == fl && memcmp(se->subs[j]->filter, f, fl) == 0)
+            return se->subs[j];
+    return NULL;
+}
+
+/* Room for one more subscription in subs[] (call before linking it). */
+static int session_reserve_sub(session_t *se)
+{
+    if (se->nsubs < se->subs_cap)
+        return VG_OK;
+    uint32_t ncap = se->subs_cap ? se->subs_cap * 2 : 4;
+    subent_t **ns = vg_realloc(VG_MEM_MQTT, se->subs, ncap * sizeof *ns);
+    if (!ns)
+        return VG_ENOMEM;
+    se->subs = ns;
+    se->subs_cap = ncap;
+    return VG_OK;
+}
+
+/* Appends e (room reserved). Never fails: if the index cannot grow it is
+ * dropped and lookups fall back to the linear search. */
+static void session_add_sub(session_t *se, subent_t *e)
+{
+    e->idx = se->nsubs;
+    se->subs[se->nsubs++] = e;
+    bool ok = true;
+    if (se->subidx.cap) {
+        ok = vg_strmap_put(&se->subidx, e->filter, e->flen, (uint64_t)(uintptr_t)e, NULL) == VG_OK;
+    } else if (se->nsubs >= SUBIDX_MIN) {
+        for (uint32_t j = 0; j < se->nsubs && ok; j++)
+            ok = vg_strmap_put(&se->subidx, se->subs[j]->filter, se->subs[j]->flen,
+                               (uint64_t)(uintptr_t)se->subs[j], NULL) == VG_OK;
+    }
+    if (!ok) {
+        vg_strmap_deinit(&se->subidx);
+        vg_strmap_init(&se->subidx, VG_MEM_MQTT);
+    }
+}
+
+static void session_remove_sub(session_t *se, subent_t *e)
+{
+    uint32_t j = e->idx;
+    subent_t *last = se->subs[--se->nsubs];
+    se->subs[j] = last;
+    last->idx = j;
+    if (se->subidx.cap)
+        vg_strmap_del(&se->subidx, e->filter, e->flen);
 }
 
 /* ---- housekeeping: session expiry and delayed wills -------------------- */
@@ -1724,6 +1792,7 @@ static void acks_drain(worker_t *w, conn_t *c)
 }
 
 static void process_input(worker_t *w, conn_t *c);
+static void conn_detach(worker_t *w, conn_t *c);
 
 static void maybe_resume(worker_t *w, conn_t *c)
 {
@@ -2048,6 +2117,16 @@ static void handle_connect(worker_t *w, conn_t *c, const uint8_t *body, size_t l
             ap.present |= VG_PROP_BIT(VG_PROP_RETAIN_AVAILABLE);
             ap.retain_available = 0;
         }
+    }
+    /* Request/response (§4.10): a client that asks for Response Information
+     * gets a topic prefix of its own to build response topics under. */
+    char respinfo[96 + 256];
+    if (v5 && (ck.props.present & VG_PROP_BIT(VG_PROP_REQUEST_RESPONSE_INFO)) && ck.props.request_response_info &&
+        se->id_len <= 256 && vg_mqtt_topic_valid((const uint8_t *)se->id, se->id_len)) {
+        int k = snprintf(respinfo, sizeof respinfo, "vigil/response/%.*s", (int)se->id_len, se->id);
+        ap.present |= VG_PROP_BIT(VG_PROP_RESPONSE_INFO);
+        ap.response_info.p = (const uint8_t *)respinfo;
+        ap.response_info.len = (size_t)k;
     }
     send_connack(w, c, present, 0, v5 ? &ap : NULL);
     pthread_mutex_lock(&se->mu);
@@ -2392,19 +2471,16 @@ static void handle_subscribe(worker_t *w, conn_t *c, const uint8_t *body, size_t
         int shared = vg_mqtt_shared_split(subs[i].filter.p, fl, &group, &inner);
         if (!sub) {
             rcs[i] = v5 ? VG_RC_NO_SUBSCRIPTION_EXISTED : 0;
-            pthread_rwlock_wrlock(&s->tree_lock);
-            for (uint32_t j = 0; j < se->nsubs; j++) {
-                subent_t *e = se->subs[j];
-                if (e->flen == fl && memcmp(e->filter, f, fl) == 0) {
-                    subent_unlink(s, e);
-                    subent_free(e);
-                    se->subs[j] = se->subs[--se->nsubs];
-                    rcs[i] = 0;
-                    changed = true;
-                    break;
-                }
+            subent_t *e = session_find_sub(se, f, fl);
+            if (e) {
+                session_remove_sub(se, e);
+                pthread_rwlock_wrlock(&s->tree_lock);
+                subent_unlink(s, e);
+                pthread_rwlock_unlock(&s->tree_lock);
+                subent_free(e);
+                rcs[i] = 0;
+                changed = true;
             }
-            pthread_rwlock_unlock(&s->tree_lock);
             continue;
         }
         rcs[i] = v5 ? VG_RC_UNSPECIFIED : VG_MQTT_SUBACK_FAILURE;
@@ -2422,38 +2498,22 @@ static void handle_subscribe(worker_t *w, conn_t *c, const uint8_t *body, size_t
         uint8_t opts = (uint8_t)(qos | (subs[i].no_local ? OPT_NL : 0) | (subs[i].retain_as_published ? OPT_RAP : 0) |
                                  ((subs[i].retain_handling & 3) << 4));
         bool existed = false;
-        pthread_rwlock_wrlock(&s->tree_lock);
-        subent_t *e = NULL;
-        for (uint32_t j = 0; j < se->nsubs; j++) {
-            if (se->subs[j]->flen == fl && memcmp(se->subs[j]->filter, f, fl) == 0) {
-                e = se->subs[j];
-                break;
-            }
-        }
+        subent_t *e = session_find_sub(se, f, fl);
         int lr = VG_OK;
         if (e) {
             /* Replaces the existing subscription's options (§3.8.4). */
             existed = true;
+            pthread_rwlock_wrlock(&s->tree_lock);
             e->opts = opts;
             e->sub_id = sub_id;
             if (!e->group)
                 vg_topic_tree_subscribe(s->tree, e->filter, e->flen, e, opts);
+            pthread_rwlock_unlock(&s->tree_lock);
         } else {
-            if (se->nsubs == se->subs_cap) {
-                uint32_t ncap = se->subs_cap ? se->subs_cap * 2 : 4;
-                subent_t **ns = vg_realloc(VG_MEM_MQTT, se->subs, ncap * sizeof *ns);
-                if (!ns) {
-                    pthread_rwlock_unlock(&s->tree_lock);
-                    continue;
-                }
-                se->subs = ns;
-                se->subs_cap = ncap;
-            }
-            e = vg_calloc(VG_MEM_MQTT, 1, sizeof *e);
+            e = session_reserve_sub(se) == VG_OK ? vg_calloc(VG_MEM_MQTT, 1, sizeof *e) : NULL;
             char *copy = e ? vg_strndup(VG_MEM_MQTT, f, fl) : NULL;
             if (!copy) {
                 vg_free(e);
-                pthread_rwlock_unlock(&s->tree_lock);
                 continue;
             }
             e->kind = SUBK_ENTRY;
@@ -2462,13 +2522,14 @@ static void handle_subscribe(worker_t *w, conn_t *c, const uint8_t *body, size_t
             e->sub_id = sub_id;
             e->sess = se;
             e->filter = copy;
+            pthread_rwlock_wrlock(&s->tree_lock);
             lr = subent_link(s, e);
+            pthread_rwlock_unlock(&s->tree_lock);
             if (lr == VG_OK)
-                se->subs[se->nsubs++] = e;
+                session_add_sub(se, e);
             else
                 subent_free(e);
         }
-        pthread_rwlock_unlock(&s->tree_lock);
         if (lr != VG_OK) {
             if (lr == VG_EINVAL)
                 rcs[i] = v5 ? VG_RC_FILTER_INVALID : VG_MQTT_SUBACK_FAILURE;
@@ -2575,10 +2636,15 @@ static void handle_disconnect(worker_t *w, conn_t *c, const uint8_t *body, size_
     }
     if (reason == VG_RC_DISCONNECT_WITH_WILL) {
         conn_close(w, c, VG_CLOSE_DISCONNECT_WILL);
-        return;
+    } else {
+        c->clean_disconnect = true;
+        conn_close(w, c, VG_CLOSE_CLIENT);
     }
-    c->clean_disconnect = true;
-    conn_close(w, c, VG_CLOSE_CLIENT);
+    /* Leave the session now, not when the connection is torn down at the end
+     * of this loop round: a client that reconnects at once (on another
+     * worker) must find it already offline or ended, not take over a
+     * connection that has said goodbye. */
+    conn_detach(w, c);
 }
 
 /* Handles one complete packet. */
@@ -3656,18 +3722,12 @@ static int load_session(void *ctx, const void *key, size_t klen, uint64_t sub, c
         e->sub_id = sid;
         e->sess = se;
         e->filter = f;
-        if (se->nsubs == se->subs_cap) {
-            uint32_t ncap = se->subs_cap ? se->subs_cap * 2 : 4;
-            subent_t **ns = vg_realloc(VG_MEM_MQTT, se->subs, ncap * sizeof *ns);
-            if (!ns) {
-                subent_free(e);
-                continue;
-            }
-            se->subs = ns;
-            se->subs_cap = ncap;
+        if (session_reserve_sub(se) != VG_OK) {
+            subent_free(e);
+            continue;
         }
         if (subent_link(s, e) == VG_OK)
-            se->subs[se->nsubs++] = e;
+            session_add_sub(se, e);
         else
             subent_free(e);
     }

@@ -421,7 +421,14 @@ static void test_meta(void)
     VT_EQ_INT(steps, 0x0102030405060708LL);
     VT_EQ_INT(ts, -2);
     VT_EQ_INT(vg_event_meta_decode(meta, sizeof meta - 1, &hr, &steps, &ts), VG_EINVAL);
-    VT_EQ_INT(vg_event_meta_decode(meta, sizeof meta + 1, &hr, &steps, &ts), VG_EINVAL);
+    /* Longer meta is fine: the telemetry record puts MQTT 5 user properties
+     * after the parsed fields (ingest.h); only the first 24 bytes are read. */
+    uint8_t longer[VG_EVENT_META_LEN + 7];
+    memcpy(longer, meta, sizeof meta);
+    memset(longer + sizeof meta, 0xEE, 7);
+    VT_EQ_INT(vg_event_meta_decode(longer, sizeof longer, &hr, &steps, &ts), VG_OK);
+    VT_CHECK(hr == 72.5);
+    VT_EQ_INT(ts, -2);
     VT_EQ_INT(vg_event_meta_decode(meta, 0, &hr, &steps, &ts), VG_EINVAL);
     VT_EQ_INT(vg_event_meta_decode(meta, sizeof meta, NULL, NULL, &ts), VG_OK);
 

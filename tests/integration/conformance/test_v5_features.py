@@ -726,3 +726,31 @@ def test_client_disconnect_with_properties_accepted(broker):
     c.connect("dprops", will={"topic": "dprops/will", "payload": b"no", "qos": 1})
     c.disconnect(reason=0, props={"reason_string": "bye", "user_property": [("why", "test")]})
     assert quiet(w, 0.5) == []
+
+
+@pytest.mark.vigil_only("Response Information is optional (MAY); vigil gives a per-client prefix")
+def test_request_response_information(broker):
+    """5.0 §3.1.2.11.6, §3.2.2.3.15, §4.10: a client that sets Request
+    Response Information 1 may be given Response Information in the CONNACK;
+    vigil answers with a topic prefix of the client's own, usable as the base
+    of a Response Topic (a request/response round trip through it works),
+    and sends none to a client that did not ask."""
+    c = broker.client(V5)
+    ack = c.connect("rri-1", clean=True, props={"request_response_information": 1})
+    info = ack.props.get("response_information")
+    assert info == "vigil/response/rri-1", ack
+    other = broker.client(V5)
+    ack2 = other.connect("rri-2", clean=True)
+    assert "response_information" not in ack2.props, ack2
+    # Request/response through the given prefix: the responder answers on
+    # the request's Response Topic with its Correlation Data.
+    c.subscribe([(info + "/#", 1)])
+    other.subscribe([("rri/requests", 1)])
+    c.publish("rri/requests", b"ping", qos=1,
+              props={"response_topic": info + "/r1", "correlation_data": b"\x01\x02"})
+    req = recv_n(other, 1)[0]
+    assert req.props.get("response_topic") == info + "/r1"
+    other.publish(req.props["response_topic"], b"pong", qos=1,
+                  props={"correlation_data": req.props["correlation_data"]})
+    resp = recv_n(c, 1)[0]
+    assert resp.payload == b"pong" and resp.props.get("correlation_data") == b"\x01\x02"
