@@ -59,6 +59,12 @@ $(BUILD)/asan-tests/%: tests/unit/%.c $(ASAN_OBJ)
 	@echo "  TEST    $@"
 	$(Q)$(CC) $(CFLAGS) $(ASAN) -Itests/unit -o $@ $< $(ASAN_OBJ) $(LDLIBS)
 
+# The MQTT load generator of the gateway benchmarks (bench/run.sh g1-g3).
+$(BUILD)/mqtt_load: bench/mqtt_load.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(CFLAGS) -o $@ $< $(LIB_OBJ) $(LDLIBS)
+
 # libFuzzer harnesses need clang; each links the library built for fuzzing.
 FUZZ_CC     := clang
 FUZZ_CFLAGS := $(CSTD) -O1 -g -Isrc -pthread -fsanitize=fuzzer,address,undefined
@@ -87,7 +93,7 @@ demo: deps
 	@scripts/demo.sh
 
 bench: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all $(BUILD)/mqtt_load
 	@bench/run.sh
 
 clean:

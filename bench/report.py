@@ -19,7 +19,10 @@
       (what a durable PUBACK waits for at least).
   report.py render WORKDIR OUT.md
       writes the benchmark document from WORKDIR/meta.json and
-      WORKDIR/runs/*/{info,runsim,sim}.json.
+      WORKDIR/runs/*/{info,runsim,sim}.json (sim.json: `vigil sim --json` for
+      rows (a)-(c), build/mqtt_load for the gateway rows (g1)-(g3)). Sections
+      of benchmarks that were not run this time are carried over from the
+      existing OUT.md, marked with the date of the run they come from.
 """
 import json
 import os
@@ -442,6 +445,10 @@ class Run:
         return self.kind.startswith("vigil")
 
     @property
+    def is_gw(self):
+        return self.kind.endswith("-gw")
+
+    @property
     def errors(self):
         e = list(self.info.get("errors", []))
         if self.rs.get("timed_out"):
@@ -592,6 +599,8 @@ def anomalies(r):
     out = []
     if r.sim is None:
         return out
+    if r.is_gw:
+        return gw_anomalies(r)
     g = r.s
     if g("connect_failures"):
         msg = f"{fnum(g('connect_failures'))} of {fnum(g('devices'))} devices could not connect"
@@ -661,6 +670,356 @@ def vigil_mem_block(runs):
     return lines
 
 
+# ---------------------------------------------------------------- gateway rows
+
+def gw_step(r, name):
+    """The mqtt_load step called name (a phase), or the bulk step."""
+    for st in (r.sim or {}).get("steps", []) if r else []:
+        if (name == "bulk" and st.get("step") == "bulk") or (st.get("step") == "phase" and st.get("name") == name):
+            return st
+    return None
+
+
+def gw_lat(st, hist, p):
+    h = (st or {}).get(hist) or {}
+    return h.get(p) if h.get("count") else None
+
+
+def gw_get(st, key):
+    return None if st is None else st.get(key)
+
+
+def gw_anomalies(r):
+    out = []
+    g = r.s
+    if g("connect_failures"):
+        out.append(f"{fnum(g('connect_failures'))} of {fnum(g('connections'))} connections could not be set up")
+    if g("disconnects"):
+        out.append(f"{fnum(g('disconnects'))} connections were lost during the run")
+    if g("protocol_errors"):
+        out.append(f"{fnum(g('protocol_errors'))} unexpected packets from the server")
+    if g("suback_failures"):
+        out.append(f"{fnum(g('suback_failures'))} subscriptions refused in SUBACKs")
+    if g("interrupted"):
+        out.append("the load generator was interrupted before its last step")
+    if g("first_error"):
+        out.append(f"load generator: {g('first_error')}")
+    for st in g("steps") or []:
+        if st.get("step") != "phase":
+            continue
+        name = st.get("name")
+        if st.get("lost_deliveries") or st.get("incomplete"):
+            out.append(f"{name}: {fnum(st.get('incomplete'))} messages did not reach every subscriber within "
+                       f"{g('msg_timeout_s')} s ({fnum(st.get('lost_deliveries'))} deliveries missing)")
+        for k, what in (("duplicates", "repeated or out-of-order deliveries"),
+                        ("late", "deliveries after the message was given up on (late)"),
+                        ("ack_timeouts", "publishes not acknowledged by the end of the drain"),
+                        ("late_acks", "acks after the end of the drain"), ("ack_errors", "publishes refused")):
+            if st.get(k):
+                out.append(f"{name}: {fnum(st.get(k))} {what}")
+        off, pr = st.get("rate_offered") or 0, st.get("publish_rate") or 0
+        if off and pr < 0.95 * off:
+            out.append(f"{name}: published {fnum(pr)}/s of the {fnum(off)}/s offered (the publishers' window "
+                       "was full: the server or the machine did not keep up)")
+    if (r.info.get("stop_s") or 0) > 5:
+        out.append(f"the server took {r.info['stop_s']:.1f} s to stop after SIGTERM")
+    return out
+
+
+def gw_cmp_table(rv, rm, rows):
+    """rows: (label, f(run) -> number or None, fmt, better) with better 'high',
+    'low' or None (no comparison). Returns (markdown, labels where mosquitto
+    is ahead by more than 10 %)."""
+    out, behind = [], []
+    for label, f, fmt, better in rows:
+        v = f(rv) if rv and rv.sim is not None else None
+        m = f(rm) if rm and rm.sim is not None else None
+        ratio, ahead = "", ""
+        if better and isinstance(v, (int, float)) and isinstance(m, (int, float)) and v > 0 and m > 0:
+            q = v / m
+            ratio = f"{q:.2f}"
+            good = q if better == "high" else 1 / q
+            ahead = "vigil" if good > 1.1 else "mosquitto" if good < 1 / 1.1 else "≈"
+            if ahead == "mosquitto":
+                behind.append(label)
+        out.append([label, fmt(v), fmt(m), ratio, ahead])
+    return table(["metric", "vigil", "mosquitto 2.0", "vigil ÷ mosquitto", "ahead (> 10 %)"], out), behind
+
+
+def gw_behind_line(behind):
+    if not behind:
+        return "vigil is not behind mosquitto by more than 10 % on any compared row."
+    return "vigil is behind mosquitto by more than 10 % on: " + "; ".join(behind) + "."
+
+
+def fpct(v):
+    return "n/a" if v is None else f"{v:.1f}"
+
+
+def gw_rss_peak(r):
+    return r.rs.get("rss_peak_kb") / 1024 if r and r.rs.get("rss_peak_kb") else None
+
+
+def gw_lost(r):
+    """'lost / late / duplicate' over all phases of a row."""
+    if not r or r.sim is None:
+        return None
+    t = [0, 0, 0]
+    for st in r.s("steps") or []:
+        if st.get("step") == "phase":
+            t[0] += st.get("lost_deliveries") or 0
+            t[1] += st.get("late") or 0
+            t[2] += st.get("duplicates") or 0
+    return " / ".join(fnum(x) for x in t)
+
+
+def gw_commands(rs):
+    return commands_block([r for r in rs if r])
+
+
+def render_g1(meta, runs):
+    p = meta.get("g1", {})
+    L = ["## (g1) 100 publishers → 1 subscriber, QoS 0 / 1 / 2", ""]
+    L.append(f"{fnum(p.get('publishers'))} publisher connections, each on its own topic `bench/<i>`; one subscriber "
+             "on `#` subscribed at the QoS of the row; 64-byte payloads. Each row runs two phases on one "
+             f"server: **paced** — {fnum(p.get('rate'))} messages/s in total for {p.get('paced_s')} s, a load "
+             "both servers carry, so its latencies are the servers' own; then **flat out** for "
+             f"{p.get('flat_s')} s — each publisher keeps at most {p.get('window')} messages not yet delivered "
+             "to the subscriber (a closed loop of "
+             f"{fnum((p.get('publishers') or 0) * (p.get('window') or 0))} messages in flight), so the "
+             "delivered rate is what the server sustains and flat-out latencies are mostly time spent "
+             "queued in that window (Little's law: in flight ÷ rate). Ack latency is publish→PUBACK (QoS 1) "
+             "or publish→PUBCOMP (QoS 2) at the publisher. vigil routes these topics without its telemetry "
+             "stream; its durable telemetry path is measured by (a)–(c).")
+    L.append("")
+    allrows = []
+    for qos in (0, 1, 2):
+        rv, rm = runs.get(f"g1q{qos}_vigil"), runs.get(f"g1q{qos}_mosquitto")
+        L += [f"### QoS {qos}", ""]
+        if not rv and not rm:
+            L += ["_not run_", ""]
+            continue
+        allrows += [rv, rm]
+        ack = "PUBACK" if qos == 1 else "PUBCOMP"
+        F, P = (lambda r: gw_step(r, "flat")), (lambda r: gw_step(r, "paced"))
+        rows = [
+            ["flat out: messages/s delivered to the subscriber", lambda r: gw_get(F(r), "deliveries_per_s"), fnum, "high"],
+        ]
+        for pp, nm in (("p50", "p50"), ("p99", "p99"), ("p999", "p99.9")):
+            rows.append([f"flat out: publish→delivery {nm} (ms)", lambda r, pp=pp: gw_lat(F(r), "latency_ms", pp), fms, "low"])
+        if qos:
+            for pp in ("p50", "p99"):
+                rows.append([f"flat out: publish→{ack} {pp} (ms)", lambda r, pp=pp: gw_lat(F(r), "ack_latency_ms", pp), fms, "low"])
+        rows.append(["flat out: server CPU (% of one core)", lambda r: gw_get(F(r), "server_cpu_pct"), fpct, None])
+        rows.append(["flat out: load generator CPU (% of one core)", lambda r: gw_get(F(r), "loadgen_cpu_pct"), fpct, None])
+        rows.append([f"paced: messages/s published (offered {fnum(p.get('rate'))})",
+                     lambda r: gw_get(P(r), "publish_rate"), fnum, None])
+        for pp, nm in (("p50", "p50"), ("p99", "p99"), ("p999", "p99.9")):
+            rows.append([f"paced: publish→delivery {nm} (ms)", lambda r, pp=pp: gw_lat(P(r), "latency_ms", pp), fms, "low"])
+        if qos:
+            for pp in ("p50", "p99"):
+                rows.append([f"paced: publish→{ack} {pp} (ms)", lambda r, pp=pp: gw_lat(P(r), "ack_latency_ms", pp), fms, "low"])
+        rows.append(["paced: server CPU (% of one core)", lambda r: gw_get(P(r), "server_cpu_pct"), fpct, "low"])
+        rows.append(["server RSS peak (MiB)", gw_rss_peak, lambda v: "n/a" if v is None else f"{v:.1f}", "low"])
+        rows.append(["deliveries lost / late / repeated (both phases)", gw_lost, lambda v: v or "n/a", None])
+        tab, behind = gw_cmp_table(rv, rm, rows)
+        L += [tab, "", gw_behind_line([f"QoS {qos} {b}" for b in behind]), ""]
+    if allrows:
+        L += ["Commands:", "", gw_commands(allrows), ""]
+    return L
+
+
+def render_g2(meta, runs):
+    p = meta.get("g2", {})
+    n = p.get("subscribers")
+    L = [f"## (g2) Fan-out: 1 publisher → {fnum(n)} subscribers", ""]
+    L.append(f"{fnum(n)} subscriber connections in one load-generator process (the open-file limit raised to the "
+             "hard limit), all subscribed to `bench/fanout` at QoS 1, and one publisher. Four phases of "
+             f"{p.get('seconds')} s on one server: QoS 0 at {fnum(p.get('rate'))} messages/s, QoS 0 flat out, "
+             f"QoS 1 at {fnum(p.get('rate'))} messages/s, QoS 1 flat out (a QoS 0 publish is delivered at QoS 0 "
+             "to a QoS 1 subscription, §3.8.4). Flat out = the publisher keeps at most "
+             f"{p.get('window')} messages not yet received by every subscriber. *Until the last subscriber* is "
+             "the time from publish until the last of the subscribers got the message; *per delivery* is "
+             "publish→delivery over all deliveries. The load generator reads all subscriber sockets in one "
+             "thread, so the spread of a message over the subscribers includes its own reading time. A message "
+             "not at every subscriber within 10 s counts as lost (its later deliveries as late); after such a "
+             "phase the next one waits until deliveries stop arriving for 1 s (at most 120 s, *drain* row), "
+             "so that it does not start behind the previous phase's backlog.")
+    L.append("")
+    rv, rm = runs.get("g2_vigil"), runs.get("g2_mosquitto")
+    if not rv and not rm:
+        return L + ["_not run_", ""]
+    rows = [
+        ["setup: subscribers connected and subscribed in (s)", lambda r: r.s("setup_s"), lambda v: fnum(v, 2), "low"],
+        ["server memory per subscriber connection (bytes): (RSS after setup − idle) ÷ connections",
+         lambda r: ((gw_get(gw_step(r, "q0-paced"), "server_rss_start_kb") or 0) - (r.rs.get("rss_idle_kb") or 0)) * 1024
+         / r.s("connections") if gw_step(r, "q0-paced") and r.rs.get("rss_idle_kb") and r.s("connections") else None,
+         fnum, "low"],
+    ]
+    for ph, title in (("q0-paced", f"QoS 0, {fnum(p.get('rate'))} msg/s"), ("q0-flat", "QoS 0, flat out"),
+                      ("q1-paced", f"QoS 1, {fnum(p.get('rate'))} msg/s"), ("q1-flat", "QoS 1, flat out")):
+        S = (lambda r, ph=ph: gw_step(r, ph))
+        rows += [
+            [f"{title}: messages published", lambda r, S=S: gw_get(S(r), "published"), fnum, None],
+            [f"{title}: deliveries/s", lambda r, S=S: gw_get(S(r), "deliveries_per_s"), fnum, "high"],
+            [f"{title}: until the last subscriber p50 (ms)", lambda r, S=S: gw_lat(S(r), "last_latency_ms", "p50"), fms, "low"],
+            [f"{title}: until the last subscriber p99 (ms)", lambda r, S=S: gw_lat(S(r), "last_latency_ms", "p99"), fms, "low"],
+            [f"{title}: per delivery p50 (ms)", lambda r, S=S: gw_lat(S(r), "latency_ms", "p50"), fms, "low"],
+            [f"{title}: per delivery p99 (ms)", lambda r, S=S: gw_lat(S(r), "latency_ms", "p99"), fms, "low"],
+            [f"{title}: server CPU (% of one core)", lambda r, S=S: gw_get(S(r), "server_cpu_pct"), fpct,
+             "low" if "paced" in ph else None],
+            [f"{title}: drain after publishing stopped (s)", lambda r, S=S: gw_get(S(r), "drain_s"),
+             lambda v: fnum(v, 2), None],
+        ]
+    rows += [
+        ["server RSS peak (MiB)", gw_rss_peak, lambda v: "n/a" if v is None else f"{v:.1f}", "low"],
+        ["deliveries lost / late / repeated (all phases)", gw_lost, lambda v: v or "n/a", None],
+    ]
+    tab, behind = gw_cmp_table(rv, rm, rows)
+    return L + [tab, "", gw_behind_line(behind), "", "Commands:", "", gw_commands([rv, rm]), ""]
+
+
+def render_g3(meta, runs):
+    p = meta.get("g3", {})
+    nf = p.get("filters")
+    L = [f"## (g3) Matching with {fnum(nf)} subscriptions", ""]
+    L.append(f"One publisher publishes to `alerts/0` at {fnum(p.get('rate'))} messages/s (QoS 0) for "
+             f"{p.get('seconds')} s while the only subscription is `alerts/0` (held by one of "
+             f"{fnum(p.get('holders'))} idle connections); then those connections subscribe `alerts/1` … "
+             f"`alerts/{fnum((nf or 1) - 1)}` ({fnum(p.get('per_packet'))} filters per SUBSCRIBE, so "
+             f"{fnum(nf)} distinct subscriptions in all, one of which matches), and the same publisher runs "
+             "again. If matching a topic does not depend on unrelated subscriptions, latency and server CPU "
+             "of the two phases are the same. Memory per subscription = (RSS 1 s after the last SUBACK − RSS "
+             "before subscribing) ÷ filters added.")
+    L.append("")
+    rv, rm = runs.get("g3_vigil"), runs.get("g3_mosquitto")
+    if not rv and not rm:
+        return L + ["_not run_", ""]
+    O, A, B = (lambda r: gw_step(r, "one")), (lambda r: gw_step(r, "all")), (lambda r: gw_step(r, "bulk"))
+    mib = (lambda v: "n/a" if v is None else f"{v / 1024:.1f}")
+
+    def rel(r, f):
+        a, b = f(A(r)), f(O(r))
+        return a / b if a is not None and b else None
+
+    rows = []
+    for S, t in ((O, "1 subscription"), (A, f"{fnum(nf)} subscriptions")):
+        rows += [
+            [f"{t}: messages/s published", lambda r, S=S: gw_get(S(r), "publish_rate"), fnum, None],
+            [f"{t}: publish→delivery p50 (ms)", lambda r, S=S: gw_lat(S(r), "latency_ms", "p50"), fms, "low"],
+            [f"{t}: publish→delivery p99 (ms)", lambda r, S=S: gw_lat(S(r), "latency_ms", "p99"), fms, "low"],
+            [f"{t}: publish→delivery p99.9 (ms)", lambda r, S=S: gw_lat(S(r), "latency_ms", "p999"), fms, "low"],
+            [f"{t}: server CPU (% of one core)", lambda r, S=S: gw_get(S(r), "server_cpu_pct"), fpct, "low"],
+        ]
+    rows += [
+        [f"p50 with {fnum(nf)} ÷ p50 with 1 (same server)", lambda r: rel(r, lambda s: gw_lat(s, "latency_ms", "p50")),
+         lambda v: "n/a" if v is None else f"{v:.2f}", None],
+        [f"p99 with {fnum(nf)} ÷ p99 with 1 (same server)", lambda r: rel(r, lambda s: gw_lat(s, "latency_ms", "p99")),
+         lambda v: "n/a" if v is None else f"{v:.2f}", None],
+        [f"server CPU with {fnum(nf)} ÷ with 1 (same server)", lambda r: rel(r, lambda s: gw_get(s, "server_cpu_pct")),
+         lambda v: "n/a" if v is None else f"{v:.2f}", None],
+        ["subscribing: time until the last SUBACK (s)", lambda r: gw_get(B(r), "seconds"), lambda v: fnum(v, 2), "low"],
+        ["subscribing: subscriptions/s", lambda r: gw_get(B(r), "subscriptions_per_s"), fnum, "high"],
+        ["subscribing: server CPU (s)", lambda r: gw_get(B(r), "server_cpu_s"), lambda v: fnum(v, 2), "low"],
+        ["server RSS before subscribing (MiB)", lambda r: gw_get(B(r), "server_rss_before_kb"), mib, None],
+        ["server RSS after subscribing (MiB)", lambda r: gw_get(B(r), "server_rss_after_kb"), mib, "low"],
+        ["server memory per subscription (bytes)", lambda r: gw_get(B(r), "bytes_per_subscription"), fnum, "low"],
+        ["deliveries lost / late / repeated (both phases)", gw_lost, lambda v: v or "n/a", None],
+    ]
+    tab, behind = gw_cmp_table(rv, rm, rows)
+    return L + [tab, "", gw_behind_line(behind), "", "Commands:", "", gw_commands([rv, rm]), ""]
+
+
+def gw_method(meta):
+    g = meta.get("gw", {})
+    return [
+        "- **Gateway rows (g1)–(g3)**: load generator `build/mqtt_load` (`bench/mqtt_load.c`, built by `make "
+        "bench`): MQTT 3.1.1, every connection of a row (publishers and subscribers) in one process on one "
+        "epoll thread, encoding and decoding with vigil's codec (`src/mqtt/codec.c`). Each PUBLISH carries its "
+        f"send time in its {g.get('payload', 64)}-byte payload, so publish→delivery latency needs no clock "
+        "sync; latencies go into log-linear histograms (< 0.4 % bucket error). It reads the server's CPU "
+        "time (utime+stime, `/proc/PID/stat`) and RSS at the start and end of each phase's publishing "
+        "window, so *server CPU* covers exactly that window. It checks every delivery: lost (not at every "
+        "subscriber within 10 s), late, repeated or out of order per publisher — all counted in the tables.",
+        "- The gateway rows use topics other than vigil's telemetry topic (`bench/…`, `alerts/…`), so vigil "
+        "routes them in memory and never touches its stream (`--fsync none` is passed only to make that "
+        "explicit); vigil's telemetry path, with its fsync, is what (a)–(c) measure.",
+        f"- Both servers get the same limits, raised so that neither drops a message at these rates: "
+        f"vigil `--max-inflight-out {g.get('inflight')} --max-queued-per-client {fnum(g.get('queued'))} "
+        f"--max-outbuf {fnum(g.get('outbuf'))} --max-subs-per-packet {meta.get('g3', {}).get('per_packet')}`; "
+        f"mosquitto `max_inflight_messages {g.get('inflight')}`, `max_queued_messages {fnum(g.get('queued'))}`, "
+        "`persistence false` and `set_tcp_nodelay true` (vigil sets TCP_NODELAY on every connection; "
+        "mosquitto's default leaves Nagle's algorithm on, which holds its small PUBACKs until the peer's "
+        "delayed ACK — in a trial, p99 publish→delivery at 10,000 QoS 1 messages/s was ~25 ms with Nagle "
+        "and ~4 ms without). Commands and mosquitto.conf are under each table.",
+        "- *vigil ÷ mosquitto* divides the two columns; *ahead* names the server that is better by more than "
+        "10 % (higher is better for rates, lower for latency, CPU and memory). CPU rows of flat-out phases "
+        "are not compared: each server does a different amount of work there.",
+        f"- The machine has {meta.get('nproc', '?')} cores, shared by the server under test, the load "
+        "generator (one thread, its CPU is shown) and anything else running at the time (load average at "
+        "the top of the page): flat-out rates are those of server + load generator on 2 shared cores, "
+        "and latency tails include scheduling delays.",
+    ]
+
+
+# ---------------------------------------------------------------- carry-over
+
+# A section is a "## " heading and what follows up to the next one.
+CARRY_HEADINGS = (("## (a)", "a"), ("## (b)", "b"), ("## (c)", "c"), ("## Where the time goes (perf)", "c-perf"),
+                  ("## (g1)", "g1"), ("## (g2)", "g2"), ("## (g3)", "g3"))
+CARRY_NOTE = re.compile(r"^_Not re-run on .*carried over unchanged from the run of \*\*(.+?)\*\* \(vigil (.+?)\);")
+
+
+def parse_old_doc(path):
+    """Sections and target rows of an existing document, keyed by benchmark,
+    with the date and commit of the run that wrote it; None if unreadable."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        return None
+    m = re.search(r"on \*\*(.+?)\*\*, vigil (.+?), ", text)
+    old = {"date": m.group(1) if m else "?", "git": m.group(2) if m else "?", "sections": {}, "targets": {}}
+    cur = None
+    for line in text.split("\n"):
+        if line.startswith("## "):
+            cur = next((k for pre, k in CARRY_HEADINGS if line.startswith(pre)), None)
+            if cur:
+                old["sections"][cur] = []
+        if cur:
+            old["sections"][cur].append(line)
+        tm = re.match(r"^\| \((\w+)\) \|", line)
+        if tm:
+            old["targets"].setdefault(tm.group(1), []).append(line)
+    # Where each section was measured: a section carried over before says so.
+    old["origin"] = {}
+    for k, lines in old["sections"].items():
+        while lines and not lines[-1].strip():
+            lines.pop()
+        first = next((l for l in lines[1:] if l.strip()), "")
+        m = CARRY_NOTE.match(first)
+        old["origin"][k] = (m.group(1), m.group(2)) if m else (old["date"], old["git"])
+    return old
+
+
+def carried_section(old, key, meta):
+    """The old section `key`, with a note saying which run it comes from (a
+    section carried over before keeps the run it came from)."""
+    lines = list(old["sections"][key])
+    date, git = old["origin"][key]
+    i = next((i for i, l in enumerate(lines[1:], 1) if l.strip()), None)
+    if i is not None and CARRY_NOTE.match(lines[i]):
+        del lines[i]
+        if i < len(lines) and not lines[i].strip():
+            del lines[i]
+    note = (f"_Not re-run on {meta.get('date', '?')} (`BENCH_ONLY={meta.get('only', '')}`): carried over "
+            f"unchanged from the run of **{date}** (vigil {git}); that run's notes and machine load are in "
+            "the git history of this file._")
+    lines[1:1] = ["", note]
+    return lines + [""]
+
+
+
 def cmd_render(args):
     work, outpath = args[0], args[1]
     meta = load_json(os.path.join(work, "meta.json"), {}) or {}
@@ -672,6 +1031,12 @@ def cmd_render(args):
             if os.path.isdir(d):
                 runs[name] = Run(d)
     scale = float(meta.get("scale", 1))
+    sel = meta.get("only", "a,b,c,g1,g2,g3").split(",")
+    old = parse_old_doc(outpath)
+    carried = [k for k in ("a", "b", "c", "g1", "g2", "g3")
+               if k not in sel and old and k in old["sections"]]
+    has_abc = any(k in sel or k in carried for k in ("a", "b", "c"))
+    has_g = any(k in sel or k in carried for k in ("g1", "g2", "g3"))
     L = []
     w = L.append
     w("# vigil benchmarks")
@@ -690,8 +1055,13 @@ def cmd_render(args):
           f"(after: {meta.get('load_after', '?')}). Other processes on the machine make numbers noisy; "
           "the reference numbers should come from a quiet machine.")
         w("")
+    if carried:
+        w(f"> Benchmarks {', '.join('(' + k + ')' for k in carried)} were not run this time "
+          f"(`BENCH_ONLY={meta.get('only', '')}`); their sections are carried over from the run of "
+          f"{' and '.join(sorted({old['origin'][k][0] for k in carried}))}, and say so.")
+        w("")
     w("Reproduce: `make bench` (or `bench/run.sh`). Environment: `BENCH_SCALE=0.1` shrinks durations and "
-      "fleets for a smoke run, `BENCH_ONLY=a,b,c` selects benchmarks, `BENCH_KEEP=1` keeps logs and "
+      "fleets for a smoke run, `BENCH_ONLY=a,b,c,g1,g2,g3` selects benchmarks, `BENCH_KEEP=1` keeps logs and "
       "perf.data, `BENCH_DIR` chooses where data dirs live; see the header of `bench/run.sh` for the rest.")
     w("")
     w("## Machine")
@@ -710,42 +1080,47 @@ def cmd_render(args):
     w("")
     w("## Method")
     w("")
-    w("- Load generator for every row: `build/vigil sim ... --json` (MQTT 3.1.1, one TCP connection per "
-      "device, worker processes added automatically past 15,000 devices). It reports events sent/acked, "
-      "publish→PUBACK and publish→alert latency histograms and detection quality; `bench/report.py` "
-      "parses the JSON.")
     w("- Each row starts its server fresh on a free loopback port (checked unused, and checked after start "
       "that only our process listens on it) with a fresh data directory, and stops it with SIGTERM "
       "afterwards. Servers run with the open-file limit raised to the hard limit (`ulimit -n`); "
       "mosquitto does not raise its own soft limit, vigil does.")
-    w("- **vigil** runs with its default `--fsync always`: a PUBACK leaves only after the event is "
-      "`fdatasync`ed to the telemetry stream (durable). **mosquitto** has no durable stream: it acks a "
-      "QoS 1 PUBLISH from memory and stores nothing (`persistence false`, no subscriber for the "
-      "telemetry topic), so its rows are a not-durable baseline and it detects nothing: alert columns "
-      "are n/a.")
-    w("- Server RSS is VmRSS from `/proc/PID/status`: *idle* just before the load starts, *all "
-      "connected* at the first sim progress line that shows every device connected (devices already "
-      "publish while others connect), *peak* the maximum of samples every 0.25 s, *after* 0.5 s after "
-      "the sim exits. Server CPU is utime+stime of the server process over the run.")
-    w("- *Throughput sent* is the sim's figure (events sent / send phase, including the connect ramp at "
-      "the start); *throughput acked* is PUBACKs received / send phase (acks that arrive during the drain "
-      "after the send phase count too); *steady send rate* is the median of the sim's per-second rates "
-      "after every device is connected. *Deferred* sends are ones the sim postponed because the device's "
-      "in-flight window (QoS 1) or output buffer was full — the server's backpressure.")
-    w("- vigil's *telemetry records on disk* is counted after the server stopped, with "
-      "`vigil stream tail telemetry | wc -l` (falls back to the server's shutdown log line); every acked "
-      "event must be there.")
-    w("- (d), the comparison with mosquitto, is the mosquitto column of (a)–(c): same load generator, "
-      "same command line, same machine, run right after the vigil row.")
-    w("- Both the load generator and the server run on the same "
-      f"{meta.get('nproc', '?')}-core machine and compete for the CPUs; the load generator CPU row shows "
-      "how much it took.")
+    abc_method = [
+        "- Load generator for rows (a)–(c): `build/vigil sim ... --json` (MQTT 3.1.1, one TCP connection per "
+        "device, worker processes added automatically past 15,000 devices). It reports events sent/acked, "
+        "publish→PUBACK and publish→alert latency histograms and detection quality; `bench/report.py` "
+        "parses the JSON.",
+        "- **vigil** runs with its default `--fsync always`: a PUBACK leaves only after the event is "
+        "`fdatasync`ed to the telemetry stream (durable). **mosquitto** has no durable stream: it acks a "
+        "QoS 1 PUBLISH from memory and stores nothing (`persistence false`, no subscriber for the "
+        "telemetry topic), so its rows are a not-durable baseline and it detects nothing: alert columns "
+        "are n/a.",
+        "- Server RSS is VmRSS from `/proc/PID/status`: *idle* just before the load starts, *all "
+        "connected* at the first sim progress line that shows every device connected (devices already "
+        "publish while others connect), *peak* the maximum of samples every 0.25 s, *after* 0.5 s after "
+        "the sim exits. Server CPU is utime+stime of the server process over the run.",
+        "- *Throughput sent* is the sim's figure (events sent / send phase, including the connect ramp at "
+        "the start); *throughput acked* is PUBACKs received / send phase (acks that arrive during the drain "
+        "after the send phase count too); *steady send rate* is the median of the sim's per-second rates "
+        "after every device is connected. *Deferred* sends are ones the sim postponed because the device's "
+        "in-flight window (QoS 1) or output buffer was full — the server's backpressure.",
+        "- vigil's *telemetry records on disk* is counted after the server stopped, with "
+        "`vigil stream tail telemetry | wc -l` (falls back to the server's shutdown log line); every acked "
+        "event must be there.",
+        "- (d), the comparison with mosquitto, is the mosquitto column of (a)–(c): same load generator, "
+        "same command line, same machine, run right after the vigil row.",
+        "- Both the load generator and the server run on the same "
+        f"{meta.get('nproc', '?')}-core machine and compete for the CPUs; the load generator CPU row shows "
+        "how much it took.",
+    ]
+    if has_abc:
+        L.extend(abc_method)
+    if has_g:
+        L.extend(gw_method(meta))
     w("")
 
     targets = []  # (benchmark, target, measured, ok)
 
     # ------------------------------------------------------------------ (a)
-    sel = meta.get("only", "a,b,c").split(",")
     ids_a = [i for i in ("a_vigil", "a_mosquitto") if i in runs]
     if "a" in sel:
         w("## (a) Reference workload")
@@ -788,6 +1163,8 @@ def cmd_render(args):
         else:
             w("_not run_")
         w("")
+    elif "a" in carried:
+        L.extend(carried_section(old, "a", meta))
 
     # ------------------------------------------------------------------ (b)
     ids_b = [i for i in ("b_vigil", "b_mosquitto") if i in runs]
@@ -839,6 +1216,8 @@ def cmd_render(args):
         else:
             w("_not run_")
         w("")
+    elif "b" in carried:
+        L.extend(carried_section(old, "b", meta))
 
     # ------------------------------------------------------------------ (c)
     ids_c = [i for i in ("c_vigil", "c_mosquitto", "c_vigil_nofsync") if i in runs]
@@ -889,11 +1268,20 @@ def cmd_render(args):
         else:
             w("_not run_")
         w("")
+    elif "c" in carried:
+        L.extend(carried_section(old, "c", meta))
 
     # ------------------------------------------------------------------ targets
-    if targets:
+    carried_targets = [row for k in carried if k in ("a", "b", "c") for row in old["targets"].get(k, [])]
+    if targets or carried_targets:
         T = ["## Targets", "",
-             table(["bench", "target", "measured", "result"], [[a, b, c, mark(d)] for a, b, c, d in targets]), ""]
+             table(["bench", "target", "measured", "result"], [[a, b, c, mark(d)] for a, b, c, d in targets])]
+        T += carried_targets
+        if carried_targets:
+            ck = [k for k in carried if k in ("a", "b", "c")]
+            T += ["", f"_Rows of {', '.join('(' + k + ')' for k in ck)} are carried over from the run of "
+                  f"{' and '.join(sorted({old['origin'][k][0] for k in ck}))}._"]
+        T.append("")
         # Put the target summary right after the method section.
         idx = L.index("## Method")
         end = idx + 1
@@ -902,10 +1290,14 @@ def cmd_render(args):
         L[end:end] = T
 
     # ------------------------------------------------------------------ perf
-    w("## Where the time goes (perf)")
-    w("")
+    # (perf goes with (c): without it, carried over with (c) or left out)
     perf = load_json(os.path.join(work, "perf.json"), {}) or {}
-    if perf.get("status") == "ok":
+    if "c" not in sel:
+        if "c" in carried and "c-perf" in old["sections"]:
+            L.extend(carried_section(old, "c-perf", meta))
+    elif perf.get("status") == "ok":
+        w("## Where the time goes (perf)")
+        w("")
         w(f"`perf record -g` of the vigil server (fsync always) for {perf.get('seconds')} s during a separate "
           "run of workload (c) — a separate run so that the profiler's overhead does not change the "
           f"table above (that run acked {fnum(perf.get('acked_per_s'))} events/s under the profiler). "
@@ -931,8 +1323,17 @@ def cmd_render(args):
             w("```")
             w("")
     else:
+        w("## Where the time goes (perf)")
+        w("")
         w(f"_not recorded: {perf.get('reason', 'perf section not run')}_")
         w("")
+
+    # --------------------------------------------------------------- gateway
+    for k, f in (("g1", render_g1), ("g2", render_g2), ("g3", render_g3)):
+        if k in sel:
+            L.extend(f(meta, runs))
+        elif k in carried:
+            L.extend(carried_section(old, k, meta))
 
     # -------------------------------------------------------------- analysis
     # Hand-written reading of the numbers (why a target is missed, what to

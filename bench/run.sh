@@ -15,20 +15,37 @@
 #       (deleted after each row).
 #   (d) = the mosquitto rows of (a)-(c)
 #   perf: `perf record -g` of vigil during a separate (c) run, if perf works
+# Gateway benchmarks (vigil and mosquitto side by side, load generator
+# build/mqtt_load from bench/mqtt_load.c, topics outside vigil's telemetry
+# topic so that vigil routes without its stream; each row a fresh server):
+#   (g1) 100 publishers -> 1 subscriber on '#', QoS 0, 1 and 2 (one row per
+#        QoS and server): paced at 10,000 msg/s for 10 s, then flat out for
+#        15 s (each publisher keeps <= 8 messages not yet delivered)
+#   (g2) 1 publisher -> 10,000 subscribers on one topic: QoS 0 and QoS 1,
+#        each at 10 msg/s and flat out, 10 s per phase
+#   (g3) 1 publisher -> 1 subscriber on alerts/0 at 5,000 msg/s for 15 s
+#        with only that subscription, then again after 100 connections
+#        subscribed 1,000,000 filters alerts/<id> (1,000 per SUBSCRIBE);
+#        server RSS before/after subscribing
 #
 # Environment:
 #   BENCH_SCALE=0.1        scale durations and fleet sizes (smoke run); default 1
-#   BENCH_ONLY=a,b,c       which benchmarks to run (perf goes with c; BENCH_PERF=0 skips it)
+#   BENCH_ONLY=a,b,c,g1,g2,g3  which benchmarks to run (default all; perf goes with c;
+#                          BENCH_PERF=0 skips it). Sections of benchmarks not run are
+#                          carried over unchanged from the existing BENCH_OUT, marked so.
 #   BENCH_OUT=FILE         output document (default docs/benchmarks.md)
 #   BENCH_DIR=DIR          where the work dir (data dirs, logs) is created
 #                          (default /var/tmp: on disk even where /tmp is tmpfs)
 #   BENCH_KEEP=1           keep the work dir (logs, sim output, perf.data)
 #   BENCH_PORT=N           first port tried (default 21883)
 #   BENCH_A_DEVICES, BENCH_A_INTERVAL, BENCH_A_DURATION, BENCH_B_*, BENCH_C_*  override one parameter
+#   BENCH_G1_PUBLISHERS, _RATE, _PACED, _FLAT, _WINDOW; BENCH_G2_SUBSCRIBERS, _RATE,
+#   _SECONDS, _WINDOW; BENCH_G3_HOLDERS, _FILTERS, _PER_PACKET, _RATE, _SECONDS;
+#   BENCH_GW_PAYLOAD, BENCH_GW_INFLIGHT, BENCH_GW_QUEUED   gateway parameters (see below)
 #   BENCH_C_PROBE=0        no probing; BENCH_C_PROBE_DURATION=10 probe length
 #   BENCH_PERF_SECONDS=10  length of the perf recording
 #   BENCH_STOP_TIMEOUT=60  seconds a server gets after SIGTERM before SIGKILL
-#   VIGIL=path MOSQUITTO=path
+#   VIGIL=path MOSQUITTO=path MQTT_LOAD=path
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -38,7 +55,8 @@ REPORT=$ROOT/bench/report.py
 VIGIL=${VIGIL:-$ROOT/build/vigil}
 MOSQ=${MOSQUITTO:-/usr/sbin/mosquitto}
 SCALE=${BENCH_SCALE:-1}
-ONLY=${BENCH_ONLY:-a,b,c}
+ONLY=${BENCH_ONLY:-a,b,c,g1,g2,g3}
+LOADGEN=${MQTT_LOAD:-$ROOT/build/mqtt_load}
 OUT=${BENCH_OUT:-$ROOT/docs/benchmarks.md}
 PORT_BASE=${BENCH_PORT:-21883}
 T_START=$(date +%s)
@@ -73,7 +91,30 @@ ANOMALY=${BENCH_ANOMALY_RATE:-0.05}
 SEED=${BENCH_SEED:-1}
 PERF_SECONDS=${BENCH_PERF_SECONDS:-10}
 STOP_TIMEOUT=${BENCH_STOP_TIMEOUT:-60}
-OVERRIDES=$(env | grep -E '^BENCH_(A|B|C)_|^BENCH_(ANOMALY_RATE|SEED|PERF_SECONDS)=' | sort | tr '\n' ' ' | sed 's/ $//')
+# Gateway rows. Paced phases offer a fixed rate; flat-out phases keep a
+# window of messages per publisher not yet delivered to every subscriber
+# (a closed loop), so the rate is what the server sustains and no queue grows
+# without bound. Both servers get the same queue and in-flight limits, raised
+# so that neither drops a message at these rates.
+G1_PUBLISHERS=${BENCH_G1_PUBLISHERS:-100}
+G1_RATE=${BENCH_G1_RATE:-10000}
+G1_PACED=${BENCH_G1_PACED:-$(scaled 10 3)}
+G1_FLAT=${BENCH_G1_FLAT:-$(scaled 15 3)}
+G1_WINDOW=${BENCH_G1_WINDOW:-8}
+G2_SUBSCRIBERS=${BENCH_G2_SUBSCRIBERS:-$(scaled 10000 100)}
+G2_RATE=${BENCH_G2_RATE:-10}
+G2_SECONDS=${BENCH_G2_SECONDS:-$(scaled 10 3)}
+G2_WINDOW=${BENCH_G2_WINDOW:-8}
+G3_HOLDERS=${BENCH_G3_HOLDERS:-100}
+G3_FILTERS=${BENCH_G3_FILTERS:-$(scaled 1000000 10000)}
+G3_PER_PACKET=${BENCH_G3_PER_PACKET:-1000}
+G3_RATE=${BENCH_G3_RATE:-5000}
+G3_SECONDS=${BENCH_G3_SECONDS:-$(scaled 15 3)}
+GW_PAYLOAD=${BENCH_GW_PAYLOAD:-64}
+GW_INFLIGHT=${BENCH_GW_INFLIGHT:-100}
+GW_QUEUED=${BENCH_GW_QUEUED:-100000}
+GW_OUTBUF=67108864
+OVERRIDES=$(env | grep -E '^BENCH_(A|B|C|G1|G2|G3|GW)_|^BENCH_(ANOMALY_RATE|SEED|PERF_SECONDS)=' | sort | tr '\n' ' ' | sed 's/ $//')
 
 # Servers get the hard open-file limit (20,000 here; vigil raises its own soft
 # limit, mosquitto 2.0 does not).
@@ -140,12 +181,16 @@ collect_machine() {
     fi
     set_meta "fsync_latency=$("$PY" "$REPORT" fsyncprobe "$WORK")" "write_cache=$wc"
     set_meta "date=$(date -u '+%Y-%m-%d %H:%M UTC')" "nproc=$(nproc)" "cpu_model=$cpu" "memory=$mem" \
-        "kernel=$kern" "data_fs=$fs" "git=$git" "build=$build" "nofile=$NOFILE:$NOFILE" \
+        "kernel=$kern" "data_fs=$fs" "git=\"$git\"" "build=$build" "nofile=$NOFILE:$NOFILE" \
         "mosquitto_version=$("$MOSQ" -h 2>/dev/null | head -1)" "scale=\"$SCALE\"" "only=$ONLY" \
         "overrides=$OVERRIDES" "load_before=$(cut -d' ' -f1-3 /proc/loadavg)" \
         "a={\"devices\":$A_DEVICES,\"interval\":$A_INTERVAL,\"duration\":$A_DURATION,\"anomaly_rate\":$ANOMALY,\"offered\":$(rate "$A_DEVICES" "$A_INTERVAL")}" \
         "b={\"devices\":$B_DEVICES,\"interval\":$B_INTERVAL,\"duration\":$B_DURATION,\"anomaly_rate\":$ANOMALY,\"offered\":$(rate "$B_DEVICES" "$B_INTERVAL")}" \
-        "c={\"devices\":$C_DEVICES,\"interval\":$C_INTERVAL,\"duration\":$C_DURATION,\"anomaly_rate\":0,\"offered\":$(rate "$C_DEVICES" "$C_INTERVAL"),\"probe\":$C_PROBE}"
+        "c={\"devices\":$C_DEVICES,\"interval\":$C_INTERVAL,\"duration\":$C_DURATION,\"anomaly_rate\":0,\"offered\":$(rate "$C_DEVICES" "$C_INTERVAL"),\"probe\":$C_PROBE}" \
+        "g1={\"publishers\":$G1_PUBLISHERS,\"rate\":$G1_RATE,\"paced_s\":$G1_PACED,\"flat_s\":$G1_FLAT,\"window\":$G1_WINDOW}" \
+        "g2={\"subscribers\":$G2_SUBSCRIBERS,\"rate\":$G2_RATE,\"seconds\":$G2_SECONDS,\"window\":$G2_WINDOW}" \
+        "g3={\"holders\":$G3_HOLDERS,\"filters\":$G3_FILTERS,\"per_packet\":$G3_PER_PACKET,\"rate\":$G3_RATE,\"seconds\":$G3_SECONDS}" \
+        "gw={\"payload\":$GW_PAYLOAD,\"inflight\":$GW_INFLIGHT,\"queued\":$GW_QUEUED,\"outbuf\":$GW_OUTBUF}"
 }
 
 # acked_rate ID: PUBACKs / send phase of a finished row, or nothing.
@@ -189,7 +234,13 @@ start_server() {
     case $kind in
     vigil) cmd=("$VIGIL" serve --listen "127.0.0.1:$port" --data-dir "$R/data" --fsync always) ;;
     vigil-nofsync) cmd=("$VIGIL" serve --listen "127.0.0.1:$port" --data-dir "$R/data" --fsync none) ;;
-    mosquitto)
+    # Gateway rows: no WebSocket/HTTP listeners (nothing uses them, and their
+    # default ports may be taken), --fsync none only to say that these topics
+    # never reach the stream, limits as for mosquitto below.
+    vigil-gw) cmd=("$VIGIL" serve --listen "127.0.0.1:$port" --ws-listen off --http-listen off --data-dir "$R/data"
+        --fsync none --log-level warn --max-subs-per-packet "$G3_PER_PACKET" --max-inflight-out "$GW_INFLIGHT"
+        --max-queued-per-client "$GW_QUEUED" --max-outbuf "$GW_OUTBUF") ;;
+    mosquitto | mosquitto-gw)
         conf=$R/mosquitto.conf
         cat >"$conf" <<EOF
 listener $port 127.0.0.1
@@ -198,6 +249,14 @@ max_connections -1
 persistence false
 connection_messages false
 log_dest stderr
+EOF
+        # Same queue and in-flight limits as vigil's; TCP_NODELAY as vigil
+        # sets it on every connection (mosquitto's default leaves Nagle on,
+        # which delays its small PUBACKs behind delayed ACKs).
+        [[ $kind == mosquitto-gw ]] && cat >>"$conf" <<EOF
+max_queued_messages $GW_QUEUED
+max_inflight_messages $GW_INFLIGHT
+set_tcp_nodelay true
 EOF
         cmd=("$MOSQ" -c "$conf")
         "$PY" "$REPORT" set "$info" "mosquitto_conf=$(cat "$conf")" "mosquitto_conf_path=mosquitto.conf"
@@ -258,7 +317,7 @@ stop_server() {
 # log_summary ID KIND: counts warnings/errors in the server log.
 log_summary() {
     local id=$1 kind=$2 R=$WORK/runs/$1 info=$WORK/runs/$1/info.json w e pat
-    if [[ $kind == mosquitto ]]; then pat='[Ee]rror|[Ww]arning|[Oo]ut of memory'; else pat=' (WARN|ERROR) '; fi
+    if [[ $kind == mosquitto ]]; then pat='[Ee]rror|[Ww]arning|[Oo]ut of memory|being dropped'; else pat=' (WARN|ERROR) '; fi
     if [[ $kind == mosquitto ]]; then
         w=$(grep -ciE 'warning' "$R/server.log"); e=$(grep -ciE 'error|out of memory' "$R/server.log")
     else
@@ -289,6 +348,22 @@ count_stored() {
     fi
 }
 
+# start_failed ID: after start_server failed: stop or reap what was started.
+start_failed() {
+    local id=$1 info=$WORK/runs/$1/info.json
+    log "$id: server failed to start (see doc)"
+    if [[ -n $SERVER_PID ]]; then
+        if running "$SERVER_PID"; then
+            stop_server "$id"
+        else
+            wait "$SERVER_PID" 2>/dev/null
+            "$PY" "$REPORT" set "$info" "exit_status=$?"
+            untrack "$SERVER_PID"
+            SERVER_PID=
+        fi
+    fi
+}
+
 # bench_row ID KIND LABEL DEVICES INTERVAL DURATION ANOMALY [perf]
 bench_row() {
     local id=$1 kind=$2 label=$3 devices=$4 interval=$5 duration=$6 anomaly=$7 perf=${8:-}
@@ -297,17 +372,7 @@ bench_row() {
     "$PY" "$REPORT" set "$info" "kind=$kind" "label=$label"
     log "$id: $label — $devices devices, interval $interval s, $duration s"
     if ! start_server "$id" "$kind"; then
-        log "$id: server failed to start (see doc)"
-        if [[ -n $SERVER_PID ]]; then
-            if running "$SERVER_PID"; then
-                stop_server "$id"
-            else
-                wait "$SERVER_PID" 2>/dev/null
-                "$PY" "$REPORT" set "$info" "exit_status=$?"
-                untrack "$SERVER_PID"
-                SERVER_PID=
-            fi
-        fi
+        start_failed "$id"
         return 1
     fi
     sim_cmd=("$VIGIL" sim --connect "127.0.0.1:$SERVER_PORT" --devices "$devices" --interval "$interval"
@@ -358,6 +423,51 @@ try:
           f"anomalies {s['anomalies']}")
 except Exception as e:
     print(f"    no sim report: {e}")
+EOF
+    return 0
+}
+
+# gw_row ID KIND LABEL TIMEOUT_S MQTT_LOAD_ARGS...: a gateway row: fresh
+# server, build/mqtt_load with the given scenario and steps (it reads the
+# server's CPU and RSS per step from /proc), server stopped.
+gw_row() {
+    local id=$1 kind=$2 label=$3 timeout_s=$4
+    shift 4
+    local R=$WORK/runs/$id info=$WORK/runs/$id/info.json cmd shown
+    mkdir -p "$R"
+    "$PY" "$REPORT" set "$info" "kind=$kind" "label=$label" "bench=${id%%_*}"
+    log "$id: $label — $*"
+    if ! start_server "$id" "$kind"; then
+        start_failed "$id"
+        return 1
+    fi
+    cmd=("$LOADGEN" --connect "127.0.0.1:$SERVER_PORT" --server-pid "$SERVER_PID" --payload "$GW_PAYLOAD" "$@")
+    shown=$(q "${cmd[@]}")
+    "$PY" "$REPORT" set "$info" "sim_cmd=${shown/--server-pid $SERVER_PID/--server-pid <server pid>}" "ran=true"
+    "$PY" "$REPORT" runsim --pid "$SERVER_PID" --out "$R" --timeout "$timeout_s" -- "${cmd[@]}" &
+    local simpy=$!
+    OWNED+=("$simpy")
+    wait "$simpy"
+    local src=$?
+    untrack "$simpy"
+    ((src != 0)) && "$PY" "$REPORT" set "$info" "errors+=load generator wrapper failed (status $src)"
+    stop_server "$id"
+    log_summary "$id" "${kind%-gw}"
+    rm -rf "$R/data"
+    "$PY" - "$R" <<'EOF' >&2
+import json, sys, os
+try:
+    s = json.load(open(os.path.join(sys.argv[1], "sim.json")))
+    print(f"    connected {s['connected']}/{s['connections']} disconnects {s['disconnects']}")
+    for p in s["steps"]:
+        if p["step"] == "phase":
+            print(f"    {p['name']}: qos {p['qos']} published {p['published']} delivered {p['delivered']} "
+                  f"({p['deliveries_per_s']:.0f}/s) lost {p['lost_deliveries']} p50 {p['latency_ms'].get('p50')} "
+                  f"p99 {p['latency_ms'].get('p99')} ms, server CPU {p['server_cpu_pct']} %")
+        elif p["step"] == "bulk":
+            print(f"    bulk: {p['filters']} filters in {p['seconds']} s, {p['bytes_per_subscription']} B/subscription")
+except Exception as e:
+    print(f"    no load generator report: {e}")
 EOF
     return 0
 }
@@ -417,6 +527,34 @@ if want c; then
     else
         "$PY" "$REPORT" set "$WORK/perf.json" "status=skipped" "reason=BENCH_PERF=0"
     fi
+fi
+
+if want g1 || want g2 || want g3; then
+    [[ -x $LOADGEN ]] || die "$LOADGEN not found: run 'make build/mqtt_load' first"
+    # The load generator raises its own soft open-file limit to the hard one.
+    g_pair() { # g_pair ID_PREFIX TITLE TIMEOUT ARGS...: the vigil row, then mosquitto's
+        local pre=$1 title=$2 t=$3
+        shift 3
+        gw_row "${pre}_vigil" vigil-gw "$title: vigil" "$t" "$@"
+        [[ -x $MOSQ ]] && gw_row "${pre}_mosquitto" mosquitto-gw "$title: mosquitto 2.0" "$t" "$@"
+    }
+fi
+if want g1; then
+    for qos in 0 1 2; do
+        g_pair "g1q$qos" "(g1) QoS $qos" $((G1_PACED + G1_FLAT + 90)) --scenario pubsub --publishers "$G1_PUBLISHERS" --sub-qos "$qos" \
+            --window "$G1_WINDOW" --step "phase:paced:$qos:$G1_RATE:$G1_PACED" --step "phase:flat:$qos:0:$G1_FLAT"
+    done
+fi
+if want g2; then
+    # (a server that cannot keep up may need up to --drain-max 120 s per phase to deliver its backlog)
+    g_pair g2 "(g2)" $((4 * (G2_SECONDS + 12 + 120) + 120)) --scenario fanout --subscribers "$G2_SUBSCRIBERS" --sub-qos 1 --window "$G2_WINDOW" \
+        --step "phase:q0-paced:0:$G2_RATE:$G2_SECONDS" --step "phase:q0-flat:0:0:$G2_SECONDS" \
+        --step "phase:q1-paced:1:$G2_RATE:$G2_SECONDS" --step "phase:q1-flat:1:0:$G2_SECONDS"
+fi
+if want g3; then
+    g_pair g3 "(g3)" $((2 * G3_SECONDS + 900)) --scenario subscale --holders "$G3_HOLDERS" --filters "$G3_FILTERS" \
+        --filters-per-packet "$G3_PER_PACKET" --sub-qos 0 \
+        --step "phase:one:0:$G3_RATE:$G3_SECONDS" --step bulk --step "phase:all:0:$G3_RATE:$G3_SECONDS"
 fi
 
 T_END=$(date +%s)
