@@ -27,6 +27,7 @@
 #include "core/clock.h"
 #include "core/diag.h"
 #include "core/err.h"
+#include "core/hash.h"
 #include "core/strmap.h"
 #include "core/wheel.h"
 #include "mqtt/codec.h"
@@ -107,7 +108,7 @@ typedef struct subent {
     uint32_t idx;    /* position in its session's subs[] */
     struct session *sess;
     struct group *group; /* shared subscription it belongs to, or NULL */
-    char *filter;        /* as the client sent it (incl. $share/<g>/) */
+    char filter[];       /* as the client sent it (incl. $share/<g>/), NUL-terminated */
 } subent_t;
 
 /* A shared subscription group `$share/<name>/<filter>`: one tree entry for
@@ -163,7 +164,11 @@ typedef struct session {
     /* subscriptions (changed under tree_lock write; read by the owner) */
     subent_t **subs;
     uint32_t nsubs, subs_cap;
-    vg_strmap_t subidx; /* filter -> subent, built once a session has SUBIDX_MIN of them */
+    /* filter -> subent: an open-addressing set of the subs[] pointers keyed
+     * by their filter (no key copies: 1,000,000 subscriptions must stay
+     * small), built once a session has SUBIDX_MIN of them */
+    subent_t **subidx;
+    uint32_t subidx_cap;
     /* outbound: in flight (sent, unacknowledged) in send order, then queued */
     outq_t inflight, queue;
     uint32_t window;    /* max in flight for the current connection */
@@ -595,7 +600,6 @@ static session_t *session_new(const char *id, size_t idlen)
     }
     se->id_len = (uint32_t)idlen;
     pthread_mutex_init(&se->mu, NULL);
-    vg_strmap_init(&se->subidx, VG_MEM_MQTT);
     atomic_init(&se->refs, 1);
     se->next_pid = 1;
     se->window = 1;
@@ -642,7 +646,7 @@ static void session_unref(struct vg_server *s, session_t *se)
     session_drop_messages(s, se);
     vg_msg_unref(se->pending_will);
     vg_free(se->subs);
-    vg_strmap_deinit(&se->subidx);
+    vg_free(se->subidx);
     vg_free(se->q2in);
     pthread_mutex_destroy(&se->mu);
     vg_free(se->id);
@@ -958,11 +962,21 @@ static void conn_close(worker_t *w, conn_t *c, vg_close_reason_t reason)
 
 /* ---- subscriptions ----------------------------------------------------- */
 
+/* A subscription entry with its filter stored inline (one allocation). */
+static subent_t *subent_new(const char *f, size_t fl)
+{
+    subent_t *e = vg_calloc(VG_MEM_MQTT, 1, sizeof *e + fl + 1);
+    if (!e)
+        return NULL;
+    e->kind = SUBK_ENTRY;
+    e->flen = (uint16_t)fl;
+    memcpy(e->filter, f, fl);
+    e->filter[fl] = 0;
+    return e;
+}
+
 static void subent_free(subent_t *e)
 {
-    if (!e)
-        return;
-    vg_free(e->filter);
     vg_free(e);
 }
 
@@ -1065,8 +1079,9 @@ static void session_unsubscribe_all(struct vg_server *s, session_t *se)
     vg_free(se->subs);
     se->subs = NULL;
     se->subs_cap = 0;
-    vg_strmap_deinit(&se->subidx);
-    vg_strmap_init(&se->subidx, VG_MEM_MQTT);
+    vg_free(se->subidx);
+    se->subidx = NULL;
+    se->subidx_cap = 0;
 }
 
 /* A session's own list of subscriptions, changed only by the thread that
@@ -1075,16 +1090,36 @@ static void session_unsubscribe_all(struct vg_server *s, session_t *se)
  * them that a linear search would make a large SUBSCRIBE quadratic. */
 #define SUBIDX_MIN 16
 
+static uint32_t subidx_slot(const session_t *se, const char *f, size_t fl)
+{
+    uint32_t mask = se->subidx_cap - 1, i = vg_hash_bytes(f, fl) & mask;
+    while (se->subidx[i] && !(se->subidx[i]->flen == fl && memcmp(se->subidx[i]->filter, f, fl) == 0))
+        i = (i + 1) & mask;
+    return i;
+}
+
 static subent_t *session_find_sub(session_t *se, const char *f, size_t fl)
 {
-    if (se->subidx.cap) {
-        uint64_t v;
-        return vg_strmap_get(&se->subidx, f, fl, &v) == VG_OK ? (subent_t *)(uintptr_t)v : NULL;
-    }
+    if (se->subidx)
+        return se->subidx[subidx_slot(se, f, fl)];
     for (uint32_t j = 0; j < se->nsubs; j++)
         if (se->subs[j]->flen == fl && memcmp(se->subs[j]->filter, f, fl) == 0)
             return se->subs[j];
     return NULL;
+}
+
+/* (Re)builds the index at cap slots from subs[]; false if out of memory. */
+static bool subidx_build(session_t *se, uint32_t cap)
+{
+    subent_t **ni = vg_calloc(VG_MEM_MQTT, cap, sizeof *ni);
+    if (!ni)
+        return false;
+    vg_free(se->subidx);
+    se->subidx = ni;
+    se->subidx_cap = cap;
+    for (uint32_t j = 0; j < se->nsubs; j++)
+        se->subidx[subidx_slot(se, se->subs[j]->filter, se->subs[j]->flen)] = se->subs[j];
+    return true;
 }
 
 /* Room for one more subscription in subs[] (call before linking it). */
@@ -1107,18 +1142,20 @@ static void session_add_sub(session_t *se, subent_t *e)
 {
     e->idx = se->nsubs;
     se->subs[se->nsubs++] = e;
-    bool ok = true;
-    if (se->subidx.cap) {
-        ok = vg_strmap_put(&se->subidx, e->filter, e->flen, (uint64_t)(uintptr_t)e, NULL) == VG_OK;
-    } else if (se->nsubs >= SUBIDX_MIN) {
-        for (uint32_t j = 0; j < se->nsubs && ok; j++)
-            ok = vg_strmap_put(&se->subidx, se->subs[j]->filter, se->subs[j]->flen,
-                               (uint64_t)(uintptr_t)se->subs[j], NULL) == VG_OK;
+    if (!se->subidx && se->nsubs < SUBIDX_MIN)
+        return;
+    if (!se->subidx || (uint64_t)se->nsubs * 10 > (uint64_t)se->subidx_cap * 7) {
+        uint32_t cap = se->subidx_cap ? se->subidx_cap * 2 : 64;
+        while ((uint64_t)se->nsubs * 10 > (uint64_t)cap * 7)
+            cap *= 2;
+        if (!subidx_build(se, cap)) {
+            vg_free(se->subidx);
+            se->subidx = NULL;
+            se->subidx_cap = 0;
+        }
+        return;
     }
-    if (!ok) {
-        vg_strmap_deinit(&se->subidx);
-        vg_strmap_init(&se->subidx, VG_MEM_MQTT);
-    }
+    se->subidx[subidx_slot(se, e->filter, e->flen)] = e;
 }
 
 static void session_remove_sub(session_t *se, subent_t *e)
@@ -1127,8 +1164,23 @@ static void session_remove_sub(session_t *se, subent_t *e)
     subent_t *last = se->subs[--se->nsubs];
     se->subs[j] = last;
     last->idx = j;
-    if (se->subidx.cap)
-        vg_strmap_del(&se->subidx, e->filter, e->flen);
+    if (!se->subidx)
+        return;
+    /* Linear-probing delete with backward shift: later entries of the run
+     * move into the hole when their home slot allows it. */
+    uint32_t mask = se->subidx_cap - 1, hole = subidx_slot(se, e->filter, e->flen);
+    if (se->subidx[hole] != e)
+        return;
+    se->subidx[hole] = NULL;
+    for (uint32_t i = (hole + 1) & mask; se->subidx[i]; i = (i + 1) & mask) {
+        uint32_t home = vg_hash_bytes(se->subidx[i]->filter, se->subidx[i]->flen) & mask;
+        /* Move i into hole if home is not in the cyclic range (hole, i]. */
+        if ((i > hole) ? (home <= hole || home > i) : (home <= hole && home > i)) {
+            se->subidx[hole] = se->subidx[i];
+            se->subidx[i] = NULL;
+            hole = i;
+        }
+    }
 }
 
 /* ---- housekeeping: session expiry and delayed wills -------------------- */
@@ -2510,18 +2562,12 @@ static void handle_subscribe(worker_t *w, conn_t *c, const uint8_t *body, size_t
                 vg_topic_tree_subscribe(s->tree, e->filter, e->flen, e, opts);
             pthread_rwlock_unlock(&s->tree_lock);
         } else {
-            e = session_reserve_sub(se) == VG_OK ? vg_calloc(VG_MEM_MQTT, 1, sizeof *e) : NULL;
-            char *copy = e ? vg_strndup(VG_MEM_MQTT, f, fl) : NULL;
-            if (!copy) {
-                vg_free(e);
+            e = session_reserve_sub(se) == VG_OK ? subent_new(f, fl) : NULL;
+            if (!e)
                 continue;
-            }
-            e->kind = SUBK_ENTRY;
             e->opts = opts;
-            e->flen = (uint16_t)fl;
             e->sub_id = sub_id;
             e->sess = se;
-            e->filter = copy;
             pthread_rwlock_wrlock(&s->tree_lock);
             lr = subent_link(s, e);
             pthread_rwlock_unlock(&s->tree_lock);
@@ -3005,6 +3051,29 @@ static void process_input(worker_t *w, conn_t *c)
         conn_close(w, c, VG_CLOSE_IO);
 }
 
+/* One recv into dst: the byte count (> 0); 0 when the socket has nothing
+ * now; -1 after closing the connection (EOF with on_eof, errors as io). */
+static ssize_t conn_recv(worker_t *w, conn_t *c, void *dst, size_t room, vg_close_reason_t on_eof)
+{
+    for (;;) {
+        ssize_t k = recv(c->fd, dst, room, 0);
+        if (k > 0) {
+            atomic_fetch_add_explicit(&w->st_bytes_in, (uint64_t)k, memory_order_relaxed);
+            return k;
+        }
+        if (k == 0) {
+            conn_close(w, c, on_eof);
+            return -1;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return 0;
+        conn_close(w, c, VG_CLOSE_IO);
+        return -1;
+    }
+}
+
 /* ---- WebSocket and HTTP transports ------------------------------------- */
 
 static void http_respond(worker_t *w, conn_t *c, int status, const char *body)
@@ -3333,20 +3402,10 @@ static void read_ready_xport(worker_t *w, conn_t *c)
 {
     size_t budget = READ_BUDGET;
     while (budget && c->state != ST_CLOSING && !c->paused && !c->quiesced) {
-        ssize_t k = recv(c->fd, w->rbuf, RBUF_SIZE, 0);
-        if (k == 0) {
-            conn_close(w, c, c->transport == TR_HTTP ? VG_CLOSE_HTTP_DONE : VG_CLOSE_PEER_CLOSED);
+        ssize_t k = conn_recv(w, c, w->rbuf, RBUF_SIZE,
+                              c->transport == TR_HTTP ? VG_CLOSE_HTTP_DONE : VG_CLOSE_PEER_CLOSED);
+        if (k <= 0)
             return;
-        }
-        if (k < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return;
-            conn_close(w, c, VG_CLOSE_IO);
-            return;
-        }
-        atomic_fetch_add_explicit(&w->st_bytes_in, (uint64_t)k, memory_order_relaxed);
         budget = (size_t)k >= budget ? 0 : budget - (size_t)k;
         if (c->transport == TR_WS) {
             ws_input(w, c, w->rbuf, (size_t)k);
@@ -3417,20 +3476,9 @@ static void read_ready(worker_t *w, conn_t *c)
             dst = w->rbuf;
             room = RBUF_SIZE;
         }
-        ssize_t k = recv(c->fd, dst, room, 0);
-        if (k == 0) {
-            conn_close(w, c, c->state == ST_NEW ? VG_CLOSE_PROTOCOL : VG_CLOSE_PEER_CLOSED);
+        ssize_t k = conn_recv(w, c, dst, room, c->state == ST_NEW ? VG_CLOSE_PROTOCOL : VG_CLOSE_PEER_CLOSED);
+        if (k <= 0)
             return;
-        }
-        if (k < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return;
-            conn_close(w, c, VG_CLOSE_IO);
-            return;
-        }
-        atomic_fetch_add_explicit(&w->st_bytes_in, (uint64_t)k, memory_order_relaxed);
         budget = (size_t)k >= budget ? 0 : budget - (size_t)k;
         const uint8_t *data;
         size_t len;
@@ -3709,19 +3757,13 @@ static int load_session(void *ctx, const void *key, size_t klen, uint64_t sub, c
         o += 7;
         if (o + fl > vlen || !vg_mqtt_filter_valid(b + o, fl))
             break;
-        subent_t *e = vg_calloc(VG_MEM_MQTT, 1, sizeof *e);
-        char *f = e ? vg_strndup(VG_MEM_MQTT, (const char *)b + o, fl) : NULL;
+        subent_t *e = subent_new((const char *)b + o, fl);
         o += fl;
-        if (!f) {
-            vg_free(e);
+        if (!e)
             continue;
-        }
-        e->kind = SUBK_ENTRY;
         e->opts = opts;
-        e->flen = fl;
         e->sub_id = sid;
         e->sess = se;
-        e->filter = f;
         if (session_reserve_sub(se) != VG_OK) {
             subent_free(e);
             continue;

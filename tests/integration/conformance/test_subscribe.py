@@ -234,3 +234,34 @@ def test_dollar_topics_not_matched_by_leading_wildcards(broker, version):
     for f in ("#", "+/x", "+/#"):
         got = recv_n(subs[f], 1) + quiet(subs[f], 0.1)
         assert payloads(got) == [b"plain"], "%s must not match $conf/x: %r" % (f, got)
+
+
+@pytest.mark.deadline(40)
+def test_many_filters_subscribe_unsubscribe_resubscribe(broker, version):
+    """3.1.1 §3.8.4 / 5.0 §3.8.4 [MQTT-3.8.4-3], §3.10.4 [MQTT-3.10.4-1]: with
+    hundreds of filters on one session, a repeated filter replaces its
+    subscription (one delivery, the new QoS), an unsubscribed filter stops
+    delivering, every other filter keeps delivering. (vigil indexes a
+    session's filters once it has a few dozen; this walks that index through
+    growth, deletions in the middle of probe runs and re-insertion.)"""
+    c = broker.connect(version, "many-filters")
+    n = 300
+    for start in range(0, n, 50):
+        ack = c.subscribe([("mf/%d/+" % i, 1) for i in range(start, start + 50)])
+        assert list(ack.reasons) == [1] * 50, ack
+    gone = set(range(0, n, 3))
+    for start in range(0, n, 60):
+        c.unsubscribe(["mf/%d/+" % i for i in range(start, start + 60) if i in gone])
+    # Re-subscribe some remaining filters at QoS 0: replaces, never duplicates.
+    requalified = set(range(1, n, 7)) - gone
+    c.subscribe([("mf/%d/+" % i, 0) for i in sorted(requalified)])
+    pub = broker.connect(version, "many-filters-pub")
+    for i in range(n):
+        pub.publish("mf/%d/x" % i, b"%d" % i, qos=1)
+    expected = sorted(i for i in range(n) if i not in gone)
+    got = recv_n(c, len(expected), timeout=15)
+    assert sorted(int(p.payload) for p in got) == expected
+    for p in got:
+        i = int(p.payload)
+        assert p.qos == (0 if i in requalified else 1), (i, p.qos)
+    assert quiet(c) == []
