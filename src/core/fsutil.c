@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int fsync_dir(const char *dir)
+int vg_fs_fsync_dir(const char *dir)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
@@ -48,7 +48,7 @@ int vg_fs_mkdir_p(const char *path)
         if (mkdir(buf, 0755) == 0) {
             char parent[PATH_MAX];
             parent_of(buf, parent, sizeof parent);
-            if (fsync_dir(parent) != VG_OK) {
+            if (vg_fs_fsync_dir(parent) != VG_OK) {
                 VG_ERROR("fs", "fsync of %s failed: %s", parent, strerror(errno));
                 return VG_EIO;
             }
@@ -102,7 +102,7 @@ int vg_fs_write_atomic(const char *path, const void *buf, size_t len)
         goto cleanup;
     }
     parent_of(path, dir, sizeof dir);
-    rc = fsync_dir(dir);
+    rc = vg_fs_fsync_dir(dir);
     if (rc)
         VG_ERROR("fs", "fsync of directory %s failed: %s", dir, strerror(errno));
     return rc;

@@ -10,6 +10,9 @@
 /* Creates path and its parents (mode 0755); existing directories are fine.
  * Newly created directories are made durable by fsyncing their parents. */
 int vg_fs_mkdir_p(const char *path);
+/* fsyncs directory dir (so a file created or renamed in it survives a
+ * crash). VG_OK or VG_EIO. */
+int vg_fs_fsync_dir(const char *dir);
 
 /* Replaces path with buf[0..len) atomically and durably: after a crash the
  * file holds either the old or the new contents, never a mix. */

@@ -186,16 +186,6 @@ static int query_text(vg_kv_t *kv, const char *sql, char *out, size_t cap)
 
 /* ---- opening ------------------------------------------------------------------------- */
 
-static int fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return VG_EIO;
-    int rc = fsync(fd) == 0 ? VG_OK : VG_EIO;
-    close(fd);
-    return rc;
-}
-
 /* Creates path's parent directories and the file itself with mode 0600.
  * We create it rather than let SQLite do so because SQLite would use 0644:
  * the store holds session state and queued messages, readable by no one
@@ -224,7 +214,7 @@ static int create_file(const char *path)
         return VG_EIO;
     }
     close(fd);
-    if (fsync_dir(dir) != VG_OK) {
+    if (vg_fs_fsync_dir(dir) != VG_OK) {
         VG_ERROR("kv", "fsync of directory %s failed: %s", dir, strerror(errno));
         return VG_EIO;
     }
