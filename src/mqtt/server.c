@@ -835,7 +835,10 @@ static void ws_send_control(worker_t *w, conn_t *c, const uint8_t *frame, size_t
     memcpy(c->out + c->out_len, frame, n);
     c->out_len += n;
     c->x->ws_framed = c->out_len;
-    flush_mark(w, c);
+    /* A closing connection is flushed once by conn_destroy; putting it on
+     * the flush list from there would leave a freed connection on it. */
+    if (c->state != ST_CLOSING)
+        flush_mark(w, c);
 }
 
 /* Writes what is queued; arms EPOLLOUT for what the socket would not take.
@@ -2074,7 +2077,10 @@ static void handle_connect(worker_t *w, conn_t *c, const uint8_t *body, size_t l
         } else if (old->persistent) {
             atomic_fetch_sub_explicit(&s->st_offline, 1, memory_order_relaxed);
         }
-        if (ck.clean_session) {
+        /* A session with expiry 0 lives only as long as its connection,
+         * which this CONNECT ends (takeover): nothing to resume, whatever
+         * order the old DISCONNECT and this CONNECT were read in. */
+        if (ck.clean_session || old->expiry_s == 0) {
             old->dead = true;
             kill_will = old->pending_will;
             old->pending_will = NULL;
