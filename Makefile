@@ -73,16 +73,21 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRC)
 	@echo "  FUZZ    $@"
 	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(LDLIBS)
 
+# The server itself under ASan+UBSan, for the sanitized gateway test tier.
+$(BUILD)/vigil-asan: $(ASAN_OBJ) $(BUILD)/asan/src/app/main.o
+	@echo "  LD/ASAN $@"
+	$(Q)$(CC) $(CFLAGS) $(ASAN) -o $@ $^ $(LDLIBS)
+
 # Keep the sanitizer objects between runs (they are intermediates of the
 # asan test binaries and make would delete them).
-.SECONDARY: $(ASAN_OBJ)
+.SECONDARY: $(ASAN_OBJ) $(BUILD)/asan/src/app/main.o
 
 unit: $(UNIT_BIN)
 asan: $(ASAN_BIN)
 fuzz-build: $(FUZZ_BIN)
 
 test: deps
-	@$(MAKE) --no-print-directory -j$$(nproc) all unit asan fuzz-build
+	@$(MAKE) --no-print-directory -j$$(nproc) all unit asan fuzz-build $(BUILD)/vigil-asan
 	@tests/run.sh
 
 fuzz: deps fuzz-build

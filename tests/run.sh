@@ -8,6 +8,7 @@
 #                          bounded run (FUZZ_SMOKE_SECONDS, default 60 s, FUZZ_JOBS=2
 #                          at a time) on a scratch copy
 #   4. integration / e2e   /usr/bin/python3 -m pytest tests/integration
+#   5. gateway, sanitized  the conformance and interop suites against build/vigil-asan
 # It prints a header per tier and ends with exactly one line "N passed, N failed";
 # the exit status is 0 iff nothing failed. It does not build: `make test` does.
 #
@@ -189,20 +190,18 @@ for h in "${SMOKE_HARNESSES[@]}"; do
 done
 
 # ---------------------------------------------------------------------------
-header "integration / e2e / crash tests (pytest, tests/integration)"
-if [ ! -x "$PYTHON" ]; then
-    fail "integration tier: $PYTHON not found"
-elif [ ! -d tests/integration ]; then
-    echo "(no tests/integration)"
-else
-    PYLOG="$SCRATCH/pytest.log"
+# run_pytest LABEL LOGNAME ARGS...: one pytest run, counted (errors count as
+# failures), failures listed with LABEL.
+run_pytest() {
+    local label="$1" log="$SCRATCH/$2" rc summary p f e
+    shift 2
     PYTHONDONTWRITEBYTECODE=1 timeout -k 10 "$PYTEST_TIMEOUT" \
-        "$PYTHON" -m pytest -q -rA --tb=short -p no:cacheprovider tests/integration 2>&1 | tee "$PYLOG"
+        "$PYTHON" -m pytest -q -rA --tb=short -p no:cacheprovider "$@" 2>&1 | tee "$log"
     rc=${PIPESTATUS[0]}
     # The last line pytest prints is its summary, e.g.
     #   "3 failed, 40 passed, 1 skipped, 2 errors in 61.02s (0:01:01)"
-    # (with or without "=====" around it). Errors count as failures.
-    summary="$(grep -E '[0-9]+ (passed|failed|errors?|skipped|xfailed|xpassed|deselected)|no tests ran' "$PYLOG" |
+    # (with or without "=====" around it).
+    summary="$(grep -E '[0-9]+ (passed|failed|errors?|skipped|xfailed|xpassed|deselected)|no tests ran' "$log" |
         tail -n 1)"
     count_of() { echo "$summary" | grep -oE "[0-9]+ $1" | head -n 1 | grep -oE '^[0-9]+' || echo 0; }
     p="$(count_of passed)"
@@ -214,19 +213,41 @@ else
     TOTAL_PASS=$((TOTAL_PASS + p))
     TOTAL_FAIL=$((TOTAL_FAIL + f + e))
     if [ "$((f + e))" -gt 0 ]; then
-        while IFS= read -r line; do FAILED_NAMES+=("pytest: $line"); done \
-            < <(grep -E '^(FAILED|ERROR) ' "$PYLOG" || true)
+        while IFS= read -r line; do FAILED_NAMES+=("$label: $line"); done \
+            < <(grep -E '^(FAILED|ERROR) ' "$log" || true)
     fi
     case "$rc" in
     0 | 1 | 5) ;; # all passed / some failed (counted above) / no tests collected
-    124 | 137) fail "pytest: integration tier killed after ${PYTEST_TIMEOUT}s" ;;
+    124 | 137) fail "$label: killed after ${PYTEST_TIMEOUT}s" ;;
     *)
         # Interrupted, internal error or usage error: count it unless the
         # summary already recorded failures.
-        [ "$((f + e))" -gt 0 ] || fail "pytest exited $rc"
+        [ "$((f + e))" -gt 0 ] || fail "$label: pytest exited $rc"
         ;;
     esac
     if [ "$rc" -eq 5 ]; then echo "(pytest collected no tests)"; fi
+}
+
+header "integration / e2e / crash tests (pytest, tests/integration)"
+if [ ! -x "$PYTHON" ]; then
+    fail "integration tier: $PYTHON not found"
+elif [ ! -d tests/integration ]; then
+    echo "(no tests/integration)"
+else
+    run_pytest pytest pytest.log tests/integration
+fi
+
+# ---------------------------------------------------------------------------
+# The gateway's conformance and interop suites again, against the server
+# built with ASan+UBSan: the network-facing code under real clients, where a
+# memory error would not show in the plain build's results.
+header "gateway under ASan+UBSan (conformance + interop against $BUILD/vigil-asan)"
+if [ ! -x "$BUILD/vigil-asan" ]; then
+    fail "asan server tier: $BUILD/vigil-asan not built"
+elif [ -x "$PYTHON" ] && [ -d tests/integration/conformance ]; then
+    VIGIL_BIN="$ROOT/$BUILD/vigil-asan" ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:abort_on_error=0" \
+        UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1" \
+        run_pytest "pytest (asan server)" pytest-asan.log tests/integration/conformance tests/integration/test_interop.py
 fi
 
 # ---------------------------------------------------------------------------
