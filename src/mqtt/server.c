@@ -182,7 +182,23 @@ typedef struct session {
 } session_t;
 
 /* Worker inbox items. */
-typedef enum { ITEM_COMPLETE = 1, ITEM_DELIVER, ITEM_KICK } item_kind_t;
+typedef enum { ITEM_COMPLETE = 1, ITEM_DELIVER, ITEM_DELIVER_BATCH, ITEM_KICK } item_kind_t;
+
+/* One delivery target of a routed message. */
+typedef struct {
+    struct session *se; /* holds a ref */
+    uint8_t qos, retain, nsubids;
+    uint32_t subids[MAX_SUBIDS];
+} tgt_t;
+
+/* Deliveries of one message to sessions on one other worker, posted as a
+ * single inbox item: a fan-out to thousands of subscribers costs one item
+ * per worker, not one per subscriber (and the inbox arrays, which are kept
+ * for reuse, stay small). */
+typedef struct batch {
+    uint32_t n, cap;
+    tgt_t v[];
+} batch_t;
 
 typedef struct {
     uint8_t kind;
@@ -191,8 +207,11 @@ typedef struct {
     uint8_t nsubids;
     int32_t status;
     uint64_t token; /* COMPLETE: ack token; KICK: connection */
-    session_t *sess; /* DELIVER: target (holds a ref) */
-    vg_msg_t *msg;   /* DELIVER: holds a ref */
+    union {
+        session_t *sess; /* DELIVER: target (holds a ref) */
+        batch_t *batch;  /* DELIVER_BATCH: targets (owned by the item) */
+    };
+    vg_msg_t *msg;   /* DELIVER, DELIVER_BATCH: holds a ref */
     uint32_t subids[MAX_SUBIDS];
 } item_t;
 
@@ -1590,8 +1609,43 @@ static conn_t *conn_lookup(worker_t *w, uint64_t tok)
 /* Delivers m to session se from any thread. `from` is the calling worker
  * (NULL for other threads). Returns the store seq the publisher's
  * acknowledgement must wait for (0 = none). Consumes one session ref. */
+/* Adds a target to the batch for its worker; false if out of memory. */
+static bool batch_add(batch_t **bp, session_t *se, uint8_t qos, bool retain, const uint32_t *subids, uint8_t nsubids)
+{
+    batch_t *b = *bp;
+    if (!b || b->n == b->cap) {
+        uint32_t ncap = b ? b->cap * 2 : 16;
+        batch_t *nb = vg_realloc(VG_MEM_MQTT, b, sizeof *nb + (size_t)ncap * sizeof nb->v[0]);
+        if (!nb)
+            return false;
+        if (!b)
+            nb->n = 0;
+        nb->cap = ncap;
+        *bp = b = nb;
+    }
+    tgt_t *t = &b->v[b->n++];
+    t->se = se;
+    t->qos = qos;
+    t->retain = retain;
+    t->nsubids = nsubids;
+    for (uint8_t i = 0; i < nsubids && i < MAX_SUBIDS; i++)
+        t->subids[i] = subids[i];
+    return true;
+}
+
+static uint64_t deliver_to_session_b(struct vg_server *s, worker_t *from, session_t *se, vg_msg_t *m, uint8_t qos,
+                                     bool retain, const uint32_t *subids, uint8_t nsubids, batch_t **batches);
+
 static uint64_t deliver_to_session(struct vg_server *s, worker_t *from, session_t *se, vg_msg_t *m, uint8_t qos,
                                    bool retain, const uint32_t *subids, uint8_t nsubids)
+{
+    return deliver_to_session_b(s, from, se, m, qos, retain, subids, nsubids, NULL);
+}
+
+/* As deliver_to_session; with batches (one per worker), deliveries to other
+ * workers are collected there for the caller to post. */
+static uint64_t deliver_to_session_b(struct vg_server *s, worker_t *from, session_t *se, vg_msg_t *m, uint8_t qos,
+                                     bool retain, const uint32_t *subids, uint8_t nsubids, batch_t **batches)
 {
     uint64_t seq = 0;
     pthread_mutex_lock(&se->mu);
@@ -1612,6 +1666,8 @@ static uint64_t deliver_to_session(struct vg_server *s, worker_t *from, session_
             }
         } else if (wi < s->nworkers) {
             pthread_mutex_unlock(&se->mu);
+            if (batches && batch_add(&batches[wi], se, qos, retain, subids, nsubids))
+                return 0; /* the session ref travels with the batch */
             item_t it = {.kind = ITEM_DELIVER, .qos = qos, .retain = retain, .nsubids = nsubids, .sess = se, .msg = m};
             for (uint8_t i = 0; i < nsubids && i < MAX_SUBIDS; i++)
                 it.subids[i] = subids[i];
@@ -1638,12 +1694,6 @@ typedef struct {
     void *sub;
     uint8_t opts;
 } hit_t;
-
-typedef struct {
-    session_t *se;
-    uint8_t qos, retain, nsubids;
-    uint32_t subids[MAX_SUBIDS];
-} tgt_t;
 
 typedef struct route_ctx {
     hit_t *hits;
@@ -1745,15 +1795,31 @@ static int route(struct vg_server *s, worker_t *from, vg_msg_t *m, uint64_t *kvs
         r->tg[k++] = *t;
     }
     r->ntg = k;
+    bool oom = false;
+    batch_t *batches[MAX_WORKERS] = {0};
     for (size_t i = 0; i < r->ntg; i++) {
         tgt_t *t = &r->tg[i];
-        uint64_t seq = deliver_to_session(s, from, t->se, m, t->qos, t->retain, t->subids, t->nsubids);
+        uint64_t seq = deliver_to_session_b(s, from, t->se, m, t->qos, t->retain, t->subids, t->nsubids,
+                                            r->ntg > 1 ? batches : NULL);
         if (seq > maxseq)
             maxseq = seq;
     }
+    for (uint32_t wi = 0; wi < s->nworkers; wi++) {
+        if (!batches[wi])
+            continue;
+        item_t it = {.kind = ITEM_DELIVER_BATCH, .batch = batches[wi], .msg = m};
+        vg_msg_ref(m);
+        if (inbox_post(&s->workers[wi], &it, 1) != VG_OK) {
+            for (uint32_t j = 0; j < batches[wi]->n; j++)
+                session_unref(s, batches[wi]->v[j].se);
+            vg_free(batches[wi]);
+            vg_msg_unref(m);
+            oom = true;
+        }
+    }
     if (kvseq)
         *kvseq = maxseq;
-    bool oom = r->oom;
+    oom |= r->oom;
     vg_free(local.hits);
     vg_free(local.tg);
     return oom ? VG_ENOMEM : VG_OK;
@@ -3575,6 +3641,17 @@ static void drain_inbox(worker_t *w)
             complete_local(w, it->token, it->status);
         } else if (it->kind == ITEM_DELIVER) {
             deliver_item(w, it);
+        } else if (it->kind == ITEM_DELIVER_BATCH) {
+            batch_t *b = it->batch;
+            for (uint32_t k = 0; k < b->n; k++) {
+                item_t one = {.kind = ITEM_DELIVER, .qos = b->v[k].qos, .retain = b->v[k].retain,
+                              .nsubids = b->v[k].nsubids, .sess = b->v[k].se, .msg = it->msg};
+                memcpy(one.subids, b->v[k].subids, sizeof one.subids);
+                vg_msg_ref(it->msg);
+                deliver_item(w, &one);
+            }
+            vg_free(b);
+            vg_msg_unref(it->msg);
         } else if (it->kind == ITEM_KICK) {
             conn_t *c = conn_lookup(w, it->token);
             if (c)
@@ -4063,6 +4140,11 @@ void vg_server_free(vg_server_t *s)
             if (w->inbox[j].kind == ITEM_DELIVER) {
                 vg_msg_unref(w->inbox[j].msg);
                 session_unref(s, w->inbox[j].sess);
+            } else if (w->inbox[j].kind == ITEM_DELIVER_BATCH) {
+                for (uint32_t k = 0; k < w->inbox[j].batch->n; k++)
+                    session_unref(s, w->inbox[j].batch->v[k].se);
+                vg_free(w->inbox[j].batch);
+                vg_msg_unref(w->inbox[j].msg);
             }
         }
         w->inbox_len = 0;
