@@ -950,7 +950,6 @@ static void send_disconnect(worker_t *w, conn_t *c, uint8_t rc, const char *why)
     int n = vg_mqtt_encode_reason(buf, sizeof buf, VG_MQTT_V5, VG_MQTT_DISCONNECT, rc, why ? &pr : NULL);
     if (n <= 0)
         return;
-    size_t pending = c->out_len - c->out_off;
     if (c->out_len + (size_t)n > c->out_cap) {
         uint8_t *no = vg_realloc(VG_MEM_MQTT, c->out, c->out_len + (size_t)n);
         if (!no)
@@ -958,7 +957,6 @@ static void send_disconnect(worker_t *w, conn_t *c, uint8_t rc, const char *why)
         c->out = no;
         c->out_cap = c->out_len + (size_t)n;
     }
-    (void)pending;
     memcpy(c->out + c->out_len, buf, (size_t)n);
     c->out_len += (size_t)n;
 }
