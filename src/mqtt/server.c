@@ -2126,7 +2126,8 @@ static void handle_connect(worker_t *w, conn_t *c, const uint8_t *body, size_t l
 
     /* Find, resume, replace or create the session. */
     uint64_t me = CONN_TOK(w->id, c->slot, c->gen);
-    uint64_t kick = 0;
+    uint64_t kick = 0; /* CONN_TOK of the connection to close; 0 is a valid one */
+    bool have_kick = false;
     bool present = false;
     session_t *se = NULL, *kill = NULL;
     vg_msg_t *kill_will = NULL;
@@ -2137,6 +2138,7 @@ static void handle_connect(worker_t *w, conn_t *c, const uint8_t *body, size_t l
         pthread_mutex_lock(&old->mu);
         if (old->online) {
             kick = old->owner;
+            have_kick = true;
             __atomic_store_n(&old->online, false, __ATOMIC_RELAXED);
         } else if (old->persistent) {
             atomic_fetch_sub_explicit(&s->st_offline, 1, memory_order_relaxed);
@@ -2188,7 +2190,7 @@ static void handle_connect(worker_t *w, conn_t *c, const uint8_t *body, size_t l
     c->sess = se;
     pthread_mutex_unlock(&s->ids_mu);
 
-    if (kick) {
+    if (have_kick) {
         uint32_t ow = TOK_WORKER(kick);
         if (ow == w->id) {
             conn_t *oc = conn_lookup(w, kick);
