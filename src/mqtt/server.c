@@ -189,6 +189,7 @@ typedef struct {
     struct session *se; /* holds a ref */
     uint8_t qos, retain, nsubids;
     uint32_t subids[MAX_SUBIDS];
+    uint64_t kvsub; /* copy already stored for the session (NS_OUT), 0 = none */
 } tgt_t;
 
 /* Deliveries of one message to sessions on one other worker, posted as a
@@ -212,6 +213,7 @@ typedef struct {
         batch_t *batch;  /* DELIVER_BATCH: targets (owned by the item) */
     };
     vg_msg_t *msg;   /* DELIVER, DELIVER_BATCH: holds a ref */
+    uint64_t kvsub;  /* DELIVER: copy already stored for the session, 0 = none */
     uint32_t subids[MAX_SUBIDS];
 } item_t;
 
@@ -1546,19 +1548,26 @@ static void session_pump(worker_t *w, conn_t *c, session_t *se)
 /* Queues a QoS 1/2 message for se (se->mu held): limits first, then the
  * store for a persistent session. Returns the store seq (0 = none). */
 static uint64_t session_enqueue(struct vg_server *s, session_t *se, vg_msg_t *m, uint8_t qos, bool retain,
-                                const uint32_t *subids, uint8_t nsubids)
+                                const uint32_t *subids, uint8_t nsubids, uint64_t kvsub)
 {
+    /* kvsub: the routing thread already stored this copy under that key
+     * (so the publisher's acknowledgement could wait for it); dropping the
+     * copy must drop the record. */
     if (s->o.max_queued_per_client && se->queue.n >= s->o.max_queued_per_client) {
         atomic_fetch_add_explicit(&s->st_drop_client, 1, memory_order_relaxed);
+        if (kvsub)
+            kv_del(s, NS_OUT, se->id, se->id_len, kvsub);
         return 0;
     }
     if (s->o.max_queued_bytes &&
         atomic_load_explicit(&s->st_queued_bytes, memory_order_relaxed) + m->topic_len + m->payload_len >
             s->o.max_queued_bytes) {
         atomic_fetch_add_explicit(&s->st_drop_global, 1, memory_order_relaxed);
+        if (kvsub)
+            kv_del(s, NS_OUT, se->id, se->id_len, kvsub);
         return 0;
     }
-    out_t e = {.m = m, .qos = qos, .state = OUT_QUEUED, .retain = retain, .nsubids = nsubids};
+    out_t e = {.m = m, .qos = qos, .state = OUT_QUEUED, .retain = retain, .nsubids = nsubids, .kvsub = kvsub};
     for (uint8_t i = 0; i < nsubids && i < MAX_SUBIDS; i++)
         e.subids[i] = subids[i];
     if (outq_push(&se->queue, &e) != VG_OK)
@@ -1570,7 +1579,7 @@ static uint64_t session_enqueue(struct vg_server *s, session_t *se, vg_msg_t *m,
 
 /* Delivers to se through its connection c on this worker (se->mu held). */
 static uint64_t session_send(worker_t *w, conn_t *c, session_t *se, vg_msg_t *m, uint8_t qos, bool retain,
-                             const uint32_t *subids, uint8_t nsubids)
+                             const uint32_t *subids, uint8_t nsubids, uint64_t kvsub)
 {
     struct vg_server *s = w->srv;
     if (qos == 0) {
@@ -1578,18 +1587,21 @@ static uint64_t session_send(worker_t *w, conn_t *c, session_t *se, vg_msg_t *m,
         return 0;
     }
     if (se->queue.n || se->inflight.n >= se->window) {
-        uint64_t seq = session_enqueue(s, se, m, qos, retain, subids, nsubids);
+        uint64_t seq = session_enqueue(s, se, m, qos, retain, subids, nsubids, kvsub);
         return seq;
     }
-    out_t e = {.m = m, .qos = qos, .state = OUT_WAIT_ACK, .retain = retain, .nsubids = nsubids};
+    out_t e = {.m = m, .qos = qos, .state = OUT_WAIT_ACK, .retain = retain, .nsubids = nsubids, .kvsub = kvsub};
     for (uint8_t i = 0; i < nsubids && i < MAX_SUBIDS; i++)
         e.subids[i] = subids[i];
     e.pid = session_next_pid(se);
     int r = send_publish(w, c, m, qos, e.pid, false, retain, subids, nsubids);
-    if (r == SEND_EXPIRED || r == SEND_TOO_LARGE)
+    if (r == SEND_EXPIRED || r == SEND_TOO_LARGE) {
+        if (kvsub)
+            kv_del(s, NS_OUT, se->id, se->id_len, kvsub);
         return 0;
+    }
     if (r == SEND_FAILED) /* closing: keep it for the session */
-        return session_enqueue(s, se, m, qos, retain, subids, nsubids);
+        return session_enqueue(s, se, m, qos, retain, subids, nsubids, kvsub);
     if (outq_push(&se->inflight, &e) != VG_OK)
         return 0;
     vg_msg_ref(m);
@@ -1608,7 +1620,8 @@ static conn_t *conn_lookup(worker_t *w, uint64_t tok)
  * (NULL for other threads). Returns the store seq the publisher's
  * acknowledgement must wait for (0 = none). Consumes one session ref. */
 /* Adds a target to the batch for its worker; false if out of memory. */
-static bool batch_add(batch_t **bp, session_t *se, uint8_t qos, bool retain, const uint32_t *subids, uint8_t nsubids)
+static bool batch_add(batch_t **bp, session_t *se, uint8_t qos, bool retain, const uint32_t *subids, uint8_t nsubids,
+                      uint64_t kvsub)
 {
     batch_t *b = *bp;
     if (!b || b->n == b->cap) {
@@ -1626,6 +1639,7 @@ static bool batch_add(batch_t **bp, session_t *se, uint8_t qos, bool retain, con
     t->qos = qos;
     t->retain = retain;
     t->nsubids = nsubids;
+    t->kvsub = kvsub;
     for (uint8_t i = 0; i < nsubids && i < MAX_SUBIDS; i++)
         t->subids[i] = subids[i];
     return true;
@@ -1657,30 +1671,43 @@ static uint64_t deliver_to_session_b(struct vg_server *s, worker_t *from, sessio
         if (from && wi == from->id) {
             conn_t *c = conn_lookup(from, se->owner);
             if (c && c->sess == se && c->state == ST_ACTIVE) {
-                seq = session_send(from, c, se, m, qos, retain, subids, nsubids);
+                seq = session_send(from, c, se, m, qos, retain, subids, nsubids, 0);
                 pthread_mutex_unlock(&se->mu);
                 session_unref(s, se);
                 return seq;
             }
         } else if (wi < s->nworkers) {
+            /* Store a persistent session's copy here, so the publisher's
+             * acknowledgement can wait for it; the owner worker updates the
+             * same record when it sends or queues the message. */
+            uint64_t kvsub = 0;
+            if (qos > 0 && se->persistent && s->kv) {
+                out_t e = {.m = m, .qos = qos, .state = OUT_QUEUED, .retain = retain, .nsubids = nsubids};
+                for (uint8_t i = 0; i < nsubids && i < MAX_SUBIDS; i++)
+                    e.subids[i] = subids[i];
+                seq = out_persist(s, se, &e);
+                kvsub = seq ? e.kvsub : 0;
+            }
             pthread_mutex_unlock(&se->mu);
-            if (batches && batch_add(&batches[wi], se, qos, retain, subids, nsubids))
-                return 0; /* the session ref travels with the batch */
-            item_t it = {.kind = ITEM_DELIVER, .qos = qos, .retain = retain, .nsubids = nsubids, .sess = se, .msg = m};
+            if (batches && batch_add(&batches[wi], se, qos, retain, subids, nsubids, kvsub))
+                return seq; /* the session ref travels with the batch */
+            item_t it = {.kind = ITEM_DELIVER, .qos = qos, .retain = retain, .nsubids = nsubids, .sess = se, .msg = m,
+                         .kvsub = kvsub};
             for (uint8_t i = 0; i < nsubids && i < MAX_SUBIDS; i++)
                 it.subids[i] = subids[i];
             vg_msg_ref(m);
             if (inbox_post(&s->workers[wi], &it, 1) != VG_OK) {
                 vg_msg_unref(m);
                 session_unref(s, se);
+                return 0;
             }
-            return 0; /* the session ref travels with the item */
+            return seq; /* the session ref travels with the item */
         }
     }
     /* Offline (or its connection is going away): QoS 0 is not kept for
      * absent clients (§3.1.2.4 leaves it optional; queues are for 1 and 2). */
     if (qos > 0 && (se->persistent || se->online))
-        seq = session_enqueue(s, se, m, qos, retain, subids, nsubids);
+        seq = session_enqueue(s, se, m, qos, retain, subids, nsubids, 0);
     pthread_mutex_unlock(&se->mu);
     session_unref(s, se);
     return seq;
@@ -2532,7 +2559,7 @@ static void retained_batch_send(worker_t *w, conn_t *c, retained_batch_t *b)
                 vg_msg_t *m = b->rl.v[k];
                 uint8_t q = m->qos < b->rtd[d].qos ? m->qos : b->rtd[d].qos;
                 uint32_t sid = b->rtd[d].sub_id;
-                session_send(w, c, se, m, q, true, sid ? &sid : NULL, sid ? 1 : 0);
+                session_send(w, c, se, m, q, true, sid ? &sid : NULL, sid ? 1 : 0, 0);
             }
         }
         pthread_mutex_unlock(&se->mu);
@@ -3605,7 +3632,10 @@ static void deliver_item(worker_t *w, item_t *it)
     pthread_mutex_lock(&se->mu);
     if (!se->dead && se->online && TOK_WORKER(se->owner) != w->id) {
         pthread_mutex_unlock(&se->mu);
-        /* Moved to another worker (reconnected there): hand it on. */
+        /* Moved to another worker (reconnected there): hand it on (that
+         * path stores its own copy, so drop the one stored for this hop). */
+        if (it->kvsub)
+            kv_del(s, NS_OUT, se->id, se->id_len, it->kvsub);
         deliver_to_session(s, NULL, se, it->msg, it->qos, it->retain, it->subids, it->nsubids);
         vg_msg_unref(it->msg);
         return;
@@ -3613,9 +3643,13 @@ static void deliver_item(worker_t *w, item_t *it)
     if (!se->dead) {
         conn_t *c = se->online ? conn_lookup(w, se->owner) : NULL;
         if (c && c->sess == se && c->state == ST_ACTIVE)
-            session_send(w, c, se, it->msg, it->qos, it->retain, it->subids, it->nsubids);
+            session_send(w, c, se, it->msg, it->qos, it->retain, it->subids, it->nsubids, it->kvsub);
         else if (it->qos > 0 && (se->persistent || se->online))
-            session_enqueue(s, se, it->msg, it->qos, it->retain, it->subids, it->nsubids);
+            session_enqueue(s, se, it->msg, it->qos, it->retain, it->subids, it->nsubids, it->kvsub);
+        else if (it->kvsub)
+            kv_del(s, NS_OUT, se->id, se->id_len, it->kvsub);
+    } else if (it->kvsub) {
+        kv_del(s, NS_OUT, se->id, se->id_len, it->kvsub);
     }
     pthread_mutex_unlock(&se->mu);
     session_unref(s, se);
@@ -3645,7 +3679,7 @@ static void drain_inbox(worker_t *w)
             batch_t *b = it->batch;
             for (uint32_t k = 0; k < b->n; k++) {
                 item_t one = {.kind = ITEM_DELIVER, .qos = b->v[k].qos, .retain = b->v[k].retain,
-                              .nsubids = b->v[k].nsubids, .sess = b->v[k].se, .msg = it->msg};
+                              .nsubids = b->v[k].nsubids, .sess = b->v[k].se, .msg = it->msg, .kvsub = b->v[k].kvsub};
                 memcpy(one.subids, b->v[k].subids, sizeof one.subids);
                 vg_msg_ref(it->msg);
                 deliver_item(w, &one);
