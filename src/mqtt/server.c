@@ -431,20 +431,29 @@ static uint64_t now_mono_ms(void)
 
 /* ---- small queues ------------------------------------------------------ */
 
+/* Doubles a full ring of n elements of size `elem` starting at *head:
+ * copies them in order to the front of a new array (so *head becomes 0) and
+ * frees the old one. Shared by the session queues and the ack ring. */
+static int ring_grow(void **v, uint32_t *head, uint32_t n, uint32_t *cap, size_t elem)
+{
+    uint32_t ncap = *cap ? *cap * 2 : 8;
+    uint8_t *nv = vg_malloc(VG_MEM_MQTT, (size_t)ncap * elem);
+    if (!nv)
+        return VG_ENOMEM;
+    const uint8_t *ov = *v;
+    for (uint32_t i = 0; i < n; i++)
+        memcpy(nv + (size_t)i * elem, ov + (size_t)((*head + i) % *cap) * elem, elem);
+    vg_free(*v);
+    *v = nv;
+    *cap = ncap;
+    *head = 0;
+    return VG_OK;
+}
+
 static int outq_push(outq_t *q, const out_t *e)
 {
-    if (q->n == q->cap) {
-        uint32_t ncap = q->cap ? q->cap * 2 : 8;
-        out_t *nv = vg_malloc(VG_MEM_MQTT, ncap * sizeof *nv);
-        if (!nv)
-            return VG_ENOMEM;
-        for (uint32_t i = 0; i < q->n; i++)
-            nv[i] = q->v[(q->head + i) % q->cap];
-        vg_free(q->v);
-        q->v = nv;
-        q->cap = ncap;
-        q->head = 0;
-    }
+    if (q->n == q->cap && ring_grow((void **)&q->v, &q->head, q->n, &q->cap, sizeof *q->v) != VG_OK)
+        return VG_ENOMEM;
     q->v[(q->head + q->n) % q->cap] = *e;
     q->n++;
     return VG_OK;
@@ -1953,18 +1962,9 @@ static void maybe_resume(worker_t *w, conn_t *c)
 
 static ack_t *acks_push(conn_t *c, uint16_t pid, uint8_t type, uint8_t pending)
 {
-    if (c->ack_count == c->ack_cap) {
-        uint32_t ncap = c->ack_cap ? c->ack_cap * 2 : 8;
-        ack_t *na = vg_malloc(VG_MEM_MQTT, ncap * sizeof *na);
-        if (!na)
-            return NULL;
-        for (uint32_t i = 0; i < c->ack_count; i++)
-            na[i] = c->acks[(c->ack_head + i) % c->ack_cap];
-        vg_free(c->acks);
-        c->acks = na;
-        c->ack_cap = ncap;
-        c->ack_head = 0;
-    }
+    if (c->ack_count == c->ack_cap &&
+        ring_grow((void **)&c->acks, &c->ack_head, c->ack_count, &c->ack_cap, sizeof *c->acks) != VG_OK)
+        return NULL;
     ack_t *a = &c->acks[(c->ack_head + c->ack_count) % c->ack_cap];
     *a = (ack_t){.pid = pid, .type = type, .pending = pending};
     c->ack_count++;
