@@ -10,7 +10,7 @@ CSTD     := -std=c17 -D_GNU_SOURCE
 WARN     := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wno-format-truncation
 OPT      ?= -O2 -g
 CFLAGS   += $(CSTD) $(WARN) $(OPT) -Isrc -pthread -MMD -MP
-LDLIBS   += -lsqlite3 -lcrypto -lpthread -lm
+LDLIBS   += -lsqlite3 -lcrypto -lcurl -lpthread -lm
 ASAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 BUILD    := build
@@ -65,6 +65,12 @@ $(BUILD)/mqtt_load: bench/mqtt_load.c $(LIB_OBJ)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(CFLAGS) -o $@ $< $(LIB_OBJ) $(LDLIBS)
 
+# The detector benchmark (bench/run.sh d): ns per event, bytes per device.
+$(BUILD)/detect_bench: bench/detect_bench.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(CFLAGS) -o $@ $< $(LIB_OBJ) $(LDLIBS)
+
 # libFuzzer harnesses need clang; each links the library built for fuzzing.
 FUZZ_CC     := clang
 FUZZ_CFLAGS := $(CSTD) -O1 -g -Isrc -pthread -fsanitize=fuzzer,address,undefined
@@ -98,7 +104,7 @@ demo: deps
 	@scripts/demo.sh
 
 bench: deps
-	@$(MAKE) --no-print-directory all $(BUILD)/mqtt_load
+	@$(MAKE) --no-print-directory all $(BUILD)/mqtt_load $(BUILD)/detect_bench
 	@bench/run.sh
 
 clean:

@@ -9,7 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum { T_STR, T_U32, T_U64, T_DOUBLE, T_LISTEN, T_ADDR, T_FSYNC, T_LEVEL, T_PATH } opt_type_t;
+/* T_WEBHOOK is the one repeatable type: each occurrence adds (or, by name,
+ * replaces) an entry of a list instead of overwriting one value. */
+typedef enum { T_STR, T_U32, T_U64, T_DOUBLE, T_LISTEN, T_ADDR, T_FSYNC, T_LEVEL, T_PATH, T_WEBHOOK } opt_type_t;
 
 typedef struct {
     const char *name; /* flag name without "--" */
@@ -66,8 +68,14 @@ static const opt_t opts[] = {
      "bytes of retained messages held, 0 = no limit (0)"},
     {"telemetry-topic", T_STR, OFF(telemetry_topic), SZ(telemetry_topic), 0, 0, "TOPIC",
      "topic whose payloads are telemetry events (iot/wearable/data)"},
-    {"high-hr", T_DOUBLE, OFF(high_hr), 0, 1, 400, "BPM", "HIGH_HEART_RATE above this (140)"},
-    {"low-hr", T_DOUBLE, OFF(low_hr), 0, 0, 400, "BPM", "LOW_HEART_RATE below this (40)"},
+    {"rest-high-bpm", T_DOUBLE, OFF(rest_high_bpm), 0, 100, 150, "BPM",
+     "SUSTAINED_HIGH_HR_AT_REST above this (120, range 100-150)"},
+    {"rest-low-bpm", T_DOUBLE, OFF(rest_low_bpm), 0, 30, 50, "BPM",
+     "SUSTAINED_LOW_HR_AT_REST below this (40, range 30-50)"},
+    {"detect-config", T_PATH, OFF(detect_config), SZ(detect_config), 0, 0, "FILE",
+     "detector thresholds, global and per device (docs/detection.md); flags above override its global values"},
+    {"control-topic", T_STR, OFF(control_topic), SZ(control_topic), 0, 0, "TOPIC",
+     "operators publish alert acknowledgements here (vigil/alerts/ack)"},
     {"connect-timeout-ms", T_U32, OFF(connect_timeout_ms), 0, 10, 3600000, "MS",
      "close connections that send no CONNECT within this time (10000)"},
     {"stats-interval-ms", T_U32, OFF(stats_interval_ms), 0, 10, 3600000, "MS",
@@ -75,6 +83,15 @@ static const opt_t opts[] = {
     {"checkpoint-interval-ms", T_U32, OFF(checkpoint_interval_ms), 0, 10, 3600000, "MS",
      "processor checkpoint period (1000)"},
     {"log-level", T_LEVEL, 0, 0, 0, 0, "LEVEL", "error | warn | info | debug (info)"},
+    {"webhook", T_WEBHOOK, 0, 0, 0, 0, "NAME=URL",
+     "POST every alert event to URL (http:// or https://); repeatable, up to 8; NAME [A-Za-z0-9_-]{1,32} names the "
+     "delivery cursor; a new endpoint starts at the newest alert, 'NAME=URL from=start' at the oldest"},
+    {"webhook-timeout-ms", T_U32, OFF(webhook_timeout_ms), 0, 10, 600000, "MS",
+     "webhook request timeout, connect included (5000)"},
+    {"webhook-retry-base-ms", T_U32, OFF(webhook_retry_base_ms), 0, 1, 3600000, "MS",
+     "first webhook retry delay; doubles per failure, +-20% jitter (500)"},
+    {"webhook-retry-max-ms", T_U32, OFF(webhook_retry_max_ms), 0, 1, 3600000, "MS",
+     "longest webhook retry delay, Retry-After included (60000)"},
 };
 
 #define NOPTS (sizeof opts / sizeof opts[0])
@@ -103,12 +120,16 @@ void vg_config_default(vg_config_t *c)
     c->max_queued_bytes = 256ull << 20;
     c->topic_alias_max = 64;
     snprintf(c->telemetry_topic, sizeof c->telemetry_topic, "iot/wearable/data");
-    c->high_hr = 140;
-    c->low_hr = 40;
+    c->rest_high_bpm = 0; /* 0 = not given: the detect config's (default 120) */
+    c->rest_low_bpm = 0;
+    snprintf(c->control_topic, sizeof c->control_topic, "vigil/alerts/ack");
     c->connect_timeout_ms = 10000;
     c->stats_interval_ms = 1000;
     c->checkpoint_interval_ms = 1000;
     c->log_level = VG_LOG_INFO;
+    c->webhook_timeout_ms = 5000;
+    c->webhook_retry_base_ms = 500;
+    c->webhook_retry_max_ms = 60000;
 }
 
 /* Flag or file key → option; '_' and '-' are interchangeable. */
@@ -216,6 +237,22 @@ static int set_opt(vg_config_t *c, const opt_t *o, const char *v, char *why, siz
             return VG_EINVAL;
         }
         return VG_OK;
+    case T_WEBHOOK: {
+        vg_webhook_endpoint_t ep;
+        if (vg_webhook_endpoint_parse(v, &ep, why, whylen) != VG_OK)
+            return VG_EINVAL;
+        uint32_t i = 0;
+        while (i < c->nwebhooks && strcmp(c->webhooks[i].name, ep.name) != 0)
+            i++;
+        if (i == VG_WEBHOOK_MAX_ENDPOINTS) {
+            snprintf(why, whylen, "--webhook: at most %d endpoints", VG_WEBHOOK_MAX_ENDPOINTS);
+            return VG_EINVAL;
+        }
+        c->webhooks[i] = ep;
+        if (i == c->nwebhooks)
+            c->nwebhooks++;
+        return VG_OK;
+    }
     }
     return VG_EINVAL;
 bad_number:
@@ -328,8 +365,9 @@ int vg_config_parse_args(vg_config_t *c, int argc, char **argv, int first, FILE 
             return VG_EINVAL;
         }
     }
-    if (c->low_hr >= c->high_hr) {
-        fprintf(err, "vigil serve: --low-hr (%g) must be below --high-hr (%g)\n", c->low_hr, c->high_hr);
+    if (c->webhook_retry_base_ms > c->webhook_retry_max_ms) {
+        fprintf(err, "vigil serve: --webhook-retry-base-ms (%u) must not exceed --webhook-retry-max-ms (%u)\n",
+                c->webhook_retry_base_ms, c->webhook_retry_max_ms);
         return VG_EINVAL;
     }
     return VG_OK;
@@ -340,7 +378,7 @@ void vg_config_help(FILE *out)
     fprintf(out, "usage: vigil serve [options]\n\n"
                  "Runs the pipeline: MQTT gateway, durable stream, anomaly detection, alerts.\n"
                  "Every option can also be set in --config FILE as 'name = value' (name without dashes\n"
-                 "or with underscores, e.g. high_hr = 130); flags override the file.\n\noptions:\n");
+                 "or with underscores, e.g. rest_high_bpm = 130); flags override the file.\n\noptions:\n");
     for (size_t i = 0; i < NOPTS; i++) {
         char flag[64];
         snprintf(flag, sizeof flag, "--%s %s", opts[i].name, opts[i].arg);

@@ -3,10 +3,13 @@
  * One table lists every setting once; it drives flag parsing, config-file
  * parsing (`key = value`, '#' comments, key = flag name with '-' or '_') and
  * --help, so the three can never disagree. Precedence: defaults < file <
- * flags. */
+ * flags. A repeatable setting (--webhook) adds one entry per occurrence; an
+ * entry with the name of an earlier one replaces it, so a flag overrides the
+ * file's endpoint of the same name. */
 #ifndef VG_APP_CONFIG_H
 #define VG_APP_CONFIG_H
 
+#include "alert/webhook.h"
 #include "stream/log.h"
 
 #include <limits.h>
@@ -51,12 +54,19 @@ typedef struct {
     uint64_t max_retained;
     uint64_t max_retained_bytes;
     char telemetry_topic[256];
-    double high_hr;
-    double low_hr;
+    double rest_high_bpm; /* 0 = not set */
+    double rest_low_bpm;  /* 0 = not set */
+    char detect_config[PATH_MAX];
+    char control_topic[256];
     uint32_t connect_timeout_ms;
     uint32_t stats_interval_ms;
     uint32_t checkpoint_interval_ms;
     int log_level;
+    vg_webhook_endpoint_t webhooks[VG_WEBHOOK_MAX_ENDPOINTS]; /* --webhook, repeatable */
+    uint32_t nwebhooks;
+    uint32_t webhook_timeout_ms;
+    uint32_t webhook_retry_base_ms;
+    uint32_t webhook_retry_max_ms;
 } vg_config_t;
 
 void vg_config_default(vg_config_t *c);

@@ -2,7 +2,9 @@
  * SIGINT/SIGTERM, then shuts it down in the order that loses nothing:
  *   1. the gateway stops accepting and reading (no new work);
  *   2. processors stop where they are and checkpoint once their alerts are
- *      durable;
+ *      durable; then webhook delivery stops (a request in flight is
+ *      abandoned, to be sent again) and saves its cursors — it reads the
+ *      alerts stream and writes dead letters, so it stops before both close;
  *   3. the telemetry and dead-letter streams commit what is pending, which
  *      releases the last PUBACKs;
  *   4. the alerts stream commits (its callbacks publish on MQTT);
@@ -10,12 +12,16 @@
  * This file and main.c are the only places that know every module. */
 #include "app/serve.h"
 
+#include "alert/alert.h"
+#include "alert/webhook.h"
+#include "app/detectcfg.h"
 #include "app/config.h"
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/diag.h"
 #include "core/err.h"
 #include "core/fsutil.h"
+#include "core/json.h"
 #include "ingest/ingest.h"
 #include "mqtt/server.h"
 #include "proc/processor.h"
@@ -44,6 +50,9 @@ typedef struct {
     /* NULL until started and again once stopping: the stats hook runs on
      * worker threads and must never see a processor being torn down. */
     _Atomic(vg_processor_t *) proc;
+    _Atomic(vg_webhook_t *) webhook; /* the same rule as proc */
+    vg_detectcfg_t detect;           /* thresholds, global and per device */
+    char ack_result_topic[300];      /* <control topic>/result */
 } app_t;
 
 static void complete_to_server(void *ctx, uint64_t token, int status)
@@ -57,20 +66,147 @@ static void publish_alert(void *ctx, const char *topic, size_t tlen, const char 
     vg_server_publish(a->server, topic, tlen, payload, plen, 1);
 }
 
+/* An operator's acknowledgement: {"alertId":"<16 hex>","deviceId":"...",
+ * "by":"...","note":"..."} on the control topic. The outcome is published on
+ * <control topic>/result; a QoS 1 PUBLISH is acknowledged once the
+ * ACKNOWLEDGED event is durable (or the request was judged invalid). */
+static void ack_result(app_t *a, const char *status, const char *why, uint64_t alert_id, const char *dev,
+                       size_t dev_len)
+{
+    char devesc[VG_EVENT_MAX_DEVICE_ID * 6 + 1] = "", whyesc[512] = "";
+    if (dev && dev_len && vg_json_escape(dev, dev_len, devesc, sizeof devesc) < 0)
+        devesc[0] = '\0';
+    if (why && vg_json_escape(why, strlen(why), whyesc, sizeof whyesc) < 0)
+        whyesc[0] = '\0';
+    char buf[1024];
+    int n = snprintf(buf, sizeof buf, "{\"alertId\":\"%016llx\",\"deviceId\":\"%s\",\"status\":\"%s\"%s%s%s}",
+                     (unsigned long long)alert_id, devesc, status, why ? ",\"reason\":\"" : "", whyesc,
+                     why ? "\"" : "");
+    if (n > 0 && (size_t)n < sizeof buf)
+        vg_server_publish(a->server, a->ack_result_topic, strlen(a->ack_result_topic), buf, (size_t)n, 1);
+}
+
+static void ack_done(void *ctx, uint64_t token, int status, uint64_t alert_id, const char *dev, size_t dev_len)
+{
+    app_t *a = ctx;
+    const char *st = status == VG_OK           ? "acknowledged"
+                     : status == VG_ENOTFOUND  ? "not_found"
+                     : status == VG_EEXIST     ? "already_acknowledged"
+                                               : "failed";
+    ack_result(a, st, status == VG_ENOTFOUND ? "no open alert with that id on that device" : NULL, alert_id, dev,
+               dev_len);
+    if (token)
+        vg_server_complete(a->server, token, status == VG_OK || status == VG_ENOTFOUND || status == VG_EEXIST
+                                                 ? VG_OK
+                                                 : status);
+}
+
+static int control_hook(void *ctx, const char *client_id, size_t client_id_len, const uint8_t *payload, size_t len,
+                        const uint8_t *up, size_t uplen, int64_t arrival_ms, uint64_t token)
+{
+    app_t *a = ctx;
+    vg_json_member_t m[16];
+    size_t n = 0;
+    const char *why = NULL;
+    uint64_t alert_id = 0;
+    char dev[VG_EVENT_MAX_DEVICE_ID + 1], by[65] = "", note[257] = "";
+    size_t dev_len = 0;
+    if (vg_json_object((const char *)payload, len, 4, m, 16, &n) != VG_OK) {
+        why = "payload must be a JSON object {\"alertId\",\"deviceId\",\"by\",\"note\"}";
+        goto reject;
+    }
+    const vg_json_member_t *aid = vg_json_find(m, n, "alertId"), *did = vg_json_find(m, n, "deviceId");
+    const vg_json_member_t *mby = vg_json_find(m, n, "by"), *mnote = vg_json_find(m, n, "note");
+    size_t l = 0;
+    char idtxt[32];
+    if (!aid || aid->type != VG_JSON_STRING ||
+        vg_json_unescape(aid->raw, aid->raw_len, idtxt, sizeof idtxt, &l) != VG_OK ||
+        vg_alert_id_parse(idtxt, l, &alert_id) != VG_OK) {
+        why = "alertId must be the alert's 16 hex digits";
+        goto reject;
+    }
+    if (!did || did->type != VG_JSON_STRING ||
+        vg_json_unescape(did->raw, did->raw_len, dev, sizeof dev, &dev_len) != VG_OK || dev_len == 0) {
+        why = "deviceId must be the alert's device id";
+        goto reject;
+    }
+    if (mby && mby->type == VG_JSON_STRING && vg_json_unescape(mby->raw, mby->raw_len, by, sizeof by, &l) != VG_OK)
+        snprintf(by, sizeof by, "%.*s", (int)client_id_len, client_id);
+    if (!by[0])
+        snprintf(by, sizeof by, "%.*s", (int)client_id_len, client_id);
+    if (mnote && mnote->type == VG_JSON_STRING)
+        vg_json_unescape(mnote->raw, mnote->raw_len, note, sizeof note, &l);
+    vg_processor_t *p = atomic_load(&a->proc);
+    int rc = p ? vg_processor_ack(p, dev, dev_len, alert_id, by, note, token) : VG_ECLOSED;
+    if (rc == VG_OK)
+        return VG_OK; /* ack_done reports it */
+    why = rc == VG_EINVAL ? "deviceId is too long" : rc == VG_ENOMEM ? "out of memory" : "the alert processor is not running";
+reject:
+    ack_result(a, "invalid", why, alert_id, dev_len ? dev : NULL, dev_len);
+    if (token)
+        vg_server_complete(a->server, token, VG_OK);
+    return VG_OK;
+}
+
 typedef struct {
     char *buf;
     size_t cap, n;
     bool first;
 } jw_t;
 
+/* A member that does not fit is left out whole, so the object stays valid
+ * JSON however many endpoints and counters there are. */
 static void jw_u64(jw_t *w, const char *key, uint64_t v)
 {
     if (w->n >= w->cap)
         return;
     int k = snprintf(w->buf + w->n, w->cap - w->n, "%s\"%s\":%llu", w->first ? "" : ",", key, (unsigned long long)v);
-    if (k > 0)
-        w->n += (size_t)k;
+    if (k <= 0 || (size_t)k >= w->cap - w->n) {
+        w->buf[w->n] = '\0';
+        return;
+    }
+    w->n += (size_t)k;
     w->first = false;
+}
+
+static void jw_str(jw_t *w, const char *key, const char *v)
+{
+    char esc[6 * 128 + 1];
+    int e = vg_json_escape(v, strnlen(v, 128), esc, sizeof esc);
+    if (e < 0 || w->n >= w->cap)
+        return;
+    int k = snprintf(w->buf + w->n, w->cap - w->n, "%s\"%s\":\"%s\"", w->first ? "" : ",", key, esc);
+    if (k <= 0 || (size_t)k >= w->cap - w->n) {
+        w->buf[w->n] = '\0';
+        return;
+    }
+    w->n += (size_t)k;
+    w->first = false;
+}
+
+/* webhook.<name>.<counter> for every endpoint. */
+static void jw_webhooks(jw_t *w, vg_webhook_t *wh)
+{
+    char key[96];
+    for (uint32_t i = 0; i < vg_webhook_count(wh); i++) {
+        vg_webhook_stats_t st;
+        vg_webhook_stats(wh, i, &st);
+#define WHKEY(label, v)                                                                                                \
+    snprintf(key, sizeof key, "webhook.%s.%s", st.name, label);                                                        \
+    jw_u64(w, key, v)
+        WHKEY("delivered", st.delivered);
+        WHKEY("attempts", st.attempts);
+        WHKEY("failures", st.failures);
+        WHKEY("rejected", st.rejected);
+        WHKEY("pending", st.pending);
+        WHKEY("consecutive_failures", st.consecutive_failures);
+        WHKEY("last_status", (uint64_t)st.last_status);
+        WHKEY("last_latency_ms", st.last_latency_ms);
+        WHKEY("in_backoff", st.in_backoff);
+#undef WHKEY
+        snprintf(key, sizeof key, "webhook.%s.last_error", st.name);
+        jw_str(w, key, st.last_error);
+    }
 }
 
 static void jw_log(jw_t *w, const char *prefix, vg_log_t *log)
@@ -154,9 +290,24 @@ static size_t stats_json(void *ctx, char *buf, size_t cap)
         jw_u64(&w, "proc.lag", ps.lag);
         jw_u64(&w, "proc.devices", ps.devices);
         jw_u64(&w, "proc.checkpoints", ps.checkpoints);
+        jw_u64(&w, "proc.ticks", ps.ticks);
         jw_u64(&w, "alerts.emitted", ps.alerts);
+        jw_u64(&w, "alerts.opened", ps.opened);
+        jw_u64(&w, "alerts.updated", ps.updated);
+        jw_u64(&w, "alerts.resolved", ps.resolved);
+        jw_u64(&w, "alerts.acknowledged", ps.acknowledged);
+        jw_u64(&w, "alerts.open", ps.open_alerts);
         jw_u64(&w, "alerts.replayed", ps.alerts_replayed);
+        jw_u64(&w, "alerts.slot_overflow", ps.slot_overflow);
+        jw_u64(&w, "alerts.emit_errors", ps.emit_errors);
+        for (int t = 1; t < VG_ALERT__COUNT; t++) {
+            snprintf(key, sizeof key, "alerts.type.%s", vg_alert_type_name((vg_alert_type_t)t));
+            jw_u64(&w, key, ps.by_type[t]);
+        }
     }
+    vg_webhook_t *wh = atomic_load(&a->webhook);
+    if (wh)
+        jw_webhooks(&w, wh);
     for (int t = 0; t < VG_MEM__COUNT; t++) {
         snprintf(key, sizeof key, "memory.%s", vg_mem_tag_name((vg_mem_tag_t)t));
         jw_u64(&w, key, vg_mem_used((vg_mem_tag_t)t));
@@ -216,6 +367,19 @@ int vg_serve_main(int argc, char **argv)
     if (rc)
         return 2;
     vg_diag_set_level(a.cfg.log_level);
+    vg_detectcfg_init(&a.detect);
+    {
+        vg_detect_override_t ov[2];
+        size_t nov = 0;
+        if (a.cfg.rest_high_bpm)
+            ov[nov++] = (vg_detect_override_t){"rest_high_bpm", a.cfg.rest_high_bpm};
+        if (a.cfg.rest_low_bpm)
+            ov[nov++] = (vg_detect_override_t){"rest_low_bpm", a.cfg.rest_low_bpm};
+        if (vg_detectcfg_load(&a.detect, a.cfg.detect_config, ov, nov, stderr) != VG_OK) {
+            vg_detectcfg_free(&a.detect);
+            return 2;
+        }
+    }
 
     /* Signals are taken synchronously by the main thread; every thread
      * created from here on inherits the blocked mask. */
@@ -292,6 +456,10 @@ int vg_serve_main(int argc, char **argv)
     so.telemetry_topic = a.cfg.telemetry_topic;
     so.ingest = vg_ingest_publish;
     so.ingest_ctx = a.ingest;
+    snprintf(a.ack_result_topic, sizeof a.ack_result_topic, "%s/result", a.cfg.control_topic);
+    so.control_topic = a.cfg.control_topic[0] ? a.cfg.control_topic : NULL;
+    so.control = control_hook;
+    so.control_ctx = &a;
     so.stats = stats_json;
     so.stats_ctx = &a;
     rc = vg_server_new(&so, &a.server);
@@ -306,8 +474,10 @@ int vg_serve_main(int argc, char **argv)
     po.data_dir = a.cfg.data_dir;
     po.telemetry = a.telemetry;
     po.alerts = a.alerts;
-    po.threshold.high = a.cfg.high_hr;
-    po.threshold.low = a.cfg.low_hr;
+    po.cfg = &a.detect.global;
+    po.device_cfg = &a.detect.devices;
+    po.ack_done = ack_done;
+    po.ack_ctx = &a;
     po.checkpoint_interval_ms = a.cfg.checkpoint_interval_ms;
     po.publish = publish_alert;
     po.publish_ctx = &a;
@@ -318,6 +488,19 @@ int vg_serve_main(int argc, char **argv)
         goto cleanup;
     }
     atomic_store(&a.proc, proc);
+    vg_webhook_opts_t wo = {.data_dir = a.cfg.data_dir, .alerts = a.alerts, .deadletter = a.deadletter};
+    wo.endpoints = a.cfg.webhooks;
+    wo.nendpoints = a.cfg.nwebhooks;
+    wo.timeout_ms = a.cfg.webhook_timeout_ms;
+    wo.retry_base_ms = a.cfg.webhook_retry_base_ms;
+    wo.retry_max_ms = a.cfg.webhook_retry_max_ms;
+    vg_webhook_t *wh = NULL;
+    rc = vg_webhook_start(&wo, &wh);
+    if (rc) {
+        VG_ERROR(MOD, "cannot start webhook delivery: %s", vg_strerror(rc));
+        goto cleanup;
+    }
+    atomic_store(&a.webhook, wh);
     rc = vg_server_start(a.server);
     if (rc)
         goto cleanup;
@@ -326,7 +509,7 @@ int vg_serve_main(int argc, char **argv)
             so.http_host ? so.http_host : "off", so.http_port, a.cfg.data_dir, vg_log_shard_count(a.telemetry),
             a.cfg.fsync == VG_FSYNC_ALWAYS ? "always" : a.cfg.fsync == VG_FSYNC_NONE ? "none" : "interval");
 
-    char stats[8192];
+    char stats[16384];
     for (;;) {
         struct timespec ts = {a.cfg.stats_interval_ms / 1000, (long)(a.cfg.stats_interval_ms % 1000) * 1000000L};
         int sig = sigtimedwait(&sigs, NULL, &ts);
@@ -342,6 +525,7 @@ cleanup:
     if (a.server)
         vg_server_quiesce(a.server);
     vg_processor_stop(atomic_exchange(&a.proc, NULL));
+    vg_webhook_stop(atomic_exchange(&a.webhook, NULL));
     vg_log_close(a.telemetry);
     vg_log_close(a.deadletter);
     vg_log_close(a.alerts);
@@ -358,6 +542,7 @@ cleanup:
     }
     vg_server_free(a.server);
     vg_ingest_free(a.ingest);
+    vg_detectcfg_free(&a.detect);
     if (lock_fd >= 0)
         close(lock_fd);
     return exit_code;

@@ -355,6 +355,8 @@ struct vg_server {
     vg_server_opts_t o;
     char *telemetry_topic;
     size_t telemetry_len;
+    char *control_topic;
+    size_t control_len;
     uint32_t nworkers;
     worker_t workers[MAX_WORKERS];
     atomic_bool stopping;
@@ -2431,6 +2433,17 @@ static void handle_publish(worker_t *w, conn_t *c, uint8_t flags, const uint8_t 
             return;
         }
     }
+    if (s->o.control && s->control_len && p.topic.len == s->control_len &&
+        memcmp(p.topic.p, s->control_topic, p.topic.len) == 0) {
+        if (p.qos)
+            acks_find(c, p.packet_id)->pending++;
+        if (s->o.control(s->o.control_ctx, se->id, se->id_len, p.payload.p, p.payload.len, NULL, 0,
+                         vg_clock_wall_ms(), p.qos ? token : 0) != VG_OK) {
+            /* refused: the hook reported nothing, so release the hold */
+            if (p.qos)
+                acks_find(c, p.packet_id)->pending--;
+        }
+    }
     if (p.retain) {
         uint64_t rs = retain_update(s, m);
         if (rs > kvseq)
@@ -3233,6 +3246,16 @@ static void http_publish(worker_t *w, conn_t *c, const uint8_t *body, size_t ble
                 a->pending--;
         }
     }
+    bool control = s->control_len && x->topic_len == s->control_len && memcmp(x->topic, s->control_topic, x->topic_len) == 0;
+    if (control && s->o.control) {
+        if (x->qos)
+            a->pending++;
+        if (s->o.control(s->o.control_ctx, "http", 4, body, blen, NULL, 0, vg_clock_wall_ms(), x->qos ? token : 0) !=
+            VG_OK) {
+            if (x->qos)
+                a->pending--;
+        }
+    }
     uint64_t kvseq = 0;
     if (x->retain)
         kvseq = retain_update(s, m);
@@ -4013,6 +4036,8 @@ int vg_server_new(const vg_server_opts_t *opts, vg_server_t **out)
         s->o.max_subs_per_packet = 1;
     s->telemetry_len = strlen(opts->telemetry_topic ? opts->telemetry_topic : "");
     s->telemetry_topic = vg_strndup(VG_MEM_MQTT, opts->telemetry_topic ? opts->telemetry_topic : "", s->telemetry_len);
+    s->control_len = opts->control_topic ? strlen(opts->control_topic) : 0;
+    s->control_topic = vg_strndup(VG_MEM_MQTT, opts->control_topic ? opts->control_topic : "", s->control_len);
     pthread_rwlock_init(&s->tree_lock, NULL);
     pthread_mutex_init(&s->ids_mu, NULL);
     pthread_mutex_init(&s->kvw_mu, NULL);
@@ -4233,6 +4258,7 @@ void vg_server_free(vg_server_t *s)
     pthread_mutex_destroy(&s->hk_mu);
     pthread_cond_destroy(&s->hk_cv);
     vg_free(s->telemetry_topic);
+    vg_free(s->control_topic);
     vg_free(s);
 }
 

@@ -98,6 +98,12 @@ typedef struct {
     const char *telemetry_topic;
     vg_server_ingest_fn ingest;
     void *ingest_ctx;
+    /* A second hook, with the ingest hook's contract, for PUBLISHes on
+     * exactly control_topic (operator commands such as alert
+     * acknowledgements). The message is also routed to subscribers. */
+    const char *control_topic;  /* NULL = none */
+    vg_server_ingest_fn control;
+    void *control_ctx;
     vg_server_stats_fn stats;
     void *stats_ctx;
 } vg_server_opts_t;

@@ -1,6 +1,8 @@
 /* processor.c — see processor.h for the contract and the checkpoint format. */
 #include "proc/processor.h"
 
+#include "alert/alert.h"
+#include "alert/lifecycle.h"
 #include "core/alloc.h"
 #include "core/bytes.h"
 #include "core/clock.h"
@@ -9,34 +11,80 @@
 #include "core/err.h"
 #include "core/event.h"
 #include "core/fsutil.h"
-#include "core/json.h"
-#include "detect/devtable.h"
+#include "core/iwheel.h"
+#include "proc/devtable.h"
 #include "stream/shardmap.h"
 
 #include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #define MOD "proc"
 #define CKPT_MAGIC "VGCKPT01"
-#define CKPT_HDR 36
-/* 2: CRC-32C, the stream's checksum (1 used zlib's CRC-32). */
-#define CKPT_VERSION 2
-#define ALERT_META_LEN 9
+#define CKPT_VERSION 3
+#define RING 16
+#define CKPT_HDR 180
+/* Wheel: 1 s ticks, 4096 slots (68 min); later deadlines come round early
+ * and are re-added. */
+#define WHEEL_SLOTS 4096
+#define WHEEL_TICK_MS 1000
+#define ACK_BY_MAX 64
+#define ACK_NOTE_MAX 256
+
+typedef struct {
+    uint64_t alert_id;
+    uint64_t token;
+    char by[ACK_BY_MAX + 1];
+    char note[ACK_NOTE_MAX + 1];
+    uint16_t dev_len;
+    char dev[VG_EVENT_MAX_DEVICE_ID];
+} ack_req_t;
+
+/* A set of u64 keys (event ids to suppress, acknowledged alert ids):
+ * open addressing, 0 = empty (ids are never 0). */
+typedef struct {
+    uint64_t *k;
+    size_t cap, count;
+} idset_t;
 
 typedef struct shard_proc {
     struct vg_processor *p;
     uint32_t shard;
     pthread_t thread;
     vg_devtable_t *devs;
-    uint64_t last_seq;        /* last processed telemetry seq */
-    uint64_t ckpt_seq;        /* last checkpointed seq */
-    uint64_t max_emitted_seq; /* highest source seq already in the alerts stream */
-    atomic_uint pending;      /* alerts appended, not yet durable */
-    atomic_uint_fast64_t processed, alerts, replayed, checkpoints, processed_seq, ndevs;
+    vg_iwheel_t wheel;
+    uint64_t last_seq; /* last processed telemetry seq */
+    uint64_t ckpt_seq; /* last checkpointed seq */
+    /* replay after a restart */
+    idset_t emitted;   /* eventIds already in the alerts stream */
+    idset_t acked;     /* alertIds acknowledged in the alerts stream */
+    uint64_t replay_until; /* highest source seq among them; sets freed past it */
+    /* stream time */
+    int64_t ring[RING];
+    uint32_t ring_n, ring_pos;
+    int64_t now_base;     /* median of the ring, never decreasing */
+    uint64_t wall_at_last; /* monotonic ns when now_base last moved */
+    uint32_t since_median;
+    /* the record (or tick) being handled, for emit() */
+    const vg_record_t *cur_rec;
+    const char *cur_dev;
+    size_t cur_dev_len;
+    int64_t cur_time_ms;
+    const ack_req_t *cur_ack;
+    /* acknowledgement inbox */
+    pthread_mutex_t mu;
+    ack_req_t *inbox;
+    size_t inbox_n, inbox_cap;
+    atomic_bool has_acks;
+    atomic_uint pending; /* alerts appended, not yet durable */
+    atomic_uint_fast64_t processed, alerts, replayed, checkpoints, processed_seq, ndevs, overflow, emit_err, ticks;
+    atomic_uint_fast64_t kinds[5];
+    atomic_int_fast64_t open_now;
+    atomic_uint_fast64_t by_type[VG_ALERT__COUNT];
     char ckpt_path[PATH_MAX];
 } shard_proc_t;
 
@@ -49,12 +97,116 @@ struct vg_processor {
 
 typedef struct {
     shard_proc_t *sp;
+    uint64_t ack_token; /* 0: not an acknowledgement */
+    uint64_t alert_id;
     size_t topic_len;
     size_t payload_len;
     char data[]; /* topic then payload */
 } pending_alert_t;
 
-/* ---- checkpoints ------------------------------------------------------- */
+/* ---- id sets ------------------------------------------------------------- */
+
+static int idset_add(idset_t *s, uint64_t k)
+{
+    if ((s->count + 1) * 10 > s->cap * 7) {
+        size_t cap = s->cap ? s->cap * 2 : 64;
+        uint64_t *nk = vg_calloc(VG_MEM_PROC, cap, sizeof *nk);
+        if (!nk)
+            return VG_ENOMEM;
+        for (size_t i = 0; i < s->cap; i++) {
+            if (!s->k[i])
+                continue;
+            size_t j = (size_t)(s->k[i] * 0x9E3779B97F4A7C15ull) & (cap - 1);
+            while (nk[j])
+                j = (j + 1) & (cap - 1);
+            nk[j] = s->k[i];
+        }
+        vg_free(s->k);
+        s->k = nk;
+        s->cap = cap;
+    }
+    size_t j = (size_t)(k * 0x9E3779B97F4A7C15ull) & (s->cap - 1);
+    while (s->k[j]) {
+        if (s->k[j] == k)
+            return VG_OK;
+        j = (j + 1) & (s->cap - 1);
+    }
+    s->k[j] = k;
+    s->count++;
+    return VG_OK;
+}
+
+static bool idset_has(const idset_t *s, uint64_t k)
+{
+    if (!s->count)
+        return false;
+    size_t j = (size_t)(k * 0x9E3779B97F4A7C15ull) & (s->cap - 1);
+    while (s->k[j]) {
+        if (s->k[j] == k)
+            return true;
+        j = (j + 1) & (s->cap - 1);
+    }
+    return false;
+}
+
+static void idset_free(idset_t *s)
+{
+    vg_free(s->k);
+    memset(s, 0, sizeof *s);
+}
+
+/* ---- stream time --------------------------------------------------------- */
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Notes a record's event time; the median is recomputed every 4 records
+ * (a median of 16 is robust to a few skewed devices; recomputing less
+ * often keeps it cheap). */
+static void time_note(shard_proc_t *sp, int64_t ts)
+{
+    sp->ring[sp->ring_pos] = ts;
+    sp->ring_pos = (sp->ring_pos + 1) % RING;
+    if (sp->ring_n < RING)
+        sp->ring_n++;
+    if (sp->ring_n < RING && sp->now_base == 0) {
+        /* the very first records: take them as they come */
+        sp->now_base = ts;
+        sp->wall_at_last = vg_clock_mono_ns();
+        return;
+    }
+    if (++sp->since_median < 4 && sp->ring_n == RING)
+        return;
+    sp->since_median = 0;
+    int64_t tmp[RING];
+    memcpy(tmp, sp->ring, sizeof tmp);
+    qsort(tmp, sp->ring_n, sizeof tmp[0], cmp_i64);
+    int64_t med = tmp[sp->ring_n / 2];
+    uint64_t mono = vg_clock_mono_ns();
+    /* Idle advance that already happened counts: never go backwards. */
+    int64_t cur = sp->now_base + (int64_t)((mono - sp->wall_at_last) / 1000000u);
+    if (med > cur) {
+        sp->now_base = med;
+        sp->wall_at_last = mono;
+    } else if (mono - sp->wall_at_last > 1000000000u) {
+        /* Keep the idle component small while busy so that a burst of
+         * replayed records is not pushed ahead by wall time. */
+        sp->now_base = cur;
+        sp->wall_at_last = mono;
+    }
+}
+
+static int64_t stream_now(const shard_proc_t *sp)
+{
+    if (!sp->now_base)
+        return 0;
+    return sp->now_base + (int64_t)((vg_clock_mono_ns() - sp->wall_at_last) / 1000000u);
+}
+
+/* ---- checkpoints --------------------------------------------------------- */
 
 static int checkpoint_write(shard_proc_t *sp)
 {
@@ -74,7 +226,12 @@ static int checkpoint_write(shard_proc_t *sp)
     vg_put_le32(buf + 12, sp->shard);
     vg_put_le64(buf + 16, sp->last_seq);
     vg_put_le64(buf + 24, (uint64_t)vg_clock_wall_ms());
-    vg_put_le32(buf + 32, (uint32_t)state_len);
+    vg_put_le64(buf + 32, (uint64_t)stream_now(sp));
+    for (int i = 0; i < RING; i++)
+        vg_put_le64(buf + 40 + 8 * i, (uint64_t)sp->ring[i]);
+    vg_put_le32(buf + 168, sp->ring_n);
+    vg_put_le32(buf + 172, sp->ring_pos);
+    vg_put_le32(buf + 176, (uint32_t)state_len);
     if (state_len)
         memcpy(buf + CKPT_HDR, state, state_len);
     vg_put_le32(buf + CKPT_HDR + state_len, vg_crc32c(0, buf, CKPT_HDR + state_len));
@@ -93,32 +250,56 @@ static int checkpoint_load(shard_proc_t *sp)
 {
     uint8_t *buf = NULL;
     size_t len = 0;
-    int rc = vg_fs_read_all(sp->ckpt_path, (size_t)1 << 31, &buf, &len);
+    int rc = vg_fs_read_all(sp->ckpt_path, (size_t)1 << 34, &buf, &len);
     if (rc == VG_ENOTFOUND)
         return VG_OK; /* first start: from the beginning */
     if (rc)
         return rc;
     rc = VG_ECORRUPT;
-    if (len < CKPT_HDR + 4 || memcmp(buf, CKPT_MAGIC, 8) != 0 || vg_get_le32(buf + 8) != CKPT_VERSION ||
-        vg_get_le32(buf + 12) != sp->shard)
+    if (len < 16 || memcmp(buf, CKPT_MAGIC, 8) != 0)
         goto cleanup;
-    uint32_t state_len = vg_get_le32(buf + 32);
+    if (vg_get_le32(buf + 8) != CKPT_VERSION) {
+        VG_ERROR(MOD, "checkpoint %s has version %u; this build reads version %u", sp->ckpt_path,
+                 vg_get_le32(buf + 8), CKPT_VERSION);
+        rc = VG_EPROTO;
+        goto cleanup;
+    }
+    if (len < CKPT_HDR + 4 || vg_get_le32(buf + 12) != sp->shard)
+        goto cleanup;
+    uint32_t state_len = vg_get_le32(buf + 176);
     if ((size_t)state_len + CKPT_HDR + 4 != len)
         goto cleanup;
     if (vg_get_le32(buf + CKPT_HDR + state_len) != vg_crc32c(0, buf, CKPT_HDR + state_len))
         goto cleanup;
     rc = vg_devtable_restore(sp->devs, buf + CKPT_HDR, state_len);
+    if (rc == VG_EPROTO) {
+        VG_WARN(MOD, "checkpoint %s holds device state of another layout (an upgrade): keeping the position, "
+                     "restarting device state from zero (baselines are relearned; alerts open before are not resolved)",
+                sp->ckpt_path);
+        rc = VG_OK;
+    }
     if (rc)
         goto cleanup;
     sp->last_seq = sp->ckpt_seq = vg_get_le64(buf + 16);
+    sp->now_base = (int64_t)vg_get_le64(buf + 32);
+    sp->wall_at_last = vg_clock_mono_ns();
+    for (int i = 0; i < RING; i++)
+        sp->ring[i] = (int64_t)vg_get_le64(buf + 40 + 8 * i);
+    sp->ring_n = vg_get_le32(buf + 168);
+    sp->ring_pos = vg_get_le32(buf + 172);
+    if (sp->ring_n > RING || sp->ring_pos >= RING) {
+        rc = VG_ECORRUPT;
+        goto cleanup;
+    }
 cleanup:
     if (rc)
-        VG_ERROR(MOD, "checkpoint %s is damaged (%s); refusing to guess a position", sp->ckpt_path, vg_strerror(rc));
+        VG_ERROR(MOD, "checkpoint %s is unusable (%s); refusing to guess a position", sp->ckpt_path, vg_strerror(rc));
     vg_free(buf);
     return rc;
 }
 
-/* Highest source seq among this shard's records in the alerts stream. */
+/* Events already in the alerts stream at or after the checkpoint, so a
+ * replay does not emit them twice; acknowledgements to re-apply. */
 static int scan_emitted(shard_proc_t *sp)
 {
     vg_log_reader_t *r = NULL;
@@ -127,117 +308,292 @@ static int scan_emitted(shard_proc_t *sp)
         return rc;
     vg_record_t rec;
     while ((rc = vg_log_reader_next(r, &rec)) == VG_OK) {
-        if (rec.meta_len == ALERT_META_LEN) {
-            uint64_t src = vg_get_le64(rec.meta);
-            if (src > sp->max_emitted_seq)
-                sp->max_emitted_seq = src;
+        uint64_t src, eid, aid;
+        uint8_t kind;
+        if (vg_alert_meta_decode(rec.meta, rec.meta_len, &src, NULL, &kind, NULL, &eid, &aid) != VG_OK)
+            continue; /* a record of an older format: nothing to suppress */
+        if (src < sp->ckpt_seq)
+            continue;
+        if (idset_add(&sp->emitted, eid) != VG_OK || (kind == VG_AEV_ACK && idset_add(&sp->acked, aid) != VG_OK)) {
+            rc = VG_ENOMEM;
+            break;
         }
+        if (src > sp->replay_until)
+            sp->replay_until = src;
     }
     vg_log_reader_close(r);
     return rc == VG_AGAIN ? VG_OK : rc;
 }
 
-/* ---- alerts ------------------------------------------------------------ */
+/* ---- alerts -------------------------------------------------------------- */
 
 static void on_alert_durable(void *ctx, int status, uint32_t shard, uint64_t seq, uint64_t token)
 {
     pending_alert_t *pa = (pending_alert_t *)(uintptr_t)token;
     shard_proc_t *sp = pa->sp;
+    struct vg_processor *p = sp->p;
     if (status == VG_OK) {
-        if (sp->p->o.publish)
-            sp->p->o.publish(sp->p->o.publish_ctx, pa->data, pa->topic_len, pa->data + pa->topic_len,
-                             pa->payload_len);
+        if (p->o.publish)
+            p->o.publish(p->o.publish_ctx, pa->data, pa->topic_len, pa->data + pa->topic_len, pa->payload_len);
     } else {
         VG_ERROR(MOD, "alert record for shard %u could not be stored: %s", sp->shard, vg_strerror(status));
     }
+    if (pa->ack_token && p->o.ack_done)
+        p->o.ack_done(p->o.ack_ctx, pa->ack_token, status, pa->alert_id, pa->data + 7, pa->topic_len - 7);
     vg_free(pa);
     atomic_fetch_sub_explicit(&sp->pending, 1, memory_order_acq_rel);
 }
 
-static void alert_id(const char *dev, size_t dev_len, vg_alert_type_t type, uint32_t shard, uint64_t seq, char out[17])
+static const vg_detect_cfg_t *cfg_for(const struct vg_processor *p, const char *dev, size_t len)
 {
-    /* Deterministic: the same source record and type always give the same
-     * id, so a replayed alert is recognisable downstream. */
-    char key[VG_EVENT_MAX_DEVICE_ID + 64];
-    int n = snprintf(key, sizeof key, "%.*s|%s|%u|%llu", (int)dev_len, dev, vg_alert_type_name(type), shard,
-                     (unsigned long long)seq);
-    vg_hashkey_t h = vg_shardmap_hash(key, (size_t)n);
-    snprintf(out, 17, "%016llx", (unsigned long long)(uint64_t)(h >> 64));
+    if (p->o.device_cfg && p->o.device_cfg->count) {
+        uint64_t v;
+        if (vg_strmap_get(p->o.device_cfg, dev, len, &v) == VG_OK)
+            return (const vg_detect_cfg_t *)(uintptr_t)v;
+    }
+    return p->o.cfg;
 }
 
-static int emit_alert(shard_proc_t *sp, const vg_record_t *rec, vg_alert_type_t type, double value, double threshold,
-                      int64_t ts_ms)
+/* The lifecycle's emit: render, append, publish once durable. */
+static int emit(void *ctx, const vg_alert_event_t *ev)
 {
-    char id[17], iso[32], devesc[VG_EVENT_MAX_DEVICE_ID * 6 + 1];
-    alert_id((const char *)rec->key, rec->key_len, type, sp->shard, rec->seq, id);
-    vg_clock_format_iso(ts_ms, iso, sizeof iso);
-    int de = vg_json_escape((const char *)rec->key, rec->key_len, devesc, sizeof devesc);
-    if (de < 0)
-        return de;
-    char payload[1024];
-    int n = snprintf(payload, sizeof payload,
-                     "{\"alertId\":\"%s\",\"deviceId\":\"%.*s\",\"type\":\"%s\",\"value\":%.10g,\"threshold\":%.10g,"
-                     "\"eventTimeMs\":%lld,\"timestamp\":\"%s\",\"shard\":%u,\"seq\":%llu,\"detectedAtMs\":%lld}",
-                     id, de, devesc, vg_alert_type_name(type), value, threshold, (long long)ts_ms, iso, sp->shard,
-                     (unsigned long long)rec->seq, (long long)vg_clock_wall_ms());
-    if (n < 0 || (size_t)n >= sizeof payload)
-        return VG_ETOOBIG;
-    size_t tlen = 7 + rec->key_len;
+    shard_proc_t *sp = ctx;
+    if (idset_has(&sp->emitted, ev->event_id)) {
+        atomic_fetch_add_explicit(&sp->replayed, 1, memory_order_relaxed);
+        return VG_OK;
+    }
+    vg_alert_json_t a;
+    memset(&a, 0, sizeof a);
+    a.kind = ev->kind;
+    a.type = ev->type;
+    a.severity = ev->severity;
+    a.alert_id = ev->alert_id;
+    a.event_id = ev->event_id;
+    a.revision = ev->revision;
+    a.acked = ev->acked;
+    a.dev_id = sp->cur_dev;
+    a.dev_len = sp->cur_dev_len;
+    if (ev->cond) {
+        a.value = ev->cond->value;
+        a.threshold = ev->cond->threshold;
+        a.samples = ev->cond->samples;
+        a.min_hr = ev->cond->min_hr;
+        a.mean_hr = ev->cond->mean_hr;
+        a.max_hr = ev->cond->max_hr;
+        a.active_share = ev->cond->active_share;
+        a.window_ms = ev->cond->window_ms;
+    }
+    a.opened_at_ms = ev->opened_at_ms;
+    a.event_time_ms = sp->cur_time_ms;
+    a.detected_at_ms = vg_clock_wall_ms();
+    a.shard = sp->shard;
+    a.seq = sp->cur_rec ? sp->cur_rec->seq : sp->last_seq;
+    a.open_seq = ev->open_seq;
+    uint64_t ack_token = 0;
+    if (ev->kind == VG_AEV_ACK && sp->cur_ack) {
+        a.ack_by = sp->cur_ack->by;
+        a.ack_note = sp->cur_ack->note;
+        a.ack_at_ms = vg_clock_wall_ms();
+        ack_token = sp->cur_ack->token;
+    }
+    char payload[2048];
+    int n = vg_alert_render(&a, payload, sizeof payload);
+    if (n < 0) {
+        atomic_fetch_add_explicit(&sp->emit_err, 1, memory_order_relaxed);
+        VG_ERROR(MOD, "shard %u: alert for %.*s does not render: %s", sp->shard, (int)sp->cur_dev_len, sp->cur_dev,
+                 vg_strerror(n));
+        return VG_OK;
+    }
+    size_t tlen = 7 + sp->cur_dev_len;
     pending_alert_t *pa = vg_malloc(VG_MEM_PROC, sizeof *pa + tlen + (size_t)n);
     if (!pa)
         return VG_ENOMEM;
     pa->sp = sp;
+    pa->ack_token = ack_token;
+    pa->alert_id = ev->alert_id;
     pa->topic_len = tlen;
     pa->payload_len = (size_t)n;
     memcpy(pa->data, "alerts/", 7);
-    memcpy(pa->data + 7, rec->key, rec->key_len);
+    memcpy(pa->data + 7, sp->cur_dev, sp->cur_dev_len);
     memcpy(pa->data + tlen, payload, (size_t)n);
-    uint8_t meta[ALERT_META_LEN];
-    vg_put_le64(meta, rec->seq);
-    meta[8] = (uint8_t)type;
+    uint8_t meta[VG_ALERT_META_LEN];
+    vg_alert_meta_encode(meta, a.seq, ev->type, ev->kind, ev->revision, ev->event_id, ev->alert_id);
     atomic_fetch_add_explicit(&sp->pending, 1, memory_order_acq_rel);
-    int rc = vg_log_append_shard(sp->p->o.alerts, sp->shard, rec->key, rec->key_len, meta, sizeof meta, payload,
+    int rc = vg_log_append_shard(sp->p->o.alerts, sp->shard, sp->cur_dev, sp->cur_dev_len, meta, sizeof meta, payload,
                                  (size_t)n, vg_clock_wall_ms(), on_alert_durable, sp, (uint64_t)(uintptr_t)pa, NULL);
     if (rc) {
         atomic_fetch_sub_explicit(&sp->pending, 1, memory_order_acq_rel);
         vg_free(pa);
+        atomic_fetch_add_explicit(&sp->emit_err, 1, memory_order_relaxed);
+        VG_ERROR(MOD, "shard %u: alert append failed: %s", sp->shard, vg_strerror(rc));
         return rc;
     }
     atomic_fetch_add_explicit(&sp->alerts, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&sp->kinds[ev->kind], 1, memory_order_relaxed);
+    if (ev->kind == VG_AEV_OPEN) {
+        atomic_fetch_add_explicit(&sp->by_type[ev->type], 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&sp->open_now, 1, memory_order_relaxed);
+    } else if (ev->kind == VG_AEV_RESOLVED) {
+        atomic_fetch_sub_explicit(&sp->open_now, 1, memory_order_relaxed);
+    }
     return VG_OK;
+}
+
+/* Runs the lifecycle on conds for the device at index ix. */
+static void apply(shard_proc_t *sp, vg_devstate_t *st, uint64_t open_seq, const vg_cond_t *conds, int n)
+{
+    if (n <= 0)
+        return;
+    int rc = vg_lifecycle_apply(st->slots, sp->cur_dev, sp->cur_dev_len, open_seq, conds, n, emit, sp);
+    if (rc == VG_ELIMIT) {
+        atomic_fetch_add_explicit(&sp->overflow, 1, memory_order_relaxed);
+        VG_WARN(MOD, "device %.*s has %d alerts open: a new condition is not tracked", (int)sp->cur_dev_len,
+                sp->cur_dev, VG_LIFECYCLE_SLOTS);
+    }
+    /* After a restart: an alert acknowledged before the crash is opened
+     * again by the replay (suppressed); give it back its flag. */
+    if (sp->acked.count)
+        for (int i = 0; i < VG_LIFECYCLE_SLOTS; i++)
+            if (st->slots[i].type != VG_ALERT_NONE && !st->slots[i].acked &&
+                idset_has(&sp->acked, vg_lifecycle_slot_id(&st->slots[i], sp->cur_dev, sp->cur_dev_len)))
+                st->slots[i].acked = 1;
+}
+
+static void schedule(shard_proc_t *sp, uint32_t ix, const vg_detect_cfg_t *c, const vg_devstate_t *st)
+{
+    int64_t d = vg_devstate_deadline(c, st);
+    if (d == INT64_MAX)
+        return; /* nothing to watch; a linked node fires once and is dropped */
+    if (vg_iwheel_reserve(&sp->wheel, ix + 1) != VG_OK)
+        return; /* no memory for the node: silence goes unnoticed for this device; counted by the allocator */
+    if (vg_iwheel_linked(&sp->wheel, ix)) {
+        if (vg_iwheel_deadline(&sp->wheel, ix) <= d)
+            return; /* lazy: it fires early and is re-added */
+        vg_iwheel_remove(&sp->wheel, ix);
+    }
+    vg_iwheel_add(&sp->wheel, ix, d);
+}
+
+static void on_deadline(void *ctx, uint32_t ix)
+{
+    shard_proc_t *sp = ctx;
+    const char *dev;
+    size_t dlen;
+    vg_devstate_t *st = vg_devtable_at(sp->devs, ix, &dev, &dlen);
+    if (!st)
+        return;
+    const vg_detect_cfg_t *c = cfg_for(sp->p, dev, dlen);
+    int64_t now = sp->cur_time_ms;
+    int64_t d = vg_devstate_deadline(c, st);
+    if (d > now) {
+        if (d != INT64_MAX)
+            vg_iwheel_add(&sp->wheel, ix, d);
+        return;
+    }
+    vg_cond_t conds[VG_DETECT_MAX_CONDS];
+    int n = vg_devstate_tick(c, st, now, conds);
+    atomic_fetch_add_explicit(&sp->ticks, 1, memory_order_relaxed);
+    sp->cur_dev = dev;
+    sp->cur_dev_len = dlen;
+    apply(sp, st, 0, conds, n);
+    /* apply may have grown nothing (no new devices), so st is still valid */
+    int64_t nd = vg_devstate_deadline(c, st);
+    if (nd != INT64_MAX) {
+        if (nd <= now)
+            nd = now + WHEEL_TICK_MS; /* never spin on a deadline that does not move */
+        vg_iwheel_add(&sp->wheel, ix, nd);
+    }
+}
+
+static void run_deadlines(shard_proc_t *sp, int64_t now)
+{
+    if (!now)
+        return;
+    const vg_record_t *saved = sp->cur_rec;
+    sp->cur_rec = NULL;
+    sp->cur_time_ms = now;
+    vg_iwheel_advance(&sp->wheel, now, on_deadline, sp);
+    sp->cur_rec = saved;
 }
 
 static int process_record(shard_proc_t *sp, const vg_record_t *rec)
 {
     double hr;
     int64_t steps, ts;
-    if (vg_event_meta_decode(rec->meta, rec->meta_len, &hr, &steps, &ts) != VG_OK) {
+    if (vg_event_meta_decode(rec->meta, rec->meta_len < VG_EVENT_META_LEN ? rec->meta_len : VG_EVENT_META_LEN, &hr,
+                             &steps, &ts) != VG_OK) {
         /* Only validated events enter the telemetry stream; a record without
          * parsed fields means a foreign writer: skip it, loudly. */
         VG_WARN(MOD, "shard %u seq %llu has no event metadata; skipped", sp->shard, (unsigned long long)rec->seq);
         return VG_OK;
     }
-    vg_threshold_state_t *st = vg_devtable_get(sp->devs, (const char *)rec->key, rec->key_len);
+    time_note(sp, ts);
+    int64_t now = stream_now(sp);
+    uint32_t ix;
+    vg_devstate_t *st = vg_devtable_get(sp->devs, (const char *)rec->key, rec->key_len, &ix);
     if (!st)
         return VG_ENOMEM;
-    double thr = 0;
-    vg_alert_type_t t = vg_threshold_eval(&sp->p->o.threshold, st, hr, ts, &thr);
-    if (t == VG_ALERT_NONE)
-        return VG_OK;
-    if (rec->seq <= sp->max_emitted_seq) {
-        atomic_fetch_add_explicit(&sp->replayed, 1, memory_order_relaxed);
-        return VG_OK;
-    }
-    return emit_alert(sp, rec, t, hr, thr, ts);
+    const char *dev;
+    size_t dlen;
+    vg_devtable_at(sp->devs, ix, &dev, &dlen);
+    const vg_detect_cfg_t *c = cfg_for(sp->p, dev, dlen);
+    vg_cond_t conds[VG_DETECT_MAX_CONDS];
+    int n = vg_devstate_feed(c, st, hr, steps, ts, now, rec->seq, conds);
+    sp->cur_rec = rec;
+    sp->cur_dev = dev;
+    sp->cur_dev_len = dlen;
+    sp->cur_time_ms = ts;
+    apply(sp, st, rec->seq, conds, n);
+    schedule(sp, ix, c, st);
+    sp->cur_rec = NULL;
+    run_deadlines(sp, now);
+    return VG_OK;
 }
 
-static void maybe_checkpoint(shard_proc_t *sp, bool force)
+static void handle_acks(shard_proc_t *sp)
+{
+    if (!atomic_load_explicit(&sp->has_acks, memory_order_acquire))
+        return;
+    pthread_mutex_lock(&sp->mu);
+    ack_req_t *reqs = sp->inbox;
+    size_t n = sp->inbox_n;
+    sp->inbox = NULL;
+    sp->inbox_n = sp->inbox_cap = 0;
+    atomic_store_explicit(&sp->has_acks, false, memory_order_release);
+    pthread_mutex_unlock(&sp->mu);
+    struct vg_processor *p = sp->p;
+    for (size_t i = 0; i < n; i++) {
+        ack_req_t *q = &reqs[i];
+        uint32_t ix = 0;
+        int rc = VG_ENOTFOUND;
+        vg_devstate_t *st = vg_devtable_find(sp->devs, q->dev, q->dev_len, &ix);
+        if (st) {
+            const char *dev;
+            size_t dlen;
+            vg_devtable_at(sp->devs, ix, &dev, &dlen);
+            sp->cur_dev = dev;
+            sp->cur_dev_len = dlen;
+            sp->cur_rec = NULL;
+            sp->cur_time_ms = stream_now(sp);
+            sp->cur_ack = q;
+            rc = vg_lifecycle_ack(st->slots, dev, dlen, q->alert_id, emit, sp);
+            sp->cur_ack = NULL;
+            if (rc == VG_OK)
+                continue; /* reported once the ACKNOWLEDGED record is durable */
+        }
+        if (p->o.ack_done)
+            p->o.ack_done(p->o.ack_ctx, q->token, rc, q->alert_id, q->dev, q->dev_len);
+    }
+    vg_free(reqs);
+}
+
+static void maybe_checkpoint(shard_proc_t *sp)
 {
     if (sp->last_seq == sp->ckpt_seq)
         return;
     /* A checkpoint past an alert that is not yet durable could lose that
      * alert in a crash; wait for the alert to land first. */
-    if (atomic_load_explicit(&sp->pending, memory_order_acquire) != 0 && !force)
+    if (atomic_load_explicit(&sp->pending, memory_order_acquire) != 0)
         return;
     if (checkpoint_write(sp) != VG_OK)
         VG_ERROR(MOD, "shard %u: checkpoint failed; will retry", sp->shard);
@@ -259,7 +615,7 @@ static void *shard_main(void *arg)
             continue;
         }
         vg_record_t rec;
-        int rc;
+        int rc = VG_OK;
         int budget = 4096;
         while (budget-- > 0 && (rc = vg_log_reader_next(r, &rec)) == VG_OK) {
             if (process_record(sp, &rec) == VG_ENOMEM) {
@@ -273,11 +629,20 @@ static void *shard_main(void *arg)
             sp->last_seq = rec.seq;
             atomic_fetch_add_explicit(&sp->processed, 1, memory_order_relaxed);
             atomic_store_explicit(&sp->processed_seq, rec.seq, memory_order_relaxed);
+            if (sp->replay_until && rec.seq > sp->replay_until) {
+                /* past everything the alerts stream knew: stop checking */
+                idset_free(&sp->emitted);
+                idset_free(&sp->acked);
+                sp->replay_until = 0;
+            }
         }
+        handle_acks(sp);
+        /* Idle shards still see time pass (devices going silent). */
+        run_deadlines(sp, stream_now(sp));
         atomic_store_explicit(&sp->ndevs, vg_devtable_count(sp->devs), memory_order_relaxed);
         uint64_t now = vg_clock_mono_ns();
         if (now - last_ckpt_ns >= interval_ns) {
-            maybe_checkpoint(sp, false);
+            maybe_checkpoint(sp);
             last_ckpt_ns = now;
         }
         if (!r || budget > 0) {
@@ -289,18 +654,56 @@ static void *shard_main(void *arg)
                 usleep(500000);
                 continue;
             }
-            vg_log_wait(p->o.telemetry, sp->shard, sp->last_seq, 100);
+            if (!atomic_load_explicit(&sp->has_acks, memory_order_acquire))
+                vg_log_wait(p->o.telemetry, sp->shard, sp->last_seq, 50);
         }
     }
     vg_log_reader_close(r);
+    handle_acks(sp);
     /* Final checkpoint once this shard's alerts are durable (bounded wait). */
     for (int i = 0; i < 5000 && atomic_load(&sp->pending) != 0; i++)
         usleep(1000);
     if (atomic_load(&sp->pending) == 0)
-        maybe_checkpoint(sp, false);
+        maybe_checkpoint(sp);
     else
         VG_WARN(MOD, "shard %u: alerts still pending at stop; keeping the older checkpoint", sp->shard);
     return NULL;
+}
+
+/* Rebuilds the wheel from restored device state. */
+static int schedule_all(shard_proc_t *sp)
+{
+    size_t n = vg_devtable_count(sp->devs);
+    if (n && vg_iwheel_reserve(&sp->wheel, (uint32_t)n) != VG_OK)
+        return VG_ENOMEM;
+    int64_t open = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        const char *dev;
+        size_t dlen;
+        vg_devstate_t *st = vg_devtable_at(sp->devs, i, &dev, &dlen);
+        schedule(sp, i, cfg_for(sp->p, dev, dlen), st);
+        for (int k = 0; k < VG_LIFECYCLE_SLOTS; k++)
+            open += st->slots[k].type != VG_ALERT_NONE;
+    }
+    atomic_store(&sp->open_now, open);
+    return VG_OK;
+}
+
+static void shards_free(struct vg_processor *p)
+{
+    if (!p->shards)
+        return;
+    for (uint32_t i = 0; i < p->nshards; i++) {
+        shard_proc_t *sp = &p->shards[i];
+        vg_devtable_free(sp->devs);
+        vg_iwheel_deinit(&sp->wheel);
+        idset_free(&sp->emitted);
+        idset_free(&sp->acked);
+        vg_free(sp->inbox);
+        pthread_mutex_destroy(&sp->mu);
+    }
+    vg_free(p->shards);
+    p->shards = NULL;
 }
 
 int vg_processor_start(const vg_processor_opts_t *o, vg_processor_t **out)
@@ -312,6 +715,11 @@ int vg_processor_start(const vg_processor_opts_t *o, vg_processor_t **out)
     p->o = *o;
     if (!p->o.checkpoint_interval_ms)
         p->o.checkpoint_interval_ms = 1000;
+    if (!p->o.cfg) {
+        VG_ERROR(MOD, "no detector configuration given");
+        vg_free(p);
+        return VG_EINVAL;
+    }
     p->nshards = vg_log_shard_count(o->telemetry);
     if (vg_log_shard_count(o->alerts) != p->nshards) {
         VG_ERROR(MOD, "alerts stream has %u shards, telemetry %u: they must match", vg_log_shard_count(o->alerts),
@@ -322,6 +730,8 @@ int vg_processor_start(const vg_processor_opts_t *o, vg_processor_t **out)
     p->shards = vg_calloc(VG_MEM_PROC, p->nshards, sizeof *p->shards);
     if (!p->shards)
         goto cleanup;
+    for (uint32_t i = 0; i < p->nshards; i++)
+        pthread_mutex_init(&p->shards[i].mu, NULL);
     char dir[PATH_MAX];
     snprintf(dir, sizeof dir, "%s/consumers/detector", o->data_dir);
     rc = vg_fs_mkdir_p(dir);
@@ -335,15 +745,20 @@ int vg_processor_start(const vg_processor_opts_t *o, vg_processor_t **out)
         rc = vg_devtable_new(&sp->devs);
         if (rc)
             goto cleanup;
+        rc = vg_iwheel_init(&sp->wheel, WHEEL_SLOTS, WHEEL_TICK_MS);
+        if (rc)
+            goto cleanup;
         rc = checkpoint_load(sp);
         if (rc)
             goto cleanup;
         rc = scan_emitted(sp);
         if (rc)
             goto cleanup;
-        VG_INFO(MOD, "shard %u: resuming after seq %llu with %zu devices (alerts emitted up to seq %llu)", i,
-                (unsigned long long)sp->last_seq, vg_devtable_count(sp->devs),
-                (unsigned long long)sp->max_emitted_seq);
+        rc = schedule_all(sp);
+        if (rc)
+            goto cleanup;
+        VG_INFO(MOD, "shard %u: resuming after seq %llu with %zu devices (%zu alert events after it already stored)",
+                i, (unsigned long long)sp->last_seq, vg_devtable_count(sp->devs), sp->emitted.count);
     }
     for (uint32_t i = 0; i < p->nshards; i++) {
         if (pthread_create(&p->shards[i].thread, NULL, shard_main, &p->shards[i]) != 0) {
@@ -357,11 +772,7 @@ int vg_processor_start(const vg_processor_opts_t *o, vg_processor_t **out)
     *out = p;
     return VG_OK;
 cleanup:
-    if (p->shards) {
-        for (uint32_t i = 0; i < p->nshards; i++)
-            vg_devtable_free(p->shards[i].devs);
-        vg_free(p->shards);
-    }
+    shards_free(p);
     vg_free(p);
     return rc;
 }
@@ -373,10 +784,51 @@ void vg_processor_stop(vg_processor_t *p)
     atomic_store(&p->stop, true);
     for (uint32_t i = 0; i < p->nshards; i++)
         pthread_join(p->shards[i].thread, NULL);
-    for (uint32_t i = 0; i < p->nshards; i++)
-        vg_devtable_free(p->shards[i].devs);
-    vg_free(p->shards);
+    /* Requests that arrived after a shard's last look: answer them. */
+    for (uint32_t i = 0; i < p->nshards; i++) {
+        shard_proc_t *sp = &p->shards[i];
+        for (size_t k = 0; k < sp->inbox_n; k++)
+            if (p->o.ack_done)
+                p->o.ack_done(p->o.ack_ctx, sp->inbox[k].token, VG_ECLOSED, sp->inbox[k].alert_id, sp->inbox[k].dev,
+                              sp->inbox[k].dev_len);
+    }
+    shards_free(p);
     vg_free(p);
+}
+
+int vg_processor_ack(vg_processor_t *p, const char *dev_id, size_t dev_len, uint64_t alert_id, const char *by,
+                     const char *note, uint64_t token)
+{
+    if (!dev_len || dev_len > VG_EVENT_MAX_DEVICE_ID)
+        return VG_EINVAL;
+    if (atomic_load(&p->stop))
+        return VG_ECLOSED;
+    uint32_t shard = vg_shardmap_shard(p->nshards, vg_shardmap_hash(dev_id, dev_len));
+    shard_proc_t *sp = &p->shards[shard];
+    int rc = VG_OK;
+    pthread_mutex_lock(&sp->mu);
+    if (sp->inbox_n == sp->inbox_cap) {
+        size_t cap = sp->inbox_cap ? sp->inbox_cap * 2 : 8;
+        ack_req_t *n = vg_realloc(VG_MEM_PROC, sp->inbox, cap * sizeof *n);
+        if (!n) {
+            rc = VG_ENOMEM;
+            goto cleanup;
+        }
+        sp->inbox = n;
+        sp->inbox_cap = cap;
+    }
+    ack_req_t *q = &sp->inbox[sp->inbox_n++];
+    memset(q, 0, sizeof *q);
+    q->alert_id = alert_id;
+    q->token = token;
+    snprintf(q->by, sizeof q->by, "%s", by ? by : "");
+    snprintf(q->note, sizeof q->note, "%s", note ? note : "");
+    q->dev_len = (uint16_t)dev_len;
+    memcpy(q->dev, dev_id, dev_len);
+    atomic_store_explicit(&sp->has_acks, true, memory_order_release);
+cleanup:
+    pthread_mutex_unlock(&sp->mu);
+    return rc;
 }
 
 void vg_processor_stats(vg_processor_t *p, vg_processor_stats_t *out)
@@ -386,9 +838,20 @@ void vg_processor_stats(vg_processor_t *p, vg_processor_stats_t *out)
         shard_proc_t *sp = &p->shards[i];
         out->processed += atomic_load_explicit(&sp->processed, memory_order_relaxed);
         out->alerts += atomic_load_explicit(&sp->alerts, memory_order_relaxed);
+        out->opened += atomic_load_explicit(&sp->kinds[VG_AEV_OPEN], memory_order_relaxed);
+        out->updated += atomic_load_explicit(&sp->kinds[VG_AEV_UPDATE], memory_order_relaxed);
+        out->resolved += atomic_load_explicit(&sp->kinds[VG_AEV_RESOLVED], memory_order_relaxed);
+        out->acknowledged += atomic_load_explicit(&sp->kinds[VG_AEV_ACK], memory_order_relaxed);
         out->alerts_replayed += atomic_load_explicit(&sp->replayed, memory_order_relaxed);
+        out->slot_overflow += atomic_load_explicit(&sp->overflow, memory_order_relaxed);
+        out->emit_errors += atomic_load_explicit(&sp->emit_err, memory_order_relaxed);
+        out->ticks += atomic_load_explicit(&sp->ticks, memory_order_relaxed);
         out->checkpoints += atomic_load_explicit(&sp->checkpoints, memory_order_relaxed);
         out->devices += atomic_load_explicit(&sp->ndevs, memory_order_relaxed);
+        int64_t open = atomic_load_explicit(&sp->open_now, memory_order_relaxed);
+        out->open_alerts += open > 0 ? (uint64_t)open : 0;
+        for (int t = 0; t < VG_ALERT__COUNT; t++)
+            out->by_type[t] += atomic_load_explicit(&sp->by_type[t], memory_order_relaxed);
         uint64_t durable = vg_log_durable_seq(p->o.telemetry, i);
         uint64_t done = atomic_load_explicit(&sp->processed_seq, memory_order_relaxed);
         if (durable > done)

@@ -2,36 +2,50 @@
  * Kinesis/Lambda event-source style.
  *
  * Each shard's thread reads the telemetry stream in order from its
- * checkpoint, keeps per-device state (detect/devtable.h), runs the
- * detectors, and for each alert appends an alert record to the alerts
- * stream (same shard index) and — once that record is durable — publishes
- * it to MQTT `alerts/<deviceId>`.
+ * checkpoint, keeps per-device state (proc/devtable.h, proc/devstate.h),
+ * runs every detector (src/detect), turns their conditions into alert
+ * events (alert/lifecycle.h) and appends each event to the alerts stream
+ * (same shard index); once that record is durable it is published to MQTT
+ * `alerts/<deviceId>` (webhooks read the alerts stream themselves).
+ *
+ * Stream time. Detectors that reason about "now" (gaps, offline, skew,
+ * staleness) use the shard's stream time: the median event time of the
+ * shard's last 16 records, never moving backwards, advanced by wall time
+ * while the shard is idle. Live, that is the wall clock (devices' clocks
+ * agree with it); in a fast replay it is the replayed time, so vigil eval
+ * and a CSV replay see the same detections as a live fleet. Silence is
+ * found by a timer wheel over device indices (core/iwheel.h) on stream
+ * time: no sweep over all devices.
  *
  * Exactly-once alerts across crashes: checkpoints are written only when no
- * alert is still awaiting durability, and hold the device state as of the
- * checkpointed sequence number. After a restart, the thread replays from the
- * checkpoint; alerts whose source sequence number is at or below the highest
- * one already in the alerts stream for that shard are recomputed (to rebuild
- * state) but not emitted again.
+ * alert is still awaiting durability, and hold the device state (with its
+ * open alerts) as of the checkpointed sequence number. After a restart,
+ * the thread replays from the checkpoint; events whose eventId is already
+ * in the alerts stream (records at or after the checkpoint) are recomputed
+ * to rebuild state but not emitted again, and acknowledgements found there
+ * are re-applied. Ids are deterministic (alert/alert.h).
  *
  * Checkpoint file <data_dir>/consumers/detector/<shard>.ckpt
  * (little-endian, replaced atomically):
  *   off size field
  *     0    8 magic "VGCKPT01"
- *     8    4 version (2)
+ *     8    4 version (3)
  *    12    4 shard
  *    16    8 last processed telemetry sequence number
  *    24    8 written at, epoch ms
- *    32    4 state_len
- *    36    . device state (vg_devtable_serialize format)
- *   36+n   4 CRC-32C (core/crc32c.h) of every preceding byte
- *
- * Alert record: key = deviceId, meta = u64 source seq + u8 alert type (9
- * bytes, little-endian), value = the alert JSON (see alert_json in .c). */
+ *    32    8 stream time base (ms)
+ *    40  128 the last 16 event times (i64 each; ring order)
+ *   168    4 how many of them are valid (0..16), then u32 ring position
+ *   176    4 state_len
+ *   180    . device state (devtable.c's format)
+ *  180+n   4 CRC-32C (core/crc32c.h) of every preceding byte
+ * A checkpoint whose device state has another layout (an upgrade) keeps
+ * its position and restarts device state from zero, with a warning. */
 #ifndef VG_PROC_PROCESSOR_H
 #define VG_PROC_PROCESSOR_H
 
-#include "detect/threshold.h"
+#include "core/strmap.h"
+#include "detect/detect.h"
 #include "stream/log.h"
 
 #include <stddef.h>
@@ -39,18 +53,27 @@
 
 typedef struct vg_processor vg_processor_t;
 
-/* Called (from a stream committer thread) for each alert that became durable. */
+/* Called (from a stream committer thread) for each alert event that became
+ * durable. */
 typedef void (*vg_processor_publish_fn)(void *ctx, const char *topic, size_t topic_len, const char *payload,
                                         size_t payload_len);
+/* Outcome of an acknowledgement request (any thread). status: VG_OK (the
+ * ACKNOWLEDGED event is durable), VG_ENOTFOUND (no open alert with that id
+ * on that device), VG_EEXIST (already acknowledged), other negative: failed. */
+typedef void (*vg_processor_ack_fn)(void *ctx, uint64_t token, int status, uint64_t alert_id, const char *dev_id,
+                                    size_t dev_len);
 
 typedef struct {
     const char *data_dir;
     vg_log_t *telemetry; /* borrowed */
     vg_log_t *alerts;    /* borrowed; same shard count as telemetry */
-    vg_threshold_cfg_t threshold;
-    uint32_t checkpoint_interval_ms; /* default 1000 */
+    const vg_detect_cfg_t *cfg;        /* borrowed: global thresholds */
+    const vg_strmap_t *device_cfg;     /* borrowed, may be NULL: device id -> (uintptr_t)const vg_detect_cfg_t * */
+    uint32_t checkpoint_interval_ms;   /* default 1000 */
     vg_processor_publish_fn publish;
     void *publish_ctx;
+    vg_processor_ack_fn ack_done;
+    void *ack_ctx;
 } vg_processor_opts_t;
 
 int vg_processor_start(const vg_processor_opts_t *o, vg_processor_t **out);
@@ -58,13 +81,25 @@ int vg_processor_start(const vg_processor_opts_t *o, vg_processor_t **out);
  * become durable, writes final checkpoints, frees. NULL accepted. */
 void vg_processor_stop(vg_processor_t *p);
 
+/* Thread-safe: asks the shard owning dev_id to acknowledge alert_id. by and
+ * note (may be NULL) are copied (truncated to 64 / 256 bytes). The outcome
+ * is reported once through opts.ack_done with token. VG_OK if queued. */
+int vg_processor_ack(vg_processor_t *p, const char *dev_id, size_t dev_len, uint64_t alert_id, const char *by,
+                     const char *note, uint64_t token);
+
 typedef struct {
     uint64_t processed;       /* telemetry records consumed */
-    uint64_t alerts;          /* alerts emitted */
-    uint64_t alerts_replayed; /* alerts recomputed during replay and not emitted again */
+    uint64_t alerts;          /* alert events emitted (all kinds) */
+    uint64_t opened, updated, resolved, acknowledged;
+    uint64_t alerts_replayed; /* events recomputed during replay and not emitted again */
+    uint64_t slot_overflow;   /* OPENs refused: a device had VG_LIFECYCLE_SLOTS alerts open */
+    uint64_t emit_errors;     /* events that could not be rendered or appended */
+    uint64_t ticks;           /* silence checks run */
     uint64_t checkpoints;
     uint64_t lag;             /* records durable but not yet processed, all shards */
     uint64_t devices;
+    uint64_t open_alerts;     /* alerts currently open, all devices */
+    uint64_t by_type[VG_ALERT__COUNT]; /* OPENs per alert type */
 } vg_processor_stats_t;
 
 void vg_processor_stats(vg_processor_t *p, vg_processor_stats_t *out);

@@ -5,16 +5,23 @@
  * the same whether a device reports every 5 s or every 0.5 ms. Episodes are
  * drawn per sample with the probability that makes --anomaly-rate a
  * per-minute figure, and a device always returns to at least two normal
- * samples after an episode: a threshold detector closes its episode only on
- * a normal sample, so back-to-back episodes would be indistinguishable. */
+ * samples after an episode: the detector resolves an episode only on a
+ * normal sample, so back-to-back episodes would be indistinguishable.
+ *
+ * An episode's length is measured in event time, not in samples, because
+ * that is what the extreme detector measures: send jitter (0.9..1.1
+ * intervals) or a device catching up after a stall would make a fixed
+ * sample count fall short of sustain_s now and then. */
 #include "sim/device.h"
 
 #include <math.h>
 
-#define HR_TAU_S 20.0 /* time constant of the heart rate's approach to its target */
-#define HR_NOISE 1.5  /* bpm of noise per 5 s step */
-#define HR_CEIL 130.0 /* normal targets never exceed this */
-#define COOLDOWN 2    /* normal samples between episodes */
+#define HR_TAU_S 20.0      /* time constant of the heart rate's approach to its target */
+#define HR_NOISE 1.5       /* bpm of noise per 5 s step */
+#define HR_CEIL 130.0      /* normal targets never exceed this */
+#define COOLDOWN 2         /* normal samples between episodes */
+#define JITTER_MAX 1.1     /* the worker sends 0.9..1.1 intervals apart */
+#define ROOM_SLACK_MS 1000 /* scheduling slack in vg_simdev_episode_room_ms */
 
 static uint64_t next64(uint64_t *s)
 {
@@ -69,10 +76,28 @@ static double target_hr(const vg_simdev_t *d)
     return t > HR_CEIL ? HR_CEIL : t;
 }
 
+void vg_simdev_cfg_sustain(vg_simdev_cfg_t *cfg, double sustain_s)
+{
+    cfg->sustain_s = sustain_s;
+    cfg->sustain_ms = (int64_t)ceil(sustain_s * 1000.0);
+    cfg->span_ms = (int64_t)ceil((sustain_s + 2.0 * cfg->interval_s) * 1000.0);
+}
+
+int64_t vg_simdev_episode_room_ms(const vg_simdev_cfg_t *cfg)
+{
+    /* The due sample comes less than one (jittered) interval after
+     * sustain_ms and the last one at most two after it, or less than one
+     * after span_ms, whichever is later; the resolving one follows one
+     * interval later. */
+    return cfg->sustain_ms + (int64_t)ceil(4.0 * JITTER_MAX * cfg->interval_s * 1000.0) + ROOM_SLACK_MS;
+}
+
 void vg_simdev_cfg_init(vg_simdev_cfg_t *cfg, double interval_s, double anomaly_rate)
 {
     cfg->interval_s = interval_s;
     cfg->anomaly_rate = anomaly_rate;
+    cfg->end_ms = 0;
+    vg_simdev_cfg_sustain(cfg, VG_SIMDEV_SUSTAIN_S);
     /* P(no start in a minute) = (1 - p)^(60 / interval) = 1 - rate. */
     if (anomaly_rate <= 0)
         cfg->p_start = 0;
@@ -87,7 +112,7 @@ void vg_simdev_init(vg_simdev_t *d, uint64_t seed, uint32_t index)
     uint64_t s = seed;
     s = next64(&s) ^ ((uint64_t)index * 0xd1b54a32d192ed03u);
     next64(&s);
-    *d = (vg_simdev_t){.rng = s, .index = index, .force_at = -1};
+    *d = (vg_simdev_t){.rng = s, .index = index, .force_at = -1, .last_hr = -1};
     d->rest_hr = 55.0f + 20.0f * (float)uniform(&d->rng);
     d->walk_add = 22.0f + 12.0f * (float)uniform(&d->rng);
     d->run_add = 45.0f + 12.0f * (float)uniform(&d->rng);
@@ -115,11 +140,44 @@ double vg_simdev_uniform(vg_simdev_t *d)
     return uniform(&d->rng);
 }
 
-static void start_episode(vg_simdev_t *d, int type)
+static void start_episode(vg_simdev_t *d, int type, int64_t ts)
 {
     d->anomaly = (uint8_t)type;
-    d->anomaly_left =
-        (uint8_t)(VG_SIMDEV_EPISODE_MIN + next64(&d->rng) % (VG_SIMDEV_EPISODE_MAX - VG_SIMDEV_EPISODE_MIN + 1));
+    d->ep_start_ms = ts;
+    d->ep_samples = 0;
+    d->due_seen = 0;
+}
+
+bool vg_simdev_episodes_possible(const vg_simdev_cfg_t *cfg)
+{
+    return cfg->interval_s * JITTER_MAX * 1000.0 <= (double)cfg->sustain_ms;
+}
+
+/* Can an episode starting at ts be detected and finish before the device
+ * stops? */
+static bool episode_fits(const vg_simdev_cfg_t *cfg, int64_t ts)
+{
+    return vg_simdev_episodes_possible(cfg) && (!cfg->end_ms || ts + vg_simdev_episode_room_ms(cfg) <= cfg->end_ms);
+}
+
+/* Keeps a normal heart rate from repeating VG_SIMDEV_MAX_SAME + 1 times in
+ * a row (a flat line is a sensor fault to the server): the repeat is
+ * nudged one bpm towards the underlying rate. */
+static int unflatten(vg_simdev_t *d, int v, double hr)
+{
+    if (v == d->last_hr && d->same >= VG_SIMDEV_MAX_SAME) {
+        int step = hr >= v ? 1 : -1;
+        if (v + step < VG_SIMDEV_HR_MIN || v + step > VG_SIMDEV_HR_MAX)
+            step = -step;
+        v += step;
+    }
+    if (v == d->last_hr) {
+        d->same++;
+    } else {
+        d->last_hr = (int16_t)v;
+        d->same = 1;
+    }
+    return v;
 }
 
 void vg_simdev_next(vg_simdev_t *d, const vg_simdev_cfg_t *cfg, int64_t now_ms, vg_simdev_sample_t *out)
@@ -164,20 +222,27 @@ void vg_simdev_next(vg_simdev_t *d, const vg_simdev_cfg_t *cfg, int64_t now_ms, 
     if (out->heart_rate > VG_SIMDEV_HR_MAX)
         out->heart_rate = VG_SIMDEV_HR_MAX;
     out->anomaly = VG_SIMDEV_NORMAL;
-    out->episode_start = false;
+    out->episode_start = out->episode_due = out->episode_end = false;
 
     /* Episodes. The first sample of a device is always normal so that a
-     * detector has seen the device before it misbehaves. */
+     * detector has seen the device before it misbehaves. The dice are
+     * rolled whether or not the episode fits, so that the run's end does
+     * not shift a device's random stream. */
     if (!d->anomaly) {
         if (d->cooldown) {
             d->cooldown--;
         } else if (d->force_at >= 0 && d->samples >= (uint32_t)d->force_at) {
             d->force_at = -1;
-            start_episode(d, d->force_type);
-            out->episode_start = true;
+            if (episode_fits(cfg, ts)) {
+                start_episode(d, d->force_type, ts);
+                out->episode_start = true;
+            }
         } else if (d->samples >= 1 && cfg->p_start > 0 && uniform(&d->rng) < cfg->p_start) {
-            start_episode(d, (next64(&d->rng) & 1) ? VG_SIMDEV_HIGH : VG_SIMDEV_LOW);
-            out->episode_start = true;
+            int type = (next64(&d->rng) & 1) ? VG_SIMDEV_HIGH : VG_SIMDEV_LOW;
+            if (episode_fits(cfg, ts)) {
+                start_episode(d, type, ts);
+                out->episode_start = true;
+            }
         }
     }
     if (d->anomaly) {
@@ -187,10 +252,27 @@ void vg_simdev_next(vg_simdev_t *d, const vg_simdev_cfg_t *cfg, int64_t now_ms, 
             out->heart_rate = VG_SIMDEV_HIGH_MIN + (int)(r % (VG_SIMDEV_HIGH_MAX - VG_SIMDEV_HIGH_MIN + 1));
         else
             out->heart_rate = VG_SIMDEV_LOW_MIN + (int)(r % (VG_SIMDEV_LOW_MAX - VG_SIMDEV_LOW_MIN + 1));
-        if (--d->anomaly_left == 0) {
+        int64_t span = ts - d->ep_start_ms;
+        d->ep_samples++;
+        if (d->due_seen) {
+            if (d->due_seen < 255)
+                d->due_seen++;
+        } else if (span >= cfg->sustain_ms) {
+            d->due_seen = 1;
+            out->episode_due = true;
+        }
+        /* Jitter could put the due sample late and the next one early
+         * enough to reach span_ms: two samples after the due one are
+         * required as well. */
+        if (d->ep_samples >= VG_SIMDEV_EPISODE_MIN && span >= cfg->span_ms && d->due_seen >= 3) {
+            out->episode_end = true;
             d->anomaly = VG_SIMDEV_NORMAL;
             d->cooldown = COOLDOWN;
         }
+        d->last_hr = -1; /* the next normal value starts a new run */
+        d->same = 0;
+    } else {
+        out->heart_rate = unflatten(d, out->heart_rate, hr);
     }
 
     /* Cosmetic sensor values: cheap, plausible, drawn from one or two

@@ -179,11 +179,16 @@ void vg_simreport_print_text(FILE *f, const vg_simreport_t *r, const vg_simrepor
     fprintf(f, "  %-20s %10s %10s %10s %10s %10s\n", "latency (ms)", "p50", "p95", "p99", "max", "count");
     text_latency_row(f, "publish -> PUBACK", &r->ack);
     text_latency_row(f, "publish -> alert", &r->alert);
-    fprintf(f, "  %-20s injected %llu   detected %llu   missed %llu\n", "anomaly episodes",
+    fprintf(f, "  %-20s injected %llu   detected %llu   missed %llu   resolved %llu   cut %llu\n", "anomaly episodes",
             (unsigned long long)c->injected, (unsigned long long)c->detected,
-            (unsigned long long)(c->injected - c->detected));
-    fprintf(f, "  %-20s received %llu   false %llu\n", "alerts", (unsigned long long)c->alerts_received,
-            (unsigned long long)c->false_alerts);
+            (unsigned long long)(c->injected - c->detected), (unsigned long long)c->resolved,
+            (unsigned long long)c->episodes_cut);
+    fprintf(f, "  %-20s received %llu   false %llu   opened %llu   follow-ups %llu\n", "alerts",
+            (unsigned long long)c->alerts_received, (unsigned long long)c->false_alerts,
+            (unsigned long long)c->alerts_opened, (unsigned long long)c->alert_followups);
+    fprintf(f, "  %-20s duplicate %llu   secondary %llu   data quality %llu\n", "",
+            (unsigned long long)c->duplicate_alerts, (unsigned long long)c->secondary_alerts,
+            (unsigned long long)c->quality_alerts);
     if (c->injected && c->alert_sub_ok < m->workers)
         fprintf(f, "  note: %llu of %u workers had no alerts/# subscription; their episodes count as missed\n",
                 (unsigned long long)(m->workers - c->alert_sub_ok), m->workers);
@@ -194,8 +199,9 @@ void vg_simreport_print_text(FILE *f, const vg_simreport_t *r, const vg_simrepor
             continue;
         if (!listed++)
             fprintf(f, "  missed episodes (first %d):\n", MISSED_LISTED);
-        fprintf(f, "    %s%0*u %-4s eventTimeMs %lld..%lld\n", m->prefix, (int)m->id_width, e->device,
-                e->type == VG_SIMDEV_HIGH ? "HIGH" : "LOW", (long long)e->first_ts_ms, (long long)e->last_ts_ms);
+        fprintf(f, "    %s%0*u %-4s eventTimeMs %lld..%lld%s\n", m->prefix, (int)m->id_width, e->device,
+                e->type == VG_SIMDEV_HIGH ? "HIGH" : "LOW", (long long)e->first_ts_ms, (long long)e->last_ts_ms,
+                e->complete ? "" : " (cut short)");
     }
 }
 
@@ -221,9 +227,14 @@ void vg_simreport_print_json(FILE *f, const vg_simreport_t *r, const vg_simrepor
     fputc(',', f);
     json_latency(f, "alert_latency_ms", &r->alert);
     fprintf(f,
-            ",\"anomalies\":{\"injected\":%llu,\"detected\":%llu,\"missed\":%llu},\"false_alerts\":%llu,"
-            "\"alerts_received\":%llu}\n",
+            ",\"anomalies\":{\"injected\":%llu,\"detected\":%llu,\"missed\":%llu,\"resolved\":%llu,"
+            "\"cut\":%llu},\"false_alerts\":%llu,\"alerts_received\":%llu,\"alerts_opened\":%llu,"
+            "\"alert_followups\":%llu,\"duplicate_alerts\":%llu,\"secondary_alerts\":%llu,"
+            "\"quality_alerts\":%llu}\n",
             (unsigned long long)c->injected, (unsigned long long)c->detected,
-            (unsigned long long)(c->injected - c->detected), (unsigned long long)c->false_alerts,
-            (unsigned long long)c->alerts_received);
+            (unsigned long long)(c->injected - c->detected), (unsigned long long)c->resolved,
+            (unsigned long long)c->episodes_cut, (unsigned long long)c->false_alerts,
+            (unsigned long long)c->alerts_received, (unsigned long long)c->alerts_opened,
+            (unsigned long long)c->alert_followups, (unsigned long long)c->duplicate_alerts,
+            (unsigned long long)c->secondary_alerts, (unsigned long long)c->quality_alerts);
 }

@@ -31,19 +31,31 @@ typedef struct {
     uint64_t failed;           /* QoS 1: not acked by the end of drain; QoS 0: lost in a closed socket's buffer */
     uint64_t disconnects;      /* established connections that closed under us */
     uint64_t deferred;         /* sends postponed because the in-flight window or buffer was full */
-    uint64_t alerts_received;  /* alerts for this report's devices */
-    uint64_t false_alerts;     /* alerts matching no injected episode */
+    uint64_t alerts_received;  /* alert messages (every event of every alert) for this report's devices */
+    uint64_t false_alerts;     /* cardiac alerts (OPEN) explained by no injected episode */
     uint64_t injected;         /* anomaly episodes started */
     uint64_t detected;         /* episodes matched by at least one alert */
     uint64_t alert_sub_ok;     /* workers whose alerts/# subscription was granted */
     uint64_t send_us;          /* length of the send phase, microseconds (max over workers) */
+    /* Appended for the alert lifecycle (OPEN / UPDATE / ACKNOWLEDGED /
+     * RESOLVED events per alert; ledger.h has the rules). Keep new fields
+     * at the end and all u64: vg_simreport_merge sums the struct as an
+     * array. */
+    uint64_t alerts_opened;    /* new alerts: OPEN events, or old-format alerts */
+    uint64_t alert_followups;  /* later events of an alert (UPDATE, ACKNOWLEDGED, RESOLVED, redeliveries) */
+    uint64_t duplicate_alerts; /* extreme alerts (OPEN) for an episode some other alert already detected */
+    uint64_t secondary_alerts; /* other cardiac alerts (OPEN) during or near an injected episode */
+    uint64_t quality_alerts;   /* data-quality alerts (OPEN): gaps, offline, skew...; never false */
+    uint64_t resolved;         /* detected episodes whose detecting alert was RESOLVED */
+    uint64_t episodes_cut;     /* episodes whose last sample was never sent (the run ended first) */
 } vg_simcounters_t;
 
 typedef struct {
     uint32_t device; /* fleet-wide device index */
     uint8_t type;    /* vg_simdev_anomaly_t: HIGH or LOW */
     uint8_t detected;
-    uint8_t pad[2];
+    uint8_t resolved;    /* the detecting alert's RESOLVED arrived */
+    uint8_t complete;    /* the episode's last sample was sent */
     int64_t first_ts_ms; /* timestamp of the episode's first event */
     int64_t last_ts_ms;  /* ... and of its last event sent */
 } vg_simepisode_t;
@@ -89,7 +101,9 @@ int vg_simreport_merge(vg_simreport_t *dst, const vg_simreport_t *src);
 
 /* The final report as a human-readable table, or as one JSON object and a
  * newline (the keys the brief defines, plus "qos", "interval_s" and
- * "deferred"). */
+ * "deferred", and for the alert lifecycle "anomalies.resolved",
+ * "anomalies.cut", "alerts_opened", "alert_followups", "duplicate_alerts",
+ * "secondary_alerts" and "quality_alerts"). */
 void vg_simreport_print_text(FILE *f, const vg_simreport_t *r, const vg_simreport_meta_t *m);
 void vg_simreport_print_json(FILE *f, const vg_simreport_t *r, const vg_simreport_meta_t *m);
 

@@ -15,6 +15,7 @@
 #include "core/diag.h"
 #include "core/err.h"
 #include "mqtt/codec.h"
+#include "sim/device.h"
 #include "sim/hist.h"
 #include "sim/payload.h"
 #include "sim/report.h"
@@ -49,7 +50,7 @@ typedef struct {
     char host[256];
     char port[8];
     uint32_t devices;
-    double interval_s, duration_s, anomaly_rate, drain_s, connect_rate;
+    double interval_s, duration_s, anomaly_rate, drain_s, connect_rate, sustain_s;
     int qos;
     uint64_t seed;
     bool json;
@@ -81,6 +82,8 @@ static void usage(FILE *f)
                "  --duration S          seconds of sending (default 30)\n"
                "  --qos 0|1             QoS of the events (default 1)\n"
                "  --anomaly-rate R      probability per device per minute of an anomaly episode (default 0.05)\n"
+               "  --extreme-sustain S   the server's extreme_sustain_s: an episode (185-200 or 28-33 bpm)\n"
+               "                        lasts S plus two intervals of event time (default 30)\n"
                "  --seed N              random seed (default 1)\n"
                "  --json                final report as one JSON object on stdout\n"
                "  --topic T             topic of the events (default iot/wearable/data)\n"
@@ -163,6 +166,7 @@ static int parse_opts(int argc, char **argv, opts_t *o)
         O_PREFIX,
         O_CRATE,
         O_DRAIN,
+        O_SUSTAIN,
         O_HELP
     };
     static const struct option longopts[] = {
@@ -179,6 +183,7 @@ static int parse_opts(int argc, char **argv, opts_t *o)
         {"prefix", required_argument, NULL, O_PREFIX},
         {"connect-rate", required_argument, NULL, O_CRATE},
         {"drain", required_argument, NULL, O_DRAIN},
+        {"extreme-sustain", required_argument, NULL, O_SUSTAIN},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -188,6 +193,7 @@ static int parse_opts(int argc, char **argv, opts_t *o)
         .duration_s = 30,
         .anomaly_rate = 0.05,
         .drain_s = 3,
+        .sustain_s = VG_SIMDEV_SUSTAIN_S,
         .connect_rate = 2000,
         .qos = 1,
         .seed = 1,
@@ -254,6 +260,9 @@ static int parse_opts(int argc, char **argv, opts_t *o)
             break;
         case O_DRAIN:
             rc = parse_double("drain", optarg, 0, 3600, &o->drain_s);
+            break;
+        case O_SUSTAIN: /* the range of extreme_sustain_s (src/detect/detect.c) */
+            rc = parse_double("extreme-sustain", optarg, 1, 3600, &o->sustain_s);
             break;
         case O_HELP:
             return 1;
@@ -459,6 +468,7 @@ int vg_sim_main(int argc, char **argv)
     base.duration_s = o.duration_s;
     base.drain_s = o.drain_s;
     base.anomaly_rate = o.anomaly_rate;
+    base.sustain_s = o.sustain_s;
     base.connect_rate = o.connect_rate;
     base.seed = o.seed;
     base.topic = o.topic;
@@ -466,6 +476,22 @@ int vg_sim_main(int argc, char **argv)
     base.t0_ns = vg_clock_mono_ns();
     fprintf(stderr, "sim: %u devices on %u worker%s -> %s, interval %g s, %g s, QoS %d\n", o.devices, o.workers,
             o.workers == 1 ? "" : "s", o.target, o.interval_s, o.duration_s, o.qos);
+    if (o.anomaly_rate > 0) {
+        vg_simdev_cfg_t dc;
+        vg_simdev_cfg_init(&dc, o.interval_s, o.anomaly_rate);
+        vg_simdev_cfg_sustain(&dc, o.sustain_s);
+        double room_s = (double)vg_simdev_episode_room_ms(&dc) / 1000.0;
+        if (!vg_simdev_episodes_possible(&dc))
+            fprintf(stderr,
+                    "sim: note: at --interval %g the server's extreme detector cannot confirm a %g s episode "
+                    "(a silence longer than --extreme-sustain breaks it); none will be injected\n",
+                    o.interval_s, o.sustain_s);
+        else if (room_s + o.interval_s >= o.duration_s)
+            fprintf(stderr,
+                    "sim: note: an anomaly episode needs %.1f s of the run (--extreme-sustain %g plus intervals); "
+                    "with --duration %g none will be injected\n",
+                    room_s + o.interval_s, o.sustain_s, o.duration_s);
+    }
     fflush(stdout);
     fflush(stderr);
     pid_t self = getpid();

@@ -727,18 +727,78 @@ static bool str_is(const vg_json_member_t *m, const char *s)
     return m && m->type == VG_JSON_STRING && m->raw_len == n && memcmp(m->raw, s, n) == 0;
 }
 
-/* One alert: count it if it is about one of our devices, match it against
- * that device's episodes and measure how long after the event it came. */
+/* Which event of an alert's life the "event" member names; an alert
+ * without one is in the old one-message format, where every message is a
+ * new alert. */
+static int alert_event(const vg_json_member_t *ev)
+{
+    if (!ev || !ev->key || str_is(ev, "OPEN"))
+        return VG_SIMLEDGER_EV_OPEN;
+    if (str_is(ev, "UPDATE"))
+        return VG_SIMLEDGER_EV_UPDATE;
+    if (str_is(ev, "ACKNOWLEDGED"))
+        return VG_SIMLEDGER_EV_ACK;
+    if (str_is(ev, "RESOLVED"))
+        return VG_SIMLEDGER_EV_RESOLVED;
+    return VG_SIMLEDGER_EV_OTHER;
+}
+
+/* alertId's 16 hex digits as a number; 0 if absent or of another form. */
+static uint64_t alert_id(const vg_json_member_t *m)
+{
+    if (!m || !m->key || m->type != VG_JSON_STRING || m->raw_len != 16)
+        return 0;
+    uint64_t v = 0;
+    for (size_t k = 0; k < 16; k++) {
+        char c = m->raw[k];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        if (d < 0)
+            return 0; /* alert.h: lower-case hex */
+        v = v << 4 | (uint64_t)d;
+    }
+    return v;
+}
+
+/* Is this a data-quality alert? The lifecycle format says so in
+ * "category"; the names are the fallback for a payload without it. */
+static bool quality_alert(const vg_json_member_t *category, const vg_json_member_t *type)
+{
+    static const char *const names[] = {"SENSOR_IMPOSSIBLE_VALUE", "SENSOR_FLATLINE", "DATA_GAP",  "DEVICE_OFFLINE",
+                                        "OUT_OF_ORDER_TIMESTAMP",  "STALE_DATA",      "CLOCK_SKEW"};
+    if (category && category->key)
+        return str_is(category, "data_quality");
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
+        if (str_is(type, names[k]))
+            return true;
+    return false;
+}
+
+/* The episode type an extreme-value alert detects (the lifecycle's names
+ * and the old threshold detector's), 0 for any other type. */
+static int extreme_type(const vg_json_member_t *type)
+{
+    if (str_is(type, "EXTREME_HIGH_HR") || str_is(type, "HIGH_HEART_RATE"))
+        return VG_SIMDEV_HIGH;
+    if (str_is(type, "EXTREME_LOW_HR") || str_is(type, "LOW_HEART_RATE"))
+        return VG_SIMDEV_LOW;
+    return 0;
+}
+
+/* One alert event: count it if it is about one of our devices, judge it
+ * against that device's episodes and, for a new alert, measure how long
+ * after the event it names it came. */
 static void on_alert(worker_t *w, const vg_mqtt_publish_t *p)
 {
-    vg_json_member_t mem[24];
-    size_t count = 0;
+    enum { F_ID, F_TYPE, F_TIME, F_EVENT, F_ALERT, F_CATEGORY, F_N };
+    static const char *const names[F_N] = {"deviceId", "type", "eventTimeMs", "event", "alertId", "category"};
+    vg_json_member_t f[F_N];
     const vg_json_member_t *id = NULL, *type = NULL, *etime = NULL;
-    if (vg_json_object((const char *)p->payload.p, p->payload.len, 16, mem, 24, &count) == VG_OK) {
-        size_t n = count < 24 ? count : 24;
-        id = vg_json_find(mem, n, "deviceId");
-        type = vg_json_find(mem, n, "type");
-        etime = vg_json_find(mem, n, "eventTimeMs");
+    if (vg_json_object_pick((const char *)p->payload.p, p->payload.len, 16, names, F_N, f, NULL) == VG_OK) {
+        id = f[F_ID].key ? &f[F_ID] : NULL;
+        type = f[F_TYPE].key ? &f[F_TYPE] : NULL;
+        etime = f[F_TIME].key ? &f[F_TIME] : NULL;
+    } else {
+        memset(f, 0, sizeof f);
     }
     uint32_t i;
     if (id && id->type == VG_JSON_STRING) {
@@ -752,15 +812,38 @@ static void on_alert(worker_t *w, const vg_mqtt_publish_t *p)
             return;
     }
     w->c.alerts_received++;
-    int t = str_is(type, "HIGH_HEART_RATE") ? VG_SIMDEV_HIGH : str_is(type, "LOW_HEART_RATE") ? VG_SIMDEV_LOW : 0;
-    int64_t ts;
-    if (!t || !etime || vg_json_int64(etime, &ts) != VG_OK) {
+    vg_simledger_alert_t a = {.event = alert_event(&f[F_EVENT]), .alert_id = alert_id(&f[F_ALERT])};
+    if (a.event != VG_SIMLEDGER_EV_OPEN) {
+        uint64_t unused;
+        if (!quality_alert(&f[F_CATEGORY], type) && etime && vg_json_int64(etime, &a.ts_ms) == VG_OK &&
+            vg_simledger_alert(w->ledger, i, &a, &unused) == VG_SIMLEDGER_RESOLVED)
+            w->c.resolved++;
+        w->c.alert_followups++;
+        return;
+    }
+    if (quality_alert(&f[F_CATEGORY], type)) {
+        /* Gaps and offline devices are expected while a run stops; they
+         * are reported, never judged. */
+        w->c.alerts_opened++;
+        w->c.quality_alerts++;
+        return;
+    }
+    a.type = extreme_type(type);
+    if (!type || !etime || vg_json_int64(etime, &a.ts_ms) != VG_OK) {
+        w->c.alerts_opened++;
         w->c.false_alerts++;
         return;
     }
     uint64_t sent_ns;
-    vg_simledger_verdict_t v = vg_simledger_alert(w->ledger, i, t, ts, &sent_ns);
+    vg_simledger_verdict_t v = vg_simledger_alert(w->ledger, i, &a, &sent_ns);
+    if (v == VG_SIMLEDGER_FOLLOWUP) {
+        w->c.alert_followups++; /* the same OPEN again (redelivered) */
+        return;
+    }
+    w->c.alerts_opened++;
     w->c.detected += v == VG_SIMLEDGER_DETECTED;
+    w->c.duplicate_alerts += v == VG_SIMLEDGER_DUPLICATE;
+    w->c.secondary_alerts += v == VG_SIMLEDGER_SECONDARY;
     w->c.false_alerts += v == VG_SIMLEDGER_FALSE;
     if (sent_ns)
         vg_simhist_record(&w->alert, (w->now - sent_ns) / 1000);
@@ -938,6 +1021,7 @@ static int send_final(worker_t *w)
     snapshot(w, &c);
     vg_simepisode_t *eps = NULL;
     size_t n = w->ledger ? vg_simledger_episodes(w->ledger) : 0;
+    c.episodes_cut = w->ledger ? vg_simledger_cut(w->ledger) : 0;
     if (n) {
         eps = vg_calloc(VG_MEM_SIM, n, sizeof *eps);
         if (!eps)
@@ -1073,6 +1157,11 @@ static int setup(worker_t *w, const vg_simworker_cfg_t *cfg)
     w->send_end = cfg->t0_ns + (uint64_t)(cfg->duration_s * 1e9);
     w->next_report = cfg->t0_ns + NS;
     vg_simdev_cfg_init(&w->dcfg, cfg->interval_s, cfg->anomaly_rate);
+    vg_simdev_cfg_sustain(&w->dcfg, cfg->sustain_s > 0 ? cfg->sustain_s : VG_SIMDEV_SUSTAIN_S);
+    /* Devices stop sending at send_end; an episode that could not finish
+     * (and be resolved) by then would count as missed for no fault of the
+     * server, so none starts that late. */
+    w->dcfg.end_ms = w->wall0 + ((int64_t)w->send_end - (int64_t)w->mono0) / (int64_t)MS;
 
     raise_fd_limit(cfg->worker_id);
     sigset_t set;
@@ -1106,15 +1195,17 @@ static int setup(worker_t *w, const vg_simworker_cfg_t *cfg)
     w->dirty = vg_calloc(VG_MEM_SIM, w->n ? w->n : 1, sizeof *w->dirty);
     w->inflight = cfg->qos ? vg_calloc(VG_MEM_SIM, (size_t)w->n * w->win + 1, sizeof *w->inflight) : NULL;
     w->rbuf = vg_malloc(VG_MEM_SIM, READ_CHUNK + 16);
-    w->ledger = vg_simledger_new(w->n);
+    w->ledger = vg_simledger_new(w->n, cfg->interval_s);
     if (!w->ledger || !w->heap || !w->dirty || (cfg->qos && !w->inflight) || !w->rbuf)
         return VG_ENOMEM;
 
     /* A few devices spread over the fleet get an episode early so that
      * short tests always exercise detection: HIGH, LOW, HIGH. They start at
-     * the second sample when there is time for it, else at the first. */
-    bool force = cfg->fleet >= 50 && cfg->duration_s >= 15 && cfg->anomaly_rate > 0;
-    uint32_t at = 2 * cfg->interval_s < cfg->duration_s - 3 ? 1 : 0;
+     * the second sample when there is time for it, else at the first (and
+     * not at all if the run is shorter than an episode: see end_ms). */
+    bool force = cfg->fleet >= 50 && cfg->anomaly_rate > 0;
+    double room_s = (double)vg_simdev_episode_room_ms(&w->dcfg) / 1000.0;
+    uint32_t at = cfg->interval_s + room_s < cfg->duration_s - 2 ? 1 : 0;
     for (uint32_t k = 0; force && k < 3; k++) {
         uint32_t g = (uint32_t)((2ull * k + 1) * cfg->fleet / 6);
         if (g >= cfg->first && g - cfg->first < w->n)

@@ -4,7 +4,8 @@
  * Owns: the device connections of its slice (non-blocking sockets, MQTT
  * CONNECT/PUBLISH/PUBACK/PINGREQ, QoS 1 in-flight tables), the send schedule
  * (a binary heap of next-send times), one extra connection subscribed to
- * alerts/# that matches alerts to the episodes it injected, and the
+ * alerts/# that judges alert events against the episodes it injected
+ * (ledger.h) and counts data-quality alerts apart, and the
  * per-second and final messages to the parent (report.h). Does not own:
  * option parsing, forking or printing (sim.c).
  *
@@ -27,6 +28,7 @@ typedef struct {
     unsigned worker_id;
     int qos;
     double interval_s, duration_s, drain_s, anomaly_rate, connect_rate;
+    double sustain_s; /* the server's extreme_sustain_s, episodes are built for (0: the default) */
     uint64_t seed;
     const char *topic;
     const char *prefix;

@@ -1,6 +1,12 @@
-"""Heart-rate alerts: one alert per episode, on MQTT alerts/<deviceId> and
-in the alerts stream, with the documented fields; thresholds configurable by
-flag and by config file."""
+"""Alerts end to end through the real server: the detector set (sustained
+high heart rate at rest, extreme values, sudden change, data quality), the
+alert lifecycle (OPEN, UPDATE, ACKNOWLEDGED, RESOLVED under one alertId),
+delivery on MQTT alerts/<deviceId> and in the alerts stream, operator
+acknowledgement over MQTT, no duplicates after a crash and replay, and
+thresholds set globally and per device.
+
+Samples are published with event times 5 s apart ending near now, so a
+10-minute episode takes a fraction of a second to send."""
 
 import json
 import re
@@ -11,175 +17,322 @@ import pytest
 
 from vigiltest import TELEMETRY_TOPIC, dumps, iso_ms, now_ms, parse_iso_ms, telemetry
 
-ALERT_FIELDS = {"alertId", "deviceId", "type", "value", "threshold", "eventTimeMs", "seq", "detectedAtMs"}
+STEP = 5000
+ALERT_FIELDS = {"eventId", "alertId", "event", "revision", "deviceId", "type", "category", "severity", "value",
+                "threshold", "evidence", "openedAtMs", "eventTimeMs", "timestamp", "shard", "seq", "openSeq",
+                "detectedAtMs", "acknowledged"}
+ACK_TOPIC = "vigil/alerts/ack"
 
 
-def send_series(client, device, rates, t0=None, step_ms=1000):
-    """Publishes one QoS 1 event per heart rate, event times 1 s apart.
-    Returns the event times used."""
-    t0 = t0 if t0 is not None else now_ms() - len(rates) * step_ms
-    times = []
-    for i, hr in enumerate(rates):
-        ts = t0 + i * step_ms
+def rest(n, hr=70):
+    """n samples at rest (no steps) around heart rate hr (+-1 bpm: a real
+    sensor is never flat, and a flat line is a data-quality alert)."""
+    return [(hr + (0, 1, 0, -1)[i % 4], 0) for i in range(n)]
+
+
+def ramp(a, b, per_sample=1.0, steps=0):
+    """From a towards b by per_sample bpm per sample (gradual: no sudden change)."""
+    out, h = [], float(a)
+    sign = 1 if b >= a else -1
+    while (h - b) * sign < 0:
+        h += sign * per_sample
+        out.append((round(min(h, b) if sign > 0 else max(h, b), 1), steps))
+    return out
+
+
+def send(client, device, samples, t0):
+    """Publishes samples [(hr, steps)] 5 s apart from t0; returns the times."""
+    items, times = [], []
+    for i, (hr, steps) in enumerate(samples):
+        ts = t0 + i * STEP
         times.append(ts)
-        client.publish(TELEMETRY_TOPIC, dumps(telemetry(device, hr, steps=i, ts=ts)), qos=1)
+        items.append((TELEMETRY_TOPIC, dumps(telemetry(device, hr, steps=steps, ts=ts))))
+    client.publish_many(items)
     return times
 
 
-def alerts_from(sub, device=None):
+def events(sub, device=None, type_=None):
     out = []
     for topic, payload, _ in sub.snapshot():
+        if not topic.startswith("alerts/"):
+            continue
         a = json.loads(payload)
         assert topic == "alerts/%s" % a["deviceId"], "alert for %s on topic %s" % (a["deviceId"], topic)
-        if device is None or a["deviceId"] == device:
+        if (device is None or a["deviceId"] == device) and (type_ is None or a["type"] == type_):
             out.append(a)
     return out
 
 
-def wait_alerts(sub, device, n, timeout=10.0, quiet=1.0):
-    """Waits for n alerts of device, then `quiet` more seconds for extras."""
+def wait_events(sub, pred, timeout=10.0, quiet=0.8, **kw):
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and len(alerts_from(sub, device)) < n:
+    while time.monotonic() < deadline and not pred(events(sub, **kw)):
         time.sleep(0.05)
     time.sleep(quiet)
-    return alerts_from(sub, device)
+    return events(sub, **kw)
 
 
-def test_high_heart_rate_episodes(vigil, mqtt_sub):
+def kinds(evs):
+    return [e["event"] for e in evs]
+
+
+def test_extreme_high_episode(vigil, mqtt_sub):
     sub = mqtt_sub(vigil, ["alerts/#"])
-    c = vigil.client("hr-high")
-    t0 = now_ms() - 10000
-    send_series(c, "hi-1", [150, 155, 160], t0=t0)
-    got = wait_alerts(sub, "hi-1", 1)
-    assert len(got) == 1, "150,155,160 is one episode: expected 1 alert, got %r" % got
-    assert got[0]["type"] == "HIGH_HEART_RATE" and got[0]["value"] == 150 and got[0]["threshold"] == 140
-    assert got[0]["eventTimeMs"] == t0
-
-    send_series(c, "hi-1", [80, 150], t0=t0 + 3000)
-    got = wait_alerts(sub, "hi-1", 2)
-    assert len(got) == 2, "80 closes the episode, 150 opens a new one: expected 2 alerts, got %r" % got
-    assert [a["type"] for a in got] == ["HIGH_HEART_RATE"] * 2
-    assert got[1]["eventTimeMs"] == t0 + 4000
-    assert got[0]["alertId"] != got[1]["alertId"]
+    c = vigil.client("ex")
+    samples = rest(24) + [(190, 0)] * 12 + rest(24)
+    t0 = now_ms() - len(samples) * STEP
+    times = send(c, "ex-1", samples, t0)
+    got = wait_events(sub, lambda e: "RESOLVED" in kinds(e), device="ex-1", type_="EXTREME_HIGH_HR")
+    assert kinds(got) == ["OPEN", "RESOLVED"], got
+    op, res = got
+    first_high = times[24]
+    assert op["openedAtMs"] == first_high, op
+    # the sample that completed 30 s above 180
+    assert op["eventTimeMs"] == first_high + 30000, op
+    assert op["severity"] == "critical" and op["category"] == "cardiac" and op["threshold"] == 180, op
+    assert res["alertId"] == op["alertId"] and res["eventTimeMs"] == times[36], res
+    assert op["evidence"]["samples"] >= 7 and op["evidence"]["minHr"] == 190, op
+    # nothing else cardiac but (possibly) the unexplained jump at its start
+    others = {e["type"] for e in events(sub, device="ex-1")} - {"EXTREME_HIGH_HR", "SUDDEN_HR_CHANGE"}
+    assert not others, events(sub, device="ex-1")
     c.disconnect()
 
 
-def test_low_heart_rate(vigil, mqtt_sub):
+def test_exercise_raises_no_cardiac_alert(vigil, mqtt_sub):
     sub = mqtt_sub(vigil, ["alerts/#"])
-    c = vigil.client("hr-low")
-    send_series(c, "lo-1", [70, 35, 30, 36])
-    got = wait_alerts(sub, "lo-1", 1)
-    assert len(got) == 1, got
-    a = got[0]
-    assert a["type"] == "LOW_HEART_RATE" and a["value"] == 35 and a["threshold"] == 40, a
+    c = vigil.client("run")
+    # warm-up walk, 20 min run at 150-172 bpm with 180 steps/min, cool-down
+    samples = ramp(75, 110, 1.0, steps=9) + [(150 + (i % 23), 15) for i in range(240)] + ramp(165, 95, 0.5, steps=6)
+    t0 = now_ms() - len(samples) * STEP
+    send(c, "runner", samples, t0)
+    vigil.wait_stats(lambda s: s.get("proc.processed", 0) >= len(samples), timeout=10)
+    time.sleep(0.8)
+    got = [e for e in events(sub, device="runner") if e["category"] == "cardiac"]
+    assert got == [], got
     c.disconnect()
 
 
-def test_thresholds_are_exclusive(vigil, mqtt_sub):
-    """140 and 40 are inside [low, high]: no alert. A later 141 proves the
-    detector saw the device (and that only it fired)."""
+def test_tachycardia_at_rest_open_update_resolve(vigil, mqtt_sub):
     sub = mqtt_sub(vigil, ["alerts/#"])
-    c = vigil.client("hr-edge")
-    send_series(c, "edge-1", [140, 140, 40, 40, 141])
-    got = wait_alerts(sub, "edge-1", 1)
-    assert len(got) == 1 and got[0]["value"] == 141 and got[0]["type"] == "HIGH_HEART_RATE", got
+    c = vigil.client("tachy")
+    # 7 min resting, a gradual rise to 130 held 12 min, a rise to 155 held
+    # 12 min (window mean >= 140: critical), a gradual return to 70.
+    samples = rest(84) + ramp(70, 130) + rest(144, 130) + ramp(130, 155) + rest(144, 155) + ramp(155, 70) + rest(140)
+    t0 = now_ms() - len(samples) * STEP
+    send(c, "tachy-1", samples, t0)
+    got = wait_events(sub, lambda e: "RESOLVED" in kinds(e), device="tachy-1", type_="SUSTAINED_HIGH_HR_AT_REST")
+    assert kinds(got) == ["OPEN", "UPDATE", "RESOLVED"], got
+    assert len({e["alertId"] for e in got}) == 1, got
+    assert [e["revision"] for e in got] == [0, 1, 2], got
+    assert [e["severity"] for e in got[:2]] == ["warning", "critical"], got
+    assert len({e["eventId"] for e in got}) == 3
+    op = got[0]
+    assert op["threshold"] == 120 and op["evidence"]["windowMs"] == 600000, op
+    assert op["evidence"]["activeShare"] == 0 and op["evidence"]["maxHr"] >= 125, op
+    onset = t0 + (84 + 50) * STEP  # the first sample above 120
+    # detected within the rule's window (10 min) + 2 samples of the onset
+    assert onset <= op["eventTimeMs"] <= onset + 600000 + 2 * STEP, (op, onset)
+    # a gradual change is not "sudden", and 155 is not extreme
+    assert [e for e in events(sub, device="tachy-1") if e["type"] != "SUSTAINED_HIGH_HR_AT_REST"] == []
     c.disconnect()
 
 
 def test_alert_fields_and_alert_stream(vigil, mqtt_sub):
     sub = mqtt_sub(vigil, ["alerts/#"])
-    c = vigil.client("hr-fields")
+    c = vigil.client("fields")
+    samples = rest(12) + [(30, 0)] * 10 + rest(6)
+    t0 = now_ms() - len(samples) * STEP
     start = now_ms()
-    t0 = start - 5000
-    send_series(c, "f-1", [70, 150, 80, 30], t0=t0)
-    got = wait_alerts(sub, "f-1", 2)
+    times = send(c, "f-1", samples, t0)
+    got = wait_events(sub, lambda e: "RESOLVED" in kinds(e), device="f-1", type_="EXTREME_LOW_HR")
     done = now_ms()
-    assert len(got) == 2, got
+    assert kinds(got) == ["OPEN", "RESOLVED"], got
     tel = {r["data"]["timestamp"]: r for r in vigil.stream_tail("telemetry") if r["key"] == "f-1"}
-    for a, (hr, ts, typ, thr) in zip(got, [(150, t0 + 1000, "HIGH_HEART_RATE", 140),
-                                            (30, t0 + 3000, "LOW_HEART_RATE", 40)]):
+    for a in got:
         missing = ALERT_FIELDS - set(a)
         assert not missing, "alert lacks %s: %r" % (sorted(missing), a)
-        assert re.fullmatch(r"[0-9a-f]{16}", a["alertId"]), a["alertId"]
-        assert a["deviceId"] == "f-1" and a["type"] == typ and a["value"] == hr and a["threshold"] == thr, a
-        assert a["eventTimeMs"] == ts
-        if "timestamp" in a:
-            assert parse_iso_ms(a["timestamp"]) == ts, a["timestamp"]
-        src = tel[iso_ms(ts)]
-        assert a["seq"] == src["seq"], "alert seq %r is not the source record's seq %r" % (a["seq"], src["seq"])
-        if "shard" in a:
-            assert a["shard"] == src["shard"]
+        assert re.fullmatch(r"[0-9a-f]{16}", a["alertId"]) and re.fullmatch(r"[0-9a-f]{16}", a["eventId"]), a
+        assert parse_iso_ms(a["timestamp"]) == a["eventTimeMs"], a
+        src = tel[iso_ms(a["eventTimeMs"])]
+        assert a["seq"] == src["seq"] and a["shard"] == src["shard"], (a, src)
         assert start - 1000 <= a["detectedAtMs"] <= done + 1000, a
-
+    # opened by the sample that completed 30 s below 35; the episode began at the first
+    assert got[0]["openSeq"] == got[0]["seq"] == tel[iso_ms(times[18])]["seq"], got[0]
+    assert got[0]["openedAtMs"] == times[12] and got[1]["openSeq"] == got[0]["openSeq"], got
+    every = events(sub)
     stream = vigil.stream_tail("alerts")
     assert all(r["stream"] == "alerts" for r in stream)
     assert sorted(json.dumps(r["data"], sort_keys=True) for r in stream) == \
-        sorted(json.dumps(a, sort_keys=True) for a in got), "alerts stream differs from the MQTT alerts"
-    for r in stream:
-        src = tel[iso_ms(r["data"]["eventTimeMs"])]
-        assert r["shard"] == src["shard"], "alert record not in its source record's shard: %r" % r
+        sorted(json.dumps(a, sort_keys=True) for a in every), "alerts stream differs from the MQTT alerts"
     c.disconnect()
 
 
-def test_alerts_only_for_alerting_devices(vigil, mqtt_sub):
+def test_acknowledge_over_mqtt(vigil, mqtt_sub):
+    sub = mqtt_sub(vigil, ["alerts/#", ACK_TOPIC + "/result"])
+    c = vigil.client("ack")
+    samples = rest(12) + [(195, 0)] * 10
+    t0 = now_ms() - (len(samples) + 30) * STEP
+    send(c, "ack-1", samples, t0)
+    op = wait_events(sub, lambda e: len(e) >= 1, device="ack-1", type_="EXTREME_HIGH_HR")[0]
+    assert op["event"] == "OPEN" and op["acknowledged"] is False
+
+    def results():
+        return [json.loads(p) for t, p, _ in sub.snapshot() if t == ACK_TOPIC + "/result"]
+
+    op_ack = c.client_id if hasattr(c, "client_id") else None
+    c.publish_many([(ACK_TOPIC, dumps({"alertId": op["alertId"], "deviceId": "ack-1", "by": "nurse-7",
+                                       "note": "called the patient"}))])
+    wait_events(sub, lambda e: "ACKNOWLEDGED" in kinds(e), device="ack-1")
+    ack = [e for e in events(sub, device="ack-1") if e["event"] == "ACKNOWLEDGED"]
+    assert len(ack) == 1, ack
+    assert ack[0]["alertId"] == op["alertId"] and ack[0]["acknowledged"] is True, ack
+    assert ack[0]["ack"]["by"] == "nurse-7" and ack[0]["ack"]["note"] == "called the patient", ack
+    assert [r["status"] for r in results()] == ["acknowledged"], results()
+    # again, unknown, malformed
+    c.publish_many([(ACK_TOPIC, dumps({"alertId": op["alertId"], "deviceId": "ack-1"})),
+                    (ACK_TOPIC, dumps({"alertId": "0" * 16, "deviceId": "ack-1"})),
+                    (ACK_TOPIC, dumps({"alertId": op["alertId"], "deviceId": "nobody"})),
+                    (ACK_TOPIC, "not json"),
+                    (ACK_TOPIC, dumps({"alertId": "xyz", "deviceId": "ack-1"}))])
+    deadline = time.monotonic() + 5
+    while len(results()) < 6 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # (invalid requests are answered by the gateway at once, the others by the processor)
+    assert sorted(r["status"] for r in results()) == ["acknowledged", "already_acknowledged", "invalid", "invalid",
+                                                      "not_found", "not_found"], results()
+    # the episode's end says it was acknowledged
+    send(c, "ack-1", rest(3), t0 + len(samples) * STEP)
+    res = wait_events(sub, lambda e: "RESOLVED" in kinds(e), device="ack-1", type_="EXTREME_HIGH_HR")[-1]
+    assert res["event"] == "RESOLVED" and res["acknowledged"] is True, res
+    st = vigil.stats()
+    assert st["alerts.acknowledged"] == 1, st
+    c.disconnect()
+
+
+def test_crash_replay_emits_no_duplicates(vigil, mqtt_sub):
+    before = mqtt_sub(vigil, ["alerts/#"])
+    c = vigil.client("crash")
+    samples = rest(12) + [(200, 0)] * 10
+    t0 = now_ms() - (len(samples) + 20) * STEP
+    send(c, "crash-1", samples, t0)
+    # published on MQTT = durable in the alerts stream
+    wait_events(before, lambda e: len(e) >= 1, device="crash-1", type_="EXTREME_HIGH_HR", quiet=0.3)
+    c.disconnect()
+    vigil.kill9()
+    # Lose every checkpoint: the processor replays the telemetry from the start.
+    subprocess.run("rm -f %s/consumers/detector/*.ckpt" % vigil.data_dir, shell=True, check=True)
+    vigil.start()
     sub = mqtt_sub(vigil, ["alerts/#"])
-    c = vigil.client("hr-many")
+    st = vigil.wait_stats(lambda s: s.get("proc.processed", 0) >= len(samples), timeout=10)
+    assert st["alerts.replayed"] >= 1, st
+    c = vigil.client("crash2")
+    send(c, "crash-1", rest(3), t0 + len(samples) * STEP)
+    wait_events(sub, lambda e: "RESOLVED" in kinds(e), device="crash-1", type_="EXTREME_HIGH_HR")
+    recs = [r["data"] for r in vigil.stream_tail("alerts") if r["data"]["type"] == "EXTREME_HIGH_HR"]
+    assert kinds(recs) == ["OPEN", "RESOLVED"], recs
+    assert len({r["eventId"] for r in recs}) == 2
+    # after the restart only the RESOLVED went out on MQTT
+    assert kinds(events(sub, device="crash-1", type_="EXTREME_HIGH_HR")) == ["RESOLVED"]
+    c.disconnect()
+
+
+def test_silence_gap_and_offline(vigil, mqtt_sub):
+    sub = mqtt_sub(vigil, ["alerts/#"])
+    c = vigil.client("quiet")
+    n = 12 * 25  # 25 minutes
+    t0 = now_ms() - n * STEP
     items = []
-    base = now_ms() - 60000
-    for i in range(50):
-        for k, hr in enumerate([70, 75, 80]):
-            items.append((TELEMETRY_TOPIC, dumps(telemetry("calm-%d" % i, hr, ts=base + k * 1000))))
-    items.append((TELEMETRY_TOPIC, dumps(telemetry("storm", 190, ts=base))))
+    for i in range(n):
+        ts = t0 + i * STEP
+        # q-1 falls silent after 2 minutes; the others keep the shards' clocks going
+        for d in ["q-1"] if i < 24 else []:
+            items.append((TELEMETRY_TOPIC, dumps(telemetry(d, 70, ts=ts))))
+        for k in range(16):
+            items.append((TELEMETRY_TOPIC, dumps(telemetry("keep-%d" % k, 70 + (i % 3), ts=ts))))
     c.publish_many(items)
-    got = wait_alerts(sub, None, 1, quiet=1.5)
-    assert [a["deviceId"] for a in got] == ["storm"], got
-    assert len(vigil.stream_tail("alerts")) == 1
+    got = wait_events(sub, lambda e: {"DATA_GAP", "DEVICE_OFFLINE"} <= {x["type"] for x in e}, device="q-1")
+    types = [(e["type"], e["event"]) for e in got]
+    assert ("DATA_GAP", "OPEN") in types and ("DEVICE_OFFLINE", "OPEN") in types, got
+    off = [e for e in got if e["type"] == "DEVICE_OFFLINE"][0]
+    last = t0 + 23 * STEP
+    # offline counts from when the shard last heard it, in stream time (the
+    # median event time of the shard's recent records: a few samples behind)
+    assert off["category"] == "data_quality" and last + 900000 - 30000 <= off["openedAtMs"] <= last + 900000, off
+    # it comes back: both resolve
+    c.publish_many([(TELEMETRY_TOPIC, dumps(telemetry("q-1", 70, ts=t0 + n * STEP)))])
+    got = wait_events(sub, lambda e: kinds(e).count("RESOLVED") >= 2, device="q-1")
+    assert sorted((e["type"], e["event"]) for e in got if e["event"] == "RESOLVED") == \
+        [("DATA_GAP", "RESOLVED"), ("DEVICE_OFFLINE", "RESOLVED")], got
+    assert not [e for e in events(sub) if e["deviceId"].startswith("keep-")], "steady devices raised alerts"
     c.disconnect()
 
 
-def test_device_alert_topic_subscription(vigil, mqtt_sub):
-    only = mqtt_sub(vigil, ["alerts/watched"])
-    c = vigil.client("hr-topic")
-    send_series(c, "unwatched", [170])
-    send_series(c, "watched", [170])
-    got = wait_alerts(only, None, 1)
-    assert [a["deviceId"] for a in got] == ["watched"], got
-    c.disconnect()
+def sofa(hr):
+    """8 min resting at 70, then 14 min at hr (gradual start)."""
+    return rest(96) + ramp(70, hr) + rest(168, hr)
 
 
-def test_high_hr_flag(vigil_factory, mqtt_sub):
-    v = vigil_factory("--high-hr", "120", "--low-hr", "50")
+def test_per_device_thresholds(vigil_factory, mqtt_sub, tmp_path):
+    cfg = tmp_path / "detect.conf"
+    cfg.write_text("# stricter for one patient\nrest_share = 0.8\n\n[device \"strict\"]\nrest_high_bpm = 100\n")
+    v = vigil_factory("--detect-config", str(cfg))
     sub = mqtt_sub(v, ["alerts/#"])
-    c = v.client("hr-flag")
-    send_series(c, "flag-1", [115, 120, 130, 70, 45])
-    got = wait_alerts(sub, "flag-1", 2)
-    assert [(a["type"], a["value"], a["threshold"]) for a in got] == \
-        [("HIGH_HEART_RATE", 130, 120), ("LOW_HEART_RATE", 45, 50)], got
+    c = v.client("per-dev")
+    samples = sofa(110)
+    t0 = now_ms() - len(samples) * STEP
+    send(c, "strict", samples, t0)
+    send(c, "normal", samples, t0)
+    got = wait_events(sub, lambda e: len(e) >= 1, device="strict", type_="SUSTAINED_HIGH_HR_AT_REST")
+    assert got and got[0]["threshold"] == 100, got
+    assert events(sub, device="normal") == [], events(sub, device="normal")
     c.disconnect()
 
 
-def test_config_file(vigil_factory, mqtt_sub, tmp_path):
+def test_rest_high_flag(vigil_factory, mqtt_sub):
+    v = vigil_factory("--rest-high-bpm", "100")
+    sub = mqtt_sub(v, ["alerts/#"])
+    c = v.client("flag")
+    samples = sofa(110)
+    send(c, "flag-1", samples, now_ms() - len(samples) * STEP)
+    got = wait_events(sub, lambda e: len(e) >= 1, device="flag-1", type_="SUSTAINED_HIGH_HR_AT_REST")
+    assert got and got[0]["threshold"] == 100, got
+    c.disconnect()
+
+
+def test_config_file_sets_rest_threshold(vigil_factory, mqtt_sub, tmp_path):
     cfg = tmp_path / "vigil.conf"
-    cfg.write_text("# thresholds for this test\n\nhigh_hr = 130\n  # indented comment\nlow_hr = 45\n")
+    cfg.write_text("# thresholds for this test\n\nrest_high_bpm = 105\n  # indented comment\n")
     v = vigil_factory("--config", str(cfg))
     sub = mqtt_sub(v, ["alerts/#"])
-    c = v.client("hr-cfg")
-    send_series(c, "cfg-1", [125, 130, 135, 90, 44])
-    got = wait_alerts(sub, "cfg-1", 2)
-    assert [(a["type"], a["value"], a["threshold"]) for a in got] == \
-        [("HIGH_HEART_RATE", 135, 130), ("LOW_HEART_RATE", 44, 45)], got
+    c = v.client("cfg")
+    samples = sofa(110)
+    send(c, "cfg-1", samples, now_ms() - len(samples) * STEP)
+    got = wait_events(sub, lambda e: len(e) >= 1, device="cfg-1", type_="SUSTAINED_HIGH_HR_AT_REST")
+    assert got and got[0]["threshold"] == 105, got
     c.disconnect()
 
 
-def test_bad_config_rejected(vigil_factory, tmp_path):
+@pytest.mark.parametrize("text,why", [
+    ("rest_high_bpm = 151\n", "outside its range"),
+    ("no_such_param = 1\n", "unknown detector parameter"),
+    ("rest_high_bpm = abc\n", "not a number"),
+    ("[device w-1]\n", "must be quoted"),
+    ("[devices \"w\"]\n", "unknown section"),
+    ("rest_high_bpm 120\n", "expected name = value"),
+])
+def test_bad_detect_config_rejected(vigil_factory, tmp_path, text, why):
     cfg = tmp_path / "bad.conf"
-    cfg.write_text("high_hr = not-a-number\n")
-    v = vigil_factory("--config", str(cfg), start=False)
-    for text, why in [("high_hr = not-a-number\n", "a non-numeric high_hr"),
-                      ("no_such_option = 1\n", "an unknown key")]:
-        cfg.write_text(text)
-        try:
-            r = subprocess.run(v.argv(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=5)
-        except subprocess.TimeoutExpired:
-            pytest.fail("vigil serve started with %s in its config file" % why)
-        assert r.returncode != 0, "vigil serve exited 0 with %s in its config file" % why
+    cfg.write_text("# line 1\n" + text)
+    v = vigil_factory("--detect-config", str(cfg), start=False)
+    try:
+        r = subprocess.run(v.argv(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=5)
+    except subprocess.TimeoutExpired:
+        pytest.fail("vigil serve started with a bad detect config (%s)" % why)
+    out = r.stdout.decode(errors="replace")
+    assert r.returncode == 2, out
+    assert "bad.conf:2:" in out and why in out, out
+
+
+def test_bad_rest_flag_rejected(vigil_factory):
+    v = vigil_factory("--rest-high-bpm", "99", start=False)
+    r = subprocess.run(v.argv(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=5)
+    assert r.returncode != 0, r.stdout

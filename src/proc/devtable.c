@@ -1,36 +1,37 @@
-/* devtable.c — per-device detector state keyed by device id (devtable.h).
+/* devtable.c — per-device state keyed by device id (devtable.h).
  *
  * Owns: the table, its entries and the copies of long device ids, all
  * charged to VG_MEM_DETECT, and the checkpoint encoding of the table. Does
- * not own: the detector rule (threshold.c) or the checkpoint file itself
- * (whoever writes the checkpoint frames, checksums and fsyncs our bytes).
+ * not own: the detectors (devstate.c) or the checkpoint file itself
+ * (processor.c frames, checksums and fsyncs our bytes).
  *
  * Layout. The open-addressing table (linear probing, power-of-two capacity,
  * at most 70% full) holds 4-byte slots, each 0 for empty or 1 + the index of
- * an entry in a dense array kept in insertion order. Entries are 48 bytes:
- * the 16-byte detector state, then the id inline when it fits in 31 bytes,
- * else a pointer to a separate copy, then the id's length. Keeping the
- * 48-byte entries out of the sparse table means empty slots cost 4 bytes,
- * not 48, which is what keeps a device near 60 bytes (48 for the entry,
- * about 12 for array slack and slots). Entries are never removed (devices
- * come back), so the dense array has no holes and serialisation walks it in
+ * an entry in a dense array kept in insertion order. An entry is the
+ * vg_devstate_t, then the id inline when it fits in 31 bytes (else a
+ * pointer to a separate copy), then the id's length. Keeping the entries
+ * out of the sparse table means empty slots cost 4 bytes, not an entry.
+ * Entries are never removed (devices come back), so the dense array has no
+ * holes, an entry's index is stable for the table's life (the processor's
+ * timer wheel addresses devices by it) and serialisation walks it in
  * insertion order, which makes checkpoints deterministic.
  *
- * Checkpoint encoding (all integers little-endian), as in devtable.h:
+ * Checkpoint encoding (all integers little-endian):
  *
  *   offset  size     field
  *   0       4        u32 count: number of device records that follow
+ *   4       4        u32 layout: VG_DEVSTATE_LAYOUT of the writer
+ *   8       4        u32 state_size: sizeof(vg_devstate_t) of the writer
  *   then, count times:
  *   +0      2        u16 id_len (0..VG_EVENT_MAX_DEVICE_ID)
  *   +2      id_len   id bytes, not NUL-terminated
- *   +2+n    1        u8 episode (vg_alert_type_t: 0, 1 or 2)
- *   +3+n    4        u32 samples
- *   +7+n    8        i64 last_ts_ms
+ *   +2+n    state_size  the vg_devstate_t bytes as they are in memory
  *
- * A record is therefore 15 + id_len bytes. Nothing follows the last record;
- * restore rejects trailing bytes, duplicate ids, ids over the limit and
- * unknown episode values. */
-#include "detect/devtable.h"
+ * The state is copied verbatim (host byte order: vigil runs on little-endian
+ * x86-64 and arm64); layout + size guard against reading another build's
+ * state. Nothing follows the last record; restore rejects trailing bytes,
+ * duplicate ids and ids over the limit. */
+#include "proc/devtable.h"
 
 #include "core/alloc.h"
 #include "core/hash.h"
@@ -41,19 +42,19 @@
 #include <string.h>
 
 #define INLINE_ID_MAX 31
-#define RECORD_FIXED 15 /* u16 id_len + u8 episode + u32 samples + i64 last_ts_ms */
+#define HEADER 12
 #define MIN_SLOT_BITS 4
 #define MIN_ENTRIES 16
 /* Slot values are 1 + an entry index in 32 bits. */
 #define MAX_DEVICES (UINT32_MAX - 1u)
 
 typedef struct {
-    vg_threshold_state_t st; /* first, so it is 8-byte aligned for callers */
-    char id[INLINE_ID_MAX];  /* the id if len <= INLINE_ID_MAX, else a char * to a vg_malloc'd copy */
-    uint8_t len;             /* VG_EVENT_MAX_DEVICE_ID fits in a byte */
+    vg_devstate_t st;       /* first, so it is 8-byte aligned for callers */
+    char id[INLINE_ID_MAX]; /* the id if len <= INLINE_ID_MAX, else a char * to a vg_malloc'd copy */
+    uint8_t len;            /* VG_EVENT_MAX_DEVICE_ID fits in a byte */
 } entry_t;
 
-_Static_assert(sizeof(entry_t) == 48, "entry_t grew: check the per-device budget in devtable.h");
+_Static_assert(sizeof(entry_t) <= 512 + 32, "entry_t grew: check the per-device budget in devtable.h");
 _Static_assert(VG_EVENT_MAX_DEVICE_ID <= UINT8_MAX, "entry_t.len is a byte");
 _Static_assert(sizeof(char *) <= INLINE_ID_MAX, "a long id's pointer lives in entry_t.id");
 
@@ -139,7 +140,7 @@ static int reserve(vg_devtable_t *t, size_t want)
 
 /* The state for id, creating it if absent; *created says which. NULL on
  * allocation failure or an id longer than VG_EVENT_MAX_DEVICE_ID. */
-static vg_threshold_state_t *lookup(vg_devtable_t *t, const char *id, size_t len, bool *created)
+static vg_devstate_t *lookup(vg_devtable_t *t, const char *id, size_t len, bool *created, uint32_t *index)
 {
     *created = false;
     if (len > VG_EVENT_MAX_DEVICE_ID)
@@ -147,8 +148,10 @@ static vg_threshold_state_t *lookup(vg_devtable_t *t, const char *id, size_t len
     uint32_t hv = id_hash(id, len);
     if (t->slots) {
         uint32_t v = t->slots[probe(t, id, len, hv)];
-        if (v)
+        if (v) {
+            *index = v - 1;
             return &t->entries[v - 1].st;
+        }
     }
 
     char *copy = NULL;
@@ -170,6 +173,7 @@ static vg_threshold_state_t *lookup(vg_devtable_t *t, const char *id, size_t len
     else if (len)
         memcpy(e->id, id, len);
     t->slots[probe(t, id, len, hv)] = (uint32_t)(t->count + 1);
+    *index = (uint32_t)t->count;
     t->count++;
     *created = true;
     return &e->st;
@@ -202,10 +206,38 @@ void vg_devtable_free(vg_devtable_t *t)
     vg_free(t);
 }
 
-vg_threshold_state_t *vg_devtable_get(vg_devtable_t *t, const char *id, size_t len)
+vg_devstate_t *vg_devtable_get(vg_devtable_t *t, const char *id, size_t len, uint32_t *index)
 {
     bool created;
-    return lookup(t, id, len, &created);
+    uint32_t ix = 0;
+    vg_devstate_t *st = lookup(t, id, len, &created, &ix);
+    if (index)
+        *index = ix;
+    return st;
+}
+
+vg_devstate_t *vg_devtable_find(vg_devtable_t *t, const char *id, size_t len, uint32_t *index)
+{
+    if (!t->slots || len > VG_EVENT_MAX_DEVICE_ID)
+        return NULL;
+    uint32_t v = t->slots[probe(t, id, len, id_hash(id, len))];
+    if (!v)
+        return NULL;
+    if (index)
+        *index = v - 1;
+    return &t->entries[v - 1].st;
+}
+
+vg_devstate_t *vg_devtable_at(vg_devtable_t *t, uint32_t index, const char **id, size_t *len)
+{
+    if (index >= t->count)
+        return NULL;
+    entry_t *e = &t->entries[index];
+    if (id)
+        *id = entry_id(e);
+    if (len)
+        *len = e->len;
+    return &e->st;
 }
 
 size_t vg_devtable_count(const vg_devtable_t *t)
@@ -232,23 +264,24 @@ static uint64_t get_le(const uint8_t *p, int nbytes)
 
 int vg_devtable_serialize(const vg_devtable_t *t, uint8_t **out, size_t *out_len)
 {
-    size_t size = 4;
+    size_t size = HEADER;
     for (size_t i = 0; i < t->count; i++)
-        size += RECORD_FIXED + t->entries[i].len;
+        size += 2 + t->entries[i].len + sizeof(vg_devstate_t);
     uint8_t *buf = vg_malloc(VG_MEM_DETECT, size);
     if (!buf)
         return VG_ENOMEM;
 
     uint8_t *p = put_le(buf, t->count, 4);
+    p = put_le(p, VG_DEVSTATE_LAYOUT, 4);
+    p = put_le(p, sizeof(vg_devstate_t), 4);
     for (size_t i = 0; i < t->count; i++) {
         const entry_t *e = &t->entries[i];
         p = put_le(p, e->len, 2);
         if (e->len)
             memcpy(p, entry_id(e), e->len);
         p += e->len;
-        p = put_le(p, e->st.episode, 1);
-        p = put_le(p, e->st.samples, 4);
-        p = put_le(p, (uint64_t)e->st.last_ts_ms, 8);
+        memcpy(p, &e->st, sizeof e->st);
+        p += sizeof e->st;
     }
     *out = buf;
     *out_len = size;
@@ -262,13 +295,18 @@ int vg_devtable_restore(vg_devtable_t *t, const uint8_t *buf, size_t len)
     vg_devtable_t tmp = {0};
     int rc = VG_EMALFORMED;
 
-    if (!buf || len < 4)
+    if (!buf || len < HEADER)
         goto cleanup;
     size_t count = (size_t)get_le(buf, 4);
-    size_t pos = 4;
+    if (get_le(buf + 4, 4) != VG_DEVSTATE_LAYOUT || get_le(buf + 8, 4) != sizeof(vg_devstate_t)) {
+        rc = VG_EPROTO;
+        goto cleanup;
+    }
+    size_t pos = HEADER;
+    const size_t fixed = 2 + sizeof(vg_devstate_t);
     /* Check the claimed count against the bytes present before sizing
      * anything by it. */
-    if (count > (len - pos) / RECORD_FIXED)
+    if (count > (len - pos) / fixed)
         goto cleanup;
     if (count && reserve(&tmp, count) != VG_OK) {
         rc = VG_ENOMEM;
@@ -280,25 +318,21 @@ int vg_devtable_restore(vg_devtable_t *t, const uint8_t *buf, size_t len)
             goto cleanup;
         size_t id_len = (size_t)get_le(buf + pos, 2);
         pos += 2;
-        if (id_len > VG_EVENT_MAX_DEVICE_ID || len - pos < id_len + (RECORD_FIXED - 2))
+        if (id_len > VG_EVENT_MAX_DEVICE_ID || len - pos < id_len + sizeof(vg_devstate_t))
             goto cleanup;
         const char *id = (const char *)buf + pos;
         pos += id_len;
-        uint8_t episode = buf[pos];
-        if (episode > VG_ALERT_LOW_HEART_RATE)
-            goto cleanup;
         bool created;
-        vg_threshold_state_t *st = lookup(&tmp, id, id_len, &created);
+        uint32_t ix;
+        vg_devstate_t *st = lookup(&tmp, id, id_len, &created, &ix);
         if (!st) {
             rc = VG_ENOMEM;
             goto cleanup;
         }
         if (!created)
             goto cleanup; /* the same device twice: not something we wrote */
-        st->episode = episode;
-        st->samples = (uint32_t)get_le(buf + pos + 1, 4);
-        st->last_ts_ms = (int64_t)get_le(buf + pos + 5, 8);
-        pos += RECORD_FIXED - 2;
+        memcpy(st, buf + pos, sizeof *st);
+        pos += sizeof(vg_devstate_t);
     }
     if (pos != len)
         goto cleanup;

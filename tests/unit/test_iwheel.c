@@ -1,0 +1,173 @@
+/* test_iwheel.c — the index-addressed timer wheel (src/core/iwheel.c):
+ * firing at deadlines, lazy rescheduling past the horizon, removal from
+ * anywhere in a slot list, long stalls, and a randomized model check
+ * against a plain array of deadlines. */
+#include "core/alloc.h"
+#include "core/err.h"
+#include "core/iwheel.h"
+#include "vt.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+
+typedef struct {
+    vg_iwheel_t *w;
+    int64_t now;
+    int fired;
+    int64_t *want; /* model: deadline per index, INT64_MAX = none */
+    int late;      /* fired before its deadline (model check) */
+} ctx_t;
+
+static void on_due(void *arg, uint32_t idx)
+{
+    ctx_t *c = arg;
+    c->fired++;
+    if (c->want) {
+        if (c->want[idx] > c->now)
+            c->late++;
+        c->want[idx] = INT64_MAX;
+    }
+}
+
+static void test_fires_at_deadline(void)
+{
+    vg_iwheel_t w;
+    VT_REQUIRE(vg_iwheel_init(&w, 16, 10) == VG_OK);
+    VT_REQUIRE(vg_iwheel_reserve(&w, 4) == VG_OK);
+    ctx_t c = {&w, 0, 0, NULL, 0};
+    vg_iwheel_advance(&w, 1000, on_due, &c); /* sets the clock */
+    vg_iwheel_add(&w, 0, 1050);
+    vg_iwheel_add(&w, 1, 1050);
+    vg_iwheel_add(&w, 2, 1200);
+    VT_CHECK(vg_iwheel_linked(&w, 0));
+    c.now = 1049;
+    vg_iwheel_advance(&w, c.now, on_due, &c);
+    VT_EQ_INT(c.fired, 0);
+    c.now = 1050;
+    vg_iwheel_advance(&w, c.now, on_due, &c);
+    VT_EQ_INT(c.fired, 2);
+    VT_CHECK(!vg_iwheel_linked(&w, 0));
+    VT_CHECK(vg_iwheel_linked(&w, 2));
+    c.now = 1300;
+    vg_iwheel_advance(&w, c.now, on_due, &c);
+    VT_EQ_INT(c.fired, 3);
+    VT_EQ_INT(w.linked, 0);
+    vg_iwheel_deinit(&w);
+}
+
+static void test_beyond_horizon(void)
+{
+    vg_iwheel_t w;
+    VT_REQUIRE(vg_iwheel_init(&w, 8, 10) == VG_OK); /* 80 ms horizon */
+    VT_REQUIRE(vg_iwheel_reserve(&w, 1) == VG_OK);
+    ctx_t c = {&w, 0, 0, NULL, 0};
+    vg_iwheel_advance(&w, 0, on_due, &c);
+    vg_iwheel_add(&w, 0, 1000);
+    for (c.now = 0; c.now < 1000; c.now += 5) {
+        vg_iwheel_advance(&w, c.now, on_due, &c);
+        VT_EQ_INT(c.fired, 0);
+    }
+    c.now = 1000;
+    vg_iwheel_advance(&w, c.now, on_due, &c);
+    VT_EQ_INT(c.fired, 1);
+    vg_iwheel_deinit(&w);
+}
+
+static void test_remove_anywhere(void)
+{
+    vg_iwheel_t w;
+    VT_REQUIRE(vg_iwheel_init(&w, 4, 10) == VG_OK);
+    VT_REQUIRE(vg_iwheel_reserve(&w, 3) == VG_OK);
+    ctx_t c = {&w, 0, 0, NULL, 0};
+    vg_iwheel_advance(&w, 0, on_due, &c);
+    /* all three in one slot: head, middle, tail */
+    vg_iwheel_add(&w, 0, 20);
+    vg_iwheel_add(&w, 1, 20);
+    vg_iwheel_add(&w, 2, 20);
+    vg_iwheel_remove(&w, 1); /* middle */
+    vg_iwheel_remove(&w, 2); /* head (added last) */
+    vg_iwheel_remove(&w, 2); /* twice: harmless */
+    VT_EQ_INT(w.linked, 1);
+    c.now = 25;
+    vg_iwheel_advance(&w, c.now, on_due, &c);
+    VT_EQ_INT(c.fired, 1);
+    /* a deadline already past goes to the next slot processed */
+    vg_iwheel_add(&w, 1, 3);
+    vg_iwheel_remove(&w, 1);
+    VT_EQ_INT(w.linked, 0);
+    vg_iwheel_add(&w, 1, 3);
+    c.now = 35;
+    vg_iwheel_advance(&w, c.now, on_due, &c);
+    VT_EQ_INT(c.fired, 2);
+    vg_iwheel_deinit(&w);
+}
+
+static void test_long_stall(void)
+{
+    vg_iwheel_t w;
+    VT_REQUIRE(vg_iwheel_init(&w, 8, 10) == VG_OK);
+    VT_REQUIRE(vg_iwheel_reserve(&w, 20) == VG_OK);
+    ctx_t c = {&w, 0, 0, NULL, 0};
+    vg_iwheel_advance(&w, 0, on_due, &c);
+    for (uint32_t i = 0; i < 20; i++)
+        vg_iwheel_add(&w, i, (int64_t)i * 7);
+    c.now = 10000000;
+    vg_iwheel_advance(&w, c.now, on_due, &c);
+    VT_EQ_INT(c.fired, 20);
+    vg_iwheel_deinit(&w);
+}
+
+/* Random adds, removes, re-adds and clock jumps against a model: every
+ * deadline fires exactly once, never early, and no later than one tick
+ * after the clock passes it. */
+static void test_model(void)
+{
+    enum { N = 300 };
+    vg_iwheel_t w;
+    VT_REQUIRE(vg_iwheel_init(&w, 64, 7) == VG_OK);
+    VT_REQUIRE(vg_iwheel_reserve(&w, N) == VG_OK);
+    int64_t want[N];
+    for (int i = 0; i < N; i++)
+        want[i] = INT64_MAX;
+    ctx_t c = {&w, 1000, 0, want, 0};
+    vg_iwheel_advance(&w, c.now, on_due, &c);
+    uint64_t rng = 42;
+    int missed = 0;
+    for (int step = 0; step < 20000; step++) {
+        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+        uint32_t r = (uint32_t)(rng >> 33);
+        uint32_t i = r % N;
+        switch ((r >> 12) % 4) {
+        case 0:
+        case 1:
+            if (want[i] == INT64_MAX) {
+                want[i] = c.now + (int64_t)((r >> 16) % 2000);
+                vg_iwheel_add(&w, i, want[i]);
+            }
+            break;
+        case 2:
+            vg_iwheel_remove(&w, i);
+            want[i] = INT64_MAX;
+            break;
+        default:
+            c.now += (int64_t)((r >> 16) % ((r & 1) ? 30 : 900));
+            vg_iwheel_advance(&w, c.now, on_due, &c);
+            for (int k = 0; k < N; k++)
+                if (want[k] != INT64_MAX && want[k] + 7 <= c.now - 7)
+                    missed++;
+        }
+    }
+    VT_EQ_INT(c.late, 0);
+    VT_EQ_INT(missed, 0);
+    vg_iwheel_deinit(&w);
+}
+
+int main(void)
+{
+    VT_RUN(test_fires_at_deadline);
+    VT_RUN(test_beyond_horizon);
+    VT_RUN(test_remove_anywhere);
+    VT_RUN(test_long_stall);
+    VT_RUN(test_model);
+    return VT_DONE();
+}
