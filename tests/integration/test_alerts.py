@@ -336,3 +336,27 @@ def test_bad_rest_flag_rejected(vigil_factory):
     v = vigil_factory("--rest-high-bpm", "99", start=False)
     r = subprocess.run(v.argv(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=5)
     assert r.returncode != 0, r.stdout
+
+
+def test_acknowledge_over_http(vigil, mqtt_sub):
+    """The HTTP publish endpoint reaches the same control topic: 200 once the
+    ACKNOWLEDGED event is durable."""
+    import http.client
+    import urllib.parse
+    sub = mqtt_sub(vigil, ["alerts/#", ACK_TOPIC + "/result"])
+    c = vigil.client("ack-http")
+    samples = rest(12) + [(31, 0)] * 10
+    send(c, "ack-h", samples, now_ms() - (len(samples) + 30) * STEP)
+    op = wait_events(sub, lambda e: len(e) >= 1, device="ack-h", type_="EXTREME_LOW_HR")[0]
+    conn = http.client.HTTPConnection(vigil.host, vigil.http_port, timeout=10)
+    body = dumps({"alertId": op["alertId"], "deviceId": "ack-h", "by": "dashboard"})
+    conn.request("POST", "/topics/" + urllib.parse.quote(ACK_TOPIC, safe="") + "?qos=1", body=body,
+                 headers={"Content-Type": "application/json"})
+    r = conn.getresponse()
+    assert r.status == 200, (r.status, r.read())
+    r.read()
+    conn.close()
+    # durable before the 200: the record is already in the stream
+    acks = [x["data"] for x in vigil.stream_tail("alerts") if x["data"]["event"] == "ACKNOWLEDGED"]
+    assert len(acks) == 1 and acks[0]["alertId"] == op["alertId"] and acks[0]["ack"]["by"] == "dashboard", acks
+    c.disconnect()

@@ -11,8 +11,11 @@ One scenario (module fixture) runs once:
 The tests then check different promises against what the scenario recorded.
 
 Episodes are computed from what the telemetry stream holds (in per-shard
-sequence order), which is the input the detector saw: a sample > 140 whose
-device's previous stored sample was not > 140 opens an episode.
+sequence order), which is the input the detector saw, with the extreme-value
+rule: a run of samples > 180 bpm opens an EXTREME_HIGH_HR alert at the first
+sample 30 s (event time) after the run's first; the first sample <= 175
+resolves it. Other alert types (e.g. the sudden jump into a run) are not
+modelled here and are ignored, except that no event may be stored twice.
 """
 
 import collections
@@ -24,16 +27,20 @@ import time
 import pytest
 
 from vigiltest import (TELEMETRY_TOPIC, Closed, RawClient, VigilServer, dumps, now_ms, paho_client,
-                       telemetry)
+                       parse_iso_ms, telemetry)
 
-HIGH = 140
+HIGH = 180
+CLEAR = 175
+SUSTAIN_MS = 30000
+TYPE = "EXTREME_HIGH_HR"
 THREADS = 4
 DEVICES_PER_THREAD = 20
 LOAD_SECONDS = 2.5
 
 
 def hr_for(i):
-    return 150 if i % 7 in (2, 3) else 70
+    """36 samples (1 s apart) of 190 bpm in every 80: one episode each."""
+    return 190 if 20 <= i % 80 < 56 else 70 + (i % 3)
 
 
 class Publisher(threading.Thread):
@@ -78,7 +85,7 @@ class Publisher(threading.Thread):
                 dev = self.devices[n % len(self.devices)]
                 i = self.samples[dev]
                 seq = self.t * 1000000 + n
-                payload = dumps(telemetry(dev, hr_for(i), steps=i, ts=self.base_ts + i * 1000, seq=seq))
+                payload = dumps(telemetry(dev, hr_for(i), steps=0, ts=self.base_ts + i * 1000, seq=seq))
                 info = c.publish(TELEMETRY_TOPIC, payload, qos=1)
                 if info.rc != 0:
                     break
@@ -135,21 +142,35 @@ def connect_subscriber_asap(server, timeout=15.0):
 
 
 def episodes(telemetry_recs):
-    """{(shard, seq) of an episode's first sample: (device, episode index)}
-    from the stored telemetry, plus all episodes per device."""
+    """{(shard, seq) of the sample that opens an episode: (device, episode
+    index)} from the stored telemetry (the extreme rule above), plus the
+    records per device."""
     by_dev = collections.defaultdict(list)
     for r in sorted(telemetry_recs, key=lambda r: (r["shard"], r["seq"])):
         by_dev[r["key"]].append(r)
     starts = {}
     for dev, recs in by_dev.items():
-        inside, k = False, 0
+        run_ts, active, k = None, False, 0
         for r in recs:
-            hr = r["data"]["heartRate"]
-            if hr > HIGH and not inside:
-                starts[(r["shard"], r["seq"])] = (dev, k)
-                k += 1
-            inside = hr > HIGH
+            hr, ts = r["data"]["heartRate"], parse_iso_ms(r["data"]["timestamp"])
+            if active:
+                if hr <= CLEAR:
+                    active, run_ts = False, None
+                continue
+            if hr > HIGH:
+                run_ts = ts if run_ts is None else run_ts
+                if ts - run_ts >= SUSTAIN_MS:
+                    starts[(r["shard"], r["seq"])] = (dev, k)
+                    k += 1
+                    active = True
+            else:
+                run_ts = None
     return starts, by_dev
+
+
+def opens(records):
+    """The EXTREME_HIGH_HR OPEN events among alert dicts."""
+    return [a for a in records if a.get("type") == TYPE and a.get("event") == "OPEN"]
 
 
 class Scenario:
@@ -219,12 +240,12 @@ def crash(tmp_path_factory):
         c = server.client("crash-after")
         sc.new_device = "after-crash-new"
         items = [(TELEMETRY_TOPIC, dumps(telemetry(sc.new_device, hr, ts=base_ts + k * 1000)))
-                 for k, hr in enumerate([70, 150, 155])]
+                 for k, hr in enumerate([70] * 5 + [195] * 35 + [70])]
         old_devices = pubs[0].devices[:10]
         for dev in old_devices:
             i = pubs[0].samples[dev]
-            for k, hr in enumerate([150, 70, 150]):
-                items.append((TELEMETRY_TOPIC, dumps(telemetry(dev, hr, steps=1, ts=base_ts + (i + 1 + k) * 1000,
+            for k, hr in enumerate([192] * 35 + [70] * 3):
+                items.append((TELEMETRY_TOPIC, dumps(telemetry(dev, hr, steps=0, ts=base_ts + (i + 1 + k) * 1000,
                                                                post=k))))
         c.publish_many(items)
         c.disconnect()
@@ -236,9 +257,12 @@ def crash(tmp_path_factory):
         while time.monotonic() < deadline:
             tel = server.stream_tail("telemetry")
             al = server.stream_tail("alerts")
-            if len(al) >= len(episodes(tel)[0]):
+            if len(opens(r["data"] for r in al)) >= len(episodes(tel)[0]):
                 break
             time.sleep(0.3)
+        while time.monotonic() < deadline and not [a for a in post.alerts if a["deviceId"] == sc.new_device
+                                                    and a["type"] == TYPE and a["event"] == "RESOLVED"]:
+            time.sleep(0.1)
         time.sleep(1.0)
         post.stop.set()
         post.join(2)
@@ -294,18 +318,20 @@ def test_seqs_dense_after_crash(crash):
         assert seqs == list(range(1, len(seqs) + 1)), "shard %d seqs have gaps/dups after recovery" % s
 
 
-def test_alert_ids_unique(crash):
-    ids = collections.Counter(r["data"]["alertId"] for r in crash.alerts)
-    assert not [i for i, n in ids.items() if n > 1], "duplicate alertIds: %r" % [i for i, n in ids.items() if n > 1]
+def test_alert_events_stored_once(crash):
+    ids = collections.Counter(r["data"]["eventId"] for r in crash.alerts)
+    dup = [i for i, n in ids.items() if n > 1]
+    assert not dup, "alert events stored twice: %r" % dup
+    # one alert = one OPEN, whatever its type
+    per_alert = collections.Counter(r["data"]["alertId"] for r in crash.alerts if r["data"]["event"] == "OPEN")
+    assert not [i for i, n in per_alert.items() if n > 1]
 
 
 def test_one_alert_per_episode(crash):
     starts, _ = episodes(crash.telemetry)
     seen = {}
-    shard_of = {r["key"]: r["shard"] for r in crash.telemetry}
-    for r in crash.alerts:
-        a = r["data"]
-        key = (a.get("shard", shard_of.get(a["deviceId"])), a["seq"])
+    for a in opens(r["data"] for r in crash.alerts):
+        key = (a["shard"], a["seq"])
         assert key in starts, "alert %r does not point at the first sample of an episode" % a
         assert starts[key][0] == a["deviceId"]
         assert key not in seen, "two alerts for one episode: %r and %r" % (seen[key], a)
@@ -314,38 +340,34 @@ def test_one_alert_per_episode(crash):
 
 def test_every_stored_episode_alerted(crash):
     starts, _ = episodes(crash.telemetry)
-    shard_of = {r["key"]: r["shard"] for r in crash.telemetry}
-    alerted = {(r["data"].get("shard", shard_of.get(r["data"]["deviceId"])), r["data"]["seq"]) for r in crash.alerts}
+    alerted = {(a["shard"], a["seq"]) for a in opens(r["data"] for r in crash.alerts)}
     lost = [starts[k] for k in starts if k not in alerted]
     assert not lost, "%d of %d stored episodes never alerted (after restart), e.g. %r" % (
         len(lost), len(starts), lost[:10])
 
 
 def test_no_old_alert_reemitted_on_mqtt(crash):
-    old_ids = {r["data"]["alertId"] for r in crash.alerts_before}
-    old_eps = {(r["data"].get("shard"), r["data"]["seq"]) for r in crash.alerts_before}
-    again = [a for a in crash.mqtt_after if a["alertId"] in old_ids or (a.get("shard"), a["seq"]) in old_eps]
+    old_ids = {r["data"]["eventId"] for r in crash.alerts_before}
+    again = [a for a in crash.mqtt_after if a["eventId"] in old_ids]
     assert not again, "%d alerts from before the crash re-emitted on MQTT after restart, e.g. %r" % (
         len(again), again[:3])
 
 
 def test_processing_resumes_after_restart(crash):
-    new = [a for a in crash.mqtt_after if a["deviceId"] == crash.new_device]
-    assert len(new) == 1 and new[0]["type"] == "HIGH_HEART_RATE" and new[0]["value"] == 150, \
-        "expected one alert for the new device after restart, got %r" % new
+    new = [a for a in crash.mqtt_after if a["deviceId"] == crash.new_device and a["type"] == TYPE]
+    assert [a["event"] for a in new] == ["OPEN", "RESOLVED"] and new[0]["value"] == 195, \
+        "expected one alert (OPEN, RESOLVED) for the new device after restart, got %r" % new
     assert [r for r in crash.alerts if r["data"]["deviceId"] == crash.new_device]
 
-    # Old devices: [150, 70, 150] after the restart. The first 150 opens an
-    # episode only if the device's previous stored sample was not high; the
-    # second always does.
-    _, by_dev = episodes(crash.telemetry)
+    # Old devices: 35 samples of 192 then 70s after the restart. Whether and
+    # where that opens an episode depends on the stored samples before it
+    # (a run in progress at the kill continues): the model decides.
+    starts, by_dev = episodes(crash.telemetry)
     for dev in crash.old_devices:
         recs = by_dev[dev]
-        post = [i for i, r in enumerate(recs) if "post" in r["data"]]
-        assert len(post) == 3, "post-restart samples of %s not stored exactly once" % dev
-        prev_high = post[0] > 0 and recs[post[0] - 1]["data"]["heartRate"] > HIGH
-        want = [recs[post[2]]["seq"]] if prev_high else [recs[post[0]]["seq"], recs[post[2]]["seq"]]
-        got = sorted(a["seq"] for a in crash.mqtt_after if a["deviceId"] == dev and a["seq"] in
-                     {recs[i]["seq"] for i in post})
-        assert got == want, "%s after restart: alerts at seqs %r, expected %r (previous sample high: %s)" % (
-            dev, got, want, prev_high)
+        post = {r["seq"] for r in recs if "post" in r["data"]}
+        assert len(post) == 38, "post-restart samples of %s not stored exactly once" % dev
+        shard = recs[0]["shard"]
+        want = sorted(seq for (sh, seq), (d, _) in starts.items() if d == dev and seq in post)
+        got = sorted(a["seq"] for a in opens(crash.mqtt_after) if a["deviceId"] == dev and a["seq"] in post)
+        assert got == want, "%s after restart: OPENs at seqs %r, expected %r (shard %d)" % (dev, got, want, shard)

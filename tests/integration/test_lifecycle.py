@@ -43,11 +43,13 @@ def test_sigterm_exit_0_and_restart_keeps_everything(vigil):
         for d in range(25):
             items.append((TELEMETRY_TOPIC, dumps(telemetry("life-%d" % d, 70 + n, ts=base + n * 1000, n=n))))
     items += [(TELEMETRY_TOPIC, "nope"), (TELEMETRY_TOPIC, "[]"), (TELEMETRY_TOPIC, "{}")]
-    items.append((TELEMETRY_TOPIC, dumps(telemetry("life-0", 180, ts=base + 10000))))
+    # 35 s above 180 bpm: an EXTREME_HIGH_HR alert
+    items += [(TELEMETRY_TOPIC, dumps(telemetry("life-0", 190, ts=base + 10500 + k * 5000))) for k in range(8)]
     c.publish_many(items)
-    assert wait_for(lambda: vigil.stream_tail("alerts")), "no alert for life-0's 180 bpm"
+    assert wait_for(lambda: [r for r in vigil.stream_tail("alerts") if r["data"]["type"] == "EXTREME_HIGH_HR"]), \
+        "no alert for life-0's 190 bpm"
     tel, dl, al = vigil.stream_tail("telemetry"), vigil.stream_tail("deadletter"), vigil.stream_tail("alerts")
-    assert len(tel) == 101 and len(dl) == 3 and len(al) == 1
+    assert len(tel) == 108 and len(dl) == 3 and len(al) >= 1
 
     # Clients still connected at shutdown must not prevent a clean exit.
     idle = vigil.client("idle-at-shutdown")
@@ -270,11 +272,11 @@ def test_cli_help_and_bad_flags(tmp_path):
     assert r.returncode == 0, r.stdout
     text = r.stdout.decode()
     for flag in ("--listen", "--data-dir", "--config", "--shards", "--fsync", "--max-packet-size",
-                 "--max-connections", "--high-hr", "--low-hr", "--connect-timeout-ms", "--stats-interval-ms",
+                 "--max-connections", "--rest-high-bpm", "--rest-low-bpm", "--detect-config", "--connect-timeout-ms", "--stats-interval-ms",
                  "--log-level", "--telemetry-topic", "--workers"):
         assert flag in text, "serve --help does not mention %s" % flag
     for bad in (["--no-such-flag"], ["--fsync", "sometimes"], ["--listen", "nonsense"], ["--shards", "0"],
-                ["--high-hr", "abc"]):
+                ["--rest-high-bpm", "abc"], ["--rest-high-bpm", "99"]):
         try:
             r = subprocess.run([VIGIL, "serve", "--data-dir", str(tmp_path / "d")] + bad, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, timeout=5)
