@@ -190,9 +190,17 @@ void vg_simdev_next(vg_simdev_t *d, const vg_simdev_cfg_t *cfg, int64_t now_ms, 
         dt = 60.0;
     d->last_ts_ms = ts;
 
-    /* Activity bouts and the heart rate following them. */
+    /* Activity bouts and the heart rate following them. A device sending
+     * too fast to report a step plausibly stays at rest (see
+     * VG_SIMDEV_MOVE_MIN_INTERVAL_S), from its first sample on. */
     d->bout_left_s -= (float)dt;
-    if (d->bout_left_s <= 0) {
+    if (cfg->interval_s < VG_SIMDEV_MOVE_MIN_INTERVAL_S) {
+        if (d->activity != VG_SIMDEV_REST) {
+            d->activity = VG_SIMDEV_REST;
+            d->steps_acc = 0;
+            d->hr = (float)target_hr(d);
+        }
+    } else if (d->bout_left_s <= 0) {
         d->activity = (uint8_t)next_activity(&d->rng, d->activity);
         d->bout_left_s = bout_length(&d->rng, d->activity);
         if (d->activity == VG_SIMDEV_REST)

@@ -20,7 +20,10 @@
  *                                          changes in the same sample;
  *   flatline (identical HR for 10 min over >= 20 samples)
  *                                          no value repeats more than
- *                                          VG_SIMDEV_MAX_SAME times in a row.
+ *                                          VG_SIMDEV_MAX_SAME times in a row;
+ *   impossible values (> 400 steps/min)    a sample carries at most ~3.3 steps
+ *                                          a second, and devices sending faster
+ *                                          than every 0.25 s stay at rest.
  * An injected episode does trip other detectors too (the jump into it is a
  * sudden change); the ledger counts those as secondary, not false.
  *
@@ -57,6 +60,12 @@
 #define VG_SIMDEV_EPISODE_MIN 4  /* samples */
 #define VG_SIMDEV_SUSTAIN_S 30.0 /* the server's extreme_sustain_s default */
 #define VG_SIMDEV_MAX_SAME 12    /* normal samples in a row with one heart rate, at most */
+/* Below this interval devices never walk or run: one step in a sample less
+ * than 0.15 s long is more than the 400 steps/min the server's quality
+ * detector believes (SENSOR_IMPOSSIBLE_VALUE), and hiding the steps instead
+ * would make the heart rate's rise with exercise look unexplained
+ * (SUDDEN_HR_CHANGE). Load tests at such rates get a resting fleet. */
+#define VG_SIMDEV_MOVE_MIN_INTERVAL_S 0.25
 
 typedef enum { VG_SIMDEV_REST = 0, VG_SIMDEV_WALK = 1, VG_SIMDEV_RUN = 2 } vg_simdev_activity_t;
 typedef enum { VG_SIMDEV_NORMAL = 0, VG_SIMDEV_HIGH = 1, VG_SIMDEV_LOW = 2 } vg_simdev_anomaly_t;

@@ -79,7 +79,7 @@ static void usage(FILE *f)
                "  --connect HOST:PORT   broker address (default 127.0.0.1:1883)\n"
                "  --devices N           devices (default 1000)\n"
                "  --interval S          seconds between events per device (default 5)\n"
-               "  --duration S          seconds of sending (default 30)\n"
+               "  --duration S          seconds of sending (default 60: room for anomaly episodes)\n"
                "  --qos 0|1             QoS of the events (default 1)\n"
                "  --anomaly-rate R      probability per device per minute of an anomaly episode (default 0.05)\n"
                "  --extreme-sustain S   the server's extreme_sustain_s: an episode (185-200 or 28-33 bpm)\n"
@@ -190,7 +190,7 @@ static int parse_opts(int argc, char **argv, opts_t *o)
     *o = (opts_t){
         .devices = 1000,
         .interval_s = 5,
-        .duration_s = 30,
+        .duration_s = 60,
         .anomaly_rate = 0.05,
         .drain_s = 3,
         .sustain_s = VG_SIMDEV_SUSTAIN_S,

@@ -138,6 +138,7 @@ typedef struct {
     uint64_t lost_qos0;
     uint8_t *rbuf;
     bool devs_ready; /* dev[] initialised (fd = -1 ...) */
+    bool lifecycle;  /* an alert with an "event" arrived: detections will be RESOLVED too */
     int warned_socket, warned_bind, warned_connack, warned_eps;
 } worker_t;
 
@@ -813,6 +814,8 @@ static void on_alert(worker_t *w, const vg_mqtt_publish_t *p)
     }
     w->c.alerts_received++;
     vg_simledger_alert_t a = {.event = alert_event(&f[F_EVENT]), .alert_id = alert_id(&f[F_ALERT])};
+    if (f[F_EVENT].key)
+        w->lifecycle = true;
     if (a.event != VG_SIMLEDGER_EV_OPEN) {
         uint64_t unused;
         if (!quality_alert(&f[F_CATEGORY], type) && etime && vg_json_int64(etime, &a.ts_ms) == VG_OK &&
@@ -1075,8 +1078,10 @@ static void step_phase(worker_t *w)
             enter_drain(w, nothing_left ? 0.0 : w->cfg->drain_s);
     }
     if (w->phase == PH_DRAIN) {
-        bool quiet =
-            w->inflight_total == 0 && w->n_want_out == 0 && (w->c.detected == w->c.injected || w->sub.state != ST_UP);
+        /* With the alert lifecycle, the RESOLVED of the last detections
+         * is worth the wait too (it follows the episode's last sample). */
+        bool alerts_in = w->c.detected == w->c.injected && (!w->lifecycle || w->c.resolved == w->c.detected);
+        bool quiet = w->inflight_total == 0 && w->n_want_out == 0 && (alerts_in || w->sub.state != ST_UP);
         if (w->now >= w->drain_end || quiet)
             w->phase = PH_DONE;
     }

@@ -188,8 +188,9 @@ static void test_hist_encode(void)
 
 static void test_device_normal_range(void)
 {
-    static const double intervals[] = {0.0005, 1, 5, 60};
+    static const double intervals[] = {0.0005, 0.2, 0.25, 1, 5, 60};
     int rest_steps_ok = 1, in_range = 1, no_anomaly = 1, steps_nonneg = 1, moved = 0, longest_same = 0;
+    int fast_rests = 1, plausible_steps = 1;
     for (size_t k = 0; k < sizeof intervals / sizeof intervals[0]; k++) {
         vg_simdev_cfg_t cfg;
         vg_simdev_cfg_init(&cfg, intervals[k], 0.0);
@@ -198,6 +199,7 @@ static void test_device_normal_range(void)
             vg_simdev_init(&d, 7, dev);
             int64_t t = 1764100800000;
             int first = -1, prev = -1, same = 0;
+            int64_t prev_ts = 0;
             for (int i = 0; i < 3000; i++) {
                 vg_simdev_sample_t s;
                 t += (int64_t)(intervals[k] * 1000);
@@ -208,6 +210,13 @@ static void test_device_normal_range(void)
                     no_anomaly = 0;
                 if (s.activity == VG_SIMDEV_REST && s.steps != 0)
                     rest_steps_ok = 0;
+                /* too fast to report a step plausibly: a resting fleet */
+                if (intervals[k] < VG_SIMDEV_MOVE_MIN_INTERVAL_S && (s.steps || s.activity != VG_SIMDEV_REST))
+                    fast_rests = 0;
+                /* never more than the server's 400 steps/min */
+                if (i && (double)s.steps * 60000.0 / (double)(s.ts_ms - prev_ts) > 400.0)
+                    plausible_steps = 0;
+                prev_ts = s.ts_ms;
                 if (s.steps < 0)
                     steps_nonneg = 0;
                 if (first < 0)
@@ -225,6 +234,8 @@ static void test_device_normal_range(void)
     VT_CHECK(no_anomaly);
     VT_CHECK(rest_steps_ok);
     VT_CHECK(steps_nonneg);
+    VT_CHECK(fast_rests);
+    VT_CHECK(plausible_steps);
     VT_CHECK(moved); /* it is a random walk, not a constant */
     /* The server's flatline detector wants 20 identical samples; at 0.5 ms
      * intervals the walk alone would repeat a value thousands of times. */
