@@ -2,11 +2,11 @@
 # demo.sh — `make demo`: run the pipeline on its embedded defaults with a
 # simulated fleet of 1,000 wearables (with injected anomalies), show live
 # progress and alerts as they arrive, then the simulator's report.
-#   DEMO_DEVICES (1000), DEMO_DURATION seconds (60), DEMO_PORT (1883), DEMO_DATA (./data/demo)
+#   DEMO_DEVICES (1000), DEMO_DURATION seconds (90), DEMO_PORT (1883), DEMO_DATA (./data/demo)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 devices=${DEMO_DEVICES:-1000}
-duration=${DEMO_DURATION:-60}
+duration=${DEMO_DURATION:-90}
 port=${DEMO_PORT:-1883}
 data=${DEMO_DATA:-./data/demo}
 vigil=./build/vigil
@@ -65,10 +65,12 @@ MSG
 # (process substitution, so that $! is mosquitto_sub itself and the cleanup
 # stops it; sed ends when its input closes)
 mosquitto_sub -h 127.0.0.1 -p "$port" -t 'alerts/#' -q 1 2>/dev/null \
-    > >(sed -u -E 's/.*"deviceId":"([^"]*)".*"type":"([^"]*)".*"value":([0-9.]+).*/  ALERT \2 \1 bpm=\3/') &
+    > >(sed -u -E 's/.*"event":"([^"]*)".*"deviceId":"([^"]*)".*"type":"([^"]*)".*"severity":"([^"]*)".*"value":([-0-9.e]+).*/  ALERT \1 \3 \2 \4 value=\5/') &
 alerts_pid=$!
 
-"$vigil" sim --connect 127.0.0.1:"$port" --devices "$devices" --interval 5 --duration "$duration" \
+# One event every 2 s per device: an extreme-value episode must last 30 s of
+# event time to be an alert, and at 2 s there is room for many in a minute.
+"$vigil" sim --connect 127.0.0.1:"$port" --devices "$devices" --interval 2 --duration "$duration" \
     --qos 1 --anomaly-rate 0.2 --seed 42
 echo
 echo "demo finished; the streams stay in $data (try: $vigil stream ls --data-dir $data)"
