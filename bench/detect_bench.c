@@ -19,9 +19,10 @@
  * inline in the table, as the sim's ids), one event every 5 s each. Most
  * sit still (no steps: at rest after 5 minutes), every 64th runs, 1 in 50
  * samples has a few steps, heart rates follow a symmetric random walk with
- * a rare one-sample spike, and three small groups carry real anomalies
+ * a rare one-sample spike, and four small groups carry real anomalies
  * (sustained high heart rate at rest, an extreme episode that ends, a
- * sudden jump), so that the lifecycle opens, updates and resolves alerts.
+ * sudden jump, a minute of silence: a data gap found by the wheel), so that
+ * the lifecycle opens, updates and resolves alerts and ticks run.
  * Each round (one event per device) visits the devices in a fresh random
  * order, as interleaved traffic does, so the state of a device is not in
  * cache because its neighbour's was. The events of a round are generated
@@ -211,7 +212,7 @@ int main(int argc, char **argv)
     vg_detect_cfg_default(&cfg);
     bench_t b = {.cfg = &cfg};
 
-    char (*ids)[ID_CAP] = malloc((size_t)devices * ID_CAP);
+    char *ids = malloc((size_t)devices * ID_CAP); /* ID_CAP bytes per device */
     uint8_t *idlen = malloc(devices);
     float *hr = malloc((size_t)devices * sizeof *hr);
     uint32_t *order = malloc((size_t)devices * sizeof *order);
@@ -221,7 +222,7 @@ int main(int argc, char **argv)
         return 1;
     }
     for (uint32_t d = 0; d < devices; d++) {
-        idlen[d] = (uint8_t)snprintf(ids[d], ID_CAP, "wearable-%07u", d);
+        idlen[d] = (uint8_t)snprintf(ids + (size_t)d * ID_CAP, ID_CAP, "wearable-%07u", d);
         hr[d] = 60.0f + (float)(d % 20);
         order[d] = d;
     }
@@ -239,9 +240,15 @@ int main(int argc, char **argv)
     int64_t t0 = 1767571200000; /* 2026-01-05 00:00 UTC */
     uint64_t seq = 1;
     b.now_ms = t0;
+    /* Start the wheel at the first stream time. Without this, the first add
+     * sets the wheel's clock to that device's deadline (t0 + offline_after_s)
+     * and every earlier deadline waits until then: no gap would be seen by
+     * tick for the first 15 minutes. (processor.c adds before it first
+     * advances, so it has that delay after each start.) */
+    vg_iwheel_advance(&b.wheel, t0, on_deadline, &b);
     for (uint32_t d = 0; d < devices; d++) {
         event_t e = {.hr = hr[d], .steps = 0, .ts_ms = t0, .idlen = idlen[d]};
-        memcpy(e.id, ids[d], ID_CAP);
+        memcpy(e.id, ids + (size_t)d * ID_CAP, ID_CAP);
         if (process(&b, &e, seq++) != VG_OK) {
             fprintf(stderr, "detect_bench: out of memory at device %u\n", d);
             return 1;
@@ -249,7 +256,7 @@ int main(int argc, char **argv)
     }
     size_t table_bytes = vg_mem_used(VG_MEM_DETECT) - tab0;
 
-    uint64_t rng = 7, wall_ns = 0, cpu_ns = 0;
+    uint64_t rng = 7, wall_ns = 0, cpu_ns = 0, events = 0;
     for (uint32_t k = 1; k <= rounds; k++) {
         /* Untimed: this round's order and events. */
         for (uint32_t i = devices - 1; i > 0; i--) {
@@ -259,19 +266,23 @@ int main(int argc, char **argv)
             order[j] = tmp;
         }
         int64_t base = t0 + (int64_t)k * INTERVAL_MS;
+        uint32_t n = 0;
         for (uint32_t i = 0; i < devices; i++) {
             uint32_t d = order[i];
             uint64_t r = rng_next(&rng);
-            evs[i].idlen = idlen[d];
-            memcpy(evs[i].id, ids[d], ID_CAP);
-            evs[i].hr = sample_hr(hr, d, k, rounds, r);
-            evs[i].steps = (d & 63) == 0 ? 14 : (r >> 8) % 50 == 0 ? 3 : 0;
-            evs[i].ts_ms = base + (int64_t)(r >> 40) % 300; /* arrival jitter, in order per device */
+            if (d % 1009 == 4 && k > rounds / 2 && k <= rounds / 2 + 12)
+                continue; /* a minute of silence (quality.c: gap) */
+            event_t *e = &evs[n++];
+            e->idlen = idlen[d];
+            memcpy(e->id, ids + (size_t)d * ID_CAP, ID_CAP);
+            e->hr = sample_hr(hr, d, k, rounds, r);
+            e->steps = (d & 63) == 0 ? 14 : (r >> 8) % 50 == 0 ? 3 : 0;
+            e->ts_ms = base + (int64_t)(r >> 40) % 300; /* arrival jitter, in order per device */
         }
 
         uint64_t w0 = vg_clock_mono_ns(), c0 = thread_cpu_ns();
         b.now_ms = base;
-        for (uint32_t i = 0; i < devices; i++) {
+        for (uint32_t i = 0; i < n; i++) {
             if (process(&b, &evs[i], seq++) != VG_OK) {
                 fprintf(stderr, "detect_bench: out of memory\n");
                 return 1;
@@ -279,6 +290,7 @@ int main(int argc, char **argv)
         }
         cpu_ns += thread_cpu_ns() - c0;
         wall_ns += vg_clock_mono_ns() - w0;
+        events += n;
     }
     long rss1 = rss_kb();
     size_t wheel_bytes = vg_mem_used(VG_MEM_PROC) - wh0;
@@ -287,7 +299,6 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    uint64_t events = (uint64_t)devices * rounds;
     double ns = (double)wall_ns / (double)events, cns = (double)cpu_ns / (double)events;
     printf("{\"devices\":%u,\"events_per_device\":%u,\"events\":%llu,\"interval_ms\":%d,"
            "\"seconds\":%.3f,\"cpu_seconds\":%.3f,\"ns_per_event\":%.1f,\"cpu_ns_per_event\":%.1f,"
@@ -298,9 +309,9 @@ int main(int argc, char **argv)
            "\"wheel_oom\":%llu}\n",
            devices, rounds, (unsigned long long)events, INTERVAL_MS, (double)wall_ns / 1e9, (double)cpu_ns / 1e9, ns,
            cns, 1e9 / ns, 1e9 / cns, sizeof(vg_devstate_t), table_bytes, (double)table_bytes / devices,
-           (double)wheel_bytes / devices, (double)(rss1 - rss0) * 1024.0 / devices,
-           (unsigned long long)b.conds, (unsigned long long)b.alert_events, (unsigned long long)b.ticks,
-           (unsigned long long)b.overflow, (unsigned long long)b.wheel_oom);
+           (double)wheel_bytes / devices, (double)(rss1 - rss0) * 1024.0 / devices, (unsigned long long)b.conds,
+           (unsigned long long)b.alert_events, (unsigned long long)b.ticks, (unsigned long long)b.overflow,
+           (unsigned long long)b.wheel_oom);
 
     vg_iwheel_deinit(&b.wheel);
     vg_devtable_free(b.devs);

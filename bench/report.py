@@ -20,7 +20,8 @@
   report.py render WORKDIR OUT.md
       writes the benchmark document from WORKDIR/meta.json and
       WORKDIR/runs/*/{info,runsim,sim}.json (sim.json: `vigil sim --json` for
-      rows (a)-(c), build/mqtt_load for the gateway rows (g1)-(g3)). Sections
+      rows (a)-(c), build/mqtt_load for the gateway rows (g1)-(g3)) and
+      WORKDIR/d.json (build/detect_bench, the detector row (d)). Sections
       of benchmarks that were not run this time are carried over from the
       existing OUT.md, marked with the date of the run they come from.
 """
@@ -962,11 +963,104 @@ def gw_method(meta):
     ]
 
 
+# ---------------------------------------------------------------- detectors (d)
+
+def d_method():
+    return [
+        "- **Detector row (d)**: `build/detect_bench` (`bench/detect_bench.c`, built by `make bench`), one "
+        "thread, no server and no network. It runs the processor's per-record path on a synthetic fleet: "
+        "device table lookup, every detector (`vg_devstate_feed`: quality, rest, extreme, sudden, baseline), "
+        "the alert lifecycle when a detector reports a condition, the device's next deadline in the timer "
+        "wheel, and the wheel's due devices (`vg_devstate_tick`: gaps, offline). Not in it: reading and "
+        "decoding records from the stream, rendering and appending alerts. Each device's first event "
+        "(which creates it) is untimed; then every round sends one event per device, 5 s of event time "
+        "apart, in a fresh random device order (so a device's state is rarely in cache); a round's events "
+        "are generated before its clock starts. *ns per event* is wall time ÷ timed events; *CPU ns* is "
+        "the thread's CPU time ÷ timed events (equal on an idle machine; on a busy one the CPU figure is the "
+        "cost and the wall figure includes waiting for a core). Table bytes come from vigil's allocator "
+        "accounting (`VG_MEM_DETECT`, charged only by the device table: entries, slot array, ids longer "
+        "than 31 bytes), RSS per device is (VmRSS after the run − VmRSS before the first device) ÷ devices "
+        "and includes the wheel and the allocator's slack.",
+    ]
+
+
+def render_d(meta, d):
+    """The (d) section and its target rows, from detect_bench's JSON (or None
+    when it did not run or printed nothing)."""
+    p = meta.get("d", {})
+    L = ["## (d) Detectors: cost per event and memory per device", ""]
+    L.append(f"{fnum(p.get('devices'))} devices × {fnum(p.get('events_per_device'))} events each through the "
+             "processor's per-record path on one thread (method above).")
+    L.append("")
+    cmd = meta.get("d_cmd") or "build/detect_bench DEVICES EVENTS_PER_DEVICE"
+    L += ["```sh", "make build/detect_bench      # make bench builds it", cmd,
+          f"# or, through the harness: BENCH_ONLY=d{'' if float(meta.get('scale', 1)) == 1 else ' BENCH_SCALE=' + str(meta.get('scale'))} bench/run.sh",
+          "```", ""]
+    if not d:
+        return L + ["_not run: detect_bench printed no report (see the notes)._", ""],             [("(d)", "per-device detector state ≤ 512 bytes", "run failed", None)]
+
+    def gib(per_device):
+        return None if per_device is None else per_device * 1e7 / 2 ** 30
+
+    def fgib(v):
+        return "n/a" if v is None else f"{v:.2f}"
+
+    ns, cns = d.get("ns_per_event"), d.get("cpu_ns_per_event")
+    state, tab, wheel, rss = (d.get("state_bytes"), d.get("table_bytes_per_device"),
+                              d.get("wheel_bytes_per_device"), d.get("rss_bytes_per_device"))
+    per_core = 1e9 / cns if cns else None
+    state_ok = None if state is None else state <= 512
+    L.append(table(["metric", "value"], [
+        ["timed events (devices × events per device, less a few silent minutes)",
+         f"{fnum(d.get('events'))} ({fnum(d.get('devices'))} × {fnum(d.get('events_per_device'))})"],
+        ["ns per event (wall)", fnum(ns, 1)],
+        ["CPU ns per event (thread CPU time)", fnum(cns, 1)],
+        ["**events/s per core** (10⁹ ÷ CPU ns per event)", f"**{fnum(per_core)}**"],
+        ["events/s, wall clock", fnum(d.get("events_per_s"))],
+        ["**state bytes per device** (`sizeof(vg_devstate_t)`, target ≤ 512)",
+         f"**{fnum(state)}** ({mark(state_ok)})"],
+        ["table bytes per device (allocator accounting: entry = state + inline id, slot array, growth slack)",
+         fnum(tab, 1)],
+        ["deadline wheel bytes per device (allocator accounting)", fnum(wheel, 1)],
+        ["RSS per device (table + wheel as resident: room reserved but never touched is not in it)", fnum(rss, 1)],
+        ["condition reports (active or not) / alert events (open, update, resolve) / deadline ticks",
+         f"{fnum(d.get('conditions'))} / {fnum(d.get('alert_events'))} / {fnum(d.get('ticks'))}"],
+        ["timed run: wall s / CPU s", f"{fnum(d.get('seconds'), 2)} / {fnum(d.get('cpu_seconds'), 2)}"],
+        ["load average before / after the row", f"{meta.get('d_load_before', '?')} / {meta.get('d_load_after', '?')}"],
+    ]))
+    L.append("")
+    tw = None if tab is None or wheel is None else tab + wheel
+    L.append("What 10 million devices would need (per-device figures above × 10⁷; the table's growth slack at "
+             "10 million — entries grow by 1.25×, the slot array by 2× — differs from the one measured here, so "
+             "take the table rows as ± 20 %):")
+    L.append("")
+    L.append(table(["for 10,000,000 devices", "GiB"], [
+        ["detector state alone (`sizeof(vg_devstate_t)` × 10⁷)", fgib(gib(state))],
+        ["device table (allocator accounting)", fgib(gib(tab))],
+        ["device table + deadline wheel", fgib(gib(tw))],
+        ["RSS", fgib(gib(rss))],
+        ["per core at the CPU ns above: time for one event from every device",
+         "n/a" if not cns else f"{cns * 1e7 / 1e9:.2f} s"],
+    ]))
+    L.append("")
+    targets = [("(d)", "per-device detector state ≤ 512 bytes (`sizeof(vg_devstate_t)`)",
+                f"{fnum(state)} bytes", state_ok),
+               ("(d)", "(reference) 10 million devices: device table + wheel, and RSS",
+                f"{fgib(gib(tw))} GiB (accounting), {fgib(gib(rss))} GiB (RSS)", None),
+               ("(d)", "(reference) detector events/s per core", f"{fnum(per_core)} ({fnum(cns, 1)} CPU ns/event)",
+                None)]
+    bad = [k for k in ("slot_overflows", "wheel_oom") if d.get(k)]
+    if bad:
+        L.append("Flagged: " + ", ".join(f"{k} = {fnum(d.get(k))}" for k in bad) + ".")
+        L.append("")
+    return L, targets
+
+
 # ---------------------------------------------------------------- carry-over
 
 # A section is a "## " heading and what follows up to the next one.
 CARRY_HEADINGS = (("## (a)", "a"), ("## (b)", "b"), ("## (c)", "c"), ("## Where the time goes (perf)", "c-perf"),
-                  ("## (g1)", "g1"), ("## (g2)", "g2"), ("## (g3)", "g3"))
+                  ("## (d)", "d"), ("## (g1)", "g1"), ("## (g2)", "g2"), ("## (g3)", "g3"))
 CARRY_NOTE = re.compile(r"^_Not re-run on .*carried over unchanged from the run of \*\*(.+?)\*\* \(vigil (.+?)\);")
 
 
@@ -1031,9 +1125,9 @@ def cmd_render(args):
             if os.path.isdir(d):
                 runs[name] = Run(d)
     scale = float(meta.get("scale", 1))
-    sel = meta.get("only", "a,b,c,g1,g2,g3").split(",")
+    sel = meta.get("only", "a,b,c,d,g1,g2,g3").split(",")
     old = parse_old_doc(outpath)
-    carried = [k for k in ("a", "b", "c", "g1", "g2", "g3")
+    carried = [k for k in ("a", "b", "c", "d", "g1", "g2", "g3")
                if k not in sel and old and k in old["sections"]]
     has_abc = any(k in sel or k in carried for k in ("a", "b", "c"))
     has_g = any(k in sel or k in carried for k in ("g1", "g2", "g3"))
@@ -1061,7 +1155,7 @@ def cmd_render(args):
           f"{' and '.join(sorted({old['origin'][k][0] for k in carried}))}, and say so.")
         w("")
     w("Reproduce: `make bench` (or `bench/run.sh`). Environment: `BENCH_SCALE=0.1` shrinks durations and "
-      "fleets for a smoke run, `BENCH_ONLY=a,b,c,g1,g2,g3` selects benchmarks, `BENCH_KEEP=1` keeps logs and "
+      "fleets for a smoke run, `BENCH_ONLY=a,b,c,d,g1,g2,g3` selects benchmarks, `BENCH_KEEP=1` keeps logs and "
       "perf.data, `BENCH_DIR` chooses where data dirs live; see the header of `bench/run.sh` for the rest.")
     w("")
     w("## Machine")
@@ -1080,10 +1174,12 @@ def cmd_render(args):
     w("")
     w("## Method")
     w("")
-    w("- Each row starts its server fresh on a free loopback port (checked unused, and checked after start "
-      "that only our process listens on it) with a fresh data directory, and stops it with SIGTERM "
-      "afterwards. Servers run with the open-file limit raised to the hard limit (`ulimit -n`); "
-      "mosquitto does not raise its own soft limit, vigil does.")
+    has_d = "d" in sel or "d" in carried
+    if has_abc or has_g:
+        w("- Each server row starts its server fresh on a free loopback port (checked unused, and checked "
+          "after start that only our process listens on it) with a fresh data directory, and stops it with "
+          "SIGTERM afterwards. Servers run with the open-file limit raised to the hard limit (`ulimit -n`); "
+          "mosquitto does not raise its own soft limit, vigil does.")
     abc_method = [
         "- Load generator for rows (a)–(c): `build/vigil sim ... --json` (MQTT 3.1.1, one TCP connection per "
         "device, worker processes added automatically past 15,000 devices). It reports events sent/acked, "
@@ -1106,7 +1202,7 @@ def cmd_render(args):
         "- vigil's *telemetry records on disk* is counted after the server stopped, with "
         "`vigil stream tail telemetry | wc -l` (falls back to the server's shutdown log line); every acked "
         "event must be there.",
-        "- (d), the comparison with mosquitto, is the mosquitto column of (a)–(c): same load generator, "
+        "- The comparison with mosquitto is the mosquitto column of (a)–(c): same load generator, "
         "same command line, same machine, run right after the vigil row.",
         "- Both the load generator and the server run on the same "
         f"{meta.get('nproc', '?')}-core machine and compete for the CPUs; the load generator CPU row shows "
@@ -1116,6 +1212,8 @@ def cmd_render(args):
         L.extend(abc_method)
     if has_g:
         L.extend(gw_method(meta))
+    if has_d:
+        L.extend(d_method())
     w("")
 
     targets = []  # (benchmark, target, measured, ok)
@@ -1271,14 +1369,26 @@ def cmd_render(args):
     elif "c" in carried:
         L.extend(carried_section(old, "c", meta))
 
+    # ------------------------------------------------------------------ (d)
+    # Rendered here for its targets, placed after (c)'s perf section below.
+    d_lines = []
+    if "d" in sel:
+        d_lines, d_targets = render_d(meta, load_json(os.path.join(work, "d.json"), None))
+        targets += d_targets
+    elif "d" in carried:
+        d_lines = carried_section(old, "d", meta)
+
     # ------------------------------------------------------------------ targets
-    carried_targets = [row for k in carried if k in ("a", "b", "c") for row in old["targets"].get(k, [])]
+    carried_targets = [row for k in carried if k in ("a", "b", "c", "d") for row in old["targets"].get(k, [])]
     if targets or carried_targets:
-        T = ["## Targets", "",
-             table(["bench", "target", "measured", "result"], [[a, b, c, mark(d)] for a, b, c, d in targets])]
-        T += carried_targets
+        # Rows of this run and carried rows together, in benchmark order.
+        rank = {"(a)": 0, "(b)": 1, "(c)": 2, "(d)": 3}
+        rows = [(rank.get(t[0], 9), f"| {t[0]} | {t[1]} | {t[2]} | {mark(t[3])} |") for t in targets]
+        rows += [(rank.get(row.split("|")[1].strip(), 9), row) for row in carried_targets]
+        T = ["## Targets", "", table(["bench", "target", "measured", "result"], [])]
+        T += [row for _, row in sorted(rows, key=lambda r: r[0])]
         if carried_targets:
-            ck = [k for k in carried if k in ("a", "b", "c")]
+            ck = [k for k in carried if k in ("a", "b", "c", "d")]
             T += ["", f"_Rows of {', '.join('(' + k + ')' for k in ck)} are carried over from the run of "
                   f"{' and '.join(sorted({old['origin'][k][0] for k in ck}))}._"]
         T.append("")
@@ -1327,6 +1437,8 @@ def cmd_render(args):
         w("")
         w(f"_not recorded: {perf.get('reason', 'perf section not run')}_")
         w("")
+
+    L.extend(d_lines)
 
     # --------------------------------------------------------------- gateway
     for k, f in (("g1", render_g1), ("g2", render_g2), ("g3", render_g3)):

@@ -13,7 +13,7 @@
 #       while vigil still acks >= 90 % of the offered rate (max 4 probes).
 #       Note: at ~600k events/s a 30 s run writes ~10 GB to the data dir
 #       (deleted after each row).
-#   (d) = the mosquitto rows of (a)-(c)
+#   The comparison with mosquitto is the mosquitto rows of (a)-(c).
 #   perf: `perf record -g` of vigil during a separate (c) run, if perf works
 # Gateway benchmarks (vigil and mosquitto side by side, load generator
 # build/mqtt_load from bench/mqtt_load.c, topics outside vigil's telemetry
@@ -27,10 +27,16 @@
 #        with only that subscription, then again after 100 connections
 #        subscribed 1,000,000 filters alerts/<id> (1,000 per SUBSCRIBE);
 #        server RSS before/after subscribing
+# Detector benchmark (no server, no network: build/detect_bench from
+# bench/detect_bench.c, one process, one thread):
+#   (d)  100,000 devices x 200 events (both scaled by BENCH_SCALE) through
+#        the processor's per-record path (device table, every detector, alert
+#        lifecycle, deadline wheel): ns per event, sizeof(vg_devstate_t),
+#        table bytes per device (allocator accounting), RSS per device
 #
 # Environment:
 #   BENCH_SCALE=0.1        scale durations and fleet sizes (smoke run); default 1
-#   BENCH_ONLY=a,b,c,g1,g2,g3  which benchmarks to run (default all; perf goes with c;
+#   BENCH_ONLY=a,b,c,d,g1,g2,g3  which benchmarks to run (default all; perf goes with c;
 #                          BENCH_PERF=0 skips it). Sections of benchmarks not run are
 #                          carried over unchanged from the existing BENCH_OUT, marked so.
 #   BENCH_OUT=FILE         output document (default docs/benchmarks.md)
@@ -42,10 +48,11 @@
 #   BENCH_G1_PUBLISHERS, _RATE, _PACED, _FLAT, _WINDOW; BENCH_G2_SUBSCRIBERS, _RATE,
 #   _SECONDS, _WINDOW; BENCH_G3_HOLDERS, _FILTERS, _PER_PACKET, _RATE, _SECONDS;
 #   BENCH_GW_PAYLOAD, BENCH_GW_INFLIGHT, BENCH_GW_QUEUED   gateway parameters (see below)
+#   BENCH_D_DEVICES, BENCH_D_EVENTS   detector benchmark: devices, events per device
 #   BENCH_C_PROBE=0        no probing; BENCH_C_PROBE_DURATION=10 probe length
 #   BENCH_PERF_SECONDS=10  length of the perf recording
 #   BENCH_STOP_TIMEOUT=60  seconds a server gets after SIGTERM before SIGKILL
-#   VIGIL=path MOSQUITTO=path MQTT_LOAD=path
+#   VIGIL=path MOSQUITTO=path MQTT_LOAD=path DETECT_BENCH=path
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -55,8 +62,9 @@ REPORT=$ROOT/bench/report.py
 VIGIL=${VIGIL:-$ROOT/build/vigil}
 MOSQ=${MOSQUITTO:-/usr/sbin/mosquitto}
 SCALE=${BENCH_SCALE:-1}
-ONLY=${BENCH_ONLY:-a,b,c,g1,g2,g3}
+ONLY=${BENCH_ONLY:-a,b,c,d,g1,g2,g3}
 LOADGEN=${MQTT_LOAD:-$ROOT/build/mqtt_load}
+DETECT_BENCH=${DETECT_BENCH:-$ROOT/build/detect_bench}
 OUT=${BENCH_OUT:-$ROOT/docs/benchmarks.md}
 PORT_BASE=${BENCH_PORT:-21883}
 T_START=$(date +%s)
@@ -65,7 +73,8 @@ log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "fatal: $*"; exit 1; }
 
 [[ -x $PY ]] || die "$PY not found"
-[[ -x $VIGIL ]] || die "$VIGIL not found: run 'make all' first"
+# Every row but (d) runs a vigil server.
+[[ ,$ONLY, =~ ,(a|b|c|g1|g2|g3), && ! -x $VIGIL ]] && die "$VIGIL not found: run 'make all' first"
 command -v ss >/dev/null || die "ss (iproute2) not found"
 [[ $SCALE =~ ^[0-9]*\.?[0-9]+$ ]] || die "BENCH_SCALE must be a positive number, got '$SCALE'"
 
@@ -114,7 +123,9 @@ GW_PAYLOAD=${BENCH_GW_PAYLOAD:-64}
 GW_INFLIGHT=${BENCH_GW_INFLIGHT:-100}
 GW_QUEUED=${BENCH_GW_QUEUED:-100000}
 GW_OUTBUF=67108864
-OVERRIDES=$(env | grep -E '^BENCH_(A|B|C|G1|G2|G3|GW)_|^BENCH_(ANOMALY_RATE|SEED|PERF_SECONDS)=' | sort | tr '\n' ' ' | sed 's/ $//')
+D_DEVICES=${BENCH_D_DEVICES:-$(scaled 100000 1000)}
+D_EVENTS=${BENCH_D_EVENTS:-$(scaled 200 20)}
+OVERRIDES=$(env | grep -E '^BENCH_(A|B|C|D|G1|G2|G3|GW)_|^BENCH_(ANOMALY_RATE|SEED|PERF_SECONDS)=' | sort | tr '\n' ' ' | sed 's/ $//')
 
 # Servers get the hard open-file limit (20,000 here; vigil raises its own soft
 # limit, mosquitto 2.0 does not).
@@ -190,7 +201,8 @@ collect_machine() {
         "g1={\"publishers\":$G1_PUBLISHERS,\"rate\":$G1_RATE,\"paced_s\":$G1_PACED,\"flat_s\":$G1_FLAT,\"window\":$G1_WINDOW}" \
         "g2={\"subscribers\":$G2_SUBSCRIBERS,\"rate\":$G2_RATE,\"seconds\":$G2_SECONDS,\"window\":$G2_WINDOW}" \
         "g3={\"holders\":$G3_HOLDERS,\"filters\":$G3_FILTERS,\"per_packet\":$G3_PER_PACKET,\"rate\":$G3_RATE,\"seconds\":$G3_SECONDS}" \
-        "gw={\"payload\":$GW_PAYLOAD,\"inflight\":$GW_INFLIGHT,\"queued\":$GW_QUEUED,\"outbuf\":$GW_OUTBUF}"
+        "gw={\"payload\":$GW_PAYLOAD,\"inflight\":$GW_INFLIGHT,\"queued\":$GW_QUEUED,\"outbuf\":$GW_OUTBUF}" \
+        "d={\"devices\":$D_DEVICES,\"events_per_device\":$D_EVENTS}"
 }
 
 # acked_rate ID: PUBACKs / send phase of a finished row, or nothing.
@@ -526,6 +538,40 @@ if want c; then
         fi
     else
         "$PY" "$REPORT" set "$WORK/perf.json" "status=skipped" "reason=BENCH_PERF=0"
+    fi
+fi
+
+# detector_row: build/detect_bench in the foreground (one thread, no
+# server); its JSON goes to $WORK/d.json, the command to meta d_cmd.
+detector_row() {
+    local cmd=("$DETECT_BENCH" "$D_DEVICES" "$D_EVENTS") shown rc
+    shown=$(q "${cmd[@]}")
+    shown=${shown/#"$ROOT/"/}
+    set_meta "d_cmd=$shown" "d_load_before=$(cut -d' ' -f1-3 /proc/loadavg)"
+    log "d: detectors — $D_DEVICES devices x $D_EVENTS events ($shown)"
+    "${cmd[@]}" >"$WORK/d.json" 2>"$WORK/d.err"
+    rc=$?
+    set_meta "d_load_after=$(cut -d' ' -f1-3 /proc/loadavg)"
+    if ((rc != 0)); then
+        set_meta "errors+=(d) $shown exited with status $rc: $(tail -3 "$WORK/d.err" | tr '\n' ' ')"
+        return 1
+    fi
+    "$PY" - "$WORK/d.json" <<'EOF' >&2
+import json, sys
+try:
+    d = json.load(open(sys.argv[1]))
+    print(f"    {d['ns_per_event']} ns/event ({d['cpu_ns_per_event']} CPU), state {d['state_bytes']} B, "
+          f"table {d['table_bytes_per_device']} B/device, RSS {d['rss_bytes_per_device']} B/device, "
+          f"alert events {d['alert_events']}")
+except Exception as e:
+    print(f"    no detect_bench report: {e}")
+EOF
+}
+if want d; then
+    if [[ -x $DETECT_BENCH ]]; then
+        detector_row
+    else
+        set_meta "errors+=(d) $DETECT_BENCH not found: run 'make build/detect_bench' (make bench builds it)"
     fi
 fi
 

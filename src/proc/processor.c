@@ -459,8 +459,19 @@ static void apply(shard_proc_t *sp, vg_devstate_t *st, uint64_t open_seq, const 
                 st->slots[i].acked = 1;
 }
 
+static void on_deadline(void *ctx, uint32_t ix);
+
 static void schedule(shard_proc_t *sp, uint32_t ix, const vg_detect_cfg_t *c, const vg_devstate_t *st)
 {
+    /* The wheel's clock starts at the stream time of the first schedule:
+     * started from a deadline instead, every earlier deadline added later
+     * would wait for that one. */
+    if (sp->wheel.cur_tick == INT64_MIN) {
+        int64_t now = stream_now(sp);
+        if (!now)
+            now = st->common.last_ts_ms;
+        vg_iwheel_advance(&sp->wheel, now, on_deadline, sp);
+    }
     int64_t d = vg_devstate_deadline(c, st);
     if (d == INT64_MAX)
         return; /* nothing to watch; a linked node fires once and is dropped */

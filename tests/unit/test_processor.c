@@ -311,6 +311,23 @@ static void test_silence(void)
     wait_processed(&f, f.appended);
     VT_EQ_INT(count_ev(&f.sink, "alerts/q ", "\"type\":\"DATA_GAP\",\"category\":\"data_quality\""), 1);
     VT_EQ_INT(count_ev(&f.sink, "alerts/q ", "\"type\":\"DEVICE_OFFLINE\""), 1);
+    /* noticed on time: a gap is 15 s of stream time after q was last heard
+     * (stream time lags the newest record by about half the median's 16
+     * records, so in event time that is 10-15 s), not at the offline
+     * deadline 15 min later (the wheel's clock must start at stream time) */
+    pthread_mutex_lock(&f.sink.mu);
+    long long gap_at = 0;
+    for (int i = 0; i < f.sink.n; i++) {
+        const char *e = strstr(f.sink.ev[i], "\"type\":\"DATA_GAP\"");
+        const char *tp = strstr(f.sink.ev[i], "\"eventTimeMs\":");
+        if (e && tp && strncmp(f.sink.ev[i], "alerts/q ", 9) == 0 && strstr(f.sink.ev[i], "\"event\":\"OPEN\""))
+            gap_at = atoll(tp + 14);
+    }
+    pthread_mutex_unlock(&f.sink.mu);
+    long long last_q = T0 + 23 * STEP;
+    if (!(gap_at >= last_q + STEP && gap_at <= last_q + 7 * STEP))
+        fprintf(stdout, "  DATA_GAP event at %lld, q last heard at %lld\n", gap_at, last_q);
+    VT_CHECK(gap_at >= last_q + STEP && gap_at <= last_q + 7 * STEP);
     VT_EQ_INT(count_ev(&f.sink, "alerts/keep-", NULL), 0);
     vg_processor_stats_t st;
     vg_processor_stats(f.proc, &st);
