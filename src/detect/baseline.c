@@ -100,20 +100,6 @@ static double clampd(double v, double lo, double hi)
     return v < lo ? lo : v > hi ? hi : v;
 }
 
-static vg_cond_t *put(vg_cond_t *out, int *n, vg_alert_type_t type, bool active, vg_severity_t sev, int64_t at_ms,
-                      double value, double threshold)
-{
-    vg_cond_t *k = &out[(*n)++];
-    memset(k, 0, sizeof *k);
-    k->type = (uint8_t)type;
-    k->active = active ? 1 : 0;
-    k->severity = (uint8_t)(active ? sev : VG_SEV_NONE);
-    k->at_ms = at_ms;
-    k->value = value;
-    k->threshold = threshold;
-    return k;
-}
-
 /* ---- BASELINE_DRIFT --------------------------------------------------------------- */
 
 static void drift(const vg_detect_cfg_t *c, vg_baseline_state_t *s, const vg_sample_t *x, int64_t credit,
@@ -208,7 +194,7 @@ static void drift(const vg_detect_cfg_t *c, vg_baseline_state_t *s, const vg_sam
         on = !on;
     }
 
-    vg_cond_t *q = put(out, n, VG_ALERT_BASELINE_DRIFT, on, z >= 2.0 * lim ? VG_SEV_CRITICAL : VG_SEV_WARNING,
+    vg_cond_t *q = vg_cond_put(out, n, VG_ALERT_BASELINE_DRIFT, on, z >= 2.0 * lim ? VG_SEV_CRITICAL : VG_SEV_WARNING,
                        on ? s->cross_ms : x->ts_ms, z, lim);
     q->mean_hr = (float)level;
     q->min_hr = (float)(mean - sqrt(var));
@@ -349,7 +335,7 @@ static void close_night(const vg_detect_cfg_t *c, vg_baseline_state_t *s, vg_con
 
     vg_severity_t sev = (double)s->alert_n >= need ? VG_SEV_CRITICAL : VG_SEV_WARNING;
     vg_cond_t *k =
-        put(out, n, VG_ALERT_RESTING_HR_RISE, on, sev, on ? s->elev_ms : nt.end_ms, delta, c->nightly_warn_bpm);
+        vg_cond_put(out, n, VG_ALERT_RESTING_HR_RISE, on, sev, on ? s->elev_ms : nt.end_ms, delta, c->nightly_warn_bpm);
     k->samples = cnt;
     k->mean_hr = (float)rhr;
     k->min_hr = (float)med; /* the reference the night was compared with */

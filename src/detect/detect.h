@@ -167,4 +167,21 @@ typedef struct {
 /* Upper bound of conditions one sample or tick can produce, all detectors. */
 #define VG_DETECT_MAX_CONDS 24
 
+/* Appends a condition to out[*n] (zeroed evidence), increments *n and
+ * returns it so the caller can add evidence. An inactive condition has no
+ * severity. Shared by the detectors so every one fills the same fields. */
+static inline vg_cond_t *vg_cond_put(vg_cond_t *out, int *n, vg_alert_type_t type, bool active, vg_severity_t sev,
+                                     int64_t at_ms, double value, double threshold)
+{
+    vg_cond_t *k = &out[(*n)++];
+    *k = (vg_cond_t){0};
+    k->type = (uint8_t)type;
+    k->active = active ? 1 : 0;
+    k->severity = (uint8_t)(active ? sev : VG_SEV_NONE);
+    k->at_ms = at_ms;
+    k->value = value;
+    k->threshold = threshold;
+    return k;
+}
+
 #endif

@@ -125,20 +125,6 @@ static bool gap_ready(const vg_quality_state_t *s)
     return s->intervals >= GAP_MIN_INTERVALS;
 }
 
-static vg_cond_t *put(vg_cond_t *out, int *n, vg_alert_type_t type, bool active, vg_severity_t sev, int64_t at_ms,
-                      double value, double threshold)
-{
-    vg_cond_t *k = &out[(*n)++];
-    memset(k, 0, sizeof *k);
-    k->type = (uint8_t)type;
-    k->active = active ? 1 : 0;
-    k->severity = (uint8_t)(active ? sev : VG_SEV_NONE);
-    k->at_ms = at_ms;
-    k->value = value;
-    k->threshold = threshold;
-    return k;
-}
-
 /* A heart rate as float evidence: the value itself when it is a number a
  * float can hold (converting anything larger is undefined), else 0. */
 static float ev_hr(double hr)
@@ -191,7 +177,7 @@ static void judge_impossible(const vg_detect_cfg_t *c, vg_quality_state_t *s, co
         }
     }
     vg_cond_t *k =
-        put(out, n, VG_ALERT_IMPOSSIBLE_VALUE, s->flags & QF_IMP, VG_SEV_WARNING, x->ts_ms, value, threshold);
+        vg_cond_put(out, n, VG_ALERT_IMPOSSIBLE_VALUE, s->flags & QF_IMP, VG_SEV_WARNING, x->ts_ms, value, threshold);
     k->samples = 1;
     k->min_hr = k->mean_hr = k->max_hr = ev_hr(x->hr);
 }
@@ -213,7 +199,7 @@ static void judge_order(vg_quality_state_t *s, const vg_sample_t *x, bool inorde
     /* value: how far behind the previous in-order sample, in seconds
      * (0 for a duplicate timestamp). */
     double behind_s = inorder ? 0.0 : (double)x->dt_ms / 1000.0;
-    put(out, n, VG_ALERT_OUT_OF_ORDER, s->flags & QF_OOO, VG_SEV_INFO, x->ts_ms, behind_s, 0.0);
+    vg_cond_put(out, n, VG_ALERT_OUT_OF_ORDER, s->flags & QF_OOO, VG_SEV_INFO, x->ts_ms, behind_s, 0.0);
 }
 
 /* ---- DEVICE_OFFLINE (arrival side; the tick side is vg_quality_tick) --------------- */
@@ -229,10 +215,10 @@ static void judge_offline(const vg_detect_cfg_t *c, vg_quality_state_t *s, const
          * episode is the same whichever way it was noticed. */
         int64_t silent = sat_sub(x->now_ms, s->last_now_ms);
         if (silent > limit)
-            put(out, n, VG_ALERT_DEVICE_OFFLINE, true, VG_SEV_WARNING, sat_add(s->last_now_ms, limit),
+            vg_cond_put(out, n, VG_ALERT_DEVICE_OFFLINE, true, VG_SEV_WARNING, sat_add(s->last_now_ms, limit),
                 (double)silent / 1000.0, c->offline_after_s);
     }
-    put(out, n, VG_ALERT_DEVICE_OFFLINE, false, VG_SEV_WARNING, x->now_ms, 0.0, c->offline_after_s);
+    vg_cond_put(out, n, VG_ALERT_DEVICE_OFFLINE, false, VG_SEV_WARNING, x->now_ms, 0.0, c->offline_after_s);
 }
 
 /* ---- DATA_GAP and the usual interval ---------------------------------------------- */
@@ -242,12 +228,12 @@ static void judge_gap(const vg_detect_cfg_t *c, vg_quality_state_t *s, const vg_
     int64_t limit = gap_limit_ms(c, s);
     if (s->flags & QF_GAP) {
         s->flags &= (uint8_t)~QF_GAP;
-        put(out, n, VG_ALERT_DATA_GAP, false, VG_SEV_INFO, x->ts_ms, (double)x->dt_ms / 1000.0, (double)limit / 1000.0);
+        vg_cond_put(out, n, VG_ALERT_DATA_GAP, false, VG_SEV_INFO, x->ts_ms, (double)x->dt_ms / 1000.0, (double)limit / 1000.0);
     } else if (gap_ready(s)) {
         if (x->dt_ms > limit)
-            put(out, n, VG_ALERT_DATA_GAP, true, VG_SEV_INFO, sat_add(s->last_ts_ms, limit), (double)x->dt_ms / 1000.0,
+            vg_cond_put(out, n, VG_ALERT_DATA_GAP, true, VG_SEV_INFO, sat_add(s->last_ts_ms, limit), (double)x->dt_ms / 1000.0,
                 (double)limit / 1000.0);
-        put(out, n, VG_ALERT_DATA_GAP, false, VG_SEV_INFO, x->ts_ms, (double)x->dt_ms / 1000.0, (double)limit / 1000.0);
+        vg_cond_put(out, n, VG_ALERT_DATA_GAP, false, VG_SEV_INFO, x->ts_ms, (double)x->dt_ms / 1000.0, (double)limit / 1000.0);
     }
 
     /* The usual interval: an exponentially weighted mean, each update
@@ -294,7 +280,7 @@ static void judge_flat(const vg_detect_cfg_t *c, vg_quality_state_t *s, const vg
     if ((double)s->flat_n >= need && dur >= sec_ms(c->flatline_s))
         s->flags |= QF_FLAT;
     bool on = s->flags & QF_FLAT;
-    vg_cond_t *k = put(out, n, VG_ALERT_FLATLINE, on, VG_SEV_WARNING, on ? s->flat_start_ms : x->ts_ms,
+    vg_cond_t *k = vg_cond_put(out, n, VG_ALERT_FLATLINE, on, VG_SEV_WARNING, on ? s->flat_start_ms : x->ts_ms,
                        (double)dur / 1000.0, c->flatline_s);
     k->samples = s->flat_n;
     k->window_ms = dur;
@@ -347,7 +333,7 @@ static void judge_clock(const vg_detect_cfg_t *c, vg_quality_state_t *s, const v
             s->skew_ok = 0;
     }
     bool skew = s->flags & QF_SKEW;
-    put(out, n, VG_ALERT_CLOCK_SKEW, skew, VG_SEV_WARNING, skew ? s->skew_start_ms : x->ts_ms, off / 1000.0,
+    vg_cond_put(out, n, VG_ALERT_CLOCK_SKEW, skew, VG_SEV_WARNING, skew ? s->skew_start_ms : x->ts_ms, off / 1000.0,
         c->clock_skew_s);
 
     /* STALE_DATA */
@@ -385,7 +371,7 @@ static void judge_clock(const vg_detect_cfg_t *c, vg_quality_state_t *s, const v
             s->stale_ok = 0;
         }
     }
-    put(out, n, VG_ALERT_STALE_DATA, s->flags & QF_STALE, VG_SEV_INFO, at, -off / 1000.0, c->stale_after_s);
+    vg_cond_put(out, n, VG_ALERT_STALE_DATA, s->flags & QF_STALE, VG_SEV_INFO, at, -off / 1000.0, c->stale_after_s);
 
     s->offset_ds = offset_ds(off_ms);
 }
@@ -430,7 +416,7 @@ int vg_quality_tick(const vg_detect_cfg_t *c, vg_quality_state_t *s, int64_t now
         int64_t limit = gap_limit_ms(c, s);
         if (silent > limit) {
             s->flags |= QF_GAP;
-            put(out, &n, VG_ALERT_DATA_GAP, true, VG_SEV_INFO, sat_add(s->last_ts_ms, limit), (double)silent / 1000.0,
+            vg_cond_put(out, &n, VG_ALERT_DATA_GAP, true, VG_SEV_INFO, sat_add(s->last_ts_ms, limit), (double)silent / 1000.0,
                 (double)limit / 1000.0);
         }
     }
@@ -438,7 +424,7 @@ int vg_quality_tick(const vg_detect_cfg_t *c, vg_quality_state_t *s, int64_t now
         int64_t limit = sec_ms(c->offline_after_s);
         if (silent > limit) {
             s->flags |= QF_OFF;
-            put(out, &n, VG_ALERT_DEVICE_OFFLINE, true, VG_SEV_WARNING, sat_add(s->last_now_ms, limit),
+            vg_cond_put(out, &n, VG_ALERT_DEVICE_OFFLINE, true, VG_SEV_WARNING, sat_add(s->last_now_ms, limit),
                 (double)silent / 1000.0, c->offline_after_s);
         }
     }
