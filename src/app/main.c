@@ -19,7 +19,7 @@ static void usage(FILE *out)
                  "commands:\n"
                  "  serve    run the pipeline: MQTT gateway, durable stream, detection, alerts\n"
                  "  sim      simulate a fleet of wearables against a server and report latency and detection\n"
-                 "  eval     measure detection quality: a labelled fleet (or a recording) through the real pipeline\n"
+                 "  eval     detection quality: a labelled fleet or a recording through the real pipeline\n"
                  "  stream   inspect streams on disk: 'stream ls', 'stream tail NAME'\n"
                  "  version  print the version\n\n"
                  "'vigil <command> --help' describes each command's options.\n",

@@ -66,6 +66,15 @@ static bool near_label(const vg_scen_label_t *l, int64_t x)
     return l->skew_ms && x >= lo + l->skew_ms && x <= hi + l->skew_ms;
 }
 
+/* Within a minute of the label's own extent (either clock for a skew). */
+static bool at_label(const vg_scen_label_t *l, int64_t x)
+{
+    int64_t lo = l->start_ms - VG_EVALMATCH_SLACK_MS, hi = l->end_ms + VG_EVALMATCH_SLACK_MS;
+    if (x >= lo && x <= hi)
+        return true;
+    return l->skew_ms && x >= lo + l->skew_ms && x <= hi + l->skew_ms;
+}
+
 static int alert_cmp(const void *a, const void *b)
 {
     const vg_evalalert_t *x = a, *y = b;
@@ -120,9 +129,12 @@ int vg_evalmatch_run(const vg_evalmatch_in_t *in, vg_evalalert_t *alerts, size_t
     out->label_delay = vg_calloc(VG_MEM_SIM, in->n_labels * VG_ALERT__COUNT + 1, sizeof *out->label_delay);
     out->label_dups = vg_calloc(VG_MEM_SIM, in->n_labels * VG_ALERT__COUNT + 1, sizeof *out->label_dups);
     rule_hit = vg_calloc(VG_MEM_SIM, in->n_labels * VG_ALERT__COUNT + 1, 1);
+    out->verdict = vg_calloc(VG_MEM_SIM, n + 1, 1);
+    out->alert_label = vg_calloc(VG_MEM_SIM, n + 1, sizeof *out->alert_label);
     for (int t = 0; t < VG_ALERT__COUNT; t++)
         delays[t] = vg_calloc(VG_MEM_SIM, in->n_labels + 1, sizeof(double));
-    if (!c.first || !c.count || !c.normal || !out->label_delay || !out->label_dups || !rule_hit)
+    if (!c.first || !c.count || !c.normal || !out->label_delay || !out->label_dups || !rule_hit || !out->verdict ||
+        !out->alert_label)
         goto cleanup;
     for (int t = 0; t < VG_ALERT__COUNT; t++)
         if (!delays[t])
@@ -170,12 +182,15 @@ int vg_evalmatch_run(const vg_evalmatch_in_t *in, vg_evalalert_t *alerts, size_t
     }
 
     /* The pipeline's alerts, in event-time order. */
-    qsort(alerts, n, sizeof *alerts, alert_cmp);
+    if (n)
+        qsort(alerts, n, sizeof *alerts, alert_cmp);
     for (size_t i = 0; i < n; i++) {
         const vg_evalalert_t *a = &alerts[i];
         int t = a->type < VG_ALERT__COUNT ? a->type : VG_ALERT_NONE;
         vg_evaltype_t *ts = &out->type[t];
         ts->opens++;
+        out->alert_label[i] = -1;
+        out->verdict[i] = VG_EVALMATCH_FALSE;
         if (a->device >= in->devices) {
             out->unknown_device++;
             ts->false_alerts++;
@@ -183,6 +198,7 @@ int vg_evalmatch_run(const vg_evalmatch_in_t *in, vg_evalalert_t *alerts, size_t
         }
         if (a->event_ms >= in->span_end[a->device] - in->offline_after_ms) {
             ts->ignored++;
+            out->verdict[i] = VG_EVALMATCH_IGNORED;
             continue;
         }
         size_t f = c.first[a->device], cnt = c.count[a->device];
@@ -215,25 +231,41 @@ int vg_evalmatch_run(const vg_evalmatch_in_t *in, vg_evalalert_t *alerts, size_t
             out->label_delay[(size_t)hit * VG_ALERT__COUNT + (size_t)t] = delay;
             delays[t][ts->n_delays++] = delay;
             ts->detected++;
+            out->verdict[i] = VG_EVALMATCH_DETECTED;
+            out->alert_label[i] = (int32_t)hit;
             continue;
+        }
+        /* Inside an already detected label's (generous) window but right at
+         * another episode: caused by that one, not a second alert for the
+         * first (a stale upload read as a clock skew an hour after a skew). */
+        for (size_t j = 0; dup >= 0 && j < cnt; j++) {
+            const vg_scen_label_t *l = &in->labels[f + j];
+            if ((long)(f + j) != dup && (at_label(l, a->opened_ms) || at_label(l, a->event_ms)))
+                dup = -1;
         }
         if (dup >= 0) {
             out->label_dups[(size_t)dup * VG_ALERT__COUNT + (size_t)t]++;
             ts->duplicates++;
+            out->verdict[i] = VG_EVALMATCH_DUPLICATE;
+            out->alert_label[i] = (int32_t)dup;
             continue;
         }
         bool secondary = false;
         for (size_t j = 0; j < cnt && !secondary; j++) {
             const vg_scen_label_t *l = &in->labels[f + j];
             secondary = near_label(l, a->opened_ms) || near_label(l, a->event_ms);
+            if (secondary)
+                out->alert_label[i] = (int32_t)(f + j);
         }
         if (secondary) {
             ts->secondary++;
+            out->verdict[i] = VG_EVALMATCH_SECONDARY;
             continue;
         }
         ts->false_alerts++;
         if (day_is_normal(&c, a->device, a->event_ms)) {
             ts->false_normal++;
+            out->verdict[i] = VG_EVALMATCH_FALSE_NORMAL;
             if (t == VG_ALERT_NONE)
                 out->false_normal_other++;
             else if (vg_alert_type_is_cardiac((vg_alert_type_t)t))
@@ -312,6 +344,10 @@ void vg_evalmatch_free(vg_evalmatch_t *m)
         return;
     vg_free(m->label_delay);
     vg_free(m->label_dups);
+    vg_free(m->verdict);
+    vg_free(m->alert_label);
     m->label_delay = NULL;
     m->label_dups = NULL;
+    m->verdict = NULL;
+    m->alert_label = NULL;
 }

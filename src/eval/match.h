@@ -19,7 +19,8 @@
  *     label's skew counts as well (the device's own clock), and a time in
  *     it is mapped back before the delay is taken. The first such OPEN
  *     (in eventTimeMs order) detects the label; further ones are duplicates
- *     ("one episode = one alert").
+ *     ("one episode = one alert") — unless they lie within a minute of
+ *     another label of the device, which then caused them (rule 3).
  *  3. Secondary: an OPEN that detects nothing but lies within 10 min of any
  *     label of its device (e.g. SUDDEN_HR_CHANGE at the onset of an extreme
  *     episode). Neither true nor false; reported in its own column.
@@ -40,14 +41,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define VG_EVALMATCH_SLACK_MS 60000LL         /* before the label start */
+#define VG_EVALMATCH_SLACK_MS 60000LL          /* before the label start */
 #define VG_EVALMATCH_CARDIAC_GRACE_MS 600000LL /* after the label end */
 #define VG_EVALMATCH_SECONDARY_MS 600000LL
 
 /* One OPEN event as eval received it. */
 typedef struct {
-    uint32_t device;  /* index; UINT32_MAX for a device the run does not know */
-    uint8_t type;     /* vg_alert_type_t; VG_ALERT_NONE for a type name we do not know */
+    uint32_t device; /* index; UINT32_MAX for a device the run does not know */
+    uint8_t type;    /* vg_alert_type_t; VG_ALERT_NONE for a type name we do not know */
     int64_t opened_ms, event_ms;
 } vg_evalalert_t;
 
@@ -87,7 +88,20 @@ typedef struct {
      * NaN if missed; and its duplicates. Indexed [label * VG_ALERT__COUNT + type]. */
     double *label_delay;
     uint32_t *label_dups;
+    /* Per alert (in the sorted order vg_evalmatch_run leaves them in): its
+     * verdict (VG_EVALMATCH_*) and, for detections and duplicates, the label. */
+    uint8_t *verdict;
+    int32_t *alert_label;
 } vg_evalmatch_t;
+
+enum {
+    VG_EVALMATCH_DETECTED = 0,
+    VG_EVALMATCH_DUPLICATE,
+    VG_EVALMATCH_SECONDARY,
+    VG_EVALMATCH_FALSE,        /* on a device-day with a label */
+    VG_EVALMATCH_FALSE_NORMAL, /* on a normal device-day */
+    VG_EVALMATCH_IGNORED,
+};
 
 /* true for the types whose delay is in days. */
 bool vg_evalmatch_in_days(int type);

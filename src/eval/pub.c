@@ -118,7 +118,7 @@ static int flush_conn(vg_evalpub_t *p, uint32_t i)
             set_out(p, i, true);
             return VG_OK;
         }
-        fail(p, "a device connection failed while writing (did the server exit?)");
+        fail(p, "a publishing connection failed while writing (did the server exit?)");
         return VG_EIO;
     }
     c->off = c->len = 0;
@@ -159,7 +159,7 @@ static int on_bytes(vg_evalpub_t *p, uint32_t i, const uint8_t *buf, size_t len)
         int rc = vg_mqtt_frame(buf + off, len - off, 1u << 16, &type, &flags, &hl, &rl);
         if (rc == VG_AGAIN) {
             if (len - off > sizeof c->carry) {
-                fail(p, "unexpected large packet on a device connection");
+                fail(p, "unexpected large packet on a publishing connection");
                 return VG_EIO;
             }
             c->carry_len = (uint8_t)(len - off);
@@ -193,7 +193,7 @@ static int on_bytes(vg_evalpub_t *p, uint32_t i, const uint8_t *buf, size_t len)
             uint8_t crc;
             if (vg_mqtt_decode_connack(VG_MQTT_V311, body, rl, &sp, &crc, NULL) != VG_OK ||
                 crc != VG_MQTT_CONNACK_ACCEPTED) {
-                fail(p, "the server refused a device connection");
+                fail(p, "the server refused a publishing connection");
                 return VG_EIO;
             }
             c->up = true;
@@ -212,7 +212,7 @@ static int read_conn(vg_evalpub_t *p, uint32_t i)
         memcpy(p->rbuf, c->carry, have);
         ssize_t r = read(c->fd, p->rbuf + have, READ_CHUNK);
         if (r == 0) {
-            fail(p, "the server closed a device connection");
+            fail(p, "the server closed a publishing connection");
             return VG_EIO;
         }
         if (r < 0) {
@@ -220,7 +220,7 @@ static int read_conn(vg_evalpub_t *p, uint32_t i)
                 continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 return VG_OK;
-            fail(p, "a device connection failed while reading");
+            fail(p, "a publishing connection failed while reading");
             return VG_EIO;
         }
         c->carry_len = 0;
@@ -265,17 +265,17 @@ static size_t put_varint(uint8_t *o, size_t v)
     return n;
 }
 
-int vg_evalpub_publish(vg_evalpub_t *p, uint32_t dev, int64_t arrival_ms, const char *payload, size_t len)
+int vg_evalpub_publish(vg_evalpub_t *p, uint32_t conn, int64_t arrival_ms, const char *payload, size_t len)
 {
     if (p->err)
         return VG_EIO;
-    conn_t *c = &p->c[dev];
+    conn_t *c = &p->c[conn];
     if (c->inflight >= p->o.window || p->ring_count >= p->o.global_window)
         return VG_AGAIN;
     if (p->ring_count && arrival_ms > p->ring[p->ring_tail].arrival_ms + p->o.lead_ms)
         return VG_AGAIN;
     if (c->len - c->off > OUT_SOFT_MAX) {
-        if (flush_conn(p, dev) != VG_OK)
+        if (flush_conn(p, conn) != VG_OK)
             return VG_EIO;
         if (c->len - c->off > OUT_SOFT_MAX)
             return VG_AGAIN;
@@ -305,7 +305,7 @@ int vg_evalpub_publish(vg_evalpub_t *p, uint32_t dev, int64_t arrival_ms, const 
     c->inflight++;
     p->inflight++;
     p->sent++;
-    mark_dirty(p, dev);
+    mark_dirty(p, conn);
     if (++p->queued_since_flush >= FLUSH_EVERY)
         return vg_evalpub_poll(p, 0);
     return VG_OK;
@@ -369,7 +369,7 @@ void vg_evalpub_close(vg_evalpub_t *p)
     vg_free(p);
 }
 
-int vg_evalpub_open(const struct sockaddr *addr, socklen_t addr_len, uint32_t ndev, const char *const *ids,
+int vg_evalpub_open(const struct sockaddr *addr, socklen_t addr_len, uint32_t nconn, const char *const *ids,
                     const vg_evalpub_opts_t *o, int timeout_ms, vg_evalpub_t **out, const char **why)
 {
     *out = NULL;
@@ -385,23 +385,23 @@ int vg_evalpub_open(const struct sockaddr *addr, socklen_t addr_len, uint32_t nd
     if (!p->o.topic)
         p->o.topic = "iot/wearable/data";
     if (p->o.lead_ms <= 0)
-        p->o.lead_ms = 5000;
+        p->o.lead_ms = 2000;
     p->ep = -1;
-    p->n = ndev;
+    p->n = nconn;
     p->topic_len = strlen(p->o.topic);
     p->topic = vg_strndup(VG_MEM_SIM, p->o.topic, p->topic_len);
-    p->c = vg_calloc(VG_MEM_SIM, ndev ? ndev : 1, sizeof *p->c);
-    p->dirty = vg_calloc(VG_MEM_SIM, ndev ? ndev : 1, sizeof *p->dirty);
+    p->c = vg_calloc(VG_MEM_SIM, nconn ? nconn : 1, sizeof *p->c);
+    p->dirty = vg_calloc(VG_MEM_SIM, nconn ? nconn : 1, sizeof *p->dirty);
     p->rbuf = vg_malloc(VG_MEM_SIM, READ_CHUNK + 16);
     int rc = VG_ENOMEM;
     p->ring = vg_calloc(VG_MEM_SIM, p->o.global_window, sizeof *p->ring);
     if (!p->topic || !p->c || !p->dirty || !p->rbuf || !p->ring)
         goto fail;
-    for (uint32_t i = 0; i < ndev; i++) {
+    for (uint32_t i = 0; i < nconn; i++) {
         p->c[i].fd = -1;
         p->c[i].next_pid = 1;
     }
-    for (uint32_t i = 0; i < ndev; i++) {
+    for (uint32_t i = 0; i < nconn; i++) {
         p->c[i].slots = vg_calloc(VG_MEM_SIM, p->o.window, sizeof *p->c[i].slots);
         if (!p->c[i].slots)
             goto fail;
@@ -412,7 +412,7 @@ int vg_evalpub_open(const struct sockaddr *addr, socklen_t addr_len, uint32_t nd
         fail(p, "epoll_create1 failed");
         goto fail;
     }
-    for (uint32_t i = 0; i < ndev; i++) {
+    for (uint32_t i = 0; i < nconn; i++) {
         conn_t *c = &p->c[i];
         c->fd = socket(addr->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (c->fd < 0) {
@@ -421,7 +421,7 @@ int vg_evalpub_open(const struct sockaddr *addr, socklen_t addr_len, uint32_t nd
         }
         /* Blocking connect on loopback is immediate; then non-blocking. */
         if (connect(c->fd, addr, addr_len) < 0) {
-            fail(p, "cannot connect a device to the server");
+            fail(p, "cannot connect to the server");
             goto fail;
         }
         int one = 1;
@@ -456,11 +456,11 @@ int vg_evalpub_open(const struct sockaddr *addr, socklen_t addr_len, uint32_t nd
         mark_dirty(p, i);
     }
     uint64_t deadline = vg_clock_mono_ns() + (uint64_t)timeout_ms * 1000000u;
-    while (p->up < ndev) {
+    while (p->up < nconn) {
         if (vg_evalpub_poll(p, 50) != VG_OK)
             goto fail;
         if (vg_clock_mono_ns() > deadline) {
-            fail(p, "not every device connection got its CONNACK in time");
+            fail(p, "not every publishing connection got its CONNACK in time");
             goto fail;
         }
     }

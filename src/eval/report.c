@@ -18,18 +18,29 @@ double vg_evalreport_target_delay(int t, const vg_detect_cfg_t *c, double iv)
     double two = 2 * iv;
     switch (t) {
     case VG_ALERT_HIGH_HR_AT_REST:
-    case VG_ALERT_LOW_HR_AT_REST: return c->rest_window_s + two;
+    case VG_ALERT_LOW_HR_AT_REST:
+        return c->rest_window_s + two;
     case VG_ALERT_EXTREME_HIGH_HR:
-    case VG_ALERT_EXTREME_LOW_HR: return c->extreme_sustain_s + two;
-    case VG_ALERT_SUDDEN_CHANGE: return 60 + two;
-    case VG_ALERT_IMPOSSIBLE_VALUE: return two;
-    case VG_ALERT_FLATLINE: return c->flatline_s + two;
-    case VG_ALERT_DATA_GAP: return c->gap_factor * iv + two;
-    case VG_ALERT_DEVICE_OFFLINE: return c->offline_after_s + two;
-    case VG_ALERT_OUT_OF_ORDER: return two;
-    case VG_ALERT_STALE_DATA: return c->stale_after_s + two;
-    case VG_ALERT_CLOCK_SKEW: return c->skew_confirm_samples * iv + two;
-    default: return NAN; /* drift and nightly: report only */
+    case VG_ALERT_EXTREME_LOW_HR:
+        return c->extreme_sustain_s + two;
+    case VG_ALERT_SUDDEN_CHANGE:
+        return 60 + two;
+    case VG_ALERT_IMPOSSIBLE_VALUE:
+        return two;
+    case VG_ALERT_FLATLINE:
+        return c->flatline_s + two;
+    case VG_ALERT_DATA_GAP:
+        return c->gap_factor * iv + two;
+    case VG_ALERT_DEVICE_OFFLINE:
+        return c->offline_after_s + two;
+    case VG_ALERT_OUT_OF_ORDER:
+        return two;
+    case VG_ALERT_STALE_DATA:
+        return c->stale_after_s + two;
+    case VG_ALERT_CLOCK_SKEW:
+        return c->skew_confirm_samples * iv + two;
+    default:
+        return NAN; /* drift and nightly: report only */
     }
 }
 
@@ -92,7 +103,8 @@ static bool normal_ok(uint64_t n, double days)
 
 static void print_run(const vg_evalreport_t *r, FILE *out)
 {
-    fprintf(out, "published %llu samples (%llu acknowledged) in %.1f s (%.0f/s); processing wait %.1f s; total %.1f s%s\n",
+    fprintf(out,
+            "published %llu samples (%llu acknowledged) in %.1f s (%.0f/s); processing wait %.1f s; total %.1f s%s\n",
             (unsigned long long)r->published, (unsigned long long)r->acked, r->publish_s,
             r->publish_s > 0 ? (double)r->published / r->publish_s : 0.0, r->wait_s, r->total_s,
             r->incomplete ? " (INCOMPLETE: the pipeline did not catch up in time)" : "");
@@ -126,9 +138,8 @@ static bool print_synthetic(const vg_evalreport_t *r, FILE *out)
         print_run(r, out);
     fprintf(out, "\n");
     if (r->mode != VG_EVALREPORT_DRY_RUN) {
-        fprintf(out, "%-26s %5s %5s %5s %4s %5s %5s %4s %7s %7s %8s %8s %8s %-22s %s\n", "type", "eps", "det",
-                "miss", "dup", "2nd", "false", "ign", "recall", "prec", "false/dd", "median", "p95", "target",
-                "result");
+        fprintf(out, "%-26s %5s %5s %5s %4s %5s %5s %4s %7s %7s %8s %8s %8s %-22s %s\n", "type", "eps", "det", "miss",
+                "dup", "2nd", "false", "ign", "recall", "prec", "false/dd", "median", "p95", "target", "result");
         for (int t = 1; t < VG_ALERT__COUNT; t++) {
             const vg_evaltype_t *s = &m->type[t];
             bool days = vg_evalmatch_in_days(t);
@@ -279,13 +290,20 @@ static void json_detector(const vg_evalreport_t *r, FILE *f)
         const char *name;
         double v;
     } p[] = {
-        {"rest_high_bpm", c->rest_high_bpm},       {"rest_low_bpm", c->rest_low_bpm},
-        {"rest_window_s", c->rest_window_s},       {"rest_after_activity_s", c->rest_after_activity_s},
-        {"extreme_high_bpm", c->extreme_high_bpm}, {"extreme_low_bpm", c->extreme_low_bpm},
-        {"extreme_sustain_s", c->extreme_sustain_s}, {"sudden_bpm_per_min", c->sudden_bpm_per_min},
-        {"flatline_s", c->flatline_s},             {"gap_factor", c->gap_factor},
-        {"offline_after_s", c->offline_after_s},   {"stale_after_s", c->stale_after_s},
-        {"clock_skew_s", c->clock_skew_s},         {"skew_confirm_samples", c->skew_confirm_samples},
+        {"rest_high_bpm", c->rest_high_bpm},
+        {"rest_low_bpm", c->rest_low_bpm},
+        {"rest_window_s", c->rest_window_s},
+        {"rest_after_activity_s", c->rest_after_activity_s},
+        {"extreme_high_bpm", c->extreme_high_bpm},
+        {"extreme_low_bpm", c->extreme_low_bpm},
+        {"extreme_sustain_s", c->extreme_sustain_s},
+        {"sudden_bpm_per_min", c->sudden_bpm_per_min},
+        {"flatline_s", c->flatline_s},
+        {"gap_factor", c->gap_factor},
+        {"offline_after_s", c->offline_after_s},
+        {"stale_after_s", c->stale_after_s},
+        {"clock_skew_s", c->clock_skew_s},
+        {"skew_confirm_samples", c->skew_confirm_samples},
     };
     fprintf(f, "\"detector\":{");
     for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) {
@@ -364,8 +382,11 @@ static void json_synthetic(const vg_evalreport_t *r, FILE *f)
             fprintf(f, ",\"targetDelaySeconds\":");
             jnum(f, vg_evalreport_target_delay(t, r->dcfg, r->interval_s));
             fprintf(f, ",\"pass\":%s,\"passRecall\":%s,\"passDelay\":%s,\"passDuplicates\":%s}%s\n",
-                    v.na ? "null" : pass ? "true" : "false", v.recall_ok ? "true" : "false",
-                    v.delay_ok ? "true" : "false", v.dup_ok ? "true" : "false", t + 1 < VG_ALERT__COUNT ? "," : "");
+                    v.na   ? "null"
+                    : pass ? "true"
+                           : "false",
+                    v.recall_ok ? "true" : "false", v.delay_ok ? "true" : "false", v.dup_ok ? "true" : "false",
+                    t + 1 < VG_ALERT__COUNT ? "," : "");
         }
         fprintf(f, "],\n");
         const vg_evaltype_t *o = &m->type[VG_ALERT_NONE];
@@ -376,8 +397,9 @@ static void json_synthetic(const vg_evalreport_t *r, FILE *f)
         bool ok_c = normal_ok(m->false_normal_cardiac, nd), ok_q = normal_ok(m->false_normal_quality, nd),
              ok_o = normal_ok(m->false_normal_other, nd);
         all = all && ok_c && ok_q && ok_o;
-        fprintf(f, "\"normalDays\":{\"deviceDays\":%.6f,\"target\":%g,\"cardiacFalse\":%llu,\"cardiacPerDeviceDay\":",
-                nd, VG_EVALREPORT_FALSE_PER_DAY, (unsigned long long)m->false_normal_cardiac);
+        fprintf(f,
+                "\"normalDays\":{\"deviceDays\":%.6f,\"target\":%g,\"cardiacFalse\":%llu,\"cardiacPerDeviceDay\":", nd,
+                VG_EVALREPORT_FALSE_PER_DAY, (unsigned long long)m->false_normal_cardiac);
         jnum(f, nd > 0 ? (double)m->false_normal_cardiac / nd : NAN);
         fprintf(f, ",\"qualityFalse\":%llu,\"qualityPerDeviceDay\":", (unsigned long long)m->false_normal_quality);
         jnum(f, nd > 0 ? (double)m->false_normal_quality / nd : NAN);
@@ -398,14 +420,40 @@ static void json_synthetic(const vg_evalreport_t *r, FILE *f)
     jnum(f, m->normal_device_days > 0 ? (double)rs->false_normal / m->normal_device_days : NAN);
     fprintf(f, ",\"types\":[");
     for (int t = 1; t < VG_ALERT__COUNT; t++) {
-        fprintf(f, "%s{\"type\":\"%s\",\"episodes\":%llu,\"detected\":%llu,\"missed\":%llu,\"recall\":",
-                t > 1 ? "," : "", vg_alert_type_name((vg_alert_type_t)t), (unsigned long long)rs->episodes[t],
+        fprintf(f,
+                "%s{\"type\":\"%s\",\"episodes\":%llu,\"detected\":%llu,\"missed\":%llu,\"recall\":", t > 1 ? "," : "",
+                vg_alert_type_name((vg_alert_type_t)t), (unsigned long long)rs->episodes[t],
                 (unsigned long long)rs->detected[t], (unsigned long long)(rs->episodes[t] - rs->detected[t]));
         jnum(f, ratio(rs->detected[t], rs->episodes[t]));
         fprintf(f, "}");
     }
     fprintf(f, "]},\n");
 
+    if (r->mode != VG_EVALREPORT_DRY_RUN && m->verdict) {
+        /* Every OPEN that did not detect a label, for diagnosis. */
+        static const char *const verdicts[] = {"detected", "duplicate",        "secondary",
+                                               "false",    "false_normal_day", "ignored"};
+        fprintf(f, "\"unmatched\":[\n");
+        size_t shown = 0;
+        for (size_t i = 0; i < r->n_alerts && shown < 20000; i++) {
+            const vg_evalalert_t *a = &r->alerts[i];
+            if (m->verdict[i] == VG_EVALMATCH_DETECTED)
+                continue;
+            char id[32] = "?";
+            if (a->device < vg_scen_devices(r->scen))
+                vg_scen_device_id(r->scen, a->device, id, sizeof id);
+            fprintf(f,
+                    "%s{\"device\":\"%s\",\"type\":\"%s\",\"verdict\":\"%s\",\"openedAtMs\":%lld,\"eventTimeMs\":%lld",
+                    shown ? ",\n" : "", id, a->type ? vg_alert_type_name((vg_alert_type_t)a->type) : "(unknown)",
+                    verdicts[m->verdict[i] < 6 ? m->verdict[i] : 3], (long long)a->opened_ms, (long long)a->event_ms);
+            if (m->alert_label[i] >= 0)
+                fprintf(f, ",\"label\":%d,\"labelKind\":\"%s\"", m->alert_label[i],
+                        vg_scen_kind_name(L[m->alert_label[i]].kind));
+            fprintf(f, "}");
+            shown++;
+        }
+        fprintf(f, "\n],\n");
+    }
     fprintf(f, "\"labels\":[\n");
     for (size_t i = 0; i < nl; i++) {
         const vg_scen_label_t *l = &L[i];

@@ -31,11 +31,11 @@ typedef struct {
     /* the run (not for DRY_RUN) */
     uint64_t published, acked;
     double publish_s, wait_s, total_s;
-    bool incomplete;            /* the processing wait timed out */
-    int server_exit;            /* the server's exit status (0 = clean) */
-    vg_evalsub_stats_t stats;   /* the last stats the server sent */
-    uint64_t events[5];         /* OPEN, UPDATE, RESOLVED, ACKNOWLEDGED, other */
-    uint64_t unparsed;          /* alert messages that were not JSON objects we understand */
+    bool incomplete;                                 /* the processing wait timed out */
+    int server_exit;                                 /* the server's exit status (0 = clean) */
+    vg_evalsub_stats_t stats;                        /* the last stats the server sent */
+    uint64_t events[5];                              /* OPEN, UPDATE, RESOLVED, ACKNOWLEDGED, other */
+    uint64_t unparsed;                               /* alert messages that were not JSON objects we understand */
     const char *other_name[VG_EVALREPORT_MAX_OTHER]; /* OPENs of type names we do not know */
     uint64_t other_count[VG_EVALREPORT_MAX_OTHER];
     size_t n_other;
@@ -44,6 +44,8 @@ typedef struct {
     const vg_scen_cfg_t *scfg;
     const vg_scen_t *scen;
     const vg_evalmatch_t *m;
+    const vg_evalalert_t *alerts; /* the OPENs, in the order m's verdicts refer to */
+    size_t n_alerts;
     uint64_t samples;
 
     /* CSV */

@@ -165,16 +165,16 @@ int vg_scen_cfg_check(const vg_scen_cfg_t *c, const char **why)
 typedef struct {
     uint32_t device;
     uint8_t kind;
-    uint8_t ov_act;    /* forced activity in [ov_s, ov_e), if ov_e > ov_s */
-    uint8_t high;      /* IMPOSSIBLE */
-    uint8_t based;     /* SUDDEN: base taken */
-    uint8_t flat_set;  /* FLATLINE: value taken */
-    uint8_t end_set;   /* GAP/OFFLINE: first sample after the gap seen */
-    int64_t fs, fe;    /* footprint */
+    uint8_t ov_act;   /* forced activity in [ov_s, ov_e), if ov_e > ov_s */
+    uint8_t high;     /* IMPOSSIBLE */
+    uint8_t based;    /* SUDDEN: base taken */
+    uint8_t flat_set; /* FLATLINE: value taken */
+    uint8_t end_set;  /* GAP/OFFLINE: first sample after the gap seen */
+    int64_t fs, fe;   /* footprint */
     int64_t ov_s, ov_e;
-    int64_t on;        /* onset */
+    int64_t on;              /* onset */
     int64_t ramp, hold, ret; /* cardiac overlay, ms */
-    int64_t dur;       /* quality window [on, on + dur) */
+    int64_t dur;             /* quality window [on, on + dur) */
     int64_t skew;
     double level, sd, lo, hi, jump;
     int count; /* IMPOSSIBLE samples, OUT_OF_ORDER late samples */
@@ -223,20 +223,34 @@ static uint32_t types_of(int kind)
 {
 #define B(t) (1u << (t))
     switch (kind) {
-    case VG_SCEN_REST_HIGH: return B(VG_ALERT_HIGH_HR_AT_REST);
-    case VG_SCEN_REST_LOW: return B(VG_ALERT_LOW_HR_AT_REST);
-    case VG_SCEN_EXTREME_HIGH: return B(VG_ALERT_EXTREME_HIGH_HR);
-    case VG_SCEN_EXTREME_LOW: return B(VG_ALERT_EXTREME_LOW_HR);
-    case VG_SCEN_SUDDEN: return B(VG_ALERT_SUDDEN_CHANGE);
-    case VG_SCEN_DRIFT: return B(VG_ALERT_BASELINE_DRIFT) | B(VG_ALERT_RESTING_HR_RISE);
-    case VG_SCEN_GAP: return B(VG_ALERT_DATA_GAP);
-    case VG_SCEN_OFFLINE: return B(VG_ALERT_DATA_GAP) | B(VG_ALERT_DEVICE_OFFLINE);
-    case VG_SCEN_FLATLINE: return B(VG_ALERT_FLATLINE);
-    case VG_SCEN_SKEW: return B(VG_ALERT_CLOCK_SKEW);
-    case VG_SCEN_IMPOSSIBLE: return B(VG_ALERT_IMPOSSIBLE_VALUE);
-    case VG_SCEN_OUT_OF_ORDER: return B(VG_ALERT_OUT_OF_ORDER);
-    case VG_SCEN_STALE: return B(VG_ALERT_STALE_DATA) | B(VG_ALERT_DATA_GAP) | B(VG_ALERT_DEVICE_OFFLINE);
-    default: return 0;
+    case VG_SCEN_REST_HIGH:
+        return B(VG_ALERT_HIGH_HR_AT_REST);
+    case VG_SCEN_REST_LOW:
+        return B(VG_ALERT_LOW_HR_AT_REST);
+    case VG_SCEN_EXTREME_HIGH:
+        return B(VG_ALERT_EXTREME_HIGH_HR);
+    case VG_SCEN_EXTREME_LOW:
+        return B(VG_ALERT_EXTREME_LOW_HR);
+    case VG_SCEN_SUDDEN:
+        return B(VG_ALERT_SUDDEN_CHANGE);
+    case VG_SCEN_DRIFT:
+        return B(VG_ALERT_BASELINE_DRIFT) | B(VG_ALERT_RESTING_HR_RISE);
+    case VG_SCEN_GAP:
+        return B(VG_ALERT_DATA_GAP);
+    case VG_SCEN_OFFLINE:
+        return B(VG_ALERT_DATA_GAP) | B(VG_ALERT_DEVICE_OFFLINE);
+    case VG_SCEN_FLATLINE:
+        return B(VG_ALERT_FLATLINE);
+    case VG_SCEN_SKEW:
+        return B(VG_ALERT_CLOCK_SKEW);
+    case VG_SCEN_IMPOSSIBLE:
+        return B(VG_ALERT_IMPOSSIBLE_VALUE);
+    case VG_SCEN_OUT_OF_ORDER:
+        return B(VG_ALERT_OUT_OF_ORDER);
+    case VG_SCEN_STALE:
+        return B(VG_ALERT_STALE_DATA) | B(VG_ALERT_DATA_GAP) | B(VG_ALERT_DEVICE_OFFLINE);
+    default:
+        return 0;
     }
 #undef B
 }
@@ -290,9 +304,15 @@ static void draw_params(vg_scen_t *s, uint64_t *r, plan_t *p)
         p->sd = 2.5;
         p->dur = ms_of(urange(r, 6 * 60, 10 * 60));
         break;
-    case VG_SCEN_GAP: p->dur = ms_of(urange(r, 2 * 60, 12 * 60)); break;
-    case VG_SCEN_OFFLINE: p->dur = ms_of(urange(r, 20 * 60, 60 * 60)); break;
-    case VG_SCEN_FLATLINE: p->dur = ms_of(urange(r, 15 * 60, 30 * 60)); break;
+    case VG_SCEN_GAP:
+        p->dur = ms_of(urange(r, 2 * 60, 12 * 60));
+        break;
+    case VG_SCEN_OFFLINE:
+        p->dur = ms_of(urange(r, 20 * 60, 60 * 60));
+        break;
+    case VG_SCEN_FLATLINE:
+        p->dur = ms_of(urange(r, 15 * 60, 30 * 60));
+        break;
     case VG_SCEN_SKEW:
         p->dur = ms_of(urange(r, 3600, 3 * 3600));
         p->skew = ms_of(urange(r, 5 * 60, 30 * 60));
@@ -303,9 +323,14 @@ static void draw_params(vg_scen_t *s, uint64_t *r, plan_t *p)
         p->lo = p->high ? 255 : 5;
         p->hi = p->high ? 299 : 20;
         break;
-    case VG_SCEN_OUT_OF_ORDER: p->count = irange(r, 2, 5); break;
-    case VG_SCEN_STALE: p->dur = ms_of(urange(r, 20 * 60, 40 * 60)); break;
-    default: break;
+    case VG_SCEN_OUT_OF_ORDER:
+        p->count = irange(r, 2, 5);
+        break;
+    case VG_SCEN_STALE:
+        p->dur = ms_of(urange(r, 20 * 60, 40 * 60));
+        break;
+    default:
+        break;
     }
     (void)s;
 }
@@ -360,7 +385,8 @@ static void place_at(vg_scen_t *s, plan_t *p, int64_t on)
         p->fs = on - MIN_MS;
         p->fe = on + p->dur + (p->dur / iv + 2) * UPLOAD_SPACING_MS + 10 * MIN_MS;
         break;
-    default: break;
+    default:
+        break;
     }
 }
 
@@ -506,7 +532,9 @@ static void start_bout(fdev_t *d, int act, int64_t t, int64_t len)
     switch (act) {
     case VG_SCEN_ACT_REST:
     case VG_SCEN_ACT_RECOVERY:
-    case VG_SCEN_ACT_STILL: d->add = urange(r, 0, 8); break;
+    case VG_SCEN_ACT_STILL:
+        d->add = urange(r, 0, 8);
+        break;
     case VG_SCEN_ACT_WALK:
         d->add = urange(r, 25, 40);
         d->cadence = urange(r, 80, 120);
@@ -521,7 +549,8 @@ static void start_bout(fdev_t *d, int act, int64_t t, int64_t len)
         d->cadence = urange(r, 150, 180);
         d->cadence2 = urange(r, 80, 120);
         break;
-    default: break;
+    default:
+        break;
     }
 }
 
@@ -653,10 +682,18 @@ static void gen_one(vg_scen_t *s, uint32_t dev)
     double cadence = d->cadence;
     double rl = rest_level(s, d, dev, t), target;
     switch (act) {
-    case VG_SCEN_ACT_SLEEP: target = rl - d->drop; break;
-    case VG_SCEN_ACT_STILL: target = sleeping ? rl - d->drop : rl + d->add; break;
-    case VG_SCEN_ACT_WALK: target = rl + d->add; break;
-    case VG_SCEN_ACT_RUN: target = d->add; break;
+    case VG_SCEN_ACT_SLEEP:
+        target = rl - d->drop;
+        break;
+    case VG_SCEN_ACT_STILL:
+        target = sleeping ? rl - d->drop : rl + d->add;
+        break;
+    case VG_SCEN_ACT_WALK:
+        target = rl + d->add;
+        break;
+    case VG_SCEN_ACT_RUN:
+        target = d->add;
+        break;
     case VG_SCEN_ACT_HARD:
         if (((t - d->act_start) / (2 * MIN_MS)) % 2 == 0) {
             target = d->hard;
@@ -666,7 +703,9 @@ static void gen_one(vg_scen_t *s, uint32_t dev)
             cadence = d->cadence2;
         }
         break;
-    default: target = rl + d->add; break; /* REST, RECOVERY */
+    default:
+        target = rl + d->add;
+        break; /* REST, RECOVERY */
     }
     if (!d->started) {
         d->x = target;
@@ -680,8 +719,8 @@ static void gen_one(vg_scen_t *s, uint32_t dev)
     double hr = reflect_clamp(d->x + d->w + NOISE_SD * gauss(&d->rng), HR_FLOOR, HR_CEIL);
     int steps = steps_for(d, act, cadence, dt_s);
 
-    vg_scen_sample_t smp = {.device = dev, .steps = steps, .ts_ms = t, .true_ms = t, .label = -1,
-                            .activity = (uint8_t)act};
+    vg_scen_sample_t smp = {
+        .device = dev, .steps = steps, .ts_ms = t, .true_ms = t, .label = -1, .activity = (uint8_t)act};
     int64_t natural = t;
     bool drop = false, hold = false, release = false;
     int ihr = (int)lround(hr);
@@ -724,10 +763,18 @@ static void gen_one(vg_scen_t *s, uint32_t dev)
             lab->samples++;
             bool beyond = false;
             switch (p->kind) {
-            case VG_SCEN_REST_HIGH: beyond = ihr > 120; break;
-            case VG_SCEN_REST_LOW: beyond = ihr < 40; break;
-            case VG_SCEN_EXTREME_HIGH: beyond = ihr > 180; break;
-            case VG_SCEN_EXTREME_LOW: beyond = ihr < 35; break;
+            case VG_SCEN_REST_HIGH:
+                beyond = ihr > 120;
+                break;
+            case VG_SCEN_REST_LOW:
+                beyond = ihr < 40;
+                break;
+            case VG_SCEN_EXTREME_HIGH:
+                beyond = ihr > 180;
+                break;
+            case VG_SCEN_EXTREME_LOW:
+                beyond = ihr < 35;
+                break;
             default: /* SUDDEN: from the jump to the end of the plateau */
                 beyond = t < p->on + p->ramp + p->hold;
                 break;
@@ -805,7 +852,8 @@ static void gen_one(vg_scen_t *s, uint32_t dev)
                     lab->start_ms = t;
             }
             break;
-        default: break;
+        default:
+            break;
         }
     }
     smp.hr = ihr;

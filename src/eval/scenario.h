@@ -141,15 +141,15 @@ int vg_scen_kind_parse(const char *name);
 
 typedef struct {
     uint64_t seed;
-    uint32_t devices;       /* ordinary devices (default 200) */
-    double days;            /* their span (default 3) */
-    uint32_t drift_devices; /* devices with a baseline drift (default 10) */
-    double drift_days;      /* their span (default 14, at least 12) */
-    double interval_s;      /* default 5 */
-    double jitter_s;        /* default 0.3 */
-    double normal_share;    /* share of device-days kept free of episodes (0.5) */
+    uint32_t devices;            /* ordinary devices (default 200) */
+    double days;                 /* their span (default 3) */
+    uint32_t drift_devices;      /* devices with a baseline drift (default 10) */
+    double drift_days;           /* their span (default 14, at least 12) */
+    double interval_s;           /* default 5 */
+    double jitter_s;             /* default 0.3 */
+    double normal_share;         /* share of device-days kept free of episodes (0.5) */
     double rate[VG_SCEN__KINDS]; /* episodes per kind per episode day (0.4; DRIFT unused) */
-    int64_t t0_ms;          /* VG_SCEN_T0_MS */
+    int64_t t0_ms;               /* VG_SCEN_T0_MS */
 } vg_scen_cfg_t;
 
 void vg_scen_cfg_default(vg_scen_cfg_t *c);
@@ -159,16 +159,16 @@ int vg_scen_cfg_check(const vg_scen_cfg_t *c, const char **why);
 /* One labelled episode. Alert types as a bit set: bit t = vg_alert_type_t t. */
 typedef struct {
     uint32_t device;
-    uint8_t kind;      /* vg_scen_kind_t */
-    uint8_t high;      /* IMPOSSIBLE: 1 for the 255–299 variety */
+    uint8_t kind; /* vg_scen_kind_t */
+    uint8_t high; /* IMPOSSIBLE: 1 for the 255–299 variety */
     uint16_t pad;
-    uint32_t types;    /* 1u << VG_ALERT_* */
-    int64_t start_ms;  /* label start (true time; see the model above) */
-    int64_t end_ms;    /* label end */
-    int64_t skew_ms;   /* SKEW: how far the device clock runs ahead */
-    double level;      /* the plateau level (cardiac), drift amount (DRIFT) */
+    uint32_t types;          /* 1u << VG_ALERT_* */
+    int64_t start_ms;        /* label start (true time; see the model above) */
+    int64_t end_ms;          /* label end */
+    int64_t skew_ms;         /* SKEW: how far the device clock runs ahead */
+    double level;            /* the plateau level (cardiac), drift amount (DRIFT) */
     double core_lo, core_hi; /* every core-phase sample lies in [core_lo, core_hi] */
-    uint32_t samples;  /* samples shaped by the episode (core + ramps, or affected) */
+    uint32_t samples;        /* samples shaped by the episode (core + ramps, or affected) */
 } vg_scen_label_t;
 
 /* One sample in arrival order. */

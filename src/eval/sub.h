@@ -20,15 +20,15 @@ typedef struct vg_evalsub vg_evalsub_t;
 
 /* The stats counters eval waits on; -1 where the server has not sent them. */
 typedef struct {
-    uint64_t messages;        /* stats messages received */
-    int64_t accepted;         /* telemetry.accepted */
-    int64_t deadletter;       /* telemetry.deadletter */
-    int64_t processed;        /* proc.processed */
-    int64_t lag;              /* proc.lag */
-    int64_t emitted;          /* alerts.emitted */
-    uint64_t alerts;          /* alert messages received */
-    uint64_t last_alert_ns;   /* CLOCK_MONOTONIC of the last alert, 0 if none */
-    bool failed;              /* the connection broke */
+    uint64_t messages;      /* stats messages received */
+    int64_t accepted;       /* telemetry.accepted */
+    int64_t deadletter;     /* telemetry.deadletter */
+    int64_t processed;      /* proc.processed */
+    int64_t lag;            /* proc.lag */
+    int64_t emitted;        /* alerts.emitted */
+    uint64_t alerts;        /* alert messages received */
+    uint64_t last_alert_ns; /* CLOCK_MONOTONIC of the last alert, 0 if none */
+    bool failed;            /* the connection broke */
 } vg_evalsub_stats_t;
 
 /* Connects with client id `id`, subscribes and waits for the SUBACK (up to

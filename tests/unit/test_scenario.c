@@ -253,11 +253,12 @@ static void test_samples_and_labels(void)
             VT_CHECK(l->samples >= 2 && l->samples <= 5);
             break;
         case VG_SCEN_STALE:
-            VT_CHECK(l->types == ((1u << VG_ALERT_STALE_DATA) | (1u << VG_ALERT_DATA_GAP) |
-                                  (1u << VG_ALERT_DEVICE_OFFLINE)));
+            VT_CHECK(l->types ==
+                     ((1u << VG_ALERT_STALE_DATA) | (1u << VG_ALERT_DATA_GAP) | (1u << VG_ALERT_DEVICE_OFFLINE)));
             VT_CHECK(len >= 20 * MIN_MS && len <= 41 * MIN_MS);
             break;
-        default: VT_CHECK(0);
+        default:
+            VT_CHECK(0);
         }
     }
     for (int k = 0; k < VG_SCEN__KINDS; k++) {
@@ -340,17 +341,32 @@ static void test_normal_only(void)
 static void test_match_rules(void)
 {
     const int64_t t0 = VG_SCEN_T0_MS;
-    vg_scen_label_t L[3] = {
-        {.device = 0, .kind = VG_SCEN_EXTREME_HIGH, .types = 1u << VG_ALERT_EXTREME_HIGH_HR,
-         .start_ms = t0 + 3600000, .end_ms = t0 + 3600000 + 120000},
-        {.device = 0, .kind = VG_SCEN_GAP, .types = 1u << VG_ALERT_DATA_GAP, .start_ms = t0 + 7200000,
+    vg_scen_label_t L[4] = {
+        {.device = 0,
+         .kind = VG_SCEN_EXTREME_HIGH,
+         .types = 1u << VG_ALERT_EXTREME_HIGH_HR,
+         .start_ms = t0 + 3600000,
+         .end_ms = t0 + 3600000 + 120000},
+        {.device = 0,
+         .kind = VG_SCEN_GAP,
+         .types = 1u << VG_ALERT_DATA_GAP,
+         .start_ms = t0 + 7200000,
          .end_ms = t0 + 7200000 + 300000},
-        {.device = 1, .kind = VG_SCEN_SKEW, .types = 1u << VG_ALERT_CLOCK_SKEW, .start_ms = t0 + 3600000,
-         .end_ms = t0 + 3 * 3600000, .skew_ms = 600000},
+        {.device = 0,
+         .kind = VG_SCEN_FLATLINE,
+         .types = 1u << VG_ALERT_FLATLINE,
+         .start_ms = t0 + 7700000,
+         .end_ms = t0 + 8600000},
+        {.device = 1,
+         .kind = VG_SCEN_SKEW,
+         .types = 1u << VG_ALERT_CLOCK_SKEW,
+         .start_ms = t0 + 3600000,
+         .end_ms = t0 + 3 * 3600000,
+         .skew_ms = 600000},
     };
     int64_t span_end[3] = {t0 + VG_SCEN_DAY_MS, t0 + VG_SCEN_DAY_MS, t0 + VG_SCEN_DAY_MS};
-    vg_evalmatch_in_t in = {.labels = L, .n_labels = 3, .devices = 3, .span_end = span_end, .t0_ms = t0,
-                            .offline_after_ms = 900000};
+    vg_evalmatch_in_t in = {
+        .labels = L, .n_labels = 4, .devices = 3, .span_end = span_end, .t0_ms = t0, .offline_after_ms = 900000};
     vg_evalalert_t A[] = {
         /* detects label 0 after 35 s, then a duplicate */
         {0, VG_ALERT_EXTREME_HIGH_HR, t0 + 3600000, t0 + 3635000},
@@ -359,6 +375,8 @@ static void test_match_rules(void)
         {0, VG_ALERT_SUDDEN_CHANGE, t0 + 3610000, t0 + 3610000},
         /* gap: detected within its own length after the end */
         {0, VG_ALERT_DATA_GAP, t0 + 7200000, t0 + 7200000 + 500000},
+        /* in the gap's window, but at the flatline that follows: secondary, not a duplicate */
+        {0, VG_ALERT_DATA_GAP, t0 + 7710000, t0 + 7710000},
         /* skew seen in the device's clock: mapped back, delay 15 s */
         {1, VG_ALERT_CLOCK_SKEW, t0 + 3600000 + 600000 + 15000, t0 + 3600000 + 600000 + 15000},
         /* false on device 2's normal day */
@@ -381,6 +399,8 @@ static void test_match_rules(void)
     VT_EQ_INT(m.type[VG_ALERT_SUDDEN_CHANGE].false_alerts, 0);
     VT_EQ_INT(m.type[VG_ALERT_DATA_GAP].detected, 1);
     VT_CHECK(fabs(m.type[VG_ALERT_DATA_GAP].delay_median - 500) < 1e-9);
+    VT_EQ_INT(m.type[VG_ALERT_DATA_GAP].duplicates, 0);
+    VT_EQ_INT(m.type[VG_ALERT_DATA_GAP].secondary, 1);
     VT_EQ_INT(m.type[VG_ALERT_CLOCK_SKEW].detected, 1);
     VT_CHECK(fabs(m.type[VG_ALERT_CLOCK_SKEW].delay_median - 15) < 1e-9);
     VT_EQ_INT(m.type[VG_ALERT_HIGH_HR_AT_REST].false_alerts, 1);
