@@ -24,7 +24,7 @@
  *   learn at a quarter of their rate. No verdict before baseline_warmup_h
  *   of resting time. Active once z has stayed >= baseline_z for
  *   baseline_window_s of resting time (at_ms = the sample where it
- *   crossed); clears once z has stayed < baseline_z - 1 for
+ *   crossed); clears once z has stayed < max(baseline_z - 2, 0.5) for 4 x
  *   baseline_window_s of resting time.
  *   Resting asleep and resting awake are one population here, although
  *   sleep runs 5-8 bpm lower: the scale learns that spread, which costs
@@ -102,6 +102,10 @@ static double clampd(double v, double lo, double hi)
 
 /* ---- BASELINE_DRIFT --------------------------------------------------------------- */
 
+/* Resting time, in baseline windows, the level must stay back near the
+ * baseline before a drift alert closes. */
+#define CLEAR_WINDOWS 4.0
+
 static void drift(const vg_detect_cfg_t *c, vg_baseline_state_t *s, const vg_sample_t *x, int64_t credit,
                   vg_cond_t *out, int *n)
 {
@@ -174,9 +178,18 @@ static void drift(const vg_detect_cfg_t *c, vg_baseline_state_t *s, const vg_sam
     double lim = c->baseline_z, window = c->baseline_window_s * 1000.0;
     uint32_t cr = (uint32_t)credit;
     /* One run timer serves both directions: before activation it times
-     * z >= limit, once active it times z < limit - 1. */
+     * z >= limit over one window; once active it times z < limit - 2 (at
+     * least 0.5) over CLEAR_WINDOWS windows. The wide hysteresis is what
+     * keeps a drift one alert: while a drift goes on, the level dips
+     * towards the baseline in every night's deep sleep and the baseline
+     * slowly absorbs part of the rise, so "below limit - 1 for half an hour"
+     * closed and reopened the same episode (vigil eval: 5 duplicates in 10
+     * drifts). */
     bool on = s->flags & BF_DRIFT;
-    bool in_run = on ? z < lim - 1.0 : z >= lim;
+    double clear_z = lim - 2.0 > 0.5 ? lim - 2.0 : 0.5;
+    bool in_run = on ? z < clear_z : z >= lim;
+    if (on)
+        window *= CLEAR_WINDOWS;
     if (!in_run) {
         s->flags &= (uint8_t)~BF_RUN;
         s->run_ms = 0;

@@ -32,7 +32,7 @@
  *     samples.
  *   CLOCK_SKEW (warning): |ts - now| > clock_skew_s on skew_confirm_samples
  *     consecutive in-order samples whose offsets each differ from the
- *     previous one by < SKEW_TOL_MS (or are all in the future). Clears after
+ *     previous one by < skew_tolerance() (or are all in the future). Clears after
  *     N consecutive samples with |offset| < clock_skew_s / 2. Samples stay
  *     usable. at_ms = the first sample of the confirming run.
  *   STALE_DATA (info): ts < now - stale_after_s and not explained by a
@@ -66,9 +66,21 @@
 #define INTERVAL_ALPHA (1.0 / 8.0)
 /* Two clock offsets this close are "the same offset": a skewed clock keeps
  * its offset up to stream-time jitter (the shard's median moves in steps of
- * other devices' intervals), a buffered upload's offset grows by the
- * device's interval with every sample. */
-#define SKEW_TOL_MS 10000.0
+ * other devices' intervals), while a buffered upload's offset changes by
+ * about the device's interval with every sample. So the tolerance is a
+ * fraction of the device's usual interval (once known), within bounds; a
+ * fixed 10 s made a fast backlog of 5 s samples look like a skewed clock. */
+#define SKEW_TOL_MAX_MS 10000.0
+#define SKEW_TOL_MIN_MS 500.0
+#define SKEW_TOL_SHARE 0.6
+
+static double skew_tolerance(const vg_quality_state_t *s)
+{
+    if (s->intervals < GAP_MIN_INTERVALS)
+        return SKEW_TOL_MAX_MS;
+    double t = SKEW_TOL_SHARE * (double)s->interval_ms;
+    return t < SKEW_TOL_MIN_MS ? SKEW_TOL_MIN_MS : t > SKEW_TOL_MAX_MS ? SKEW_TOL_MAX_MS : t;
+}
 
 enum {
     QF_SEEN = 1u << 0,  /* at least one sample */
@@ -308,7 +320,7 @@ static void judge_clock(const vg_detect_cfg_t *c, vg_quality_state_t *s, const v
     /* CLOCK_SKEW */
     bool cand = fabs(off) > skew_lim;
     bool cons =
-        cand && have_prev && s->skew_n > 0 && (fabs(off - prev) < SKEW_TOL_MS || (off > skew_lim && prev > skew_lim));
+        cand && have_prev && s->skew_n > 0 && (fabs(off - prev) < skew_tolerance(s) || (off > skew_lim && prev > skew_lim));
     if (!cand)
         s->skew_n = 0;
     else if (cons)
