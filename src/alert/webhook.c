@@ -55,9 +55,9 @@
 #include <strings.h>
 
 #define MOD "webhook"
-/* Webhooks are a consumer of the pipeline's output, accounted with the
- * processors (a tag of their own needs a name in core/alloc.c). */
-#define WH_MEM VG_MEM_PROC
+/* Everything webhook delivery allocates, libcurl's own memory included
+ * (curl_global_init_mem), shows as memory.webhook in the stats. */
+#define WH_MEM VG_MEM_WEBHOOK
 #define CKPT_MAGIC "VGWHCK01"
 #define CKPT_VERSION 1
 #define CKPT_HDR 24

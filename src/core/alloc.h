@@ -18,6 +18,8 @@ typedef enum {
     VG_MEM_PROC,
     VG_MEM_DETECT,
     VG_MEM_SIM,
+    VG_MEM_WEBHOOK, /* webhook delivery, libcurl's own memory included */
+    VG_MEM_EVAL,
     VG_MEM__COUNT
 } vg_mem_tag_t;
 

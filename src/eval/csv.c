@@ -172,8 +172,8 @@ int vg_evalcsv_read(const char *path, vg_evalcsv_t *out, char *err, size_t errca
     }
     int rc = VG_OK;
     vg_strmap_t ids;
-    vg_strmap_init(&ids, VG_MEM_SIM);
-    fields_t *fl = vg_malloc(VG_MEM_SIM, sizeof *fl);
+    vg_strmap_init(&ids, VG_MEM_EVAL);
+    fields_t *fl = vg_malloc(VG_MEM_EVAL, sizeof *fl);
     char *line = NULL;
     size_t cap_line = 0, cap_rows = 0, cap_ids = 0;
     uint64_t lineno = 0;
@@ -265,7 +265,7 @@ int vg_evalcsv_read(const char *path, vg_evalcsv_t *out, char *err, size_t errca
         if (vg_strmap_get(&ids, dev, dlen, &idx) != VG_OK) {
             if (out->n_ids == cap_ids) {
                 size_t nc = cap_ids ? 2 * cap_ids : 64;
-                char **ni = vg_realloc(VG_MEM_SIM, out->ids, nc * sizeof *ni);
+                char **ni = vg_realloc(VG_MEM_EVAL, out->ids, nc * sizeof *ni);
                 if (!ni) {
                     rc = VG_ENOMEM;
                     goto done;
@@ -274,7 +274,7 @@ int vg_evalcsv_read(const char *path, vg_evalcsv_t *out, char *err, size_t errca
                 cap_ids = nc;
             }
             idx = out->n_ids;
-            out->ids[out->n_ids] = vg_strndup(VG_MEM_SIM, dev, dlen);
+            out->ids[out->n_ids] = vg_strndup(VG_MEM_EVAL, dev, dlen);
             if (!out->ids[out->n_ids] || vg_strmap_put(&ids, dev, dlen, idx, NULL) != VG_OK) {
                 vg_free(out->ids[out->n_ids]);
                 rc = VG_ENOMEM;
@@ -285,7 +285,7 @@ int vg_evalcsv_read(const char *path, vg_evalcsv_t *out, char *err, size_t errca
         r.device = (uint32_t)idx;
         if (out->n == cap_rows) {
             size_t nc = cap_rows ? 2 * cap_rows : 1024;
-            vg_evalcsv_row_t *nr = vg_realloc(VG_MEM_SIM, out->rows, nc * sizeof *nr);
+            vg_evalcsv_row_t *nr = vg_realloc(VG_MEM_EVAL, out->rows, nc * sizeof *nr);
             if (!nr) {
                 rc = VG_ENOMEM;
                 goto done;

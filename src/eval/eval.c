@@ -327,7 +327,7 @@ static int rule_feed(run_t *R, uint32_t dev, double hr, int64_t ts)
     R->rule_in[dev] = 1;
     if (R->n_rule == R->cap_rule) {
         size_t cap = R->cap_rule ? 2 * R->cap_rule : 4096;
-        vg_evalrule_t *nr = vg_realloc(VG_MEM_SIM, R->rule, cap * sizeof *nr);
+        vg_evalrule_t *nr = vg_realloc(VG_MEM_EVAL, R->rule, cap * sizeof *nr);
         if (!nr)
             return VG_ENOMEM;
         R->rule = nr;
@@ -344,14 +344,14 @@ static int run_init(run_t *R, const opts_t *o, uint32_t ndev, const char *const 
     R->ndev = ndev;
     R->ids = ids;
     R->server_exit = -1;
-    vg_strmap_init(&R->idmap, VG_MEM_SIM);
-    R->rule_in = vg_calloc(VG_MEM_SIM, ndev ? ndev : 1, 1);
+    vg_strmap_init(&R->idmap, VG_MEM_EVAL);
+    R->rule_in = vg_calloc(VG_MEM_EVAL, ndev ? ndev : 1, 1);
     if (!R->rule_in)
         return VG_ENOMEM;
     R->nconn = o->connections == 0 || o->connections >= ndev ? ndev : o->connections;
     if (R->nconn < ndev) {
-        R->conn_id = vg_calloc(VG_MEM_SIM, R->nconn, sizeof *R->conn_id);
-        R->conn_idp = vg_calloc(VG_MEM_SIM, R->nconn, sizeof *R->conn_idp);
+        R->conn_id = vg_calloc(VG_MEM_EVAL, R->nconn, sizeof *R->conn_id);
+        R->conn_idp = vg_calloc(VG_MEM_EVAL, R->nconn, sizeof *R->conn_idp);
         if (!R->conn_id || !R->conn_idp)
             return VG_ENOMEM;
         for (uint32_t i = 0; i < R->nconn; i++) {
@@ -621,8 +621,8 @@ static void note_other(alerts_t *A, const char *name, size_t len)
 static int parse_alerts(run_t *R, alerts_t *A)
 {
     memset(A, 0, sizeof *A);
-    A->open = vg_calloc(VG_MEM_SIM, R->n_payloads + 1, sizeof *A->open);
-    A->open_payload = vg_calloc(VG_MEM_SIM, R->n_payloads + 1, sizeof *A->open_payload);
+    A->open = vg_calloc(VG_MEM_EVAL, R->n_payloads + 1, sizeof *A->open);
+    A->open_payload = vg_calloc(VG_MEM_EVAL, R->n_payloads + 1, sizeof *A->open_payload);
     if (!A->open || !A->open_payload)
         return VG_ENOMEM;
     static const char *const names[] = {"event", "deviceId", "type", "openedAtMs", "eventTimeMs"};
@@ -757,9 +757,9 @@ static int run_synthetic(const opts_t *o, const vg_detect_cfg_t *dcfg)
         return 1;
     }
     uint32_t n = vg_scen_devices(s);
-    ids = vg_calloc(VG_MEM_SIM, n, sizeof *ids);
-    idp = vg_calloc(VG_MEM_SIM, n, sizeof *idp);
-    span_end = vg_calloc(VG_MEM_SIM, n, sizeof *span_end);
+    ids = vg_calloc(VG_MEM_EVAL, n, sizeof *ids);
+    idp = vg_calloc(VG_MEM_EVAL, n, sizeof *idp);
+    span_end = vg_calloc(VG_MEM_EVAL, n, sizeof *span_end);
     if (!ids || !idp || !span_end)
         goto cleanup;
     for (uint32_t i = 0; i < n; i++) {
@@ -875,16 +875,16 @@ static int run_csv(const opts_t *o, const vg_detect_cfg_t *dcfg)
     run_t R;
     alerts_t A = {0};
     bool run_ready = false;
-    char **esc = vg_calloc(VG_MEM_SIM, c.n_ids, sizeof *esc);
-    int64_t *first = vg_calloc(VG_MEM_SIM, c.n_ids, sizeof *first);
-    int64_t *last = vg_calloc(VG_MEM_SIM, c.n_ids, sizeof *last);
-    uint8_t *seen = vg_calloc(VG_MEM_SIM, (size_t)c.n_ids * VG_ALERT__COUNT + 1, 1);
+    char **esc = vg_calloc(VG_MEM_EVAL, c.n_ids, sizeof *esc);
+    int64_t *first = vg_calloc(VG_MEM_EVAL, c.n_ids, sizeof *first);
+    int64_t *last = vg_calloc(VG_MEM_EVAL, c.n_ids, sizeof *last);
+    uint8_t *seen = vg_calloc(VG_MEM_EVAL, (size_t)c.n_ids * VG_ALERT__COUNT + 1, 1);
     if (!esc || !first || !last || !seen)
         goto cleanup;
     for (uint32_t i = 0; i < c.n_ids; i++) {
         char buf[DEV_MAX * 6 + 1];
         int n = vg_json_escape(c.ids[i], strlen(c.ids[i]), buf, sizeof buf);
-        esc[i] = n >= 0 ? vg_strndup(VG_MEM_SIM, buf, (size_t)n) : NULL;
+        esc[i] = n >= 0 ? vg_strndup(VG_MEM_EVAL, buf, (size_t)n) : NULL;
         if (!esc[i])
             goto cleanup;
         first[i] = INT64_MAX;

@@ -123,16 +123,16 @@ int vg_evalmatch_run(const vg_evalmatch_in_t *in, vg_evalalert_t *alerts, size_t
     c.days_max = (size_t)((span_max + VG_SCEN_DAY_MS - 1) / VG_SCEN_DAY_MS);
     if (c.days_max == 0)
         c.days_max = 1;
-    c.first = vg_calloc(VG_MEM_SIM, in->devices + 1, sizeof *c.first);
-    c.count = vg_calloc(VG_MEM_SIM, in->devices + 1, sizeof *c.count);
-    c.normal = vg_calloc(VG_MEM_SIM, (size_t)in->devices * c.days_max + 1, 1);
-    out->label_delay = vg_calloc(VG_MEM_SIM, in->n_labels * VG_ALERT__COUNT + 1, sizeof *out->label_delay);
-    out->label_dups = vg_calloc(VG_MEM_SIM, in->n_labels * VG_ALERT__COUNT + 1, sizeof *out->label_dups);
-    rule_hit = vg_calloc(VG_MEM_SIM, in->n_labels * VG_ALERT__COUNT + 1, 1);
-    out->verdict = vg_calloc(VG_MEM_SIM, n + 1, 1);
-    out->alert_label = vg_calloc(VG_MEM_SIM, n + 1, sizeof *out->alert_label);
+    c.first = vg_calloc(VG_MEM_EVAL, in->devices + 1, sizeof *c.first);
+    c.count = vg_calloc(VG_MEM_EVAL, in->devices + 1, sizeof *c.count);
+    c.normal = vg_calloc(VG_MEM_EVAL, (size_t)in->devices * c.days_max + 1, 1);
+    out->label_delay = vg_calloc(VG_MEM_EVAL, in->n_labels * VG_ALERT__COUNT + 1, sizeof *out->label_delay);
+    out->label_dups = vg_calloc(VG_MEM_EVAL, in->n_labels * VG_ALERT__COUNT + 1, sizeof *out->label_dups);
+    rule_hit = vg_calloc(VG_MEM_EVAL, in->n_labels * VG_ALERT__COUNT + 1, 1);
+    out->verdict = vg_calloc(VG_MEM_EVAL, n + 1, 1);
+    out->alert_label = vg_calloc(VG_MEM_EVAL, n + 1, sizeof *out->alert_label);
     for (int t = 0; t < VG_ALERT__COUNT; t++)
-        delays[t] = vg_calloc(VG_MEM_SIM, in->n_labels + 1, sizeof(double));
+        delays[t] = vg_calloc(VG_MEM_EVAL, in->n_labels + 1, sizeof(double));
     if (!c.first || !c.count || !c.normal || !out->label_delay || !out->label_dups || !rule_hit || !out->verdict ||
         !out->alert_label)
         goto cleanup;

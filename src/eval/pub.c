@@ -77,7 +77,7 @@ static int reserve(conn_t *c, size_t n)
     size_t cap = c->cap ? c->cap : 4096;
     while (cap < c->len + n)
         cap *= 2;
-    uint8_t *np = vg_realloc(VG_MEM_SIM, c->out, cap);
+    uint8_t *np = vg_realloc(VG_MEM_EVAL, c->out, cap);
     if (!np)
         return VG_ENOMEM;
     c->out = np;
@@ -374,7 +374,7 @@ int vg_evalpub_open(const struct sockaddr *addr, socklen_t addr_len, uint32_t nc
 {
     *out = NULL;
     *why = NULL;
-    vg_evalpub_t *p = vg_calloc(VG_MEM_SIM, 1, sizeof *p);
+    vg_evalpub_t *p = vg_calloc(VG_MEM_EVAL, 1, sizeof *p);
     if (!p)
         return VG_ENOMEM;
     p->o = *o;
@@ -389,12 +389,12 @@ int vg_evalpub_open(const struct sockaddr *addr, socklen_t addr_len, uint32_t nc
     p->ep = -1;
     p->n = nconn;
     p->topic_len = strlen(p->o.topic);
-    p->topic = vg_strndup(VG_MEM_SIM, p->o.topic, p->topic_len);
-    p->c = vg_calloc(VG_MEM_SIM, nconn ? nconn : 1, sizeof *p->c);
-    p->dirty = vg_calloc(VG_MEM_SIM, nconn ? nconn : 1, sizeof *p->dirty);
-    p->rbuf = vg_malloc(VG_MEM_SIM, READ_CHUNK + 16);
+    p->topic = vg_strndup(VG_MEM_EVAL, p->o.topic, p->topic_len);
+    p->c = vg_calloc(VG_MEM_EVAL, nconn ? nconn : 1, sizeof *p->c);
+    p->dirty = vg_calloc(VG_MEM_EVAL, nconn ? nconn : 1, sizeof *p->dirty);
+    p->rbuf = vg_malloc(VG_MEM_EVAL, READ_CHUNK + 16);
     int rc = VG_ENOMEM;
-    p->ring = vg_calloc(VG_MEM_SIM, p->o.global_window, sizeof *p->ring);
+    p->ring = vg_calloc(VG_MEM_EVAL, p->o.global_window, sizeof *p->ring);
     if (!p->topic || !p->c || !p->dirty || !p->rbuf || !p->ring)
         goto fail;
     for (uint32_t i = 0; i < nconn; i++) {
@@ -402,7 +402,7 @@ int vg_evalpub_open(const struct sockaddr *addr, socklen_t addr_len, uint32_t nc
         p->c[i].next_pid = 1;
     }
     for (uint32_t i = 0; i < nconn; i++) {
-        p->c[i].slots = vg_calloc(VG_MEM_SIM, p->o.window, sizeof *p->c[i].slots);
+        p->c[i].slots = vg_calloc(VG_MEM_EVAL, p->o.window, sizeof *p->c[i].slots);
         if (!p->c[i].slots)
             goto fail;
     }

@@ -394,7 +394,7 @@ static int add_plan(vg_scen_t *s, const plan_t *p)
 {
     if (s->nplan == s->cap_plan) {
         size_t cap = s->cap_plan ? 2 * s->cap_plan : 256;
-        plan_t *np = vg_realloc(VG_MEM_SIM, s->plan, cap * sizeof *np);
+        plan_t *np = vg_realloc(VG_MEM_EVAL, s->plan, cap * sizeof *np);
         if (!np)
             return VG_ENOMEM;
         s->plan = np;
@@ -922,14 +922,14 @@ int vg_scen_new(const vg_scen_cfg_t *cfg, vg_scen_t **out)
     if (vg_scen_cfg_check(cfg, NULL) != VG_OK)
         return VG_EINVAL;
     int rc = VG_ENOMEM;
-    vg_scen_t *s = vg_calloc(VG_MEM_SIM, 1, sizeof *s);
+    vg_scen_t *s = vg_calloc(VG_MEM_EVAL, 1, sizeof *s);
     if (!s)
         return VG_ENOMEM;
     s->cfg = *cfg;
     s->interval_ms = ms_of(cfg->interval_s);
     s->n = cfg->devices + cfg->drift_devices;
-    s->dev = vg_calloc(VG_MEM_SIM, s->n, sizeof *s->dev);
-    s->heap = vg_calloc(VG_MEM_SIM, s->n, sizeof *s->heap);
+    s->dev = vg_calloc(VG_MEM_EVAL, s->n, sizeof *s->dev);
+    s->heap = vg_calloc(VG_MEM_EVAL, s->n, sizeof *s->heap);
     if (!s->dev || !s->heap)
         goto fail;
     for (uint32_t i = 0; i < s->n; i++) {
@@ -956,7 +956,7 @@ int vg_scen_new(const vg_scen_cfg_t *cfg, vg_scen_t **out)
             qsort(s->plan + d->ep0, d->nep, sizeof *s->plan, plan_cmp);
     }
     rc = VG_ENOMEM;
-    s->label = vg_calloc(VG_MEM_SIM, s->nplan ? s->nplan : 1, sizeof *s->label);
+    s->label = vg_calloc(VG_MEM_EVAL, s->nplan ? s->nplan : 1, sizeof *s->label);
     if (!s->label)
         goto fail;
     for (size_t i = 0; i < s->nplan; i++) {

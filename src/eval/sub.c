@@ -73,11 +73,11 @@ static void on_stats(vg_evalsub_t *s, const char *p, size_t len)
 
 static void on_alert(vg_evalsub_t *s, const char *p, size_t len)
 {
-    char *copy = vg_strndup(VG_MEM_SIM, p, len);
+    char *copy = vg_strndup(VG_MEM_EVAL, p, len);
     pthread_mutex_lock(&s->mu);
     if (copy && s->n_alerts == s->cap_alerts) {
         size_t cap = s->cap_alerts ? 2 * s->cap_alerts : 1024;
-        char **na = vg_realloc(VG_MEM_SIM, s->alerts, cap * sizeof *na);
+        char **na = vg_realloc(VG_MEM_EVAL, s->alerts, cap * sizeof *na);
         if (na) {
             s->alerts = na;
             s->cap_alerts = cap;
@@ -128,7 +128,7 @@ static int pump(vg_evalsub_t *s, int timeout_ms, uint8_t *first)
         size_t cap = s->in_cap ? 2 * s->in_cap : 131072;
         if (cap > IN_MAX)
             return VG_EIO;
-        uint8_t *ni = vg_realloc(VG_MEM_SIM, s->in, cap);
+        uint8_t *ni = vg_realloc(VG_MEM_EVAL, s->in, cap);
         if (!ni)
             return VG_ENOMEM;
         s->in = ni;
@@ -217,7 +217,7 @@ int vg_evalsub_start(const struct sockaddr *addr, socklen_t addr_len, const char
 {
     *out = NULL;
     *why = NULL;
-    vg_evalsub_t *s = vg_calloc(VG_MEM_SIM, 1, sizeof *s);
+    vg_evalsub_t *s = vg_calloc(VG_MEM_EVAL, 1, sizeof *s);
     if (!s)
         return VG_ENOMEM;
     pthread_mutex_init(&s->mu, NULL);
