@@ -166,6 +166,19 @@ static int cmp_i64(const void *a, const void *b)
 /* Notes a record's event time; the median is recomputed every 4 records
  * (a median of 16 is robust to a few skewed devices; recomputing less
  * often keeps it cheap). */
+/* Stream time never runs ahead of the wall clock by more than this. A
+ * device whose clock is in the future must not drag its shard's time along
+ * (on a shard with one other device it could be half the median's records):
+ * everyone else would look stale and, for as long as the skew, offline. A
+ * replay of the past is never near the cap. */
+#define FUTURE_MAX_MS 60000
+
+static int64_t cap_future(int64_t t)
+{
+    int64_t lim = vg_clock_wall_ms() + FUTURE_MAX_MS;
+    return t > lim ? lim : t;
+}
+
 static void time_note(shard_proc_t *sp, int64_t ts)
 {
     sp->ring[sp->ring_pos] = ts;
@@ -174,7 +187,7 @@ static void time_note(shard_proc_t *sp, int64_t ts)
         sp->ring_n++;
     if (sp->ring_n < RING && sp->now_base == 0) {
         /* the very first records: take them as they come */
-        sp->now_base = ts;
+        sp->now_base = cap_future(ts);
         sp->wall_at_last = vg_clock_mono_ns();
         return;
     }
@@ -184,7 +197,7 @@ static void time_note(shard_proc_t *sp, int64_t ts)
     int64_t tmp[RING];
     memcpy(tmp, sp->ring, sizeof tmp);
     qsort(tmp, sp->ring_n, sizeof tmp[0], cmp_i64);
-    int64_t med = tmp[sp->ring_n / 2];
+    int64_t med = cap_future(tmp[sp->ring_n / 2]);
     uint64_t mono = vg_clock_mono_ns();
     /* Idle advance that already happened counts: never go backwards. */
     int64_t cur = sp->now_base + (int64_t)((mono - sp->wall_at_last) / 1000000u);

@@ -11,7 +11,8 @@
  * Stream time. Detectors that reason about "now" (gaps, offline, skew,
  * staleness) use the shard's stream time: the median event time of the
  * shard's last 16 records, never moving backwards, advanced by wall time
- * while the shard is idle. Live, that is the wall clock (devices' clocks
+ * while the shard is idle, and never more than a minute ahead of the wall
+ * clock (a device clock in the future cannot drag it along). Live, that is the wall clock (devices' clocks
  * agree with it); in a fast replay it is the replayed time, so vigil eval
  * and a CSV replay see the same detections as a live fleet. Silence is
  * found by a timer wheel over device indices (core/iwheel.h) on stream

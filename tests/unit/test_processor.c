@@ -6,10 +6,12 @@
  * time; a damaged checkpoint stops the start. */
 #include "alert/alert.h"
 #include "core/alloc.h"
+#include "core/clock.h"
 #include "core/err.h"
 #include "core/event.h"
 #include "proc/processor.h"
 #include "stream/log.h"
+#include "stream/shardmap.h"
 #include "vt.h"
 
 #include <pthread.h>
@@ -343,6 +345,44 @@ static void test_silence(void)
     fx_done(&f);
 }
 
+/* A device whose clock runs 2 h ahead sends most of its shard's records:
+ * the shard's stream time must not follow it (it is capped at the wall
+ * clock + 1 min), so the honest device next to it is neither stale nor
+ * skewed, and the future device is the one with CLOCK_SKEW. (Both may see a
+ * DATA_GAP once they stop: the test does not wait for that.) */
+static void test_future_clock_does_not_drag_time(void)
+{
+    fx_t f;
+    fx_init(&f);
+    VT_REQUIRE(f.dir[0] && open_all(&f) == 0);
+    const char *fut = "future-clock";
+    char honest[32] = "";
+    uint32_t want = vg_shardmap_shard(2, vg_shardmap_hash(fut, strlen(fut)));
+    for (int k = 0; k < 1000 && !honest[0]; k++) {
+        char id[32];
+        snprintf(id, sizeof id, "honest-%d", k);
+        if (vg_shardmap_shard(2, vg_shardmap_hash(id, strlen(id))) == want)
+            snprintf(honest, sizeof honest, "%s", id);
+    }
+    VT_REQUIRE(honest[0]);
+    /* a live-looking fleet: event times around the wall clock, 10 Hz */
+    int64_t now = vg_clock_wall_ms() - 30000;
+    for (int i = 0; i < 240; i++) {
+        int64_t t = now + (int64_t)i * 100;
+        append_event(f.tel, honest, 70 + (i % 3), 0, t);
+        for (int k = 0; k < 3; k++)
+            append_event(f.tel, fut, 70 + (i % 3), 0, t + 2 * 3600 * 1000 + k * 33);
+        f.appended += 4;
+    }
+    wait_processed(&f, f.appended);
+    VT_EQ_INT(count_ev(&f.sink, "\"type\":\"STALE_DATA\"", NULL), 0);
+    VT_EQ_INT(count_ev(&f.sink, "\"type\":\"DEVICE_OFFLINE\"", NULL), 0);
+    VT_EQ_INT(count_ev(&f.sink, "alerts/future-clock ", "\"type\":\"CLOCK_SKEW\""), 1);
+    VT_EQ_INT(count_ev(&f.sink, "alerts/honest-", "\"type\":\"CLOCK_SKEW\""), 0);
+    close_all(&f);
+    fx_done(&f);
+}
+
 static void test_damaged_checkpoint_refuses(void)
 {
     fx_t f;
@@ -365,6 +405,7 @@ int main(void)
     VT_RUN(test_episode_update_and_replays);
     VT_RUN(test_ack_durable_and_replayed);
     VT_RUN(test_silence);
+    VT_RUN(test_future_clock_does_not_drag_time);
     VT_RUN(test_damaged_checkpoint_refuses);
     return VT_DONE();
 }
