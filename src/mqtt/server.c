@@ -1983,6 +1983,20 @@ static ack_t *acks_find(conn_t *c, uint16_t pid)
     return NULL;
 }
 
+/* The same, newest first: the PUBLISH being handled pushed its entry last,
+ * and with up to --max-inflight entries in the ring a scan from the oldest
+ * made every PUBLISH cost O(in flight) (a profile of the durable ingest
+ * path at saturation had 17% of the server's time in these scans). */
+static ack_t *acks_find_last(conn_t *c, uint16_t pid)
+{
+    for (uint32_t i = c->ack_count; i-- > 0;) {
+        ack_t *a = &c->acks[(c->ack_head + i) % c->ack_cap];
+        if (a->pid == pid && a->pending)
+            return a;
+    }
+    return NULL;
+}
+
 static void complete_local(worker_t *w, uint64_t token, int status)
 {
     conn_t *c = conn_lookup(w, token);
@@ -2414,7 +2428,7 @@ static void handle_publish(worker_t *w, conn_t *c, uint8_t flags, const uint8_t 
     bool telemetry = p.topic.len == s->telemetry_len && memcmp(p.topic.p, s->telemetry_topic, p.topic.len) == 0;
     if (telemetry && s->o.ingest) {
         if (p.qos)
-            acks_find(c, p.packet_id)->pending++;
+            acks_find_last(c, p.packet_id)->pending++;
         /* The record keeps a pure run of user properties (the sender may
          * have put other properties between them). A run too long for the
          * buffer is passed as it is: ingest refuses it by its length. */
@@ -2436,12 +2450,12 @@ static void handle_publish(worker_t *w, conn_t *c, uint8_t flags, const uint8_t 
     if (s->o.control && s->control_len && p.topic.len == s->control_len &&
         memcmp(p.topic.p, s->control_topic, p.topic.len) == 0) {
         if (p.qos)
-            acks_find(c, p.packet_id)->pending++;
+            acks_find_last(c, p.packet_id)->pending++;
         if (s->o.control(s->o.control_ctx, se->id, se->id_len, p.payload.p, p.payload.len, NULL, 0,
                          vg_clock_wall_ms(), p.qos ? token : 0) != VG_OK) {
             /* refused: the hook reported nothing, so release the hold */
             if (p.qos)
-                acks_find(c, p.packet_id)->pending--;
+                acks_find_last(c, p.packet_id)->pending--;
         }
     }
     if (p.retain) {
@@ -2456,12 +2470,12 @@ static void handle_publish(worker_t *w, conn_t *c, uint8_t flags, const uint8_t 
     vg_msg_unref(m);
     if (c->state == ST_CLOSING || !p.qos)
         return;
-    a = acks_find(c, p.packet_id);
+    a = acks_find_last(c, p.packet_id);
     if (kvseq && a) {
         a->pending++;
         kv_wait(s, kvseq, token);
     }
-    a = acks_find(c, p.packet_id);
+    a = acks_find_last(c, p.packet_id);
     if (a)
         a->pending--; /* the guard */
     acks_drain(w, c);
@@ -3264,12 +3278,12 @@ static void http_publish(worker_t *w, conn_t *c, const uint8_t *body, size_t ble
     vg_msg_unref(m);
     if (rseq > kvseq)
         kvseq = rseq;
-    a = acks_find(c, id);
+    a = acks_find_last(c, id);
     if (a && kvseq && x->qos) {
         a->pending++;
         kv_wait(s, kvseq, token);
     }
-    a = acks_find(c, id);
+    a = acks_find_last(c, id);
     if (a)
         a->pending--;
     acks_drain(w, c);
