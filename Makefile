@@ -71,13 +71,20 @@ $(BUILD)/detect_bench: bench/detect_bench.c $(LIB_OBJ)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(CFLAGS) -o $@ $< $(LIB_OBJ) $(LDLIBS)
 
-# libFuzzer harnesses need clang; each links the library built for fuzzing.
+# libFuzzer harnesses need clang. The library is compiled once for fuzzing
+# (coverage + ASan + UBSan, no libFuzzer main) and every harness links it;
+# compiling it per harness cost a whole-tree build each.
 FUZZ_CC     := clang
 FUZZ_CFLAGS := $(CSTD) -O1 -g -Isrc -pthread -fsanitize=fuzzer,address,undefined
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRC)
+FUZZ_OBJ    := $(LIB_SRC:%.c=$(BUILD)/fuzzobj/%.o)
+$(BUILD)/fuzzobj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "  CC/FUZZ $<"
+	$(Q)$(FUZZ_CC) $(CSTD) -O1 -g -Isrc -pthread -MMD -MP -fsanitize=fuzzer-no-link,address,undefined -c -o $@ $<
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_OBJ)
 	@mkdir -p $(dir $@)
 	@echo "  FUZZ    $@"
-	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(LDLIBS)
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_OBJ) $(LDLIBS)
 
 # The server itself under ASan+UBSan, for the sanitized gateway test tier.
 $(BUILD)/vigil-asan: $(ASAN_OBJ) $(BUILD)/asan/src/app/main.o
