@@ -33,6 +33,8 @@
  * transfer timeout. */
 #include "alert/webhook.h"
 
+#include "alert/alert.h"
+
 #include "core/alloc.h"
 #include "core/bytes.h"
 #include "core/clock.h"
@@ -495,24 +497,17 @@ oom:
     goto cleanup;
 }
 
-/* X-Vigil-Event-Id: the alert's "eventId" when it is a plain token, else
- * "<shard>-<seq>" of the alerts-stream record (stable across replays too). */
+/* X-Vigil-Event-Id: the alert's eventId, read from the record's meta
+ * (alert/alert.h) — the processor wrote it there so consumers need not
+ * parse the JSON again; a record without that meta (written by an older
+ * build) gets "<shard>-<seq>" of its alerts-stream record, which is stable
+ * across replays too. */
 static void event_id_of(const vg_record_t *rec, char out[EVENT_ID_MAX + 1])
 {
-    static const char *const names[] = {"eventId"};
-    vg_json_member_t m[1];
-    if (vg_json_object_pick((const char *)rec->value, rec->value_len, VG_JSON_DEFAULT_DEPTH, names, 1, m, NULL) ==
-            VG_OK &&
-        m[0].key && m[0].type == VG_JSON_STRING && !m[0].str_escaped && m[0].raw_len > 0 &&
-        m[0].raw_len <= EVENT_ID_MAX) {
-        bool ok = true;
-        for (size_t i = 0; i < m[0].raw_len && ok; i++)
-            ok = m[0].raw[i] > 0x20 && m[0].raw[i] < 0x7f;
-        if (ok) {
-            memcpy(out, m[0].raw, m[0].raw_len);
-            out[m[0].raw_len] = '\0';
-            return;
-        }
+    uint64_t eid;
+    if (vg_alert_meta_decode(rec->meta, rec->meta_len, NULL, NULL, NULL, NULL, &eid, NULL) == VG_OK) {
+        snprintf(out, EVENT_ID_MAX + 1, "%016llx", (unsigned long long)eid);
+        return;
     }
     snprintf(out, EVENT_ID_MAX + 1, "%u-%llu", rec->shard, (unsigned long long)rec->seq);
 }
