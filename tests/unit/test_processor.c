@@ -6,9 +6,12 @@
  * time; a damaged checkpoint stops the start. */
 #include "alert/alert.h"
 #include "core/alloc.h"
+#include "core/bytes.h"
+#include "core/crc32c.h"
 #include "core/clock.h"
 #include "core/err.h"
 #include "core/event.h"
+#include "proc/devstate.h"
 #include "proc/processor.h"
 #include "stream/log.h"
 #include "stream/shardmap.h"
@@ -383,6 +386,50 @@ static void test_future_clock_does_not_drag_time(void)
     fx_done(&f);
 }
 
+/* An upgrade that changed the device state's layout: the checkpoint keeps
+ * its position (nothing is read twice) and device state starts from zero,
+ * instead of refusing to start or misreading the old bytes. */
+static void test_other_state_layout_keeps_position(void)
+{
+    fx_t f;
+    fx_init(&f);
+    VT_REQUIRE(f.dir[0] && open_all(&f) == 0);
+    int64_t t = feed_rest(&f, "dev-l", 40, 70, T0);
+    VT_EQ_INT(wait_processed(&f, f.appended), (long long)f.appended);
+    close_all(&f);
+    /* rewrite every checkpoint with another layout number, CRC made valid
+     * (the shard without a device never wrote one) */
+    int rewritten = 0;
+    for (int sh = 0; sh < 2; sh++) {
+        char path[256];
+        snprintf(path, sizeof path, "%s/consumers/detector/%d.ckpt", f.dir, sh);
+        FILE *fp = fopen(path, "rb");
+        if (!fp)
+            continue;
+        uint8_t buf[1 << 16];
+        size_t n = fread(buf, 1, sizeof buf, fp);
+        fclose(fp);
+        VT_REQUIRE(n >= 180 + 12 + 4 && n < sizeof buf);
+        vg_put_le32(buf + 180 + 4, VG_DEVSTATE_LAYOUT + 1);
+        vg_put_le32(buf + n - 4, vg_crc32c(0, buf, n - 4));
+        fp = fopen(path, "wb");
+        VT_REQUIRE(fp != NULL);
+        VT_REQUIRE(fwrite(buf, 1, n, fp) == n);
+        fclose(fp);
+        rewritten++;
+    }
+    VT_REQUIRE(rewritten == 1);
+    VT_REQUIRE(open_all(&f) == 0);
+    t = feed_rest(&f, "dev-m", 3, 70, t);
+    wait_processed(&f, 3);
+    vg_processor_stats_t st;
+    vg_processor_stats(f.proc, &st);
+    VT_EQ_INT(st.processed, 3); /* resumed after the checkpoint, not from the start */
+    VT_EQ_INT(st.devices, 1);   /* state restarted: dev-l is forgotten, only dev-m is known */
+    close_all(&f);
+    fx_done(&f);
+}
+
 static void test_damaged_checkpoint_refuses(void)
 {
     fx_t f;
@@ -406,6 +453,7 @@ int main(void)
     VT_RUN(test_ack_durable_and_replayed);
     VT_RUN(test_silence);
     VT_RUN(test_future_clock_does_not_drag_time);
+    VT_RUN(test_other_state_layout_keeps_position);
     VT_RUN(test_damaged_checkpoint_refuses);
     return VT_DONE();
 }
