@@ -124,6 +124,7 @@ typedef struct {
     bool torn;         /* a write failed: the file may hold a partial tail past seg.size */
     int sync_rc;       /* result of this round's fdatasync (helpers write it) */
     bool touched;      /* has records in the batch being written */
+    uint64_t notified; /* durable seq the watchers were last told about (committer only) */
     size_t head, tail; /* its first and last entry in that batch */
     /* Read-only log: a scanner following the newest segment; under ro_mu. */
     vg_seg_reader_t scan;
@@ -174,8 +175,8 @@ struct vg_log {
     pthread_mutex_t sync_mu;
     pthread_cond_t sync_go;   /* helpers: a new round, or stop */
     pthread_cond_t sync_done; /* committer: the last helper finished */
-    uint64_t sync_round;
-    unsigned sync_active; /* helpers still working on the round */
+    unsigned sync_tickets; /* helpers still wanted for this round (not yet started) */
+    unsigned sync_active;  /* helpers that took a ticket and have not finished */
     bool sync_stop;
     uint32_t *synclist;
     size_t nsync;
@@ -187,6 +188,17 @@ struct vg_log {
     bool wait_closed;
 
     pthread_mutex_t ro_mu;
+
+    /* Watchers per shard (vg_log_watch): nshards * VG_LOG_WATCHERS entries.
+     * watch_mu is held while they are called, so unwatch can wait them out;
+     * the committer takes it once per round that advanced a watched shard. */
+    pthread_mutex_t watch_mu;
+    struct watcher {
+        vg_log_watch_fn fn;
+        void *ctx;
+    } *watch;
+    uint8_t *nwatch; /* per shard */
+    atomic_uint nwatch_total;
 
     _Atomic uint64_t appended, committed, commits, fsyncs, bytes_written, append_waits, errors, truncated_bytes;
 };
@@ -583,6 +595,8 @@ static void log_free(vg_log_t *log)
     vg_free(log->synclist);
     vg_free(log->link);
     vg_free(log->ebuf);
+    vg_free(log->watch);
+    vg_free(log->nwatch);
     if (log->prims) {
         pthread_mutex_destroy(&log->mu);
         pthread_cond_destroy(&log->work_cv);
@@ -591,6 +605,7 @@ static void log_free(vg_log_t *log)
         pthread_mutex_destroy(&log->wait_mu);
         pthread_cond_destroy(&log->durable_cv);
         pthread_mutex_destroy(&log->ro_mu);
+        pthread_mutex_destroy(&log->watch_mu);
         pthread_mutex_destroy(&log->sync_mu);
         pthread_cond_destroy(&log->sync_go);
         pthread_cond_destroy(&log->sync_done);
@@ -617,6 +632,7 @@ static int init_prims(vg_log_t *log)
     bad |= pthread_mutex_init(&log->wait_mu, NULL);
     bad |= pthread_cond_init(&log->durable_cv, &ca);
     bad |= pthread_mutex_init(&log->ro_mu, NULL);
+    bad |= pthread_mutex_init(&log->watch_mu, NULL);
     bad |= pthread_mutex_init(&log->sync_mu, NULL);
     bad |= pthread_cond_init(&log->sync_go, NULL);
     bad |= pthread_cond_init(&log->sync_done, NULL);
@@ -705,6 +721,7 @@ static int open_shard(vg_log_t *log, uint32_t i)
     s->written_seq = s->ok_seq = s->next_seq - 1;
     s->ok_size = s->seg.size;
     atomic_store(&s->durable, s->next_seq - 1);
+    s->notified = s->next_seq - 1;
     return VG_OK;
 }
 
@@ -758,7 +775,9 @@ int vg_log_open(const char *data_dir, const char *name, const vg_log_opts_t *opt
         if ((rc = open_shard(log, i)) != VG_OK)
             goto cleanup;
     if (!(log->touched = vg_calloc(VG_MEM_STREAM, log->nshards, sizeof *log->touched)) ||
-        !(log->synclist = vg_calloc(VG_MEM_STREAM, log->nshards, sizeof *log->synclist))) {
+        !(log->synclist = vg_calloc(VG_MEM_STREAM, log->nshards, sizeof *log->synclist)) ||
+        !(log->watch = vg_calloc(VG_MEM_STREAM, (size_t)log->nshards * VG_LOG_WATCHERS, sizeof *log->watch)) ||
+        !(log->nwatch = vg_calloc(VG_MEM_STREAM, log->nshards, sizeof *log->nwatch))) {
         rc = VG_ENOMEM;
         goto cleanup;
     }
@@ -1048,17 +1067,20 @@ static void sync_work(vg_log_t *log)
     }
 }
 
+/* A helper works only with a ticket: the committer hands out one per extra
+ * dirty shard (at most nhelpers) and signals that many, so a round with two
+ * dirty shards wakes one helper, not all of them. */
 static void *sync_helper_main(void *arg)
 {
     vg_log_t *log = arg;
-    uint64_t seen = 0;
     pthread_mutex_lock(&log->sync_mu);
     for (;;) {
-        while (log->sync_round == seen && !log->sync_stop)
+        while (log->sync_tickets == 0 && !log->sync_stop)
             pthread_cond_wait(&log->sync_go, &log->sync_mu);
         if (log->sync_stop)
             break;
-        seen = log->sync_round;
+        log->sync_tickets--;
+        log->sync_active++;
         pthread_mutex_unlock(&log->sync_mu);
         sync_work(log);
         pthread_mutex_lock(&log->sync_mu);
@@ -1252,15 +1274,19 @@ static void sync_dirty(vg_log_t *log)
                 break;
             }
     } else if (n > 1) {
+        unsigned want = (unsigned)(n - 1) < log->nhelpers ? (unsigned)(n - 1) : log->nhelpers;
         pthread_mutex_lock(&log->sync_mu);
         log->nsync = n;
         atomic_store(&log->sync_next, 0);
-        log->sync_active = log->nhelpers;
-        log->sync_round++;
-        pthread_cond_broadcast(&log->sync_go);
+        log->sync_tickets = want;
+        for (unsigned k = 0; k < want; k++)
+            pthread_cond_signal(&log->sync_go);
         pthread_mutex_unlock(&log->sync_mu);
         sync_work(log);
         pthread_mutex_lock(&log->sync_mu);
+        /* Helpers that have not started yet are not needed any more: the
+         * list is done. Wait only for those in the middle of a sync. */
+        log->sync_tickets = 0;
         while (log->sync_active)
             pthread_cond_wait(&log->sync_done, &log->sync_mu);
         pthread_mutex_unlock(&log->sync_mu);
@@ -1310,8 +1336,31 @@ static size_t deliver(vg_log_t *log)
     return released;
 }
 
+/* Tells vg_log_wait sleepers and the watchers of every shard whose durable
+ * sequence number moved since the last round. The common case — nobody in
+ * vg_log_wait — costs one atomic load; a watched shard that moved costs one
+ * uncontended lock per round plus its watchers' callbacks. */
 static void wake_waiters(vg_log_t *log)
 {
+    if (atomic_load_explicit(&log->nwatch_total, memory_order_relaxed)) {
+        bool locked = false;
+        for (uint32_t i = 0; i < log->nshards; i++) {
+            shard_t *s = &log->shards[i];
+            uint64_t d = atomic_load_explicit(&s->durable, memory_order_relaxed);
+            if (d == s->notified)
+                continue;
+            s->notified = d;
+            if (!locked) {
+                pthread_mutex_lock(&log->watch_mu);
+                locked = true;
+            }
+            const struct watcher *wv = &log->watch[(size_t)i * VG_LOG_WATCHERS];
+            for (unsigned k = 0; k < log->nwatch[i]; k++)
+                wv[k].fn(wv[k].ctx, i, d);
+        }
+        if (locked)
+            pthread_mutex_unlock(&log->watch_mu);
+    }
     pthread_mutex_lock(&log->wait_mu);
     if (log->waiters)
         pthread_cond_broadcast(&log->durable_cv);
@@ -1528,6 +1577,38 @@ int vg_log_wait(vg_log_t *log, uint32_t shard, uint64_t after_seq, int timeout_m
         pthread_cond_broadcast(&log->durable_cv);
     pthread_mutex_unlock(&log->wait_mu);
     return rc;
+}
+
+int vg_log_watch(vg_log_t *log, uint32_t shard, vg_log_watch_fn fn, void *ctx)
+{
+    if (!log || log->readonly || shard >= log->nshards || !fn)
+        return VG_EINVAL;
+    int rc = VG_OK;
+    pthread_mutex_lock(&log->watch_mu);
+    if (log->nwatch[shard] >= VG_LOG_WATCHERS) {
+        rc = VG_ELIMIT;
+    } else {
+        log->watch[(size_t)shard * VG_LOG_WATCHERS + log->nwatch[shard]++] = (struct watcher){fn, ctx};
+        atomic_fetch_add(&log->nwatch_total, 1);
+    }
+    pthread_mutex_unlock(&log->watch_mu);
+    return rc;
+}
+
+void vg_log_unwatch(vg_log_t *log, uint32_t shard, vg_log_watch_fn fn, void *ctx)
+{
+    if (!log || log->readonly || shard >= log->nshards)
+        return;
+    pthread_mutex_lock(&log->watch_mu);
+    struct watcher *wv = &log->watch[(size_t)shard * VG_LOG_WATCHERS];
+    for (unsigned k = 0; k < log->nwatch[shard]; k++) {
+        if (wv[k].fn == fn && wv[k].ctx == ctx) {
+            wv[k] = wv[--log->nwatch[shard]];
+            atomic_fetch_sub(&log->nwatch_total, 1);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&log->watch_mu);
 }
 
 void vg_log_stats(vg_log_t *log, vg_log_stats_t *out)

@@ -94,6 +94,24 @@ uint64_t vg_log_first_seq(vg_log_t *log, uint32_t shard);
  * VG_ECLOSED. */
 int vg_log_wait(vg_log_t *log, uint32_t shard, uint64_t after_seq, int timeout_ms);
 
+/* Watchers: how consumers learn that a shard has new durable records
+ * without polling and without a broadcast to every reader of the log.
+ *
+ * fn is called on the committer thread once per group commit in which
+ * shard's durable sequence number advanced, with that number, after the
+ * records are readable and before the round's done callbacks run. It must
+ * be quick and must not block or call back into this log (post a
+ * vg_notify_t, or curl_multi_wakeup). At most VG_LOG_WATCHERS per shard.
+ * vg_log_unwatch returns once fn can no longer be running or called for
+ * that (fn, ctx) pair. A consumer registers first and then reads up to
+ * vg_log_durable_seq, so that nothing made durable in between is missed.
+ * Returns VG_OK, VG_ELIMIT when the shard has its
+ * maximum of watchers, VG_EINVAL on a read-only log or a bad shard. */
+#define VG_LOG_WATCHERS 16
+typedef void (*vg_log_watch_fn)(void *ctx, uint32_t shard, uint64_t durable_seq);
+int vg_log_watch(vg_log_t *log, uint32_t shard, vg_log_watch_fn fn, void *ctx);
+void vg_log_unwatch(vg_log_t *log, uint32_t shard, vg_log_watch_fn fn, void *ctx);
+
 typedef struct {
     uint64_t appended;      /* records accepted by append */
     uint64_t committed;     /* records made durable */
