@@ -146,3 +146,15 @@ void vg_iwheel_advance(vg_iwheel_t *w, int64_t now_ms, void (*fn)(void *ctx, uin
         }
     }
 }
+
+int64_t vg_iwheel_next_ms(const vg_iwheel_t *w)
+{
+    if (!w->linked || w->cur_tick == INT64_MIN)
+        return INT64_MAX;
+    for (uint32_t k = 1; k <= w->nslots; k++) {
+        int64_t t = w->cur_tick + (int64_t)k;
+        if (w->heads[(uint32_t)((uint64_t)t & (w->nslots - 1))])
+            return t * (int64_t)w->tick_ms;
+    }
+    return INT64_MAX; /* not reached while linked > 0 */
+}

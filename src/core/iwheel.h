@@ -51,4 +51,12 @@ int64_t vg_iwheel_deadline(const vg_iwheel_t *w, uint32_t idx);
  * ticks visits each slot at most once. Indices must stay below 2^31. */
 void vg_iwheel_advance(vg_iwheel_t *w, int64_t now_ms, void (*fn)(void *ctx, uint32_t idx), void *ctx);
 
+/* The time (ms) from which vg_iwheel_advance would find a node: the start
+ * of the earliest non-empty slot's tick after the last processed one (a
+ * node there may still be early and be re-added: a later lap). INT64_MAX
+ * when nothing is linked. Lets the owner sleep until it has work instead
+ * of waking every tick. O(slots) in the worst case, which for the
+ * processor's 4096 slots is a few microseconds per sleep. */
+int64_t vg_iwheel_next_ms(const vg_iwheel_t *w);
+
 #endif

@@ -12,7 +12,9 @@
 #include "core/event.h"
 #include "core/fsutil.h"
 #include "core/iwheel.h"
+#include "core/notify.h"
 #include "proc/devtable.h"
+#include "stream/log.h"
 #include "stream/shardmap.h"
 
 #include <limits.h>
@@ -81,6 +83,11 @@ typedef struct shard_proc {
     size_t inbox_n, inbox_cap;
     atomic_bool has_acks;
     atomic_uint pending; /* alerts appended, not yet durable */
+    /* The shard thread sleeps here. Posted by the telemetry committer when
+     * the shard has new durable records (vg_log_watch), by an acknowledgement
+     * request, by an alert becoming durable, and by stop: nothing polls. */
+    vg_notify_t wake;
+    bool watching;
     atomic_uint_fast64_t processed, alerts, replayed, checkpoints, processed_seq, ndevs, overflow, emit_err, ticks;
     atomic_uint_fast64_t kinds[5];
     atomic_int_fast64_t open_now;
@@ -355,6 +362,7 @@ static void on_alert_durable(void *ctx, int status, uint32_t shard, uint64_t seq
         p->o.ack_done(p->o.ack_ctx, pa->ack_token, status, pa->alert_id, pa->data + 7, pa->topic_len - 7);
     vg_free(pa);
     atomic_fetch_sub_explicit(&sp->pending, 1, memory_order_acq_rel);
+    vg_notify_post(&sp->wake); /* a checkpoint may have been waiting for it */
 }
 
 static const vg_detect_cfg_t *cfg_for(const struct vg_processor *p, const char *dev, size_t len)
@@ -623,6 +631,32 @@ static void maybe_checkpoint(shard_proc_t *sp)
         VG_ERROR(MOD, "shard %u: checkpoint failed; will retry", sp->shard);
 }
 
+static void on_telemetry(void *ctx, uint32_t shard, uint64_t durable_seq)
+{
+    shard_proc_t *sp = ctx;
+    vg_notify_post(&sp->wake);
+}
+
+/* How long the caught-up shard may sleep: until its silence wheel's next
+ * due slot (stream time runs with the wall clock while idle), or until the
+ * next checkpoint if something is not checkpointed yet; -1 = until posted. */
+static int64_t idle_ms(shard_proc_t *sp, uint64_t last_ckpt_ns, uint64_t interval_ns)
+{
+    int64_t t = -1;
+    int64_t nx = vg_iwheel_next_ms(&sp->wheel);
+    if (nx != INT64_MAX && sp->now_base) {
+        int64_t now = stream_now(sp);
+        t = nx > now ? nx - now : 0;
+    }
+    if (sp->last_seq != sp->ckpt_seq) {
+        uint64_t now = vg_clock_mono_ns(), due = last_ckpt_ns + interval_ns;
+        int64_t c = due > now ? (int64_t)((due - now) / 1000000u) + 1 : 0;
+        if (t < 0 || c < t)
+            t = c;
+    }
+    return t;
+}
+
 static void *shard_main(void *arg)
 {
     shard_proc_t *sp = arg;
@@ -635,7 +669,7 @@ static void *shard_main(void *arg)
             VG_ERROR(MOD, "shard %u: cannot open a reader at seq %llu", sp->shard,
                      (unsigned long long)sp->last_seq + 1);
             r = NULL;
-            usleep(200000);
+            vg_notify_wait(&sp->wake, 200);
             continue;
         }
         vg_record_t rec;
@@ -647,7 +681,7 @@ static void *shard_main(void *arg)
                          (unsigned long long)rec.seq);
                 vg_log_reader_close(r);
                 r = NULL;
-                usleep(100000);
+                vg_notify_wait(&sp->wake, 100);
                 break;
             }
             sp->last_seq = rec.seq;
@@ -675,18 +709,22 @@ static void *shard_main(void *arg)
                          (unsigned long long)sp->last_seq + 1, vg_strerror(rc));
                 vg_log_reader_close(r);
                 r = NULL;
-                usleep(500000);
+                vg_notify_wait(&sp->wake, 500);
                 continue;
             }
-            if (!atomic_load_explicit(&sp->has_acks, memory_order_acquire))
-                vg_log_wait(p->o.telemetry, sp->shard, sp->last_seq, 50);
+            /* Caught up. A post that arrived while working means more
+             * records (or an ack): look again without computing a sleep. */
+            if (vg_notify_wait(&sp->wake, 0) != VG_OK && !atomic_load(&p->stop))
+                vg_notify_wait(&sp->wake, idle_ms(sp, last_ckpt_ns, interval_ns));
         }
     }
     vg_log_reader_close(r);
     handle_acks(sp);
-    /* Final checkpoint once this shard's alerts are durable (bounded wait). */
-    for (int i = 0; i < 5000 && atomic_load(&sp->pending) != 0; i++)
-        usleep(1000);
+    /* Final checkpoint once this shard's alerts are durable (bounded wait;
+     * each alert's durable callback posts the wake). */
+    uint64_t give_up = vg_clock_mono_ns() + 5000000000u;
+    while (atomic_load(&sp->pending) != 0 && vg_clock_mono_ns() < give_up)
+        vg_notify_wait(&sp->wake, 100);
     if (atomic_load(&sp->pending) == 0)
         maybe_checkpoint(sp);
     else
@@ -713,12 +751,16 @@ static int schedule_all(shard_proc_t *sp)
     return VG_OK;
 }
 
+static void on_telemetry(void *ctx, uint32_t shard, uint64_t durable_seq);
+
 static void shards_free(struct vg_processor *p)
 {
     if (!p->shards)
         return;
     for (uint32_t i = 0; i < p->nshards; i++) {
         shard_proc_t *sp = &p->shards[i];
+        if (sp->watching)
+            vg_log_unwatch(p->o.telemetry, i, on_telemetry, sp);
         vg_devtable_free(sp->devs);
         vg_iwheel_deinit(&sp->wheel);
         idset_free(&sp->emitted);
@@ -784,9 +826,21 @@ int vg_processor_start(const vg_processor_opts_t *o, vg_processor_t **out)
         VG_INFO(MOD, "shard %u: resuming after seq %llu with %zu devices (%zu alert events after it already stored)",
                 i, (unsigned long long)sp->last_seq, vg_devtable_count(sp->devs), sp->emitted.count);
     }
+    /* Watch before the threads start: each reads up to the durable seq it
+     * finds, and every later commit posts its wake. */
+    for (uint32_t i = 0; i < p->nshards; i++) {
+        shard_proc_t *sp = &p->shards[i];
+        vg_notify_init(&sp->wake);
+        rc = vg_log_watch(o->telemetry, i, on_telemetry, sp);
+        if (rc)
+            goto cleanup;
+        sp->watching = true;
+    }
     for (uint32_t i = 0; i < p->nshards; i++) {
         if (pthread_create(&p->shards[i].thread, NULL, shard_main, &p->shards[i]) != 0) {
             atomic_store(&p->stop, true);
+            for (uint32_t j = 0; j < i; j++)
+                vg_notify_post(&p->shards[j].wake);
             for (uint32_t j = 0; j < i; j++)
                 pthread_join(p->shards[j].thread, NULL);
             rc = VG_EIO;
@@ -806,6 +860,8 @@ void vg_processor_stop(vg_processor_t *p)
     if (!p)
         return;
     atomic_store(&p->stop, true);
+    for (uint32_t i = 0; i < p->nshards; i++)
+        vg_notify_post(&p->shards[i].wake);
     for (uint32_t i = 0; i < p->nshards; i++)
         pthread_join(p->shards[i].thread, NULL);
     /* Requests that arrived after a shard's last look: answer them. */
@@ -852,6 +908,8 @@ int vg_processor_ack(vg_processor_t *p, const char *dev_id, size_t dev_len, uint
     atomic_store_explicit(&sp->has_acks, true, memory_order_release);
 cleanup:
     pthread_mutex_unlock(&sp->mu);
+    if (rc == VG_OK)
+        vg_notify_post(&sp->wake);
     return rc;
 }
 
