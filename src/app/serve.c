@@ -343,7 +343,11 @@ static int open_streams(app_t *a)
     lo.fsync_interval_ms = a->cfg.fsync_interval_ms;
     lo.segment_bytes = a->cfg.segment_bytes;
     lo.max_pending_bytes = a->cfg.max_pending_bytes;
+    /* Telemetry is appended only by the I/O workers, which flush it before
+     * they sleep (leader commit); the other streams have no such caller. */
+    lo.flush_commits = true;
     int rc = vg_log_open(a->cfg.data_dir, "telemetry", &lo, &a->telemetry);
+    lo.flush_commits = false;
     if (rc)
         return rc;
     /* Alerts line up with telemetry shard for shard: a processor owns both. */
@@ -456,6 +460,7 @@ int vg_serve_main(int argc, char **argv)
     so.telemetry_topic = a.cfg.telemetry_topic;
     so.ingest = vg_ingest_publish;
     so.ingest_ctx = a.ingest;
+    so.flush = vg_ingest_flush;
     snprintf(a.ack_result_topic, sizeof a.ack_result_topic, "%s/result", a.cfg.control_topic);
     so.control_topic = a.cfg.control_topic[0] ? a.cfg.control_topic : NULL;
     so.control = control_hook;

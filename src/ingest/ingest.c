@@ -141,3 +141,9 @@ void vg_ingest_stats(vg_ingest_t *in, vg_ingest_stats_t *out)
     for (int i = 0; i < VG_EVENT__COUNT; i++)
         out->reasons[i] = atomic_load_explicit(&in->reasons[i], memory_order_relaxed);
 }
+
+void vg_ingest_flush(void *ctx)
+{
+    vg_ingest_t *in = ctx;
+    (void)vg_log_flush(in->o.telemetry);
+}

@@ -40,6 +40,10 @@ int vg_ingest_publish(void *ctx, const char *client_id, size_t client_id_len, co
                       size_t payload_len, const uint8_t *user_props, size_t user_props_len, int64_t arrival_ms,
                       uint64_t token);
 
+/* Matches vg_server_flush_fn: commits the telemetry appended so far on the
+ * calling thread if the stream is idle (vg_log_flush). */
+void vg_ingest_flush(void *ctx);
+
 typedef struct {
     uint64_t accepted;
     uint64_t deadletter;

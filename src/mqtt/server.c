@@ -323,6 +323,7 @@ typedef struct worker {
     vg_wheel_t wheel;
     conn_t *flush_head;
     conn_t *close_head;
+    bool ingested; /* the ingest hook ran this iteration: call the flush hook before sleeping */
     /* inbox */
     pthread_mutex_t inbox_mu;
     item_t *inbox, *inbox_spare;
@@ -2440,6 +2441,7 @@ static void handle_publish(worker_t *w, conn_t *c, uint8_t flags, const uint8_t 
             up = k >= 0 ? upbuf : p.props.user_props.p;
             uplen = k >= 0 ? (size_t)k : p.props.user_props.len;
         }
+        w->ingested = true;
         if (s->o.ingest(s->o.ingest_ctx, se->id, se->id_len, p.payload.p, p.payload.len, up, uplen, vg_clock_wall_ms(),
                         token) != VG_OK) {
             vg_msg_unref(m);
@@ -3253,6 +3255,7 @@ static void http_publish(worker_t *w, conn_t *c, const uint8_t *body, size_t ble
     if (telemetry && s->o.ingest) {
         if (x->qos)
             a->pending++;
+        w->ingested = true;
         if (s->o.ingest(s->o.ingest_ctx, "http", 4, body, blen, NULL, 0, vg_clock_wall_ms(), x->qos ? token : 0) !=
             VG_OK) {
             a->failed = 1;
@@ -3785,6 +3788,13 @@ static void *worker_main(void *arg)
         }
         now = vg_clock_mono_ns() / 1000000;
         vg_wheel_advance(&w->wheel, now, on_timer, w);
+        /* Commit this iteration's telemetry here when the stream is idle:
+         * the PUBACKs it releases for this worker's connections are queued
+         * directly and leave in the flush below, with no thread hand-off. */
+        if (w->ingested && s->o.flush) {
+            w->ingested = false;
+            s->o.flush(s->o.ingest_ctx);
+        }
         /* Before sleeping: write everything queued this round in one go per
          * connection (PUBACKs of a whole group commit coalesce here). */
         while (w->flush_head) {

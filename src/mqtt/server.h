@@ -66,6 +66,12 @@ typedef int (*vg_server_ingest_fn)(void *ctx, const char *client_id, size_t clie
                                    size_t payload_len, const uint8_t *user_props, size_t user_props_len,
                                    int64_t arrival_ms, uint64_t token);
 
+/* Flush hook: called with ingest_ctx on an I/O worker before it sleeps, once
+ * per loop iteration in which it called the ingest hook, so the stream can
+ * commit that batch on the worker itself (vg_log_flush) and the PUBACKs
+ * leave in the same iteration. NULL = none. */
+typedef void (*vg_server_flush_fn)(void *ctx);
+
 /* Stats hook: writes the current counters as JSON into buf, returns length. */
 typedef size_t (*vg_server_stats_fn)(void *ctx, char *buf, size_t cap);
 
@@ -98,6 +104,7 @@ typedef struct {
     const char *telemetry_topic;
     vg_server_ingest_fn ingest;
     void *ingest_ctx;
+    vg_server_flush_fn flush; /* see vg_server_flush_fn; called with ingest_ctx */
     /* A second hook, with the ingest hook's contract, for PUBLISHes on
      * exactly control_topic (operator commands such as alert
      * acknowledgements). The message is also routed to subscribers. */

@@ -78,6 +78,14 @@
  * together they share flushes (4 shards: 4-6x faster per round measured on
  * ext4/virtio), which bounds commit latency when many shards are busy. */
 #define SYNC_PARALLEL 8
+/* Rounds one vg_log_flush call leads at most (see there). */
+#ifndef FLUSH_ROUNDS
+#define FLUSH_ROUNDS 1
+#endif
+/* Dirty shards from which a round syncs in parallel with helpers. */
+#ifndef SYNC_PARALLEL_MIN
+#define SYNC_PARALLEL_MIN 3
+#endif
 
 /* A record waiting in a batch: its bytes (key, meta, value) are at
  * data[off..) of the batch. */
@@ -152,6 +160,7 @@ struct vg_log {
     unsigned inflight;    /* appenders inside append */
     unsigned space_waiters;
     bool closing;
+    bool round_busy; /* a commit round runs (committer or a vg_log_flush leader) */
     atomic_bool failed;
 
     pthread_t committer;
@@ -967,7 +976,7 @@ int vg_log_append_shard(vg_log_t *log, uint32_t shard, const void *key, size_t k
     b->len += raw;
     /* The committer sleeps only while the batch is empty, so the first
      * record of a batch is the only one that needs to wake it. */
-    if (b->n++ == 0)
+    if (b->n++ == 0 && !log->opts.flush_commits)
         pthread_cond_signal(&log->work_cv);
     log->pending_bytes += size;
     stat_add(&log->appended, 1);
@@ -1267,7 +1276,7 @@ static void sync_dirty(vg_log_t *log)
     for (uint32_t i = 0; i < log->nshards; i++)
         if (log->shards[i].dirty)
             log->synclist[n++] = i;
-    if (n == 1 || (n > 1 && log->nhelpers == 0)) {
+    if ((n >= 1 && n < SYNC_PARALLEL_MIN) || (n > 1 && log->nhelpers == 0)) {
         for (size_t k = 0; k < n; k++)
             if (sync_shard(log, &log->shards[log->synclist[k]]) != VG_OK) {
                 fail_log(log);
@@ -1396,17 +1405,25 @@ static size_t commit_round(vg_log_t *log, batch_t *b, bool final)
     return released + deliver(log);
 }
 
+/* After a round: release the callbacks' bytes and let the next round
+ * start. Caller holds mu. */
+static void round_done_locked(vg_log_t *log, size_t released)
+{
+    log->pending_bytes -= released;
+    if (released && log->space_waiters)
+        pthread_cond_broadcast(&log->space_cv);
+    log->round_busy = false;
+}
+
 static void *committer_main(void *arg)
 {
     vg_log_t *log = arg;
-    size_t released = 0;
     pthread_mutex_lock(&log->mu);
     for (;;) {
-        if (released) {
-            log->pending_bytes -= released;
-            released = 0;
-            if (log->space_waiters)
-                pthread_cond_broadcast(&log->space_cv);
+        if (log->round_busy) {
+            /* A vg_log_flush leader is in a round; it signals at the end. */
+            pthread_cond_wait(&log->work_cv, &log->mu);
+            continue;
         }
         if (log->pending.n == 0) {
             if (log->closing)
@@ -1419,9 +1436,11 @@ static void *committer_main(void *arg)
                     pthread_cond_timedwait(&log->work_cv, &log->mu, &ts);
                     continue;
                 }
+                log->round_busy = true;
                 pthread_mutex_unlock(&log->mu);
-                released = commit_round(log, NULL, false);
+                size_t released = commit_round(log, NULL, false);
                 pthread_mutex_lock(&log->mu);
+                round_done_locked(log, released);
                 continue;
             }
             pthread_cond_wait(&log->work_cv, &log->mu);
@@ -1432,16 +1451,59 @@ static void *committer_main(void *arg)
         batch_t t = log->pending;
         log->pending = log->committing;
         log->committing = t;
+        log->round_busy = true;
         pthread_mutex_unlock(&log->mu);
-        released = commit_round(log, &log->committing, false);
+        size_t released = commit_round(log, &log->committing, false);
         pthread_mutex_lock(&log->mu);
+        round_done_locked(log, released);
     }
     pthread_mutex_unlock(&log->mu);
-    released = commit_round(log, NULL, true);
+    size_t released = commit_round(log, NULL, true);
     pthread_mutex_lock(&log->mu);
     log->pending_bytes -= released;
     pthread_mutex_unlock(&log->mu);
     return NULL;
+}
+
+int vg_log_flush(vg_log_t *log)
+{
+    if (!log || log->readonly)
+        return VG_EINVAL;
+    pthread_mutex_lock(&log->mu);
+    if (log->round_busy || log->pending.n == 0 || log->closing ||
+        atomic_load_explicit(&log->failed, memory_order_relaxed)) {
+        /* Busy: the running round hands over at its end. Closing or
+         * failed: the committer's rounds deal with what is left. */
+        if (log->pending.n && !log->round_busy)
+            pthread_cond_signal(&log->work_cv);
+        pthread_mutex_unlock(&log->mu);
+        return VG_AGAIN;
+    }
+    /* Lead up to FLUSH_ROUNDS rounds back to back: records other threads
+     * append during a round are then committed here too, which costs them
+     * one wake for their callbacks instead of the committer's wake, its
+     * fdatasync and then their wake. More rounds would hold this caller's
+     * own work back for too long under load; the committer takes over. */
+    for (int round = 0; round < FLUSH_ROUNDS; round++) {
+        batch_t t = log->pending;
+        log->pending = log->committing;
+        log->committing = t;
+        log->round_busy = true;
+        pthread_mutex_unlock(&log->mu);
+        size_t released = commit_round(log, &log->committing, false);
+        pthread_mutex_lock(&log->mu);
+        round_done_locked(log, released);
+        if (log->pending.n == 0 || log->closing || atomic_load_explicit(&log->failed, memory_order_relaxed))
+            break;
+    }
+    /* Records appended during this round, or written ones waiting for an
+     * interval sync: the committer thread takes them, so that this caller
+     * goes back to its own work after one round. The committer also waits
+     * here while a leader runs, so it needs the signal to go on. */
+    if (log->pending.n || log->closing || (log->nwaiting && log->opts.fsync == VG_FSYNC_INTERVAL))
+        pthread_cond_signal(&log->work_cv);
+    pthread_mutex_unlock(&log->mu);
+    return VG_OK;
 }
 
 /* ---- durable sequence numbers and waiting ---- */

@@ -9,10 +9,11 @@
  *   stream/<name>/<shard>/<first-seq>.seg  segments (format: segment.c)
  *
  * Threads: vg_log_append may be called from any thread. One committer thread
- * per log takes the pending batch, writes it to the shards' active segments,
+ * per log (or, with flush_commits, the appender that calls vg_log_flush
+ * while the log is idle) takes the pending batch, writes it to the shards' active segments,
  * fdatasyncs them (policy), publishes the new durable sequence numbers, then
- * calls each record's done callback IN APPEND ORDER (per log) on the committer
- * thread. Readers see only durable records (with policy none: written ones). */
+ * calls each record's done callback IN APPEND ORDER (per log) on the thread
+ * that ran the round (the committer, or a vg_log_flush leader). Readers see only durable records (with policy none: written ones). */
 #ifndef VG_STREAM_LOG_H
 #define VG_STREAM_LOG_H
 
@@ -33,6 +34,10 @@ typedef struct {
     uint32_t fsync_interval_ms; /* for VG_FSYNC_INTERVAL */
     uint64_t segment_bytes;     /* roll segments past this size (default 64 MiB) */
     size_t max_pending_bytes;   /* appends block while this much awaits commit (default 64 MiB) */
+    /* Leader commit: appends do not wake the committer; the appender calls
+     * vg_log_flush after its batch of appends (an I/O worker does, before it
+     * sleeps) and, if no round is running, commits on its own thread. */
+    bool flush_commits;
     const struct vg_seg_io *io; /* file operations (stream/segment.h); NULL = the real system calls. Set by
                                    tests to inject short writes and failed syncs. Not owned; must outlive the log. */
 } vg_log_opts_t;
@@ -83,6 +88,21 @@ int vg_log_append(vg_log_t *log, const void *key, size_t key_len, const void *me
 int vg_log_append_shard(vg_log_t *log, uint32_t shard, const void *key, size_t key_len, const void *meta,
                         size_t meta_len, const void *value, size_t value_len, int64_t arrival_ms, vg_log_done_fn done,
                         void *ctx, uint64_t token, uint64_t *seq);
+
+/* Commits what is pending on the calling thread when no commit round is
+ * running (the caller becomes the round's leader: it writes, fdatasyncs per
+ * policy, publishes, calls watchers and runs the done callbacks that are
+ * due, in append order, on this thread); otherwise returns at once and the
+ * round in progress hands the records to the committer thread when it
+ * ends. So at low load an event costs no thread hand-off at all, and under
+ * load the committer thread runs back-to-back rounds as before.
+ * Why: on small VMs a context switch costs more than the record's work;
+ * with a committer thread each lone event paid two hand-offs (wake the
+ * committer, wake the worker back for its PUBACK). The price: the caller
+ * blocks for one fdatasync. Returns VG_OK if it led a round, VG_AGAIN if
+ * there was nothing to do or another round was running. Any thread may
+ * call it; its done callbacks must tolerate running on the caller. */
+int vg_log_flush(vg_log_t *log);
 
 /* Highest durable sequence number of shard (0 = none yet), and the lowest
  * still stored (0 if empty). */
