@@ -1327,6 +1327,7 @@ static void session_end_if_offline(struct vg_server *s, session_t *se)
 static void *hk_main(void *arg)
 {
     struct vg_server *s = arg;
+    pthread_setname_np(pthread_self(), "vg-housekeep");
     pthread_mutex_lock(&s->hk_mu);
     while (!atomic_load(&s->stopping)) {
         int64_t now = now_wall();
@@ -3759,6 +3760,9 @@ static void *worker_main(void *arg)
 {
     worker_t *w = arg;
     struct vg_server *s = w->srv;
+    char tname[16];
+    snprintf(tname, sizeof tname, "vg-io-%u", (unsigned)w->id);
+    pthread_setname_np(pthread_self(), tname);
     tl_worker = w;
     struct epoll_event evs[MAX_EVENTS];
     bool quiesced = false;

@@ -393,6 +393,7 @@ static int apply_batch(vg_kv_t *kv, const op_t *batch)
 static void *store_main(void *arg)
 {
     vg_kv_t *kv = arg;
+    pthread_setname_np(pthread_self(), "vg-store");
     pthread_mutex_lock(&kv->mu);
     for (;;) {
         while (!kv->head && !kv->closing)

@@ -212,6 +212,15 @@ struct vg_log {
     _Atomic uint64_t appended, committed, commits, fsyncs, bytes_written, append_waits, errors, truncated_bytes;
 };
 
+/* Thread names (15 bytes at most, cut) so top -H and the comm file of each task in /proc
+ * show which stream's thread does what. */
+static void name_thread(const char *prefix, const char *name)
+{
+    char buf[16];
+    snprintf(buf, sizeof buf, "%s%s", prefix, name);
+    pthread_setname_np(pthread_self(), buf);
+}
+
 static void stat_add(_Atomic uint64_t *c, uint64_t n)
 {
     atomic_fetch_add_explicit(c, n, memory_order_relaxed);
@@ -1082,6 +1091,7 @@ static void sync_work(vg_log_t *log)
 static void *sync_helper_main(void *arg)
 {
     vg_log_t *log = arg;
+    name_thread("vg-sync-", log->name);
     pthread_mutex_lock(&log->sync_mu);
     for (;;) {
         while (log->sync_tickets == 0 && !log->sync_stop)
@@ -1418,6 +1428,7 @@ static void round_done_locked(vg_log_t *log, size_t released)
 static void *committer_main(void *arg)
 {
     vg_log_t *log = arg;
+    name_thread("vg-log-", log->name);
     pthread_mutex_lock(&log->mu);
     for (;;) {
         if (log->round_busy) {
