@@ -12,7 +12,18 @@
  * per log takes the pending batch, writes it to the shards' active segments,
  * fdatasyncs them (policy), publishes the new durable sequence numbers, then
  * calls each record's done callback IN APPEND ORDER (per log) on the committer
- * thread. Readers see only durable records (with policy none: written ones). */
+ * thread. Readers see only durable records (with policy none: written ones).
+ *
+ * Retention: the committer deletes whole segments, oldest first, never a
+ * shard's active one — by age (retention_ms: a segment goes once its newest
+ * record is that old) and by the stream's total size (retention_bytes). An
+ * active segment whose first record is older than retention_ms / 8 is
+ * finished (rolled) so that slow shards expire too: a record is deleted
+ * between retention_ms and 1.125 x retention_ms after it was written. The
+ * lowest stored sequence number per shard (vg_log_first_seq, the trim
+ * horizon) moves up; readers left behind it resume there and say how many
+ * records they missed (vg_log_reader_skipped). Ages are wall-clock times: a
+ * clock stepped forward deletes early, one stepped back deletes late. */
 #ifndef VG_STREAM_LOG_H
 #define VG_STREAM_LOG_H
 
@@ -35,6 +46,8 @@ typedef struct {
     size_t max_pending_bytes;   /* appends block while this much awaits commit (default 64 MiB) */
     const struct vg_seg_io *io; /* file operations (stream/segment.h); NULL = the real system calls. Set by
                                    tests to inject short writes and failed syncs. Not owned; must outlive the log. */
+    uint64_t retention_ms;      /* delete segments whose records are all older; 0 = keep forever (default) */
+    uint64_t retention_bytes;   /* delete the oldest segments while the stream is larger; 0 = no cap (default) */
 } vg_log_opts_t;
 
 void vg_log_opts_default(vg_log_opts_t *o);
@@ -85,9 +98,19 @@ int vg_log_append_shard(vg_log_t *log, uint32_t shard, const void *key, size_t k
                         void *ctx, uint64_t token, uint64_t *seq);
 
 /* Highest durable sequence number of shard (0 = none yet), and the lowest
- * still stored (0 if empty). */
+ * still stored (0 if empty): the trim horizon, which retention moves up. */
 uint64_t vg_log_durable_seq(vg_log_t *log, uint32_t shard);
 uint64_t vg_log_first_seq(vg_log_t *log, uint32_t shard);
+
+/* Arrival time (the record's arrival_ms) of the oldest record stored in
+ * shard, INT64_MIN if the shard holds none. A read-only log reads it from
+ * the files on every call. */
+int64_t vg_log_oldest_ms(vg_log_t *log, uint32_t shard);
+
+/* The stream's retention: a writer's options, or for a read-only log what
+ * the writer recorded at its last open (file RETENTION). False (and zeros)
+ * when a read-only log finds no record of it. 0 means "no limit". */
+bool vg_log_retention(const vg_log_t *log, uint64_t *retention_ms, uint64_t *retention_bytes);
 
 /* Blocks until shard's durable seq > after_seq, the log closes, or
  * timeout_ms passes. Returns VG_OK (new data), VG_AGAIN (timeout),
@@ -122,6 +145,14 @@ typedef struct {
     uint64_t errors;        /* failed writes / syncs */
     uint64_t truncated_bytes; /* cut from torn tails at open */
     uint64_t pending_bytes;  /* now waiting */
+    uint64_t stored_bytes;     /* size of all the stream's segment files */
+    uint64_t trimmed_segments; /* segments deleted by retention (since open) */
+    uint64_t trimmed_records;
+    uint64_t trimmed_bytes;
+    uint64_t trim_errors;    /* segments that could not be deleted (retried later) */
+    uint64_t reader_skipped; /* records readers missed because retention deleted them first */
+    int64_t oldest_ms;       /* arrival time of the oldest stored record, INT64_MIN if none */
+    uint64_t oldest_age_ms;  /* now - oldest_ms (0 if none) */
 } vg_log_stats_t;
 
 void vg_log_stats(vg_log_t *log, vg_log_stats_t *out);
@@ -136,8 +167,17 @@ int vg_log_reader_open(vg_log_t *log, uint32_t shard, uint64_t start_seq, vg_log
 /* Reads the next record into *rec (pointers valid until the next call or
  * close). Returns VG_OK, or VG_AGAIN when no further durable record exists
  * yet (call vg_log_wait, then again), VG_ECORRUPT / VG_EIO on a damaged
- * file. Crosses segment boundaries by itself. */
+ * file. Crosses segment boundaries by itself. A reader whose next record
+ * was deleted by retention (opened at, or fallen behind to, a sequence
+ * number below the trim horizon) continues at the horizon: the records in
+ * between are counted in vg_log_reader_skipped and a warning is logged once
+ * per jump. A segment already open keeps being read after its deletion. */
 int vg_log_reader_next(vg_log_reader_t *r, vg_record_t *rec);
+
+/* Records this reader skipped because retention deleted them before it got
+ * there (0 for a reader that never fell behind). Opening at 0 (TRIM_HORIZON)
+ * skips nothing. */
+uint64_t vg_log_reader_skipped(const vg_log_reader_t *r);
 void vg_log_reader_close(vg_log_reader_t *r);
 
 /* Names of the streams under data_dir (stream/<name>/MANIFEST exists).

@@ -1335,6 +1335,296 @@ static void test_watch(void)
     tmpdir_free(dir);
 }
 
+/* ---- retention ---- */
+
+static long count_segments(const char *dir, const char *name, uint32_t shard)
+{
+    char sdir[512];
+    uint64_t *firsts = NULL;
+    size_t n = 0;
+    snprintf(sdir, sizeof sdir, "%s/stream/%s/%u", dir, name, shard);
+    if (vg_seg_list(vg_seg_io_default(), sdir, false, &firsts, &n) != VG_OK)
+        return -1;
+    vg_free(firsts);
+    return (long)n;
+}
+
+/* Sum of the sizes of a stream's segment files. */
+static long long dir_bytes(const char *dir, const char *name, uint32_t shards)
+{
+    long long total = 0;
+    for (uint32_t i = 0; i < shards; i++) {
+        char sdir[512];
+        uint64_t *firsts = NULL;
+        size_t n = 0;
+        snprintf(sdir, sizeof sdir, "%s/stream/%s/%u", dir, name, i);
+        if (vg_seg_list(vg_seg_io_default(), sdir, false, &firsts, &n) != VG_OK)
+            return -1;
+        for (size_t k = 0; k < n; k++) {
+            char path[600];
+            seg_path(path, sizeof path, dir, name, i, firsts[k]);
+            total += file_size(path);
+        }
+        vg_free(firsts);
+    }
+    return total;
+}
+
+#define RET_VAL "retention test value of sixty bytes, give or take a few...."
+
+/* Age: finished segments go once their newest record is retention_ms old,
+ * a quiet shard's active segment is rolled so that it expires too, the
+ * horizon moves, readers behind it resume there with a count of what they
+ * missed, and all of it survives a reopen. */
+static void test_retention_age(void)
+{
+    enum { N = 60 };
+    char *dir = tmpdir_new();
+    VT_REQUIRE(dir);
+    vg_log_opts_t o;
+    vg_log_opts_default(&o);
+    o.shards = 2;
+    o.segment_bytes = 1024;
+    o.retention_ms = 600;
+    vg_log_t *log;
+    VT_REQUIRE(vg_log_open(dir, "ret", &o, &log) == VG_OK);
+    recorder_t rec;
+    rec_init(&rec);
+    uint64_t t0 = vg_clock_mono_ns();
+    for (int i = 0; i < N; i++)
+        VT_EQ_INT(vg_log_append_shard(log, 0, "k", 1, NULL, 0, RET_VAL, strlen(RET_VAL), vg_clock_wall_ms(), on_done,
+                                      &rec, (uint64_t)i, NULL),
+                  VG_OK);
+    VT_EQ_INT(append_str(log, 1, "k", "the only record of shard 1", &rec, N, NULL), VG_OK);
+    VT_EQ_INT(rec_wait(&rec, N + 1), N + 1);
+    for (size_t i = 0; i < rec.n; i++)
+        VT_EQ_INT(rec.v[i].status, VG_OK);
+    long segs = count_segments(dir, "ret", 0);
+    VT_CHECK(segs >= 4);
+    /* Nothing goes before it is retention_ms old (checked only if this
+     * machine got here in time to tell). */
+    vg_log_stats_t st;
+    vg_log_stats(log, &st);
+    if (vg_clock_mono_ns() - t0 < 500000000u) {
+        VT_EQ_INT(st.trimmed_segments, 0);
+        VT_EQ_INT(vg_log_first_seq(log, 0), 1);
+    }
+    VT_CHECK(st.oldest_ms != INT64_MIN);
+    VT_EQ_INT(vg_log_oldest_ms(log, 1), 1000 + N); /* append_str's arrival_ms */
+
+    /* r1 is inside the first segment when it is deleted; r2 was opened at
+     * seq 1 but has not read yet; r3 asks for a seq past the first segment. */
+    vg_log_reader_t *r1, *r2, *r3;
+    vg_record_t rr;
+    VT_REQUIRE(vg_log_reader_open(log, 0, 1, &r1) == VG_OK);
+    VT_REQUIRE(vg_log_reader_open(log, 0, 1, &r2) == VG_OK);
+    VT_REQUIRE(vg_log_reader_open(log, 0, 30, &r3) == VG_OK);
+    for (int i = 1; i <= 3; i++) {
+        VT_EQ_INT(vg_log_reader_next(r1, &rr), VG_OK);
+        VT_EQ_INT(rr.seq, i);
+    }
+    VT_EQ_INT(vg_log_reader_skipped(r1), 0);
+
+    /* Everything expires: shard 0's finished segments by age, then both
+     * active segments after being rolled (their first record is older than
+     * retention / 8). Each shard keeps exactly one, empty, segment. */
+    uint64_t deadline = vg_clock_mono_ns() + 15000000000ull;
+    do {
+        sleep_ms(5);
+        vg_log_stats(log, &st);
+    } while (st.trimmed_records < N + 1 && vg_clock_mono_ns() < deadline);
+    VT_EQ_INT(st.trimmed_records, N + 1);
+    VT_EQ_INT(st.trimmed_segments, segs + 1);
+    VT_EQ_INT(count_segments(dir, "ret", 0), 1);
+    VT_EQ_INT(count_segments(dir, "ret", 1), 1);
+    VT_EQ_INT(st.stored_bytes, 2 * VG_SEG_HDR);
+    VT_EQ_INT(dir_bytes(dir, "ret", 2), 2 * VG_SEG_HDR);
+    VT_EQ_INT(st.trimmed_bytes + st.stored_bytes,
+              VG_SEG_HDR * (uint64_t)(segs + 3) + N * vg_record_size(1, 0, strlen(RET_VAL)) +
+                  vg_record_size(1, 0, strlen("the only record of shard 1")));
+    VT_EQ_INT(st.oldest_ms, INT64_MIN);
+    VT_EQ_INT(st.oldest_age_ms, 0);
+    VT_EQ_INT(vg_log_first_seq(log, 0), 0); /* empty */
+    VT_EQ_INT(vg_log_durable_seq(log, 0), N);
+    VT_EQ_INT(vg_log_oldest_ms(log, 0), INT64_MIN);
+
+    /* r1 finishes the deleted segment it has open, then jumps. */
+    uint64_t last = 3;
+    int rc;
+    while ((rc = vg_log_reader_next(r1, &rr)) == VG_OK) {
+        VT_EQ_INT(rr.seq, last + 1);
+        last = rr.seq;
+    }
+    VT_EQ_INT(rc, VG_AGAIN);
+    VT_CHECK(last > 3 && last < N);
+    VT_EQ_INT(vg_log_reader_skipped(r1), N - last);
+    VT_EQ_INT(vg_log_reader_next(r2, &rr), VG_AGAIN);
+    VT_EQ_INT(vg_log_reader_skipped(r2), N);
+    VT_EQ_INT(vg_log_reader_next(r3, &rr), VG_AGAIN);
+    VT_EQ_INT(vg_log_reader_skipped(r3), N - 29);
+    vg_log_stats(log, &st);
+    VT_EQ_INT(st.reader_skipped, (N - last) + N + (N - 29));
+
+    /* New records are read by all of them, in order, nothing skipped again. */
+    uint64_t seq;
+    VT_EQ_INT(append_str(log, 0, "k", "after the trim", &rec, 100, &seq), VG_OK);
+    VT_EQ_INT(seq, N + 1);
+    VT_EQ_INT(vg_log_wait(log, 0, N, 5000), VG_OK);
+    vg_log_reader_t *rs[3] = {r1, r2, r3};
+    uint64_t skipped_before[3] = {N - last, N, N - 29};
+    for (int k = 0; k < 3; k++) {
+        VT_EQ_INT(vg_log_reader_next(rs[k], &rr), VG_OK);
+        VT_EQ_INT(rr.seq, N + 1);
+        VT_EQ_INT(vg_log_reader_skipped(rs[k]), skipped_before[k]);
+        vg_log_reader_close(rs[k]);
+    }
+    VT_EQ_INT(vg_log_first_seq(log, 0), N + 1);
+    /* TRIM_HORIZON skips nothing; an explicit old position counts. */
+    vg_log_reader_t *r4, *r5;
+    VT_REQUIRE(vg_log_reader_open(log, 0, 0, &r4) == VG_OK);
+    VT_EQ_INT(vg_log_reader_next(r4, &rr), VG_OK);
+    VT_EQ_INT(rr.seq, N + 1);
+    VT_EQ_INT(vg_log_reader_skipped(r4), 0);
+    VT_REQUIRE(vg_log_reader_open(log, 0, 5, &r5) == VG_OK);
+    VT_EQ_INT(vg_log_reader_next(r5, &rr), VG_OK);
+    VT_EQ_INT(rr.seq, N + 1);
+    VT_EQ_INT(vg_log_reader_skipped(r5), N - 4);
+    vg_log_reader_close(r4);
+    vg_log_reader_close(r5);
+    vg_log_close(log);
+
+    /* A read-only reader (vigil stream ls) sees the horizon and the settings. */
+    vg_log_t *ro;
+    VT_REQUIRE(vg_log_open_readonly(dir, "ret", &ro) == VG_OK);
+    VT_EQ_INT(vg_log_first_seq(ro, 0), N + 1);
+    uint64_t rms = 0, rbytes = 1;
+    VT_CHECK(vg_log_retention(ro, &rms, &rbytes));
+    VT_EQ_INT(rms, 600);
+    VT_EQ_INT(rbytes, 0);
+    VT_REQUIRE(vg_log_reader_open(ro, 0, 3, &r4) == VG_OK);
+    VT_EQ_INT(vg_log_reader_next(r4, &rr), VG_OK);
+    VT_EQ_INT(rr.seq, N + 1);
+    VT_EQ_INT(vg_log_reader_skipped(r4), N - 2);
+    vg_log_reader_close(r4);
+    vg_log_close(ro);
+
+    /* Reopened with retention off: the horizon and sequence numbers hold. */
+    o.retention_ms = 0;
+    VT_REQUIRE(vg_log_open(dir, "ret", &o, &log) == VG_OK);
+    VT_EQ_INT(vg_log_first_seq(log, 0), N + 1);
+    VT_EQ_INT(vg_log_durable_seq(log, 0), N + 1);
+    VT_EQ_INT(read_all(log, 0, 0, NULL, NULL), 1);
+    VT_EQ_INT(append_str(log, 0, "k", "next", NULL, 0, &seq), VG_OK);
+    VT_EQ_INT(seq, N + 2);
+    vg_log_close(log);
+    VT_REQUIRE(vg_log_open_readonly(dir, "ret", &ro) == VG_OK);
+    VT_CHECK(vg_log_retention(ro, &rms, &rbytes));
+    VT_EQ_INT(rms, 0);
+    vg_log_close(ro);
+    rec_deinit(&rec);
+    tmpdir_free(dir);
+}
+
+/* While records arrive steadily, no record is deleted before it is
+ * retention_ms old: a poll every millisecond records when each record was
+ * first seen gone, which must be at least retention_ms after it was
+ * appended. Records stay readable from the horizon on, contiguous. */
+static void test_retention_not_early(void)
+{
+    enum { N = 400, RET_MS = 300 };
+    char *dir = tmpdir_new();
+    VT_REQUIRE(dir);
+    vg_log_opts_t o;
+    vg_log_opts_default(&o);
+    o.shards = 1;
+    o.segment_bytes = 1024;
+    o.retention_ms = RET_MS;
+    vg_log_t *log;
+    VT_REQUIRE(vg_log_open(dir, "early", &o, &log) == VG_OK);
+    static uint64_t appended_ns[N + 2];
+    uint64_t seen_first = 1;
+    int early = 0, trims = 0;
+    for (int i = 1; i <= N; i++) {
+        uint64_t seq;
+        appended_ns[i] = vg_clock_mono_ns();
+        VT_EQ_INT(vg_log_append_shard(log, 0, "k", 1, NULL, 0, RET_VAL, strlen(RET_VAL), vg_clock_wall_ms(), NULL,
+                                      NULL, 0, &seq),
+                  VG_OK);
+        VT_EQ_INT(seq, i);
+        /* About 1.2 s of appends, polling the horizon in between. */
+        for (int k = 0; k < 3; k++) {
+            sleep_ms(1);
+            uint64_t f = vg_log_first_seq(log, 0);
+            uint64_t now = vg_clock_mono_ns();
+            if (f > seen_first) {
+                trims++;
+                for (uint64_t q = seen_first; q < f; q++)
+                    early += now < appended_ns[q] + (uint64_t)RET_MS * 1000000u;
+                seen_first = f;
+            }
+        }
+    }
+    VT_EQ_INT(early, 0);
+    VT_CHECK(trims >= 2);
+    VT_CHECK(seen_first > 1);
+    uint64_t first = 0, last = 0;
+    long n = read_all(log, 0, 0, &first, &last);
+    VT_CHECK(n > 0);
+    VT_CHECK(first >= seen_first);
+    VT_EQ_INT(last, N);
+    VT_EQ_INT(n, (long)(last - first + 1));
+    vg_log_close(log);
+    tmpdir_free(dir);
+}
+
+/* Size cap: the oldest finished segments of the stream go while it is
+ * larger than retention_bytes; never the active ones. */
+static void test_retention_bytes(void)
+{
+    enum { N = 200, CAP = 4096 };
+    char *dir = tmpdir_new();
+    VT_REQUIRE(dir);
+    vg_log_opts_t o;
+    vg_log_opts_default(&o);
+    o.shards = 2;
+    o.segment_bytes = 1024;
+    o.retention_bytes = CAP;
+    vg_log_t *log;
+    VT_REQUIRE(vg_log_open(dir, "cap", &o, &log) == VG_OK);
+    recorder_t rec;
+    rec_init(&rec);
+    for (int i = 0; i < N; i++)
+        VT_EQ_INT(append_str(log, (uint32_t)(i % 2), "k", RET_VAL, &rec, (uint64_t)i, NULL), VG_OK);
+    VT_EQ_INT(rec_wait(&rec, N), N);
+    vg_log_stats_t st;
+    uint64_t deadline = vg_clock_mono_ns() + 10000000000ull;
+    do {
+        vg_log_stats(log, &st);
+        if (st.stored_bytes <= CAP)
+            break;
+        sleep_ms(2);
+    } while (vg_clock_mono_ns() < deadline);
+    VT_CHECK(st.stored_bytes <= CAP);
+    /* It stopped as soon as it was under: one more segment would not fit. */
+    VT_CHECK(st.stored_bytes + 1024 + vg_record_size(1, 0, strlen(RET_VAL)) > CAP);
+    VT_EQ_INT(dir_bytes(dir, "cap", 2), (long long)st.stored_bytes);
+    VT_CHECK(st.trimmed_segments >= 4);
+    for (uint32_t s = 0; s < 2; s++) {
+        uint64_t first = 0, last = 0;
+        long n = read_all(log, s, 0, &first, &last);
+        VT_CHECK(first > 1);
+        VT_EQ_INT(first, vg_log_first_seq(log, s));
+        VT_EQ_INT(last, N / 2);
+        VT_EQ_INT(n, (long)(last - first + 1));
+    }
+    VT_EQ_INT(st.trimmed_records + (vg_log_durable_seq(log, 0) - vg_log_first_seq(log, 0) + 1) +
+                  (vg_log_durable_seq(log, 1) - vg_log_first_seq(log, 1) + 1),
+              N);
+    vg_log_close(log);
+    rec_deinit(&rec);
+    tmpdir_free(dir);
+}
+
 static void *post_later(void *arg)
 {
     sleep_ms(30);
@@ -1366,7 +1656,7 @@ static void test_notify(void)
 int main(void)
 {
     /* Several tests provoke failures on purpose; keep their log lines short. */
-    vg_diag_set_level(VG_LOG_ERROR);
+    vg_diag_set_level(getenv("VT_LOG") ? VG_LOG_INFO : VG_LOG_ERROR);
     VT_RUN(test_append_read_reopen);
     VT_RUN(test_callbacks_after_durable);
     VT_RUN(test_torn_tail);
@@ -1386,5 +1676,8 @@ int main(void)
     VT_RUN(test_old_version_refused);
     VT_RUN(test_watch);
     VT_RUN(test_notify);
+    VT_RUN(test_retention_age);
+    VT_RUN(test_retention_not_early);
+    VT_RUN(test_retention_bytes);
     return VT_DONE();
 }
