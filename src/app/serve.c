@@ -234,7 +234,13 @@ static void jw_log(jw_t *w, const char *prefix, vg_log_t *log)
     LOGKEY(trim_errors, "trim_errors");
     LOGKEY(reader_skipped, "reader_skipped");
     LOGKEY(oldest_age_ms, "oldest_age_ms");
+    /* health: a full disk pauses the stream (stream/log.h) */
+    LOGKEY(disk_full_pauses, "disk_full_pauses");
+    LOGKEY(disk_full_retries, "disk_full_retries");
+    LOGKEY(disk_full_ms, "disk_full_ms");
 #undef LOGKEY
+    snprintf(key, sizeof key, "%s.state", prefix);
+    jw_str(w, key, vg_log_state_name(ls.state));
     for (uint32_t i = 0; i < vg_log_shard_count(log); i++) {
         snprintf(key, sizeof key, "%s.shard.%u.first_seq", prefix, i);
         jw_u64(w, key, vg_log_first_seq(log, i));

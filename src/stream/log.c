@@ -102,6 +102,14 @@
  * together they share flushes (4 shards: 4-6x faster per round measured on
  * ext4/virtio), which bounds commit latency when many shards are busy. */
 #define SYNC_PARALLEL 8
+/* A write refused for lack of space is retried after 10 ms, doubling up to
+ * 1 s: quick to resume when space comes back, one attempt a second while it
+ * does not. */
+#define DISK_FULL_RETRY_MIN_MS 10u
+#define DISK_FULL_RETRY_MAX_MS 1000u
+/* vg_log_close while the disk is full keeps retrying this long, then gives
+ * up and reports VG_ENOSPC for every record not stored. */
+#define DISK_FULL_CLOSE_GRACE_MS 1000u
 
 /* A record waiting in a batch: its bytes (key, meta, value) are at
  * data[off..) of the batch. */
@@ -191,11 +199,21 @@ struct vg_log {
     unsigned inflight;    /* appenders inside append */
     unsigned space_waiters;
     bool closing;
+    uint64_t closing_ns; /* when close began (mono) */
     atomic_bool failed;
+    int fail_status; /* what callbacks of unstored records get once failed: VG_EIO, or VG_ENOSPC (closed while full) */
+    atomic_int state; /* vg_log_state_t */
 
     pthread_t committer;
     bool committer_started;
     batch_t committing;
+    /* Disk full (committer only): the batch whose writing paused, resumed
+     * at touched[wnext] (each shard from its s->head); NULL when none. */
+    batch_t *wbatch;
+    size_t wnext;
+    unsigned df_backoff_ms;
+    uint64_t df_retry_ns; /* next retry (mono) */
+    _Atomic uint64_t df_since_ns; /* when the current pause began */
     cb_t *waiting; /* in append order */
     size_t nwaiting, capwaiting;
     uint32_t *touched; /* shards of the batch, in order of first appearance */
@@ -252,6 +270,7 @@ struct vg_log {
 
     _Atomic uint64_t appended, committed, commits, fsyncs, bytes_written, append_waits, errors, truncated_bytes;
     _Atomic uint64_t trimmed_segments, trimmed_records, trimmed_bytes, trim_errors, reader_skipped;
+    _Atomic uint64_t disk_full_pauses, disk_full_retries, disk_full_ms;
 };
 
 static void stat_add(_Atomic uint64_t *c, uint64_t n)
@@ -795,6 +814,8 @@ static int log_new(const char *data_dir, const char *name, bool readonly, const 
     log->io = log->opts.io ? log->opts.io : vg_seg_io_default();
     log->readonly = readonly;
     log->lock_fd = -1;
+    log->fail_status = VG_EIO;
+    atomic_store(&log->state, VG_LOG_OK);
     char *sdir = path_join(data_dir, "stream");
     log->name = vg_strndup(VG_MEM_STREAM, name, strlen(name));
     log->dir = sdir ? path_join(sdir, name) : NULL;
@@ -1008,6 +1029,7 @@ void vg_log_close(vg_log_t *log)
     if (log->committer_started) {
         pthread_mutex_lock(&log->mu);
         log->closing = true;
+        log->closing_ns = vg_clock_mono_ns();
         pthread_cond_broadcast(&log->work_cv);
         pthread_cond_broadcast(&log->space_cv);
         while (log->inflight)
@@ -1195,6 +1217,8 @@ static void fail_log(vg_log_t *log)
     stat_add(&log->errors, 1);
     if (atomic_exchange(&log->failed, true))
         return;
+    if (atomic_exchange(&log->state, VG_LOG_FAILED) == VG_LOG_DISK_FULL)
+        stat_add(&log->disk_full_ms, (vg_clock_mono_ns() - atomic_load(&log->df_since_ns)) / 1000000u);
     VG_ERROR(MOD,
              "stream %s: a write or sync failed; the log is failed, unsynced records are reported as "
              "not stored and further appends return VG_EIO",
@@ -1291,8 +1315,12 @@ static int64_t roll_age_ms(const vg_log_t *log)
     return a ? (int64_t)a : 1;
 }
 
-/* Writes the encode buffer, which holds records of shard s, to its segment. */
-static int flush_shard(vg_log_t *log, shard_t *s)
+/* Writes the encode buffer, which holds records of shard s, to its
+ * segment. next is the batch entry after the last one in the buffer: once
+ * written, s->head moves there (where a write paused by a full disk
+ * resumes). On failure the buffer is dropped all the same; a retry encodes
+ * the entries again from s->head. */
+static int flush_shard(vg_log_t *log, shard_t *s, size_t next)
 {
     if (!log->elen)
         return VG_OK;
@@ -1304,6 +1332,7 @@ static int flush_shard(vg_log_t *log, shard_t *s)
         s->torn = true;
         return rc;
     }
+    s->head = next;
     stat_add(&log->bytes_written, n);
     stat_add(&log->stored_bytes, n);
     s->written_seq = log->elast;
@@ -1326,11 +1355,12 @@ static int flush_shard(vg_log_t *log, shard_t *s)
 
 /* Finishes the active segment (written, synced whatever the policy, so that
  * only the newest segment of a shard can ever have a torn tail) and starts
- * the next one at first_seq. */
-static int roll(vg_log_t *log, uint32_t idx, uint64_t first_seq)
+ * the next one at first_seq. next: as for flush_shard. VG_ENOSPC when the
+ * disk is full (the current segment stays active, nothing is lost). */
+static int roll(vg_log_t *log, uint32_t idx, uint64_t first_seq, size_t next)
 {
     shard_t *s = &log->shards[idx];
-    int rc = flush_shard(log, s);
+    int rc = flush_shard(log, s, next);
     if (rc == VG_OK && s->dirty)
         rc = sync_shard(log, s);
     if (rc != VG_OK)
@@ -1340,8 +1370,8 @@ static int roll(vg_log_t *log, uint32_t idx, uint64_t first_seq)
     /* The new segment first: if it cannot be created the current one stays
      * active and intact, and the roll can be tried again. */
     int64_t now = vg_clock_wall_ms();
-    vg_segment_t next;
-    if ((rc = vg_segment_create(log->io, s->dir, idx, first_seq, now, &next)) != VG_OK) {
+    vg_segment_t fresh;
+    if ((rc = vg_segment_create(log->io, s->dir, idx, first_seq, now, &fresh)) != VG_OK) {
         if (rc != VG_ENOSPC)
             VG_ERROR(MOD, "stream %s shard %u: cannot start segment %" PRIu64 ": %s", log->name, idx, first_seq,
                      vg_strerror(rc));
@@ -1351,7 +1381,7 @@ static int roll(vg_log_t *log, uint32_t idx, uint64_t first_seq)
     done->bytes = s->seg.size;
     done->newest_ms = s->last_write_ms ? s->last_write_ms : now;
     vg_segment_close(&s->seg);
-    s->seg = next;
+    s->seg = fresh;
     s->ok_size = s->seg.size;
     s->segs[s->nsegs++] = (seginfo_t){.first = first_seq, .created_ms = now, .newest_ms = 0, .bytes = VG_SEG_HDR};
     s->active_first_ms = 0;
@@ -1365,6 +1395,8 @@ static int roll(vg_log_t *log, uint32_t idx, uint64_t first_seq)
 }
 
 static size_t deliver(vg_log_t *log);
+static void write_rest(vg_log_t *log);
+static void trim(vg_log_t *log);
 
 /* Writes the entries of one shard, linked from s->head, through the encode
  * buffer: encoded back to back and written when the buffer is full, when the
@@ -1379,10 +1411,10 @@ static int write_shard(vg_log_t *log, uint32_t idx, const batch_t *b)
         const entry_t *e = &b->v[i];
         size_t size = vg_record_size(e->key_len, e->meta_len, e->value_len);
         uint64_t at = s->seg.size + log->elen;
-        if (at >= seg_bytes && at > VG_SEG_HDR && (rc = roll(log, idx, e->seq)) != VG_OK)
+        if (at >= seg_bytes && at > VG_SEG_HDR && (rc = roll(log, idx, e->seq, i)) != VG_OK)
             return rc;
         if (log->elen + size > log->ecap) {
-            if ((rc = flush_shard(log, s)) != VG_OK)
+            if ((rc = flush_shard(log, s, i)) != VG_OK)
                 return rc;
             size_t want = size > WRITE_CHUNK ? size : WRITE_CHUNK;
             if (want > log->ecap) {
@@ -1411,7 +1443,81 @@ static int write_shard(vg_log_t *log, uint32_t idx, const batch_t *b)
             log->efirst_ms = e->arrival_ms;
         log->elast = e->seq;
     }
-    return flush_shard(log, s);
+    if ((rc = flush_shard(log, s, SIZE_MAX)) != VG_OK)
+        return rc;
+    s->head = SIZE_MAX;
+    return VG_OK;
+}
+
+/* Disk full: the shard whose write failed is cut back to its last complete
+ * record (the write may have left part of one), the batch stays where it is
+ * and the committer retries it with backoff. */
+static void pause_disk_full(vg_log_t *log, uint32_t idx)
+{
+    shard_t *s = &log->shards[idx];
+    if (s->torn) {
+        /* A file that cannot even be cut back is not a full disk any more. */
+        if (vg_segment_truncate(&s->seg, s->seg.size, s->seg.next_seq) != VG_OK) {
+            fail_log(log);
+            return;
+        }
+        s->torn = false;
+    }
+    if (atomic_load_explicit(&log->state, memory_order_relaxed) == VG_LOG_DISK_FULL)
+        return;
+    atomic_store(&log->state, VG_LOG_DISK_FULL);
+    atomic_store(&log->df_since_ns, vg_clock_mono_ns());
+    stat_add(&log->disk_full_pauses, 1);
+    log->df_backoff_ms = DISK_FULL_RETRY_MIN_MS;
+    VG_WARN(MOD,
+            "stream %s shard %u: the disk is full; writing paused, nothing is lost: records wait (their callbacks "
+            "too) and appends block past max_pending_bytes; retrying with backoff up to %u ms",
+            log->name, idx, DISK_FULL_RETRY_MAX_MS);
+    /* Expired segments may be all the space there is to free. */
+    trim(log);
+}
+
+/* Writes what is left of log->wbatch, shard by shard from log->wnext, each
+ * from its s->head. On a full disk it stops there (the batch stays in
+ * wbatch, to be resumed); otherwise the batch is done: emptied, wbatch
+ * cleared, and a paused log is running again. */
+static void write_rest(vg_log_t *log)
+{
+    batch_t *b = log->wbatch;
+    for (; log->wnext < log->ntouched; log->wnext++) {
+        uint32_t idx = log->touched[log->wnext];
+        if (atomic_load_explicit(&log->failed, memory_order_relaxed))
+            continue;
+        int rc = write_shard(log, idx, b);
+        if (rc == VG_ENOSPC) {
+            log->elen = 0;
+            log->erecs = 0;
+            pause_disk_full(log, idx);
+            if (!atomic_load_explicit(&log->failed, memory_order_relaxed))
+                return;
+        } else if (rc != VG_OK) {
+            fail_log(log);
+        }
+    }
+    log->ntouched = 0;
+    log->wnext = 0;
+    log->wbatch = NULL;
+    b->n = 0;
+    b->len = 0;
+    log->elen = 0;
+    log->erecs = 0;
+    /* Keep the buffer cache-sized; one huge record must not pin 16 MiB. */
+    if (log->ecap > WRITE_CHUNK) {
+        vg_free(log->ebuf);
+        log->ebuf = NULL;
+        log->ecap = 0;
+    }
+    if (atomic_load_explicit(&log->state, memory_order_relaxed) == VG_LOG_DISK_FULL) {
+        uint64_t ms = (vg_clock_mono_ns() - atomic_load(&log->df_since_ns)) / 1000000u;
+        stat_add(&log->disk_full_ms, ms);
+        atomic_store(&log->state, VG_LOG_OK);
+        VG_INFO(MOD, "stream %s: disk space is back after %" PRIu64 " ms; writing resumed", log->name, ms);
+    }
 }
 
 /* Writes batch b shard by shard (rolling segments as they fill) and queues
@@ -1455,21 +1561,11 @@ static size_t write_batch(vg_log_t *log, batch_t *b)
         }
         s->tail = i;
     }
-    for (size_t k = 0; k < log->ntouched; k++) {
-        uint32_t idx = log->touched[k];
-        log->shards[idx].touched = false;
-        if (!atomic_load_explicit(&log->failed, memory_order_relaxed) && write_shard(log, idx, b) != VG_OK)
-            fail_log(log);
-    }
-    log->ntouched = 0;
-    log->elen = 0;
-    log->erecs = 0;
-    /* Keep the buffer cache-sized; one huge record must not pin 16 MiB. */
-    if (log->ecap > WRITE_CHUNK) {
-        vg_free(log->ebuf);
-        log->ebuf = NULL;
-        log->ecap = 0;
-    }
+    for (size_t k = 0; k < log->ntouched; k++)
+        log->shards[log->touched[k]].touched = false;
+    log->wbatch = b;
+    log->wnext = 0;
+    write_rest(log);
     return 0;
 }
 
@@ -1536,7 +1632,7 @@ static size_t deliver(vg_log_t *log)
         if (c->seq <= atomic_load_explicit(&log->shards[c->shard].durable, memory_order_relaxed))
             status = VG_OK;
         else if (failed)
-            status = VG_EIO;
+            status = log->fail_status;
         else
             break;
         ok += status == VG_OK;
@@ -1647,11 +1743,11 @@ static void trim(vg_log_t *log)
     if (retention) {
         for (uint32_t i = 0; i < log->nshards; i++) {
             shard_t *s = &log->shards[i];
-            if (atomic_load_explicit(&log->failed, memory_order_relaxed) || s->seg.fd < 0 || s->torn)
+            if (atomic_load_explicit(&log->failed, memory_order_relaxed) || log->wbatch || s->seg.fd < 0 || s->torn)
                 break;
             if (!s->active_first_ms || now - s->active_first_ms < roll_age_ms(log))
                 continue;
-            int rc = roll(log, i, s->seg.next_seq);
+            int rc = roll(log, i, s->seg.next_seq, SIZE_MAX);
             if (rc == VG_EIO && s->dirty) {
                 fail_log(log); /* its fdatasync failed: the page cache can no longer be trusted */
                 break;
@@ -1745,8 +1841,13 @@ static size_t commit_round(vg_log_t *log, batch_t *b, bool final)
     if (b) {
         released = write_batch(log, b);
         stat_add(&log->commits, 1);
-        b->n = 0;
-        b->len = 0;
+        if (!log->wbatch) {
+            b->n = 0;
+            b->len = 0;
+        }
+    } else if (log->wbatch) {
+        stat_add(&log->disk_full_retries, 1);
+        write_rest(log);
     }
     bool sync;
     switch (log->opts.fsync) {
@@ -1766,6 +1867,32 @@ static size_t commit_round(vg_log_t *log, batch_t *b, bool final)
     released += deliver(log);
     if (!final && trim_wanted(log, vg_clock_wall_ms()))
         trim(log);
+    return released;
+}
+
+/* Close while the disk is still full: what is written gets synced and
+ * reported stored; every other record — the paused batch and all appended
+ * after it — is reported VG_ENOSPC (not stored), in append order. */
+static size_t give_up(vg_log_t *log)
+{
+    sync_dirty(log);
+    size_t lost = log->pending.n;
+    for (size_t i = 0; i < log->nwaiting; i++) {
+        const cb_t *c = &log->waiting[i];
+        lost += c->seq > atomic_load_explicit(&log->shards[c->shard].durable, memory_order_relaxed);
+    }
+    VG_ERROR(MOD,
+             "stream %s: closed while the disk was still full (retried for %u ms); %zu records were not stored, "
+             "their callbacks get VG_ENOSPC",
+             log->name, DISK_FULL_CLOSE_GRACE_MS, lost);
+    log->fail_status = VG_ENOSPC;
+    atomic_store(&log->failed, true);
+    if (atomic_exchange(&log->state, VG_LOG_FAILED) == VG_LOG_DISK_FULL)
+        stat_add(&log->disk_full_ms, (vg_clock_mono_ns() - atomic_load(&log->df_since_ns)) / 1000000u);
+    write_rest(log); /* failed: only empties the paused batch */
+    size_t released = deliver(log);
+    /* The batch appended during the pause goes the same way. */
+    released += commit_round(log, &log->pending, true);
     return released;
 }
 
@@ -1800,6 +1927,33 @@ static void *committer_main(void *arg)
             if (log->space_waiters)
                 pthread_cond_broadcast(&log->space_cv);
         }
+        if (log->wbatch) {
+            /* Disk full: retry the paused batch after the backoff. The wait
+             * is on work_cv, so close interrupts it; a new batch's first
+             * append may wake it early, and it sleeps again. Appends keep
+             * queuing in the other batch meanwhile (until they block on
+             * max_pending_bytes). */
+            uint64_t now = vg_clock_mono_ns();
+            if (log->closing && now >= log->closing_ns + DISK_FULL_CLOSE_GRACE_MS * 1000000ull)
+                break;
+            if (now < log->df_retry_ns) {
+                uint64_t until = log->df_retry_ns;
+                if (log->closing && until > log->closing_ns + DISK_FULL_CLOSE_GRACE_MS * 1000000ull)
+                    until = log->closing_ns + DISK_FULL_CLOSE_GRACE_MS * 1000000ull;
+                struct timespec ts = ts_of_ns(until);
+                pthread_cond_timedwait(&log->work_cv, &log->mu, &ts);
+                continue;
+            }
+            pthread_mutex_unlock(&log->mu);
+            released = commit_round(log, NULL, false);
+            if (log->wbatch) {
+                log->df_retry_ns = vg_clock_mono_ns() + (uint64_t)log->df_backoff_ms * 1000000u;
+                log->df_backoff_ms = log->df_backoff_ms * 2 > DISK_FULL_RETRY_MAX_MS ? DISK_FULL_RETRY_MAX_MS
+                                                                                      : log->df_backoff_ms * 2;
+            }
+            pthread_mutex_lock(&log->mu);
+            continue;
+        }
         if (log->pending.n == 0) {
             if (log->closing)
                 break;
@@ -1833,10 +1987,14 @@ static void *committer_main(void *arg)
         log->committing = t;
         pthread_mutex_unlock(&log->mu);
         released = commit_round(log, &log->committing, false);
+        if (log->wbatch)
+            log->df_retry_ns = vg_clock_mono_ns() + (uint64_t)log->df_backoff_ms * 1000000u;
         pthread_mutex_lock(&log->mu);
     }
     pthread_mutex_unlock(&log->mu);
-    released = commit_round(log, NULL, true);
+    if (log->wbatch)
+        released += give_up(log);
+    released += commit_round(log, NULL, true);
     pthread_mutex_lock(&log->mu);
     log->pending_bytes -= released;
     pthread_mutex_unlock(&log->mu);
@@ -2040,6 +2198,11 @@ void vg_log_unwatch(vg_log_t *log, uint32_t shard, vg_log_watch_fn fn, void *ctx
     pthread_mutex_unlock(&log->watch_mu);
 }
 
+const char *vg_log_state_name(int state)
+{
+    return state == VG_LOG_OK ? "ok" : state == VG_LOG_DISK_FULL ? "disk_full" : "failed";
+}
+
 void vg_log_stats(vg_log_t *log, vg_log_stats_t *out)
 {
     memset(out, 0, sizeof *out);
@@ -2059,6 +2222,12 @@ void vg_log_stats(vg_log_t *log, vg_log_stats_t *out)
     out->trimmed_bytes = atomic_load(&log->trimmed_bytes);
     out->trim_errors = atomic_load(&log->trim_errors);
     out->reader_skipped = atomic_load(&log->reader_skipped);
+    out->state = atomic_load(&log->state);
+    out->disk_full_pauses = atomic_load(&log->disk_full_pauses);
+    out->disk_full_retries = atomic_load(&log->disk_full_retries);
+    out->disk_full_ms = atomic_load(&log->disk_full_ms);
+    if (out->state == VG_LOG_DISK_FULL)
+        out->disk_full_ms += (vg_clock_mono_ns() - atomic_load(&log->df_since_ns)) / 1000000u;
     out->oldest_ms = INT64_MIN;
     for (uint32_t i = 0; !log->readonly && i < log->nshards; i++) {
         int64_t t = atomic_load_explicit(&log->shards[i].oldest_ms, memory_order_relaxed);
