@@ -11,7 +11,22 @@
 
 /* T_WEBHOOK is the one repeatable type: each occurrence adds (or, by name,
  * replaces) an entry of a list instead of overwriting one value. */
-typedef enum { T_STR, T_U32, T_U64, T_DOUBLE, T_LISTEN, T_ADDR, T_FSYNC, T_LEVEL, T_PATH, T_WEBHOOK } opt_type_t;
+/* T_DURATION: "<n>ms|s|m|h|d" stored as uint64_t milliseconds; T_BYTES:
+ * "<n>[k|M|G|T]" (powers of 1024) stored as uint64_t bytes. */
+typedef enum {
+    T_STR,
+    T_U32,
+    T_U64,
+    T_DOUBLE,
+    T_LISTEN,
+    T_ADDR,
+    T_FSYNC,
+    T_LEVEL,
+    T_PATH,
+    T_WEBHOOK,
+    T_DURATION,
+    T_BYTES
+} opt_type_t;
 
 typedef struct {
     const char *name; /* flag name without "--" */
@@ -37,6 +52,20 @@ static const opt_t opts[] = {
     {"shards", T_U32, OFF(shards), 0, 1, 256, "N", "shards of a new telemetry stream (default 4)"},
     {"fsync", T_FSYNC, 0, 0, 0, 0, "POLICY", "always | none | interval:MS (default always: PUBACK after fdatasync)"},
     {"segment-bytes", T_U64, OFF(segment_bytes), 0, 4096, 1e12, "BYTES", "roll stream segments at this size (64 MiB)"},
+    /* ---- retention (issue 9): see README "On disk" ---- */
+    {"retention-telemetry", T_DURATION, OFF(retention_telemetry_ms), 0, 1000, 31536000000.0, "DURATION",
+     "delete telemetry older than this, whole segments, oldest first (24h; 1s-365d; units ms s m h d)"},
+    {"retention-alerts", T_DURATION, OFF(retention_alerts_ms), 0, 1000, 31536000000.0, "DURATION",
+     "delete alert events older than this (365d: the record a clinician looks back on)"},
+    {"retention-deadletter", T_DURATION, OFF(retention_deadletter_ms), 0, 1000, 31536000000.0, "DURATION",
+     "delete dead letters older than this (7d)"},
+    {"retention-bytes-telemetry", T_BYTES, OFF(retention_bytes_telemetry), 0, 0, 1.2e18, "BYTES",
+     "also delete the oldest telemetry segments while the stream is larger; k/M/G/T suffixes, 0 = no cap (0)"},
+    {"retention-bytes-alerts", T_BYTES, OFF(retention_bytes_alerts), 0, 0, 1.2e18, "BYTES",
+     "size cap of the alerts stream, 0 = none (0)"},
+    {"retention-bytes-deadletter", T_BYTES, OFF(retention_bytes_deadletter), 0, 0, 1.2e18, "BYTES",
+     "size cap of the deadletter stream, 0 = none (0)"},
+    /* ---- end retention ---- */
     {"max-pending-bytes", T_U64, OFF(max_pending_bytes), 0, 65536, 1e12, "BYTES",
      "appends wait while this much awaits commit (64 MiB)"},
     {"max-packet-size", T_U64, OFF(max_packet_size), 0, 64, 268435460.0, "BYTES",
@@ -110,6 +139,9 @@ void vg_config_default(vg_config_t *c)
     c->fsync = VG_FSYNC_ALWAYS;
     c->segment_bytes = 64ull << 20;
     c->max_pending_bytes = 64ull << 20;
+    c->retention_telemetry_ms = 24ull * 3600 * 1000;      /* Kinesis' default */
+    c->retention_alerts_ms = 365ull * 24 * 3600 * 1000;   /* the maximum: alerts are the clinical record */
+    c->retention_deadletter_ms = 7ull * 24 * 3600 * 1000; /* a week to notice and replay */
     c->max_packet_size = 128 * 1024;
     c->max_inflight = 1024;
     c->max_subs_per_packet = 64;
@@ -175,6 +207,30 @@ static int set_opt(vg_config_t *c, const opt_t *o, const char *v, char *why, siz
             *(uint32_t *)((char *)c + o->off) = (uint32_t)x;
         else
             *(uint64_t *)((char *)c + o->off) = x;
+        return VG_OK;
+    }
+    case T_DURATION:
+    case T_BYTES: {
+        if (!isdigit((unsigned char)*v))
+            goto bad_unit;
+        unsigned long long x = strtoull(v, &end, 10);
+        if (errno)
+            goto bad_unit;
+        static const struct {
+            const char *unit;
+            unsigned long long mul;
+        } dur[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000}},
+          byt[] = {{"", 1}, {"k", 1ull << 10}, {"K", 1ull << 10}, {"M", 1ull << 20}, {"G", 1ull << 30}, {"T", 1ull << 40}};
+        unsigned long long mul = 0;
+        size_t nu = o->type == T_DURATION ? sizeof dur / sizeof dur[0] : sizeof byt / sizeof byt[0];
+        for (size_t k = 0; k < nu; k++) {
+            const char *u = o->type == T_DURATION ? dur[k].unit : byt[k].unit;
+            if (strcmp(end, u) == 0)
+                mul = o->type == T_DURATION ? dur[k].mul : byt[k].mul;
+        }
+        if (!mul || (x && x > UINT64_MAX / mul) || (double)(x * mul) < o->min || (double)(x * mul) > o->max)
+            goto bad_unit;
+        *(uint64_t *)((char *)c + o->off) = x * mul;
         return VG_OK;
     }
     case T_DOUBLE: {
@@ -257,6 +313,14 @@ static int set_opt(vg_config_t *c, const opt_t *o, const char *v, char *why, siz
     return VG_EINVAL;
 bad_number:
     snprintf(why, whylen, "--%s: expected a number in [%g, %g], got '%s'", o->name, o->min, o->max, v);
+    return VG_EINVAL;
+bad_unit:
+    if (o->type == T_DURATION)
+        snprintf(why, whylen, "--%s: expected a duration such as 500ms, 2s, 90m, 24h or 7d, from 1s to 365d; got '%s'",
+                 o->name, v);
+    else
+        snprintf(why, whylen, "--%s: expected a size in bytes, optionally with k, M, G or T (0 = no cap); got '%s'",
+                 o->name, v);
     return VG_EINVAL;
 bad_fsync:
     snprintf(why, whylen, "--fsync: expected always, none or interval:MS (1-60000), got '%s'", v);

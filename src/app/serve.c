@@ -226,7 +226,25 @@ static void jw_log(jw_t *w, const char *prefix, vg_log_t *log)
     LOGKEY(errors, "errors");
     LOGKEY(truncated_bytes, "truncated_bytes");
     LOGKEY(pending_bytes, "pending_bytes");
+    /* retention (stream/log.h) */
+    LOGKEY(stored_bytes, "stored_bytes");
+    LOGKEY(trimmed_segments, "trimmed_segments");
+    LOGKEY(trimmed_records, "trimmed_records");
+    LOGKEY(trimmed_bytes, "trimmed_bytes");
+    LOGKEY(trim_errors, "trim_errors");
+    LOGKEY(reader_skipped, "reader_skipped");
+    LOGKEY(oldest_age_ms, "oldest_age_ms");
+    /* health: a full disk pauses the stream (stream/log.h) */
+    LOGKEY(disk_full_pauses, "disk_full_pauses");
+    LOGKEY(disk_full_retries, "disk_full_retries");
+    LOGKEY(disk_full_ms, "disk_full_ms");
 #undef LOGKEY
+    snprintf(key, sizeof key, "%s.state", prefix);
+    jw_str(w, key, vg_log_state_name(ls.state));
+    for (uint32_t i = 0; i < vg_log_shard_count(log); i++) {
+        snprintf(key, sizeof key, "%s.shard.%u.first_seq", prefix, i);
+        jw_u64(w, key, vg_log_first_seq(log, i));
+    }
 }
 
 /* The stats hook: one flat JSON object of counters (names are stable: tests
@@ -346,16 +364,22 @@ static int open_streams(app_t *a)
     /* Telemetry is appended only by the I/O workers, which flush it before
      * they sleep (leader commit); the other streams have no such caller. */
     lo.flush_commits = true;
+    lo.retention_ms = a->cfg.retention_telemetry_ms;
+    lo.retention_bytes = a->cfg.retention_bytes_telemetry;
     int rc = vg_log_open(a->cfg.data_dir, "telemetry", &lo, &a->telemetry);
     lo.flush_commits = false;
     if (rc)
         return rc;
     /* Alerts line up with telemetry shard for shard: a processor owns both. */
     lo.shards = vg_log_shard_count(a->telemetry);
+    lo.retention_ms = a->cfg.retention_alerts_ms;
+    lo.retention_bytes = a->cfg.retention_bytes_alerts;
     rc = vg_log_open(a->cfg.data_dir, "alerts", &lo, &a->alerts);
     if (rc)
         return rc;
     lo.shards = 1;
+    lo.retention_ms = a->cfg.retention_deadletter_ms;
+    lo.retention_bytes = a->cfg.retention_bytes_deadletter;
     return vg_log_open(a->cfg.data_dir, "deadletter", &lo, &a->deadletter);
 }
 

@@ -3,6 +3,7 @@
 #include "app/streamcmd.h"
 
 #include "core/alloc.h"
+#include "core/clock.h"
 #include "core/err.h"
 #include "core/event.h"
 #include "core/json.h"
@@ -24,7 +25,9 @@ static void usage(FILE *out)
     fprintf(out, "usage: vigil stream ls [--data-dir DIR]\n"
                  "       vigil stream tail NAME [--data-dir DIR] [--shard N] [--from trim|latest|SEQ] [--follow] "
                  "[--json]\n\n"
-                 "ls    lists each stream with its shards: hash-key range, first and last sequence number\n"
+                 "ls    lists each stream with its retention and its shards: hash-key range, first sequence number\n"
+                 "      still stored (the trim horizon, which retention moves up), last, record count and the age\n"
+                 "      of the oldest record\n"
                  "tail  prints records, shard by shard in sequence order (--json: one JSON object per line)\n");
 }
 
@@ -32,6 +35,34 @@ typedef struct {
     const char *data_dir;
     int rc;
 } ls_ctx_t;
+
+/* A retention setting as the flags take it: the largest unit that divides it. */
+static void fmt_duration(char *out, size_t cap, uint64_t ms)
+{
+    static const struct {
+        const char *unit;
+        uint64_t mul;
+    } u[] = {{"d", 86400000}, {"h", 3600000}, {"m", 60000}, {"s", 1000}, {"ms", 1}};
+    for (size_t i = 0; i < sizeof u / sizeof u[0]; i++)
+        if (ms % u[i].mul == 0) {
+            snprintf(out, cap, "%llu%s", (unsigned long long)(ms / u[i].mul), u[i].unit);
+            return;
+        }
+}
+
+/* An age for people: 3.2s, 14m, 5.5h, 3.0d. */
+static void fmt_age(char *out, size_t cap, int64_t ms)
+{
+    double s = ms < 0 ? 0 : ms / 1000.0;
+    if (s < 120)
+        snprintf(out, cap, "%.1fs", s);
+    else if (s < 7200)
+        snprintf(out, cap, "%.0fm", s / 60);
+    else if (s < 172800)
+        snprintf(out, cap, "%.1fh", s / 3600);
+    else
+        snprintf(out, cap, "%.1fd", s / 86400);
+}
 
 static void ls_one(void *ctx, const char *name)
 {
@@ -43,9 +74,21 @@ static void ls_one(void *ctx, const char *name)
         return;
     }
     uint32_t n = vg_log_shard_count(log);
-    printf("%s  (%u shard%s)\n", name, n, n == 1 ? "" : "s");
-    printf("  %-5s %-40s %-40s %12s %12s %12s\n", "shard", "starting hash key", "ending hash key", "first seq",
-           "last seq", "records");
+    uint64_t rms, rbytes;
+    char age[32] = "unknown", size[48] = "unknown";
+    if (vg_log_retention(log, &rms, &rbytes)) {
+        if (rms)
+            fmt_duration(age, sizeof age, rms);
+        else
+            snprintf(age, sizeof age, "forever");
+        if (rbytes)
+            snprintf(size, sizeof size, "%llu bytes", (unsigned long long)rbytes);
+        else
+            snprintf(size, sizeof size, "none");
+    }
+    printf("%s  (%u shard%s; retention %s, size cap %s)\n", name, n, n == 1 ? "" : "s", age, size);
+    printf("  %-5s %-40s %-40s %12s %12s %12s %8s\n", "shard", "starting hash key", "ending hash key", "first seq",
+           "last seq", "records", "oldest");
     for (uint32_t i = 0; i < n; i++) {
         vg_hashkey_t s, e;
         char sb[48], eb[48];
@@ -54,8 +97,15 @@ static void ls_one(void *ctx, const char *name)
         vg_shardmap_format(e, eb, sizeof eb);
         uint64_t first = vg_log_first_seq(log, i), last = vg_log_durable_seq(log, i);
         uint64_t count = last && first ? last - first + 1 : 0;
-        printf("  %-5u %-40s %-40s %12llu %12llu %12llu\n", i, sb, eb, (unsigned long long)first,
-               (unsigned long long)last, (unsigned long long)count);
+        /* A shard that retention emptied: nothing below last + 1 is stored. */
+        if (!first && last)
+            first = last + 1;
+        int64_t oldest = vg_log_oldest_ms(log, i);
+        char ob[32] = "-";
+        if (oldest != INT64_MIN && count)
+            fmt_age(ob, sizeof ob, vg_clock_wall_ms() - oldest);
+        printf("  %-5u %-40s %-40s %12llu %12llu %12llu %8s\n", i, sb, eb, (unsigned long long)first,
+               (unsigned long long)last, (unsigned long long)count, ob);
     }
     vg_log_close(log);
 }

@@ -18,6 +18,30 @@
  * in the directory named by the decimal i. A stream exists once its MANIFEST
  * does: the shard directories and first segments are created before it.
  *
+ * RETENTION (text, same rules; rewritten the same atomic way by the writer
+ * at open whenever the options differ from what it holds):
+ *   # <comment>
+ *   retention_ms <n>                  0 = keep forever
+ *   retention_bytes <n>               0 = no size cap
+ * Informational: it tells `vigil stream ls` (a read-only reader in another
+ * process) the writer's settings. The writer's options rule; a missing or
+ * unreadable RETENTION only means "unknown" to a reader.
+ *
+ * Retention: every shard keeps, in memory, the list of its segments with,
+ * for each, when its newest record was written (a finished segment's
+ * newest_ms: the time of its last write, or, for segments found at open,
+ * the creation time of its successor, which was created after that write)
+ * and its size. After a commit round, or when a timer set to the next
+ * segment's expiry fires (never periodically), the committer removes the
+ * oldest segments of each shard whose newest_ms is older than
+ * now - retention_ms, then, while the stream is larger than
+ * retention_bytes, the oldest finished segment of any shard. Removal is
+ * unlink, fsync of the shard directory, then the horizon (shard.first)
+ * moves up. The active segment is never removed; it is rolled once its
+ * first record is retention_ms / 8 old so that a quiet shard expires too.
+ * A crash between unlink and directory fsync can bring a segment back; it
+ * is removed again after the restart.
+ *
  * Group commit: vg_log_append copies the record into the pending batch and
  * returns; the committer swaps that batch for an empty one, encodes it shard
  * by shard (one write per shard per batch, per MiB for larger ones), syncs
@@ -86,6 +110,14 @@
 #ifndef SYNC_PARALLEL_MIN
 #define SYNC_PARALLEL_MIN 3
 #endif
+/* A write refused for lack of space is retried after 10 ms, doubling up to
+ * 1 s: quick to resume when space comes back, one attempt a second while it
+ * does not. */
+#define DISK_FULL_RETRY_MIN_MS 10u
+#define DISK_FULL_RETRY_MAX_MS 1000u
+/* vg_log_close while the disk is full keeps retrying this long, then gives
+ * up and reports VG_ENOSPC for every record not stored. */
+#define DISK_FULL_CLOSE_GRACE_MS 1000u
 
 /* A record waiting in a batch: its bytes (key, meta, value) are at
  * data[off..) of the batch. */
@@ -106,6 +138,14 @@ typedef struct {
     uint8_t *data;
     size_t len, dcap;
 } batch_t;
+
+/* One segment of a shard, as retention sees it. */
+typedef struct {
+    uint64_t first;     /* sequence number of its first record (its name) */
+    int64_t created_ms; /* from its header */
+    int64_t newest_ms;  /* finished segments: every record was written by then */
+    uint64_t bytes;     /* finished segments: file size (the active one: seg.size) */
+} seginfo_t;
 
 /* A written (or abandoned) record whose callback has not run yet. */
 typedef struct {
@@ -134,6 +174,13 @@ typedef struct {
     bool touched;      /* has records in the batch being written */
     uint64_t notified; /* durable seq the watchers were last told about (committer only) */
     size_t head, tail; /* its first and last entry in that batch */
+    /* Retention, committer only: the shard's segments oldest first, the
+     * active one last (nsegs >= 1 once open). */
+    seginfo_t *segs;
+    size_t nsegs, capsegs;
+    int64_t active_first_ms;   /* wall time of the first write into the active segment; 0 = none yet */
+    int64_t last_write_ms;     /* wall time of the last write into the active segment */
+    _Atomic int64_t oldest_ms; /* arrival_ms of the oldest stored record; INT64_MIN = none */
     /* Read-only log: a scanner following the newest segment; under ro_mu. */
     vg_seg_reader_t scan;
     bool scan_open;
@@ -161,11 +208,21 @@ struct vg_log {
     unsigned space_waiters;
     bool closing;
     bool round_busy; /* a commit round runs (committer or a vg_log_flush leader) */
+    uint64_t closing_ns; /* when close began (mono) */
     atomic_bool failed;
+    int fail_status; /* what callbacks of unstored records get once failed: VG_EIO, or VG_ENOSPC (closed while full) */
+    atomic_int state; /* vg_log_state_t */
 
     pthread_t committer;
     bool committer_started;
     batch_t committing;
+    /* Disk full (committer only): the batch whose writing paused, resumed
+     * at touched[wnext] (each shard from its s->head); NULL when none. */
+    batch_t *wbatch;
+    size_t wnext;
+    unsigned df_backoff_ms;
+    uint64_t df_retry_ns; /* next retry (mono) */
+    _Atomic uint64_t df_since_ns; /* when the current pause began */
     cb_t *waiting; /* in append order */
     size_t nwaiting, capwaiting;
     uint32_t *touched; /* shards of the batch, in order of first appearance */
@@ -175,6 +232,7 @@ struct vg_log {
     uint8_t *ebuf; /* encoded records of one shard, written when full */
     size_t elen, ecap;
     uint64_t erecs, elast;
+    int64_t efirst_ms; /* arrival_ms of the first record in ebuf */
     uint64_t last_sync_ns;
 
     /* Sync helpers: each round the committer lists the dirty shards in
@@ -209,7 +267,19 @@ struct vg_log {
     uint8_t *nwatch; /* per shard */
     atomic_uint nwatch_total;
 
+    /* Retention, committer only (stored_bytes is read by stats). */
+    int64_t trim_due_ms;       /* wall time the next segment may expire or roll; INT64_MAX = never */
+    int64_t trim_hold_ms;      /* no trim before this after a failed removal (wall ms) */
+    int64_t round_ms;          /* wall clock at the start of the current commit round */
+    size_t finished_segs;      /* segments that are not a shard's active one */
+    _Atomic uint64_t stored_bytes;
+    /* Read-only log: RETENTION as read at open. */
+    bool ro_retention_known;
+    uint64_t ro_retention_ms, ro_retention_bytes;
+
     _Atomic uint64_t appended, committed, commits, fsyncs, bytes_written, append_waits, errors, truncated_bytes;
+    _Atomic uint64_t trimmed_segments, trimmed_records, trimmed_bytes, trim_errors, reader_skipped;
+    _Atomic uint64_t disk_full_pauses, disk_full_retries, disk_full_ms;
 };
 
 /* Thread names (15 bytes at most, cut) so top -H and the comm file of each task in /proc
@@ -226,6 +296,8 @@ static void stat_add(_Atomic uint64_t *c, uint64_t n)
     atomic_fetch_add_explicit(c, n, memory_order_relaxed);
 }
 
+static int reserve(void *pp, size_t *cap, size_t need, size_t elem, size_t min);
+
 void vg_log_opts_default(vg_log_opts_t *o)
 {
     memset(o, 0, sizeof *o);
@@ -235,6 +307,10 @@ void vg_log_opts_default(vg_log_opts_t *o)
     o->segment_bytes = 64u * 1024u * 1024u;
     o->max_pending_bytes = 64u * 1024u * 1024u;
     o->io = NULL;
+    /* Deleting data is the caller's decision: the library keeps everything
+     * unless told otherwise (vigil serve sets per-stream retention). */
+    o->retention_ms = 0;
+    o->retention_bytes = 0;
 }
 
 /* ---- paths and directories ---- */
@@ -358,6 +434,7 @@ static int alloc_shards(vg_log_t *log, uint32_t n)
     for (uint32_t i = 0; i < n; i++) {
         log->shards[i].seg.fd = -1;
         log->shards[i].scan.fd = -1;
+        atomic_store(&log->shards[i].oldest_ms, INT64_MIN);
     }
     for (uint32_t i = 0; i < n; i++) {
         char num[16];
@@ -504,27 +581,15 @@ static int write_all(const vg_seg_io_t *io, int fd, const char *buf, size_t n, c
     return VG_OK;
 }
 
-/* Atomic rewrite: tmp, fsync, rename, fsync directory. */
-static int write_manifest(vg_log_t *log)
+/* Atomic rewrite of <stream dir>/<name> with text[0..len): tmp, fsync,
+ * rename, fsync directory. */
+static int write_text_file(vg_log_t *log, const char *name, const char *text, size_t len)
 {
     char path[PATH_CAP], tmp[PATH_CAP];
-    char *text = NULL;
     int rc = VG_OK, fd = -1;
     bool tmp_exists = false;
-    snprintf(path, sizeof path, "%s/MANIFEST", log->dir);
-    snprintf(tmp, sizeof tmp, "%s/MANIFEST.tmp", log->dir);
-    size_t cap = 128 + (size_t)log->nshards * 100, len = 0;
-    if (!(text = vg_malloc(VG_MEM_STREAM, cap)))
-        return VG_ENOMEM;
-    len += (size_t)snprintf(text + len, cap - len,
-                            "# vigil stream manifest (format: src/stream/log.c)\nversion %d\nshards %u\n",
-                            MANIFEST_VERSION, log->nshards);
-    for (uint32_t i = 0; i < log->nshards; i++) {
-        char a[40], b[40];
-        vg_shardmap_format(log->shards[i].start, a, sizeof a);
-        vg_shardmap_format(log->shards[i].end, b, sizeof b);
-        len += (size_t)snprintf(text + len, cap - len, "shard %u %s %s\n", i, a, b);
-    }
+    snprintf(path, sizeof path, "%s/%s", log->dir, name);
+    snprintf(tmp, sizeof tmp, "%s/%s.tmp", log->dir, name);
     fd = log->io->open(log->io->ctx, tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) {
         VG_ERROR(MOD, "create %s: %s", tmp, strerror(-fd));
@@ -550,13 +615,90 @@ static int write_manifest(vg_log_t *log)
     rc = vg_seg_fsync_dir(log->io, log->dir);
 cleanup:
     /* Failure path only: the error is already reported, and a leftover
-     * MANIFEST.tmp is overwritten by the next attempt. */
+     * .tmp is overwritten by the next attempt. */
     if (fd >= 0)
         (void)log->io->close(log->io->ctx, fd);
     if (tmp_exists)
         (void)log->io->unlink(log->io->ctx, tmp);
+    return rc;
+}
+
+static int write_manifest(vg_log_t *log)
+{
+    size_t cap = 128 + (size_t)log->nshards * 100, len = 0;
+    char *text = vg_malloc(VG_MEM_STREAM, cap);
+    if (!text)
+        return VG_ENOMEM;
+    len += (size_t)snprintf(text + len, cap - len,
+                            "# vigil stream manifest (format: src/stream/log.c)\nversion %d\nshards %u\n",
+                            MANIFEST_VERSION, log->nshards);
+    for (uint32_t i = 0; i < log->nshards; i++) {
+        char a[40], b[40];
+        vg_shardmap_format(log->shards[i].start, a, sizeof a);
+        vg_shardmap_format(log->shards[i].end, b, sizeof b);
+        len += (size_t)snprintf(text + len, cap - len, "shard %u %s %s\n", i, a, b);
+    }
+    int rc = write_text_file(log, "MANIFEST", text, len);
     vg_free(text);
     return rc;
+}
+
+/* Reads up to cap - 1 bytes of <stream dir>/<name> into buf (NUL-terminated).
+ * VG_OK, VG_ENOTFOUND, VG_EIO. */
+static int read_small_file(vg_log_t *log, const char *name, char *buf, size_t cap)
+{
+    char path[PATH_CAP];
+    snprintf(path, sizeof path, "%s/%s", log->dir, name);
+    int fd = log->io->open(log->io->ctx, path, O_RDONLY, 0);
+    if (fd < 0)
+        return fd == -ENOENT ? VG_ENOTFOUND : VG_EIO;
+    size_t len = 0;
+    int rc = VG_OK;
+    while (len + 1 < cap) {
+        ssize_t n = log->io->pread(log->io->ctx, fd, buf + len, cap - 1 - len, (off_t)len);
+        if (n < 0) {
+            rc = VG_EIO;
+            break;
+        }
+        if (n == 0)
+            break;
+        len += (size_t)n;
+    }
+    buf[len] = '\0';
+    (void)log->io->close(log->io->ctx, fd); /* read-only: nothing to lose */
+    return rc;
+}
+
+#define RETENTION_FMT "# vigil stream retention (format: src/stream/log.c)\nretention_ms %llu\nretention_bytes %llu\n"
+
+/* Records the writer's retention for read-only readers, unless RETENTION
+ * says the same already. A failure is only logged: the file informs, the
+ * options rule. */
+static void write_retention(vg_log_t *log)
+{
+    char want[256], have[256];
+    int n = snprintf(want, sizeof want, RETENTION_FMT, (unsigned long long)log->opts.retention_ms,
+                     (unsigned long long)log->opts.retention_bytes);
+    if (read_small_file(log, "RETENTION", have, sizeof have) == VG_OK && strcmp(have, want) == 0)
+        return;
+    if (write_text_file(log, "RETENTION", want, (size_t)n) != VG_OK)
+        VG_WARN(MOD, "stream %s: cannot record its retention settings (vigil stream ls will not show them)",
+                log->name);
+}
+
+/* Read-only open: parses RETENTION if there is one. */
+static void read_retention(vg_log_t *log)
+{
+    char text[256];
+    unsigned long long ms, bytes;
+    if (read_small_file(log, "RETENTION", text, sizeof text) != VG_OK)
+        return;
+    const char *a = strstr(text, "\nretention_ms "), *b = strstr(text, "\nretention_bytes ");
+    if (a && b && sscanf(a, "\nretention_ms %llu", &ms) == 1 && sscanf(b, "\nretention_bytes %llu", &bytes) == 1) {
+        log->ro_retention_known = true;
+        log->ro_retention_ms = ms;
+        log->ro_retention_bytes = bytes;
+    }
 }
 
 /* Creates the shard directories and MANIFEST of a new stream. */
@@ -601,6 +743,7 @@ static void log_free(vg_log_t *log)
         shard_t *s = &log->shards[i];
         vg_segment_close(&s->seg);
         vg_seg_reader_close(&s->scan);
+        vg_free(s->segs);
         vg_free(s->dir);
     }
     vg_free(log->shards);
@@ -689,6 +832,8 @@ static int log_new(const char *data_dir, const char *name, bool readonly, const 
     log->io = log->opts.io ? log->opts.io : vg_seg_io_default();
     log->readonly = readonly;
     log->lock_fd = -1;
+    log->fail_status = VG_EIO;
+    atomic_store(&log->state, VG_LOG_OK);
     char *sdir = path_join(data_dir, "stream");
     log->name = vg_strndup(VG_MEM_STREAM, name, strlen(name));
     log->dir = sdir ? path_join(sdir, name) : NULL;
@@ -701,6 +846,55 @@ static int log_new(const char *data_dir, const char *name, bool readonly, const 
         return rc;
     }
     *out = log;
+    return VG_OK;
+}
+
+static int64_t first_arrival(vg_log_t *log, uint32_t i, uint64_t first_seq);
+
+/* Fills shard i's segment list (retention) from the n segments found at
+ * open (none: the one just created). A segment whose header cannot be read
+ * is kept for a full retention period from now rather than guessed old. */
+static int load_segments(vg_log_t *log, uint32_t i, const uint64_t *firsts, size_t n)
+{
+    shard_t *s = &log->shards[i];
+    int64_t now = vg_clock_wall_ms();
+    size_t count = n ? n : 1;
+    if (reserve(&s->segs, &s->capsegs, count, sizeof *s->segs, 16) != VG_OK)
+        return VG_ENOMEM;
+    uint64_t total = 0;
+    if (n == 0) {
+        s->segs[0] = (seginfo_t){.first = s->seg.first_seq, .created_ms = now, .newest_ms = 0, .bytes = VG_SEG_HDR};
+        s->active_first_ms = 0;
+        s->last_write_ms = 0;
+    } else {
+        int64_t active_mtime = now;
+        for (size_t j = 0; j < n; j++) {
+            vg_seg_info_t in;
+            if (vg_seg_info(log->io, s->dir, i, firsts[j], &in) != VG_OK) {
+                VG_WARN(MOD, "stream %s shard %u: segment %" PRIu64 " unreadable; retention keeps it for now",
+                        log->name, i, firsts[j]);
+                in.created_ms = now;
+                in.mtime_ms = now;
+                in.bytes = 0;
+            }
+            s->segs[j] = (seginfo_t){.first = firsts[j], .created_ms = in.created_ms, .newest_ms = 0, .bytes = in.bytes};
+            if (j == n - 1)
+                active_mtime = in.mtime_ms;
+        }
+        for (size_t j = 0; j + 1 < n; j++) {
+            s->segs[j].newest_ms = s->segs[j + 1].created_ms;
+            total += s->segs[j].bytes;
+        }
+        bool has_records = s->seg.next_seq > s->seg.first_seq;
+        s->segs[n - 1].bytes = s->seg.size;
+        s->active_first_ms = has_records ? s->segs[n - 1].created_ms : 0;
+        s->last_write_ms = has_records ? active_mtime : 0;
+    }
+    total += s->seg.size;
+    s->nsegs = count;
+    log->finished_segs += count - 1;
+    atomic_fetch_add(&log->stored_bytes, total);
+    atomic_store(&s->oldest_ms, first_arrival(log, i, s->segs[0].first));
     return VG_OK;
 }
 
@@ -732,6 +926,8 @@ static int open_shard(vg_log_t *log, uint32_t i)
         }
         atomic_store(&s->first, firsts[0]);
     }
+    if (rc == VG_OK)
+        rc = load_segments(log, i, firsts, n);
     vg_free(firsts);
     if (rc != VG_OK)
         return rc;
@@ -792,6 +988,9 @@ int vg_log_open(const char *data_dir, const char *name, const vg_log_opts_t *opt
     for (uint32_t i = 0; i < log->nshards; i++)
         if ((rc = open_shard(log, i)) != VG_OK)
             goto cleanup;
+    write_retention(log);
+    log->trim_due_ms = INT64_MIN; /* look once at start: segments may have expired while the server was down */
+    log->trim_hold_ms = INT64_MIN;
     if (!(log->touched = vg_calloc(VG_MEM_STREAM, log->nshards, sizeof *log->touched)) ||
         !(log->synclist = vg_calloc(VG_MEM_STREAM, log->nshards, sizeof *log->synclist)) ||
         !(log->watch = vg_calloc(VG_MEM_STREAM, (size_t)log->nshards * VG_LOG_WATCHERS, sizeof *log->watch)) ||
@@ -829,6 +1028,7 @@ int vg_log_open_readonly(const char *data_dir, const char *name, vg_log_t **out)
         goto cleanup;
     for (uint32_t i = 0; i < log->nshards; i++)
         atomic_store(&log->shards[i].first, 0);
+    read_retention(log);
     *out = log;
     log = NULL;
 cleanup:
@@ -847,6 +1047,7 @@ void vg_log_close(vg_log_t *log)
     if (log->committer_started) {
         pthread_mutex_lock(&log->mu);
         log->closing = true;
+        log->closing_ns = vg_clock_mono_ns();
         pthread_cond_broadcast(&log->work_cv);
         pthread_cond_broadcast(&log->space_cv);
         while (log->inflight)
@@ -1034,6 +1235,8 @@ static void fail_log(vg_log_t *log)
     stat_add(&log->errors, 1);
     if (atomic_exchange(&log->failed, true))
         return;
+    if (atomic_exchange(&log->state, VG_LOG_FAILED) == VG_LOG_DISK_FULL)
+        stat_add(&log->disk_full_ms, (vg_clock_mono_ns() - atomic_load(&log->df_since_ns)) / 1000000u);
     VG_ERROR(MOD,
              "stream %s: a write or sync failed; the log is failed, unsynced records are reported as "
              "not stored and further appends return VG_EIO",
@@ -1123,8 +1326,20 @@ static void stop_helpers(vg_log_t *log)
     log->nhelpers = 0;
 }
 
-/* Writes the encode buffer, which holds records of shard s, to its segment. */
-static int flush_shard(vg_log_t *log, shard_t *s)
+/* Age at which an active segment is finished so that retention can delete
+ * it later: a record then lives at most retention_ms * 9 / 8. */
+static int64_t roll_age_ms(const vg_log_t *log)
+{
+    uint64_t a = log->opts.retention_ms / 8;
+    return a ? (int64_t)a : 1;
+}
+
+/* Writes the encode buffer, which holds records of shard s, to its
+ * segment. next is the batch entry after the last one in the buffer: once
+ * written, s->head moves there (where a write paused by a full disk
+ * resumes). On failure the buffer is dropped all the same; a retry encodes
+ * the entries again from s->head. */
+static int flush_shard(vg_log_t *log, shard_t *s, size_t next)
 {
     if (!log->elen)
         return VG_OK;
@@ -1136,9 +1351,19 @@ static int flush_shard(vg_log_t *log, shard_t *s)
         s->torn = true;
         return rc;
     }
+    s->head = next;
     stat_add(&log->bytes_written, n);
+    stat_add(&log->stored_bytes, n);
     s->written_seq = log->elast;
     s->dirty = true;
+    s->last_write_ms = log->round_ms;
+    if (atomic_load_explicit(&s->oldest_ms, memory_order_relaxed) == INT64_MIN)
+        atomic_store_explicit(&s->oldest_ms, log->efirst_ms, memory_order_relaxed);
+    if (!s->active_first_ms) {
+        s->active_first_ms = log->round_ms;
+        if (log->opts.retention_ms && s->active_first_ms + roll_age_ms(log) < log->trim_due_ms)
+            log->trim_due_ms = s->active_first_ms + roll_age_ms(log);
+    }
     if (log->opts.fsync == VG_FSYNC_NONE) {
         s->ok_size = s->seg.size;
         s->ok_seq = s->written_seq;
@@ -1149,27 +1374,48 @@ static int flush_shard(vg_log_t *log, shard_t *s)
 
 /* Finishes the active segment (written, synced whatever the policy, so that
  * only the newest segment of a shard can ever have a torn tail) and starts
- * the next one at first_seq. */
-static int roll(vg_log_t *log, uint32_t idx, uint64_t first_seq)
+ * the next one at first_seq. next: as for flush_shard. VG_ENOSPC when the
+ * disk is full (the current segment stays active, nothing is lost). */
+static int roll(vg_log_t *log, uint32_t idx, uint64_t first_seq, size_t next)
 {
     shard_t *s = &log->shards[idx];
-    int rc = flush_shard(log, s);
+    int rc = flush_shard(log, s, next);
     if (rc == VG_OK && s->dirty)
         rc = sync_shard(log, s);
     if (rc != VG_OK)
         return rc;
-    vg_segment_close(&s->seg);
-    if ((rc = vg_segment_create(log->io, s->dir, idx, first_seq, vg_clock_wall_ms(), &s->seg)) != VG_OK) {
-        VG_ERROR(MOD, "stream %s shard %u: cannot start segment %" PRIu64 ": %s", log->name, idx, first_seq,
-                 vg_strerror(rc));
+    if (reserve(&s->segs, &s->capsegs, s->nsegs + 1, sizeof *s->segs, 16) != VG_OK)
+        return VG_ENOMEM;
+    /* The new segment first: if it cannot be created the current one stays
+     * active and intact, and the roll can be tried again. */
+    int64_t now = vg_clock_wall_ms();
+    vg_segment_t fresh;
+    if ((rc = vg_segment_create(log->io, s->dir, idx, first_seq, now, &fresh)) != VG_OK) {
+        if (rc != VG_ENOSPC)
+            VG_ERROR(MOD, "stream %s shard %u: cannot start segment %" PRIu64 ": %s", log->name, idx, first_seq,
+                     vg_strerror(rc));
         return rc;
     }
+    seginfo_t *done = &s->segs[s->nsegs - 1];
+    done->bytes = s->seg.size;
+    done->newest_ms = s->last_write_ms ? s->last_write_ms : now;
+    vg_segment_close(&s->seg);
+    s->seg = fresh;
     s->ok_size = s->seg.size;
+    s->segs[s->nsegs++] = (seginfo_t){.first = first_seq, .created_ms = now, .newest_ms = 0, .bytes = VG_SEG_HDR};
+    s->active_first_ms = 0;
+    s->last_write_ms = 0;
+    log->finished_segs++;
+    stat_add(&log->stored_bytes, VG_SEG_HDR);
+    if (log->opts.retention_ms && done->newest_ms + (int64_t)log->opts.retention_ms + 1 < log->trim_due_ms)
+        log->trim_due_ms = done->newest_ms + (int64_t)log->opts.retention_ms + 1;
     VG_DEBUG(MOD, "stream %s shard %u: new segment at seq %" PRIu64, log->name, idx, first_seq);
     return VG_OK;
 }
 
 static size_t deliver(vg_log_t *log);
+static void write_rest(vg_log_t *log);
+static void trim(vg_log_t *log);
 
 /* Writes the entries of one shard, linked from s->head, through the encode
  * buffer: encoded back to back and written when the buffer is full, when the
@@ -1184,10 +1430,10 @@ static int write_shard(vg_log_t *log, uint32_t idx, const batch_t *b)
         const entry_t *e = &b->v[i];
         size_t size = vg_record_size(e->key_len, e->meta_len, e->value_len);
         uint64_t at = s->seg.size + log->elen;
-        if (at >= seg_bytes && at > VG_SEG_HDR && (rc = roll(log, idx, e->seq)) != VG_OK)
+        if (at >= seg_bytes && at > VG_SEG_HDR && (rc = roll(log, idx, e->seq, i)) != VG_OK)
             return rc;
         if (log->elen + size > log->ecap) {
-            if ((rc = flush_shard(log, s)) != VG_OK)
+            if ((rc = flush_shard(log, s, i)) != VG_OK)
                 return rc;
             size_t want = size > WRITE_CHUNK ? size : WRITE_CHUNK;
             if (want > log->ecap) {
@@ -1212,9 +1458,85 @@ static int write_shard(vg_log_t *log, uint32_t idx, const batch_t *b)
         vg_record_encode(log->ebuf + log->elen, log->ecap - log->elen, &r);
         log->elen += size;
         log->erecs++;
+        if (log->erecs == 1)
+            log->efirst_ms = e->arrival_ms;
         log->elast = e->seq;
     }
-    return flush_shard(log, s);
+    if ((rc = flush_shard(log, s, SIZE_MAX)) != VG_OK)
+        return rc;
+    s->head = SIZE_MAX;
+    return VG_OK;
+}
+
+/* Disk full: the shard whose write failed is cut back to its last complete
+ * record (the write may have left part of one), the batch stays where it is
+ * and the committer retries it with backoff. */
+static void pause_disk_full(vg_log_t *log, uint32_t idx)
+{
+    shard_t *s = &log->shards[idx];
+    if (s->torn) {
+        /* A file that cannot even be cut back is not a full disk any more. */
+        if (vg_segment_truncate(&s->seg, s->seg.size, s->seg.next_seq) != VG_OK) {
+            fail_log(log);
+            return;
+        }
+        s->torn = false;
+    }
+    if (atomic_load_explicit(&log->state, memory_order_relaxed) == VG_LOG_DISK_FULL)
+        return;
+    atomic_store(&log->state, VG_LOG_DISK_FULL);
+    atomic_store(&log->df_since_ns, vg_clock_mono_ns());
+    stat_add(&log->disk_full_pauses, 1);
+    log->df_backoff_ms = DISK_FULL_RETRY_MIN_MS;
+    VG_WARN(MOD,
+            "stream %s shard %u: the disk is full; writing paused, nothing is lost: records wait (their callbacks "
+            "too) and appends block past max_pending_bytes; retrying with backoff up to %u ms",
+            log->name, idx, DISK_FULL_RETRY_MAX_MS);
+    /* Expired segments may be all the space there is to free. */
+    trim(log);
+}
+
+/* Writes what is left of log->wbatch, shard by shard from log->wnext, each
+ * from its s->head. On a full disk it stops there (the batch stays in
+ * wbatch, to be resumed); otherwise the batch is done: emptied, wbatch
+ * cleared, and a paused log is running again. */
+static void write_rest(vg_log_t *log)
+{
+    batch_t *b = log->wbatch;
+    for (; log->wnext < log->ntouched; log->wnext++) {
+        uint32_t idx = log->touched[log->wnext];
+        if (atomic_load_explicit(&log->failed, memory_order_relaxed))
+            continue;
+        int rc = write_shard(log, idx, b);
+        if (rc == VG_ENOSPC) {
+            log->elen = 0;
+            log->erecs = 0;
+            pause_disk_full(log, idx);
+            if (!atomic_load_explicit(&log->failed, memory_order_relaxed))
+                return;
+        } else if (rc != VG_OK) {
+            fail_log(log);
+        }
+    }
+    log->ntouched = 0;
+    log->wnext = 0;
+    log->wbatch = NULL;
+    b->n = 0;
+    b->len = 0;
+    log->elen = 0;
+    log->erecs = 0;
+    /* Keep the buffer cache-sized; one huge record must not pin 16 MiB. */
+    if (log->ecap > WRITE_CHUNK) {
+        vg_free(log->ebuf);
+        log->ebuf = NULL;
+        log->ecap = 0;
+    }
+    if (atomic_load_explicit(&log->state, memory_order_relaxed) == VG_LOG_DISK_FULL) {
+        uint64_t ms = (vg_clock_mono_ns() - atomic_load(&log->df_since_ns)) / 1000000u;
+        stat_add(&log->disk_full_ms, ms);
+        atomic_store(&log->state, VG_LOG_OK);
+        VG_INFO(MOD, "stream %s: disk space is back after %" PRIu64 " ms; writing resumed", log->name, ms);
+    }
 }
 
 /* Writes batch b shard by shard (rolling segments as they fill) and queues
@@ -1258,21 +1580,11 @@ static size_t write_batch(vg_log_t *log, batch_t *b)
         }
         s->tail = i;
     }
-    for (size_t k = 0; k < log->ntouched; k++) {
-        uint32_t idx = log->touched[k];
-        log->shards[idx].touched = false;
-        if (!atomic_load_explicit(&log->failed, memory_order_relaxed) && write_shard(log, idx, b) != VG_OK)
-            fail_log(log);
-    }
-    log->ntouched = 0;
-    log->elen = 0;
-    log->erecs = 0;
-    /* Keep the buffer cache-sized; one huge record must not pin 16 MiB. */
-    if (log->ecap > WRITE_CHUNK) {
-        vg_free(log->ebuf);
-        log->ebuf = NULL;
-        log->ecap = 0;
-    }
+    for (size_t k = 0; k < log->ntouched; k++)
+        log->shards[log->touched[k]].touched = false;
+    log->wbatch = b;
+    log->wnext = 0;
+    write_rest(log);
     return 0;
 }
 
@@ -1339,7 +1651,7 @@ static size_t deliver(vg_log_t *log)
         if (c->seq <= atomic_load_explicit(&log->shards[c->shard].durable, memory_order_relaxed))
             status = VG_OK;
         else if (failed)
-            status = VG_EIO;
+            status = log->fail_status;
         else
             break;
         ok += status == VG_OK;
@@ -1386,16 +1698,175 @@ static void wake_waiters(vg_log_t *log)
     pthread_mutex_unlock(&log->wait_mu);
 }
 
+/* ---- retention ---- */
+
+static int64_t first_arrival(vg_log_t *log, uint32_t i, uint64_t first_seq)
+{
+    vg_seg_reader_t r;
+    vg_record_t rec;
+    int64_t t = INT64_MIN;
+    if (vg_seg_reader_open(log->io, log->shards[i].dir, i, first_seq, &r) != VG_OK)
+        return INT64_MIN;
+    if (vg_seg_reader_next(&r, &rec) == VG_OK)
+        t = rec.arrival_ms;
+    vg_seg_reader_close(&r);
+    return t;
+}
+
+/* True if trim() has something to do now: a segment's expiry or roll age
+ * has come, or the stream is over its size cap with a segment to spare. */
+static bool trim_wanted(const vg_log_t *log, int64_t now)
+{
+    if (now < log->trim_hold_ms)
+        return false;
+    if (now >= log->trim_due_ms)
+        return true;
+    return log->opts.retention_bytes && log->finished_segs &&
+           atomic_load_explicit(&log->stored_bytes, memory_order_relaxed) > log->opts.retention_bytes;
+}
+
+/* Removes the oldest segment of shard i (never the active one), adding
+ * its size to *bytes. The caller fsyncs the directory, moves the horizon
+ * and only then counts it in the stats, so that whoever sees the counters
+ * move sees the horizon moved. */
+static int remove_oldest(vg_log_t *log, uint32_t i, uint64_t *bytes)
+{
+    shard_t *s = &log->shards[i];
+    const seginfo_t *g = &s->segs[0];
+    int rc = vg_seg_remove(log->io, s->dir, g->first);
+    if (rc != VG_OK && rc != VG_ENOTFOUND) {
+        stat_add(&log->trim_errors, 1);
+        return rc;
+    }
+    *bytes += g->bytes;
+    memmove(s->segs, s->segs + 1, (s->nsegs - 1) * sizeof *s->segs);
+    s->nsegs--;
+    log->finished_segs--;
+    return VG_OK;
+}
+
+/* Committer: rolls active segments past their roll age, deletes expired
+ * segments and, while over the size cap, the oldest finished ones; then
+ * computes when it is next needed. */
+static void trim(vg_log_t *log)
+{
+    const int64_t retention = (int64_t)log->opts.retention_ms;
+    const uint64_t cap = log->opts.retention_bytes;
+    int64_t now = vg_clock_wall_ms();
+    uint64_t before[VG_SHARDS_MAX], removed_bytes[VG_SHARDS_MAX], removed_segs[VG_SHARDS_MAX];
+    bool failed_rm = false;
+    for (uint32_t i = 0; i < log->nshards; i++) {
+        before[i] = log->shards[i].segs[0].first;
+        removed_bytes[i] = removed_segs[i] = 0;
+    }
+    if (retention) {
+        for (uint32_t i = 0; i < log->nshards; i++) {
+            shard_t *s = &log->shards[i];
+            if (atomic_load_explicit(&log->failed, memory_order_relaxed) || log->wbatch || s->seg.fd < 0 || s->torn)
+                break;
+            if (!s->active_first_ms || now - s->active_first_ms < roll_age_ms(log))
+                continue;
+            int rc = roll(log, i, s->seg.next_seq, SIZE_MAX);
+            if (rc == VG_EIO && s->dirty) {
+                fail_log(log); /* its fdatasync failed: the page cache can no longer be trusted */
+                break;
+            }
+            if (rc != VG_OK) {
+                /* Cannot start a new segment now (full disk, ...): the
+                 * current one stays active; try again one roll age later. */
+                VG_WARN(MOD, "stream %s shard %u: cannot finish the active segment for retention: %s", log->name, i,
+                        vg_strerror(rc));
+                s->active_first_ms = now;
+            }
+        }
+        for (uint32_t i = 0; i < log->nshards && !failed_rm; i++) {
+            shard_t *s = &log->shards[i];
+            /* Strictly older: with millisecond clocks, equal may still be
+             * up to a millisecond short of retention. */
+            while (s->nsegs >= 2 && s->segs[0].newest_ms + retention < now) {
+                if (remove_oldest(log, i, &removed_bytes[i]) != VG_OK) {
+                    failed_rm = true;
+                    break;
+                }
+                removed_segs[i]++;
+            }
+        }
+    }
+    uint64_t stored = atomic_load_explicit(&log->stored_bytes, memory_order_relaxed);
+    for (uint32_t i = 0; i < log->nshards; i++)
+        stored -= removed_bytes[i];
+    while (cap && !failed_rm && stored > cap) {
+        /* The oldest finished segment of the whole stream. */
+        uint32_t best = UINT32_MAX;
+        for (uint32_t i = 0; i < log->nshards; i++) {
+            const shard_t *s = &log->shards[i];
+            if (s->nsegs >= 2 && (best == UINT32_MAX || s->segs[0].newest_ms < log->shards[best].segs[0].newest_ms))
+                best = i;
+        }
+        uint64_t b = 0;
+        if (best == UINT32_MAX || remove_oldest(log, best, &b) != VG_OK)
+            break;
+        removed_bytes[best] += b;
+        removed_segs[best]++;
+        stored -= b;
+    }
+    for (uint32_t i = 0; i < log->nshards; i++) {
+        shard_t *s = &log->shards[i];
+        uint64_t first = s->segs[0].first;
+        if (first == before[i])
+            continue;
+        /* The horizon moves only once the removal is on disk, so that a
+         * restart never shows records a reader was told were gone. A failed
+         * directory sync is logged by vg_seg_fsync_dir; the names are gone
+         * either way, so the horizon moves all the same. */
+        if (vg_seg_fsync_dir(log->io, s->dir) != VG_OK)
+            stat_add(&log->trim_errors, 1);
+        atomic_store_explicit(&s->first, first, memory_order_release);
+        atomic_store_explicit(&s->oldest_ms, first_arrival(log, i, first), memory_order_relaxed);
+        atomic_fetch_sub_explicit(&log->stored_bytes, removed_bytes[i], memory_order_relaxed);
+        stat_add(&log->trimmed_segments, removed_segs[i]);
+        stat_add(&log->trimmed_records, first - before[i]);
+        stat_add(&log->trimmed_bytes, removed_bytes[i]);
+        VG_INFO(MOD, "stream %s shard %u: retention removed records %" PRIu64 "..%" PRIu64 "; horizon now %" PRIu64,
+                log->name, i, before[i], first - 1, first);
+    }
+    if (failed_rm) {
+        /* A segment that cannot be unlinked now will likely not be one
+         * millisecond later either: look again in 10 s, not in a loop. */
+        log->trim_hold_ms = now + 10000;
+        VG_WARN(MOD, "stream %s: retention could not remove a segment; retrying in 10 s", log->name);
+    }
+    int64_t due = INT64_MAX;
+    if (retention) {
+        for (uint32_t i = 0; i < log->nshards; i++) {
+            const shard_t *s = &log->shards[i];
+            if (s->nsegs >= 2 && s->segs[0].newest_ms + retention + 1 < due)
+                due = s->segs[0].newest_ms + retention + 1;
+            if (!atomic_load_explicit(&log->failed, memory_order_relaxed) && s->active_first_ms &&
+                s->active_first_ms + roll_age_ms(log) < due)
+                due = s->active_first_ms + roll_age_ms(log);
+        }
+    }
+    log->trim_due_ms = due;
+}
+
 /* One round: write batch b (may be NULL), sync per policy (always when
- * final), publish, wake waiters, run the callbacks that are due. */
+ * final), publish, wake waiters, run the callbacks that are due, then
+ * retention if it is due. */
 static size_t commit_round(vg_log_t *log, batch_t *b, bool final)
 {
     size_t released = 0;
+    log->round_ms = vg_clock_wall_ms();
     if (b) {
         released = write_batch(log, b);
         stat_add(&log->commits, 1);
-        b->n = 0;
-        b->len = 0;
+        if (!log->wbatch) {
+            b->n = 0;
+            b->len = 0;
+        }
+    } else if (log->wbatch) {
+        stat_add(&log->disk_full_retries, 1);
+        write_rest(log);
     }
     bool sync;
     switch (log->opts.fsync) {
@@ -1412,7 +1883,55 @@ static size_t commit_round(vg_log_t *log, batch_t *b, bool final)
     if (sync)
         sync_dirty(log);
     wake_waiters(log);
-    return released + deliver(log);
+    released += deliver(log);
+    if (!final && trim_wanted(log, vg_clock_wall_ms()))
+        trim(log);
+    return released;
+}
+
+/* Close while the disk is still full: what is written gets synced and
+ * reported stored; every other record — the paused batch and all appended
+ * after it — is reported VG_ENOSPC (not stored), in append order. */
+static size_t give_up(vg_log_t *log)
+{
+    sync_dirty(log);
+    size_t lost = log->pending.n;
+    for (size_t i = 0; i < log->nwaiting; i++) {
+        const cb_t *c = &log->waiting[i];
+        lost += c->seq > atomic_load_explicit(&log->shards[c->shard].durable, memory_order_relaxed);
+    }
+    VG_ERROR(MOD,
+             "stream %s: closed while the disk was still full (retried for %u ms); %zu records were not stored, "
+             "their callbacks get VG_ENOSPC",
+             log->name, DISK_FULL_CLOSE_GRACE_MS, lost);
+    log->fail_status = VG_ENOSPC;
+    atomic_store(&log->failed, true);
+    if (atomic_exchange(&log->state, VG_LOG_FAILED) == VG_LOG_DISK_FULL)
+        stat_add(&log->disk_full_ms, (vg_clock_mono_ns() - atomic_load(&log->df_since_ns)) / 1000000u);
+    write_rest(log); /* failed: only empties the paused batch */
+    size_t released = deliver(log);
+    /* The batch appended during the pause goes the same way. */
+    released += commit_round(log, &log->pending, true);
+    return released;
+}
+
+/* When the committer must wake for retention, as a CLOCK_MONOTONIC time
+ * for its timed wait (UINT64_MAX: never). Retention ages are wall-clock
+ * times; the conversion is redone after every wake, so a clock step costs
+ * at most one early or late look. */
+static uint64_t trim_wake_ns(const vg_log_t *log)
+{
+    int64_t due = log->trim_due_ms;
+    if (log->opts.retention_bytes && log->finished_segs &&
+        atomic_load_explicit(&log->stored_bytes, memory_order_relaxed) > log->opts.retention_bytes)
+        due = INT64_MIN;
+    if (due < log->trim_hold_ms)
+        due = log->trim_hold_ms;
+    if (due == INT64_MAX)
+        return UINT64_MAX;
+    int64_t wall = vg_clock_wall_ms();
+    uint64_t now = vg_clock_mono_ns();
+    return due <= wall ? now : now + (uint64_t)(due - wall) * 1000000u;
 }
 
 /* After a round: release the callbacks' bytes and let the next round
@@ -1429,6 +1948,7 @@ static void *committer_main(void *arg)
 {
     vg_log_t *log = arg;
     name_thread("vg-log-", log->name);
+    size_t released;
     pthread_mutex_lock(&log->mu);
     for (;;) {
         if (log->round_busy) {
@@ -1436,25 +1956,61 @@ static void *committer_main(void *arg)
             pthread_cond_wait(&log->work_cv, &log->mu);
             continue;
         }
+        if (log->wbatch) {
+            /* Disk full: retry the paused batch after the backoff. The wait
+             * is on work_cv, so close interrupts it; a new batch's first
+             * append may wake it early, and it sleeps again. Appends keep
+             * queuing in the other batch meanwhile (until they block on
+             * max_pending_bytes); vg_log_flush leads no round meanwhile. */
+            uint64_t now = vg_clock_mono_ns();
+            if (log->closing && now >= log->closing_ns + DISK_FULL_CLOSE_GRACE_MS * 1000000ull)
+                break;
+            if (now < log->df_retry_ns) {
+                uint64_t until = log->df_retry_ns;
+                if (log->closing && until > log->closing_ns + DISK_FULL_CLOSE_GRACE_MS * 1000000ull)
+                    until = log->closing_ns + DISK_FULL_CLOSE_GRACE_MS * 1000000ull;
+                struct timespec ts = ts_of_ns(until);
+                pthread_cond_timedwait(&log->work_cv, &log->mu, &ts);
+                continue;
+            }
+            log->round_busy = true;
+            pthread_mutex_unlock(&log->mu);
+            released = commit_round(log, NULL, false);
+            if (log->wbatch) {
+                log->df_retry_ns = vg_clock_mono_ns() + (uint64_t)log->df_backoff_ms * 1000000u;
+                log->df_backoff_ms = log->df_backoff_ms * 2 > DISK_FULL_RETRY_MAX_MS ? DISK_FULL_RETRY_MAX_MS
+                                                                                      : log->df_backoff_ms * 2;
+            }
+            pthread_mutex_lock(&log->mu);
+            round_done_locked(log, released);
+            continue;
+        }
         if (log->pending.n == 0) {
             if (log->closing)
                 break;
+            /* Idle: sleep until new records, the next interval sync of
+             * written records, or the next retention deadline — whichever
+             * comes first; with none of them, without a timeout. */
+            uint64_t due = trim_wake_ns(log);
             if (log->nwaiting && log->opts.fsync == VG_FSYNC_INTERVAL) {
-                /* Written records wait for the next interval sync. */
-                uint64_t due = log->last_sync_ns + (uint64_t)log->opts.fsync_interval_ms * 1000000u;
-                if (vg_clock_mono_ns() < due) {
-                    struct timespec ts = ts_of_ns(due);
-                    pthread_cond_timedwait(&log->work_cv, &log->mu, &ts);
-                    continue;
-                }
+                uint64_t sync_due = log->last_sync_ns + (uint64_t)log->opts.fsync_interval_ms * 1000000u;
+                if (sync_due < due)
+                    due = sync_due;
+            }
+            if (due != UINT64_MAX && vg_clock_mono_ns() >= due) {
                 log->round_busy = true;
                 pthread_mutex_unlock(&log->mu);
-                size_t released = commit_round(log, NULL, false);
+                released = commit_round(log, NULL, false);
                 pthread_mutex_lock(&log->mu);
                 round_done_locked(log, released);
                 continue;
             }
-            pthread_cond_wait(&log->work_cv, &log->mu);
+            if (due == UINT64_MAX) {
+                pthread_cond_wait(&log->work_cv, &log->mu);
+            } else {
+                struct timespec ts = ts_of_ns(due);
+                pthread_cond_timedwait(&log->work_cv, &log->mu, &ts);
+            }
             continue;
         }
         /* Take the whole pending batch; appends made while this one is
@@ -1464,12 +2020,17 @@ static void *committer_main(void *arg)
         log->committing = t;
         log->round_busy = true;
         pthread_mutex_unlock(&log->mu);
-        size_t released = commit_round(log, &log->committing, false);
+        released = commit_round(log, &log->committing, false);
+        if (log->wbatch)
+            log->df_retry_ns = vg_clock_mono_ns() + (uint64_t)log->df_backoff_ms * 1000000u;
         pthread_mutex_lock(&log->mu);
         round_done_locked(log, released);
     }
     pthread_mutex_unlock(&log->mu);
-    size_t released = commit_round(log, NULL, true);
+    released = 0;
+    if (log->wbatch)
+        released += give_up(log);
+    released += commit_round(log, NULL, true);
     pthread_mutex_lock(&log->mu);
     log->pending_bytes -= released;
     pthread_mutex_unlock(&log->mu);
@@ -1481,10 +2042,10 @@ int vg_log_flush(vg_log_t *log)
     if (!log || log->readonly)
         return VG_EINVAL;
     pthread_mutex_lock(&log->mu);
-    if (log->round_busy || log->pending.n == 0 || log->closing ||
+    if (log->round_busy || log->pending.n == 0 || log->closing || log->wbatch ||
         atomic_load_explicit(&log->failed, memory_order_relaxed)) {
-        /* Busy: the running round hands over at its end. Closing or
-         * failed: the committer's rounds deal with what is left. */
+        /* Busy: the running round hands over at its end. Closing, paused
+         * on a full disk or failed: the committer's rounds deal with it. */
         if (log->pending.n && !log->round_busy)
             pthread_cond_signal(&log->work_cv);
         pthread_mutex_unlock(&log->mu);
@@ -1502,16 +2063,19 @@ int vg_log_flush(vg_log_t *log)
         log->round_busy = true;
         pthread_mutex_unlock(&log->mu);
         size_t released = commit_round(log, &log->committing, false);
+        if (log->wbatch) /* paused on a full disk: the committer retries after the backoff */
+            log->df_retry_ns = vg_clock_mono_ns() + (uint64_t)log->df_backoff_ms * 1000000u;
         pthread_mutex_lock(&log->mu);
         round_done_locked(log, released);
-        if (log->pending.n == 0 || log->closing || atomic_load_explicit(&log->failed, memory_order_relaxed))
+        if (log->pending.n == 0 || log->closing || log->wbatch ||
+            atomic_load_explicit(&log->failed, memory_order_relaxed))
             break;
     }
     /* Records appended during this round, or written ones waiting for an
      * interval sync: the committer thread takes them, so that this caller
      * goes back to its own work after one round. The committer also waits
      * here while a leader runs, so it needs the signal to go on. */
-    if (log->pending.n || log->closing || (log->nwaiting && log->opts.fsync == VG_FSYNC_INTERVAL))
+    if (log->pending.n || log->closing || log->wbatch || (log->nwaiting && log->opts.fsync == VG_FSYNC_INTERVAL))
         pthread_cond_signal(&log->work_cv);
     pthread_mutex_unlock(&log->mu);
     return VG_OK;
@@ -1601,6 +2165,36 @@ uint64_t vg_log_first_seq(vg_log_t *log, uint32_t shard)
     return first && durable_of(log, shard) >= first ? first : 0;
 }
 
+int64_t vg_log_oldest_ms(vg_log_t *log, uint32_t shard)
+{
+    if (!log || shard >= log->nshards)
+        return INT64_MIN;
+    if (!log->readonly)
+        return atomic_load_explicit(&log->shards[shard].oldest_ms, memory_order_relaxed);
+    uint64_t first = vg_log_first_seq(log, shard);
+    return first ? first_arrival(log, shard, first) : INT64_MIN;
+}
+
+bool vg_log_retention(const vg_log_t *log, uint64_t *retention_ms, uint64_t *retention_bytes)
+{
+    uint64_t ms = 0, bytes = 0;
+    bool known = false;
+    if (log && !log->readonly) {
+        ms = log->opts.retention_ms;
+        bytes = log->opts.retention_bytes;
+        known = true;
+    } else if (log && log->ro_retention_known) {
+        ms = log->ro_retention_ms;
+        bytes = log->ro_retention_bytes;
+        known = true;
+    }
+    if (retention_ms)
+        *retention_ms = ms;
+    if (retention_bytes)
+        *retention_bytes = bytes;
+    return known;
+}
+
 int vg_log_wait(vg_log_t *log, uint32_t shard, uint64_t after_seq, int timeout_ms)
 {
     if (!log || shard >= log->nshards)
@@ -1684,6 +2278,11 @@ void vg_log_unwatch(vg_log_t *log, uint32_t shard, vg_log_watch_fn fn, void *ctx
     pthread_mutex_unlock(&log->watch_mu);
 }
 
+const char *vg_log_state_name(int state)
+{
+    return state == VG_LOG_OK ? "ok" : state == VG_LOG_DISK_FULL ? "disk_full" : "failed";
+}
+
 void vg_log_stats(vg_log_t *log, vg_log_stats_t *out)
 {
     memset(out, 0, sizeof *out);
@@ -1697,6 +2296,28 @@ void vg_log_stats(vg_log_t *log, vg_log_stats_t *out)
     out->append_waits = atomic_load(&log->append_waits);
     out->errors = atomic_load(&log->errors);
     out->truncated_bytes = atomic_load(&log->truncated_bytes);
+    out->stored_bytes = atomic_load(&log->stored_bytes);
+    out->trimmed_segments = atomic_load(&log->trimmed_segments);
+    out->trimmed_records = atomic_load(&log->trimmed_records);
+    out->trimmed_bytes = atomic_load(&log->trimmed_bytes);
+    out->trim_errors = atomic_load(&log->trim_errors);
+    out->reader_skipped = atomic_load(&log->reader_skipped);
+    out->state = atomic_load(&log->state);
+    out->disk_full_pauses = atomic_load(&log->disk_full_pauses);
+    out->disk_full_retries = atomic_load(&log->disk_full_retries);
+    out->disk_full_ms = atomic_load(&log->disk_full_ms);
+    if (out->state == VG_LOG_DISK_FULL)
+        out->disk_full_ms += (vg_clock_mono_ns() - atomic_load(&log->df_since_ns)) / 1000000u;
+    out->oldest_ms = INT64_MIN;
+    for (uint32_t i = 0; !log->readonly && i < log->nshards; i++) {
+        int64_t t = atomic_load_explicit(&log->shards[i].oldest_ms, memory_order_relaxed);
+        if (t != INT64_MIN && (out->oldest_ms == INT64_MIN || t < out->oldest_ms))
+            out->oldest_ms = t;
+    }
+    if (out->oldest_ms != INT64_MIN) {
+        int64_t age = vg_clock_wall_ms() - out->oldest_ms;
+        out->oldest_age_ms = age > 0 ? (uint64_t)age : 0;
+    }
     if (!log->readonly) {
         pthread_mutex_lock(&log->mu);
         out->pending_bytes = log->pending_bytes;
@@ -1709,10 +2330,29 @@ void vg_log_stats(vg_log_t *log, vg_log_stats_t *out)
 struct vg_log_reader {
     vg_log_t *log;
     uint32_t shard;
-    uint64_t next_seq; /* next sequence number to return */
+    uint64_t next_seq; /* next sequence number to return; 0 = the oldest stored */
+    uint64_t skipped;  /* records retention deleted before this reader got to them */
     vg_seg_reader_t seg;
     bool open;
 };
+
+uint64_t vg_log_reader_skipped(const vg_log_reader_t *r)
+{
+    return r ? r->skipped : 0;
+}
+
+/* The reader wanted r->next_seq but the oldest stored record is horizon. */
+static void reader_skip(vg_log_reader_t *r, uint64_t horizon)
+{
+    uint64_t n = horizon - r->next_seq;
+    r->skipped += n;
+    stat_add(&r->log->reader_skipped, n);
+    VG_WARN(MOD,
+            "stream %s shard %u: records %" PRIu64 "..%" PRIu64 " were deleted by retention before this reader "
+            "read them; continuing at %" PRIu64 " (%" PRIu64 " skipped now, %" PRIu64 " in all)",
+            r->log->name, r->shard, r->next_seq, horizon - 1, horizon, n, r->skipped);
+    r->next_seq = horizon;
+}
 
 int vg_log_reader_open(vg_log_t *log, uint32_t shard, uint64_t start_seq, vg_log_reader_t **out)
 {
@@ -1734,34 +2374,65 @@ int vg_log_reader_open(vg_log_t *log, uint32_t shard, uint64_t start_seq, vg_log
 
 /* Opens the segment holding r->next_seq: the newest one starting at or
  * before it. A sequence number older than every segment starts at the
- * oldest one. VG_AGAIN if the shard has no segment yet. */
+ * oldest one (counted as skipped unless the reader asked for the oldest).
+ * VG_AGAIN if the shard has no segment yet. */
 static int locate(vg_log_reader_t *r)
 {
     vg_log_t *log = r->log;
     const char *dir = log->shards[r->shard].dir;
+    /* A segment listed and then deleted by retention before it is opened:
+     * list again (a few times; each retry means the horizon moved on). */
+    for (int attempt = 0;; attempt++) {
+        uint64_t *firsts = NULL;
+        size_t n = 0;
+        int rc = vg_seg_list(log->io, dir, false, &firsts, &n);
+        if (rc == VG_ENOTFOUND || (rc == VG_OK && n == 0)) {
+            vg_free(firsts);
+            return VG_AGAIN;
+        }
+        if (rc != VG_OK)
+            return rc;
+        size_t k = 0;
+        while (k + 1 < n && firsts[k + 1] <= r->next_seq)
+            k++;
+        uint64_t first = firsts[k];
+        vg_free(firsts);
+        rc = vg_seg_reader_open(log->io, dir, r->shard, first, &r->seg);
+        if (rc == VG_ENOTFOUND && attempt < 8)
+            continue;
+        if (rc == VG_ENOTFOUND)
+            return VG_AGAIN;
+        if (rc != VG_OK)
+            return rc;
+        if (r->next_seq == 0)
+            r->next_seq = first;
+        else if (r->next_seq < first)
+            reader_skip(r, first);
+        r->open = true;
+        return VG_OK;
+    }
+}
+
+/* The reader is at the end of its segment and the successor it expects is
+ * missing. If retention deleted it (the oldest segment now starts later),
+ * moves the reader to the oldest segment and returns true. */
+static bool behind_horizon(vg_log_reader_t *r)
+{
+    vg_log_t *log = r->log;
     uint64_t *firsts = NULL;
     size_t n = 0;
-    int rc = vg_seg_list(log->io, dir, false, &firsts, &n);
-    if (rc == VG_ENOTFOUND || (rc == VG_OK && n == 0)) {
-        vg_free(firsts);
-        return VG_AGAIN;
-    }
-    if (rc != VG_OK)
-        return rc;
-    size_t k = 0;
-    while (k + 1 < n && firsts[k + 1] <= r->next_seq)
-        k++;
-    uint64_t first = firsts[k];
+    bool behind = false;
+    uint64_t at = r->seg.next_seq;
+    if (vg_seg_list(log->io, log->shards[r->shard].dir, false, &firsts, &n) == VG_OK && n && firsts[0] > at)
+        behind = true;
     vg_free(firsts);
-    if (r->next_seq < first)
-        r->next_seq = first;
-    rc = vg_seg_reader_open(log->io, dir, r->shard, first, &r->seg);
-    if (rc == VG_ENOTFOUND)
-        return VG_AGAIN; /* removed between listing and opening */
-    if (rc != VG_OK)
-        return rc;
-    r->open = true;
-    return VG_OK;
+    if (!behind)
+        return false;
+    vg_seg_reader_close(&r->seg);
+    r->open = false;
+    if (r->next_seq < at)
+        r->next_seq = at;
+    return true;
 }
 
 /* True if shard has a segment starting after seq and none starting at it.
@@ -1827,6 +2498,13 @@ int vg_log_reader_next(vg_log_reader_t *r, vg_record_t *rec)
                 reread = true;
                 continue;
             }
+        }
+        if (rc == VG_AGAIN && (log->readonly || r->seg.next_seq <= durable) && behind_horizon(r)) {
+            /* locate() counts the skip and opens the oldest segment. */
+            if ((rc = locate(r)) != VG_OK)
+                return rc;
+            reread = false;
+            continue;
         }
         if (log->readonly || rc == VG_ECORRUPT || r->seg.next_seq <= durable) {
             VG_ERROR(MOD, "stream %s shard %u: record %" PRIu64 " is missing or damaged", log->name, r->shard,

@@ -13,7 +13,30 @@
  * while the log is idle) takes the pending batch, writes it to the shards' active segments,
  * fdatasyncs them (policy), publishes the new durable sequence numbers, then
  * calls each record's done callback IN APPEND ORDER (per log) on the thread
- * that ran the round (the committer, or a vg_log_flush leader). Readers see only durable records (with policy none: written ones). */
+ * that ran the round (the committer, or a vg_log_flush leader). Readers see only durable records (with policy none: written ones).
+ *
+ * Retention: the committer deletes whole segments, oldest first, never a
+ * shard's active one — by age (retention_ms: a segment goes once its newest
+ * record is that old) and by the stream's total size (retention_bytes). An
+ * active segment whose first record is older than retention_ms / 8 is
+ * finished (rolled) so that slow shards expire too: a record is deleted
+ * between retention_ms and 1.125 x retention_ms after it was written. The
+ * lowest stored sequence number per shard (vg_log_first_seq, the trim
+ * horizon) moves up; readers left behind it resume there and say how many
+ * records they missed (vg_log_reader_skipped). Ages are wall-clock times: a
+ * clock stepped forward deletes early, one stepped back deletes late.
+ *
+ * A full disk is a pause, not a failure: when a write, a segment creation
+ * or anything else the committer writes is refused with ENOSPC or EDQUOT,
+ * the partial write is cut back, the records stay queued with their
+ * callbacks unreported, state becomes VG_LOG_DISK_FULL, retention is tried
+ * (expired segments may be the space to free) and the write is retried
+ * after 10 ms, doubling up to 1 s. Appends keep queuing until
+ * max_pending_bytes, then block. When a retry succeeds everything continues
+ * in order: nothing lost, duplicated or reordered, sequence numbers
+ * contiguous. Any failed fdatasync of records (EIO, ENOSPC too: the page cache can
+ * no longer be trusted) and any other write error still fail the log for
+ * good (VG_LOG_FAILED). */
 #ifndef VG_STREAM_LOG_H
 #define VG_STREAM_LOG_H
 
@@ -40,6 +63,8 @@ typedef struct {
     bool flush_commits;
     const struct vg_seg_io *io; /* file operations (stream/segment.h); NULL = the real system calls. Set by
                                    tests to inject short writes and failed syncs. Not owned; must outlive the log. */
+    uint64_t retention_ms;      /* delete segments whose records are all older; 0 = keep forever (default) */
+    uint64_t retention_bytes;   /* delete the oldest segments while the stream is larger; 0 = no cap (default) */
 } vg_log_opts_t;
 
 void vg_log_opts_default(vg_log_opts_t *o);
@@ -47,9 +72,11 @@ void vg_log_opts_default(vg_log_opts_t *o);
 typedef struct vg_log vg_log_t;
 
 /* Called on the committer thread once the record is durable (status VG_OK)
- * or has failed (negative status, e.g. VG_EIO when fdatasync fails: the
- * record must then be treated as not stored). Must not block for long and
- * must not call vg_log_append on the same log with a full queue. */
+ * or has failed (negative status: the record must then be treated as not
+ * stored): VG_EIO when a write or fdatasync failed, VG_ENOSPC when the log
+ * was closed while the disk was still full. A full disk by itself only
+ * delays the call. Must not block for long and must not call vg_log_append
+ * on the same log with a full queue. */
 typedef void (*vg_log_done_fn)(void *ctx, int status, uint32_t shard, uint64_t seq, uint64_t token);
 
 /* Opens (creating if needed) stream `name` under data_dir, recovers every
@@ -64,7 +91,10 @@ int vg_log_open(const char *data_dir, const char *name, const vg_log_opts_t *opt
 int vg_log_open_readonly(const char *data_dir, const char *name, vg_log_t **out);
 
 /* Commits everything pending (callbacks run), stops the committer, fsyncs,
- * closes files and frees the log. NULL is accepted. */
+ * closes files and frees the log. NULL is accepted. If the disk is full it
+ * keeps retrying for up to 1 s, then gives up: every record not stored by
+ * then gets VG_ENOSPC (and is not in the files), so close never hangs on a
+ * disk that stays full. */
 void vg_log_close(vg_log_t *log);
 
 uint32_t vg_log_shard_count(const vg_log_t *log);
@@ -77,8 +107,9 @@ void vg_log_shard_range(const vg_log_t *log, uint32_t shard, vg_hashkey_t *start
  * number (returned in *shard / *seq, may be NULL), and queues it for the next
  * group commit. done (may be NULL) is called once with ctx and token.
  * Blocks while max_pending_bytes are already waiting (backpressure; counted
- * in stats.append_waits). Returns VG_OK, VG_ETOOBIG for a record over the
- * limits, VG_ECLOSED after close began, VG_EIO if the log has failed. */
+ * in stats.append_waits) — also while the disk is full, once that much has
+ * queued up. Returns VG_OK, VG_ETOOBIG for a record over the limits,
+ * VG_ECLOSED after close began, VG_EIO if the log has failed. */
 int vg_log_append(vg_log_t *log, const void *key, size_t key_len, const void *meta, size_t meta_len,
                   const void *value, size_t value_len, int64_t arrival_ms, vg_log_done_fn done, void *ctx,
                   uint64_t token, uint32_t *shard, uint64_t *seq);
@@ -105,9 +136,19 @@ int vg_log_append_shard(vg_log_t *log, uint32_t shard, const void *key, size_t k
 int vg_log_flush(vg_log_t *log);
 
 /* Highest durable sequence number of shard (0 = none yet), and the lowest
- * still stored (0 if empty). */
+ * still stored (0 if empty): the trim horizon, which retention moves up. */
 uint64_t vg_log_durable_seq(vg_log_t *log, uint32_t shard);
 uint64_t vg_log_first_seq(vg_log_t *log, uint32_t shard);
+
+/* Arrival time (the record's arrival_ms) of the oldest record stored in
+ * shard, INT64_MIN if the shard holds none. A read-only log reads it from
+ * the files on every call. */
+int64_t vg_log_oldest_ms(vg_log_t *log, uint32_t shard);
+
+/* The stream's retention: a writer's options, or for a read-only log what
+ * the writer recorded at its last open (file RETENTION). False (and zeros)
+ * when a read-only log finds no record of it. 0 means "no limit". */
+bool vg_log_retention(const vg_log_t *log, uint64_t *retention_ms, uint64_t *retention_bytes);
 
 /* Blocks until shard's durable seq > after_seq, the log closes, or
  * timeout_ms passes. Returns VG_OK (new data), VG_AGAIN (timeout),
@@ -132,6 +173,16 @@ typedef void (*vg_log_watch_fn)(void *ctx, uint32_t shard, uint64_t durable_seq)
 int vg_log_watch(vg_log_t *log, uint32_t shard, vg_log_watch_fn fn, void *ctx);
 void vg_log_unwatch(vg_log_t *log, uint32_t shard, vg_log_watch_fn fn, void *ctx);
 
+/* Health of a writing log (vg_log_stats_t.state). */
+typedef enum {
+    VG_LOG_OK = 0,
+    VG_LOG_DISK_FULL, /* writes refused for lack of space (ENOSPC/EDQUOT): paused, retrying; nothing lost */
+    VG_LOG_FAILED     /* a write or sync failed otherwise: appends return VG_EIO until reopened */
+} vg_log_state_t;
+
+/* "ok", "disk_full", "failed". */
+const char *vg_log_state_name(int state);
+
 typedef struct {
     uint64_t appended;      /* records accepted by append */
     uint64_t committed;     /* records made durable */
@@ -142,6 +193,18 @@ typedef struct {
     uint64_t errors;        /* failed writes / syncs */
     uint64_t truncated_bytes; /* cut from torn tails at open */
     uint64_t pending_bytes;  /* now waiting */
+    uint64_t stored_bytes;     /* size of all the stream's segment files */
+    uint64_t trimmed_segments; /* segments deleted by retention (since open) */
+    uint64_t trimmed_records;
+    uint64_t trimmed_bytes;
+    uint64_t trim_errors;    /* segments that could not be deleted (retried later) */
+    uint64_t reader_skipped; /* records readers missed because retention deleted them first */
+    int64_t oldest_ms;       /* arrival time of the oldest stored record, INT64_MIN if none */
+    uint64_t oldest_age_ms;  /* now - oldest_ms (0 if none) */
+    int state;                  /* vg_log_state_t */
+    uint64_t disk_full_pauses;  /* times writing paused for lack of space */
+    uint64_t disk_full_retries; /* write attempts made while paused */
+    uint64_t disk_full_ms;      /* total time paused, the current pause included */
 } vg_log_stats_t;
 
 void vg_log_stats(vg_log_t *log, vg_log_stats_t *out);
@@ -156,8 +219,17 @@ int vg_log_reader_open(vg_log_t *log, uint32_t shard, uint64_t start_seq, vg_log
 /* Reads the next record into *rec (pointers valid until the next call or
  * close). Returns VG_OK, or VG_AGAIN when no further durable record exists
  * yet (call vg_log_wait, then again), VG_ECORRUPT / VG_EIO on a damaged
- * file. Crosses segment boundaries by itself. */
+ * file. Crosses segment boundaries by itself. A reader whose next record
+ * was deleted by retention (opened at, or fallen behind to, a sequence
+ * number below the trim horizon) continues at the horizon: the records in
+ * between are counted in vg_log_reader_skipped and a warning is logged once
+ * per jump. A segment already open keeps being read after its deletion. */
 int vg_log_reader_next(vg_log_reader_t *r, vg_record_t *rec);
+
+/* Records this reader skipped because retention deleted them before it got
+ * there (0 for a reader that never fell behind). Opening at 0 (TRIM_HORIZON)
+ * skips nothing. */
+uint64_t vg_log_reader_skipped(const vg_log_reader_t *r);
 void vg_log_reader_close(vg_log_reader_t *r);
 
 /* Names of the streams under data_dir (stream/<name>/MANIFEST exists).

@@ -140,6 +140,14 @@ const vg_seg_io_t *vg_seg_io_default(void)
 
 /* ---- helpers ---- */
 
+/* ENOSPC and EDQUOT mean the disk (or the quota) is full: a condition that
+ * passes once space is freed, so it is reported as VG_ENOSPC and the log
+ * pauses instead of failing. Anything else is VG_EIO. */
+static int io_error(long neg)
+{
+    return neg == -ENOSPC || neg == -EDQUOT ? VG_ENOSPC : VG_EIO;
+}
+
 static void close_quietly(const vg_seg_io_t *io, int fd)
 {
     if (fd >= 0) {
@@ -285,6 +293,11 @@ static int write_all(const vg_seg_io_t *io, int fd, const void *buf, size_t n, u
         if (w <= 0) {
             /* A zero-byte write makes no progress and would loop forever;
              * treat it like the disk refusing the data. */
+            if (w < 0 && io_error(w) == VG_ENOSPC) {
+                /* Not an error of the data: the log retries (logged there once per outage). */
+                VG_DEBUG(MOD, "write %s at offset %" PRIu64 ": %s", what, off, strerror((int)-w));
+                return VG_ENOSPC;
+            }
             VG_ERROR(MOD, "write %s at offset %" PRIu64 ": %s", what, off, w < 0 ? strerror((int)-w) : "no progress");
             return VG_EIO;
         }
@@ -312,6 +325,10 @@ int vg_segment_create(const vg_seg_io_t *io, const char *dir, uint32_t shard, ui
         return VG_EEXIST; /* not logged: the caller knows whether that is expected */
     fd = io->open(io->ctx, tmp, O_RDWR | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) {
+        if (io_error(fd) == VG_ENOSPC) {
+            VG_DEBUG(MOD, "create %s: %s", tmp, strerror(-fd));
+            return VG_ENOSPC;
+        }
         VG_ERROR(MOD, "create %s: %s", tmp, strerror(-fd));
         return VG_EIO;
     }
@@ -326,21 +343,28 @@ int vg_segment_create(const vg_seg_io_t *io, const char *dir, uint32_t shard, ui
         goto cleanup;
     /* The header must be on disk before the name appears, so that a segment
      * file found after a crash always has a complete header. */
+    /* A failure here (and of the rename) concerns only the new, empty file,
+     * which is removed: ENOSPC is worth a retry, as for a write. */
     int src = io->fdatasync(io->ctx, fd);
     if (src < 0) {
         VG_ERROR(MOD, "fdatasync %s: %s", tmp, strerror(-src));
-        rc = VG_EIO;
+        rc = io_error(src);
         goto cleanup;
     }
     src = io->rename(io->ctx, tmp, path);
     if (src < 0) {
         VG_ERROR(MOD, "rename %s: %s", tmp, strerror(-src));
-        rc = VG_EIO;
+        rc = io_error(src);
         goto cleanup;
     }
     tmp_exists = false;
-    if ((rc = vg_seg_fsync_dir(io, dir)) != VG_OK)
+    if ((rc = vg_seg_fsync_dir(io, dir)) != VG_OK) {
+        /* The name may or may not survive a crash; take it back so that a
+         * retry can create the segment again (best effort: it holds no
+         * record, and a leftover is a valid empty segment). */
+        (void)io->unlink(io->ctx, path);
         goto cleanup;
+    }
     /* The descriptor opened on the temporary name now refers to the renamed
      * file (same inode), so it serves for appending. */
     out->io = io;
@@ -445,6 +469,7 @@ static int check_header(vg_seg_reader_t *r, const char *path)
         VG_ERROR(MOD, "segment %s: %s", path, why);
         return VG_ECORRUPT;
     }
+    r->created_ms = (int64_t)vg_get_le64(hdr + 24);
     return VG_OK;
 }
 
@@ -552,6 +577,42 @@ int vg_seg_reader_next(vg_seg_reader_t *r, vg_record_t *rec)
         if (rc != VG_OK)
             return rc;
     }
+}
+
+int vg_seg_info(const vg_seg_io_t *io, const char *dir, uint32_t shard, uint64_t first_seq, vg_seg_info_t *out)
+{
+    vg_seg_reader_t r;
+    memset(out, 0, sizeof *out);
+    int rc = vg_seg_reader_open(io, dir, shard, first_seq, &r);
+    if (rc != VG_OK)
+        return rc;
+    struct stat st;
+    if (fstat(r.fd, &st) != 0) {
+        VG_ERROR(MOD, "fstat shard %u segment %" PRIu64 ": %s", shard, first_seq, strerror(errno));
+        rc = VG_EIO;
+    } else {
+        out->created_ms = r.created_ms;
+        out->bytes = (uint64_t)st.st_size;
+        out->mtime_ms = (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
+    }
+    vg_seg_reader_close(&r);
+    return rc;
+}
+
+int vg_seg_remove(const vg_seg_io_t *io, const char *dir, uint64_t first_seq)
+{
+    char path[4096];
+    int rc = path_of(path, sizeof path, dir, first_seq, "");
+    if (rc != VG_OK)
+        return rc;
+    rc = io->unlink(io->ctx, path);
+    if (rc == -ENOENT)
+        return VG_ENOTFOUND;
+    if (rc < 0) {
+        VG_ERROR(MOD, "unlink %s: %s", path, strerror(-rc));
+        return VG_EIO;
+    }
+    return VG_OK;
 }
 
 void vg_seg_reader_close(vg_seg_reader_t *r)

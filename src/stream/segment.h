@@ -89,8 +89,10 @@ typedef struct {
 /* Creates segment first_seq of shard in dir: the header is written to
  * "<name>.tmp", synced, renamed into place and the directory synced, so a
  * segment file never exists without its complete header. Fails with
- * VG_EEXIST if the segment already exists. On success *out is open for append
- * (size VG_SEG_HDR) and owned by the caller (vg_segment_close). */
+ * VG_EEXIST if the segment already exists, VG_ENOSPC when the disk or quota
+ * is full (nothing is left behind: a retry may follow), VG_EIO otherwise. On
+ * success *out is open for append (size VG_SEG_HDR) and owned by the caller
+ * (vg_segment_close). */
 int vg_segment_create(const vg_seg_io_t *io, const char *dir, uint32_t shard, uint64_t first_seq, int64_t created_ms,
                       vg_segment_t *out);
 
@@ -105,8 +107,10 @@ int vg_segment_recover(const vg_seg_io_t *io, const char *dir, uint32_t shard, u
 
 /* Appends buf[0..n), which holds `records` encoded records, at s->size,
  * completing short writes. On success advances size and next_seq. On failure
- * returns VG_EIO (logged) and leaves size and next_seq unchanged; the file
- * may then hold a partial tail past size (see vg_segment_truncate). */
+ * returns VG_ENOSPC (the disk or quota is full: ENOSPC/EDQUOT, worth a retry
+ * once space is freed; not logged as an error) or VG_EIO (logged), and leaves
+ * size and next_seq unchanged; the file may then hold a partial tail past
+ * size (see vg_segment_truncate). */
 int vg_segment_write(vg_segment_t *s, const void *buf, size_t n, uint64_t records);
 
 /* fdatasync. VG_OK or VG_EIO (logged). */
@@ -132,6 +136,7 @@ typedef struct {
     uint32_t shard;
     uint64_t first_seq;
     uint64_t next_seq; /* sequence number of the next record to return */
+    int64_t created_ms; /* from the header */
     uint64_t off;      /* file offset of buf[0] */
     uint8_t *buf;
     size_t cap, len, pos; /* buf[pos..len) read but not yet returned */
@@ -156,6 +161,22 @@ static inline uint64_t vg_seg_reader_offset(const vg_seg_reader_t *r)
 {
     return r->off + r->pos;
 }
+
+/* What retention needs to know of a segment without reading its records. */
+typedef struct {
+    int64_t created_ms; /* header: when the segment was created (epoch ms) */
+    uint64_t bytes;     /* file size */
+    int64_t mtime_ms;   /* file modification time: its last write (epoch ms) */
+} vg_seg_info_t;
+
+/* Checks segment first_seq's header and fills *out. VG_OK, VG_ENOTFOUND,
+ * VG_ECORRUPT (bad header), VG_EIO. */
+int vg_seg_info(const vg_seg_io_t *io, const char *dir, uint32_t shard, uint64_t first_seq, vg_seg_info_t *out);
+
+/* Removes segment first_seq from dir (the caller fsyncs the directory).
+ * VG_OK, VG_ENOTFOUND (already gone), VG_EIO (logged). A reader that has the
+ * file open keeps reading it. */
+int vg_seg_remove(const vg_seg_io_t *io, const char *dir, uint64_t first_seq);
 
 /* Closes the file (if owned) and frees the buffer. Accepts a zeroed reader. */
 void vg_seg_reader_close(vg_seg_reader_t *r);

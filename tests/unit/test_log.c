@@ -61,6 +61,10 @@ typedef struct {
     atomic_int writes_left; /* < 0: unlimited; else pwrite calls that still succeed */
     atomic_int max_write;   /* > 0: no pwrite writes more than this */
     atomic_int syncs;       /* successful fdatasyncs */
+    atomic_int sync_errno;  /* errno of a failing fdatasync (0: EIO) */
+    atomic_long space;      /* >= 0: bytes pwrite may still write, then ENOSPC (a full disk); < 0: unlimited */
+    atomic_int enospc_open; /* nonzero: creating a file fails with ENOSPC */
+    atomic_int enospc_hits; /* calls refused with ENOSPC */
     vg_seg_io_t io;
 } fault_t;
 
@@ -76,6 +80,17 @@ static ssize_t fault_pwrite(void *ctx, int fd, const void *buf, size_t n, off_t 
     int left = atomic_load(&f->writes_left);
     if (left == 0)
         return -EIO;
+    long space = atomic_load(&f->space);
+    if (space == 0) {
+        atomic_fetch_add(&f->enospc_hits, 1);
+        return -ENOSPC;
+    }
+    if (space > 0) {
+        /* A full disk takes what fits, then refuses: a short write first. */
+        if (n > (size_t)space)
+            n = (size_t)space;
+        atomic_fetch_sub(&f->space, (long)n);
+    }
     if (left > 0)
         atomic_fetch_sub(&f->writes_left, 1);
     int cap = atomic_load(&f->max_write);
@@ -89,11 +104,22 @@ static int fault_fdatasync(void *ctx, int fd)
     fault_t *f = ctx;
     const vg_seg_io_t *d = vg_seg_io_default();
     if (atomic_load(&f->fail_sync) && atomic_fetch_sub(&f->syncs_left, 1) <= 0)
-        return -EIO;
+        return atomic_load(&f->sync_errno) ? -atomic_load(&f->sync_errno) : -EIO;
     int rc = d->fdatasync(d->ctx, fd);
     if (rc == 0)
         atomic_fetch_add(&f->syncs, 1);
     return rc;
+}
+
+static int fault_open(void *ctx, const char *path, int flags, mode_t mode)
+{
+    fault_t *f = ctx;
+    const vg_seg_io_t *d = vg_seg_io_default();
+    if ((flags & O_CREAT) && atomic_load(&f->enospc_open)) {
+        atomic_fetch_add(&f->enospc_hits, 1);
+        return -ENOSPC;
+    }
+    return d->open(d->ctx, path, flags, mode);
 }
 
 static void fault_init(fault_t *f)
@@ -102,8 +128,10 @@ static void fault_init(fault_t *f)
     f->io = *vg_seg_io_default();
     f->io.pwrite = fault_pwrite;
     f->io.fdatasync = fault_fdatasync;
+    f->io.open = fault_open;
     f->io.ctx = f;
     atomic_store(&f->writes_left, -1);
+    atomic_store(&f->space, -1);
 }
 
 /* Records every callback. */
@@ -1339,6 +1367,591 @@ static void test_watch(void)
     tmpdir_free(dir);
 }
 
+/* ---- retention ---- */
+
+static long count_segments(const char *dir, const char *name, uint32_t shard)
+{
+    char sdir[512];
+    uint64_t *firsts = NULL;
+    size_t n = 0;
+    snprintf(sdir, sizeof sdir, "%s/stream/%s/%u", dir, name, shard);
+    if (vg_seg_list(vg_seg_io_default(), sdir, false, &firsts, &n) != VG_OK)
+        return -1;
+    vg_free(firsts);
+    return (long)n;
+}
+
+/* Sum of the sizes of a stream's segment files. */
+static long long dir_bytes(const char *dir, const char *name, uint32_t shards)
+{
+    long long total = 0;
+    for (uint32_t i = 0; i < shards; i++) {
+        char sdir[512];
+        uint64_t *firsts = NULL;
+        size_t n = 0;
+        snprintf(sdir, sizeof sdir, "%s/stream/%s/%u", dir, name, i);
+        if (vg_seg_list(vg_seg_io_default(), sdir, false, &firsts, &n) != VG_OK)
+            return -1;
+        for (size_t k = 0; k < n; k++) {
+            char path[600];
+            seg_path(path, sizeof path, dir, name, i, firsts[k]);
+            total += file_size(path);
+        }
+        vg_free(firsts);
+    }
+    return total;
+}
+
+#define RET_VAL "retention test value of sixty bytes, give or take a few...."
+
+/* Age: finished segments go once their newest record is retention_ms old,
+ * a quiet shard's active segment is rolled so that it expires too, the
+ * horizon moves, readers behind it resume there with a count of what they
+ * missed, and all of it survives a reopen. */
+static void test_retention_age(void)
+{
+    enum { N = 60 };
+    char *dir = tmpdir_new();
+    VT_REQUIRE(dir);
+    vg_log_opts_t o;
+    vg_log_opts_default(&o);
+    o.shards = 2;
+    o.segment_bytes = 1024;
+    o.retention_ms = 600;
+    vg_log_t *log;
+    VT_REQUIRE(vg_log_open(dir, "ret", &o, &log) == VG_OK);
+    recorder_t rec;
+    rec_init(&rec);
+    uint64_t t0 = vg_clock_mono_ns();
+    for (int i = 0; i < N; i++)
+        VT_EQ_INT(vg_log_append_shard(log, 0, "k", 1, NULL, 0, RET_VAL, strlen(RET_VAL), vg_clock_wall_ms(), on_done,
+                                      &rec, (uint64_t)i, NULL),
+                  VG_OK);
+    VT_EQ_INT(append_str(log, 1, "k", "the only record of shard 1", &rec, N, NULL), VG_OK);
+    VT_EQ_INT(rec_wait(&rec, N + 1), N + 1);
+    for (size_t i = 0; i < rec.n; i++)
+        VT_EQ_INT(rec.v[i].status, VG_OK);
+    long segs = count_segments(dir, "ret", 0);
+    VT_CHECK(segs >= 4);
+    /* Nothing goes before it is retention_ms old (checked only if this
+     * machine got here in time to tell). */
+    vg_log_stats_t st;
+    vg_log_stats(log, &st);
+    if (vg_clock_mono_ns() - t0 < 500000000u) {
+        VT_EQ_INT(st.trimmed_segments, 0);
+        VT_EQ_INT(vg_log_first_seq(log, 0), 1);
+    }
+    VT_CHECK(st.oldest_ms != INT64_MIN);
+    VT_EQ_INT(vg_log_oldest_ms(log, 1), 1000 + N); /* append_str's arrival_ms */
+
+    /* r1 is inside the first segment when it is deleted; r2 was opened at
+     * seq 1 but has not read yet; r3 asks for a seq past the first segment. */
+    vg_log_reader_t *r1, *r2, *r3;
+    vg_record_t rr;
+    VT_REQUIRE(vg_log_reader_open(log, 0, 1, &r1) == VG_OK);
+    VT_REQUIRE(vg_log_reader_open(log, 0, 1, &r2) == VG_OK);
+    VT_REQUIRE(vg_log_reader_open(log, 0, 30, &r3) == VG_OK);
+    for (int i = 1; i <= 3; i++) {
+        VT_EQ_INT(vg_log_reader_next(r1, &rr), VG_OK);
+        VT_EQ_INT(rr.seq, i);
+    }
+    VT_EQ_INT(vg_log_reader_skipped(r1), 0);
+
+    /* Everything expires: shard 0's finished segments by age, then both
+     * active segments after being rolled (their first record is older than
+     * retention / 8). Each shard keeps exactly one, empty, segment. */
+    uint64_t deadline = vg_clock_mono_ns() + 15000000000ull;
+    do {
+        sleep_ms(5);
+        vg_log_stats(log, &st);
+    } while (st.trimmed_records < N + 1 && vg_clock_mono_ns() < deadline);
+    VT_EQ_INT(st.trimmed_records, N + 1);
+    VT_EQ_INT(st.trimmed_segments, segs + 1);
+    VT_EQ_INT(count_segments(dir, "ret", 0), 1);
+    VT_EQ_INT(count_segments(dir, "ret", 1), 1);
+    VT_EQ_INT(st.stored_bytes, 2 * VG_SEG_HDR);
+    VT_EQ_INT(dir_bytes(dir, "ret", 2), 2 * VG_SEG_HDR);
+    VT_EQ_INT(st.trimmed_bytes + st.stored_bytes,
+              VG_SEG_HDR * (uint64_t)(segs + 3) + N * vg_record_size(1, 0, strlen(RET_VAL)) +
+                  vg_record_size(1, 0, strlen("the only record of shard 1")));
+    VT_EQ_INT(st.oldest_ms, INT64_MIN);
+    VT_EQ_INT(st.oldest_age_ms, 0);
+    VT_EQ_INT(vg_log_first_seq(log, 0), 0); /* empty */
+    VT_EQ_INT(vg_log_durable_seq(log, 0), N);
+    VT_EQ_INT(vg_log_oldest_ms(log, 0), INT64_MIN);
+
+    /* r1 finishes the deleted segment it has open, then jumps. */
+    uint64_t last = 3;
+    int rc;
+    while ((rc = vg_log_reader_next(r1, &rr)) == VG_OK) {
+        VT_EQ_INT(rr.seq, last + 1);
+        last = rr.seq;
+    }
+    VT_EQ_INT(rc, VG_AGAIN);
+    VT_CHECK(last > 3 && last < N);
+    VT_EQ_INT(vg_log_reader_skipped(r1), N - last);
+    VT_EQ_INT(vg_log_reader_next(r2, &rr), VG_AGAIN);
+    VT_EQ_INT(vg_log_reader_skipped(r2), N);
+    VT_EQ_INT(vg_log_reader_next(r3, &rr), VG_AGAIN);
+    VT_EQ_INT(vg_log_reader_skipped(r3), N - 29);
+    vg_log_stats(log, &st);
+    VT_EQ_INT(st.reader_skipped, (N - last) + N + (N - 29));
+
+    /* New records are read by all of them, in order, nothing skipped again. */
+    uint64_t seq;
+    VT_EQ_INT(append_str(log, 0, "k", "after the trim", &rec, 100, &seq), VG_OK);
+    VT_EQ_INT(seq, N + 1);
+    VT_EQ_INT(vg_log_wait(log, 0, N, 5000), VG_OK);
+    vg_log_reader_t *rs[3] = {r1, r2, r3};
+    uint64_t skipped_before[3] = {N - last, N, N - 29};
+    for (int k = 0; k < 3; k++) {
+        VT_EQ_INT(vg_log_reader_next(rs[k], &rr), VG_OK);
+        VT_EQ_INT(rr.seq, N + 1);
+        VT_EQ_INT(vg_log_reader_skipped(rs[k]), skipped_before[k]);
+        vg_log_reader_close(rs[k]);
+    }
+    VT_EQ_INT(vg_log_first_seq(log, 0), N + 1);
+    /* TRIM_HORIZON skips nothing; an explicit old position counts. */
+    vg_log_reader_t *r4, *r5;
+    VT_REQUIRE(vg_log_reader_open(log, 0, 0, &r4) == VG_OK);
+    VT_EQ_INT(vg_log_reader_next(r4, &rr), VG_OK);
+    VT_EQ_INT(rr.seq, N + 1);
+    VT_EQ_INT(vg_log_reader_skipped(r4), 0);
+    VT_REQUIRE(vg_log_reader_open(log, 0, 5, &r5) == VG_OK);
+    VT_EQ_INT(vg_log_reader_next(r5, &rr), VG_OK);
+    VT_EQ_INT(rr.seq, N + 1);
+    VT_EQ_INT(vg_log_reader_skipped(r5), N - 4);
+    vg_log_reader_close(r4);
+    vg_log_reader_close(r5);
+    vg_log_close(log);
+
+    /* A read-only reader (vigil stream ls) sees the horizon and the settings. */
+    vg_log_t *ro;
+    VT_REQUIRE(vg_log_open_readonly(dir, "ret", &ro) == VG_OK);
+    VT_EQ_INT(vg_log_first_seq(ro, 0), N + 1);
+    uint64_t rms = 0, rbytes = 1;
+    VT_CHECK(vg_log_retention(ro, &rms, &rbytes));
+    VT_EQ_INT(rms, 600);
+    VT_EQ_INT(rbytes, 0);
+    VT_REQUIRE(vg_log_reader_open(ro, 0, 3, &r4) == VG_OK);
+    VT_EQ_INT(vg_log_reader_next(r4, &rr), VG_OK);
+    VT_EQ_INT(rr.seq, N + 1);
+    VT_EQ_INT(vg_log_reader_skipped(r4), N - 2);
+    vg_log_reader_close(r4);
+    vg_log_close(ro);
+
+    /* Reopened with retention off: the horizon and sequence numbers hold. */
+    o.retention_ms = 0;
+    VT_REQUIRE(vg_log_open(dir, "ret", &o, &log) == VG_OK);
+    VT_EQ_INT(vg_log_first_seq(log, 0), N + 1);
+    VT_EQ_INT(vg_log_durable_seq(log, 0), N + 1);
+    VT_EQ_INT(read_all(log, 0, 0, NULL, NULL), 1);
+    VT_EQ_INT(append_str(log, 0, "k", "next", NULL, 0, &seq), VG_OK);
+    VT_EQ_INT(seq, N + 2);
+    vg_log_close(log);
+    VT_REQUIRE(vg_log_open_readonly(dir, "ret", &ro) == VG_OK);
+    VT_CHECK(vg_log_retention(ro, &rms, &rbytes));
+    VT_EQ_INT(rms, 0);
+    vg_log_close(ro);
+    rec_deinit(&rec);
+    tmpdir_free(dir);
+}
+
+/* While records arrive steadily, no record is deleted before it is
+ * retention_ms old: a poll every millisecond records when each record was
+ * first seen gone, which must be at least retention_ms after it was
+ * appended. Records stay readable from the horizon on, contiguous. */
+static void test_retention_not_early(void)
+{
+    enum { N = 400, RET_MS = 300 };
+    char *dir = tmpdir_new();
+    VT_REQUIRE(dir);
+    vg_log_opts_t o;
+    vg_log_opts_default(&o);
+    o.shards = 1;
+    o.segment_bytes = 1024;
+    o.retention_ms = RET_MS;
+    vg_log_t *log;
+    VT_REQUIRE(vg_log_open(dir, "early", &o, &log) == VG_OK);
+    static uint64_t appended_ns[N + 2];
+    uint64_t seen_first = 1;
+    int early = 0, trims = 0;
+    for (int i = 1; i <= N; i++) {
+        uint64_t seq;
+        appended_ns[i] = vg_clock_mono_ns();
+        VT_EQ_INT(vg_log_append_shard(log, 0, "k", 1, NULL, 0, RET_VAL, strlen(RET_VAL), vg_clock_wall_ms(), NULL,
+                                      NULL, 0, &seq),
+                  VG_OK);
+        VT_EQ_INT(seq, i);
+        /* About 1.2 s of appends, polling the horizon in between. */
+        for (int k = 0; k < 3; k++) {
+            sleep_ms(1);
+            uint64_t f = vg_log_first_seq(log, 0);
+            uint64_t now = vg_clock_mono_ns();
+            if (f > seen_first) {
+                trims++;
+                for (uint64_t q = seen_first; q < f; q++)
+                    early += now < appended_ns[q] + (uint64_t)RET_MS * 1000000u;
+                seen_first = f;
+            }
+        }
+    }
+    VT_EQ_INT(early, 0);
+    VT_CHECK(trims >= 2);
+    VT_CHECK(seen_first > 1);
+    uint64_t first = 0, last = 0;
+    long n = read_all(log, 0, 0, &first, &last);
+    VT_CHECK(n > 0);
+    VT_CHECK(first >= seen_first);
+    VT_EQ_INT(last, N);
+    VT_EQ_INT(n, (long)(last - first + 1));
+    vg_log_close(log);
+    tmpdir_free(dir);
+}
+
+/* Size cap: the oldest finished segments of the stream go while it is
+ * larger than retention_bytes; never the active ones. */
+static void test_retention_bytes(void)
+{
+    enum { N = 200, CAP = 4096 };
+    char *dir = tmpdir_new();
+    VT_REQUIRE(dir);
+    vg_log_opts_t o;
+    vg_log_opts_default(&o);
+    o.shards = 2;
+    o.segment_bytes = 1024;
+    o.retention_bytes = CAP;
+    vg_log_t *log;
+    VT_REQUIRE(vg_log_open(dir, "cap", &o, &log) == VG_OK);
+    recorder_t rec;
+    rec_init(&rec);
+    for (int i = 0; i < N; i++)
+        VT_EQ_INT(append_str(log, (uint32_t)(i % 2), "k", RET_VAL, &rec, (uint64_t)i, NULL), VG_OK);
+    VT_EQ_INT(rec_wait(&rec, N), N);
+    vg_log_stats_t st;
+    uint64_t deadline = vg_clock_mono_ns() + 10000000000ull;
+    do {
+        vg_log_stats(log, &st);
+        if (st.stored_bytes <= CAP)
+            break;
+        sleep_ms(2);
+    } while (vg_clock_mono_ns() < deadline);
+    VT_CHECK(st.stored_bytes <= CAP);
+    /* It stopped as soon as it was under: one more segment would not fit. */
+    VT_CHECK(st.stored_bytes + 1024 + vg_record_size(1, 0, strlen(RET_VAL)) > CAP);
+    VT_EQ_INT(dir_bytes(dir, "cap", 2), (long long)st.stored_bytes);
+    VT_CHECK(st.trimmed_segments >= 4);
+    for (uint32_t s = 0; s < 2; s++) {
+        uint64_t first = 0, last = 0;
+        long n = read_all(log, s, 0, &first, &last);
+        VT_CHECK(first > 1);
+        VT_EQ_INT(first, vg_log_first_seq(log, s));
+        VT_EQ_INT(last, N / 2);
+        VT_EQ_INT(n, (long)(last - first + 1));
+    }
+    VT_EQ_INT(st.trimmed_records + (vg_log_durable_seq(log, 0) - vg_log_first_seq(log, 0) + 1) +
+                  (vg_log_durable_seq(log, 1) - vg_log_first_seq(log, 1) + 1),
+              N);
+    vg_log_close(log);
+    rec_deinit(&rec);
+    tmpdir_free(dir);
+}
+
+/* ---- disk full ---- */
+
+static void df_value(char *out, size_t cap, uint64_t token)
+{
+    snprintf(out, cap, "disk full test record %06llu, padded to a few dozen bytes", (unsigned long long)token);
+}
+
+static int df_append(vg_log_t *log, uint32_t shard, recorder_t *rec, uint64_t token)
+{
+    char val[96];
+    df_value(val, sizeof val, token);
+    return vg_log_append_shard(log, shard, "k", 1, NULL, 0, val, strlen(val), (int64_t)token, on_done, rec, token,
+                               NULL);
+}
+
+static int wait_state(vg_log_t *log, int state, int timeout_ms)
+{
+    vg_log_stats_t st;
+    uint64_t deadline = vg_clock_mono_ns() + (uint64_t)timeout_ms * 1000000u;
+    do {
+        vg_log_stats(log, &st);
+        if (st.state == state)
+            return 1;
+        sleep_ms(1);
+    } while (vg_clock_mono_ns() < deadline);
+    return 0;
+}
+
+/* Checks that shard s of the stream in dir holds exactly the records whose
+ * tokens are listed (in order), values intact, sequence numbers 1..n. */
+static void check_contents(const char *dir, const char *name, uint32_t s, const uint64_t *tokens, size_t n)
+{
+    vg_log_t *ro;
+    VT_REQUIRE(vg_log_open_readonly(dir, name, &ro) == VG_OK);
+    vg_log_reader_t *r;
+    VT_REQUIRE(vg_log_reader_open(ro, s, 0, &r) == VG_OK);
+    vg_record_t rr;
+    size_t got = 0;
+    int rc, bad = 0;
+    while ((rc = vg_log_reader_next(r, &rr)) == VG_OK) {
+        char want[96];
+        if (got < n) {
+            df_value(want, sizeof want, tokens[got]);
+            bad += rr.seq != got + 1 || rr.value_len != strlen(want) || memcmp(rr.value, want, rr.value_len) != 0;
+        }
+        got++;
+    }
+    VT_EQ_INT(rc, VG_AGAIN);
+    VT_EQ_INT(got, n);
+    VT_EQ_INT(bad, 0);
+    vg_log_reader_close(r);
+    vg_log_close(ro);
+}
+
+typedef struct {
+    vg_log_t *log;
+    recorder_t *rec;
+    uint64_t first_token;
+    int count;
+    atomic_int done;
+    int errors;
+} df_appender_t;
+
+static void *df_append_many(void *arg)
+{
+    df_appender_t *a = arg;
+    for (int i = 0; i < a->count; i++)
+        a->errors += df_append(a->log, (uint32_t)i % 2, a->rec, a->first_token + (uint64_t)i) != VG_OK;
+    atomic_store(&a->done, 1);
+    return NULL;
+}
+
+/* Writes refused with ENOSPC for a while (the first one half done): no
+ * callback for anything from there on during the outage, appends queue and
+ * then block, retries back off; once space is back every callback is VG_OK,
+ * in append order, and the files hold every record once, contiguous, with
+ * no torn tail left behind. */
+static void test_disk_full_write(void)
+{
+    enum { BEFORE = 10, DURING = 60, PER_SHARD = (BEFORE + DURING) / 2 };
+    char *dir = tmpdir_new();
+    VT_REQUIRE(dir);
+    fault_t f;
+    fault_init(&f);
+    vg_log_opts_t o;
+    vg_log_opts_default(&o);
+    o.shards = 2;
+    o.segment_bytes = 1024; /* rolls along the way */
+    o.max_pending_bytes = 2048;
+    o.io = &f.io;
+    vg_log_t *log;
+    VT_REQUIRE(vg_log_open(dir, "df", &o, &log) == VG_OK);
+    recorder_t rec;
+    rec_init(&rec);
+    rec.log = log;
+    for (int i = 0; i < BEFORE; i++)
+        VT_EQ_INT(df_append(log, (uint32_t)i % 2, &rec, (uint64_t)i), VG_OK);
+    VT_EQ_INT(rec_wait(&rec, BEFORE), BEFORE);
+
+    /* Room for one record and a half. */
+    size_t rsize = vg_record_size(1, 0, strlen("disk full test record 000000, padded to a few dozen bytes"));
+    atomic_store(&f.space, (long)(rsize + rsize / 2));
+    df_appender_t a = {.log = log, .rec = &rec, .first_token = BEFORE, .count = DURING};
+    pthread_t th;
+    VT_REQUIRE(pthread_create(&th, NULL, df_append_many, &a) == 0);
+    VT_REQUIRE(wait_state(log, VG_LOG_DISK_FULL, 10000));
+    /* The appender fills max_pending_bytes and blocks. */
+    vg_log_stats_t st;
+    uint64_t deadline = vg_clock_mono_ns() + 10000000000ull;
+    do {
+        sleep_ms(2);
+        vg_log_stats(log, &st);
+    } while ((st.append_waits == 0 || st.disk_full_retries < 4) && vg_clock_mono_ns() < deadline);
+    VT_CHECK(st.append_waits > 0);
+    VT_CHECK(st.disk_full_retries >= 4);
+    VT_EQ_INT(st.state, VG_LOG_DISK_FULL);
+    VT_EQ_INT(st.disk_full_pauses, 1);
+    VT_EQ_INT(st.errors, 0);
+    VT_EQ_INT(atomic_load(&a.done), 0);
+    size_t during = rec_wait(&rec, 0);
+    VT_CHECK(during <= BEFORE + 2); /* at most the record that fitted (and its other-shard neighbour) */
+    sleep_ms(50);
+    VT_EQ_INT(rec_wait(&rec, 0), during); /* nothing reported while paused */
+    for (size_t i = 0; i < during; i++)
+        VT_EQ_INT(rec.v[i].status, VG_OK);
+    /* Backoff: retries are spaced out, not a spin (10 ms doubling to 1 s). */
+    uint64_t r0 = st.disk_full_retries;
+    sleep_ms(300);
+    vg_log_stats(log, &st);
+    VT_CHECK(st.disk_full_retries - r0 <= 6);
+    VT_CHECK(st.disk_full_ms >= 300);
+
+    atomic_store(&f.space, -1);
+    pthread_join(th, NULL);
+    VT_EQ_INT(a.errors, 0);
+    VT_EQ_INT(rec_wait(&rec, BEFORE + DURING), BEFORE + DURING);
+    uint64_t last[2] = {0, 0};
+    int bad = 0;
+    for (size_t i = 0; i < rec.n; i++) {
+        bad += rec.v[i].status != VG_OK;
+        bad += rec.v[i].token != i;
+        bad += rec.v[i].seq != last[rec.v[i].shard] + 1;
+        last[rec.v[i].shard] = rec.v[i].seq;
+    }
+    VT_EQ_INT(bad, 0);
+    VT_REQUIRE(wait_state(log, VG_LOG_OK, 5000));
+    vg_log_stats(log, &st);
+    VT_EQ_INT(st.committed, BEFORE + DURING);
+    VT_EQ_INT(st.errors, 0);
+    VT_CHECK(st.disk_full_ms >= 300);
+    VT_EQ_INT(append_str(log, 0, "k", "after", NULL, 0, NULL), VG_OK);
+    vg_log_close(log);
+
+    /* Reopened without faults: nothing to cut, every record once. */
+    o.io = NULL;
+    VT_REQUIRE(vg_log_open(dir, "df", &o, &log) == VG_OK);
+    vg_log_stats(log, &st);
+    VT_EQ_INT(st.truncated_bytes, 0);
+    VT_EQ_INT(vg_log_durable_seq(log, 0), PER_SHARD + 1);
+    VT_EQ_INT(vg_log_durable_seq(log, 1), PER_SHARD);
+    vg_log_close(log);
+    static uint64_t tokens[2][PER_SHARD];
+    for (uint64_t t = 0; t < BEFORE + DURING; t++)
+        tokens[t % 2][t / 2] = t;
+    check_contents(dir, "df", 1, tokens[1], PER_SHARD);
+    rec_deinit(&rec);
+    tmpdir_free(dir);
+}
+
+/* The next segment cannot be created (ENOSPC on open): a pause at the roll;
+ * the current segment stays active and intact, and the roll succeeds once
+ * space is back. */
+static void test_disk_full_roll(void)
+{
+    enum { N = 80 };
+    char *dir = tmpdir_new();
+    VT_REQUIRE(dir);
+    fault_t f;
+    fault_init(&f);
+    vg_log_opts_t o;
+    vg_log_opts_default(&o);
+    o.shards = 1;
+    o.segment_bytes = 1024;
+    o.io = &f.io;
+    vg_log_t *log;
+    VT_REQUIRE(vg_log_open(dir, "dfr", &o, &log) == VG_OK);
+    recorder_t rec;
+    rec_init(&rec);
+    atomic_store(&f.enospc_open, 1);
+    for (int i = 0; i < N; i++)
+        VT_EQ_INT(df_append(log, 0, &rec, (uint64_t)i), VG_OK);
+    VT_REQUIRE(wait_state(log, VG_LOG_DISK_FULL, 10000));
+    for (int i = 0; i < 2000 && atomic_load(&f.enospc_hits) < 3; i++)
+        sleep_ms(1);
+    VT_CHECK(atomic_load(&f.enospc_hits) >= 3);
+    size_t during = rec_wait(&rec, 0);
+    VT_CHECK(during > 0 && during < N); /* the first segment's records are stored and reported */
+    VT_EQ_INT(count_segments(dir, "dfr", 0), 1);
+    atomic_store(&f.enospc_open, 0);
+    VT_EQ_INT(rec_wait(&rec, N), N);
+    for (size_t i = 0; i < rec.n; i++) {
+        VT_EQ_INT(rec.v[i].status, VG_OK);
+        VT_EQ_INT(rec.v[i].seq, i + 1);
+    }
+    VT_REQUIRE(wait_state(log, VG_LOG_OK, 5000));
+    VT_CHECK(count_segments(dir, "dfr", 0) >= 5);
+    vg_log_close(log);
+    static uint64_t tokens[N];
+    for (uint64_t t = 0; t < N; t++)
+        tokens[t] = t;
+    check_contents(dir, "dfr", 0, tokens, N);
+    rec_deinit(&rec);
+    tmpdir_free(dir);
+}
+
+/* Close while the disk stays full returns (after its grace period) and
+ * reports VG_ENOSPC for what was not stored, in order; what was reported
+ * stored is in the files, and nothing else. */
+static void test_disk_full_close(void)
+{
+    enum { BEFORE = 6, DURING = 20 };
+    char *dir = tmpdir_new();
+    VT_REQUIRE(dir);
+    fault_t f;
+    fault_init(&f);
+    vg_log_opts_t o;
+    vg_log_opts_default(&o);
+    o.shards = 2;
+    o.io = &f.io;
+    vg_log_t *log;
+    VT_REQUIRE(vg_log_open(dir, "dfc", &o, &log) == VG_OK);
+    recorder_t rec;
+    rec_init(&rec);
+    for (int i = 0; i < BEFORE; i++)
+        VT_EQ_INT(df_append(log, (uint32_t)i % 2, &rec, (uint64_t)i), VG_OK);
+    VT_EQ_INT(rec_wait(&rec, BEFORE), BEFORE);
+    atomic_store(&f.space, 0);
+    for (int i = BEFORE; i < BEFORE + DURING; i++) {
+        VT_EQ_INT(df_append(log, (uint32_t)i % 2, &rec, (uint64_t)i), VG_OK);
+        if (i == BEFORE)
+            VT_REQUIRE(wait_state(log, VG_LOG_DISK_FULL, 10000)); /* the rest queue behind the paused batch */
+    }
+    uint64_t t0 = vg_clock_mono_ns();
+    vg_log_close(log);
+    uint64_t el = vg_clock_mono_ns() - t0;
+    VT_CHECK(el >= 900000000u && el < 5000000000u);
+    VT_EQ_INT(rec.n, BEFORE + DURING);
+    for (size_t i = 0; i < rec.n; i++) {
+        VT_EQ_INT(rec.v[i].token, i);
+        VT_EQ_INT(rec.v[i].status, i < BEFORE ? VG_OK : VG_ENOSPC);
+    }
+    o.io = NULL;
+    VT_REQUIRE(vg_log_open(dir, "dfc", &o, &log) == VG_OK);
+    VT_EQ_INT(vg_log_durable_seq(log, 0), BEFORE / 2);
+    VT_EQ_INT(vg_log_durable_seq(log, 1), BEFORE / 2);
+    uint64_t seq;
+    VT_EQ_INT(append_str(log, 0, "k", "v", NULL, 0, &seq), VG_OK);
+    VT_EQ_INT(seq, BEFORE / 2 + 1);
+    vg_log_close(log);
+    rec_deinit(&rec);
+    tmpdir_free(dir);
+}
+
+/* fdatasync failing, even with ENOSPC, stays fail-stop: after a failed
+ * writeback the page cache no longer says what is on disk. */
+static void test_sync_enospc_fails(void)
+{
+    char *dir = tmpdir_new();
+    VT_REQUIRE(dir);
+    fault_t f;
+    fault_init(&f);
+    vg_log_opts_t o;
+    vg_log_opts_default(&o);
+    o.shards = 1;
+    o.io = &f.io;
+    vg_log_t *log;
+    VT_REQUIRE(vg_log_open(dir, "se", &o, &log) == VG_OK);
+    recorder_t rec;
+    rec_init(&rec);
+    atomic_store(&f.sync_errno, ENOSPC);
+    atomic_store(&f.fail_sync, 1);
+    VT_EQ_INT(df_append(log, 0, &rec, 0), VG_OK);
+    VT_EQ_INT(rec_wait(&rec, 1), 1);
+    VT_EQ_INT(rec.v[0].status, VG_EIO);
+    vg_log_stats_t st;
+    vg_log_stats(log, &st);
+    VT_EQ_INT(st.state, VG_LOG_FAILED);
+    VT_EQ_INT(st.disk_full_pauses, 0);
+    VT_CHECK(strcmp(vg_log_state_name(st.state), "failed") == 0);
+    VT_EQ_INT(df_append(log, 0, &rec, 1), VG_EIO);
+    vg_log_close(log);
+    rec_deinit(&rec);
+    tmpdir_free(dir);
+}
+
 static void *post_later(void *arg)
 {
     sleep_ms(30);
@@ -1481,7 +2094,7 @@ static void test_flush_leader(void)
 int main(void)
 {
     /* Several tests provoke failures on purpose; keep their log lines short. */
-    vg_diag_set_level(VG_LOG_ERROR);
+    vg_diag_set_level(getenv("VT_LOG") ? VG_LOG_INFO : VG_LOG_ERROR);
     VT_RUN(test_append_read_reopen);
     VT_RUN(test_callbacks_after_durable);
     VT_RUN(test_torn_tail);
@@ -1502,5 +2115,12 @@ int main(void)
     VT_RUN(test_watch);
     VT_RUN(test_notify);
     VT_RUN(test_flush_leader);
+    VT_RUN(test_retention_age);
+    VT_RUN(test_retention_not_early);
+    VT_RUN(test_retention_bytes);
+    VT_RUN(test_disk_full_write);
+    VT_RUN(test_disk_full_roll);
+    VT_RUN(test_disk_full_close);
+    VT_RUN(test_sync_enospc_fails);
     return VT_DONE();
 }
