@@ -1247,8 +1247,11 @@ static void fail_log(vg_log_t *log)
         shard_t *s = &log->shards[i];
         /* Best effort (it logs its own failure): if the disk refuses this
          * too, recovery at the next open cuts what does not check. */
-        if (s->seg.fd >= 0 && (s->seg.size > s->ok_size || s->torn))
-            (void)vg_segment_truncate(&s->seg, s->ok_size, s->ok_seq + 1);
+        if (s->seg.fd >= 0 && (s->seg.size > s->ok_size || s->torn)) {
+            uint64_t cut = s->seg.size - s->ok_size;
+            if (vg_segment_truncate(&s->seg, s->ok_size, s->ok_seq + 1) == VG_OK)
+                atomic_fetch_sub_explicit(&log->stored_bytes, cut, memory_order_relaxed);
+        }
         s->dirty = false;
     }
     pthread_mutex_lock(&log->mu);
@@ -1634,7 +1637,10 @@ static void sync_dirty(vg_log_t *log)
         if (bad)
             fail_log(log);
     }
-    log->last_sync_ns = vg_clock_mono_ns();
+    /* Only a real sync starts a new interval: a round that found nothing
+     * dirty (a retention wake-up) must not hold back the next record. */
+    if (n)
+        log->last_sync_ns = vg_clock_mono_ns();
 }
 
 /* Runs the callbacks of the longest prefix of waiting entries whose fate is

@@ -1599,6 +1599,9 @@ static void test_retention_not_early(void)
     VT_EQ_INT(early, 0);
     VT_CHECK(trims >= 2);
     VT_CHECK(seen_first > 1);
+    for (int i = 0; i < 5000 && vg_log_durable_seq(log, 0) < N; i++)
+        VT_REQUIRE(vg_log_wait(log, 0, N - 1, 1000) != VG_ECLOSED);
+    VT_EQ_INT(vg_log_durable_seq(log, 0), N);
     uint64_t first = 0, last = 0;
     long n = read_all(log, 0, 0, &first, &last);
     VT_CHECK(n > 0);
