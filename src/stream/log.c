@@ -208,6 +208,7 @@ struct vg_log {
     unsigned space_waiters;
     bool closing;
     bool round_busy; /* a commit round runs (committer or a vg_log_flush leader) */
+    int64_t csleep_due_ms; /* retention deadline the idle committer sleeps until (INT64_MAX: none) */
     uint64_t closing_ns; /* when close began (mono) */
     atomic_bool failed;
     int fail_status; /* what callbacks of unstored records get once failed: VG_EIO, or VG_ENOSPC (closed while full) */
@@ -1925,7 +1926,7 @@ static size_t give_up(vg_log_t *log)
  * for its timed wait (UINT64_MAX: never). Retention ages are wall-clock
  * times; the conversion is redone after every wake, so a clock step costs
  * at most one early or late look. */
-static uint64_t trim_wake_ns(const vg_log_t *log)
+static int64_t trim_due_eff_ms(const vg_log_t *log)
 {
     int64_t due = log->trim_due_ms;
     if (log->opts.retention_bytes && log->finished_segs &&
@@ -1933,6 +1934,12 @@ static uint64_t trim_wake_ns(const vg_log_t *log)
         due = INT64_MIN;
     if (due < log->trim_hold_ms)
         due = log->trim_hold_ms;
+    return due;
+}
+
+static uint64_t trim_wake_ns(const vg_log_t *log)
+{
+    int64_t due = trim_due_eff_ms(log);
     if (due == INT64_MAX)
         return UINT64_MAX;
     int64_t wall = vg_clock_wall_ms();
@@ -1958,7 +1965,10 @@ static void *committer_main(void *arg)
     pthread_mutex_lock(&log->mu);
     for (;;) {
         if (log->round_busy) {
-            /* A vg_log_flush leader is in a round; it signals at the end. */
+            /* A vg_log_flush leader is in a round; it signals at the end
+             * if there is work for us (INT64_MAX: any retention deadline
+             * is news, as we have not looked at it yet). */
+            log->csleep_due_ms = INT64_MAX;
             pthread_cond_wait(&log->work_cv, &log->mu);
             continue;
         }
@@ -2011,6 +2021,9 @@ static void *committer_main(void *arg)
                 round_done_locked(log, released);
                 continue;
             }
+            /* A leader's rounds can bring the next expiry forward (a new
+             * segment, a roll): it compares with this and wakes us. */
+            log->csleep_due_ms = trim_due_eff_ms(log);
             if (due == UINT64_MAX) {
                 pthread_cond_wait(&log->work_cv, &log->mu);
             } else {
@@ -2081,7 +2094,8 @@ int vg_log_flush(vg_log_t *log)
      * interval sync: the committer thread takes them, so that this caller
      * goes back to its own work after one round. The committer also waits
      * here while a leader runs, so it needs the signal to go on. */
-    if (log->pending.n || log->closing || log->wbatch || (log->nwaiting && log->opts.fsync == VG_FSYNC_INTERVAL))
+    if (log->pending.n || log->closing || log->wbatch || (log->nwaiting && log->opts.fsync == VG_FSYNC_INTERVAL) ||
+        trim_due_eff_ms(log) < log->csleep_due_ms)
         pthread_cond_signal(&log->work_cv);
     pthread_mutex_unlock(&log->mu);
     return VG_OK;
