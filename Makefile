@@ -65,6 +65,14 @@ $(BUILD)/mqtt_load: bench/mqtt_load.c $(LIB_OBJ)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(CFLAGS) -o $@ $< $(LIB_OBJ) $(LDLIBS)
 
+# The idle fleet of the cost row (bench/run.sh e): N idle MQTT connections
+# with keepalive PINGREQs. Standalone on purpose (see its header): it does
+# not link the library.
+$(BUILD)/idle_fleet: bench/idle_fleet.c
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(CFLAGS) -o $@ $<
+
 # The detector benchmark (bench/run.sh d): ns per event, bytes per device.
 $(BUILD)/detect_bench: bench/detect_bench.c $(LIB_OBJ)
 	@mkdir -p $(dir $@)
@@ -111,7 +119,7 @@ demo: deps
 	@scripts/demo.sh
 
 bench: deps
-	@$(MAKE) --no-print-directory all $(BUILD)/mqtt_load $(BUILD)/detect_bench
+	@$(MAKE) --no-print-directory all $(BUILD)/mqtt_load $(BUILD)/detect_bench $(BUILD)/idle_fleet
 	@bench/run.sh
 
 clean:

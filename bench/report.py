@@ -14,6 +14,14 @@
       runs the load generator CMD (vigil sim ... --json) while sampling the
       server's VmRSS and CPU time; writes DIR/sim.json (the sim's stdout),
       DIR/sim.err, DIR/rss.tsv and DIR/runsim.json.
+      With --cost-window DURATION [--perf-stat 0|1] (cost row (e)) it also
+      samples every server thread over the sim's steady window ("cost" in
+      runsim.json).
+  report.py idlerun --pid PID --out DIR --settle S --window S --timeout S
+                    [--perf-stat 0|1] -- CMD...
+      runs the idle fleet CMD (build/idle_fleet), waits until every
+      connection is up, settles, samples every server thread over the
+      window, stops CMD; writes DIR/{sim.json,sim.err,runsim.json}.
   report.py fsyncprobe DIR
       prints the latency of 4 KiB append + fdatasync on DIR's file system
       (what a durable PUBACK waits for at least).
@@ -21,7 +29,9 @@
       writes the benchmark document from WORKDIR/meta.json and
       WORKDIR/runs/*/{info,runsim,sim}.json (sim.json: `vigil sim --json` for
       rows (a)-(c), build/mqtt_load for the gateway rows (g1)-(g3)) and
-      WORKDIR/d.json (build/detect_bench, the detector row (d)). Sections
+      WORKDIR/d.json (build/detect_bench, the detector row (d)); the cost
+      row (e) from runsim.json's "cost" (load) and idlerun's runsim.json
+      (idle fleet). Sections
       of benchmarks that were not run this time are carried over from the
       existing OUT.md, marked with the date of the run they come from.
 """
@@ -230,7 +240,184 @@ def die_with_parent():
         pass
 
 
+# ---------------------------------------------------------------- cost sampling (e)
+
+def read_task(pid, tid):
+    """One thread's counters: comm, utime+stime (ticks), voluntary and
+    involuntary context switches, and where it sleeps (wchan), or None when
+    the thread is gone."""
+    base = f"/proc/{pid}/task/{tid}"
+    try:
+        with open(base + "/stat") as f:
+            data = f.read()
+        comm = data[data.index("(") + 1:data.rindex(")")]
+        fields = data[data.rindex(")") + 2:].split()
+        ticks = int(fields[11]) + int(fields[12])
+        vol = invol = None
+        with open(base + "/status") as f:
+            for line in f:
+                if line.startswith("voluntary_ctxt_switches:"):
+                    vol = int(line.split()[1])
+                elif line.startswith("nonvoluntary_ctxt_switches:"):
+                    invol = int(line.split()[1])
+        if vol is None or invol is None:
+            return None
+    except (OSError, ValueError, IndexError):
+        return None
+    try:
+        with open(base + "/wchan") as f:
+            wchan = f.read().strip()
+    except OSError:
+        wchan = ""
+    try:  # time on the CPU in ns (ticks are 10 ms: too coarse for an idle thread)
+        with open(base + "/schedstat") as f:
+            run_ns = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        run_ns = None
+    return {"comm": comm, "ticks": ticks, "run_ns": run_ns, "vol": vol, "invol": invol, "wchan": wchan}
+
+
+class TaskSampler:
+    """Counters of every thread of a process over a window.
+
+    /proc/PID/status of the main thread covers only that thread, and no
+    /proc file sums context switches over a process's threads (dead ones
+    included), so every thread is read from /proc/PID/task/*/ at the start,
+    at every sample() and at the end. A thread that appears later started
+    inside the window (all its switches count); one that disappears exited
+    inside it and counts up to its last sample (its last < 1 s are missing:
+    reported as `exited`). CPU time comes from /proc/PID/stat, which includes
+    threads that exited."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.seen = {}  # tid -> {"first": snapshot or None (born in the window), "last": snapshot, "wchans": {}}
+        self.series = []  # [seconds since start, CPU s, switches] per sample
+        self.t0 = self.cpu0 = None
+        self.tids0 = set()
+        self.last = None
+
+    def _read(self):
+        t = time.monotonic()
+        cpu = cpu_s(self.pid)
+        tasks = {}
+        try:
+            names = os.listdir(f"/proc/{self.pid}/task")
+        except OSError:
+            names = []
+        for name in names:
+            snap = read_task(self.pid, name)
+            if snap:
+                tasks[int(name)] = snap
+        return t, cpu, tasks
+
+    def _note(self, tasks, at_start):
+        for tid, snap in tasks.items():
+            e = self.seen.get(tid)
+            if e is None:
+                e = self.seen[tid] = {"first": snap if at_start else None, "last": snap, "wchans": {}}
+            e["last"] = snap
+            w = snap["wchan"]
+            if w and w != "0":
+                e["wchans"][w] = e["wchans"].get(w, 0) + 1
+
+    def begin(self):
+        self.t0, self.cpu0, tasks = self._read()
+        self.tids0 = set(tasks)
+        self._note(tasks, True)
+        self.last = (self.t0, self.cpu0, set(tasks))
+
+    def sample(self):
+        t, cpu, tasks = self._read()
+        if not tasks:  # the process is gone: keep the last real sample
+            return
+        self._note(tasks, False)
+        self.last = (t, cpu, set(tasks))
+        sw = sum(self._delta(e)[1] + self._delta(e)[2] for e in self.seen.values())
+        self.series.append([round(t - self.t0, 3), None if cpu is None or self.cpu0 is None else round(cpu - self.cpu0, 2), sw])
+
+    @staticmethod
+    def _delta(e):
+        f, l = e["first"] or {"ticks": 0, "run_ns": 0, "vol": 0, "invol": 0}, e["last"]
+        if f["run_ns"] is not None and l["run_ns"] is not None:
+            cpu = (l["run_ns"] - f["run_ns"]) / 1e9
+        else:
+            cpu = (l["ticks"] - f["ticks"]) / CLK_TCK
+        return cpu, l["vol"] - f["vol"], l["invol"] - f["invol"]
+
+    def result(self):
+        t1, cpu1, tids1 = self.last
+        threads = []
+        for tid in sorted(self.seen):  # tids grow with creation order
+            e = self.seen[tid]
+            cpu, vol, invol = self._delta(e)
+            w = max(e["wchans"].items(), key=lambda kv: kv[1])[0] if e["wchans"] else ""
+            threads.append({"tid": tid, "main": tid == self.pid, "comm": e["last"]["comm"], "wchan": w,
+                            "cpu_s": round(cpu, 4), "vol": vol, "invol": invol,
+                            "born": e["first"] is None, "exited": tid not in tids1})
+        return {
+            "seconds": round(t1 - self.t0, 3),
+            "cpu_s": None if cpu1 is None or self.cpu0 is None else round(cpu1 - self.cpu0, 3),
+            "vol": sum(t["vol"] for t in threads), "invol": sum(t["invol"] for t in threads),
+            "threads_start": len(self.tids0), "threads_end": len(tids1),
+            "born": sum(t["born"] for t in threads), "exited": sum(t["exited"] for t in threads),
+            "threads": threads, "series": self.series,
+        }
+
+
+class PerfStat:
+    """`perf stat -e context-switches,task-clock -p PID` from start to
+    stop(): a cross-check of the /proc sums that also counts threads that
+    exited (perf's counters are inherited by new threads and fold exited
+    ones into the total). perf attaches a few ms after start, so compare
+    rates, not totals."""
+
+    def __init__(self, pid, path):
+        self.path = path
+        self.t0 = time.monotonic()
+        try:
+            self.proc = subprocess.Popen(["perf", "stat", "-x,", "-e", "context-switches,task-clock", "-p", str(pid),
+                                          "-o", path], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                         preexec_fn=die_with_parent)
+        except OSError as e:
+            self.proc, self.error = None, str(e)
+
+    def stop(self):
+        if not self.proc:
+            return {"status": "failed", "reason": self.error}
+        t1 = time.monotonic()
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        res = {"status": "ok", "seconds": round(t1 - self.t0, 3)}
+        try:
+            with open(self.path) as f:
+                for line in f:
+                    parts = line.strip().split(",")
+                    if len(parts) < 3 or line.startswith("#"):
+                        continue
+                    try:
+                        v = float(parts[0])
+                    except ValueError:
+                        res["status"] = "failed"
+                        res["reason"] = f"perf: {line.strip()}"
+                        continue
+                    if parts[2].startswith("context-switches"):
+                        res["context_switches"] = int(v)
+                    elif parts[2].startswith("task-clock"):
+                        res["task_clock_ms"] = v
+        except OSError as e:
+            res = {"status": "failed", "reason": f"no perf output: {e}"}
+        if res.get("status") == "ok" and "context_switches" not in res:
+            res = {"status": "failed", "reason": "perf printed no context-switches count"}
+        return res
+
+
 CONN_RE = re.compile(r"connected (\d+)/(\d+)")
+FAIL_RE = re.compile(r"\(failed (\d+), lost (\d+)\)")
 PROG_RE = re.compile(r"^\[\s*([\d.]+)s\] connected (\d+)/(\d+).*?sent (\d+)\s+acked (\d+)\s+rate (\d+)/s"
                      r".*?p99 ack ([\d.]+) ms")
 
@@ -239,6 +426,8 @@ def cmd_runsim(args):
     pid = out = None
     timeout = 600.0
     stats_port = None
+    cost_duration = None
+    perf_stat = False
     i = 0
     while i < len(args):
         a = args[i]
@@ -253,6 +442,10 @@ def cmd_runsim(args):
             timeout = float(args[i + 1])
         elif a == "--stats-port":
             stats_port = int(args[i + 1])
+        elif a == "--cost-window":
+            cost_duration = float(args[i + 1])
+        elif a == "--perf-stat":
+            perf_stat = args[i + 1] == "1"
         else:
             print(f"runsim: unknown option {a}", file=sys.stderr)
             return 2
@@ -311,6 +504,43 @@ def cmd_runsim(args):
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
 
+    # Cost row (e): the steady window runs from the first progress line that
+    # shows every device connected (or given up on) to the last line before
+    # the send phase ends (the sim's clock starts with its send phase, so
+    # that is the last line with t + 1 >= duration, the lines coming once a
+    # second); the server's threads are sampled on each line in between.
+    cost = {"sampler": None, "perf": None, "start": None, "end": None, "last": None}
+
+    def cost_finish():
+        smp = cost["sampler"]
+        res["cost"] = {"start": cost["start"], "end": cost["last"], "window": smp.result(),
+                       "perf": cost["perf"].stop() if cost["perf"] else {"status": "skipped"}}
+        cost["end"] = cost["last"]
+        st, en = cost["start"], cost["last"]
+        res["cost"]["events_acked"] = en["acked"] - st["acked"]
+        res["cost"]["events_sent"] = en["sent"] - st["sent"]
+        res["cost"]["sim_seconds"] = round(en["t"] - st["t"], 3)
+
+    def cost_line(t, c, tot, failed, sent, acked):
+        if cost["end"] is not None:
+            return
+        line_ = {"t": t, "connected": c, "sent": sent, "acked": acked}
+        if cost["sampler"] is None:
+            if c + failed >= tot and t + 2 <= cost_duration:
+                if perf_stat:
+                    cost["perf"] = PerfStat(pid, os.path.join(out, "perf_stat.txt"))
+                smp = TaskSampler(pid)
+                smp.begin()
+                cost["sampler"], cost["start"], cost["last"] = smp, line_, line_
+            return
+        if t >= cost_duration:  # the last line inside the send phase was missed
+            cost_finish()
+            return
+        cost["sampler"].sample()
+        cost["last"] = line_
+        if t + 1 >= cost_duration:
+            cost_finish()
+
     def reader():
         for line in proc.stderr:
             sim_err.write(line)
@@ -318,6 +548,13 @@ def cmd_runsim(args):
             if pm:
                 t, c, tot, sent, acked, rate_, p99 = pm.groups()
                 state["progress"].append([float(t), int(c), int(tot), int(sent), int(acked), int(rate_), float(p99)])
+                if cost_duration:
+                    fm = FAIL_RE.search(line)
+                    try:
+                        cost_line(float(t), int(c), int(tot), int(fm.group(1)) if fm else 0, int(sent), int(acked))
+                    except Exception as e:  # a sampling fault must not stop the reader
+                        res["cost_error"] = f"{type(e).__name__}: {e}"
+                        cost["end"] = cost["end"] or {}
             m = CONN_RE.search(line)
             if not m:
                 continue
@@ -366,6 +603,11 @@ def cmd_runsim(args):
                 break
     wall = time.monotonic() - t0
     th.join(timeout=5)
+    if cost_duration:
+        if cost["sampler"] is not None and cost["end"] is None:
+            cost_finish()
+        elif cost["sampler"] is None:
+            res["cost_error"] = "no steady window: the sim never showed every device connected with 2 s of its send phase left"
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu1 = cpu_s(pid)
     lo1 = listen_overflows()
@@ -396,6 +638,149 @@ def cmd_runsim(args):
         "progress": state["progress"],
         "listen_overflows": (lo1 - lo0) if lo0 is not None and lo1 is not None else None,
     })
+    save_json(os.path.join(out, "runsim.json"), res)
+    return 0
+
+
+# ---------------------------------------------------------------- idlerun (e)
+
+IDLE_RE = re.compile(r"^\[\s*([\d.]+)s\] connected (\d+)/(\d+)\s+failed (\d+)\s+lost (\d+)\s+pings (\d+)\s+pongs (\d+)")
+
+
+def cmd_idlerun(args):
+    """idlerun --pid PID --out DIR --settle S --window S --timeout S
+    [--perf-stat 0|1] -- CMD...: runs the idle fleet CMD
+    (build/idle_fleet), waits until every connection is up (or given up
+    on), lets the server settle, samples its threads over the window, then
+    stops CMD with SIGTERM. Writes DIR/sim.json (CMD's stdout),
+    DIR/sim.err and DIR/runsim.json."""
+    pid = out = None
+    settle, window, timeout, perf_stat = 5.0, 30.0, 300.0, False
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "--":
+            cmd = args[i + 1:]
+            break
+        v = args[i + 1] if i + 1 < len(args) else None
+        if a == "--pid":
+            pid = int(v)
+        elif a == "--out":
+            out = v
+        elif a == "--settle":
+            settle = float(v)
+        elif a == "--window":
+            window = float(v)
+        elif a == "--timeout":
+            timeout = float(v)
+        elif a == "--perf-stat":
+            perf_stat = v == "1"
+        else:
+            print(f"idlerun: unknown option {a}", file=sys.stderr)
+            return 2
+        i += 2
+    else:
+        print("idlerun: missing -- CMD", file=sys.stderr)
+        return 2
+
+    res = {"cmd": cmd, "settle_s": settle, "window_s": window}
+    idle = None
+    for _ in range(3):
+        idle = rss_kb(pid) or idle
+        time.sleep(0.2)
+    res["rss_idle_kb"] = idle
+    t0 = time.monotonic()
+    sim_out = open(os.path.join(out, "sim.json"), "w")
+    sim_err = open(os.path.join(out, "sim.err"), "w")
+    try:
+        proc = subprocess.Popen(cmd, stdout=sim_out, stderr=subprocess.PIPE, text=True, bufsize=1,
+                                preexec_fn=die_with_parent)
+    except OSError as e:
+        res["error"] = f"cannot start the idle fleet: {e}"
+        save_json(os.path.join(out, "runsim.json"), res)
+        return 1
+
+    def on_term(signum, frame):
+        try:
+            proc.send_signal(signal.SIGTERM)
+        except OSError:
+            pass
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    latest = {}
+    ready = threading.Event()
+
+    def reader():
+        for line in proc.stderr:
+            sim_err.write(line)
+            m = IDLE_RE.search(line)
+            if not m:
+                continue
+            t, c, tot, failed, lost, pings, pongs = m.groups()
+            latest.update(t=float(t), connected=int(c), total=int(tot), failed=int(failed), lost=int(lost),
+                          pings=int(pings), pongs=int(pongs), at=time.monotonic())
+            if int(c) + int(failed) >= int(tot):
+                ready.set()
+        sim_err.flush()
+
+    th = threading.Thread(target=reader, daemon=True)
+    th.start()
+
+    def wait_until(deadline):
+        """Sleeps until deadline (monotonic); False if the fleet exited."""
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                return False
+            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+        return True
+
+    ok = False
+    while time.monotonic() - t0 < timeout:
+        if ready.wait(0.25):
+            ok = True
+            break
+        if proc.poll() is not None:
+            break
+    if not ok:
+        res["error"] = ("the idle fleet exited before every connection was up" if proc.poll() is not None
+                        else f"not every connection was up after {timeout:.0f} s")
+    else:
+        res["t_all_connected_s"] = round(time.monotonic() - t0, 3)
+        res["rss_all_connected_kb"] = rss_kb(pid)
+        res["fleet_at_all_connected"] = dict(latest)
+        if wait_until(time.monotonic() + settle):
+            pstat = PerfStat(pid, os.path.join(out, "perf_stat.txt")) if perf_stat else None
+            smp = TaskSampler(pid)
+            smp.begin()
+            res["rss_window_start_kb"] = rss_kb(pid)
+            f0 = dict(latest)
+            end = smp.t0 + window
+            alive_ = True
+            while alive_ and time.monotonic() < end:
+                alive_ = wait_until(min(end, time.monotonic() + 1.0))
+                smp.sample()
+            res["window"] = smp.result()
+            res["perf"] = pstat.stop() if pstat else {"status": "skipped"}
+            res["rss_window_end_kb"] = rss_kb(pid)
+            f1 = dict(latest)
+            res["fleet_window_start"], res["fleet_window_end"] = f0, f1
+            if not alive_:
+                res["error"] = "the idle fleet exited during the window"
+        else:
+            res["error"] = "the idle fleet exited while the server settled"
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        rc = proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        rc = proc.wait()
+    th.join(timeout=5)
+    sim_out.close()
+    sim_err.close()
+    res.update({"sim_rc": rc, "wall_s": round(time.monotonic() - t0, 3), "server_alive_after": alive(pid)})
     save_json(os.path.join(out, "runsim.json"), res)
     return 0
 
@@ -602,6 +987,10 @@ def anomalies(r):
         return out
     if r.is_gw:
         return gw_anomalies(r)
+    if r.info.get("bench") == "e-idle":
+        return idle_anomalies(r)
+    if r.info.get("bench") == "e":
+        out += cost_anomalies(r)
     g = r.s
     if g("connect_failures"):
         msg = f"{fnum(g('connect_failures'))} of {fnum(g('devices'))} devices could not connect"
@@ -1056,11 +1445,338 @@ def render_d(meta, d):
     return L, targets
 
 
+# ---------------------------------------------------------------- cost (e)
+
+def e_method(meta):
+    p = meta.get("e", {})
+    return [
+        f"- **Cost row (e)**, load: the workload of (a) — `vigil sim` with {fnum(p.get('devices'))} devices × 1 event / "
+        f"{p.get('interval')} s, QoS 1, {p.get('duration')} s — on vigil (default `--fsync always`) and on mosquitto "
+        "(same configuration as (a)–(c)), each a fresh server, one after the other in the same run; no "
+        "`$SYS/vigil/stats` client is attached (every wake-up of the server counts). **Steady window**: it opens "
+        "at the first progress line of the sim (one a second) that shows every device connected or given up on "
+        "and closes at the last line before the sim's send phase ends (the sim's clock starts with its send "
+        "phase, so the last line with t + 1 s ≥ duration); the harness samples the server when it reads each "
+        "of those lines. *Events* are the sim's PUBACK count at the closing line minus that at the opening line "
+        "(the sim's counts are its workers' per-second snapshots, ~0.1 s before the line; the /proc samples are "
+        "taken ~0.1 s after it at both ends, so both windows have the same length to within scheduling delay).",
+        "- *Server CPU* is utime+stime of the whole process from `/proc/PID/stat` (all threads, including ones "
+        "that exited) at the two ends of the window; per million events = CPU s ÷ events × 10⁶. *Context "
+        "switches* are voluntary + involuntary switches (`voluntary_ctxt_switches`, "
+        "`nonvoluntary_ctxt_switches`) summed over every thread in `/proc/PID/task/*/status` — the main "
+        "thread's `/proc/PID/status` counts only that thread, and /proc has no per-process total that includes "
+        "exited threads, so every thread is read at the start, once a second and at the end: a thread that "
+        "appears started inside the window (all its switches count), one that disappears exited inside it "
+        "and counts up to its last sample (the *born / exited* row says whether that happened). `perf stat -e "
+        "context-switches,task-clock -p PID` runs over the same window as a cross-check (it follows new threads "
+        "and keeps exited threads' counts; it attaches a few ms late, so its rate per second is compared; it only "
+        "counts, it does not sample).",
+        "- *Per-thread breakdown*: the same counters per thread, in creation order (thread ids grow with "
+        "creation); per-thread CPU is the thread's run time in ns (`/proc/PID/task/TID/schedstat`), so it "
+        "can differ from the process total in the last digit; with its name (`/proc/PID/task/TID/comm`) and where it sleeps most often "
+        "(`/proc/PID/task/TID/wchan` at the samples; kernel function names, e.g. `do_epoll_wait` = an epoll "
+        "loop, `futex_do_wait` = a condition variable or mutex, `do_sigtimedwait` = a signal wait, "
+        "`do_nanosleep` = a timed sleep). Threads that are not named (one `comm` for all) are told apart by "
+        "creation order, which is the same from run to run of one build.",
+        "- *RSS per connection* (load): (VmRSS at the first progress line with every device connected − VmRSS "
+        "idle before the sim) ÷ connections, as in (b); the devices already publish then. (idle fleet): (VmRSS "
+        "at the start of the idle window − VmRSS idle) ÷ connections, with nothing else happening.",
+        f"- **Idle fleet**: a fresh server holds {fnum(p.get('idle_connections'))} MQTT 3.1.1 connections from "
+        "`build/idle_fleet` (`bench/idle_fleet.c`, built by `make bench`; one process, one epoll thread, at most "
+        "100 handshakes in flight, clean sessions, client ids `idle-<i>`) that publish and subscribe nothing, "
+        f"keepalive {p.get('keepalive')} s. Each connection sends PINGREQ every keepalive; connection i's first "
+        "one goes i/N of a keepalive after its CONNACK, so the fleet's pings arrive evenly "
+        f"({fnum((p.get('idle_connections') or 0) / (p.get('keepalive') or 1))}/s), as from devices that connected "
+        "at random times, instead of in one burst a keepalive after the connect ramp. Once every connection is "
+        f"up, the server settles {p.get('settle_s')} s, then CPU and context switches are sampled as above over "
+        f"{p.get('window_s')} s; *CPU % of one core* = CPU s ÷ window s × 100.",
+    ]
+
+
+def cost_of(r):
+    return (r.rs.get("cost") or {}) if r and r.rs else {}
+
+
+def cost_win(r):
+    return cost_of(r).get("window") or {}
+
+
+def cost_events(r):
+    ev = cost_of(r).get("events_acked")
+    return ev if ev else None
+
+
+def cost_cpu_per_m(r):
+    cpu, ev = cost_win(r).get("cpu_s"), cost_events(r)
+    return cpu / ev * 1e6 if cpu is not None and ev else None
+
+
+def cost_sw(w):
+    return (w.get("vol") or 0) + (w.get("invol") or 0) if w else None
+
+
+def cost_sw_per_event(r):
+    w, ev = cost_win(r), cost_events(r)
+    return cost_sw(w) / ev if w and ev else None
+
+
+def idle_win(r):
+    return (r.rs.get("window") or {}) if r and r.rs else {}
+
+
+def idle_cpu_pct(r):
+    w = idle_win(r)
+    return 100 * w["cpu_s"] / w["seconds"] if w.get("cpu_s") is not None and w.get("seconds") else None
+
+
+def idle_sw_per_s(r, which=None):
+    w = idle_win(r)
+    if not w.get("seconds"):
+        return None
+    v = cost_sw(w) if which is None else (w.get(which) or 0)
+    return v / w["seconds"]
+
+
+def idle_mem_per_conn(r):
+    if not r or not r.rs:
+        return None
+    idle, at = r.rs.get("rss_idle_kb"), r.rs.get("rss_window_start_kb")
+    n = (r.sim or {}).get("connected_max")
+    return (at - idle) * 1024 / n if idle is not None and at is not None and n else None
+
+
+def perf_rate(perf, key):
+    if not perf or perf.get("status") != "ok" or not perf.get("seconds"):
+        return None
+    v = perf.get(key)
+    return v / perf["seconds"] if v is not None else None
+
+
+def f2(v):
+    return "n/a" if v is None else f"{v:,.2f}"
+
+
+def f3(v):
+    return "n/a" if v is None else f"{v:,.3f}"
+
+
+def idle_anomalies(r):
+    out = []
+    g = r.sim or {}
+    if r.rs.get("error"):
+        out.append(r.rs["error"])
+    if g.get("connect_failures"):
+        out.append(f"{fnum(g['connect_failures'])} of {fnum(g.get('connections'))} idle connections could not be "
+                   "set up")
+    if g.get("disconnects"):
+        out.append(f"{fnum(g['disconnects'])} idle connections were lost")
+    if g.get("ping_timeouts"):
+        out.append(f"{fnum(g['ping_timeouts'])} PINGREQs got no PINGRESP within a keepalive")
+    if g.get("unexpected_packets"):
+        out.append(f"{fnum(g['unexpected_packets'])} unexpected packets from the server")
+    w = idle_win(r)
+    if w.get("exited") or w.get("born"):
+        out.append(f"server threads born / exited during the idle window: {w.get('born')} / {w.get('exited')}")
+    if (r.info.get("stop_s") or 0) > 5:
+        out.append(f"the server took {r.info['stop_s']:.1f} s to stop after SIGTERM")
+    return out
+
+
+def cost_anomalies(r):
+    out = []
+    if r.rs.get("cost_error"):
+        out.append(f"cost window: {r.rs['cost_error']}")
+    w = cost_win(r)
+    if w.get("exited") or w.get("born"):
+        out.append(f"server threads born / exited during the steady window: {w.get('born')} / {w.get('exited')} "
+                   "(an exited thread's switches after its last sample, < 1 s, are missing)")
+    pf = cost_of(r).get("perf") or {}
+    if pf.get("status") == "failed":
+        out.append(f"perf stat cross-check failed: {pf.get('reason')}")
+    return out
+
+
+def thread_group(comm):
+    """A thread name without its trailing number: 'vg-worker-3' -> 'vg-worker-*'."""
+    m = re.match(r"^(.*?)[-_:/ ]?\d+$", comm)
+    return (m.group(1) + "-*") if m and m.group(1) else comm
+
+
+def thread_rows(threads, per, per_label, seconds=None, fmt=f3):
+    """Per-thread breakdown rows. per: divisor for the switches column
+    (events for the load window, seconds for the idle one)."""
+    tot_sw = sum(t["vol"] + t["invol"] for t in threads) or 1
+    tot_cpu = sum(t["cpu_s"] for t in threads) or 0
+    rows = []
+    for i, t in enumerate(threads):
+        sw = t["vol"] + t["invol"]
+        flags = ", ".join(x for x, on in (("main", t.get("main")), ("born in window", t.get("born")),
+                                          ("exited in window", t.get("exited"))) if on)
+        cpu = (f"{t['cpu_s']:.2f}" if seconds is None else f"{100 * t['cpu_s'] / seconds:.2f}") if seconds != 0 else "n/a"
+        rows.append([i, t["tid"] if not flags else f"{t['tid']} ({flags})", f"`{t['comm']}`",
+                     f"`{t['wchan']}`" if t["wchan"] else "", cpu,
+                     fnum(t["vol"]), fnum(t["invol"]), fmt(sw / per) if per else "n/a", f"{100 * sw / tot_sw:.1f}"])
+    header = ["#", "tid", "name (comm)", "sleeps in (wchan)", "CPU s" if seconds is None else "CPU % of a core",
+              "voluntary", "involuntary", per_label, "share of switches %"]
+    groups = {}
+    for t in threads:
+        g = groups.setdefault(thread_group(t["comm"]), [0, 0.0, 0])
+        g[0] += 1
+        g[1] += t["cpu_s"]
+        g[2] += t["vol"] + t["invol"]
+    grows = None
+    if len(groups) > 1:
+        grows = [[f"`{k}`", n, f"{c:.2f}" if seconds is None else f"{100 * c / seconds:.2f}" if seconds else "n/a",
+                  fnum(sw), fmt(sw / per) if per else "n/a", f"{100 * sw / tot_sw:.1f}"]
+                 for k, (n, c, sw) in sorted(groups.items(), key=lambda kv: -kv[1][2])]
+        grows = (["thread group", "threads", "CPU s" if seconds is None else "CPU % of a core", "switches",
+                  per_label, "share %"], grows)
+    return header, rows, grows, tot_cpu
+
+
+def render_e(meta, runs):
+    p = meta.get("e", {})
+    L = ["## (e) Cost: CPU and context switches per event, memory per connection, an idle fleet", ""]
+    L.append(f"The load of (a) — {fnum(p.get('devices'))} devices × 1 event / {p.get('interval')} s (≈ "
+             f"{fnum(p.get('offered'))} events/s), QoS 1, {p.get('duration')} s — measured over its steady window "
+             "(every device connected, up to the end of the send phase; method above) on each server; then "
+             f"each server fresh again with {fnum(p.get('idle_connections'))} connected devices that publish "
+             f"nothing (keepalive {p.get('keepalive')} s, PINGREQs spread evenly), measured over "
+             f"{p.get('window_s')} s. vigil is durable (`--fsync always`), mosquitto is not (as in (a)).")
+    L.append("")
+    rv, rm = runs.get("e_vigil"), runs.get("e_mosquitto")
+    iv, im = runs.get("e_idle_vigil"), runs.get("e_idle_mosquitto")
+    if not any((rv, rm, iv, im)):
+        return L + ["_not run_", ""], [("(e)", "cost row", "not run", None)]
+    L += ["Commands:", "", commands_block([r for r in (rv, rm, iv, im) if r]), ""]
+
+    n_idle = p.get("idle_connections")
+    # The comparison table: one column per server; the idle rows come from
+    # the server's idle run, looked up by kind.
+    idle_of = {"vigil": iv, "mosquitto": im}
+
+    def I(f):
+        return lambda r: f(idle_of.get(r.kind)) if r is not None else None
+
+    def W(key):
+        return lambda r: cost_win(r).get(key)
+
+    rows = [
+        ["load: steady window, sim clock (s)", lambda r: (cost_of(r).get("start") or {}).get("t"),
+         lambda v: "n/a" if v is None else f"from {v:.1f}", None],
+        ["load: … to (s)", lambda r: (cost_of(r).get("end") or {}).get("t"), lambda v: "n/a" if v is None else f"{v:.1f}", None],
+        ["load: window length, server samples (s)", W("seconds"), f2, None],
+        ["load: events acked in the window", cost_events, fnum, None],
+        ["load: events/s in the window", lambda r: cost_events(r) / cost_of(r)["sim_seconds"]
+         if cost_events(r) and cost_of(r).get("sim_seconds") else None, fnum, None],
+        ["load: server CPU in the window (s)", W("cpu_s"), f2, None],
+        ["load: server CPU (% of one core)", lambda r: 100 * cost_win(r)["cpu_s"] / cost_win(r)["seconds"]
+         if cost_win(r).get("cpu_s") is not None and cost_win(r).get("seconds") else None, lambda v: "n/a" if v is None else f"{v:.1f}", "low"],
+        ["**load: server CPU-seconds per million events**", cost_cpu_per_m, f2, "low"],
+        ["load: context switches in the window, voluntary / involuntary",
+         lambda r: (cost_win(r).get("vol"), cost_win(r).get("invol")) if cost_win(r) else None,
+         lambda v: "n/a" if v is None else f"{fnum(v[0])} / {fnum(v[1])}", None],
+        ["**load: context switches per event** (all threads)", cost_sw_per_event, f3, "low"],
+        ["load: context switches/s (/proc, all threads)", lambda r: cost_sw(cost_win(r)) / cost_win(r)["seconds"]
+         if cost_win(r).get("seconds") else None, fnum, None],
+        ["load: context switches/s (perf stat cross-check)", lambda r: perf_rate(cost_of(r).get("perf"), "context_switches"),
+         fnum, None],
+        ["load: server CPU (% of one core, perf stat task-clock cross-check)",
+         lambda r: perf_rate(cost_of(r).get("perf"), "task_clock_ms") / 10 if perf_rate(cost_of(r).get("perf"), "task_clock_ms") is not None else None,
+         lambda v: "n/a" if v is None else f"{v:.1f}", None],
+        ["load: server threads at start / end of the window; born / exited in it",
+         lambda r: cost_win(r) or None,
+         lambda w: "n/a" if not w else f"{w.get('threads_start')} / {w.get('threads_end')}; {w.get('born')} / {w.get('exited')}",
+         None],
+        ["load: RSS per connection (bytes): (RSS all connected − idle) ÷ connections",
+         lambda r: r.mem_per_conn_b(), fnum, "low"],
+        [f"idle: connections held (of {fnum(n_idle)})", I(lambda r: (r.sim or {}).get("connected_max") if r else None), fnum, None],
+        ["idle: connected in (s)", I(lambda r: (r.sim or {}).get("setup_s") if r else None), f2, None],
+        ["idle: window (s)", I(lambda r: idle_win(r).get("seconds")), f2, None],
+        ["idle: server CPU in the window (s)", I(lambda r: idle_win(r).get("cpu_s")), f2, None],
+        ["**idle: server CPU (% of one core)**", I(idle_cpu_pct), f2, "low"],
+        ["**idle: context switches/s** (all threads)", I(idle_sw_per_s), lambda v: "n/a" if v is None else f"{v:,.1f}", "low"],
+        ["idle: voluntary / involuntary switches/s",
+         I(lambda r: (idle_sw_per_s(r, "vol"), idle_sw_per_s(r, "invol")) if idle_win(r) else None),
+         lambda v: "n/a" if v is None or v[0] is None else f"{v[0]:,.1f} / {v[1]:,.1f}", None],
+        ["idle: context switches/s (perf stat cross-check)", I(lambda r: perf_rate(r.rs.get("perf"), "context_switches") if r else None),
+         lambda v: "n/a" if v is None else f"{v:,.1f}", None],
+        ["idle: server CPU (% of one core, perf stat task-clock cross-check: ns, not 10 ms ticks)",
+         I(lambda r: perf_rate(r.rs.get("perf"), "task_clock_ms") / 10 if r and perf_rate(r.rs.get("perf"), "task_clock_ms") is not None else None),
+         lambda v: "n/a" if v is None else f"{v:.2f}", None],
+        ["idle: PINGREQs answered in the window (fleet's count, ± 1 s)",
+         I(lambda r: ((r.rs.get("fleet_window_end") or {}).get("pongs", 0) - (r.rs.get("fleet_window_start") or {}).get("pongs", 0))
+           if r and r.rs.get("fleet_window_end") else None), fnum, None],
+        ["idle: RSS per connection (bytes): (RSS at window start − idle) ÷ connections", I(idle_mem_per_conn), fnum, "low"],
+        ["idle: server threads at start / end; born / exited", I(lambda r: idle_win(r) or None),
+         lambda w: "n/a" if not w else f"{w.get('threads_start')} / {w.get('threads_end')}; {w.get('born')} / {w.get('exited')}",
+         None],
+    ]
+    # gw_cmp_table reads rows from runs that have a sim report; with a load
+    # run missing, fall back to the idle run so the idle rows still show.
+    cv = rv if rv is not None and rv.sim is not None else iv
+    cm = rm if rm is not None and rm.sim is not None else im
+    tab, behind = gw_cmp_table(cv, cm, rows)
+    L += [tab, "", gw_behind_line(behind), ""]
+
+    # Per-thread breakdowns (vigil).
+    for r, title, per_fn, per_label, secs in (
+            (rv, "vigil, load window: context switches by thread", cost_events, "switches per event", None),
+            (iv, "vigil, idle window: context switches by thread", lambda r: idle_win(r).get("seconds"),
+             "switches/s", "idle")):
+        w = (cost_win(r) if secs is None else idle_win(r)) if r else {}
+        if not w.get("threads"):
+            continue
+        per = per_fn(r)
+        header, trows, groups, _ = thread_rows(w["threads"], per, per_label,
+                                               None if secs is None else w.get("seconds") or 0,
+                                               f3 if secs is None else (lambda v: f"{v:,.1f}"))
+        L += [f"### {title}", ""]
+        names = {t["comm"] for t in w["threads"]}
+        L.append(f"{len(w['threads'])} threads seen in the window, {len(names)} distinct name"
+                 f"{'' if len(names) == 1 else 's'}"
+                 + (" (the threads are not named: tell them apart by creation order and where they sleep)"
+                    if len(names) == 1 else "") + ".")
+        L.append("")
+        L += [table(header, trows), ""]
+        if groups:
+            L += [table(*groups), ""]
+    targets = []
+    vc, mc = cost_cpu_per_m(rv) if rv else None, cost_cpu_per_m(rm) if rm else None
+    targets.append(("(e)", "server CPU per event: vigil ≤ mosquitto (same load, same run)",
+                    f"vigil {f2(vc)} vs mosquitto {f2(mc)} CPU-seconds per million events"
+                    + (f" = {vc / mc:.2f}×" if vc and mc else ""),
+                    None if vc is None or mc is None else vc <= mc))
+    vs = cost_sw_per_event(rv) if rv else None
+    wv = cost_win(rv) if rv else {}
+    targets.append(("(e)", "≤ 3 context switches per event (vigil, all threads, steady window)",
+                    f"{f3(vs)} per event ({fnum(wv.get('vol'))} voluntary + {fnum(wv.get('invol'))} involuntary "
+                    f"over {fnum(cost_events(rv) if rv else None)} events)" if vs is not None else "n/a",
+                    None if vs is None else vs <= 3))
+    ip = idle_cpu_pct(iv) if iv else None
+    ipp = perf_rate(iv.rs.get("perf"), "task_clock_ms") if iv else None
+    targets.append(("(e)", f"idle: {fnum(n_idle)} connected devices cost ≤ 1 % of a core (vigil)",
+                    f"{f2(ip)} % of a core" + (f" (perf task-clock {ipp / 10:.2f} %)" if ipp is not None else "")
+                    + f", {f2(idle_sw_per_s(iv) if iv else None)} context switches/s"
+                    if ip is not None else "n/a", None if ip is None else ip <= 1.0))
+    ms = cost_sw_per_event(rm) if rm else None
+    mp = idle_cpu_pct(im) if im else None
+    if ms is not None or mp is not None:
+        targets.append(("(e)", "(reference) mosquitto: context switches per event; idle CPU",
+                        f"{f3(ms)} per event; idle {f2(mp)} % of a core, "
+                        f"{f2(idle_sw_per_s(im) if im else None)} switches/s", None))
+    rpc = [(nm, r.mem_per_conn_b() if r else None, idle_mem_per_conn(i)) for nm, r, i in
+           (("vigil", rv, iv), ("mosquitto", rm, im))]
+    targets.append(("(e)", "(reference) RSS per connection, under load / idle fleet",
+                    "; ".join(f"{nm} {fnum(a)} / {fnum(b)} bytes" for nm, a, b in rpc), None))
+    return L, targets
+
+
 # ---------------------------------------------------------------- carry-over
 
 # A section is a "## " heading and what follows up to the next one.
 CARRY_HEADINGS = (("## (a)", "a"), ("## (b)", "b"), ("## (c)", "c"), ("## Where the time goes (perf)", "c-perf"),
-                  ("## (d)", "d"), ("## (g1)", "g1"), ("## (g2)", "g2"), ("## (g3)", "g3"))
+                  ("## (d)", "d"), ("## (e)", "e"), ("## (g1)", "g1"), ("## (g2)", "g2"), ("## (g3)", "g3"))
 CARRY_NOTE = re.compile(r"^_Not re-run on .*carried over unchanged from the run of \*\*(.+?)\*\* \(vigil (.+?)\);")
 
 
@@ -1125,12 +1841,13 @@ def cmd_render(args):
             if os.path.isdir(d):
                 runs[name] = Run(d)
     scale = float(meta.get("scale", 1))
-    sel = meta.get("only", "a,b,c,d,g1,g2,g3").split(",")
+    sel = meta.get("only", "a,b,c,d,e,g1,g2,g3").split(",")
     old = parse_old_doc(outpath)
-    carried = [k for k in ("a", "b", "c", "d", "g1", "g2", "g3")
+    carried = [k for k in ("a", "b", "c", "d", "e", "g1", "g2", "g3")
                if k not in sel and old and k in old["sections"]]
     has_abc = any(k in sel or k in carried for k in ("a", "b", "c"))
     has_g = any(k in sel or k in carried for k in ("g1", "g2", "g3"))
+    has_e = "e" in sel or "e" in carried
     L = []
     w = L.append
     w("# vigil benchmarks")
@@ -1155,7 +1872,7 @@ def cmd_render(args):
           f"{' and '.join(sorted({old['origin'][k][0] for k in carried}))}, and say so.")
         w("")
     w("Reproduce: `make bench` (or `bench/run.sh`). Environment: `BENCH_SCALE=0.1` shrinks durations and "
-      "fleets for a smoke run, `BENCH_ONLY=a,b,c,d,g1,g2,g3` selects benchmarks, `BENCH_KEEP=1` keeps logs and "
+      "fleets for a smoke run, `BENCH_ONLY=a,b,c,d,e,g1,g2,g3` selects benchmarks, `BENCH_KEEP=1` keeps logs and "
       "perf.data, `BENCH_DIR` chooses where data dirs live; see the header of `bench/run.sh` for the rest.")
     w("")
     w("## Machine")
@@ -1175,7 +1892,7 @@ def cmd_render(args):
     w("## Method")
     w("")
     has_d = "d" in sel or "d" in carried
-    if has_abc or has_g:
+    if has_abc or has_g or has_e:
         w("- Each server row starts its server fresh on a free loopback port (checked unused, and checked "
           "after start that only our process listens on it) with a fresh data directory, and stops it with "
           "SIGTERM afterwards. Servers run with the open-file limit raised to the hard limit (`ulimit -n`); "
@@ -1214,6 +1931,8 @@ def cmd_render(args):
         L.extend(gw_method(meta))
     if has_d:
         L.extend(d_method())
+    if has_e:
+        L.extend(e_method(meta))
     w("")
 
     targets = []  # (benchmark, target, measured, ok)
@@ -1378,17 +2097,25 @@ def cmd_render(args):
     elif "d" in carried:
         d_lines = carried_section(old, "d", meta)
 
+    # ------------------------------------------------------------------ (e)
+    e_lines = []
+    if "e" in sel:
+        e_lines, e_targets = render_e(meta, runs)
+        targets += e_targets
+    elif "e" in carried:
+        e_lines = carried_section(old, "e", meta)
+
     # ------------------------------------------------------------------ targets
-    carried_targets = [row for k in carried if k in ("a", "b", "c", "d") for row in old["targets"].get(k, [])]
+    carried_targets = [row for k in carried if k in ("a", "b", "c", "d", "e") for row in old["targets"].get(k, [])]
     if targets or carried_targets:
         # Rows of this run and carried rows together, in benchmark order.
-        rank = {"(a)": 0, "(b)": 1, "(c)": 2, "(d)": 3}
+        rank = {"(a)": 0, "(b)": 1, "(c)": 2, "(d)": 3, "(e)": 4}
         rows = [(rank.get(t[0], 9), f"| {t[0]} | {t[1]} | {t[2]} | {mark(t[3])} |") for t in targets]
         rows += [(rank.get(row.split("|")[1].strip(), 9), row) for row in carried_targets]
         T = ["## Targets", "", table(["bench", "target", "measured", "result"], [])]
         T += [row for _, row in sorted(rows, key=lambda r: r[0])]
         if carried_targets:
-            ck = [k for k in carried if k in ("a", "b", "c", "d")]
+            ck = [k for k in carried if k in ("a", "b", "c", "d", "e")]
             T += ["", f"_Rows of {', '.join('(' + k + ')' for k in ck)} are carried over from the run of "
                   f"{' and '.join(sorted({old['origin'][k][0] for k in ck}))}._"]
         T.append("")
@@ -1439,6 +2166,7 @@ def cmd_render(args):
         w("")
 
     L.extend(d_lines)
+    L.extend(e_lines)
 
     # --------------------------------------------------------------- gateway
     for k, f in (("g1", render_g1), ("g2", render_g2), ("g3", render_g3)):
@@ -1487,7 +2215,7 @@ def main(argv):
         print(__doc__, file=sys.stderr)
         return 2
     cmds = {"freeport": cmd_freeport, "owns-port": cmd_owns_port, "set": cmd_set,
-            "runsim": cmd_runsim, "render": cmd_render, "fsyncprobe": cmd_fsyncprobe}
+            "runsim": cmd_runsim, "idlerun": cmd_idlerun, "render": cmd_render, "fsyncprobe": cmd_fsyncprobe}
     f = cmds.get(argv[1])
     if not f:
         print(__doc__, file=sys.stderr)

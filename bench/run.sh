@@ -33,10 +33,22 @@
 #        the processor's per-record path (device table, every detector, alert
 #        lifecycle, deadline wheel): ns per event, sizeof(vg_devstate_t),
 #        table bytes per device (allocator accounting), RSS per device
+# Cost benchmark (vigil, default --fsync always, and mosquitto side by side):
+#   (e)  what the load of (a) costs the server: `vigil sim` 10,000 devices x
+#        1 event / 5 s, QoS 1, 60 s; over the steady window (from the first
+#        sim progress line with every device connected to the last line
+#        before its send phase ends) the server's CPU-seconds per million
+#        events (/proc/PID/stat), context switches per event (every thread's
+#        /proc/PID/task/*/status, sampled each second; perf stat as a
+#        cross-check), a per-thread breakdown, RSS per connection. Then, on a
+#        fresh server, 10,000 idle connections (build/idle_fleet from
+#        bench/idle_fleet.c, keepalive 60 s, PINGREQs spread evenly): the
+#        server's CPU % of one core and context switches/s over 30 s.
 #
 # Environment:
 #   BENCH_SCALE=0.1        scale durations and fleet sizes (smoke run); default 1
-#   BENCH_ONLY=a,b,c,d,g1,g2,g3  which benchmarks to run (default all; perf goes with c;
+#   BENCH_ONLY=a,b,c,d,e,g1,g2,g3  which benchmarks to run (default all; perf goes with c;
+#                          `cost` is another name for e;
 #                          BENCH_PERF=0 skips it). Sections of benchmarks not run are
 #                          carried over unchanged from the existing BENCH_OUT, marked so.
 #   BENCH_OUT=FILE         output document (default docs/benchmarks.md)
@@ -49,10 +61,12 @@
 #   _SECONDS, _WINDOW; BENCH_G3_HOLDERS, _FILTERS, _PER_PACKET, _RATE, _SECONDS;
 #   BENCH_GW_PAYLOAD, BENCH_GW_INFLIGHT, BENCH_GW_QUEUED   gateway parameters (see below)
 #   BENCH_D_DEVICES, BENCH_D_EVENTS   detector benchmark: devices, events per device
+#   BENCH_E_DEVICES, _INTERVAL, _DURATION; BENCH_E_IDLE_CONNECTIONS, _IDLE_KEEPALIVE,
+#   _IDLE_SETTLE, _IDLE_WINDOW   cost row; BENCH_E_PERF_STAT=0 skips the perf stat cross-check
 #   BENCH_C_PROBE=0        no probing; BENCH_C_PROBE_DURATION=10 probe length
 #   BENCH_PERF_SECONDS=10  length of the perf recording
 #   BENCH_STOP_TIMEOUT=60  seconds a server gets after SIGTERM before SIGKILL
-#   VIGIL=path MOSQUITTO=path MQTT_LOAD=path DETECT_BENCH=path
+#   VIGIL=path MOSQUITTO=path MQTT_LOAD=path DETECT_BENCH=path IDLE_FLEET=path
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -62,9 +76,11 @@ REPORT=$ROOT/bench/report.py
 VIGIL=${VIGIL:-$ROOT/build/vigil}
 MOSQ=${MOSQUITTO:-/usr/sbin/mosquitto}
 SCALE=${BENCH_SCALE:-1}
-ONLY=${BENCH_ONLY:-a,b,c,d,g1,g2,g3}
+ONLY=${BENCH_ONLY:-a,b,c,d,e,g1,g2,g3}
+ONLY=$(printf '%s' "$ONLY" | sed -E 's/(^|,)cost(,|$)/\1e\2/')
 LOADGEN=${MQTT_LOAD:-$ROOT/build/mqtt_load}
 DETECT_BENCH=${DETECT_BENCH:-$ROOT/build/detect_bench}
+IDLE_FLEET=${IDLE_FLEET:-$ROOT/build/idle_fleet}
 OUT=${BENCH_OUT:-$ROOT/docs/benchmarks.md}
 PORT_BASE=${BENCH_PORT:-21883}
 T_START=$(date +%s)
@@ -74,7 +90,7 @@ die() { log "fatal: $*"; exit 1; }
 
 [[ -x $PY ]] || die "$PY not found"
 # Every row but (d) runs a vigil server.
-[[ ,$ONLY, =~ ,(a|b|c|g1|g2|g3), && ! -x $VIGIL ]] && die "$VIGIL not found: run 'make all' first"
+[[ ,$ONLY, =~ ,(a|b|c|e|g1|g2|g3), && ! -x $VIGIL ]] && die "$VIGIL not found: run 'make all' first"
 command -v ss >/dev/null || die "ss (iproute2) not found"
 [[ $SCALE =~ ^[0-9]*\.?[0-9]+$ ]] || die "BENCH_SCALE must be a positive number, got '$SCALE'"
 
@@ -125,7 +141,16 @@ GW_QUEUED=${BENCH_GW_QUEUED:-100000}
 GW_OUTBUF=67108864
 D_DEVICES=${BENCH_D_DEVICES:-$(scaled 100000 1000)}
 D_EVENTS=${BENCH_D_EVENTS:-$(scaled 200 20)}
-OVERRIDES=$(env | grep -E '^BENCH_(A|B|C|D|G1|G2|G3|GW)_|^BENCH_(ANOMALY_RATE|SEED|PERF_SECONDS)=' | sort | tr '\n' ' ' | sed 's/ $//')
+# Cost row (e): the load of (a); the idle fleet's window and settle time.
+E_DEVICES=${BENCH_E_DEVICES:-$(scaled 10000 50)}
+E_INTERVAL=${BENCH_E_INTERVAL:-5}
+E_DURATION=${BENCH_E_DURATION:-$(scaled 60 15)}
+E_IDLE_CONNECTIONS=${BENCH_E_IDLE_CONNECTIONS:-$(scaled 10000 100)}
+E_IDLE_KEEPALIVE=${BENCH_E_IDLE_KEEPALIVE:-60}
+E_IDLE_SETTLE=${BENCH_E_IDLE_SETTLE:-$(scaled 5 2)}
+E_IDLE_WINDOW=${BENCH_E_IDLE_WINDOW:-$(scaled 30 10)}
+E_PERF_STAT=${BENCH_E_PERF_STAT:-1}
+OVERRIDES=$(env | grep -E '^BENCH_(A|B|C|D|E|G1|G2|G3|GW)_|^BENCH_(ANOMALY_RATE|SEED|PERF_SECONDS)=' | sort | tr '\n' ' ' | sed 's/ $//')
 
 # Servers get the hard open-file limit (20,000 here; vigil raises its own soft
 # limit, mosquitto 2.0 does not).
@@ -202,7 +227,8 @@ collect_machine() {
         "g2={\"subscribers\":$G2_SUBSCRIBERS,\"rate\":$G2_RATE,\"seconds\":$G2_SECONDS,\"window\":$G2_WINDOW}" \
         "g3={\"holders\":$G3_HOLDERS,\"filters\":$G3_FILTERS,\"per_packet\":$G3_PER_PACKET,\"rate\":$G3_RATE,\"seconds\":$G3_SECONDS}" \
         "gw={\"payload\":$GW_PAYLOAD,\"inflight\":$GW_INFLIGHT,\"queued\":$GW_QUEUED,\"outbuf\":$GW_OUTBUF}" \
-        "d={\"devices\":$D_DEVICES,\"events_per_device\":$D_EVENTS}"
+        "d={\"devices\":$D_DEVICES,\"events_per_device\":$D_EVENTS}" \
+        "e={\"devices\":$E_DEVICES,\"interval\":$E_INTERVAL,\"duration\":$E_DURATION,\"anomaly_rate\":$ANOMALY,\"offered\":$(rate "$E_DEVICES" "$E_INTERVAL"),\"idle_connections\":$E_IDLE_CONNECTIONS,\"keepalive\":$E_IDLE_KEEPALIVE,\"settle_s\":$E_IDLE_SETTLE,\"window_s\":$E_IDLE_WINDOW}"
 }
 
 # acked_rate ID: PUBACKs / send phase of a finished row, or nothing.
@@ -376,10 +402,13 @@ start_failed() {
     fi
 }
 
-# bench_row ID KIND LABEL DEVICES INTERVAL DURATION ANOMALY [perf]
+# bench_row ID KIND LABEL DEVICES INTERVAL DURATION ANOMALY [perf|cost]
+#   perf: a perf recording of the server during the run; cost: the cost
+#   row's steady-window sampling (runsim --cost-window) and no stats client.
 bench_row() {
-    local id=$1 kind=$2 label=$3 devices=$4 interval=$5 duration=$6 anomaly=$7 perf=${8:-}
-    local R=$WORK/runs/$id info=$WORK/runs/$id/info.json sim_cmd timeout_s stats=()
+    local id=$1 kind=$2 label=$3 devices=$4 interval=$5 duration=$6 anomaly=$7 mode=${8:-}
+    local R=$WORK/runs/$id info=$WORK/runs/$id/info.json sim_cmd timeout_s opts=() perf=
+    [[ $mode == perf ]] && perf=perf
     mkdir -p "$R"
     "$PY" "$REPORT" set "$info" "kind=$kind" "label=$label"
     log "$id: $label — $devices devices, interval $interval s, $duration s"
@@ -390,7 +419,12 @@ bench_row() {
     sim_cmd=("$VIGIL" sim --connect "127.0.0.1:$SERVER_PORT" --devices "$devices" --interval "$interval"
         --duration "$duration" --qos 1 --anomaly-rate "$anomaly" --seed "$SEED" --json)
     "$PY" "$REPORT" set "$info" "sim_cmd=$(q "${sim_cmd[@]}")" "ran=true"
-    [[ $kind == vigil* ]] && command -v mosquitto_sub >/dev/null && stats=(--stats-port "$SERVER_PORT")
+    [[ $kind == vigil* ]] && command -v mosquitto_sub >/dev/null && opts=(--stats-port "$SERVER_PORT")
+    # The cost row measures every wake-up of the server: no extra client.
+    if [[ $mode == cost ]]; then
+        opts=(--cost-window "$duration" --perf-stat "$E_PERF_STAT")
+        "$PY" "$REPORT" set "$info" "bench=e"
+    fi
     # Generous: connect time + send + drain + margin.
     timeout_s=$(awk -v d="$duration" -v n="$devices" 'BEGIN { printf "%d", d + n / 1000 + 60 }')
 
@@ -410,7 +444,7 @@ bench_row() {
             "commands+=perf report -i perf.data --stdio --no-children -g none --sort dso,symbol | grep -v '^#' | head -15"
     fi
 
-    "$PY" "$REPORT" runsim --pid "$SERVER_PID" --out "$R" --timeout "$timeout_s" "${stats[@]}" -- "${sim_cmd[@]}" &
+    "$PY" "$REPORT" runsim --pid "$SERVER_PID" --out "$R" --timeout "$timeout_s" "${opts[@]}" -- "${sim_cmd[@]}" &
     local simpy=$!
     OWNED+=("$simpy")
     wait "$simpy"
@@ -480,6 +514,51 @@ try:
             print(f"    bulk: {p['filters']} filters in {p['seconds']} s, {p['bytes_per_subscription']} B/subscription")
 except Exception as e:
     print(f"    no load generator report: {e}")
+EOF
+    return 0
+}
+
+# idle_row ID KIND LABEL: cost row (e), idle half: a fresh server, the idle
+# fleet held open; report.py idlerun samples the server over the window.
+idle_row() {
+    local id=$1 kind=$2 label=$3 R=$WORK/runs/$1 info=$WORK/runs/$1/info.json cmd shown timeout_s
+    mkdir -p "$R"
+    "$PY" "$REPORT" set "$info" "kind=$kind" "label=$label" "bench=e-idle"
+    log "$id: $label — $E_IDLE_CONNECTIONS idle connections, keepalive $E_IDLE_KEEPALIVE s, window $E_IDLE_WINDOW s"
+    if ! start_server "$id" "$kind"; then
+        start_failed "$id"
+        return 1
+    fi
+    cmd=("$IDLE_FLEET" --connect "127.0.0.1:$SERVER_PORT" --connections "$E_IDLE_CONNECTIONS" --keepalive "$E_IDLE_KEEPALIVE")
+    shown=$(q "${cmd[@]}")
+    "$PY" "$REPORT" set "$info" "sim_cmd=$shown" "ran=true"
+    timeout_s=$((E_IDLE_CONNECTIONS / 500 + 60))
+    "$PY" "$REPORT" idlerun --pid "$SERVER_PID" --out "$R" --settle "$E_IDLE_SETTLE" --window "$E_IDLE_WINDOW" \
+        --timeout "$timeout_s" --perf-stat "$E_PERF_STAT" -- "${cmd[@]}" &
+    local simpy=$!
+    OWNED+=("$simpy")
+    wait "$simpy"
+    local src=$?
+    untrack "$simpy"
+    ((src != 0)) && "$PY" "$REPORT" set "$info" "errors+=idle fleet wrapper failed (status $src)"
+    stop_server "$id"
+    log_summary "$id" "$kind"
+    rm -rf "$R/data"
+    "$PY" - "$R" <<'EOF' >&2
+import json, sys, os
+try:
+    rs = json.load(open(os.path.join(sys.argv[1], "runsim.json")))
+    s = json.load(open(os.path.join(sys.argv[1], "sim.json")))
+    w = rs.get("window") or {}
+    sec = w.get("seconds") or 0
+    cpu = w.get("cpu_s")
+    print(f"    connected {s['connected_max']}/{s['connections']} in {s['setup_s']} s, lost {s['disconnects']}, "
+          f"pings {s['pings_sent']} pongs {s['pongs']}; window {sec} s: server CPU "
+          f"{(100 * cpu / sec) if sec and cpu is not None else float('nan'):.2f} % of a core, "
+          f"{((w.get('vol', 0) + w.get('invol', 0)) / sec) if sec else float('nan'):.1f} switches/s"
+          + (f"; error: {rs['error']}" if rs.get("error") else ""))
+except Exception as e:
+    print(f"    no idle fleet report: {e}")
 EOF
     return 0
 }
@@ -572,6 +651,23 @@ if want d; then
         detector_row
     else
         set_meta "errors+=(d) $DETECT_BENCH not found: run 'make build/detect_bench' (make bench builds it)"
+    fi
+fi
+
+if want e; then
+    # The load of (a) on each server, sampled over its steady window, then
+    # each server again, fresh, holding the idle fleet.
+    if [[ $E_PERF_STAT == 1 ]] && ! reason=$(perf_usable); then
+        E_PERF_STAT=0
+        set_meta "errors+=(e) perf stat cross-check skipped: $reason"
+    fi
+    bench_row e_vigil vigil "vigil (fsync always, durable)" "$E_DEVICES" "$E_INTERVAL" "$E_DURATION" "$ANOMALY" cost
+    [[ -x $MOSQ ]] && bench_row e_mosquitto mosquitto "mosquitto 2.0 (QoS 1, not durable)" "$E_DEVICES" "$E_INTERVAL" "$E_DURATION" "$ANOMALY" cost
+    if [[ -x $IDLE_FLEET ]]; then
+        idle_row e_idle_vigil vigil "idle fleet: vigil (fsync always)"
+        [[ -x $MOSQ ]] && idle_row e_idle_mosquitto mosquitto "idle fleet: mosquitto 2.0"
+    else
+        set_meta "errors+=(e) $IDLE_FLEET not found: run 'make build/idle_fleet' (make bench builds it); the idle rows are missing"
     fi
 fi
 
