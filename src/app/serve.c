@@ -25,6 +25,7 @@
 #include "ingest/ingest.h"
 #include "mqtt/server.h"
 #include "proc/processor.h"
+#include "store/kv.h"
 #include "stream/log.h"
 
 #include <errno.h>
@@ -257,6 +258,30 @@ static size_t stats_json(void *ctx, char *buf, size_t cap)
     vg_server_stats_t ss;
     vg_server_stats(a->server, &ss);
     jw_u64(&w, "uptime_ms", (vg_clock_mono_ns() - a->start_ns) / 1000000);
+    /* health: the worst of the three streams and the state store — ok,
+     * disk_full (writes paused, nothing acknowledged that needs them, resumes
+     * by itself) or failed (an fdatasync failed: restart needed). */
+    {
+        int worst = 0; /* 0 ok, 1 disk full, 2 failed */
+        vg_log_t *logs[3] = {a->telemetry, a->alerts, a->deadletter};
+        for (int i = 0; i < 3; i++) {
+            vg_log_stats_t ls;
+            vg_log_stats(logs[i], &ls);
+            int v = ls.state == VG_LOG_FAILED ? 2 : ls.state == VG_LOG_DISK_FULL ? 1 : 0;
+            worst = v > worst ? v : worst;
+        }
+        int kv = ss.store_state == VG_KV_FAILED ? 2 : ss.store_state == VG_KV_DISK_FULL ? 1 : 0;
+        worst = kv > worst ? kv : worst;
+        jw_str(&w, "health", worst == 2 ? "failed" : worst == 1 ? "disk_full" : "ok");
+        jw_str(&w, "store.state", ss.store_state < 0                  ? "none"
+                                  : ss.store_state == VG_KV_DISK_FULL ? "disk_full"
+                                  : ss.store_state == VG_KV_FAILED    ? "failed"
+                                                                      : "ok");
+        jw_u64(&w, "store.pending_ops", ss.store_pending_ops);
+        jw_u64(&w, "store.disk_full_pauses", ss.store_disk_full_pauses);
+        jw_u64(&w, "store.disk_full_retries", ss.store_disk_full_retries);
+        jw_u64(&w, "store.disk_full_ms", ss.store_disk_full_ms);
+    }
     jw_u64(&w, "connections.current", ss.connections_current);
     jw_u64(&w, "connections.total", ss.connections_total);
     jw_u64(&w, "connections.refused", ss.connections_refused);

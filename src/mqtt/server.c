@@ -4293,6 +4293,16 @@ void vg_server_free(vg_server_t *s)
 void vg_server_stats(vg_server_t *s, vg_server_stats_t *out)
 {
     memset(out, 0, sizeof *out);
+    out->store_state = -1;
+    if (s->kv) {
+        vg_kv_stats_t ks;
+        vg_kv_stats(s->kv, &ks);
+        out->store_state = ks.state;
+        out->store_pending_ops = ks.pending_ops;
+        out->store_disk_full_pauses = ks.disk_full_pauses;
+        out->store_disk_full_retries = ks.disk_full_retries;
+        out->store_disk_full_ms = ks.disk_full_ms;
+    }
     for (uint32_t i = 0; i < s->nworkers; i++) {
         worker_t *w = &s->workers[i];
         out->connections_current += atomic_load_explicit(&w->st_conns_current, memory_order_relaxed);

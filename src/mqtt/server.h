@@ -166,6 +166,10 @@ typedef struct {
     uint64_t ws_connections;       /* WebSocket handshakes accepted */
     uint64_t http_requests;        /* HTTP requests answered */
     uint64_t http_errors;          /* HTTP requests answered with 4xx/5xx */
+    /* The state store (gateway.db): -1 = none (in memory), else VG_KV_OK /
+     * VG_KV_DISK_FULL / VG_KV_FAILED (store/kv.h), and its queue. */
+    int store_state;
+    uint64_t store_pending_ops, store_disk_full_pauses, store_disk_full_retries, store_disk_full_ms;
 } vg_server_stats_t;
 
 void vg_server_stats(vg_server_t *s, vg_server_stats_t *out);

@@ -71,10 +71,13 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define KV_SCHEMA_VERSION 1
 #define KV_DEFAULT_MAX_PENDING ((size_t)64 << 20)
+/* A close while the disk is full keeps trying this long, then gives up. */
+#define KV_FULL_CLOSE_GRACE_MS 1000u
 #define SUB_BIAS ((uint64_t)1 << 63)
 
 /* The allocator has no tag of our own yet; the store's memory is the queue. */
@@ -105,6 +108,7 @@ struct vg_kv {
     pthread_cond_t done;   /* vg_kv_sync waits here for durable_seq */
     op_t *head, *tail;
     bool closing;
+    uint64_t closing_ns; /* when close began (mono), for the disk-full grace */
     int failed;
     size_t max_pending;
     vg_kv_stats_t st;
@@ -390,6 +394,56 @@ static int apply_batch(vg_kv_t *kv, const op_t *batch)
     return code;
 }
 
+/* Disk full (SQLITE_FULL) is a pause, not a failure: the transaction was
+ * rolled back, so the same batch is applied again after 10 ms, doubling up
+ * to 1 s, until it commits. Nothing is reported durable meanwhile (callers
+ * keep waiting: the gateway holds the PUBACKs and SUBACKs that need these
+ * writes) and later writes queue behind it up to max_pending_bytes, then
+ * get VG_AGAIN. Other errors end the pause as failures. A close during the
+ * pause retries for KV_FULL_CLOSE_GRACE_MS more, then gives up (VG_ENOSPC).
+ * Returns the batch's final status. Called on the store thread without mu. */
+static int wait_for_space(vg_kv_t *kv, op_t *batch)
+{
+    uint32_t backoff_ms = 10;
+    uint64_t since = vg_clock_mono_ns();
+    int status = VG_ENOSPC;
+    pthread_mutex_lock(&kv->mu);
+    kv->st.state = VG_KV_DISK_FULL;
+    kv->st.disk_full_pauses++;
+    pthread_mutex_unlock(&kv->mu);
+    VG_WARN("kv", "%s: disk full; writes are paused (nothing acknowledged that needs them) and retried", kv->path);
+    while (status == VG_ENOSPC) {
+        pthread_mutex_lock(&kv->mu);
+        uint64_t now = vg_clock_mono_ns();
+        if (kv->closing && now >= kv->closing_ns + KV_FULL_CLOSE_GRACE_MS * 1000000ull) {
+            pthread_mutex_unlock(&kv->mu);
+            VG_ERROR("kv", "%s: closing while the disk is still full: the last writes are not stored", kv->path);
+            break;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)backoff_ms * 1000000u;
+        ts.tv_sec += (time_t)(ns / 1000000000u);
+        ts.tv_nsec = (long)(ns % 1000000000u);
+        if (!kv->closing)
+            pthread_cond_timedwait(&kv->work, &kv->mu, &ts);
+        kv->st.disk_full_retries++;
+        pthread_mutex_unlock(&kv->mu);
+        if (!kv->closing)
+            backoff_ms = backoff_ms * 2 > 1000 ? 1000 : backoff_ms * 2;
+        else
+            usleep(10000);
+        status = apply_batch(kv, batch);
+    }
+    pthread_mutex_lock(&kv->mu);
+    kv->st.disk_full_ms += (vg_clock_mono_ns() - since) / 1000000u;
+    kv->st.state = status == VG_OK ? VG_KV_OK : VG_KV_FAILED;
+    pthread_mutex_unlock(&kv->mu);
+    if (status == VG_OK)
+        VG_INFO("kv", "%s: space is back; writes resumed", kv->path);
+    return status;
+}
+
 static void *store_main(void *arg)
 {
     vg_kv_t *kv = arg;
@@ -408,6 +462,8 @@ static void *store_main(void *arg)
         uint64_t t0 = vg_clock_mono_ns();
         if (status == VG_OK)
             status = apply_batch(kv, batch);
+        if (status == VG_ENOSPC)
+            status = wait_for_space(kv, batch);
         uint64_t us = (vg_clock_mono_ns() - t0) / 1000;
         uint64_t last = 0, nops = 0, bytes = 0, cost = 0;
         while (batch) {
@@ -433,6 +489,7 @@ static void *store_main(void *arg)
                 kv->st.max_commit_us = us;
         } else if (kv->failed == VG_OK) {
             kv->failed = status;
+            kv->st.state = VG_KV_FAILED;
         }
         pthread_cond_broadcast(&kv->done);
         pthread_mutex_unlock(&kv->mu);
@@ -510,6 +567,7 @@ int vg_kv_close(vg_kv_t *kv)
         return VG_OK;
     pthread_mutex_lock(&kv->mu);
     kv->closing = true;
+    kv->closing_ns = vg_clock_mono_ns();
     pthread_cond_signal(&kv->work);
     pthread_mutex_unlock(&kv->mu);
     pthread_join(kv->thread, NULL);

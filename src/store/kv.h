@@ -17,7 +17,11 @@
  * takes everything queued, applies it in one transaction (WAL journal,
  * synchronous=FULL, so a committed batch survives power loss) and then calls
  * on_durable. Operations are applied in sequence-number order, so a put
- * followed by a del of the same record leaves it absent. If a commit fails,
+ * followed by a del of the same record leaves it absent. A full disk
+ * (SQLITE_FULL) is a pause, not a failure: the batch is rolled back and
+ * applied again with backoff until space returns, nothing is reported
+ * durable meanwhile, later writes queue behind it (then VG_AGAIN at
+ * max_pending_bytes), and stats.state says VG_KV_DISK_FULL. If a commit fails,
  * the store is marked failed, on_durable reports the error for that batch
  * and every later one, and every later write returns VG_EIO. The caller must
  * treat operations after the last durable sequence number as not stored; a
@@ -113,7 +117,13 @@ typedef struct {
     uint64_t last_commit_us; /* duration of the last batch: BEGIN to durable COMMIT */
     uint64_t max_commit_us;
     int failed; /* 0, or the error the store failed with (then writes return VG_EIO) */
+    int state;  /* VG_KV_OK, VG_KV_DISK_FULL (a batch waits for space), VG_KV_FAILED */
+    uint64_t disk_full_pauses;  /* times a commit found the disk full */
+    uint64_t disk_full_retries; /* commits tried again while it was */
+    uint64_t disk_full_ms;      /* time spent paused (finished pauses) */
 } vg_kv_stats_t;
+
+enum { VG_KV_OK = 0, VG_KV_DISK_FULL = 1, VG_KV_FAILED = 2 };
 
 void vg_kv_stats(vg_kv_t *kv, vg_kv_stats_t *out);
 

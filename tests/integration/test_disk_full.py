@@ -121,6 +121,7 @@ def test_disk_full_pauses_and_resumes(small_disk, vigil_factory):
     st = server.stats()
     assert st["stream.state"] == "disk_full", st
     assert st["stream.disk_full_retries"] > 0
+    assert st["health"] == "disk_full", st
     assert st["stream.errors"] == 0, "a full disk must not count as a failed write"
     assert server.alive()
 
@@ -138,6 +139,8 @@ def test_disk_full_pauses_and_resumes(small_disk, vigil_factory):
     st = server.wait_stats(lambda s: s.get("stream.state") == "ok")
     assert st["stream.state"] == "ok", st
     assert st["stream.disk_full_pauses"] >= 1
+    st = server.wait_stats(lambda s: s.get("health") == "ok")
+    assert st["health"] == "ok", st
     assert st["stream.disk_full_ms"] >= 2000
     assert st["stream.errors"] == 0
 
@@ -158,4 +161,101 @@ def test_disk_full_pauses_and_resumes(small_disk, vigil_factory):
         assert seqs == list(range(1, len(seqs) + 1)), "shard %d sequence numbers not contiguous" % s
     for p in pubs:
         p.c.disconnect()
+    server.stop()
+
+
+@pytest.mark.deadline(180)
+def test_gateway_store_disk_full_pauses_and_resumes(small_disk, vigil_factory):
+    """The gateway store (gateway.db: retained messages, persistent sessions)
+    on a full disk: a retained QoS 1 PUBLISH is acknowledged only once its
+    copy is stored, so PUBACKs stop, health says disk_full, the connection
+    stays; once space is back they resume, and after a restart every
+    acknowledged retained message is there."""
+    from vigiltest import PUBLISH, publish_packet, subscribe_packet
+    data = small_disk / "data"
+    data.mkdir()
+    ballast = small_disk / "ballast"
+    server = vigil_factory("--segment-bytes", "262144", "--shards", "1", data_dir=data)
+    with open(ballast, "wb") as f:
+        f.write(b"\0" * (free_bytes(small_disk) - (1024 << 10)))
+        f.flush()
+        os.fsync(f.fileno())
+    c = server.client("dfstore")
+    payload = b"r" * 16384
+    acked, outstanding, n = [], [], 0
+    deadline = time.monotonic() + 90
+    full = False
+    next_check = time.monotonic() + 0.3
+    while time.monotonic() < deadline and not full:
+        while len(outstanding) < 20:
+            pid = c.pid()
+            c.send(publish_packet("dfs/t/%d" % n, payload, 1, pid, retain=True))
+            outstanding.append((pid, n))
+            n += 1
+        try:
+            t, _, body = c.read_packet(0.05)
+            if t == PUBACK:
+                assert struct.unpack(">H", body[:2])[0] == outstanding[0][0], "PUBACK out of order"
+                acked.append(outstanding.pop(0)[1])
+        except socket.timeout:
+            pass
+        if time.monotonic() >= next_check:
+            full = server.stats().get("store.state") == "disk_full"
+            next_check = time.monotonic() + 0.3
+    assert full, "the gateway store never reported disk_full (free: %d bytes)" % free_bytes(small_disk)
+    # Drain what was already stored, then nothing more is acknowledged.
+    t_end = time.monotonic() + 1.0
+    while time.monotonic() < t_end:
+        try:
+            t, _, body = c.read_packet(0.1)
+            if t == PUBACK:
+                acked.append(outstanding.pop(0)[1])
+        except socket.timeout:
+            pass
+    at_pause = len(acked)
+    t_end = time.monotonic() + 2.0
+    while time.monotonic() < t_end:
+        try:
+            t, _, body = c.read_packet(0.1)
+            assert t != PUBACK, "PUBACK while the store could not write"
+        except socket.timeout:
+            pass
+    assert outstanding, "nothing in flight: the disk did not stop the store"
+    c.send(PINGREQ_PACKET)
+    c.expect(PINGRESP, timeout=5)
+    st = server.stats()
+    assert st["health"] == "disk_full", st
+    assert st["store.disk_full_retries"] > 0, st
+    os.remove(ballast)
+    deadline = time.monotonic() + 60
+    while outstanding and time.monotonic() < deadline:
+        try:
+            t, _, body = c.read_packet(0.2)
+            if t == PUBACK:
+                assert struct.unpack(">H", body[:2])[0] == outstanding[0][0], "PUBACK out of order"
+                acked.append(outstanding.pop(0)[1])
+        except socket.timeout:
+            pass
+    assert not outstanding, "%d retained publishes never acknowledged after space came back" % len(outstanding)
+    assert len(acked) > at_pause
+    st = server.wait_stats(lambda s: s.get("health") == "ok")
+    assert st["store.state"] == "ok", st
+    assert st["store.disk_full_pauses"] >= 1
+    c.disconnect()
+    server.restart()
+    sub = server.client("dfstore-sub")
+    sub.send(subscribe_packet(1, [("dfs/t/#", 0)]))
+    got = set()
+    deadline = time.monotonic() + 30
+    while len(got) < len(acked) and time.monotonic() < deadline:
+        try:
+            t, flags, body = sub.read_packet(1.0)
+        except socket.timeout:
+            continue
+        if t == PUBLISH:
+            tl = struct.unpack(">H", body[:2])[0]
+            got.add(int(body[2:2 + tl].decode().rsplit("/", 1)[1]))
+    missing = [k for k in acked if k not in got]
+    assert not missing, "acknowledged retained messages lost: %r" % missing[:20]
+    sub.disconnect()
     server.stop()
