@@ -106,8 +106,12 @@ def test_disk_full_pauses_and_resumes(small_disk, vigil_factory):
 
     # 2. Paused: after the last in-flight acknowledgements drain, none come,
     # but the connections are alive and served.
+    # Each publisher sends once more after the pause began (one whose window
+    # was all acknowledged just before it would otherwise have nothing to
+    # wait for), then the acknowledgements of records stored before the
+    # pause drain.
     for p in pubs:
-        p.pump(send=False, read_s=0.5)
+        p.pump(send=True, read_s=0.5)
     acked_at_pause = [len(p.acked) for p in pubs]
     t_pause = time.monotonic()
     while time.monotonic() < t_pause + 2.0:
