@@ -78,6 +78,11 @@ static const opt_t opts[] = {
      "operators publish alert acknowledgements here (vigil/alerts/ack)"},
     {"connect-timeout-ms", T_U32, OFF(connect_timeout_ms), 0, 10, 3600000, "MS",
      "close connections that send no CONNECT within this time (10000)"},
+    {"linger-ms", T_U32, OFF(linger_ms), 0, 0, 600000, "MS",
+     "after a DISCONNECT or refusing CONNACK the server sends, read and discard input this long before closing, "
+     "so a client still writing reads the answer rather than a reset; 0 = close at once (2000)"},
+    {"linger-bytes", T_U64, OFF(linger_bytes), 0, 0, 1e9, "BYTES",
+     "close a lingering connection early once it sent this much more (1 MiB)"},
     {"stats-interval-ms", T_U32, OFF(stats_interval_ms), 0, 10, 3600000, "MS",
      "period of the $SYS/vigil/stats publication (1000)"},
     {"checkpoint-interval-ms", T_U32, OFF(checkpoint_interval_ms), 0, 10, 3600000, "MS",
@@ -124,6 +129,8 @@ void vg_config_default(vg_config_t *c)
     c->rest_low_bpm = 0;
     snprintf(c->control_topic, sizeof c->control_topic, "vigil/alerts/ack");
     c->connect_timeout_ms = 10000;
+    c->linger_ms = 2000;
+    c->linger_bytes = 1u << 20;
     c->stats_interval_ms = 1000;
     c->checkpoint_interval_ms = 1000;
     c->log_level = VG_LOG_INFO;

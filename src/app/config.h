@@ -59,6 +59,8 @@ typedef struct {
     char detect_config[PATH_MAX];
     char control_topic[256];
     uint32_t connect_timeout_ms;
+    uint32_t linger_ms;
+    uint64_t linger_bytes;
     uint32_t stats_interval_ms;
     uint32_t checkpoint_interval_ms;
     int log_level;

@@ -270,6 +270,10 @@ static size_t stats_json(void *ctx, char *buf, size_t cap)
     jw_u64(&w, "ws.connections", ss.ws_connections);
     jw_u64(&w, "http.requests", ss.http_requests);
     jw_u64(&w, "http.errors", ss.http_errors);
+    jw_u64(&w, "connections.lingering", ss.lingering);
+    jw_u64(&w, "linger.closes", ss.linger_closes);
+    jw_u64(&w, "linger.deadline", ss.linger_deadline);
+    jw_u64(&w, "linger.overflow", ss.linger_overflow);
     vg_ingest_stats_t is;
     vg_ingest_stats(a->ingest, &is);
     jw_u64(&w, "telemetry.accepted", is.accepted);
@@ -453,6 +457,8 @@ int vg_serve_main(int argc, char **argv)
     snprintf(state_path, sizeof state_path, "%s/gateway.db", a.cfg.data_dir);
     so.state_path = state_path;
     so.connect_timeout_ms = a.cfg.connect_timeout_ms;
+    so.linger_ms = a.cfg.linger_ms;
+    so.linger_bytes = (size_t)a.cfg.linger_bytes;
     so.telemetry_topic = a.cfg.telemetry_topic;
     so.ingest = vg_ingest_publish;
     so.ingest_ctx = a.ingest;

@@ -217,7 +217,14 @@ typedef struct {
     uint32_t subids[MAX_SUBIDS];
 } item_t;
 
-enum { ST_FREE = 0, ST_NEW, ST_ACTIVE, ST_CLOSING };
+/* ST_LINGER: closed as far as MQTT is concerned (session released, no
+ * handlers run, unreachable by token), only the socket is left: its output
+ * drains, its input is discarded, see linger_start. */
+enum { ST_FREE = 0, ST_NEW, ST_ACTIVE, ST_CLOSING, ST_LINGER };
+
+/* True once a connection is closing or lingering: nothing more is queued to
+ * it and no packet of it is handled. */
+#define CONN_GONE(c) ((c)->state >= ST_CLOSING)
 
 /* Listeners / transports. */
 enum { L_MQTT = 0, L_WS, L_HTTP, L__COUNT };
@@ -279,6 +286,7 @@ typedef struct conn {
     bool quiesced;        /* reading stopped for shutdown */
     bool clean_disconnect;/* DISCONNECT (normal) received: no will */
     bool problem_info;    /* 5.0 request problem information (default 1) */
+    bool linger;          /* a final answer (DISCONNECT, refusing CONNACK...) is queued: linger on close */
     uint16_t keepalive;
     uint16_t peer_receive_max;   /* 5.0: client's receive maximum */
     uint16_t peer_alias_max;     /* 5.0: client's topic alias maximum */
@@ -331,6 +339,7 @@ typedef struct worker {
     atomic_uint_fast64_t st_conns_current, st_conns_total, st_refused, st_closes[VG_CLOSE__COUNT];
     atomic_uint_fast64_t st_pub_in, st_pub_out, st_bytes_in, st_bytes_out, st_read_pauses;
     atomic_uint_fast64_t st_ws, st_http, st_http_err;
+    atomic_uint_fast64_t st_lingering, st_linger, st_linger_deadline, st_linger_overflow;
     /* routing scratch */
     struct route_ctx *route;
     /* SUBSCRIBE scratch: max_subs_per_packet filters and return codes */
@@ -413,6 +422,8 @@ void vg_server_opts_default(vg_server_opts_t *o)
     o->max_subs_per_packet = 64;
     o->max_outbuf = 4 * 1024 * 1024;
     o->connect_timeout_ms = 10000;
+    o->linger_ms = 2000;
+    o->linger_bytes = 1024 * 1024;
     o->max_inflight_out = 64;
     o->max_queued_per_client = 1000;
     o->max_queued_bytes = 256u * 1024 * 1024;
@@ -769,7 +780,7 @@ static void flush_mark(worker_t *w, conn_t *c)
  * marked for closing) if that would exceed max_outbuf. */
 static uint8_t *out_reserve(worker_t *w, conn_t *c, size_t n)
 {
-    if (c->state == ST_CLOSING)
+    if (CONN_GONE(c))
         return NULL;
     if (c->out_off && c->out_off == c->out_len) {
         c->out_off = c->out_len = 0;
@@ -951,7 +962,9 @@ static uint8_t close_reason_rc(vg_close_reason_t r)
  * output limit is ignored here on purpose: this is the last packet. */
 static void send_disconnect(worker_t *w, conn_t *c, uint8_t rc, const char *why)
 {
-    if (c->level != VG_MQTT_V5 || c->state == ST_NEW || !rc)
+    /* One final packet: a DISCONNECT already queued (e.g. 0x99 before the
+     * close it causes) is not followed by a second one. */
+    if (c->level != VG_MQTT_V5 || c->state == ST_NEW || !rc || c->linger)
         return;
     vg_mqtt_props_t pr = {0};
     if (why) {
@@ -972,13 +985,38 @@ static void send_disconnect(worker_t *w, conn_t *c, uint8_t rc, const char *why)
     }
     memcpy(c->out + c->out_len, buf, (size_t)n);
     c->out_len += (size_t)n;
+    c->linger = true;
 }
 
 static void conn_close_why(worker_t *w, conn_t *c, vg_close_reason_t reason, const char *why)
 {
-    if (c->state == ST_CLOSING)
+    if (CONN_GONE(c))
         return;
     send_disconnect(w, c, close_reason_rc(reason), why);
+    switch (reason) {
+    case VG_CLOSE_SLOW_CONSUMER:
+        /* It does not read: waiting for it to read its DISCONNECT would only
+         * hold its (full) output buffer longer. */
+        c->linger = false;
+        break;
+    case VG_CLOSE_HTTP_BAD_REQUEST:
+    case VG_CLOSE_WS_PROTOCOL:
+        /* An error answer (HTTP 4xx, WebSocket close frame) was queued. */
+        c->linger |= c->out_len > c->out_off;
+        break;
+    case VG_CLOSE_PEER_CLOSED:
+    case VG_CLOSE_CLIENT:
+    case VG_CLOSE_DISCONNECT_WILL:
+    case VG_CLOSE_IO:
+    case VG_CLOSE_SHUTDOWN:
+    case VG_CLOSE_HTTP_DONE:
+        break;
+    default:
+        /* Any other close the server decides on gets a close frame on
+         * WebSocket (conn_destroy / linger_start add it). */
+        c->linger |= c->transport == TR_WS;
+        break;
+    }
     c->state = ST_CLOSING;
     c->close_reason = (uint8_t)reason;
     atomic_fetch_add_explicit(&w->st_closes[reason], 1, memory_order_relaxed);
@@ -1620,11 +1658,13 @@ static uint64_t session_send(worker_t *w, conn_t *c, session_t *se, vg_msg_t *m,
     return out_persist(s, se, outq_at(&se->inflight, se->inflight.n - 1));
 }
 
+/* The connection a token names, NULL if it is gone. A lingering connection
+ * is gone: it owns nothing any token could refer to. */
 static conn_t *conn_lookup(worker_t *w, uint64_t tok)
 {
     uint32_t slot = TOK_SLOT(tok);
     conn_t *c = slot < w->nslots ? w->conns[slot] : NULL;
-    return c && c->gen == TOK_GEN(tok) ? c : NULL;
+    return c && c->gen == TOK_GEN(tok) && c->state != ST_LINGER ? c : NULL;
 }
 
 /* Delivers m to session se from any thread. `from` is the calling worker
@@ -2000,7 +2040,7 @@ static ack_t *acks_find_last(conn_t *c, uint16_t pid)
 static void complete_local(worker_t *w, uint64_t token, int status)
 {
     conn_t *c = conn_lookup(w, token);
-    if (!c || c->state == ST_CLOSING)
+    if (!c || CONN_GONE(c))
         return; /* the connection went away; the client will retransmit */
     ack_t *a = acks_find(c, TOK_PID(token));
     if (!a)
@@ -2078,6 +2118,7 @@ static void connect_refuse(worker_t *w, conn_t *c, uint8_t v3rc, uint8_t v5rc, c
         pr.reason_string.len = strlen(why);
     }
     send_connack(w, c, false, c->level == VG_MQTT_V5 ? v5rc : v3rc, c->level == VG_MQTT_V5 ? &pr : NULL);
+    c->linger = true;
     conn_close_why(w, c, VG_CLOSE_REJECTED, why);
 }
 
@@ -2924,52 +2965,202 @@ static void conn_detach(worker_t *w, conn_t *c)
     session_unref(s, se);
 }
 
-static void conn_destroy(worker_t *w, conn_t *c)
+/* Appends the WebSocket close frame a closing WebSocket connection ends
+ * with (after the MQTT bytes still queued, which are framed first). */
+static void ws_close_frame(worker_t *w, conn_t *c)
+{
+    if (c->transport != TR_WS)
+        return;
+    uint8_t cf[8];
+    int k = vg_ws_encode_close(cf, sizeof cf,
+                               c->close_reason == VG_CLOSE_WS_PROTOCOL ? VG_WS_CLOSE_PROTOCOL : VG_WS_CLOSE_NORMAL, NULL,
+                               0, NULL);
+    if (k > 0)
+        ws_send_control(w, c, cf, (size_t)k);
+}
+
+/* Releases everything a closing connection holds except its socket, its
+ * slot and its pending output: the session (and with it the client id) is
+ * left, the will goes out, timers, buffers, acks and aliases are freed. */
+static void conn_release(worker_t *w, conn_t *c)
 {
     struct vg_server *s = w->srv;
-    /* Best effort: a refusal CONNACK or DISCONNECT should reach the client
-     * before the close (on WebSocket inside a frame, then a close frame). */
-    if (c->transport == TR_WS) {
-        uint8_t cf[8];
-        int k = vg_ws_encode_close(cf, sizeof cf, c->close_reason == VG_CLOSE_WS_PROTOCOL ? VG_WS_CLOSE_PROTOCOL
-                                                                                         : VG_WS_CLOSE_NORMAL,
-                                   NULL, 0, NULL);
-        if (k > 0)
-            ws_send_control(w, c, cf, (size_t)k);
-    }
-    if (c->out_len > c->out_off)
-        (void)send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
-    epoll_ctl(w->ep, EPOLL_CTL_DEL, c->fd, NULL);
-    close(c->fd);
     vg_wheel_remove(&c->timer);
     conn_detach(w, c);
     if (c->alias_in) {
         for (uint16_t i = 0; i < s->o.topic_alias_max; i++)
             vg_free(c->alias_in[i]);
         vg_free(c->alias_in);
+        c->alias_in = NULL;
     }
     vg_free(c->alias_in_len);
+    c->alias_in_len = NULL;
     if (c->alias_out) {
         vg_strmap_deinit(c->alias_out);
         vg_free(c->alias_out);
+        c->alias_out = NULL;
     }
     if (c->x)
         vg_free(c->x->topic);
     vg_free(c->x);
+    c->x = NULL;
     for (uint32_t i = 0; i < c->ack_count; i++) {
         vg_free(c->acks[(c->ack_head + i) % c->ack_cap].pkt);
         retained_batch_free(c->acks[(c->ack_head + i) % c->ack_cap].retained);
     }
-    vg_free(c->in);
-    vg_free(c->out);
     vg_free(c->acks);
+    c->acks = NULL;
+    c->ack_count = c->ack_cap = c->ack_head = 0;
+    vg_free(c->in);
+    c->in = NULL;
+    c->in_len = c->in_cap = 0;
+}
+
+/* Closes the socket and frees the connection and its slot (after
+ * conn_release). */
+static void conn_free(worker_t *w, conn_t *c)
+{
+    struct vg_server *s = w->srv;
+    epoll_ctl(w->ep, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    vg_wheel_remove(&c->timer);
+    vg_free(c->out);
     w->conns[c->slot] = NULL;
     w->slot_gen[c->slot]++;
     w->free_slots[w->nfree++] = c->slot;
-    atomic_fetch_sub_explicit(&w->st_conns_current, 1, memory_order_relaxed);
+    if (c->state == ST_LINGER)
+        atomic_fetch_sub_explicit(&w->st_lingering, 1, memory_order_relaxed);
+    else
+        atomic_fetch_sub_explicit(&w->st_conns_current, 1, memory_order_relaxed);
     atomic_fetch_sub_explicit(&s->conns_total, 1, memory_order_relaxed);
     atomic_fetch_sub_explicit(&s->conns_listener[c->listener], 1, memory_order_relaxed);
     vg_free(c);
+}
+
+static void conn_destroy(worker_t *w, conn_t *c)
+{
+    if (c->state == ST_LINGER) {
+        conn_free(w, c);
+        return;
+    }
+    /* Best effort: a refusal CONNACK or DISCONNECT should reach the client
+     * before the close (on WebSocket inside a frame, then a close frame). */
+    ws_close_frame(w, c);
+    if (c->out_len > c->out_off)
+        (void)send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
+    conn_release(w, c);
+    conn_free(w, c);
+}
+
+/* ---- lingering close ---------------------------------------------------- */
+
+/* Why linger: closing a socket whose peer is still sending makes the kernel
+ * answer the peer's next segments with a reset, and a client that is still
+ * writing (pipelined PUBLISHes past the receive maximum, packets behind a
+ * refused CONNECT) gets EPIPE/ECONNRESET on its next write and typically
+ * gives up on the connection without ever reading the DISCONNECT or CONNACK
+ * that says why. So after a final answer the server sends it, shuts down
+ * its sending side (the client reads the answer, then EOF), and reads and
+ * discards whatever still arrives until the client closes, linger_bytes
+ * were thrown away or linger_ms passed (the worker's timer wheel), and only
+ * then closes. Everything MQTT is released when lingering starts: the
+ * session and client id (a reconnect is never blocked by the lingering
+ * socket), acks, aliases, input; no packet handler runs again and no token
+ * reaches it (conn_lookup). It stays counted against max_connections (it
+ * holds a descriptor) but not in connections_current. */
+
+/* Writes the rest of a lingering connection's output; once all is out,
+ * shuts the sending side. Returns false if the socket broke. */
+static bool linger_flush(worker_t *w, conn_t *c)
+{
+    while (c->out_off < c->out_len) {
+        ssize_t k = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+        if (k > 0) {
+            c->out_off += (size_t)k;
+            atomic_fetch_add_explicit(&w->st_bytes_out, (uint64_t)k, memory_order_relaxed);
+            continue;
+        }
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            c->epollout = true;
+            return true;
+        }
+        return false;
+    }
+    vg_free(c->out);
+    c->out = NULL;
+    c->out_off = c->out_len = c->out_cap = 0;
+    c->epollout = false;
+    shutdown(c->fd, SHUT_WR);
+    return true;
+}
+
+static void linger_epoll(worker_t *w, conn_t *c)
+{
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | (c->epollout ? EPOLLOUT : 0), .data.ptr = c};
+    epoll_ctl(w->ep, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+/* Turns a closing connection (off the flush and close lists) into a
+ * lingering one, or frees it if its socket already broke. */
+static void linger_start(worker_t *w, conn_t *c)
+{
+    struct vg_server *s = w->srv;
+    ws_close_frame(w, c);
+    conn_release(w, c);
+    c->state = ST_LINGER;
+    c->paused = false;
+    c->in_len = 0; /* counts the bytes discarded from here on */
+    atomic_fetch_sub_explicit(&w->st_conns_current, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&w->st_lingering, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&w->st_linger, 1, memory_order_relaxed);
+    if (!linger_flush(w, c)) {
+        conn_free(w, c);
+        return;
+    }
+    linger_epoll(w, c);
+    vg_wheel_add(&w->wheel, &c->timer, now_mono_ms() + s->o.linger_ms);
+}
+
+/* Readiness of a lingering connection: more output, or input to discard. */
+static void linger_ready(worker_t *w, conn_t *c, uint32_t events)
+{
+    if (c->epollout && (events & EPOLLOUT)) {
+        if (!linger_flush(w, c)) {
+            conn_free(w, c);
+            return;
+        }
+        if (!c->epollout)
+            linger_epoll(w, c);
+    }
+    for (size_t budget = READ_BUDGET; budget;) {
+        ssize_t k = recv(c->fd, w->rbuf, RBUF_SIZE, 0);
+        if (k > 0) {
+            atomic_fetch_add_explicit(&w->st_bytes_in, (uint64_t)k, memory_order_relaxed);
+            if ((uint64_t)c->in_len + (uint64_t)k > w->srv->o.linger_bytes) {
+                atomic_fetch_add_explicit(&w->st_linger_overflow, 1, memory_order_relaxed);
+                conn_free(w, c);
+                return;
+            }
+            c->in_len += (uint32_t)k;
+            budget = (size_t)k >= budget ? 0 : budget - (size_t)k;
+            continue;
+        }
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        conn_free(w, c); /* EOF: the peer closed its side (or the socket broke) */
+        return;
+    }
+}
+
+/* Whether a closing connection lingers rather than closes at once. */
+static bool conn_wants_linger(worker_t *w, const conn_t *c)
+{
+    struct vg_server *s = w->srv;
+    return c->linger && s->o.linger_ms && !c->quiesced && !atomic_load_explicit(&s->stopping, memory_order_relaxed);
 }
 
 static void process_closes(worker_t *w)
@@ -2984,8 +3175,12 @@ static void process_closes(worker_t *w)
                 pp = &(*pp)->flush_next;
             if (*pp)
                 *pp = c->flush_next;
+            c->in_flush = false;
         }
-        conn_destroy(w, c);
+        if (conn_wants_linger(w, c))
+            linger_start(w, c);
+        else
+            conn_destroy(w, c);
     }
 }
 static int slot_alloc(worker_t *w, uint32_t *slot)
@@ -3652,6 +3847,11 @@ static void on_timer(void *ctx, vg_wheel_node_t *n)
         vg_wheel_add(&w->wheel, n, n->deadline_ms);
         return;
     }
+    if (c->state == ST_LINGER) {
+        atomic_fetch_add_explicit(&w->st_linger_deadline, 1, memory_order_relaxed);
+        conn_free(w, c);
+        return;
+    }
     if (c->transport == TR_HTTP)
         conn_close(w, c, c->ack_count ? VG_CLOSE_IO : VG_CLOSE_HTTP_DONE);
     else
@@ -3744,7 +3944,7 @@ static void quiesce_worker(worker_t *w)
     }
     for (uint32_t i = 0; i < w->nslots; i++) {
         conn_t *c = w->conns[i];
-        if (c && !c->quiesced) {
+        if (c && !c->quiesced && c->state != ST_LINGER) {
             c->quiesced = true;
             if (c->state != ST_CLOSING)
                 epoll_set(w, c);
@@ -3766,7 +3966,10 @@ static void *worker_main(void *arg)
             atomic_fetch_add(&s->quiesced_workers, 1);
         }
         uint64_t now = vg_clock_mono_ns() / 1000000;
-        int n = epoll_wait(w->ep, evs, MAX_EVENTS, vg_wheel_timeout(&w->wheel, now));
+        /* Closing a connection can queue output for others (its will) after
+         * this round's flush: then look for events without sleeping. */
+        int timeout = w->flush_head || w->close_head ? 0 : vg_wheel_timeout(&w->wheel, now);
+        int n = epoll_wait(w->ep, evs, MAX_EVENTS, timeout);
         for (int i = 0; i < n; i++) {
             void *p = evs[i].data.ptr;
             if (p >= (void *)&w->lfd[0] && p < (void *)&w->lfd[L__COUNT]) {
@@ -3775,6 +3978,10 @@ static void *worker_main(void *arg)
                 drain_inbox(w);
             } else {
                 conn_t *c = p;
+                if (c->state == ST_LINGER) {
+                    linger_ready(w, c, evs[i].events);
+                    continue;
+                }
                 if (c->state == ST_CLOSING)
                     continue;
                 if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP))
@@ -3805,6 +4012,10 @@ static void *worker_main(void *arg)
         conn_t *c = w->conns[i];
         if (!c)
             continue;
+        if (c->state == ST_LINGER) {
+            conn_free(w, c);
+            continue;
+        }
         if (c->state != ST_CLOSING) {
             int fl = fcntl(c->fd, F_GETFL);
             fcntl(c->fd, F_SETFL, fl & ~O_NONBLOCK);
@@ -4294,6 +4505,10 @@ void vg_server_stats(vg_server_t *s, vg_server_stats_t *out)
         out->ws_connections += atomic_load_explicit(&w->st_ws, memory_order_relaxed);
         out->http_requests += atomic_load_explicit(&w->st_http, memory_order_relaxed);
         out->http_errors += atomic_load_explicit(&w->st_http_err, memory_order_relaxed);
+        out->lingering += atomic_load_explicit(&w->st_lingering, memory_order_relaxed);
+        out->linger_closes += atomic_load_explicit(&w->st_linger, memory_order_relaxed);
+        out->linger_deadline += atomic_load_explicit(&w->st_linger_deadline, memory_order_relaxed);
+        out->linger_overflow += atomic_load_explicit(&w->st_linger_overflow, memory_order_relaxed);
     }
     out->subscriptions = atomic_load_explicit(&s->nsubs, memory_order_relaxed);
     out->sessions = atomic_load_explicit(&s->st_sessions, memory_order_relaxed);

@@ -85,6 +85,15 @@ typedef struct {
     uint32_t max_subs_per_packet; /* topic filters in one SUBSCRIBE/UNSUBSCRIBE; more closes (too_large) */
     size_t max_outbuf;         /* bytes queued to one client before it is a slow consumer */
     uint32_t connect_timeout_ms;
+    /* Lingering close: after a final answer the server initiated (a 5.0
+     * DISCONNECT with a reason, a refusing CONNACK, a WebSocket close frame,
+     * an HTTP error answer) the output is flushed, the sending side shut
+     * down, and input read and thrown away for up to linger_ms or
+     * linger_bytes before the socket is closed, so that a client still
+     * writing reads the answer instead of a reset. The session and client id
+     * are released when lingering starts. 0 ms = close at once. */
+    uint32_t linger_ms;        /* 2000 */
+    size_t linger_bytes;       /* 1 MiB */
     uint32_t max_keepalive_s;  /* 0 = accept what clients ask */
     uint32_t max_inflight_out; /* unacknowledged QoS 1/2 PUBLISHes we send one client (5.0: also <= its receive maximum) */
     uint32_t max_queued_per_client; /* queued messages per session beyond the in-flight window; overflow dropped and counted */
@@ -159,6 +168,10 @@ typedef struct {
     uint64_t ws_connections;       /* WebSocket handshakes accepted */
     uint64_t http_requests;        /* HTTP requests answered */
     uint64_t http_errors;          /* HTTP requests answered with 4xx/5xx */
+    uint64_t lingering;            /* connections lingering now (not in connections_current) */
+    uint64_t linger_closes;        /* connections that lingered before closing */
+    uint64_t linger_deadline;      /* ... closed at the deadline (the peer never closed its side) */
+    uint64_t linger_overflow;      /* ... closed early: the peer sent more than linger_bytes */
 } vg_server_stats_t;
 
 void vg_server_stats(vg_server_t *s, vg_server_stats_t *out);
