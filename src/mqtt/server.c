@@ -182,7 +182,14 @@ typedef struct session {
 } session_t;
 
 /* Worker inbox items. */
-typedef enum { ITEM_COMPLETE = 1, ITEM_DELIVER, ITEM_DELIVER_BATCH, ITEM_KICK } item_kind_t;
+typedef enum {
+    ITEM_COMPLETE = 1,
+    ITEM_DELIVER,
+    ITEM_DELIVER_BATCH,
+    ITEM_KICK,          /* close connection `token` (session taken over) */
+    ITEM_TAKEOVER,      /* drain, then close connection `token`; answer `waiter` (see handle_connect) */
+    ITEM_TAKEOVER_DONE, /* connection `token` may run its CONNECT again */
+} item_kind_t;
 
 /* One delivery target of a routed message. */
 typedef struct {
@@ -207,10 +214,11 @@ typedef struct {
     uint8_t retain;
     uint8_t nsubids;
     int32_t status;
-    uint64_t token; /* COMPLETE: ack token; KICK: connection */
+    uint64_t token; /* COMPLETE: ack token; KICK, TAKEOVER, TAKEOVER_DONE: connection */
     union {
         session_t *sess; /* DELIVER: target (holds a ref) */
         batch_t *batch;  /* DELIVER_BATCH: targets (owned by the item) */
+        uint64_t waiter; /* TAKEOVER: the connection whose CONNECT waits */
     };
     vg_msg_t *msg;   /* DELIVER, DELIVER_BATCH: holds a ref */
     uint64_t kvsub;  /* DELIVER: copy already stored for the session, 0 = none */
@@ -287,12 +295,15 @@ typedef struct conn {
     bool clean_disconnect;/* DISCONNECT (normal) received: no will */
     bool problem_info;    /* 5.0 request problem information (default 1) */
     bool linger;          /* a final answer (DISCONNECT, refusing CONNACK...) is queued: linger on close */
+    bool takeover_wait;   /* its CONNECT waits for the session's old connection to be drained */
+    bool takeover_tried;  /* ... and did once, for the owner takeover_from */
     uint16_t keepalive;
     uint16_t peer_receive_max;   /* 5.0: client's receive maximum */
     uint16_t peer_alias_max;     /* 5.0: client's topic alias maximum */
     uint16_t next_alias_out;
     uint32_t peer_max_packet;    /* 5.0: client's maximum packet size (0 = none) */
     vg_wheel_node_t timer;
+    uint64_t takeover_from; /* CONN_TOK of the connection its CONNECT waited for */
     session_t *sess;      /* attached session (holds a ref) */
     vg_msg_t *will;       /* will message (holds a ref), NULL = none */
     uint32_t will_delay;
@@ -829,7 +840,10 @@ static void send_bytes(worker_t *w, conn_t *c, const uint8_t *b, size_t n)
 static void epoll_set(worker_t *w, conn_t *c)
 {
     struct epoll_event ev = {0};
-    ev.events = (c->paused || c->quiesced ? 0 : EPOLLIN) | (c->epollout ? EPOLLOUT : 0) | EPOLLRDHUP;
+    /* Waiting for a takeover, not even the peer's half close is of interest
+     * (the CONNECT runs again once the answer comes). */
+    ev.events = (c->paused || c->quiesced || c->takeover_wait ? 0 : EPOLLIN) | (c->epollout ? EPOLLOUT : 0) |
+                (c->takeover_wait ? 0 : EPOLLRDHUP);
     ev.data.ptr = c;
     epoll_ctl(w->ep, EPOLL_CTL_MOD, c->fd, &ev);
 }
@@ -2136,6 +2150,40 @@ static void session_resume(worker_t *w, conn_t *c, session_t *se)
     session_pump(w, c, se);
 }
 
+/* Takeover: a CONNECT for a client id whose session is attached to another
+ * connection. Whether the session is resumed (Session Present) depends on
+ * what that old connection said last, and its last words may already be in
+ * its socket, unread: a client that sends DISCONNECT (Session Expiry 0) and
+ * reconnects at once must get a new session, but the new CONNECT can be
+ * read first, by another worker or by this one later in the same round.
+ * So the decision waits: this connection stops reading (its CONNECT stays
+ * first in c->in) and asks the old connection's worker to take over
+ * (ITEM_TAKEOVER). That worker reads and handles everything the old socket
+ * holds (takeover_item), closes it if it is still open, detaches it from
+ * the session and answers (ITEM_TAKEOVER_DONE); then this CONNECT runs
+ * again from the start and finds the session offline, or ended. Only a
+ * CONNECT that finds its id online pays the round trip; no other path
+ * changes. A second wait for the same owner is not made (the old path, a
+ * kick, is used then), so a CONNECT waits at most once per old connection. */
+static void connect_wait_takeover(worker_t *w, conn_t *c, uint64_t owner)
+{
+    struct vg_server *s = w->srv;
+    vg_msg_unref(c->will); /* handle_connect runs again and makes it anew */
+    c->will = NULL;
+    c->will_delay = 0;
+    c->takeover_wait = true;
+    c->takeover_tried = true;
+    c->takeover_from = owner;
+    item_t it = {.kind = ITEM_TAKEOVER, .token = owner, .waiter = CONN_TOK(w->id, c->slot, c->gen)};
+    uint32_t ow = TOK_WORKER(owner);
+    if (ow >= s->nworkers || inbox_post(&s->workers[ow], &it, 1) != VG_OK) {
+        c->takeover_wait = false;
+        connect_refuse(w, c, VG_MQTT_CONNACK_UNAVAILABLE, VG_RC_SERVER_UNAVAILABLE, "out of memory");
+        return;
+    }
+    epoll_set(w, c); /* stop reading until the answer */
+}
+
 static void handle_connect(worker_t *w, conn_t *c, const uint8_t *body, size_t len)
 {
     struct vg_server *s = w->srv;
@@ -2220,6 +2268,13 @@ static void handle_connect(worker_t *w, conn_t *c, const uint8_t *body, size_t l
     if (vg_strmap_get(&s->ids, id, idlen, &v) == VG_OK) {
         session_t *old = (session_t *)(uintptr_t)v;
         pthread_mutex_lock(&old->mu);
+        if (old->online && !(c->takeover_tried && c->takeover_from == old->owner)) {
+            uint64_t owner = old->owner;
+            pthread_mutex_unlock(&old->mu);
+            pthread_mutex_unlock(&s->ids_mu);
+            connect_wait_takeover(w, c, owner);
+            return;
+        }
         if (old->online) {
             kick = old->owner;
             have_kick = true;
@@ -3321,6 +3376,8 @@ static size_t parse_packets(worker_t *w, conn_t *c, const uint8_t *data, size_t 
             break;
         }
         handle_packet(w, c, type, flags, data + off + hl, rl);
+        if (c->takeover_wait)
+            break; /* the CONNECT stays unconsumed: it runs again (connect_wait_takeover) */
         off += hl + rl;
     }
     return off;
@@ -3729,10 +3786,9 @@ static void ws_handshake(worker_t *w, conn_t *c)
 }
 
 /* Reading for the WebSocket and HTTP listeners. */
-static void read_ready_xport(worker_t *w, conn_t *c)
+static void read_ready_xport(worker_t *w, conn_t *c, size_t budget)
 {
-    size_t budget = READ_BUDGET;
-    while (budget && c->state != ST_CLOSING && !c->paused && !c->quiesced) {
+    while (budget && c->state != ST_CLOSING && !c->paused && !c->quiesced && !c->takeover_wait) {
         ssize_t k = conn_recv(w, c, w->rbuf, RBUF_SIZE,
                               c->transport == TR_HTTP ? VG_CLOSE_HTTP_DONE : VG_CLOSE_PEER_CLOSED);
         if (k <= 0)
@@ -3771,14 +3827,15 @@ static void read_ready_xport(worker_t *w, conn_t *c)
     }
 }
 
-static void read_ready(worker_t *w, conn_t *c)
+/* Reads and handles up to about budget bytes (a readiness event gets
+ * READ_BUDGET, for fairness), stopping when the socket has no more. */
+static void read_ready(worker_t *w, conn_t *c, size_t budget)
 {
     if (c->transport != TR_MQTT) {
-        read_ready_xport(w, c);
+        read_ready_xport(w, c, budget);
         return;
     }
-    size_t budget = READ_BUDGET;
-    while (budget && c->state != ST_CLOSING && !c->paused && !c->quiesced) {
+    while (budget && c->state != ST_CLOSING && !c->paused && !c->quiesced && !c->takeover_wait) {
         uint8_t *dst;
         size_t room;
         if (c->in_len) {
@@ -3893,6 +3950,57 @@ static void deliver_item(worker_t *w, item_t *it)
     vg_msg_unref(it->msg);
 }
 
+/* Everything the peer of c already sent, read and handled now (a takeover
+ * is deciding on the session): what is buffered in c->in (c may have paused
+ * reading), then the socket until it has no more, bounded so that a peer
+ * that never stops sending cannot keep the worker here. */
+#define TAKEOVER_DRAIN_MAX (16u * 1024 * 1024)
+static void conn_drain_input(worker_t *w, conn_t *c)
+{
+    c->paused = false;
+    process_input(w, c);
+    if (c->state == ST_ACTIVE && !c->quiesced)
+        read_ready(w, c, TAKEOVER_DRAIN_MAX);
+    if (c->state == ST_ACTIVE)
+        epoll_set(w, c); /* a pause may have ended, or begun again */
+}
+
+/* ITEM_TAKEOVER (see connect_wait_takeover), on the old connection's worker. */
+static void takeover_resume(worker_t *w, uint64_t tok);
+static void takeover_item(worker_t *w, uint64_t old, uint64_t waiter)
+{
+    struct vg_server *s = w->srv;
+    conn_t *oc = conn_lookup(w, old);
+    if (oc && oc->state == ST_ACTIVE)
+        conn_drain_input(w, oc);
+    if (oc && oc->state == ST_ACTIVE)
+        conn_close(w, oc, VG_CLOSE_TAKEOVER);
+    /* Leave the session now, not when it is torn down at the end of the
+     * round: the waiting CONNECT must find it offline (or ended). */
+    if (oc)
+        conn_detach(w, oc);
+    uint32_t wi = TOK_WORKER(waiter);
+    if (wi == w->id) {
+        takeover_resume(w, waiter);
+        return;
+    }
+    item_t it = {.kind = ITEM_TAKEOVER_DONE, .token = waiter};
+    if (wi < s->nworkers && inbox_post(&s->workers[wi], &it, 1) != VG_OK)
+        VG_WARN(MOD, "out of memory answering a takeover: the new connection waits for its connect timeout");
+}
+
+/* ITEM_TAKEOVER_DONE: the waiting CONNECT runs again. */
+static void takeover_resume(worker_t *w, uint64_t tok)
+{
+    conn_t *c = conn_lookup(w, tok);
+    if (!c || c->state != ST_NEW || !c->takeover_wait)
+        return;
+    c->takeover_wait = false;
+    process_input(w, c);
+    if (c->state != ST_CLOSING && !c->takeover_wait)
+        epoll_set(w, c);
+}
+
 static void drain_inbox(worker_t *w)
 {
     uint64_t v;
@@ -3927,6 +4035,10 @@ static void drain_inbox(worker_t *w)
             conn_t *c = conn_lookup(w, it->token);
             if (c)
                 conn_close(w, c, VG_CLOSE_TAKEOVER);
+        } else if (it->kind == ITEM_TAKEOVER) {
+            takeover_item(w, it->token, it->waiter);
+        } else if (it->kind == ITEM_TAKEOVER_DONE) {
+            takeover_resume(w, it->token);
         }
     }
     /* Keep the drained array as the spare so steady state allocates nothing. */
@@ -3984,8 +4096,12 @@ static void *worker_main(void *arg)
                 }
                 if (c->state == ST_CLOSING)
                     continue;
+                if (c->takeover_wait && (evs[i].events & (EPOLLHUP | EPOLLERR))) {
+                    conn_close(w, c, VG_CLOSE_PEER_CLOSED); /* gone while its CONNECT waited */
+                    continue;
+                }
                 if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP))
-                    read_ready(w, c);
+                    read_ready(w, c, READ_BUDGET);
                 if (c->state != ST_CLOSING && (evs[i].events & EPOLLOUT))
                     flush_mark(w, c);
             }
