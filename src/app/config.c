@@ -52,7 +52,10 @@ static const opt_t opts[] = {
     {"max-subs-per-packet", T_U32, OFF(max_subs_per_packet), 0, 1, 65535, "N",
      "topic filters in one SUBSCRIBE; more closes the connection, counted as too_large (64)"},
     {"max-outbuf", T_U64, OFF(max_outbuf), 0, 1024, 1e12, "BYTES",
-     "bytes queued to one client before it is disconnected as a slow consumer (4 MiB)"},
+     "bytes queued to one client; over it QoS 0 messages to it are dropped and QoS 1/2 wait in its session queue "
+     "(4 MiB)"},
+    {"slow-consumer-ms", T_U32, OFF(slow_consumer_ms), 0, 1, 86400000, "MS",
+     "disconnect a client whose output stays over --max-outbuf this long, as a slow consumer (30000)"},
     {"max-keepalive", T_U32, OFF(max_keepalive), 0, 0, 65535, "S", "cap on client keepalive, 0 = none (default 0)"},
     {"max-inflight-out", T_U32, OFF(max_inflight_out), 0, 1, 65535, "N",
      "unacknowledged QoS 1/2 messages sent to one client (5.0: also its receive maximum) (64)"},
@@ -119,6 +122,7 @@ void vg_config_default(vg_config_t *c)
     c->max_inflight = 1024;
     c->max_subs_per_packet = 64;
     c->max_outbuf = 4ull << 20;
+    c->slow_consumer_ms = 30000;
     c->max_inflight_out = 64;
     c->max_http_connections = 1000;
     c->max_queued_per_client = 1000;

@@ -43,6 +43,7 @@ typedef struct {
     uint32_t max_inflight;
     uint32_t max_subs_per_packet;
     uint64_t max_outbuf;
+    uint32_t slow_consumer_ms;
     uint32_t max_keepalive;
     uint32_t max_inflight_out;
     uint32_t max_ws_connections;

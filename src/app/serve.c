@@ -262,6 +262,8 @@ static size_t stats_json(void *ctx, char *buf, size_t cap)
     jw_u64(&w, "queue.dropped_global_limit", ss.queue_dropped_global);
     jw_u64(&w, "publish.expired", ss.expired_dropped);
     jw_u64(&w, "publish.too_large_for_client", ss.too_large_dropped);
+    jw_u64(&w, "publish.dropped_qos0_outbuf", ss.dropped_qos0_outbuf);
+    jw_u64(&w, "publish.deferred_outbuf", ss.deferred_outbuf);
     jw_u64(&w, "publish.qos2_duplicates", ss.qos2_duplicates);
     jw_u64(&w, "wills.published", ss.wills_published);
     jw_u64(&w, "retained", ss.retained);
@@ -443,6 +445,7 @@ int vg_serve_main(int argc, char **argv)
     so.max_inflight = a.cfg.max_inflight;
     so.max_subs_per_packet = a.cfg.max_subs_per_packet;
     so.max_outbuf = a.cfg.max_outbuf;
+    so.slow_consumer_ms = a.cfg.slow_consumer_ms;
     so.max_keepalive_s = a.cfg.max_keepalive;
     so.max_inflight_out = a.cfg.max_inflight_out;
     so.max_connections_ws = a.cfg.max_ws_connections;

@@ -302,6 +302,7 @@ typedef struct conn {
     uint16_t peer_alias_max;     /* 5.0: client's topic alias maximum */
     uint16_t next_alias_out;
     uint32_t peer_max_packet;    /* 5.0: client's maximum packet size (0 = none) */
+    uint32_t congested_at;       /* mono ms (low 32 bits, never 0) its output went over max_outbuf; 0 = under */
     vg_wheel_node_t timer;
     uint64_t takeover_from; /* CONN_TOK of the connection its CONNECT waited for */
     session_t *sess;      /* attached session (holds a ref) */
@@ -351,6 +352,7 @@ typedef struct worker {
     atomic_uint_fast64_t st_pub_in, st_pub_out, st_bytes_in, st_bytes_out, st_read_pauses;
     atomic_uint_fast64_t st_ws, st_http, st_http_err;
     atomic_uint_fast64_t st_lingering, st_linger, st_linger_deadline, st_linger_overflow;
+    atomic_uint_fast64_t st_drop_qos0_outbuf, st_deferred_outbuf;
     /* routing scratch */
     struct route_ctx *route;
     /* SUBSCRIBE scratch: max_subs_per_packet filters and return codes */
@@ -432,6 +434,7 @@ void vg_server_opts_default(vg_server_opts_t *o)
     o->max_inflight = 1024;
     o->max_subs_per_packet = 64;
     o->max_outbuf = 4 * 1024 * 1024;
+    o->slow_consumer_ms = 30000;
     o->connect_timeout_ms = 10000;
     o->linger_ms = 2000;
     o->linger_bytes = 1024 * 1024;
@@ -777,6 +780,7 @@ static int inbox_post(worker_t *w, const item_t *items, size_t n)
 /* ---- connections: output ---------------------------------------------- */
 
 static void conn_close(worker_t *w, conn_t *c, vg_close_reason_t reason);
+static void conn_close_why(worker_t *w, conn_t *c, vg_close_reason_t reason, const char *why);
 
 static void flush_mark(worker_t *w, conn_t *c)
 {
@@ -787,9 +791,51 @@ static void flush_mark(worker_t *w, conn_t *c)
     }
 }
 
-/* Reserves n bytes at the end of c's output queue; NULL (and the connection
- * marked for closing) if that would exceed max_outbuf. */
-static uint8_t *out_reserve(worker_t *w, conn_t *c, size_t n)
+/* ---- slow consumers ------------------------------------------------------
+ *
+ * max_outbuf is a soft limit on the bytes queued to one connection. While a
+ * connection's output is over it, new PUBLISHes are not put into its output
+ * buffer: QoS 0 ones are shed (dropped for this subscriber, counted as
+ * dropped_qos0_outbuf), QoS 1 and 2 ones wait in the session's queue (bounded
+ * by max_queued_per_client and max_queued_bytes, overflow dropped and
+ * counted) and go out once the buffer drained below the limit. Control
+ * packets (acks, PINGRESP) and the retransmissions of a resumed session
+ * (at most the in-flight window) are still queued. A subscriber is a slow
+ * consumer only if its output stays over the limit for slow_consumer_ms:
+ * the time counts from the first moment over it and restarts whenever a
+ * flush brings the buffer under it; it is checked each time something more
+ * would be queued (a connection nothing is sent to holds its buffer until
+ * its keepalive). Independently of time, output beyond twice the limit
+ * (control packets a client provokes without reading) closes at once. */
+
+/* Notes that c wants to queue more while its output is over the limit;
+ * closes it once that has lasted slow_consumer_ms. */
+static void out_congested(worker_t *w, conn_t *c)
+{
+    uint32_t now = (uint32_t)now_mono_ms() | 1u; /* 0 means "not congested" */
+    if (!c->congested_at) {
+        c->congested_at = now;
+        return;
+    }
+    if (now - c->congested_at >= w->srv->o.slow_consumer_ms)
+        conn_close(w, c, VG_CLOSE_SLOW_CONSUMER);
+}
+
+/* True if c's output is at or over max_outbuf (and notes the congestion):
+ * no new PUBLISH goes into it now. */
+static bool out_full(worker_t *w, conn_t *c)
+{
+    if (c->out_len - c->out_off < w->srv->o.max_outbuf)
+        return false;
+    out_congested(w, c);
+    return true;
+}
+
+/* Reserves n bytes at the end of c's output queue; NULL if the connection
+ * is closing, or is closed now: as a slow consumer (out_congested), or
+ * because this would take its output beyond twice max_outbuf (unless
+ * `force`, for the bounded retransmissions of a resumed session). */
+static uint8_t *out_reserve_ex(worker_t *w, conn_t *c, size_t n, bool force)
 {
     if (CONN_GONE(c))
         return NULL;
@@ -799,9 +845,15 @@ static uint8_t *out_reserve(worker_t *w, conn_t *c, size_t n)
             c->x->ws_framed = 0;
     }
     size_t pending = c->out_len - c->out_off;
-    if (pending + n > w->srv->o.max_outbuf) {
-        conn_close(w, c, VG_CLOSE_SLOW_CONSUMER);
-        return NULL;
+    size_t limit = w->srv->o.max_outbuf;
+    if (pending + n > limit) {
+        if (!force && pending + n > 2 * limit) {
+            conn_close_why(w, c, VG_CLOSE_SLOW_CONSUMER, "output over twice the limit");
+            return NULL;
+        }
+        out_congested(w, c);
+        if (CONN_GONE(c))
+            return NULL;
     }
     if (c->out_len + n > c->out_cap) {
         if (c->out_off) { /* compact before growing */
@@ -828,6 +880,11 @@ static uint8_t *out_reserve(worker_t *w, conn_t *c, size_t n)
     c->out_len += n;
     flush_mark(w, c);
     return p;
+}
+
+static uint8_t *out_reserve(worker_t *w, conn_t *c, size_t n)
+{
+    return out_reserve_ex(w, c, n, false);
 }
 
 static void send_bytes(worker_t *w, conn_t *c, const uint8_t *b, size_t n)
@@ -1477,7 +1534,10 @@ static void on_kv_durable(void *ctx, uint64_t seq, int status)
 
 /* ---- encoding a PUBLISH for one connection ----------------------------- */
 
-enum { SEND_OK = 0, SEND_EXPIRED, SEND_TOO_LARGE, SEND_FAILED };
+/* SEND_DEFERRED: a QoS 1/2 PUBLISH not sent because the output is full;
+ * the caller keeps it queued for the session (as for SEND_FAILED, a closing
+ * connection). SEND_SHED: a QoS 0 PUBLISH dropped for the same reason. */
+enum { SEND_OK = 0, SEND_EXPIRED, SEND_TOO_LARGE, SEND_FAILED, SEND_DEFERRED, SEND_SHED };
 
 /* Encodes and queues one PUBLISH of m to c: per-delivery QoS, packet id,
  * DUP, retain flag and subscription ids; for 5.0 also the remaining message
@@ -1492,6 +1552,16 @@ static int send_publish(worker_t *w, conn_t *c, vg_msg_t *m, uint8_t qos, uint16
     if (vg_msg_expired(m, now) && !dup) {
         atomic_fetch_add_explicit(&s->st_expired, 1, memory_order_relaxed);
         return SEND_EXPIRED;
+    }
+    if (!dup && out_full(w, c)) {
+        if (CONN_GONE(c))
+            return SEND_FAILED;
+        if (qos == 0) {
+            atomic_fetch_add_explicit(&w->st_drop_qos0_outbuf, 1, memory_order_relaxed);
+            return SEND_SHED;
+        }
+        atomic_fetch_add_explicit(&w->st_deferred_outbuf, 1, memory_order_relaxed);
+        return SEND_DEFERRED;
     }
     vg_mqtt_publish_t p = {0};
     p.qos = qos;
@@ -1544,7 +1614,7 @@ static int send_publish(worker_t *w, conn_t *c, vg_msg_t *m, uint8_t qos, uint16
         atomic_fetch_add_explicit(&s->st_too_large, 1, memory_order_relaxed);
         return SEND_TOO_LARGE;
     }
-    uint8_t *dst = out_reserve(w, c, n);
+    uint8_t *dst = out_reserve_ex(w, c, n, dup);
     if (!dst)
         return SEND_FAILED;
     vg_mqtt_encode_publish(dst, n, c->level, &p);
@@ -1577,8 +1647,9 @@ static void session_pump(worker_t *w, conn_t *c, session_t *se)
         e.pid = session_next_pid(se);
         e.state = OUT_WAIT_ACK;
         int r = send_publish(w, c, e.m, e.qos, e.pid, false, e.retain, e.subids, e.nsubids);
-        if (r == SEND_FAILED) {
-            /* The connection is closing: keep the message queued in order. */
+        if (r == SEND_FAILED || r == SEND_DEFERRED) {
+            /* The connection is closing, or its output is full (the pump
+             * runs again once it drained): keep the message queued in order. */
             e.state = OUT_QUEUED;
             e.pid = 0;
             out_t tmp;
@@ -1663,7 +1734,7 @@ static uint64_t session_send(worker_t *w, conn_t *c, session_t *se, vg_msg_t *m,
             kv_del(s, NS_OUT, se->id, se->id_len, kvsub);
         return 0;
     }
-    if (r == SEND_FAILED) /* closing: keep it for the session */
+    if (r == SEND_FAILED || r == SEND_DEFERRED) /* closing, or output full: keep it for the session */
         return session_enqueue(s, se, m, qos, retain, subids, nsubids, kvsub);
     if (outq_push(&se->inflight, &e) != VG_OK)
         return 0;
@@ -3917,6 +3988,20 @@ static void on_timer(void *ctx, vg_wheel_node_t *n)
 
 /* ---- the worker loop --------------------------------------------------- */
 
+/* c's output went back under max_outbuf: the congestion ends and what waits
+ * in its session's queue goes out (see "slow consumers"). */
+static void out_drained(worker_t *w, conn_t *c)
+{
+    c->congested_at = 0;
+    session_t *se = c->sess;
+    if (!se || c->state != ST_ACTIVE)
+        return;
+    pthread_mutex_lock(&se->mu);
+    if (se->online && se->owner == CONN_TOK(w->id, c->slot, c->gen))
+        session_pump(w, c, se);
+    pthread_mutex_unlock(&se->mu);
+}
+
 /* A delivery posted by another thread: the session may have moved or gone
  * offline since; follow it. */
 static void deliver_item(worker_t *w, item_t *it)
@@ -4118,6 +4203,8 @@ static void *worker_main(void *arg)
                 continue;
             if (!conn_flush(w, c))
                 conn_close(w, c, VG_CLOSE_IO);
+            else if (c->congested_at && c->out_len - c->out_off < s->o.max_outbuf)
+                out_drained(w, c);
         }
         process_closes(w);
     }
@@ -4622,6 +4709,8 @@ void vg_server_stats(vg_server_t *s, vg_server_stats_t *out)
         out->http_requests += atomic_load_explicit(&w->st_http, memory_order_relaxed);
         out->http_errors += atomic_load_explicit(&w->st_http_err, memory_order_relaxed);
         out->lingering += atomic_load_explicit(&w->st_lingering, memory_order_relaxed);
+        out->dropped_qos0_outbuf += atomic_load_explicit(&w->st_drop_qos0_outbuf, memory_order_relaxed);
+        out->deferred_outbuf += atomic_load_explicit(&w->st_deferred_outbuf, memory_order_relaxed);
         out->linger_closes += atomic_load_explicit(&w->st_linger, memory_order_relaxed);
         out->linger_deadline += atomic_load_explicit(&w->st_linger_deadline, memory_order_relaxed);
         out->linger_overflow += atomic_load_explicit(&w->st_linger_overflow, memory_order_relaxed);

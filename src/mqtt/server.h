@@ -83,7 +83,9 @@ typedef struct {
     uint32_t max_connections_http; /* HTTP listener alone; 0 = only the global limit */
     uint32_t max_inflight;     /* unacknowledged QoS 1 PUBLISHes per connection before reading pauses */
     uint32_t max_subs_per_packet; /* topic filters in one SUBSCRIBE/UNSUBSCRIBE; more closes (too_large) */
-    size_t max_outbuf;         /* bytes queued to one client before it is a slow consumer */
+    size_t max_outbuf;         /* soft limit of the bytes queued to one client: over it QoS 0 PUBLISHes to it are
+                                  shed and QoS 1/2 ones wait in its session queue (see server.c, "slow consumers") */
+    uint32_t slow_consumer_ms; /* a client whose output stays over max_outbuf this long is disconnected (30000) */
     uint32_t connect_timeout_ms;
     /* Lingering close: after a final answer the server initiated (a 5.0
      * DISCONNECT with a reason, a refusing CONNACK, a WebSocket close frame,
@@ -160,6 +162,8 @@ typedef struct {
     uint64_t queue_dropped_global; /* dropped: global queue budget */
     uint64_t expired_dropped;      /* messages whose expiry passed before delivery */
     uint64_t too_large_dropped;    /* messages over a client's maximum packet size */
+    uint64_t dropped_qos0_outbuf;  /* QoS 0 deliveries shed: the subscriber's output was over max_outbuf */
+    uint64_t deferred_outbuf;      /* QoS 1/2 deliveries held in the session queue for the same reason */
     uint64_t qos2_duplicates;      /* retransmitted QoS 2 PUBLISHes not routed again */
     uint64_t wills_published;
     uint64_t retained;             /* retained messages held */
