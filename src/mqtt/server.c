@@ -406,6 +406,7 @@ struct vg_server {
     pthread_cond_t hk_cv;
     hk_item_t *hk;
     size_t hk_n, hk_cap;
+    int64_t hk_wake_at; /* wall ms the thread sleeps until (INT64_MAX: until signalled), 0 while awake */
     bool hk_started;
     /* counters not owned by one worker */
     atomic_uint_fast64_t st_sessions, st_offline, st_queued, st_queued_bytes, st_drop_client, st_drop_global;
@@ -1432,9 +1433,14 @@ static void session_end_if_offline(struct vg_server *s, session_t *se)
     session_kill(s, se, will);
 }
 
+/* The housekeeping thread sleeps until its next deadline: the earliest
+ * session timer (the heap's top) or the earliest retained message expiry,
+ * whichever comes first, and with neither until it is signalled (hk_push
+ * of an earlier timer, hk_note_expiry, stop). It never wakes on a period. */
 static void *hk_main(void *arg)
 {
     struct vg_server *s = arg;
+    pthread_setname_np(pthread_self(), "vg-mqtt-hk"); /* for top -H, /proc/PID/task/TID/comm */
     pthread_mutex_lock(&s->hk_mu);
     while (!atomic_load(&s->stopping)) {
         int64_t now = now_wall();
@@ -1457,28 +1463,43 @@ static void *hk_main(void *arg)
             if (current && it.kind == HK_EXPIRE)
                 session_end_if_offline(s, se);
             session_unref(s, se);
-            if (s->retain)
-                vg_retain_sweep(s->retain, now);
             pthread_mutex_lock(&s->hk_mu);
             continue;
         }
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        int64_t wait_ms = s->hk_n ? s->hk[0].at_ms - now : 1000;
-        if (wait_ms > 1000)
-            wait_ms = 1000; /* also sweeps expired retained messages once a second */
-        ts.tv_sec += wait_ms / 1000;
-        ts.tv_nsec += (wait_ms % 1000) * 1000000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
+        int64_t rx = s->retain ? vg_retain_next_expiry(s->retain) : 0;
+        if (rx && rx <= now) {
+            pthread_mutex_unlock(&s->hk_mu);
+            vg_retain_sweep(s->retain, now);
+            pthread_mutex_lock(&s->hk_mu);
+            continue;
         }
-        pthread_cond_timedwait(&s->hk_cv, &s->hk_mu, &ts);
-        if (s->retain && !s->hk_n)
-            vg_retain_sweep(s->retain, now_wall());
+        int64_t wake = s->hk_n ? s->hk[0].at_ms : INT64_MAX;
+        if (rx && rx < wake)
+            wake = rx;
+        s->hk_wake_at = wake;
+        if (wake == INT64_MAX) {
+            pthread_cond_wait(&s->hk_cv, &s->hk_mu);
+        } else {
+            /* at_ms and expiries are wall-clock ms, as the condition's clock */
+            struct timespec ts = {.tv_sec = wake / 1000, .tv_nsec = (long)(wake % 1000) * 1000000};
+            pthread_cond_timedwait(&s->hk_cv, &s->hk_mu, &ts);
+        }
+        s->hk_wake_at = 0; /* awake: nobody needs to signal */
     }
     pthread_mutex_unlock(&s->hk_mu);
     return NULL;
+}
+
+/* A retained message now expires at expire_at_ms: wakes the housekeeping
+ * thread if it sleeps past that. Called after the message was stored, so
+ * either the thread's next look at the store sees it, or it is asleep with
+ * its wake-up time in hk_wake_at (both under hk_mu). */
+static void hk_note_expiry(struct vg_server *s, int64_t expire_at_ms)
+{
+    pthread_mutex_lock(&s->hk_mu);
+    if (s->hk_wake_at && expire_at_ms < s->hk_wake_at)
+        pthread_cond_signal(&s->hk_cv);
+    pthread_mutex_unlock(&s->hk_mu);
 }
 
 /* ---- the state store's durability waiters ----------------------------- */
@@ -2004,8 +2025,11 @@ static uint64_t retain_update(struct vg_server *s, vg_msg_t *m)
         return 0;
     vg_msg_serialize(m, b);
     uint64_t seq = 0;
-    if (vg_retain_set(s->retain, topic, m->topic_len, b, n, m->expire_at_ms) == VG_OK)
+    if (vg_retain_set(s->retain, topic, m->topic_len, b, n, m->expire_at_ms) == VG_OK) {
         seq = kv_put(s, NS_RETAIN, topic, m->topic_len, 0, b, n);
+        if (m->expire_at_ms > 0)
+            hk_note_expiry(s, m->expire_at_ms);
+    }
     vg_free(b);
     return seq;
 }
@@ -2163,10 +2187,29 @@ void vg_server_complete(vg_server_t *s, uint64_t token, int status)
 
 /* ---- packet handlers --------------------------------------------------- */
 
+/* Keepalive deadlines are coarse on purpose: 1.5 x keepalive from now,
+ * rounded up to a grain of 1/16 of that period, at least one wheel tick and
+ * at most 1 s. Connections whose deadlines fall in one grain share a wheel
+ * slot, so a worker with 10,000 idle connections wakes for them at most once
+ * per grain (once a second at keepalive 60), not once per tick. So a
+ * keepalive timeout fires up to one grain (plus the wheel's tick) late: at
+ * most 1.05 s late, and about 6% of the period for short keepalives (93 ms
+ * at keepalive 1). */
+static uint64_t keepalive_deadline(uint16_t keepalive)
+{
+    uint64_t period = (uint64_t)keepalive * 1500u;
+    uint64_t grain = period / 16;
+    if (grain < WHEEL_TICK_MS)
+        grain = WHEEL_TICK_MS;
+    if (grain > 1000)
+        grain = 1000;
+    return (now_mono_ms() + period + grain - 1) / grain * grain;
+}
+
 static void refresh_keepalive(worker_t *w, conn_t *c)
 {
     if (c->keepalive)
-        c->timer.deadline_ms = now_mono_ms() + (uint64_t)c->keepalive * 1500u;
+        c->timer.deadline_ms = keepalive_deadline(c->keepalive);
 }
 
 static void send_stats(worker_t *w, conn_t *c)
@@ -2425,7 +2468,7 @@ static void handle_connect(worker_t *w, conn_t *c, const uint8_t *body, size_t l
     c->state = ST_ACTIVE;
     vg_wheel_remove(&c->timer);
     if (c->keepalive)
-        vg_wheel_add(&w->wheel, &c->timer, now_mono_ms() + (uint64_t)c->keepalive * 1500u);
+        vg_wheel_add(&w->wheel, &c->timer, keepalive_deadline(c->keepalive));
 
     vg_mqtt_props_t ap = {0};
     if (v5) {
@@ -4154,6 +4197,9 @@ static void *worker_main(void *arg)
     worker_t *w = arg;
     struct vg_server *s = w->srv;
     tl_worker = w;
+    char name[16];
+    snprintf(name, sizeof name, "vg-mqtt-w%u", w->id);
+    pthread_setname_np(pthread_self(), name);
     struct epoll_event evs[MAX_EVENTS];
     bool quiesced = false;
     while (!atomic_load_explicit(&s->stopping, memory_order_acquire)) {
