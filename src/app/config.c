@@ -81,7 +81,10 @@ static const opt_t opts[] = {
     {"max-subs-per-packet", T_U32, OFF(max_subs_per_packet), 0, 1, 65535, "N",
      "topic filters in one SUBSCRIBE; more closes the connection, counted as too_large (64)"},
     {"max-outbuf", T_U64, OFF(max_outbuf), 0, 1024, 1e12, "BYTES",
-     "bytes queued to one client before it is disconnected as a slow consumer (4 MiB)"},
+     "bytes queued to one client; over it QoS 0 messages to it are dropped and QoS 1/2 wait in its session queue "
+     "(4 MiB)"},
+    {"slow-consumer-ms", T_U32, OFF(slow_consumer_ms), 0, 1, 86400000, "MS",
+     "disconnect a client whose output stays over --max-outbuf this long, as a slow consumer (30000)"},
     {"max-keepalive", T_U32, OFF(max_keepalive), 0, 0, 65535, "S", "cap on client keepalive, 0 = none (default 0)"},
     {"max-inflight-out", T_U32, OFF(max_inflight_out), 0, 1, 65535, "N",
      "unacknowledged QoS 1/2 messages sent to one client (5.0: also its receive maximum) (64)"},
@@ -107,6 +110,11 @@ static const opt_t opts[] = {
      "operators publish alert acknowledgements here (vigil/alerts/ack)"},
     {"connect-timeout-ms", T_U32, OFF(connect_timeout_ms), 0, 10, 3600000, "MS",
      "close connections that send no CONNECT within this time (10000)"},
+    {"linger-ms", T_U32, OFF(linger_ms), 0, 0, 600000, "MS",
+     "after a DISCONNECT or refusing CONNACK the server sends, read and discard input this long before closing, "
+     "so a client still writing reads the answer rather than a reset; 0 = close at once (2000)"},
+    {"linger-bytes", T_U64, OFF(linger_bytes), 0, 0, 1e9, "BYTES",
+     "close a lingering connection early once it sent this much more (1 MiB)"},
     {"stats-interval-ms", T_U32, OFF(stats_interval_ms), 0, 10, 3600000, "MS",
      "period of the $SYS/vigil/stats publication (1000)"},
     {"checkpoint-interval-ms", T_U32, OFF(checkpoint_interval_ms), 0, 10, 3600000, "MS",
@@ -146,6 +154,7 @@ void vg_config_default(vg_config_t *c)
     c->max_inflight = 1024;
     c->max_subs_per_packet = 64;
     c->max_outbuf = 4ull << 20;
+    c->slow_consumer_ms = 30000;
     c->max_inflight_out = 64;
     c->max_http_connections = 1000;
     c->max_queued_per_client = 1000;
@@ -156,6 +165,8 @@ void vg_config_default(vg_config_t *c)
     c->rest_low_bpm = 0;
     snprintf(c->control_topic, sizeof c->control_topic, "vigil/alerts/ack");
     c->connect_timeout_ms = 10000;
+    c->linger_ms = 2000;
+    c->linger_bytes = 1u << 20;
     c->stats_interval_ms = 1000;
     c->checkpoint_interval_ms = 1000;
     c->log_level = VG_LOG_INFO;

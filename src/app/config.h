@@ -49,6 +49,7 @@ typedef struct {
     uint32_t max_inflight;
     uint32_t max_subs_per_packet;
     uint64_t max_outbuf;
+    uint32_t slow_consumer_ms;
     uint32_t max_keepalive;
     uint32_t max_inflight_out;
     uint32_t max_ws_connections;
@@ -65,6 +66,8 @@ typedef struct {
     char detect_config[PATH_MAX];
     char control_topic[256];
     uint32_t connect_timeout_ms;
+    uint32_t linger_ms;
+    uint64_t linger_bytes;
     uint32_t stats_interval_ms;
     uint32_t checkpoint_interval_ms;
     int log_level;

@@ -305,6 +305,8 @@ static size_t stats_json(void *ctx, char *buf, size_t cap)
     jw_u64(&w, "queue.dropped_global_limit", ss.queue_dropped_global);
     jw_u64(&w, "publish.expired", ss.expired_dropped);
     jw_u64(&w, "publish.too_large_for_client", ss.too_large_dropped);
+    jw_u64(&w, "publish.dropped_qos0_outbuf", ss.dropped_qos0_outbuf);
+    jw_u64(&w, "publish.deferred_outbuf", ss.deferred_outbuf);
     jw_u64(&w, "publish.qos2_duplicates", ss.qos2_duplicates);
     jw_u64(&w, "wills.published", ss.wills_published);
     jw_u64(&w, "retained", ss.retained);
@@ -313,6 +315,10 @@ static size_t stats_json(void *ctx, char *buf, size_t cap)
     jw_u64(&w, "ws.connections", ss.ws_connections);
     jw_u64(&w, "http.requests", ss.http_requests);
     jw_u64(&w, "http.errors", ss.http_errors);
+    jw_u64(&w, "connections.lingering", ss.lingering);
+    jw_u64(&w, "linger.closes", ss.linger_closes);
+    jw_u64(&w, "linger.deadline", ss.linger_deadline);
+    jw_u64(&w, "linger.overflow", ss.linger_overflow);
     vg_ingest_stats_t is;
     vg_ingest_stats(a->ingest, &is);
     jw_u64(&w, "telemetry.accepted", is.accepted);
@@ -492,6 +498,7 @@ int vg_serve_main(int argc, char **argv)
     so.max_inflight = a.cfg.max_inflight;
     so.max_subs_per_packet = a.cfg.max_subs_per_packet;
     so.max_outbuf = a.cfg.max_outbuf;
+    so.slow_consumer_ms = a.cfg.slow_consumer_ms;
     so.max_keepalive_s = a.cfg.max_keepalive;
     so.max_inflight_out = a.cfg.max_inflight_out;
     so.max_connections_ws = a.cfg.max_ws_connections;
@@ -506,6 +513,8 @@ int vg_serve_main(int argc, char **argv)
     snprintf(state_path, sizeof state_path, "%s/gateway.db", a.cfg.data_dir);
     so.state_path = state_path;
     so.connect_timeout_ms = a.cfg.connect_timeout_ms;
+    so.linger_ms = a.cfg.linger_ms;
+    so.linger_bytes = (size_t)a.cfg.linger_bytes;
     so.telemetry_topic = a.cfg.telemetry_topic;
     so.ingest = vg_ingest_publish;
     so.ingest_ctx = a.ingest;

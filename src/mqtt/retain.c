@@ -730,6 +730,14 @@ size_t vg_retain_sweep(vg_retain_t *r, int64_t now_ms)
     return removed;
 }
 
+int64_t vg_retain_next_expiry(vg_retain_t *r)
+{
+    pthread_rwlock_rdlock(&r->lock);
+    int64_t at = r->heap_len ? expiry_at(r, 0) : 0;
+    pthread_rwlock_unlock(&r->lock);
+    return at;
+}
+
 void vg_retain_stats(vg_retain_t *r, size_t *count, size_t *bytes, uint64_t *rejected)
 {
     pthread_rwlock_rdlock(&r->lock);

@@ -78,6 +78,10 @@ int vg_retain_match(vg_retain_t *r, const char *filter, size_t flen, int64_t now
 /* Removes every message with 0 < expire_at_ms <= now_ms; returns how many. */
 size_t vg_retain_sweep(vg_retain_t *r, int64_t now_ms);
 
+/* The earliest expire_at_ms of the messages held (swept or not), 0 if none
+ * expires: when the next vg_retain_sweep has something to do. O(1). */
+int64_t vg_retain_next_expiry(vg_retain_t *r);
+
 /* Current number of retained messages and their bytes (as counted for
  * max_bytes; expired but not yet swept messages included), and the number
  * of sets refused with VG_ELIMIT since creation. Any pointer may be NULL. */

@@ -182,7 +182,14 @@ typedef struct session {
 } session_t;
 
 /* Worker inbox items. */
-typedef enum { ITEM_COMPLETE = 1, ITEM_DELIVER, ITEM_DELIVER_BATCH, ITEM_KICK } item_kind_t;
+typedef enum {
+    ITEM_COMPLETE = 1,
+    ITEM_DELIVER,
+    ITEM_DELIVER_BATCH,
+    ITEM_KICK,          /* close connection `token` (session taken over) */
+    ITEM_TAKEOVER,      /* drain, then close connection `token`; answer `waiter` (see handle_connect) */
+    ITEM_TAKEOVER_DONE, /* connection `token` may run its CONNECT again */
+} item_kind_t;
 
 /* One delivery target of a routed message. */
 typedef struct {
@@ -207,17 +214,25 @@ typedef struct {
     uint8_t retain;
     uint8_t nsubids;
     int32_t status;
-    uint64_t token; /* COMPLETE: ack token; KICK: connection */
+    uint64_t token; /* COMPLETE: ack token; KICK, TAKEOVER, TAKEOVER_DONE: connection */
     union {
         session_t *sess; /* DELIVER: target (holds a ref) */
         batch_t *batch;  /* DELIVER_BATCH: targets (owned by the item) */
+        uint64_t waiter; /* TAKEOVER: the connection whose CONNECT waits */
     };
     vg_msg_t *msg;   /* DELIVER, DELIVER_BATCH: holds a ref */
     uint64_t kvsub;  /* DELIVER: copy already stored for the session, 0 = none */
     uint32_t subids[MAX_SUBIDS];
 } item_t;
 
-enum { ST_FREE = 0, ST_NEW, ST_ACTIVE, ST_CLOSING };
+/* ST_LINGER: closed as far as MQTT is concerned (session released, no
+ * handlers run, unreachable by token), only the socket is left: its output
+ * drains, its input is discarded, see linger_start. */
+enum { ST_FREE = 0, ST_NEW, ST_ACTIVE, ST_CLOSING, ST_LINGER };
+
+/* True once a connection is closing or lingering: nothing more is queued to
+ * it and no packet of it is handled. */
+#define CONN_GONE(c) ((c)->state >= ST_CLOSING)
 
 /* Listeners / transports. */
 enum { L_MQTT = 0, L_WS, L_HTTP, L__COUNT };
@@ -279,12 +294,17 @@ typedef struct conn {
     bool quiesced;        /* reading stopped for shutdown */
     bool clean_disconnect;/* DISCONNECT (normal) received: no will */
     bool problem_info;    /* 5.0 request problem information (default 1) */
+    bool linger;          /* a final answer (DISCONNECT, refusing CONNACK...) is queued: linger on close */
+    bool takeover_wait;   /* its CONNECT waits for the session's old connection to be drained */
+    bool takeover_tried;  /* ... and did once, for the owner takeover_from */
     uint16_t keepalive;
     uint16_t peer_receive_max;   /* 5.0: client's receive maximum */
     uint16_t peer_alias_max;     /* 5.0: client's topic alias maximum */
     uint16_t next_alias_out;
     uint32_t peer_max_packet;    /* 5.0: client's maximum packet size (0 = none) */
+    uint32_t congested_at;       /* mono ms (low 32 bits, never 0) its output went over max_outbuf; 0 = under */
     vg_wheel_node_t timer;
+    uint64_t takeover_from; /* CONN_TOK of the connection its CONNECT waited for */
     session_t *sess;      /* attached session (holds a ref) */
     vg_msg_t *will;       /* will message (holds a ref), NULL = none */
     uint32_t will_delay;
@@ -332,6 +352,8 @@ typedef struct worker {
     atomic_uint_fast64_t st_conns_current, st_conns_total, st_refused, st_closes[VG_CLOSE__COUNT];
     atomic_uint_fast64_t st_pub_in, st_pub_out, st_bytes_in, st_bytes_out, st_read_pauses;
     atomic_uint_fast64_t st_ws, st_http, st_http_err;
+    atomic_uint_fast64_t st_lingering, st_linger, st_linger_deadline, st_linger_overflow;
+    atomic_uint_fast64_t st_drop_qos0_outbuf, st_deferred_outbuf;
     /* routing scratch */
     struct route_ctx *route;
     /* SUBSCRIBE scratch: max_subs_per_packet filters and return codes */
@@ -385,6 +407,7 @@ struct vg_server {
     pthread_cond_t hk_cv;
     hk_item_t *hk;
     size_t hk_n, hk_cap;
+    int64_t hk_wake_at; /* wall ms the thread sleeps until (INT64_MAX: until signalled), 0 while awake */
     bool hk_started;
     /* counters not owned by one worker */
     atomic_uint_fast64_t st_sessions, st_offline, st_queued, st_queued_bytes, st_drop_client, st_drop_global;
@@ -413,7 +436,10 @@ void vg_server_opts_default(vg_server_opts_t *o)
     o->max_inflight = 1024;
     o->max_subs_per_packet = 64;
     o->max_outbuf = 4 * 1024 * 1024;
+    o->slow_consumer_ms = 30000;
     o->connect_timeout_ms = 10000;
+    o->linger_ms = 2000;
+    o->linger_bytes = 1024 * 1024;
     o->max_inflight_out = 64;
     o->max_queued_per_client = 1000;
     o->max_queued_bytes = 256u * 1024 * 1024;
@@ -756,6 +782,7 @@ static int inbox_post(worker_t *w, const item_t *items, size_t n)
 /* ---- connections: output ---------------------------------------------- */
 
 static void conn_close(worker_t *w, conn_t *c, vg_close_reason_t reason);
+static void conn_close_why(worker_t *w, conn_t *c, vg_close_reason_t reason, const char *why);
 
 static void flush_mark(worker_t *w, conn_t *c)
 {
@@ -766,11 +793,53 @@ static void flush_mark(worker_t *w, conn_t *c)
     }
 }
 
-/* Reserves n bytes at the end of c's output queue; NULL (and the connection
- * marked for closing) if that would exceed max_outbuf. */
-static uint8_t *out_reserve(worker_t *w, conn_t *c, size_t n)
+/* ---- slow consumers ------------------------------------------------------
+ *
+ * max_outbuf is a soft limit on the bytes queued to one connection. While a
+ * connection's output is over it, new PUBLISHes are not put into its output
+ * buffer: QoS 0 ones are shed (dropped for this subscriber, counted as
+ * dropped_qos0_outbuf), QoS 1 and 2 ones wait in the session's queue (bounded
+ * by max_queued_per_client and max_queued_bytes, overflow dropped and
+ * counted) and go out once the buffer drained below the limit. Control
+ * packets (acks, PINGRESP) and the retransmissions of a resumed session
+ * (at most the in-flight window) are still queued. A subscriber is a slow
+ * consumer only if its output stays over the limit for slow_consumer_ms:
+ * the time counts from the first moment over it and restarts whenever a
+ * flush brings the buffer under it; it is checked each time something more
+ * would be queued (a connection nothing is sent to holds its buffer until
+ * its keepalive). Independently of time, output beyond twice the limit
+ * (control packets a client provokes without reading) closes at once. */
+
+/* Notes that c wants to queue more while its output is over the limit;
+ * closes it once that has lasted slow_consumer_ms. */
+static void out_congested(worker_t *w, conn_t *c)
 {
-    if (c->state == ST_CLOSING)
+    uint32_t now = (uint32_t)now_mono_ms() | 1u; /* 0 means "not congested" */
+    if (!c->congested_at) {
+        c->congested_at = now;
+        return;
+    }
+    if (now - c->congested_at >= w->srv->o.slow_consumer_ms)
+        conn_close(w, c, VG_CLOSE_SLOW_CONSUMER);
+}
+
+/* True if c's output is at or over max_outbuf (and notes the congestion):
+ * no new PUBLISH goes into it now. */
+static bool out_full(worker_t *w, conn_t *c)
+{
+    if (c->out_len - c->out_off < w->srv->o.max_outbuf)
+        return false;
+    out_congested(w, c);
+    return true;
+}
+
+/* Reserves n bytes at the end of c's output queue; NULL if the connection
+ * is closing, or is closed now: as a slow consumer (out_congested), or
+ * because this would take its output beyond twice max_outbuf (unless
+ * `force`, for the bounded retransmissions of a resumed session). */
+static uint8_t *out_reserve_ex(worker_t *w, conn_t *c, size_t n, bool force)
+{
+    if (CONN_GONE(c))
         return NULL;
     if (c->out_off && c->out_off == c->out_len) {
         c->out_off = c->out_len = 0;
@@ -778,9 +847,15 @@ static uint8_t *out_reserve(worker_t *w, conn_t *c, size_t n)
             c->x->ws_framed = 0;
     }
     size_t pending = c->out_len - c->out_off;
-    if (pending + n > w->srv->o.max_outbuf) {
-        conn_close(w, c, VG_CLOSE_SLOW_CONSUMER);
-        return NULL;
+    size_t limit = w->srv->o.max_outbuf;
+    if (pending + n > limit) {
+        if (!force && pending + n > 2 * limit) {
+            conn_close_why(w, c, VG_CLOSE_SLOW_CONSUMER, "output over twice the limit");
+            return NULL;
+        }
+        out_congested(w, c);
+        if (CONN_GONE(c))
+            return NULL;
     }
     if (c->out_len + n > c->out_cap) {
         if (c->out_off) { /* compact before growing */
@@ -809,6 +884,11 @@ static uint8_t *out_reserve(worker_t *w, conn_t *c, size_t n)
     return p;
 }
 
+static uint8_t *out_reserve(worker_t *w, conn_t *c, size_t n)
+{
+    return out_reserve_ex(w, c, n, false);
+}
+
 static void send_bytes(worker_t *w, conn_t *c, const uint8_t *b, size_t n)
 {
     uint8_t *p = out_reserve(w, c, n);
@@ -819,7 +899,10 @@ static void send_bytes(worker_t *w, conn_t *c, const uint8_t *b, size_t n)
 static void epoll_set(worker_t *w, conn_t *c)
 {
     struct epoll_event ev = {0};
-    ev.events = (c->paused || c->quiesced ? 0 : EPOLLIN) | (c->epollout ? EPOLLOUT : 0) | EPOLLRDHUP;
+    /* Waiting for a takeover, not even the peer's half close is of interest
+     * (the CONNECT runs again once the answer comes). */
+    ev.events = (c->paused || c->quiesced || c->takeover_wait ? 0 : EPOLLIN) | (c->epollout ? EPOLLOUT : 0) |
+                (c->takeover_wait ? 0 : EPOLLRDHUP);
     ev.data.ptr = c;
     epoll_ctl(w->ep, EPOLL_CTL_MOD, c->fd, &ev);
 }
@@ -952,7 +1035,9 @@ static uint8_t close_reason_rc(vg_close_reason_t r)
  * output limit is ignored here on purpose: this is the last packet. */
 static void send_disconnect(worker_t *w, conn_t *c, uint8_t rc, const char *why)
 {
-    if (c->level != VG_MQTT_V5 || c->state == ST_NEW || !rc)
+    /* One final packet: a DISCONNECT already queued (e.g. 0x99 before the
+     * close it causes) is not followed by a second one. */
+    if (c->level != VG_MQTT_V5 || c->state == ST_NEW || !rc || c->linger)
         return;
     vg_mqtt_props_t pr = {0};
     if (why) {
@@ -973,13 +1058,38 @@ static void send_disconnect(worker_t *w, conn_t *c, uint8_t rc, const char *why)
     }
     memcpy(c->out + c->out_len, buf, (size_t)n);
     c->out_len += (size_t)n;
+    c->linger = true;
 }
 
 static void conn_close_why(worker_t *w, conn_t *c, vg_close_reason_t reason, const char *why)
 {
-    if (c->state == ST_CLOSING)
+    if (CONN_GONE(c))
         return;
     send_disconnect(w, c, close_reason_rc(reason), why);
+    switch (reason) {
+    case VG_CLOSE_SLOW_CONSUMER:
+        /* It does not read: waiting for it to read its DISCONNECT would only
+         * hold its (full) output buffer longer. */
+        c->linger = false;
+        break;
+    case VG_CLOSE_HTTP_BAD_REQUEST:
+    case VG_CLOSE_WS_PROTOCOL:
+        /* An error answer (HTTP 4xx, WebSocket close frame) was queued. */
+        c->linger |= c->out_len > c->out_off;
+        break;
+    case VG_CLOSE_PEER_CLOSED:
+    case VG_CLOSE_CLIENT:
+    case VG_CLOSE_DISCONNECT_WILL:
+    case VG_CLOSE_IO:
+    case VG_CLOSE_SHUTDOWN:
+    case VG_CLOSE_HTTP_DONE:
+        break;
+    default:
+        /* Any other close the server decides on gets a close frame on
+         * WebSocket (conn_destroy / linger_start add it). */
+        c->linger |= c->transport == TR_WS;
+        break;
+    }
     c->state = ST_CLOSING;
     c->close_reason = (uint8_t)reason;
     atomic_fetch_add_explicit(&w->st_closes[reason], 1, memory_order_relaxed);
@@ -1324,10 +1434,14 @@ static void session_end_if_offline(struct vg_server *s, session_t *se)
     session_kill(s, se, will);
 }
 
+/* The housekeeping thread sleeps until its next deadline: the earliest
+ * session timer (the heap's top) or the earliest retained message expiry,
+ * whichever comes first, and with neither until it is signalled (hk_push
+ * of an earlier timer, hk_note_expiry, stop). It never wakes on a period. */
 static void *hk_main(void *arg)
 {
     struct vg_server *s = arg;
-    pthread_setname_np(pthread_self(), "vg-housekeep");
+    pthread_setname_np(pthread_self(), "vg-mqtt-hk"); /* for top -H, /proc/PID/task/TID/comm */
     pthread_mutex_lock(&s->hk_mu);
     while (!atomic_load(&s->stopping)) {
         int64_t now = now_wall();
@@ -1350,28 +1464,43 @@ static void *hk_main(void *arg)
             if (current && it.kind == HK_EXPIRE)
                 session_end_if_offline(s, se);
             session_unref(s, se);
-            if (s->retain)
-                vg_retain_sweep(s->retain, now);
             pthread_mutex_lock(&s->hk_mu);
             continue;
         }
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        int64_t wait_ms = s->hk_n ? s->hk[0].at_ms - now : 1000;
-        if (wait_ms > 1000)
-            wait_ms = 1000; /* also sweeps expired retained messages once a second */
-        ts.tv_sec += wait_ms / 1000;
-        ts.tv_nsec += (wait_ms % 1000) * 1000000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
+        int64_t rx = s->retain ? vg_retain_next_expiry(s->retain) : 0;
+        if (rx && rx <= now) {
+            pthread_mutex_unlock(&s->hk_mu);
+            vg_retain_sweep(s->retain, now);
+            pthread_mutex_lock(&s->hk_mu);
+            continue;
         }
-        pthread_cond_timedwait(&s->hk_cv, &s->hk_mu, &ts);
-        if (s->retain && !s->hk_n)
-            vg_retain_sweep(s->retain, now_wall());
+        int64_t wake = s->hk_n ? s->hk[0].at_ms : INT64_MAX;
+        if (rx && rx < wake)
+            wake = rx;
+        s->hk_wake_at = wake;
+        if (wake == INT64_MAX) {
+            pthread_cond_wait(&s->hk_cv, &s->hk_mu);
+        } else {
+            /* at_ms and expiries are wall-clock ms, as the condition's clock */
+            struct timespec ts = {.tv_sec = wake / 1000, .tv_nsec = (long)(wake % 1000) * 1000000};
+            pthread_cond_timedwait(&s->hk_cv, &s->hk_mu, &ts);
+        }
+        s->hk_wake_at = 0; /* awake: nobody needs to signal */
     }
     pthread_mutex_unlock(&s->hk_mu);
     return NULL;
+}
+
+/* A retained message now expires at expire_at_ms: wakes the housekeeping
+ * thread if it sleeps past that. Called after the message was stored, so
+ * either the thread's next look at the store sees it, or it is asleep with
+ * its wake-up time in hk_wake_at (both under hk_mu). */
+static void hk_note_expiry(struct vg_server *s, int64_t expire_at_ms)
+{
+    pthread_mutex_lock(&s->hk_mu);
+    if (s->hk_wake_at && expire_at_ms < s->hk_wake_at)
+        pthread_cond_signal(&s->hk_cv);
+    pthread_mutex_unlock(&s->hk_mu);
 }
 
 /* ---- the state store's durability waiters ----------------------------- */
@@ -1427,7 +1556,10 @@ static void on_kv_durable(void *ctx, uint64_t seq, int status)
 
 /* ---- encoding a PUBLISH for one connection ----------------------------- */
 
-enum { SEND_OK = 0, SEND_EXPIRED, SEND_TOO_LARGE, SEND_FAILED };
+/* SEND_DEFERRED: a QoS 1/2 PUBLISH not sent because the output is full;
+ * the caller keeps it queued for the session (as for SEND_FAILED, a closing
+ * connection). SEND_SHED: a QoS 0 PUBLISH dropped for the same reason. */
+enum { SEND_OK = 0, SEND_EXPIRED, SEND_TOO_LARGE, SEND_FAILED, SEND_DEFERRED, SEND_SHED };
 
 /* Encodes and queues one PUBLISH of m to c: per-delivery QoS, packet id,
  * DUP, retain flag and subscription ids; for 5.0 also the remaining message
@@ -1442,6 +1574,16 @@ static int send_publish(worker_t *w, conn_t *c, vg_msg_t *m, uint8_t qos, uint16
     if (vg_msg_expired(m, now) && !dup) {
         atomic_fetch_add_explicit(&s->st_expired, 1, memory_order_relaxed);
         return SEND_EXPIRED;
+    }
+    if (!dup && out_full(w, c)) {
+        if (CONN_GONE(c))
+            return SEND_FAILED;
+        if (qos == 0) {
+            atomic_fetch_add_explicit(&w->st_drop_qos0_outbuf, 1, memory_order_relaxed);
+            return SEND_SHED;
+        }
+        atomic_fetch_add_explicit(&w->st_deferred_outbuf, 1, memory_order_relaxed);
+        return SEND_DEFERRED;
     }
     vg_mqtt_publish_t p = {0};
     p.qos = qos;
@@ -1494,7 +1636,7 @@ static int send_publish(worker_t *w, conn_t *c, vg_msg_t *m, uint8_t qos, uint16
         atomic_fetch_add_explicit(&s->st_too_large, 1, memory_order_relaxed);
         return SEND_TOO_LARGE;
     }
-    uint8_t *dst = out_reserve(w, c, n);
+    uint8_t *dst = out_reserve_ex(w, c, n, dup);
     if (!dst)
         return SEND_FAILED;
     vg_mqtt_encode_publish(dst, n, c->level, &p);
@@ -1527,8 +1669,9 @@ static void session_pump(worker_t *w, conn_t *c, session_t *se)
         e.pid = session_next_pid(se);
         e.state = OUT_WAIT_ACK;
         int r = send_publish(w, c, e.m, e.qos, e.pid, false, e.retain, e.subids, e.nsubids);
-        if (r == SEND_FAILED) {
-            /* The connection is closing: keep the message queued in order. */
+        if (r == SEND_FAILED || r == SEND_DEFERRED) {
+            /* The connection is closing, or its output is full (the pump
+             * runs again once it drained): keep the message queued in order. */
             e.state = OUT_QUEUED;
             e.pid = 0;
             out_t tmp;
@@ -1613,7 +1756,7 @@ static uint64_t session_send(worker_t *w, conn_t *c, session_t *se, vg_msg_t *m,
             kv_del(s, NS_OUT, se->id, se->id_len, kvsub);
         return 0;
     }
-    if (r == SEND_FAILED) /* closing: keep it for the session */
+    if (r == SEND_FAILED || r == SEND_DEFERRED) /* closing, or output full: keep it for the session */
         return session_enqueue(s, se, m, qos, retain, subids, nsubids, kvsub);
     if (outq_push(&se->inflight, &e) != VG_OK)
         return 0;
@@ -1622,11 +1765,13 @@ static uint64_t session_send(worker_t *w, conn_t *c, session_t *se, vg_msg_t *m,
     return out_persist(s, se, outq_at(&se->inflight, se->inflight.n - 1));
 }
 
+/* The connection a token names, NULL if it is gone. A lingering connection
+ * is gone: it owns nothing any token could refer to. */
 static conn_t *conn_lookup(worker_t *w, uint64_t tok)
 {
     uint32_t slot = TOK_SLOT(tok);
     conn_t *c = slot < w->nslots ? w->conns[slot] : NULL;
-    return c && c->gen == TOK_GEN(tok) ? c : NULL;
+    return c && c->gen == TOK_GEN(tok) && c->state != ST_LINGER ? c : NULL;
 }
 
 /* Delivers m to session se from any thread. `from` is the calling worker
@@ -1881,8 +2026,11 @@ static uint64_t retain_update(struct vg_server *s, vg_msg_t *m)
         return 0;
     vg_msg_serialize(m, b);
     uint64_t seq = 0;
-    if (vg_retain_set(s->retain, topic, m->topic_len, b, n, m->expire_at_ms) == VG_OK)
+    if (vg_retain_set(s->retain, topic, m->topic_len, b, n, m->expire_at_ms) == VG_OK) {
         seq = kv_put(s, NS_RETAIN, topic, m->topic_len, 0, b, n);
+        if (m->expire_at_ms > 0)
+            hk_note_expiry(s, m->expire_at_ms);
+    }
     vg_free(b);
     return seq;
 }
@@ -2002,7 +2150,7 @@ static ack_t *acks_find_last(conn_t *c, uint16_t pid)
 static void complete_local(worker_t *w, uint64_t token, int status)
 {
     conn_t *c = conn_lookup(w, token);
-    if (!c || c->state == ST_CLOSING)
+    if (!c || CONN_GONE(c))
         return; /* the connection went away; the client will retransmit */
     ack_t *a = acks_find(c, TOK_PID(token));
     if (!a)
@@ -2040,10 +2188,29 @@ void vg_server_complete(vg_server_t *s, uint64_t token, int status)
 
 /* ---- packet handlers --------------------------------------------------- */
 
+/* Keepalive deadlines are coarse on purpose: 1.5 x keepalive from now,
+ * rounded up to a grain of 1/16 of that period, at least one wheel tick and
+ * at most 1 s. Connections whose deadlines fall in one grain share a wheel
+ * slot, so a worker with 10,000 idle connections wakes for them at most once
+ * per grain (once a second at keepalive 60), not once per tick. So a
+ * keepalive timeout fires up to one grain (plus the wheel's tick) late: at
+ * most 1.05 s late, and about 6% of the period for short keepalives (93 ms
+ * at keepalive 1). */
+static uint64_t keepalive_deadline(uint16_t keepalive)
+{
+    uint64_t period = (uint64_t)keepalive * 1500u;
+    uint64_t grain = period / 16;
+    if (grain < WHEEL_TICK_MS)
+        grain = WHEEL_TICK_MS;
+    if (grain > 1000)
+        grain = 1000;
+    return (now_mono_ms() + period + grain - 1) / grain * grain;
+}
+
 static void refresh_keepalive(worker_t *w, conn_t *c)
 {
     if (c->keepalive)
-        c->timer.deadline_ms = now_mono_ms() + (uint64_t)c->keepalive * 1500u;
+        c->timer.deadline_ms = keepalive_deadline(c->keepalive);
 }
 
 static void send_stats(worker_t *w, conn_t *c)
@@ -2080,6 +2247,7 @@ static void connect_refuse(worker_t *w, conn_t *c, uint8_t v3rc, uint8_t v5rc, c
         pr.reason_string.len = strlen(why);
     }
     send_connack(w, c, false, c->level == VG_MQTT_V5 ? v5rc : v3rc, c->level == VG_MQTT_V5 ? &pr : NULL);
+    c->linger = true;
     conn_close_why(w, c, VG_CLOSE_REJECTED, why);
 }
 
@@ -2095,6 +2263,40 @@ static void session_resume(worker_t *w, conn_t *c, session_t *se)
             send_publish(w, c, e->m, e->qos, e->pid, true, e->retain, e->subids, e->nsubids);
     }
     session_pump(w, c, se);
+}
+
+/* Takeover: a CONNECT for a client id whose session is attached to another
+ * connection. Whether the session is resumed (Session Present) depends on
+ * what that old connection said last, and its last words may already be in
+ * its socket, unread: a client that sends DISCONNECT (Session Expiry 0) and
+ * reconnects at once must get a new session, but the new CONNECT can be
+ * read first, by another worker or by this one later in the same round.
+ * So the decision waits: this connection stops reading (its CONNECT stays
+ * first in c->in) and asks the old connection's worker to take over
+ * (ITEM_TAKEOVER). That worker reads and handles everything the old socket
+ * holds (takeover_item), closes it if it is still open, detaches it from
+ * the session and answers (ITEM_TAKEOVER_DONE); then this CONNECT runs
+ * again from the start and finds the session offline, or ended. Only a
+ * CONNECT that finds its id online pays the round trip; no other path
+ * changes. A second wait for the same owner is not made (the old path, a
+ * kick, is used then), so a CONNECT waits at most once per old connection. */
+static void connect_wait_takeover(worker_t *w, conn_t *c, uint64_t owner)
+{
+    struct vg_server *s = w->srv;
+    vg_msg_unref(c->will); /* handle_connect runs again and makes it anew */
+    c->will = NULL;
+    c->will_delay = 0;
+    c->takeover_wait = true;
+    c->takeover_tried = true;
+    c->takeover_from = owner;
+    item_t it = {.kind = ITEM_TAKEOVER, .token = owner, .waiter = CONN_TOK(w->id, c->slot, c->gen)};
+    uint32_t ow = TOK_WORKER(owner);
+    if (ow >= s->nworkers || inbox_post(&s->workers[ow], &it, 1) != VG_OK) {
+        c->takeover_wait = false;
+        connect_refuse(w, c, VG_MQTT_CONNACK_UNAVAILABLE, VG_RC_SERVER_UNAVAILABLE, "out of memory");
+        return;
+    }
+    epoll_set(w, c); /* stop reading until the answer */
 }
 
 static void handle_connect(worker_t *w, conn_t *c, const uint8_t *body, size_t len)
@@ -2181,6 +2383,13 @@ static void handle_connect(worker_t *w, conn_t *c, const uint8_t *body, size_t l
     if (vg_strmap_get(&s->ids, id, idlen, &v) == VG_OK) {
         session_t *old = (session_t *)(uintptr_t)v;
         pthread_mutex_lock(&old->mu);
+        if (old->online && !(c->takeover_tried && c->takeover_from == old->owner)) {
+            uint64_t owner = old->owner;
+            pthread_mutex_unlock(&old->mu);
+            pthread_mutex_unlock(&s->ids_mu);
+            connect_wait_takeover(w, c, owner);
+            return;
+        }
         if (old->online) {
             kick = old->owner;
             have_kick = true;
@@ -2260,7 +2469,7 @@ static void handle_connect(worker_t *w, conn_t *c, const uint8_t *body, size_t l
     c->state = ST_ACTIVE;
     vg_wheel_remove(&c->timer);
     if (c->keepalive)
-        vg_wheel_add(&w->wheel, &c->timer, now_mono_ms() + (uint64_t)c->keepalive * 1500u);
+        vg_wheel_add(&w->wheel, &c->timer, keepalive_deadline(c->keepalive));
 
     vg_mqtt_props_t ap = {0};
     if (v5) {
@@ -2927,52 +3136,202 @@ static void conn_detach(worker_t *w, conn_t *c)
     session_unref(s, se);
 }
 
-static void conn_destroy(worker_t *w, conn_t *c)
+/* Appends the WebSocket close frame a closing WebSocket connection ends
+ * with (after the MQTT bytes still queued, which are framed first). */
+static void ws_close_frame(worker_t *w, conn_t *c)
+{
+    if (c->transport != TR_WS)
+        return;
+    uint8_t cf[8];
+    int k = vg_ws_encode_close(cf, sizeof cf,
+                               c->close_reason == VG_CLOSE_WS_PROTOCOL ? VG_WS_CLOSE_PROTOCOL : VG_WS_CLOSE_NORMAL, NULL,
+                               0, NULL);
+    if (k > 0)
+        ws_send_control(w, c, cf, (size_t)k);
+}
+
+/* Releases everything a closing connection holds except its socket, its
+ * slot and its pending output: the session (and with it the client id) is
+ * left, the will goes out, timers, buffers, acks and aliases are freed. */
+static void conn_release(worker_t *w, conn_t *c)
 {
     struct vg_server *s = w->srv;
-    /* Best effort: a refusal CONNACK or DISCONNECT should reach the client
-     * before the close (on WebSocket inside a frame, then a close frame). */
-    if (c->transport == TR_WS) {
-        uint8_t cf[8];
-        int k = vg_ws_encode_close(cf, sizeof cf, c->close_reason == VG_CLOSE_WS_PROTOCOL ? VG_WS_CLOSE_PROTOCOL
-                                                                                         : VG_WS_CLOSE_NORMAL,
-                                   NULL, 0, NULL);
-        if (k > 0)
-            ws_send_control(w, c, cf, (size_t)k);
-    }
-    if (c->out_len > c->out_off)
-        (void)send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
-    epoll_ctl(w->ep, EPOLL_CTL_DEL, c->fd, NULL);
-    close(c->fd);
     vg_wheel_remove(&c->timer);
     conn_detach(w, c);
     if (c->alias_in) {
         for (uint16_t i = 0; i < s->o.topic_alias_max; i++)
             vg_free(c->alias_in[i]);
         vg_free(c->alias_in);
+        c->alias_in = NULL;
     }
     vg_free(c->alias_in_len);
+    c->alias_in_len = NULL;
     if (c->alias_out) {
         vg_strmap_deinit(c->alias_out);
         vg_free(c->alias_out);
+        c->alias_out = NULL;
     }
     if (c->x)
         vg_free(c->x->topic);
     vg_free(c->x);
+    c->x = NULL;
     for (uint32_t i = 0; i < c->ack_count; i++) {
         vg_free(c->acks[(c->ack_head + i) % c->ack_cap].pkt);
         retained_batch_free(c->acks[(c->ack_head + i) % c->ack_cap].retained);
     }
-    vg_free(c->in);
-    vg_free(c->out);
     vg_free(c->acks);
+    c->acks = NULL;
+    c->ack_count = c->ack_cap = c->ack_head = 0;
+    vg_free(c->in);
+    c->in = NULL;
+    c->in_len = c->in_cap = 0;
+}
+
+/* Closes the socket and frees the connection and its slot (after
+ * conn_release). */
+static void conn_free(worker_t *w, conn_t *c)
+{
+    struct vg_server *s = w->srv;
+    epoll_ctl(w->ep, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    vg_wheel_remove(&c->timer);
+    vg_free(c->out);
     w->conns[c->slot] = NULL;
     w->slot_gen[c->slot]++;
     w->free_slots[w->nfree++] = c->slot;
-    atomic_fetch_sub_explicit(&w->st_conns_current, 1, memory_order_relaxed);
+    if (c->state == ST_LINGER)
+        atomic_fetch_sub_explicit(&w->st_lingering, 1, memory_order_relaxed);
+    else
+        atomic_fetch_sub_explicit(&w->st_conns_current, 1, memory_order_relaxed);
     atomic_fetch_sub_explicit(&s->conns_total, 1, memory_order_relaxed);
     atomic_fetch_sub_explicit(&s->conns_listener[c->listener], 1, memory_order_relaxed);
     vg_free(c);
+}
+
+static void conn_destroy(worker_t *w, conn_t *c)
+{
+    if (c->state == ST_LINGER) {
+        conn_free(w, c);
+        return;
+    }
+    /* Best effort: a refusal CONNACK or DISCONNECT should reach the client
+     * before the close (on WebSocket inside a frame, then a close frame). */
+    ws_close_frame(w, c);
+    if (c->out_len > c->out_off)
+        (void)send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
+    conn_release(w, c);
+    conn_free(w, c);
+}
+
+/* ---- lingering close ---------------------------------------------------- */
+
+/* Why linger: closing a socket whose peer is still sending makes the kernel
+ * answer the peer's next segments with a reset, and a client that is still
+ * writing (pipelined PUBLISHes past the receive maximum, packets behind a
+ * refused CONNECT) gets EPIPE/ECONNRESET on its next write and typically
+ * gives up on the connection without ever reading the DISCONNECT or CONNACK
+ * that says why. So after a final answer the server sends it, shuts down
+ * its sending side (the client reads the answer, then EOF), and reads and
+ * discards whatever still arrives until the client closes, linger_bytes
+ * were thrown away or linger_ms passed (the worker's timer wheel), and only
+ * then closes. Everything MQTT is released when lingering starts: the
+ * session and client id (a reconnect is never blocked by the lingering
+ * socket), acks, aliases, input; no packet handler runs again and no token
+ * reaches it (conn_lookup). It stays counted against max_connections (it
+ * holds a descriptor) but not in connections_current. */
+
+/* Writes the rest of a lingering connection's output; once all is out,
+ * shuts the sending side. Returns false if the socket broke. */
+static bool linger_flush(worker_t *w, conn_t *c)
+{
+    while (c->out_off < c->out_len) {
+        ssize_t k = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+        if (k > 0) {
+            c->out_off += (size_t)k;
+            atomic_fetch_add_explicit(&w->st_bytes_out, (uint64_t)k, memory_order_relaxed);
+            continue;
+        }
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            c->epollout = true;
+            return true;
+        }
+        return false;
+    }
+    vg_free(c->out);
+    c->out = NULL;
+    c->out_off = c->out_len = c->out_cap = 0;
+    c->epollout = false;
+    shutdown(c->fd, SHUT_WR);
+    return true;
+}
+
+static void linger_epoll(worker_t *w, conn_t *c)
+{
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | (c->epollout ? EPOLLOUT : 0), .data.ptr = c};
+    epoll_ctl(w->ep, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+/* Turns a closing connection (off the flush and close lists) into a
+ * lingering one, or frees it if its socket already broke. */
+static void linger_start(worker_t *w, conn_t *c)
+{
+    struct vg_server *s = w->srv;
+    ws_close_frame(w, c);
+    conn_release(w, c);
+    c->state = ST_LINGER;
+    c->paused = false;
+    c->in_len = 0; /* counts the bytes discarded from here on */
+    atomic_fetch_sub_explicit(&w->st_conns_current, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&w->st_lingering, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&w->st_linger, 1, memory_order_relaxed);
+    if (!linger_flush(w, c)) {
+        conn_free(w, c);
+        return;
+    }
+    linger_epoll(w, c);
+    vg_wheel_add(&w->wheel, &c->timer, now_mono_ms() + s->o.linger_ms);
+}
+
+/* Readiness of a lingering connection: more output, or input to discard. */
+static void linger_ready(worker_t *w, conn_t *c, uint32_t events)
+{
+    if (c->epollout && (events & EPOLLOUT)) {
+        if (!linger_flush(w, c)) {
+            conn_free(w, c);
+            return;
+        }
+        if (!c->epollout)
+            linger_epoll(w, c);
+    }
+    for (size_t budget = READ_BUDGET; budget;) {
+        ssize_t k = recv(c->fd, w->rbuf, RBUF_SIZE, 0);
+        if (k > 0) {
+            atomic_fetch_add_explicit(&w->st_bytes_in, (uint64_t)k, memory_order_relaxed);
+            if ((uint64_t)c->in_len + (uint64_t)k > w->srv->o.linger_bytes) {
+                atomic_fetch_add_explicit(&w->st_linger_overflow, 1, memory_order_relaxed);
+                conn_free(w, c);
+                return;
+            }
+            c->in_len += (uint32_t)k;
+            budget = (size_t)k >= budget ? 0 : budget - (size_t)k;
+            continue;
+        }
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        conn_free(w, c); /* EOF: the peer closed its side (or the socket broke) */
+        return;
+    }
+}
+
+/* Whether a closing connection lingers rather than closes at once. */
+static bool conn_wants_linger(worker_t *w, const conn_t *c)
+{
+    struct vg_server *s = w->srv;
+    return c->linger && s->o.linger_ms && !c->quiesced && !atomic_load_explicit(&s->stopping, memory_order_relaxed);
 }
 
 static void process_closes(worker_t *w)
@@ -2987,8 +3346,12 @@ static void process_closes(worker_t *w)
                 pp = &(*pp)->flush_next;
             if (*pp)
                 *pp = c->flush_next;
+            c->in_flush = false;
         }
-        conn_destroy(w, c);
+        if (conn_wants_linger(w, c))
+            linger_start(w, c);
+        else
+            conn_destroy(w, c);
     }
 }
 static int slot_alloc(worker_t *w, uint32_t *slot)
@@ -3129,6 +3492,8 @@ static size_t parse_packets(worker_t *w, conn_t *c, const uint8_t *data, size_t 
             break;
         }
         handle_packet(w, c, type, flags, data + off + hl, rl);
+        if (c->takeover_wait)
+            break; /* the CONNECT stays unconsumed: it runs again (connect_wait_takeover) */
         off += hl + rl;
     }
     return off;
@@ -3538,10 +3903,9 @@ static void ws_handshake(worker_t *w, conn_t *c)
 }
 
 /* Reading for the WebSocket and HTTP listeners. */
-static void read_ready_xport(worker_t *w, conn_t *c)
+static void read_ready_xport(worker_t *w, conn_t *c, size_t budget)
 {
-    size_t budget = READ_BUDGET;
-    while (budget && c->state != ST_CLOSING && !c->paused && !c->quiesced) {
+    while (budget && c->state != ST_CLOSING && !c->paused && !c->quiesced && !c->takeover_wait) {
         ssize_t k = conn_recv(w, c, w->rbuf, RBUF_SIZE,
                               c->transport == TR_HTTP ? VG_CLOSE_HTTP_DONE : VG_CLOSE_PEER_CLOSED);
         if (k <= 0)
@@ -3580,14 +3944,15 @@ static void read_ready_xport(worker_t *w, conn_t *c)
     }
 }
 
-static void read_ready(worker_t *w, conn_t *c)
+/* Reads and handles up to about budget bytes (a readiness event gets
+ * READ_BUDGET, for fairness), stopping when the socket has no more. */
+static void read_ready(worker_t *w, conn_t *c, size_t budget)
 {
     if (c->transport != TR_MQTT) {
-        read_ready_xport(w, c);
+        read_ready_xport(w, c, budget);
         return;
     }
-    size_t budget = READ_BUDGET;
-    while (budget && c->state != ST_CLOSING && !c->paused && !c->quiesced) {
+    while (budget && c->state != ST_CLOSING && !c->paused && !c->quiesced && !c->takeover_wait) {
         uint8_t *dst;
         size_t room;
         if (c->in_len) {
@@ -3656,6 +4021,11 @@ static void on_timer(void *ctx, vg_wheel_node_t *n)
         vg_wheel_add(&w->wheel, n, n->deadline_ms);
         return;
     }
+    if (c->state == ST_LINGER) {
+        atomic_fetch_add_explicit(&w->st_linger_deadline, 1, memory_order_relaxed);
+        conn_free(w, c);
+        return;
+    }
     if (c->transport == TR_HTTP)
         conn_close(w, c, c->ack_count ? VG_CLOSE_IO : VG_CLOSE_HTTP_DONE);
     else
@@ -3663,6 +4033,20 @@ static void on_timer(void *ctx, vg_wheel_node_t *n)
 }
 
 /* ---- the worker loop --------------------------------------------------- */
+
+/* c's output went back under max_outbuf: the congestion ends and what waits
+ * in its session's queue goes out (see "slow consumers"). */
+static void out_drained(worker_t *w, conn_t *c)
+{
+    c->congested_at = 0;
+    session_t *se = c->sess;
+    if (!se || c->state != ST_ACTIVE)
+        return;
+    pthread_mutex_lock(&se->mu);
+    if (se->online && se->owner == CONN_TOK(w->id, c->slot, c->gen))
+        session_pump(w, c, se);
+    pthread_mutex_unlock(&se->mu);
+}
 
 /* A delivery posted by another thread: the session may have moved or gone
  * offline since; follow it. */
@@ -3695,6 +4079,57 @@ static void deliver_item(worker_t *w, item_t *it)
     pthread_mutex_unlock(&se->mu);
     session_unref(s, se);
     vg_msg_unref(it->msg);
+}
+
+/* Everything the peer of c already sent, read and handled now (a takeover
+ * is deciding on the session): what is buffered in c->in (c may have paused
+ * reading), then the socket until it has no more, bounded so that a peer
+ * that never stops sending cannot keep the worker here. */
+#define TAKEOVER_DRAIN_MAX (16u * 1024 * 1024)
+static void conn_drain_input(worker_t *w, conn_t *c)
+{
+    c->paused = false;
+    process_input(w, c);
+    if (c->state == ST_ACTIVE && !c->quiesced)
+        read_ready(w, c, TAKEOVER_DRAIN_MAX);
+    if (c->state == ST_ACTIVE)
+        epoll_set(w, c); /* a pause may have ended, or begun again */
+}
+
+/* ITEM_TAKEOVER (see connect_wait_takeover), on the old connection's worker. */
+static void takeover_resume(worker_t *w, uint64_t tok);
+static void takeover_item(worker_t *w, uint64_t old, uint64_t waiter)
+{
+    struct vg_server *s = w->srv;
+    conn_t *oc = conn_lookup(w, old);
+    if (oc && oc->state == ST_ACTIVE)
+        conn_drain_input(w, oc);
+    if (oc && oc->state == ST_ACTIVE)
+        conn_close(w, oc, VG_CLOSE_TAKEOVER);
+    /* Leave the session now, not when it is torn down at the end of the
+     * round: the waiting CONNECT must find it offline (or ended). */
+    if (oc)
+        conn_detach(w, oc);
+    uint32_t wi = TOK_WORKER(waiter);
+    if (wi == w->id) {
+        takeover_resume(w, waiter);
+        return;
+    }
+    item_t it = {.kind = ITEM_TAKEOVER_DONE, .token = waiter};
+    if (wi < s->nworkers && inbox_post(&s->workers[wi], &it, 1) != VG_OK)
+        VG_WARN(MOD, "out of memory answering a takeover: the new connection waits for its connect timeout");
+}
+
+/* ITEM_TAKEOVER_DONE: the waiting CONNECT runs again. */
+static void takeover_resume(worker_t *w, uint64_t tok)
+{
+    conn_t *c = conn_lookup(w, tok);
+    if (!c || c->state != ST_NEW || !c->takeover_wait)
+        return;
+    c->takeover_wait = false;
+    process_input(w, c);
+    if (c->state != ST_CLOSING && !c->takeover_wait)
+        epoll_set(w, c);
 }
 
 static void drain_inbox(worker_t *w)
@@ -3731,6 +4166,10 @@ static void drain_inbox(worker_t *w)
             conn_t *c = conn_lookup(w, it->token);
             if (c)
                 conn_close(w, c, VG_CLOSE_TAKEOVER);
+        } else if (it->kind == ITEM_TAKEOVER) {
+            takeover_item(w, it->token, it->waiter);
+        } else if (it->kind == ITEM_TAKEOVER_DONE) {
+            takeover_resume(w, it->token);
         }
     }
     /* Keep the drained array as the spare so steady state allocates nothing. */
@@ -3748,7 +4187,7 @@ static void quiesce_worker(worker_t *w)
     }
     for (uint32_t i = 0; i < w->nslots; i++) {
         conn_t *c = w->conns[i];
-        if (c && !c->quiesced) {
+        if (c && !c->quiesced && c->state != ST_LINGER) {
             c->quiesced = true;
             if (c->state != ST_CLOSING)
                 epoll_set(w, c);
@@ -3760,10 +4199,10 @@ static void *worker_main(void *arg)
 {
     worker_t *w = arg;
     struct vg_server *s = w->srv;
-    char tname[16];
-    snprintf(tname, sizeof tname, "vg-io-%u", (unsigned)w->id);
-    pthread_setname_np(pthread_self(), tname);
     tl_worker = w;
+    char name[16];
+    snprintf(name, sizeof name, "vg-mqtt-w%u", w->id);
+    pthread_setname_np(pthread_self(), name);
     struct epoll_event evs[MAX_EVENTS];
     bool quiesced = false;
     while (!atomic_load_explicit(&s->stopping, memory_order_acquire)) {
@@ -3773,7 +4212,10 @@ static void *worker_main(void *arg)
             atomic_fetch_add(&s->quiesced_workers, 1);
         }
         uint64_t now = vg_clock_mono_ns() / 1000000;
-        int n = epoll_wait(w->ep, evs, MAX_EVENTS, vg_wheel_timeout(&w->wheel, now));
+        /* Closing a connection can queue output for others (its will) after
+         * this round's flush: then look for events without sleeping. */
+        int timeout = w->flush_head || w->close_head ? 0 : vg_wheel_timeout(&w->wheel, now);
+        int n = epoll_wait(w->ep, evs, MAX_EVENTS, timeout);
         for (int i = 0; i < n; i++) {
             void *p = evs[i].data.ptr;
             if (p >= (void *)&w->lfd[0] && p < (void *)&w->lfd[L__COUNT]) {
@@ -3782,10 +4224,18 @@ static void *worker_main(void *arg)
                 drain_inbox(w);
             } else {
                 conn_t *c = p;
+                if (c->state == ST_LINGER) {
+                    linger_ready(w, c, evs[i].events);
+                    continue;
+                }
                 if (c->state == ST_CLOSING)
                     continue;
+                if (c->takeover_wait && (evs[i].events & (EPOLLHUP | EPOLLERR))) {
+                    conn_close(w, c, VG_CLOSE_PEER_CLOSED); /* gone while its CONNECT waited */
+                    continue;
+                }
                 if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP))
-                    read_ready(w, c);
+                    read_ready(w, c, READ_BUDGET);
                 if (c->state != ST_CLOSING && (evs[i].events & EPOLLOUT))
                     flush_mark(w, c);
             }
@@ -3809,6 +4259,8 @@ static void *worker_main(void *arg)
                 continue;
             if (!conn_flush(w, c))
                 conn_close(w, c, VG_CLOSE_IO);
+            else if (c->congested_at && c->out_len - c->out_off < s->o.max_outbuf)
+                out_drained(w, c);
         }
         process_closes(w);
     }
@@ -3819,6 +4271,10 @@ static void *worker_main(void *arg)
         conn_t *c = w->conns[i];
         if (!c)
             continue;
+        if (c->state == ST_LINGER) {
+            conn_free(w, c);
+            continue;
+        }
         if (c->state != ST_CLOSING) {
             int fl = fcntl(c->fd, F_GETFL);
             fcntl(c->fd, F_SETFL, fl & ~O_NONBLOCK);
@@ -4318,6 +4774,12 @@ void vg_server_stats(vg_server_t *s, vg_server_stats_t *out)
         out->ws_connections += atomic_load_explicit(&w->st_ws, memory_order_relaxed);
         out->http_requests += atomic_load_explicit(&w->st_http, memory_order_relaxed);
         out->http_errors += atomic_load_explicit(&w->st_http_err, memory_order_relaxed);
+        out->lingering += atomic_load_explicit(&w->st_lingering, memory_order_relaxed);
+        out->dropped_qos0_outbuf += atomic_load_explicit(&w->st_drop_qos0_outbuf, memory_order_relaxed);
+        out->deferred_outbuf += atomic_load_explicit(&w->st_deferred_outbuf, memory_order_relaxed);
+        out->linger_closes += atomic_load_explicit(&w->st_linger, memory_order_relaxed);
+        out->linger_deadline += atomic_load_explicit(&w->st_linger_deadline, memory_order_relaxed);
+        out->linger_overflow += atomic_load_explicit(&w->st_linger_overflow, memory_order_relaxed);
     }
     out->subscriptions = atomic_load_explicit(&s->nsubs, memory_order_relaxed);
     out->sessions = atomic_load_explicit(&s->st_sessions, memory_order_relaxed);

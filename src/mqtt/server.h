@@ -89,8 +89,19 @@ typedef struct {
     uint32_t max_connections_http; /* HTTP listener alone; 0 = only the global limit */
     uint32_t max_inflight;     /* unacknowledged QoS 1 PUBLISHes per connection before reading pauses */
     uint32_t max_subs_per_packet; /* topic filters in one SUBSCRIBE/UNSUBSCRIBE; more closes (too_large) */
-    size_t max_outbuf;         /* bytes queued to one client before it is a slow consumer */
+    size_t max_outbuf;         /* soft limit of the bytes queued to one client: over it QoS 0 PUBLISHes to it are
+                                  shed and QoS 1/2 ones wait in its session queue (see server.c, "slow consumers") */
+    uint32_t slow_consumer_ms; /* a client whose output stays over max_outbuf this long is disconnected (30000) */
     uint32_t connect_timeout_ms;
+    /* Lingering close: after a final answer the server initiated (a 5.0
+     * DISCONNECT with a reason, a refusing CONNACK, a WebSocket close frame,
+     * an HTTP error answer) the output is flushed, the sending side shut
+     * down, and input read and thrown away for up to linger_ms or
+     * linger_bytes before the socket is closed, so that a client still
+     * writing reads the answer instead of a reset. The session and client id
+     * are released when lingering starts. 0 ms = close at once. */
+    uint32_t linger_ms;        /* 2000 */
+    size_t linger_bytes;       /* 1 MiB */
     uint32_t max_keepalive_s;  /* 0 = accept what clients ask */
     uint32_t max_inflight_out; /* unacknowledged QoS 1/2 PUBLISHes we send one client (5.0: also <= its receive maximum) */
     uint32_t max_queued_per_client; /* queued messages per session beyond the in-flight window; overflow dropped and counted */
@@ -158,6 +169,8 @@ typedef struct {
     uint64_t queue_dropped_global; /* dropped: global queue budget */
     uint64_t expired_dropped;      /* messages whose expiry passed before delivery */
     uint64_t too_large_dropped;    /* messages over a client's maximum packet size */
+    uint64_t dropped_qos0_outbuf;  /* QoS 0 deliveries shed: the subscriber's output was over max_outbuf */
+    uint64_t deferred_outbuf;      /* QoS 1/2 deliveries held in the session queue for the same reason */
     uint64_t qos2_duplicates;      /* retransmitted QoS 2 PUBLISHes not routed again */
     uint64_t wills_published;
     uint64_t retained;             /* retained messages held */
@@ -170,6 +183,10 @@ typedef struct {
      * VG_KV_DISK_FULL / VG_KV_FAILED (store/kv.h), and its queue. */
     int store_state;
     uint64_t store_pending_ops, store_disk_full_pauses, store_disk_full_retries, store_disk_full_ms;
+    uint64_t lingering;            /* connections lingering now (not in connections_current) */
+    uint64_t linger_closes;        /* connections that lingered before closing */
+    uint64_t linger_deadline;      /* ... closed at the deadline (the peer never closed its side) */
+    uint64_t linger_overflow;      /* ... closed early: the peer sent more than linger_bytes */
 } vg_server_stats_t;
 
 void vg_server_stats(vg_server_t *s, vg_server_stats_t *out);

@@ -261,10 +261,11 @@ def test_inflight_limit_pauses_reading_without_loss(vigil_factory):
 
 
 def test_slow_consumer_disconnected(vigil_factory):
-    """--max-outbuf: a subscriber that stops reading is disconnected once its
-    queue passes the limit (counted as slow_consumer); memory stays bounded
-    and the publisher and everyone else keep being served."""
-    v = vigil_factory("--max-outbuf", "65536")
+    """--max-outbuf, --slow-consumer-ms: a subscriber that stops reading is
+    disconnected once its queue has been over the limit for that long
+    (counted as slow_consumer); memory stays bounded and the publisher and
+    everyone else keep being served."""
+    v = vigil_factory("--max-outbuf", "65536", "--slow-consumer-ms", "500")
     before = v.stats()
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small window

@@ -415,6 +415,7 @@ static void test_expiry(void)
     VT_EQ_INT(set_s(r, "e/2", "b", 2000), VG_OK);
     VT_EQ_INT(set_s(r, "e/3", "c", 0), VG_OK);
     VT_EQ_INT(set_s(r, "e/4", "d", 1500), VG_OK);
+    VT_EQ_INT(vg_retain_next_expiry(r), 1000);
     VT_CHECK(strcmp(match_list(r, "e/+", 999), "e/1 e/2 e/3 e/4") == 0);
     VT_CHECK(strcmp(match_list(r, "e/+", 1000), "e/2 e/3 e/4") == 0); /* expired at its time */
     VT_CHECK(strcmp(match_list(r, "e/#", 1500), "e/2 e/3") == 0);
@@ -429,12 +430,15 @@ static void test_expiry(void)
     VT_EQ_INT(set_s(r, "e/3", "c2", 1200), VG_OK); /* never -> expiring */
     VT_EQ_INT(set_s(r, "e/2", "b2", 900), VG_OK);  /* earlier */
     VT_EQ_INT(count_of(r), 4);
+    VT_EQ_INT(vg_retain_next_expiry(r), 900); /* what the housekeeping thread sleeps until */
     VT_EQ_INT(vg_retain_sweep(r, 899), 0);
     VT_EQ_INT(vg_retain_sweep(r, 1000), 2); /* e/1 and e/2 */
+    VT_EQ_INT(vg_retain_next_expiry(r), 1200);
     VT_EQ_INT(count_of(r), 2);
     VT_CHECK(strcmp(match_list(r, "#", 0), "e/3 e/4") == 0);
     VT_EQ_INT(vg_retain_sweep(r, INT64_MAX), 1);
     VT_CHECK(strcmp(match_list(r, "#", 0), "e/4") == 0);
+    VT_EQ_INT(vg_retain_next_expiry(r), 0); /* nothing expires */
     VT_EQ_INT(bytes_of(r), 3 + 2);
     vg_retain_free(r);
 }
