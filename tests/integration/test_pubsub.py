@@ -204,7 +204,12 @@ def test_stats_sent_on_subscribe_with_every_key(vigil_factory):
     assert isinstance(stats, dict)
     missing = [k for k in STATS_KEYS if k not in stats]
     assert not missing, "stats lack %s" % missing
-    assert all(isinstance(v_, (int, float)) for v_ in stats.values()), "stats must be a flat object of numbers"
+    # Flat: numbers, except the health states (ok | disk_full | failed).
+    states = {k: v_ for k, v_ in stats.items() if k == "health" or k.endswith(".state")}
+    assert all(v_ in ("ok", "disk_full", "failed", "none") for v_ in states.values()), states
+    assert stats["health"] == "ok" and stats["stream.state"] == "ok", states
+    assert all(isinstance(v_, (int, float)) for k, v_ in stats.items() if k not in states), \
+        "stats must be a flat object of numbers (and states)"
     assert stats["connections.current"] >= 1
     c.disconnect()
     time.sleep(0.3)  # let the server handle that DISCONNECT (maybe on another worker)
