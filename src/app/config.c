@@ -80,7 +80,7 @@ static const opt_t opts[] = {
      "unacknowledged QoS 1 publishes per connection before reading pauses (1024)"},
     {"max-subs-per-packet", T_U32, OFF(max_subs_per_packet), 0, 1, 65535, "N",
      "topic filters in one SUBSCRIBE; more closes the connection, counted as too_large (64)"},
-    {"max-outbuf", T_U64, OFF(max_outbuf), 0, 1024, 1e12, "BYTES",
+    {"max-outbuf", T_U64, OFF(max_outbuf), 0, 1024, 1073741824.0, "BYTES",
      "bytes queued to one client; over it QoS 0 messages to it are dropped and QoS 1/2 wait in its session queue "
      "(4 MiB)"},
     {"slow-consumer-ms", T_U32, OFF(slow_consumer_ms), 0, 1, 86400000, "MS",
