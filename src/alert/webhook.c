@@ -699,6 +699,9 @@ static void *endpoint_main(void *arg)
 {
     endpoint_t *ep = arg;
     struct vg_webhook *w = ep->w;
+    char name[16];
+    snprintf(name, sizeof name, "vg-wh-%.8s", ep->cfg.name);
+    pthread_setname_np(pthread_self(), name); /* per-thread figures in top -H and /proc */
     for (uint32_t s = 0; s < w->nshards; s++)
         ep->sh[s].read_seq = atomic_load(&ep->cursor[s]);
     while (!stopping(w)) {

@@ -628,6 +628,9 @@ static void *shard_main(void *arg)
     shard_proc_t *sp = arg;
     struct vg_processor *p = sp->p;
     vg_log_reader_t *r = NULL;
+    char name[16];
+    snprintf(name, sizeof name, "vg-proc-%u", sp->shard);
+    pthread_setname_np(pthread_self(), name); /* per-thread figures in top -H and /proc */
     uint64_t last_ckpt_ns = vg_clock_mono_ns();
     uint64_t interval_ns = (uint64_t)p->o.checkpoint_interval_ms * 1000000u;
     while (!atomic_load(&p->stop)) {
