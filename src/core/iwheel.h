@@ -44,6 +44,15 @@ void vg_iwheel_remove(vg_iwheel_t *w, uint32_t idx);
 bool vg_iwheel_linked(const vg_iwheel_t *w, uint32_t idx);
 int64_t vg_iwheel_deadline(const vg_iwheel_t *w, uint32_t idx);
 
+/* The earliest time at which vg_iwheel_advance would hand a node to fn or
+ * at least visit one (a node beyond the horizon is visited once per lap and
+ * re-added), or INT64_MAX when nothing is linked. An owner that sleeps
+ * until then and calls advance with a time >= the result does not miss a
+ * deadline; calling advance earlier is harmless. Costs a look at up to
+ * nslots list heads and the nodes of the first non-empty slot: meant for
+ * "how long may I sleep", not for every event. */
+int64_t vg_iwheel_next_due(const vg_iwheel_t *w);
+
 /* Processes every slot due up to now_ms: each node found there is unlinked
  * and passed to fn, which handles it (its deadline has passed) or re-adds
  * it. fn may add any node and remove the node it was given, but not remove

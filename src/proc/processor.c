@@ -12,16 +12,17 @@
 #include "core/event.h"
 #include "core/fsutil.h"
 #include "core/iwheel.h"
+#include "core/notify.h"
 #include "proc/devtable.h"
 #include "stream/shardmap.h"
 
 #include <limits.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #define MOD "proc"
 #define CKPT_MAGIC "VGCKPT01"
@@ -34,6 +35,11 @@
 #define WHEEL_TICK_MS 1000
 #define ACK_BY_MAX 64
 #define ACK_NOTE_MAX 256
+/* Without a telemetry watcher (none left on the shard): how often to look. */
+#define POLL_FALLBACK_MS 50
+/* How long stop waits for a shard's alerts in flight before giving up on
+ * its final checkpoint. */
+#define FINAL_WAIT_MS 5000
 
 typedef struct {
     uint64_t alert_id;
@@ -81,6 +87,12 @@ typedef struct shard_proc {
     size_t inbox_n, inbox_cap;
     atomic_bool has_acks;
     atomic_uint pending; /* alerts appended, not yet durable */
+    /* The thread's one wake-up: posted by the telemetry shard's watcher
+     * (new durable records), by vg_processor_ack, by the alert durable
+     * callback when pending drops to 0, and by stop. Everything else the
+     * thread waits for is a deadline it computes itself. */
+    vg_notify_t wake;
+    atomic_uint in_callback; /* on_alert_durable calls still running (stop waits them out) */
     atomic_uint_fast64_t processed, alerts, replayed, checkpoints, processed_seq, ndevs, overflow, emit_err, ticks;
     atomic_uint_fast64_t kinds[5];
     atomic_int_fast64_t open_now;
@@ -345,6 +357,7 @@ static void on_alert_durable(void *ctx, int status, uint32_t shard, uint64_t seq
     pending_alert_t *pa = (pending_alert_t *)(uintptr_t)token;
     shard_proc_t *sp = pa->sp;
     struct vg_processor *p = sp->p;
+    atomic_fetch_add_explicit(&sp->in_callback, 1, memory_order_acq_rel);
     if (status == VG_OK) {
         if (p->o.publish)
             p->o.publish(p->o.publish_ctx, pa->data, pa->topic_len, pa->data + pa->topic_len, pa->payload_len);
@@ -354,7 +367,20 @@ static void on_alert_durable(void *ctx, int status, uint32_t shard, uint64_t seq
     if (pa->ack_token && p->o.ack_done)
         p->o.ack_done(p->o.ack_ctx, pa->ack_token, status, pa->alert_id, pa->data + 7, pa->topic_len - 7);
     vg_free(pa);
-    atomic_fetch_sub_explicit(&sp->pending, 1, memory_order_acq_rel);
+    /* The last alert in flight: a checkpoint (or the final one at stop) may
+     * be waiting for exactly this. */
+    if (atomic_fetch_sub_explicit(&sp->pending, 1, memory_order_acq_rel) == 1)
+        vg_notify_post(&sp->wake);
+    /* Last touch of sp: stop frees it once this is 0 (and pending is). */
+    atomic_fetch_sub_explicit(&sp->in_callback, 1, memory_order_release);
+}
+
+/* The telemetry shard's watcher (committer thread): new durable records. */
+static void on_telemetry(void *ctx, uint32_t shard, uint64_t durable_seq)
+{
+    (void)shard;
+    (void)durable_seq;
+    vg_notify_post(&((shard_proc_t *)ctx)->wake);
 }
 
 static const vg_detect_cfg_t *cfg_for(const struct vg_processor *p, const char *dev, size_t len)
@@ -623,6 +649,46 @@ static void maybe_checkpoint(shard_proc_t *sp)
         VG_ERROR(MOD, "shard %u: checkpoint failed; will retry", sp->shard);
 }
 
+/* Milliseconds until the silence wheel next has something due, on stream
+ * time (which advances with wall time while the shard is idle), or -1 if
+ * nothing is armed. */
+static int64_t wheel_wait_ms(const shard_proc_t *sp)
+{
+    int64_t due = vg_iwheel_next_due(&sp->wheel);
+    int64_t now = stream_now(sp);
+    if (due == INT64_MAX || !now)
+        return -1; /* without a stream time run_deadlines does nothing: no use waking for it */
+    return due > now ? due - now : 0;
+}
+
+static int64_t min_wait(int64_t a, int64_t b)
+{
+    return a < 0 ? b : b < 0 ? a : a < b ? a : b;
+}
+
+/* Sleeps until something for this shard may have changed: a post (records,
+ * an acknowledgement, the last alert durable, stop) or one of the deadlines
+ * the thread keeps (silence wheel; the checkpoint interval, but only while
+ * there is progress to checkpoint and no alert in flight — when alerts are
+ * in flight, the post of the last one comes first). */
+static void idle_wait(shard_proc_t *sp, uint64_t last_ckpt_ns, uint64_t interval_ns)
+{
+    int64_t t = wheel_wait_ms(sp);
+    if (sp->last_seq != sp->ckpt_seq && atomic_load_explicit(&sp->pending, memory_order_acquire) == 0) {
+        uint64_t now = vg_clock_mono_ns(), due = last_ckpt_ns + interval_ns;
+        t = min_wait(t, due > now ? (int64_t)((due - now + 999999u) / 1000000u) : 0);
+    }
+    vg_notify_wait(&sp->wake, t);
+}
+
+/* A pause before retrying after an error; a stop ends it. */
+static void error_pause(shard_proc_t *sp, int64_t ms)
+{
+    uint64_t until = vg_clock_mono_ns() + (uint64_t)ms * 1000000u;
+    for (uint64_t now; !atomic_load(&sp->p->stop) && (now = vg_clock_mono_ns()) < until;)
+        vg_notify_wait(&sp->wake, (int64_t)((until - now + 999999u) / 1000000u));
+}
+
 static void *shard_main(void *arg)
 {
     shard_proc_t *sp = arg;
@@ -631,6 +697,11 @@ static void *shard_main(void *arg)
     char name[16];
     snprintf(name, sizeof name, "vg-proc-%u", sp->shard);
     pthread_setname_np(pthread_self(), name); /* per-thread figures in top -H and /proc */
+    /* Watch first, read after: a commit between the two still posts. */
+    int wrc = vg_log_watch(p->o.telemetry, sp->shard, on_telemetry, sp);
+    if (wrc != VG_OK)
+        VG_WARN(MOD, "shard %u: cannot watch the telemetry shard (%s); polling every %d ms instead", sp->shard,
+                vg_strerror(wrc), POLL_FALLBACK_MS);
     uint64_t last_ckpt_ns = vg_clock_mono_ns();
     uint64_t interval_ns = (uint64_t)p->o.checkpoint_interval_ms * 1000000u;
     while (!atomic_load(&p->stop)) {
@@ -638,7 +709,7 @@ static void *shard_main(void *arg)
             VG_ERROR(MOD, "shard %u: cannot open a reader at seq %llu", sp->shard,
                      (unsigned long long)sp->last_seq + 1);
             r = NULL;
-            usleep(200000);
+            error_pause(sp, 200);
             continue;
         }
         vg_record_t rec;
@@ -650,7 +721,7 @@ static void *shard_main(void *arg)
                          (unsigned long long)rec.seq);
                 vg_log_reader_close(r);
                 r = NULL;
-                usleep(100000);
+                error_pause(sp, 100);
                 break;
             }
             sp->last_seq = rec.seq;
@@ -678,18 +749,26 @@ static void *shard_main(void *arg)
                          (unsigned long long)sp->last_seq + 1, vg_strerror(rc));
                 vg_log_reader_close(r);
                 r = NULL;
-                usleep(500000);
+                error_pause(sp, 500);
                 continue;
             }
-            if (!atomic_load_explicit(&sp->has_acks, memory_order_acquire))
-                vg_log_wait(p->o.telemetry, sp->shard, sp->last_seq, 50);
+            if (!atomic_load_explicit(&sp->has_acks, memory_order_acquire) && !atomic_load(&p->stop)) {
+                if (wrc == VG_OK)
+                    idle_wait(sp, last_ckpt_ns, interval_ns);
+                else
+                    vg_notify_wait(&sp->wake, POLL_FALLBACK_MS);
+            }
         }
     }
+    if (wrc == VG_OK)
+        vg_log_unwatch(p->o.telemetry, sp->shard, on_telemetry, sp);
     vg_log_reader_close(r);
     handle_acks(sp);
-    /* Final checkpoint once this shard's alerts are durable (bounded wait). */
-    for (int i = 0; i < 5000 && atomic_load(&sp->pending) != 0; i++)
-        usleep(1000);
+    /* Final checkpoint once this shard's alerts are durable (bounded wait;
+     * the callback of the last one posts). */
+    uint64_t until = vg_clock_mono_ns() + FINAL_WAIT_MS * 1000000ull;
+    for (uint64_t now; atomic_load(&sp->pending) != 0 && (now = vg_clock_mono_ns()) < until;)
+        vg_notify_wait(&sp->wake, (int64_t)((until - now + 999999u) / 1000000u));
     if (atomic_load(&sp->pending) == 0)
         maybe_checkpoint(sp);
     else
@@ -757,8 +836,10 @@ int vg_processor_start(const vg_processor_opts_t *o, vg_processor_t **out)
     p->shards = vg_calloc(VG_MEM_PROC, p->nshards, sizeof *p->shards);
     if (!p->shards)
         goto cleanup;
-    for (uint32_t i = 0; i < p->nshards; i++)
+    for (uint32_t i = 0; i < p->nshards; i++) {
         pthread_mutex_init(&p->shards[i].mu, NULL);
+        vg_notify_init(&p->shards[i].wake);
+    }
     char dir[PATH_MAX];
     snprintf(dir, sizeof dir, "%s/consumers/detector", o->data_dir);
     rc = vg_fs_mkdir_p(dir);
@@ -791,6 +872,8 @@ int vg_processor_start(const vg_processor_opts_t *o, vg_processor_t **out)
         if (pthread_create(&p->shards[i].thread, NULL, shard_main, &p->shards[i]) != 0) {
             atomic_store(&p->stop, true);
             for (uint32_t j = 0; j < i; j++)
+                vg_notify_post(&p->shards[j].wake);
+            for (uint32_t j = 0; j < i; j++)
                 pthread_join(p->shards[j].thread, NULL);
             rc = VG_EIO;
             goto cleanup;
@@ -810,7 +893,14 @@ void vg_processor_stop(vg_processor_t *p)
         return;
     atomic_store(&p->stop, true);
     for (uint32_t i = 0; i < p->nshards; i++)
+        vg_notify_post(&p->shards[i].wake);
+    for (uint32_t i = 0; i < p->nshards; i++)
         pthread_join(p->shards[i].thread, NULL);
+    /* A durable callback that brought pending to 0 may still be on its way
+     * out (the post, then its last store): a few instructions. */
+    for (uint32_t i = 0; i < p->nshards; i++)
+        while (atomic_load_explicit(&p->shards[i].in_callback, memory_order_acquire) != 0)
+            sched_yield();
     /* Requests that arrived after a shard's last look: answer them. */
     for (uint32_t i = 0; i < p->nshards; i++) {
         shard_proc_t *sp = &p->shards[i];
@@ -855,6 +945,8 @@ int vg_processor_ack(vg_processor_t *p, const char *dev_id, size_t dev_len, uint
     atomic_store_explicit(&sp->has_acks, true, memory_order_release);
 cleanup:
     pthread_mutex_unlock(&sp->mu);
+    if (rc == VG_OK)
+        vg_notify_post(&sp->wake);
     return rc;
 }
 

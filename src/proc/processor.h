@@ -18,6 +18,16 @@
  * found by a timer wheel over device indices (core/iwheel.h) on stream
  * time: no sweep over all devices.
  *
+ * Waking. A shard thread never polls. It sleeps on its own vg_notify_t
+ * (core/notify.h), posted by the telemetry shard's watcher (once per group
+ * commit that made records of that shard durable), by vg_processor_ack, by
+ * the durable callback of its last alert in flight, and by stop; or until
+ * the earliest deadline it keeps itself: the silence wheel's next due
+ * device (stream time runs with wall time while idle) and, only while
+ * there is progress not yet checkpointed and no alert in flight, the
+ * checkpoint interval. An idle shard with no device about to fall silent
+ * does not wake at all.
+ *
  * Exactly-once alerts across crashes: checkpoints are written only when no
  * alert is still awaiting durability, and hold the device state (with its
  * open alerts) as of the checkpointed sequence number. After a restart,

@@ -162,6 +162,81 @@ static void test_model(void)
     vg_iwheel_deinit(&w);
 }
 
+/* next_due: INT64_MAX when empty; the earliest deadline within its slot;
+ * the slot's start for an overdue node or one a lap ahead; advancing to it
+ * fires (or at least visits) something, and never fires anything early. */
+static void test_next_due(void)
+{
+    vg_iwheel_t w;
+    VT_REQUIRE(vg_iwheel_init(&w, 64, 10) == VG_OK);
+    VT_REQUIRE(vg_iwheel_reserve(&w, 4) == VG_OK);
+    VT_CHECK(vg_iwheel_next_due(&w) == INT64_MAX);
+    ctx_t c = {&w, 1000, 0, NULL, 0};
+    vg_iwheel_advance(&w, c.now, on_due, &c);
+    VT_CHECK(vg_iwheel_next_due(&w) == INT64_MAX);
+    vg_iwheel_add(&w, 0, 1057);
+    vg_iwheel_add(&w, 1, 1053);
+    vg_iwheel_add(&w, 2, 1200);
+    VT_EQ_INT(vg_iwheel_next_due(&w), 1053);
+    c.now = 1052;
+    vg_iwheel_advance(&w, c.now, on_due, &c); /* visits slot 105 early: both deferred a tick */
+    VT_EQ_INT(c.fired, 0);
+    VT_EQ_INT(vg_iwheel_next_due(&w), 1060);
+    c.now = 1060;
+    vg_iwheel_advance(&w, c.now, on_due, &c);
+    VT_EQ_INT(c.fired, 2);
+    VT_EQ_INT(vg_iwheel_next_due(&w), 1200);
+    vg_iwheel_add(&w, 3, 900); /* already overdue: next slot to be processed */
+    VT_EQ_INT(vg_iwheel_next_due(&w), 1070);
+    c.now = 1070;
+    vg_iwheel_advance(&w, c.now, on_due, &c);
+    VT_EQ_INT(c.fired, 3);
+    vg_iwheel_add(&w, 3, 1800); /* a lap ahead: its slot (that of 1160) comes first */
+    VT_EQ_INT(vg_iwheel_next_due(&w), 1160);
+    c.now = 1160;
+    vg_iwheel_advance(&w, c.now, on_due, &c);
+    VT_EQ_INT(c.fired, 3); /* only re-added */
+    VT_EQ_INT(vg_iwheel_next_due(&w), 1200);
+    c.now = 1200;
+    vg_iwheel_advance(&w, c.now, on_due, &c);
+    VT_EQ_INT(c.fired, 4);
+    VT_EQ_INT(vg_iwheel_next_due(&w), 1800);
+    c.now = 1800;
+    vg_iwheel_advance(&w, c.now, on_due, &c);
+    VT_EQ_INT(c.fired, 5);
+    VT_CHECK(vg_iwheel_next_due(&w) == INT64_MAX);
+    vg_iwheel_deinit(&w);
+}
+
+/* Sleeping until next_due each time (never advancing otherwise) fires every
+ * deadline of a random set exactly once and never early. */
+static void test_next_due_model(void)
+{
+    enum { N = 200 };
+    vg_iwheel_t w;
+    VT_REQUIRE(vg_iwheel_init(&w, 32, 7) == VG_OK);
+    VT_REQUIRE(vg_iwheel_reserve(&w, N) == VG_OK);
+    int64_t want[N];
+    ctx_t c = {&w, 5000, 0, want, 0};
+    vg_iwheel_advance(&w, c.now, on_due, &c);
+    uint64_t rng = 7;
+    for (int i = 0; i < N; i++) {
+        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+        want[i] = c.now + (int64_t)((rng >> 33) % 3000); /* beyond the 224 ms horizon too */
+        vg_iwheel_add(&w, (uint32_t)i, want[i]);
+    }
+    int wakes = 0;
+    for (int64_t d; (d = vg_iwheel_next_due(&w)) != INT64_MAX && wakes < 100000; wakes++) {
+        VT_CHECK(d >= c.now);
+        c.now = d;
+        vg_iwheel_advance(&w, c.now, on_due, &c);
+    }
+    VT_EQ_INT(c.fired, N);
+    VT_EQ_INT(c.late, 0);
+    VT_CHECK(wakes <= N + 3000 / (32 * 7) * 32 + 32);
+    vg_iwheel_deinit(&w);
+}
+
 int main(void)
 {
     VT_RUN(test_fires_at_deadline);
@@ -169,5 +244,7 @@ int main(void)
     VT_RUN(test_remove_anywhere);
     VT_RUN(test_long_stall);
     VT_RUN(test_model);
+    VT_RUN(test_next_due);
+    VT_RUN(test_next_due_model);
     return VT_DONE();
 }

@@ -17,6 +17,7 @@
 #include "stream/shardmap.h"
 #include "vt.h"
 
+#include <dirent.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -348,6 +349,79 @@ static void test_silence(void)
     fx_done(&f);
 }
 
+/* Context switches so far of this process's threads named vg-proc-*. */
+static long proc_thread_switches(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    if (!d)
+        return -1;
+    long total = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[300], l[256];
+        snprintf(path, sizeof path, "/proc/self/task/%s/status", e->d_name);
+        FILE *st = fopen(path, "r");
+        if (!st)
+            continue;
+        bool ours = false;
+        while (fgets(l, sizeof l, st)) {
+            if (strncmp(l, "Name:", 5) == 0)
+                ours = strstr(l, "vg-proc-") != NULL;
+            else if (ours && (strncmp(l, "voluntary_ctxt_switches:", 24) == 0 ||
+                              strncmp(l, "nonvoluntary_ctxt_switches:", 27) == 0))
+                total += atol(strchr(l, ':') + 1);
+        }
+        fclose(st);
+    }
+    closedir(d);
+    return total;
+}
+
+/* Idle means asleep: a device that falls silent while nothing else arrives
+ * is noticed by the wheel's own deadline (stream time runs with the wall
+ * clock; no record, tick or checkpoint period wakes the shard), and
+ * afterwards, with nothing due for 15 minutes and nothing to checkpoint,
+ * the shard threads do not wake at all. */
+static void test_idle_sleeps_until_due(void)
+{
+    fx_t f;
+    fx_init(&f);
+    VT_REQUIRE(f.dir[0] && open_all(&f) == 0);
+    /* 100 ms apart in event time, the last one now: a gap after 300 ms */
+    int64_t now = vg_clock_wall_ms();
+    for (int i = 0; i < 12; i++) {
+        append_event(f.tel, "w", 70 + (i % 3), 0, now - 1100 + 100 * i);
+        f.appended++;
+    }
+    uint64_t t0 = vg_clock_mono_ns();
+    int gaps = 0;
+    while ((gaps = count_ev(&f.sink, "alerts/w ", "\"type\":\"DATA_GAP\"")) == 0 &&
+           vg_clock_mono_ns() - t0 < 10000000000ull)
+        usleep(5000);
+    uint64_t took_ms = (vg_clock_mono_ns() - t0) / 1000000u;
+    fprintf(stdout, "  DATA_GAP noticed %llu ms after the last sample was appended\n", (unsigned long long)took_ms);
+    VT_EQ_INT(gaps, 1);
+    VT_CHECK(took_ms < 5000);
+    /* let the checkpoint after the alert land, then count */
+    vg_processor_stats_t st;
+    for (int i = 0; i < 400; i++) {
+        vg_processor_stats(f.proc, &st);
+        if (st.checkpoints >= 2 && st.lag == 0)
+            break;
+        usleep(5000);
+    }
+    usleep(100000);
+    long before = proc_thread_switches();
+    usleep(1000000);
+    long after = proc_thread_switches();
+    fprintf(stdout, "  shard threads switched %ld times in 1 s of idleness\n", after - before);
+    VT_CHECK(before >= 0 && after - before <= 4);
+    close_all(&f);
+    fx_done(&f);
+}
+
 /* A device whose clock runs 2 h ahead sends most of its shard's records:
  * the shard's stream time must not follow it (it is capped at the wall
  * clock + 1 min), so the honest device next to it is neither stale nor
@@ -452,6 +526,7 @@ int main(void)
     VT_RUN(test_episode_update_and_replays);
     VT_RUN(test_ack_durable_and_replayed);
     VT_RUN(test_silence);
+    VT_RUN(test_idle_sleeps_until_due);
     VT_RUN(test_future_clock_does_not_drag_time);
     VT_RUN(test_other_state_layout_keeps_position);
     VT_RUN(test_damaged_checkpoint_refuses);
