@@ -31,8 +31,10 @@
  *    "acknowledged":false,         true on every event after an acknowledgement
  *    "ack":{"by":"nurse-7","note":"called patient","atMs":1764190000999}   only on ACKNOWLEDGED
  *   }
- * For a tick (time passing: DATA_GAP, DEVICE_OFFLINE) "seq" is the last
- * record the shard had processed, and eventTimeMs the shard's stream time.
+ * For a tick (time passing: DATA_GAP, DEVICE_OFFLINE) "seq" is the record
+ * being processed when the timer fired (or, while idle, the last one
+ * processed), and eventTimeMs the shard's stream time. DATA_GAP and
+ * DEVICE_OFFLINE have openSeq 0 however they were noticed (lifecycle.h).
  *
  * Alerts stream record: key = deviceId; meta (28 bytes, little-endian) =
  *   off 0  u64 source seq (telemetry seq, or the shard's last processed seq

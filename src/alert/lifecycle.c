@@ -9,6 +9,17 @@
 
 #include <string.h>
 
+/* Silence (DATA_GAP, DEVICE_OFFLINE) is found either by the timer when
+ * stream time passes the device's deadline, or, if no tick came first, by
+ * the sample that ends it. Which one wins depends on timing (how busy the
+ * processor was, where a replay after a crash stands), while the episode's
+ * start (at_ms) does not: so its id never takes the sample's seq, and both
+ * ways name the same alert. */
+static bool dated_by_silence(uint8_t type)
+{
+    return type == VG_ALERT_DATA_GAP || type == VG_ALERT_DEVICE_OFFLINE;
+}
+
 static vg_alert_slot_t *find_type(vg_alert_slot_t *slots, uint8_t type)
 {
     for (int i = 0; i < VG_LIFECYCLE_SLOTS; i++)
@@ -58,7 +69,7 @@ int vg_lifecycle_apply(vg_alert_slot_t slots[VG_LIFECYCLE_SLOTS], const char *de
                 memset(s, 0, sizeof *s);
                 s->type = c->type;
                 s->severity = sev;
-                s->open_seq = seq;
+                s->open_seq = dated_by_silence(c->type) ? 0 : seq;
                 s->opened_at_ms = c->at_ms;
                 fill(&ev, s, vg_lifecycle_slot_id(s, dev_id, dev_len), VG_AEV_OPEN, c);
             } else if (sev > s->severity) {

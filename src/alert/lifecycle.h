@@ -35,7 +35,7 @@
  * it is a function of (device, type, open_seq, opened_at_ms) and is
  * recomputed when needed, which keeps a slot at 24 bytes. */
 typedef struct {
-    uint64_t open_seq;    /* telemetry seq of the sample that opened it (0 for a tick) */
+    uint64_t open_seq;    /* telemetry seq of the sample that opened it (0 for a tick and for silence) */
     int64_t opened_at_ms; /* the condition's at_ms when it opened */
     uint8_t type;         /* vg_alert_type_t; VG_ALERT_NONE = free slot */
     uint8_t severity;     /* vg_severity_t, the highest reported in this episode */
@@ -66,8 +66,10 @@ typedef int (*vg_lifecycle_emit_fn)(void *ctx, const vg_alert_event_t *ev);
 
 /* Applies n conditions of device dev_id. open_seq is the telemetry seq of
  * the sample behind them (it enters the id of an alert opened now); a tick
- * passes 0, because when a tick runs depends on timing while its
- * condition's at_ms does not — so a replay finds the same id.
+ * passes 0. Silence alerts (DATA_GAP, DEVICE_OFFLINE) always open with
+ * open_seq 0, whether a tick or the sample that ended the silence noticed
+ * them: which one comes first depends on timing, while the condition's
+ * at_ms does not — so a replay finds the same id either way.
  * Returns VG_OK, the first emit error, or VG_ELIMIT if an OPEN found every
  * slot taken (the condition is then not tracked; the caller counts it). */
 int vg_lifecycle_apply(vg_alert_slot_t slots[VG_LIFECYCLE_SLOTS], const char *dev_id, size_t dev_len, uint64_t seq,

@@ -30,7 +30,15 @@
  * One thread per endpoint, one curl multi handle with one easy handle (kept
  * for connection reuse). The multi interface is used only so that a stop can
  * interrupt a request at once (curl_multi_wakeup) instead of waiting for the
- * transfer timeout. */
+ * transfer timeout; during a request the thread sleeps in curl_multi_poll
+ * for as long as curl's own next timeout (curl_multi_timeout).
+ *
+ * Waking: the thread watches every alerts shard (vg_log_watch). While it
+ * has nothing to send it sleeps on its vg_notify_t without a timeout; the
+ * watcher posts it once per commit round, and only while the thread is
+ * waiting for alerts (the want_alerts flag), so a busy or backing-off
+ * endpoint costs the committer one atomic load per round. Backoff sleeps
+ * wait on the same notify with their deadline; stop posts it. */
 #include "alert/webhook.h"
 
 #include "alert/alert.h"
@@ -43,6 +51,7 @@
 #include "core/err.h"
 #include "core/fsutil.h"
 #include "core/json.h"
+#include "core/notify.h"
 
 #include <ctype.h>
 #include <curl/curl.h>
@@ -64,11 +73,11 @@
 #define CKPT_VERSION 1
 #define CKPT_HDR 24
 #define SAVE_INTERVAL_NS 1000000000ull
-/* How long a thread with nothing to send sleeps on one shard before looking
- * at the others: bounds the delivery latency of an idle endpoint. */
-#define IDLE_WAIT_MS 50
-/* Transfer poll step; a stop wakes the poll at once anyway. */
-#define POLL_MS 200
+/* Only when the alerts stream cannot be watched (no watcher slot left, or
+ * a read-only log): how often an idle endpoint looks for new alerts. Also
+ * the pause before looking again at a shard whose durable records the
+ * reader did not return (should not happen; never a busy loop). */
+#define IDLE_POLL_MS 50
 #define RESP_KEEP 200
 #define EVENT_ID_MAX 64
 
@@ -88,7 +97,7 @@ typedef struct endpoint {
     bool started;
     bool sync_init;
     /* mu guards last_error and the dead-letter completion; cv carries the
-     * stop signal to backoff sleeps and the dead-letter completion. */
+     * dead-letter completion (sleeps and stop go through wake). */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool dl_done;
@@ -106,7 +115,11 @@ typedef struct endpoint {
     shard_cur_t *sh;
     bool dirty;
     uint64_t saved_ns;
-    uint32_t rr; /* next shard to idle-wait on */
+    /* Wake-up of the thread: posted by the alerts watcher (only while
+     * want_alerts) and by stop. */
+    vg_notify_t wake;
+    atomic_bool want_alerts;
+    uint32_t watched; /* shards 0..watched-1 carry our watcher */
     atomic_uint_fast64_t delivered, attempts, failures, rejected, consecutive, latency_ms;
     atomic_int last_status;
     atomic_bool in_backoff;
@@ -247,16 +260,27 @@ static void set_error(endpoint_t *ep, const char *fmt, ...)
     pthread_mutex_unlock(&ep->mu);
 }
 
-/* Sleeps ms unless a stop comes first; returns true if stopping. */
+/* Sleeps ms unless a stop comes first; returns true if stopping. Nothing
+ * but a stop posts the notify meanwhile (want_alerts is false). */
 static bool sleep_unless_stopped(endpoint_t *ep, uint64_t ms)
 {
     uint64_t deadline = vg_clock_mono_ns() + ms * 1000000ull;
-    struct timespec ts = {(time_t)(deadline / 1000000000ull), (long)(deadline % 1000000000ull)};
-    pthread_mutex_lock(&ep->mu);
-    while (!stopping(ep->w) && vg_clock_mono_ns() < deadline)
-        pthread_cond_timedwait(&ep->cv, &ep->mu, &ts);
-    pthread_mutex_unlock(&ep->mu);
+    for (uint64_t now; !stopping(ep->w) && (now = vg_clock_mono_ns()) < deadline;)
+        vg_notify_wait(&ep->wake, (int64_t)((deadline - now + 999999u) / 1000000u));
     return stopping(ep->w);
+}
+
+/* The alerts watcher (committer thread): wake the endpoint if it waits for
+ * alerts. The fence pairs with the one in wait_for_alerts (Dekker): either
+ * the thread sees this round's durable seq, or we see its flag. */
+static void on_alerts_commit(void *ctx, uint32_t shard, uint64_t durable_seq)
+{
+    (void)shard;
+    (void)durable_seq;
+    endpoint_t *ep = ctx;
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&ep->want_alerts, memory_order_relaxed))
+        vg_notify_post(&ep->wake);
 }
 
 /* ---- the cursor file -------------------------------------------------------- */
@@ -462,9 +486,16 @@ static int http_post(endpoint_t *ep, const vg_record_t *rec, const char *event_i
             stopped = true;
             break;
         }
-        mc = curl_multi_poll(ep->multi, NULL, 0, POLL_MS, NULL);
-        if (mc != CURLM_OK)
-            break;
+        /* Sleep until a socket is ready or curl's next timer (its
+         * timeouts, retries of the connect); a stop wakes the poll. */
+        long next = -1;
+        if (curl_multi_timeout(ep->multi, &next) != CURLM_OK || next < 0 || next > (long)ep->w->o.timeout_ms)
+            next = (long)ep->w->o.timeout_ms;
+        if (next > 0) {
+            mc = curl_multi_poll(ep->multi, NULL, 0, (int)next, NULL);
+            if (mc != CURLM_OK)
+                break;
+        }
     }
     CURLMsg *m;
     int left;
@@ -695,12 +726,50 @@ static void fill_heads(endpoint_t *ep)
     }
 }
 
+/* Nothing to send: announce the wait, look once more (a commit before the
+ * announcement is seen here, one after it posts), then sleep until a post
+ * (new alerts, stop) or the earliest reader retry. */
+static void wait_for_alerts(endpoint_t *ep)
+{
+    struct vg_webhook *w = ep->w;
+    atomic_store_explicit(&ep->want_alerts, true, memory_order_relaxed);
+    atomic_thread_fence(memory_order_seq_cst);
+    fill_heads(ep);
+    int64_t t = ep->watched == w->nshards ? -1 : IDLE_POLL_MS;
+    uint64_t now = vg_clock_mono_ns();
+    for (uint32_t s = 0; s < w->nshards && t != 0; s++) {
+        shard_cur_t *sc = &ep->sh[s];
+        if (sc->have) {
+            t = 0;
+        } else if (vg_log_durable_seq(w->o.alerts, s) > sc->read_seq) {
+            /* records the reader could not give: retry when its pause ends */
+            int64_t left = sc->reopen_at_ns > now ? (int64_t)((sc->reopen_at_ns - now + 999999u) / 1000000u)
+                                                  : IDLE_POLL_MS;
+            t = t < 0 || left < t ? left : t;
+        }
+    }
+    if (t != 0 && !stopping(w))
+        vg_notify_wait(&ep->wake, t);
+    atomic_store_explicit(&ep->want_alerts, false, memory_order_relaxed);
+}
+
 static void *endpoint_main(void *arg)
 {
     endpoint_t *ep = arg;
     struct vg_webhook *w = ep->w;
+    char name[16];
+    snprintf(name, sizeof name, "vg-wh-%.8s", ep->cfg.name);
+    pthread_setname_np(pthread_self(), name); /* per-thread figures in top -H and /proc */
     for (uint32_t s = 0; s < w->nshards; s++)
         ep->sh[s].read_seq = atomic_load(&ep->cursor[s]);
+    /* Watch first, read after (wait_for_alerts looks once more anyway). */
+    int wrc = VG_OK;
+    while (ep->watched < w->nshards &&
+           (wrc = vg_log_watch(w->o.alerts, ep->watched, on_alerts_commit, ep)) == VG_OK)
+        ep->watched++;
+    if (ep->watched < w->nshards)
+        VG_WARN(MOD, "%s: cannot watch alerts shard %u (%s); looking for new alerts every %d ms instead",
+                ep->cfg.name, ep->watched, vg_strerror(wrc), IDLE_POLL_MS);
     while (!stopping(w)) {
         fill_heads(ep);
         /* Oldest head first (append time), so that events of different
@@ -711,13 +780,9 @@ static void *endpoint_main(void *arg)
             if (ep->sh[s].have && (best < 0 || ep->sh[s].rec.arrival_ms < ep->sh[best].rec.arrival_ms))
                 best = (int)s;
         if (best < 0) {
+            /* Becoming idle: the one cursor save an idle stretch needs. */
             cursor_maybe_save(ep, true);
-            uint32_t s = ep->rr++ % w->nshards;
-            /* A shard with records that could not be read (a read error
-             * waiting for its retry) would end the wait at once: sleep. */
-            if (vg_log_durable_seq(w->o.alerts, s) > ep->sh[s].read_seq ||
-                vg_log_wait(w->o.alerts, s, ep->sh[s].read_seq, IDLE_WAIT_MS) == VG_ECLOSED)
-                sleep_unless_stopped(ep, IDLE_WAIT_MS);
+            wait_for_alerts(ep);
             continue;
         }
         shard_cur_t *sc = &ep->sh[best];
@@ -728,6 +793,9 @@ static void *endpoint_main(void *arg)
         ep->dirty = true;
         cursor_maybe_save(ep, false);
     }
+    for (uint32_t s = 0; s < ep->watched; s++)
+        vg_log_unwatch(w->o.alerts, s, on_alerts_commit, ep);
+    ep->watched = 0;
     for (uint32_t s = 0; s < w->nshards; s++) {
         vg_log_reader_close(ep->sh[s].r);
         ep->sh[s].r = NULL;
@@ -761,13 +829,14 @@ static int endpoint_init(struct vg_webhook *w, endpoint_t *ep, const vg_webhook_
     pthread_condattr_t ca;
     if (pthread_condattr_init(&ca) != 0)
         return VG_ENOMEM;
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* backoff sleeps ignore wall-clock steps */
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* should a timed wait ever use cv: immune to wall-clock steps */
     int bad = pthread_mutex_init(&ep->mu, NULL);
     bad |= pthread_cond_init(&ep->cv, &ca);
     pthread_condattr_destroy(&ca);
     if (bad)
         return VG_ENOMEM;
     ep->sync_init = true;
+    vg_notify_init(&ep->wake);
     uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a of the name seeds the jitter */
     for (const char *p = cfg->name; *p; p++)
         h = (h ^ (unsigned char)*p) * 0x100000001b3ull;
@@ -855,9 +924,7 @@ void vg_webhook_stop(vg_webhook_t *w)
         endpoint_t *ep = &w->eps[i];
         if (!ep->started)
             continue;
-        pthread_mutex_lock(&ep->mu);
-        pthread_cond_broadcast(&ep->cv);
-        pthread_mutex_unlock(&ep->mu);
+        vg_notify_post(&ep->wake);
         curl_multi_wakeup(ep->multi);
     }
     for (uint32_t i = 0; i < w->n; i++)

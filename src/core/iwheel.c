@@ -109,6 +109,31 @@ void vg_iwheel_remove(vg_iwheel_t *w, uint32_t idx)
     unlink_node(w, idx);
 }
 
+int64_t vg_iwheel_next_due(const vg_iwheel_t *w)
+{
+    if (!w->linked || w->cur_tick == INT64_MIN)
+        return INT64_MAX;
+    int64_t tick = (int64_t)w->tick_ms;
+    for (uint32_t k = 1; k <= w->nslots; k++) {
+        int64_t t = w->cur_tick + (int64_t)k;
+        uint32_t h = w->heads[(uint32_t)((uint64_t)t & (w->nslots - 1))];
+        if (!h)
+            continue;
+        /* Slot t is processed once now reaches its start; a node in it
+         * fires then if its deadline has passed, else at its deadline (if
+         * that lies within the slot; later laps are only re-added). */
+        int64_t start = t * tick, end = start + tick, due = end;
+        for (; h; h = w->nodes[h - 1].next) {
+            int64_t d = w->nodes[h - 1].deadline_ms;
+            int64_t at = d <= start || d >= end ? start : d;
+            if (at < due)
+                due = at;
+        }
+        return due;
+    }
+    return INT64_MAX; /* not reached: a linked node sits in one of the slots */
+}
+
 void vg_iwheel_advance(vg_iwheel_t *w, int64_t now_ms, void (*fn)(void *ctx, uint32_t idx), void *ctx)
 {
     int64_t target = tick_of(w, now_ms);
@@ -145,16 +170,4 @@ void vg_iwheel_advance(vg_iwheel_t *w, int64_t now_ms, void (*fn)(void *ctx, uin
             fn(ctx, idx);
         }
     }
-}
-
-int64_t vg_iwheel_next_ms(const vg_iwheel_t *w)
-{
-    if (!w->linked || w->cur_tick == INT64_MIN)
-        return INT64_MAX;
-    for (uint32_t k = 1; k <= w->nslots; k++) {
-        int64_t t = w->cur_tick + (int64_t)k;
-        if (w->heads[(uint32_t)((uint64_t)t & (w->nslots - 1))])
-            return t * (int64_t)w->tick_ms;
-    }
-    return INT64_MAX; /* not reached while linked > 0 */
 }

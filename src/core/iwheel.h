@@ -44,19 +44,20 @@ void vg_iwheel_remove(vg_iwheel_t *w, uint32_t idx);
 bool vg_iwheel_linked(const vg_iwheel_t *w, uint32_t idx);
 int64_t vg_iwheel_deadline(const vg_iwheel_t *w, uint32_t idx);
 
+/* The earliest time at which vg_iwheel_advance would hand a node to fn or
+ * at least visit one (a node beyond the horizon is visited once per lap and
+ * re-added), or INT64_MAX when nothing is linked. An owner that sleeps
+ * until then and calls advance with a time >= the result does not miss a
+ * deadline; calling advance earlier is harmless. Costs a look at up to
+ * nslots list heads and the nodes of the first non-empty slot: meant for
+ * "how long may I sleep", not for every event. */
+int64_t vg_iwheel_next_due(const vg_iwheel_t *w);
+
 /* Processes every slot due up to now_ms: each node found there is unlinked
  * and passed to fn, which handles it (its deadline has passed) or re-adds
  * it. fn may add any node and remove the node it was given, but not remove
  * other nodes (they may sit in the list being processed). A jump of many
  * ticks visits each slot at most once. Indices must stay below 2^31. */
 void vg_iwheel_advance(vg_iwheel_t *w, int64_t now_ms, void (*fn)(void *ctx, uint32_t idx), void *ctx);
-
-/* The time (ms) from which vg_iwheel_advance would find a node: the start
- * of the earliest non-empty slot's tick after the last processed one (a
- * node there may still be early and be re-added: a later lap). INT64_MAX
- * when nothing is linked. Lets the owner sleep until it has work instead
- * of waking every tick. O(slots) in the worst case, which for the
- * processor's 4096 slots is a few microseconds per sleep. */
-int64_t vg_iwheel_next_ms(const vg_iwheel_t *w);
 
 #endif

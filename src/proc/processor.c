@@ -14,28 +14,33 @@
 #include "core/iwheel.h"
 #include "core/notify.h"
 #include "proc/devtable.h"
-#include "stream/log.h"
 #include "stream/shardmap.h"
 
 #include <limits.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #define MOD "proc"
 #define CKPT_MAGIC "VGCKPT01"
-#define CKPT_VERSION 3
+#define CKPT_VERSION 4
 #define RING 16
-#define CKPT_HDR 180
+#define CKPT_HDR 188
+#define CKPT_V3_HDR 180 /* version 3: read for upgrades (see checkpoint_load) */
 /* Wheel: 1 s ticks, 4096 slots (68 min); later deadlines come round early
  * and are re-added. */
 #define WHEEL_SLOTS 4096
 #define WHEEL_TICK_MS 1000
 #define ACK_BY_MAX 64
 #define ACK_NOTE_MAX 256
+/* Without a telemetry watcher (none left on the shard): how often to look. */
+#define POLL_FALLBACK_MS 50
+/* How long stop waits for a shard's alerts in flight before giving up on
+ * its final checkpoint. */
+#define FINAL_WAIT_MS 5000
 
 typedef struct {
     uint64_t alert_id;
@@ -65,12 +70,24 @@ typedef struct shard_proc {
     idset_t emitted;   /* eventIds already in the alerts stream */
     idset_t acked;     /* alertIds acknowledged in the alerts stream */
     uint64_t replay_until; /* highest source seq among them; sets freed past it */
-    /* stream time */
-    int64_t ring[RING];
+    /* Where the silence wheel stood when it emitted the stored alerts that
+     * had no record behind them (see "Exactly-once" in processor.h), in
+     * source seq order; replay raises the wheel to each after its record. */
+    struct wheel_mark {
+        uint64_t src;  /* emitted after this record was processed */
+        int64_t at_ms; /* the wheel's stream time then */
+    } *marks;
+    size_t nmarks, marks_cap, mark_next;
+    /* Stream time (processor.h): at a record, a function of the records
+     * alone — so that a replay sees the same time at the same record —
+     * and while idle, that plus the wall time since the last record. */
+    int64_t ring[RING];   /* the last RING event times, ring order */
+    int64_t sorted[RING]; /* the same, ascending (the median without a sort) */
     uint32_t ring_n, ring_pos;
-    int64_t now_base;     /* median of the ring, never decreasing */
-    uint64_t wall_at_last; /* monotonic ns when now_base last moved */
-    uint32_t since_median;
+    int64_t now_base;     /* stream time at the last record, never decreasing */
+    int64_t arr_base;     /* arrival time (the log's, wall ms) of that record */
+    uint64_t mono_last;   /* monotonic ns when it was processed (idle advance) */
+    uint64_t src_seq;     /* source seq for events without a record: the record being processed, else the last */
     /* the record (or tick) being handled, for emit() */
     const vg_record_t *cur_rec;
     const char *cur_dev;
@@ -83,11 +100,12 @@ typedef struct shard_proc {
     size_t inbox_n, inbox_cap;
     atomic_bool has_acks;
     atomic_uint pending; /* alerts appended, not yet durable */
-    /* The shard thread sleeps here. Posted by the telemetry committer when
-     * the shard has new durable records (vg_log_watch), by an acknowledgement
-     * request, by an alert becoming durable, and by stop: nothing polls. */
+    /* The thread's one wake-up: posted by the telemetry shard's watcher
+     * (new durable records), by vg_processor_ack, by the alert durable
+     * callback when pending drops to 0, and by stop. Everything else the
+     * thread waits for is a deadline it computes itself. */
     vg_notify_t wake;
-    bool watching;
+    atomic_uint in_callback; /* on_alert_durable calls still running (stop waits them out) */
     atomic_uint_fast64_t processed, alerts, replayed, checkpoints, processed_seq, ndevs, overflow, emit_err, ticks;
     atomic_uint_fast64_t kinds[5];
     atomic_int_fast64_t open_now;
@@ -170,60 +188,78 @@ static int cmp_i64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* Notes a record's event time; the median is recomputed every 4 records
- * (a median of 16 is robust to a few skewed devices; recomputing less
- * often keeps it cheap). */
-/* Stream time never runs ahead of the wall clock by more than this. A
- * device whose clock is in the future must not drag its shard's time along
- * (on a shard with one other device it could be half the median's records):
- * everyone else would look stale and, for as long as the skew, offline. A
- * replay of the past is never near the cap. */
+/* Stream time never runs ahead of a record's arrival (the wall clock when
+ * it was received) by more than this. A device whose clock is in the
+ * future must not drag its shard's time along (on a shard with one other
+ * device it could be half the median's records): everyone else would look
+ * stale and, for as long as the skew, offline. A replay of the past is
+ * never near the cap. The cap is taken from the record, not from the clock
+ * at processing time, so a replay caps exactly as the first pass did. */
 #define FUTURE_MAX_MS 60000
 
-static int64_t cap_future(int64_t t)
+static int64_t cap_future(int64_t t, int64_t arrival_ms)
 {
-    int64_t lim = vg_clock_wall_ms() + FUTURE_MAX_MS;
+    int64_t lim = (arrival_ms > 0 ? arrival_ms : vg_clock_wall_ms()) + FUTURE_MAX_MS;
     return t > lim ? lim : t;
 }
 
-static void time_note(shard_proc_t *sp, int64_t ts)
+/* Rebuilds sorted[] from ring[] (after a checkpoint load). */
+static void sorted_rebuild(shard_proc_t *sp)
 {
-    sp->ring[sp->ring_pos] = ts;
-    sp->ring_pos = (sp->ring_pos + 1) % RING;
-    if (sp->ring_n < RING)
-        sp->ring_n++;
-    if (sp->ring_n < RING && sp->now_base == 0) {
-        /* the very first records: take them as they come */
-        sp->now_base = cap_future(ts);
-        sp->wall_at_last = vg_clock_mono_ns();
-        return;
-    }
-    if (++sp->since_median < 4 && sp->ring_n == RING)
-        return;
-    sp->since_median = 0;
-    int64_t tmp[RING];
-    memcpy(tmp, sp->ring, sizeof tmp);
-    qsort(tmp, sp->ring_n, sizeof tmp[0], cmp_i64);
-    int64_t med = cap_future(tmp[sp->ring_n / 2]);
-    uint64_t mono = vg_clock_mono_ns();
-    /* Idle advance that already happened counts: never go backwards. */
-    int64_t cur = sp->now_base + (int64_t)((mono - sp->wall_at_last) / 1000000u);
-    if (med > cur) {
-        sp->now_base = med;
-        sp->wall_at_last = mono;
-    } else if (mono - sp->wall_at_last > 1000000000u) {
-        /* Keep the idle component small while busy so that a burst of
-         * replayed records is not pushed ahead by wall time. */
-        sp->now_base = cur;
-        sp->wall_at_last = mono;
-    }
+    memcpy(sp->sorted, sp->ring, sizeof sp->sorted);
+    qsort(sp->sorted, sp->ring_n, sizeof sp->sorted[0], cmp_i64);
 }
 
+/* Notes a record's event time and arrival and moves stream time:
+ *   now = max(median of the last 16 event times (capped),
+ *             now at the previous record + the arrival time between them).
+ * The second term is the "advanced by wall time while idle" of
+ * processor.h, measured between the records' arrival stamps, which the
+ * stream stores: so stream time at a record is the same in a replay as it
+ * was live, whenever the processor gets to read it. (Taken from the
+ * processing clock, as it once was, a replay after a crash ran behind the
+ * first pass: a device's "last heard" time and the DEVICE_OFFLINE episode
+ * dated from it came out different, and so did the alert id.) */
+static void time_note(shard_proc_t *sp, int64_t ts, int64_t arrival_ms)
+{
+    if (sp->ring_n == RING) {
+        /* drop the oldest from sorted[] */
+        int64_t old = sp->ring[sp->ring_pos];
+        uint32_t i = 0;
+        while (i + 1 < RING && sp->sorted[i] != old)
+            i++;
+        memmove(sp->sorted + i, sp->sorted + i + 1, (RING - 1 - i) * sizeof sp->sorted[0]);
+        sp->ring_n--;
+    }
+    uint32_t j = sp->ring_n;
+    while (j > 0 && sp->sorted[j - 1] > ts) {
+        sp->sorted[j] = sp->sorted[j - 1];
+        j--;
+    }
+    sp->sorted[j] = ts;
+    sp->ring_n++;
+    sp->ring[sp->ring_pos] = ts;
+    sp->ring_pos = (sp->ring_pos + 1) % RING;
+    int64_t med = cap_future(sp->sorted[sp->ring_n / 2], arrival_ms);
+    if (sp->now_base == 0) {
+        sp->now_base = med; /* the very first record */
+    } else {
+        int64_t idle = arrival_ms > sp->arr_base ? arrival_ms - sp->arr_base : 0;
+        int64_t cur = sp->now_base + idle;
+        sp->now_base = med > cur ? med : cur; /* never backwards */
+    }
+    sp->arr_base = arrival_ms;
+    sp->mono_last = vg_clock_mono_ns();
+}
+
+/* Stream time now: at the last record, plus the wall time since it was
+ * processed while the shard is idle. (While busy that term stays small, so
+ * a backlog is not pushed ahead by the time it takes to read it.) */
 static int64_t stream_now(const shard_proc_t *sp)
 {
     if (!sp->now_base)
         return 0;
-    return sp->now_base + (int64_t)((vg_clock_mono_ns() - sp->wall_at_last) / 1000000u);
+    return sp->now_base + (int64_t)((vg_clock_mono_ns() - sp->mono_last) / 1000000u);
 }
 
 /* ---- checkpoints --------------------------------------------------------- */
@@ -246,12 +282,13 @@ static int checkpoint_write(shard_proc_t *sp)
     vg_put_le32(buf + 12, sp->shard);
     vg_put_le64(buf + 16, sp->last_seq);
     vg_put_le64(buf + 24, (uint64_t)vg_clock_wall_ms());
-    vg_put_le64(buf + 32, (uint64_t)stream_now(sp));
+    vg_put_le64(buf + 32, (uint64_t)sp->now_base);
+    vg_put_le64(buf + 40, (uint64_t)sp->arr_base);
     for (int i = 0; i < RING; i++)
-        vg_put_le64(buf + 40 + 8 * i, (uint64_t)sp->ring[i]);
-    vg_put_le32(buf + 168, sp->ring_n);
-    vg_put_le32(buf + 172, sp->ring_pos);
-    vg_put_le32(buf + 176, (uint32_t)state_len);
+        vg_put_le64(buf + 48 + 8 * i, (uint64_t)sp->ring[i]);
+    vg_put_le32(buf + 176, sp->ring_n);
+    vg_put_le32(buf + 180, sp->ring_pos);
+    vg_put_le32(buf + 184, (uint32_t)state_len);
     if (state_len)
         memcpy(buf + CKPT_HDR, state, state_len);
     vg_put_le32(buf + CKPT_HDR + state_len, vg_crc32c(0, buf, CKPT_HDR + state_len));
@@ -278,20 +315,25 @@ static int checkpoint_load(shard_proc_t *sp)
     rc = VG_ECORRUPT;
     if (len < 16 || memcmp(buf, CKPT_MAGIC, 8) != 0)
         goto cleanup;
-    if (vg_get_le32(buf + 8) != CKPT_VERSION) {
-        VG_ERROR(MOD, "checkpoint %s has version %u; this build reads version %u", sp->ckpt_path,
-                 vg_get_le32(buf + 8), CKPT_VERSION);
+    uint32_t version = vg_get_le32(buf + 8);
+    if (version != CKPT_VERSION && version != 3) {
+        VG_ERROR(MOD, "checkpoint %s has version %u; this build reads versions 3 and %u", sp->ckpt_path, version,
+                 CKPT_VERSION);
         rc = VG_EPROTO;
         goto cleanup;
     }
-    if (len < CKPT_HDR + 4 || vg_get_le32(buf + 12) != sp->shard)
+    /* Version 3 (the upgrade path) lacks the arrival time at offset 40 and
+     * stored the stream time of the moment of writing; taking that moment
+     * as the arrival base continues stream time the same way. */
+    size_t hdr = version == 3 ? CKPT_V3_HDR : CKPT_HDR, ring_at = version == 3 ? 40 : 48;
+    if (len < hdr + 4 || vg_get_le32(buf + 12) != sp->shard)
         goto cleanup;
-    uint32_t state_len = vg_get_le32(buf + 176);
-    if ((size_t)state_len + CKPT_HDR + 4 != len)
+    uint32_t state_len = vg_get_le32(buf + hdr - 4);
+    if ((size_t)state_len + hdr + 4 != len)
         goto cleanup;
-    if (vg_get_le32(buf + CKPT_HDR + state_len) != vg_crc32c(0, buf, CKPT_HDR + state_len))
+    if (vg_get_le32(buf + hdr + state_len) != vg_crc32c(0, buf, hdr + state_len))
         goto cleanup;
-    rc = vg_devtable_restore(sp->devs, buf + CKPT_HDR, state_len);
+    rc = vg_devtable_restore(sp->devs, buf + hdr, state_len);
     if (rc == VG_EPROTO) {
         VG_WARN(MOD, "checkpoint %s holds device state of another layout (an upgrade): keeping the position, "
                      "restarting device state from zero (baselines are relearned; alerts open before are not resolved)",
@@ -302,15 +344,17 @@ static int checkpoint_load(shard_proc_t *sp)
         goto cleanup;
     sp->last_seq = sp->ckpt_seq = vg_get_le64(buf + 16);
     sp->now_base = (int64_t)vg_get_le64(buf + 32);
-    sp->wall_at_last = vg_clock_mono_ns();
+    sp->arr_base = (int64_t)vg_get_le64(buf + (version == 3 ? 24 : 40));
+    sp->mono_last = vg_clock_mono_ns();
     for (int i = 0; i < RING; i++)
-        sp->ring[i] = (int64_t)vg_get_le64(buf + 40 + 8 * i);
-    sp->ring_n = vg_get_le32(buf + 168);
-    sp->ring_pos = vg_get_le32(buf + 172);
-    if (sp->ring_n > RING || sp->ring_pos >= RING) {
+        sp->ring[i] = (int64_t)vg_get_le64(buf + ring_at + 8 * i);
+    sp->ring_n = vg_get_le32(buf + ring_at + 128);
+    sp->ring_pos = vg_get_le32(buf + ring_at + 132);
+    if (sp->ring_n > RING || sp->ring_pos >= RING || (sp->ring_n < RING && sp->ring_pos != sp->ring_n)) {
         rc = VG_ECORRUPT;
         goto cleanup;
     }
+    sorted_rebuild(sp);
 cleanup:
     if (rc)
         VG_ERROR(MOD, "checkpoint %s is unusable (%s); refusing to guess a position", sp->ckpt_path, vg_strerror(rc));
@@ -318,8 +362,58 @@ cleanup:
     return rc;
 }
 
+/* The integer after key (e.g. "\"eventTimeMs\":") in a JSON text of len
+ * bytes (not NUL-terminated). VG_ENOTFOUND if absent. */
+static int json_int_after(const uint8_t *v, size_t len, const char *key, int64_t *out)
+{
+    size_t kl = strlen(key);
+    for (size_t i = 0; i + kl < len; i++) {
+        if (v[i] != (uint8_t)key[0] || memcmp(v + i, key, kl) != 0)
+            continue;
+        char num[24];
+        size_t k = 0;
+        for (size_t j = i + kl; j < len && k + 1 < sizeof num && (v[j] == '-' || (v[j] >= '0' && v[j] <= '9')); j++)
+            num[k++] = (char)v[j];
+        num[k] = '\0';
+        if (!k)
+            return VG_ENOTFOUND;
+        *out = strtoll(num, NULL, 10);
+        return VG_OK;
+    }
+    return VG_ENOTFOUND;
+}
+
+static bool silence_type(uint8_t type)
+{
+    return type == VG_ALERT_DATA_GAP || type == VG_ALERT_DEVICE_OFFLINE;
+}
+
+static int mark_add(shard_proc_t *sp, uint64_t src, int64_t at_ms)
+{
+    if (sp->nmarks && sp->marks[sp->nmarks - 1].src == src) {
+        if (at_ms > sp->marks[sp->nmarks - 1].at_ms)
+            sp->marks[sp->nmarks - 1].at_ms = at_ms;
+        return VG_OK;
+    }
+    if (sp->nmarks == sp->marks_cap) {
+        size_t cap = sp->marks_cap ? sp->marks_cap * 2 : 16;
+        struct wheel_mark *m = vg_realloc(VG_MEM_PROC, sp->marks, cap * sizeof *m);
+        if (!m)
+            return VG_ENOMEM;
+        sp->marks = m;
+        sp->marks_cap = cap;
+    }
+    sp->marks[sp->nmarks++] = (struct wheel_mark){src, at_ms};
+    return VG_OK;
+}
+
 /* Events already in the alerts stream at or after the checkpoint, so a
- * replay does not emit them twice; acknowledgements to re-apply. */
+ * replay does not emit them twice; acknowledgements to re-apply; and the
+ * wheel marks: for every stored silence OPEN that no sample caused (a
+ * sample's detection stores OPEN and RESOLVED together, at its own seq),
+ * where the wheel stood when it fired — its eventTimeMs, the stream time
+ * of the tick. Records are in processing order, so the marks come sorted
+ * by source seq. */
 static int scan_emitted(shard_proc_t *sp)
 {
     vg_log_reader_t *r = NULL;
@@ -327,10 +421,14 @@ static int scan_emitted(shard_proc_t *sp)
     if (rc)
         return rc;
     vg_record_t rec;
+    /* the last silence OPEN seen, until we know whether a sample caused it */
+    uint64_t open_src = 0, open_aid = 0;
+    int64_t open_at = 0; /* its eventTimeMs */
+    bool have_open = false;
     while ((rc = vg_log_reader_next(r, &rec)) == VG_OK) {
         uint64_t src, eid, aid;
-        uint8_t kind;
-        if (vg_alert_meta_decode(rec.meta, rec.meta_len, &src, NULL, &kind, NULL, &eid, &aid) != VG_OK)
+        uint8_t kind, type;
+        if (vg_alert_meta_decode(rec.meta, rec.meta_len, &src, &type, &kind, NULL, &eid, &aid) != VG_OK)
             continue; /* a record of an older format: nothing to suppress */
         if (src < sp->ckpt_seq)
             continue;
@@ -340,7 +438,32 @@ static int scan_emitted(shard_proc_t *sp)
         }
         if (src > sp->replay_until)
             sp->replay_until = src;
+        if (!silence_type(type))
+            continue;
+        if (kind == VG_AEV_RESOLVED && have_open && aid == open_aid && src == open_src) {
+            have_open = false; /* opened and resolved by one sample: not the wheel's */
+            continue;
+        }
+        if (kind != VG_AEV_OPEN)
+            continue;
+        if (have_open && mark_add(sp, open_src, open_at) != VG_OK) {
+            rc = VG_ENOMEM;
+            break;
+        }
+        int64_t at = 0;
+        have_open = json_int_after(rec.value, rec.value_len, "\"eventTimeMs\":", &at) == VG_OK;
+        /* A tick's stream time was at most a minute past the wall clock,
+         * which was at most this record's append time: a larger value is
+         * not a tick's (an OPEN whose RESOLVED was lost); never raise the
+         * wheel beyond what the first pass can have reached. */
+        if (rec.arrival_ms > 0 && at > rec.arrival_ms + FUTURE_MAX_MS)
+            at = rec.arrival_ms + FUTURE_MAX_MS;
+        open_src = src;
+        open_aid = aid;
+        open_at = at;
     }
+    if ((rc == VG_AGAIN || rc == VG_OK) && have_open && mark_add(sp, open_src, open_at) != VG_OK)
+        rc = VG_ENOMEM;
     vg_log_reader_close(r);
     return rc == VG_AGAIN ? VG_OK : rc;
 }
@@ -352,6 +475,7 @@ static void on_alert_durable(void *ctx, int status, uint32_t shard, uint64_t seq
     pending_alert_t *pa = (pending_alert_t *)(uintptr_t)token;
     shard_proc_t *sp = pa->sp;
     struct vg_processor *p = sp->p;
+    atomic_fetch_add_explicit(&sp->in_callback, 1, memory_order_acq_rel);
     if (status == VG_OK) {
         if (p->o.publish)
             p->o.publish(p->o.publish_ctx, pa->data, pa->topic_len, pa->data + pa->topic_len, pa->payload_len);
@@ -361,8 +485,20 @@ static void on_alert_durable(void *ctx, int status, uint32_t shard, uint64_t seq
     if (pa->ack_token && p->o.ack_done)
         p->o.ack_done(p->o.ack_ctx, pa->ack_token, status, pa->alert_id, pa->data + 7, pa->topic_len - 7);
     vg_free(pa);
-    atomic_fetch_sub_explicit(&sp->pending, 1, memory_order_acq_rel);
-    vg_notify_post(&sp->wake); /* a checkpoint may have been waiting for it */
+    /* The last alert in flight: a checkpoint (or the final one at stop) may
+     * be waiting for exactly this. */
+    if (atomic_fetch_sub_explicit(&sp->pending, 1, memory_order_acq_rel) == 1)
+        vg_notify_post(&sp->wake);
+    /* Last touch of sp: stop frees it once this is 0 (and pending is). */
+    atomic_fetch_sub_explicit(&sp->in_callback, 1, memory_order_release);
+}
+
+/* The telemetry shard's watcher (committer thread): new durable records. */
+static void on_telemetry(void *ctx, uint32_t shard, uint64_t durable_seq)
+{
+    (void)shard;
+    (void)durable_seq;
+    vg_notify_post(&((shard_proc_t *)ctx)->wake);
 }
 
 static const vg_detect_cfg_t *cfg_for(const struct vg_processor *p, const char *dev, size_t len)
@@ -408,7 +544,7 @@ static int emit(void *ctx, const vg_alert_event_t *ev)
     a.event_time_ms = sp->cur_time_ms;
     a.detected_at_ms = vg_clock_wall_ms();
     a.shard = sp->shard;
-    a.seq = sp->cur_rec ? sp->cur_rec->seq : sp->last_seq;
+    a.seq = sp->cur_rec ? sp->cur_rec->seq : sp->src_seq;
     a.open_seq = ev->open_seq;
     uint64_t ack_token = 0;
     if (ev->kind == VG_AEV_ACK && sp->cur_ack) {
@@ -537,15 +673,37 @@ static void on_deadline(void *ctx, uint32_t ix)
     }
 }
 
-static void run_deadlines(shard_proc_t *sp, int64_t now)
+/* Runs the silence checks due by stream time now; events they emit carry
+ * src_seq as their source (the record being processed, or the last one). */
+static void run_deadlines(shard_proc_t *sp, int64_t now, uint64_t src_seq)
 {
     if (!now)
         return;
     const vg_record_t *saved = sp->cur_rec;
     sp->cur_rec = NULL;
     sp->cur_time_ms = now;
+    sp->src_seq = src_seq;
     vg_iwheel_advance(&sp->wheel, now, on_deadline, sp);
     sp->cur_rec = saved;
+}
+
+/* Replay: the wheel marks of records up to seq (see scan_emitted). Raising
+ * the wheel to where it stood when it emitted a stored alert re-runs that
+ * tick here, at the same place in the telemetry, so the alert is
+ * recomputed (and suppressed) before the replay leaves the records the
+ * alerts stream knows — instead of firing again later, after the sets that
+ * suppress it are gone. */
+static void apply_marks(shard_proc_t *sp, uint64_t seq)
+{
+    while (sp->mark_next < sp->nmarks && sp->marks[sp->mark_next].src <= seq) {
+        const struct wheel_mark *m = &sp->marks[sp->mark_next++];
+        run_deadlines(sp, m->at_ms, m->src);
+    }
+    if (sp->nmarks && sp->mark_next == sp->nmarks) {
+        vg_free(sp->marks);
+        sp->marks = NULL;
+        sp->nmarks = sp->marks_cap = sp->mark_next = 0;
+    }
 }
 
 static int process_record(shard_proc_t *sp, const vg_record_t *rec)
@@ -559,12 +717,12 @@ static int process_record(shard_proc_t *sp, const vg_record_t *rec)
         VG_WARN(MOD, "shard %u seq %llu has no event metadata; skipped", sp->shard, (unsigned long long)rec->seq);
         return VG_OK;
     }
-    time_note(sp, ts);
-    int64_t now = stream_now(sp);
     uint32_t ix;
     vg_devstate_t *st = vg_devtable_get(sp->devs, (const char *)rec->key, rec->key_len, &ix);
     if (!st)
-        return VG_ENOMEM;
+        return VG_ENOMEM; /* before time_note: the retry must not count the record twice */
+    time_note(sp, ts, rec->arrival_ms);
+    int64_t now = sp->now_base; /* the record's stream time; no processing-clock term */
     const char *dev;
     size_t dlen;
     vg_devtable_at(sp->devs, ix, &dev, &dlen);
@@ -578,7 +736,7 @@ static int process_record(shard_proc_t *sp, const vg_record_t *rec)
     apply(sp, st, rec->seq, conds, n);
     schedule(sp, ix, c, st);
     sp->cur_rec = NULL;
-    run_deadlines(sp, now);
+    run_deadlines(sp, now, rec->seq);
     return VG_OK;
 }
 
@@ -606,6 +764,7 @@ static void handle_acks(shard_proc_t *sp)
             sp->cur_dev = dev;
             sp->cur_dev_len = dlen;
             sp->cur_rec = NULL;
+            sp->src_seq = sp->last_seq;
             sp->cur_time_ms = stream_now(sp);
             sp->cur_ack = q;
             rc = vg_lifecycle_ack(st->slots, dev, dlen, q->alert_id, emit, sp);
@@ -631,30 +790,44 @@ static void maybe_checkpoint(shard_proc_t *sp)
         VG_ERROR(MOD, "shard %u: checkpoint failed; will retry", sp->shard);
 }
 
-static void on_telemetry(void *ctx, uint32_t shard, uint64_t durable_seq)
+/* Milliseconds until the silence wheel next has something due, on stream
+ * time (which advances with wall time while the shard is idle), or -1 if
+ * nothing is armed. */
+static int64_t wheel_wait_ms(const shard_proc_t *sp)
 {
-    shard_proc_t *sp = ctx;
-    vg_notify_post(&sp->wake);
+    int64_t due = vg_iwheel_next_due(&sp->wheel);
+    int64_t now = stream_now(sp);
+    if (due == INT64_MAX || !now)
+        return -1; /* without a stream time run_deadlines does nothing: no use waking for it */
+    return due > now ? due - now : 0;
 }
 
-/* How long the caught-up shard may sleep: until its silence wheel's next
- * due slot (stream time runs with the wall clock while idle), or until the
- * next checkpoint if something is not checkpointed yet; -1 = until posted. */
-static int64_t idle_ms(shard_proc_t *sp, uint64_t last_ckpt_ns, uint64_t interval_ns)
+static int64_t min_wait(int64_t a, int64_t b)
 {
-    int64_t t = -1;
-    int64_t nx = vg_iwheel_next_ms(&sp->wheel);
-    if (nx != INT64_MAX && sp->now_base) {
-        int64_t now = stream_now(sp);
-        t = nx > now ? nx - now : 0;
-    }
-    if (sp->last_seq != sp->ckpt_seq) {
+    return a < 0 ? b : b < 0 ? a : a < b ? a : b;
+}
+
+/* Sleeps until something for this shard may have changed: a post (records,
+ * an acknowledgement, the last alert durable, stop) or one of the deadlines
+ * the thread keeps (silence wheel; the checkpoint interval, but only while
+ * there is progress to checkpoint and no alert in flight — when alerts are
+ * in flight, the post of the last one comes first). */
+static void idle_wait(shard_proc_t *sp, uint64_t last_ckpt_ns, uint64_t interval_ns)
+{
+    int64_t t = wheel_wait_ms(sp);
+    if (sp->last_seq != sp->ckpt_seq && atomic_load_explicit(&sp->pending, memory_order_acquire) == 0) {
         uint64_t now = vg_clock_mono_ns(), due = last_ckpt_ns + interval_ns;
-        int64_t c = due > now ? (int64_t)((due - now) / 1000000u) + 1 : 0;
-        if (t < 0 || c < t)
-            t = c;
+        t = min_wait(t, due > now ? (int64_t)((due - now + 999999u) / 1000000u) : 0);
     }
-    return t;
+    vg_notify_wait(&sp->wake, t);
+}
+
+/* A pause before retrying after an error; a stop ends it. */
+static void error_pause(shard_proc_t *sp, int64_t ms)
+{
+    uint64_t until = vg_clock_mono_ns() + (uint64_t)ms * 1000000u;
+    for (uint64_t now; !atomic_load(&sp->p->stop) && (now = vg_clock_mono_ns()) < until;)
+        vg_notify_wait(&sp->wake, (int64_t)((until - now + 999999u) / 1000000u));
 }
 
 static void *shard_main(void *arg)
@@ -662,6 +835,14 @@ static void *shard_main(void *arg)
     shard_proc_t *sp = arg;
     struct vg_processor *p = sp->p;
     vg_log_reader_t *r = NULL;
+    char name[16];
+    snprintf(name, sizeof name, "vg-proc-%u", sp->shard);
+    pthread_setname_np(pthread_self(), name); /* per-thread figures in top -H and /proc */
+    /* Watch first, read after: a commit between the two still posts. */
+    int wrc = vg_log_watch(p->o.telemetry, sp->shard, on_telemetry, sp);
+    if (wrc != VG_OK)
+        VG_WARN(MOD, "shard %u: cannot watch the telemetry shard (%s); polling every %d ms instead", sp->shard,
+                vg_strerror(wrc), POLL_FALLBACK_MS);
     uint64_t last_ckpt_ns = vg_clock_mono_ns();
     uint64_t interval_ns = (uint64_t)p->o.checkpoint_interval_ms * 1000000u;
     while (!atomic_load(&p->stop)) {
@@ -669,19 +850,20 @@ static void *shard_main(void *arg)
             VG_ERROR(MOD, "shard %u: cannot open a reader at seq %llu", sp->shard,
                      (unsigned long long)sp->last_seq + 1);
             r = NULL;
-            vg_notify_wait(&sp->wake, 200);
+            error_pause(sp, 200);
             continue;
         }
         vg_record_t rec;
         int rc = VG_OK;
         int budget = 4096;
         while (budget-- > 0 && (rc = vg_log_reader_next(r, &rec)) == VG_OK) {
+            apply_marks(sp, rec.seq - 1);
             if (process_record(sp, &rec) == VG_ENOMEM) {
                 VG_ERROR(MOD, "shard %u: out of memory at seq %llu; retrying", sp->shard,
                          (unsigned long long)rec.seq);
                 vg_log_reader_close(r);
                 r = NULL;
-                vg_notify_wait(&sp->wake, 100);
+                error_pause(sp, 100);
                 break;
             }
             sp->last_seq = rec.seq;
@@ -696,7 +878,8 @@ static void *shard_main(void *arg)
         }
         handle_acks(sp);
         /* Idle shards still see time pass (devices going silent). */
-        run_deadlines(sp, stream_now(sp));
+        apply_marks(sp, sp->last_seq);
+        run_deadlines(sp, stream_now(sp), sp->last_seq);
         atomic_store_explicit(&sp->ndevs, vg_devtable_count(sp->devs), memory_order_relaxed);
         uint64_t now = vg_clock_mono_ns();
         if (now - last_ckpt_ns >= interval_ns) {
@@ -709,22 +892,26 @@ static void *shard_main(void *arg)
                          (unsigned long long)sp->last_seq + 1, vg_strerror(rc));
                 vg_log_reader_close(r);
                 r = NULL;
-                vg_notify_wait(&sp->wake, 500);
+                error_pause(sp, 500);
                 continue;
             }
-            /* Caught up. A post that arrived while working means more
-             * records (or an ack): look again without computing a sleep. */
-            if (vg_notify_wait(&sp->wake, 0) != VG_OK && !atomic_load(&p->stop))
-                vg_notify_wait(&sp->wake, idle_ms(sp, last_ckpt_ns, interval_ns));
+            if (!atomic_load_explicit(&sp->has_acks, memory_order_acquire) && !atomic_load(&p->stop)) {
+                if (wrc == VG_OK)
+                    idle_wait(sp, last_ckpt_ns, interval_ns);
+                else
+                    vg_notify_wait(&sp->wake, POLL_FALLBACK_MS);
+            }
         }
     }
+    if (wrc == VG_OK)
+        vg_log_unwatch(p->o.telemetry, sp->shard, on_telemetry, sp);
     vg_log_reader_close(r);
     handle_acks(sp);
     /* Final checkpoint once this shard's alerts are durable (bounded wait;
-     * each alert's durable callback posts the wake). */
-    uint64_t give_up = vg_clock_mono_ns() + 5000000000u;
-    while (atomic_load(&sp->pending) != 0 && vg_clock_mono_ns() < give_up)
-        vg_notify_wait(&sp->wake, 100);
+     * the callback of the last one posts). */
+    uint64_t until = vg_clock_mono_ns() + FINAL_WAIT_MS * 1000000ull;
+    for (uint64_t now; atomic_load(&sp->pending) != 0 && (now = vg_clock_mono_ns()) < until;)
+        vg_notify_wait(&sp->wake, (int64_t)((until - now + 999999u) / 1000000u));
     if (atomic_load(&sp->pending) == 0)
         maybe_checkpoint(sp);
     else
@@ -751,20 +938,17 @@ static int schedule_all(shard_proc_t *sp)
     return VG_OK;
 }
 
-static void on_telemetry(void *ctx, uint32_t shard, uint64_t durable_seq);
-
 static void shards_free(struct vg_processor *p)
 {
     if (!p->shards)
         return;
     for (uint32_t i = 0; i < p->nshards; i++) {
         shard_proc_t *sp = &p->shards[i];
-        if (sp->watching)
-            vg_log_unwatch(p->o.telemetry, i, on_telemetry, sp);
         vg_devtable_free(sp->devs);
         vg_iwheel_deinit(&sp->wheel);
         idset_free(&sp->emitted);
         idset_free(&sp->acked);
+        vg_free(sp->marks);
         vg_free(sp->inbox);
         pthread_mutex_destroy(&sp->mu);
     }
@@ -796,8 +980,10 @@ int vg_processor_start(const vg_processor_opts_t *o, vg_processor_t **out)
     p->shards = vg_calloc(VG_MEM_PROC, p->nshards, sizeof *p->shards);
     if (!p->shards)
         goto cleanup;
-    for (uint32_t i = 0; i < p->nshards; i++)
+    for (uint32_t i = 0; i < p->nshards; i++) {
         pthread_mutex_init(&p->shards[i].mu, NULL);
+        vg_notify_init(&p->shards[i].wake);
+    }
     char dir[PATH_MAX];
     snprintf(dir, sizeof dir, "%s/consumers/detector", o->data_dir);
     rc = vg_fs_mkdir_p(dir);
@@ -823,18 +1009,10 @@ int vg_processor_start(const vg_processor_opts_t *o, vg_processor_t **out)
         rc = schedule_all(sp);
         if (rc)
             goto cleanup;
-        VG_INFO(MOD, "shard %u: resuming after seq %llu with %zu devices (%zu alert events after it already stored)",
-                i, (unsigned long long)sp->last_seq, vg_devtable_count(sp->devs), sp->emitted.count);
-    }
-    /* Watch before the threads start: each reads up to the durable seq it
-     * finds, and every later commit posts its wake. */
-    for (uint32_t i = 0; i < p->nshards; i++) {
-        shard_proc_t *sp = &p->shards[i];
-        vg_notify_init(&sp->wake);
-        rc = vg_log_watch(o->telemetry, i, on_telemetry, sp);
-        if (rc)
-            goto cleanup;
-        sp->watching = true;
+        VG_INFO(MOD,
+                "shard %u: resuming after seq %llu with %zu devices (%zu alert events after it already stored; the "
+                "silence timer fired at %zu points among them)",
+                i, (unsigned long long)sp->last_seq, vg_devtable_count(sp->devs), sp->emitted.count, sp->nmarks);
     }
     for (uint32_t i = 0; i < p->nshards; i++) {
         if (pthread_create(&p->shards[i].thread, NULL, shard_main, &p->shards[i]) != 0) {
@@ -864,6 +1042,11 @@ void vg_processor_stop(vg_processor_t *p)
         vg_notify_post(&p->shards[i].wake);
     for (uint32_t i = 0; i < p->nshards; i++)
         pthread_join(p->shards[i].thread, NULL);
+    /* A durable callback that brought pending to 0 may still be on its way
+     * out (the post, then its last store): a few instructions. */
+    for (uint32_t i = 0; i < p->nshards; i++)
+        while (atomic_load_explicit(&p->shards[i].in_callback, memory_order_acquire) != 0)
+            sched_yield();
     /* Requests that arrived after a shard's last look: answer them. */
     for (uint32_t i = 0; i < p->nshards; i++) {
         shard_proc_t *sp = &p->shards[i];

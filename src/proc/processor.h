@@ -9,14 +9,31 @@
  * `alerts/<deviceId>` (webhooks read the alerts stream themselves).
  *
  * Stream time. Detectors that reason about "now" (gaps, offline, skew,
- * staleness) use the shard's stream time: the median event time of the
- * shard's last 16 records, never moving backwards, advanced by wall time
- * while the shard is idle, and never more than a minute ahead of the wall
- * clock (a device clock in the future cannot drag it along). Live, that is the wall clock (devices' clocks
- * agree with it); in a fast replay it is the replayed time, so vigil eval
- * and a CSV replay see the same detections as a live fleet. Silence is
- * found by a timer wheel over device indices (core/iwheel.h) on stream
- * time: no sweep over all devices.
+ * staleness) use the shard's stream time. At a record it is
+ *   max(the median event time of the shard's last 16 records, capped at a
+ *       minute past the record's arrival (a device clock in the future
+ *       cannot drag it along),
+ *       stream time at the previous record + the arrival time between them)
+ * — so it never moves backwards, runs with wall time when events lag, and
+ * is a function of the records alone (their event times and the arrival
+ * stamps the stream keeps): a replay sees the same stream time at the
+ * same record as the first pass did. Between records, while the shard is
+ * idle, it advances with the wall clock since the last record was
+ * processed. Live, that is the wall clock (devices' clocks agree with it);
+ * in a fast replay it is the replayed time, so vigil eval and a CSV replay
+ * see the same detections as a live fleet. Silence is found by a timer
+ * wheel over device indices (core/iwheel.h) on stream time: no sweep over
+ * all devices.
+ *
+ * Waking. A shard thread never polls. It sleeps on its own vg_notify_t
+ * (core/notify.h), posted by the telemetry shard's watcher (once per group
+ * commit that made records of that shard durable), by vg_processor_ack, by
+ * the durable callback of its last alert in flight, and by stop; or until
+ * the earliest deadline it keeps itself: the silence wheel's next due
+ * device (stream time runs with wall time while idle) and, only while
+ * there is progress not yet checkpointed and no alert in flight, the
+ * checkpoint interval. An idle shard with no device about to fall silent
+ * does not wake at all.
  *
  * Exactly-once alerts across crashes: checkpoints are written only when no
  * alert is still awaiting durability, and hold the device state (with its
@@ -24,22 +41,51 @@
  * the thread replays from the checkpoint; events whose eventId is already
  * in the alerts stream (records at or after the checkpoint) are recomputed
  * to rebuild state but not emitted again, and acknowledgements found there
- * are re-applied. Ids are deterministic (alert/alert.h).
+ * are re-applied. The suppression ends with the first record past the
+ * highest source seq found there (replay_until). Ids are deterministic
+ * (alert/alert.h). For that argument to hold, the replay must recompute
+ * every stored event, with the same id, before it passes replay_until:
+ *   - a sample's events: the same records give the same state, and stream
+ *     time at a record is a function of the records (above);
+ *   - silence (DATA_GAP, DEVICE_OFFLINE) noticed by the sample that ends
+ *     it rather than by the timer (the processor was busy, or a replay is
+ *     ahead or behind the first pass): same alert, because silence alerts
+ *     are named by their start only (open_seq 0, lifecycle.h);
+ *   - silence the timer found while the shard was idle, after record S:
+ *     when it fired depended on the wall clock, which a replay does not
+ *     repeat. The stored alert says where the wheel stood (its eventTimeMs,
+ *     the tick's stream time); the replay raises the wheel to that time
+ *     right after processing S (the "wheel marks" of scan_emitted), so the
+ *     tick runs again at the same place in the telemetry.
+ * The hole this closes (issue 9): stream time used to advance by the
+ * processing clock, so after a kill -9 it resumed from the checkpoint's
+ * value without the downtime and without the idle time after S. A DATA_GAP
+ * the timer had emitted after S (source seq S, the checkpoint at S older
+ * than it) was not due yet when the first new record S+1 arrived; S+1 >
+ * replay_until ended the suppression, and a few records later, when the
+ * median caught up with the wall clock, the wheel fired the same eventId
+ * again. And because a sample-noticed gap was named by that sample's seq
+ * while a timer-noticed one was not, a replay that noticed a silence the
+ * other way stored the episode a second time under another alert id.
  *
  * Checkpoint file <data_dir>/consumers/detector/<shard>.ckpt
  * (little-endian, replaced atomically):
  *   off size field
  *     0    8 magic "VGCKPT01"
- *     8    4 version (3)
+ *     8    4 version (4)
  *    12    4 shard
  *    16    8 last processed telemetry sequence number
- *    24    8 written at, epoch ms
- *    32    8 stream time base (ms)
- *    40  128 the last 16 event times (i64 each; ring order)
- *   168    4 how many of them are valid (0..16), then u32 ring position
- *   176    4 state_len
- *   180    . device state (devtable.c's format)
- *  180+n   4 CRC-32C (core/crc32c.h) of every preceding byte
+ *    24    8 written at, epoch ms (informational)
+ *    32    8 stream time at that record (ms)
+ *    40    8 that record's arrival time (the stream's stamp, epoch ms)
+ *    48  128 the last 16 event times (i64 each; ring order)
+ *   176    4 how many of them are valid (0..16), then u32 ring position
+ *   184    4 state_len
+ *   188    . device state (devtable.c's format)
+ *  188+n   4 CRC-32C (core/crc32c.h) of every preceding byte
+ * Version 3 (no arrival time at 40: the ring at 40, counts at 168, state_len
+ * at 176, state at 180; its stream time was that of the moment of writing)
+ * is still read: its "written at" serves as the arrival time.
  * A checkpoint whose device state has another layout (an upgrade) keeps
  * its position and restarts device state from zero, with a warning. */
 #ifndef VG_PROC_PROCESSOR_H

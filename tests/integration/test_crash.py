@@ -9,6 +9,8 @@ One scenario (module fixture) runs once:
      alerts/# connects as early as it can;
   4. more events: a fresh device's anomaly and new samples from old devices.
 The tests then check different promises against what the scenario recorded.
+(test_silence_alerts_stored_once_across_kills, at the end, runs a scenario
+of its own: many kills while devices fall silent and come back.)
 
 Episodes are computed from what the telemetry stream holds (in per-shard
 sequence order), which is the input the detector saw, with the extreme-value
@@ -19,6 +21,7 @@ modelled here and are ignored, except that no event may be stored twice.
 """
 
 import collections
+import os
 import signal
 import socket
 import threading
@@ -371,3 +374,152 @@ def test_processing_resumes_after_restart(crash):
         want = sorted(seq for (sh, seq), (d, _) in starts.items() if d == dev and seq in post)
         got = sorted(a["seq"] for a in opens(crash.mqtt_after) if a["deviceId"] == dev and a["seq"] in post)
         assert got == want, "%s after restart: OPENs at seqs %r, expected %r (shard %d)" % (dev, got, want, shard)
+
+
+# ---------------------------------------------------------------------------
+# Silence across kills: the timer-driven alerts (DATA_GAP, DEVICE_OFFLINE)
+# emitted by the processor's silence wheel, not by a sample, must be stored
+# once however the kills fall.
+
+SIL_PERIOD_MS = 100   # each device samples every 100 ms, event time = wall time: a gap after ~300 ms
+SIL_ON_MS = 1300      # then it talks for this long ...
+SIL_OFF_MS = 700      # ... and falls silent for this long (staggered per device)
+SIL_THREADS = 3
+SIL_DEVICES_PER_THREAD = 8
+
+
+class SilencePublisher(threading.Thread):
+    """QoS 1 publisher of devices that fall silent and come back, in wall
+    time; ends when the connection drops (the kill)."""
+
+    def __init__(self, server, t, round_no):
+        super().__init__(daemon=True)
+        self.server, self.t, self.round_no = server, t, round_no
+        self.devices = ["sil-%d-%d" % (t, d) for d in range(SIL_DEVICES_PER_THREAD)]
+        self.stop = threading.Event()
+        self.acked = 0
+
+    def run(self):
+        try:
+            c = RawClient(self.server.host, self.server.port, timeout=5)
+            c.connect("sil-pub-%d-%d" % (self.t, self.round_no))
+        except (OSError, Closed, AssertionError):
+            return
+        cycle = SIL_ON_MS + SIL_OFF_MS
+        next_at = time.monotonic()
+        try:
+            while not self.stop.is_set():
+                now = now_ms()
+                items = []
+                for k, dev in enumerate(self.devices):
+                    offset = (k * 331 + self.t * 97) % cycle
+                    if (now + offset) % cycle < SIL_ON_MS:
+                        items.append((TELEMETRY_TOPIC, dumps(telemetry(dev, 70 + (now // 100) % 3, steps=20,
+                                                                        ts=now))))
+                if items:
+                    c.publish_many(items, timeout=10)
+                    self.acked += len(items)
+                next_at += SIL_PERIOD_MS / 1000.0
+                time.sleep(max(0.0, next_at - time.monotonic()))
+        except (OSError, Closed, AssertionError, socket.timeout):
+            pass
+        finally:
+            c.close()
+
+
+def silence_duplicates(alerts):
+    """Problems in the alerts stream: events stored twice, alerts opened
+    twice, and one silence episode opened under two alert ids (same device,
+    type and start)."""
+    problems = []
+    ids = collections.Counter(r["data"]["eventId"] for r in alerts)
+    for eid, n in ids.items():
+        if n > 1:
+            same = [(r["shard"], r["seq"], r["data"]["event"], r["data"]["type"], r["data"]["deviceId"],
+                     r["data"]["seq"], r["data"]["detectedAtMs"]) for r in alerts if r["data"]["eventId"] == eid]
+            problems.append("event %s stored %d times: %r" % (eid, n, same))
+    opens_ = [r["data"] for r in alerts if r["data"]["event"] == "OPEN"]
+    per_alert = collections.Counter(a["alertId"] for a in opens_)
+    problems += ["alert %s opened %d times" % (i, n) for i, n in per_alert.items() if n > 1 and ids]
+    episode = collections.defaultdict(set)
+    for a in opens_:
+        if a["type"] in ("DATA_GAP", "DEVICE_OFFLINE"):
+            episode[(a["deviceId"], a["type"], a["openedAtMs"])].add(a["alertId"])
+    for k, v in episode.items():
+        if len(v) > 1:
+            recs = [(r["shard"], r["seq"], r["data"]["event"], r["data"]["alertId"], r["data"]["seq"],
+                     r["data"]["openSeq"], r["data"]["eventTimeMs"], r["data"]["detectedAtMs"])
+                    for r in alerts if r["data"]["alertId"] in v]
+            problems.append("%s %s from %d opened under %d alert ids: %r" % (k[0], k[1], k[2], len(v), recs))
+    return problems
+
+
+def run_silence_kills(tmp, kills, seed):
+    """kills rounds of: start, load with devices falling silent and coming
+    back, kill -9 at a random moment; then a last start and a quiet wait.
+    Returns (alerts records, acked, silence OPENs, log text)."""
+    import random
+    rnd = random.Random(seed)
+    data = tmp / "data"
+    data.mkdir()
+    server = VigilServer(data, tmp, name="silence")
+    acked = 0
+    try:
+        for k in range(kills + 1):
+            server.start()
+            pubs = [SilencePublisher(server, t, k) for t in range(SIL_THREADS)]
+            for p in pubs:
+                p.start()
+            if k == kills:
+                time.sleep(2.5)
+                for p in pubs:
+                    p.stop.set()
+                for p in pubs:
+                    p.join(10)
+                # every device is silent now: let the wheel report it, then
+                # wait until the alerts stream stops growing
+                last, since = -1, time.monotonic()
+                deadline = time.monotonic() + 15
+                while time.monotonic() < deadline:
+                    n = len(server.stream_tail("alerts"))
+                    if n != last:
+                        last, since = n, time.monotonic()
+                    elif time.monotonic() - since > 1.5:
+                        break
+                    time.sleep(0.2)
+                server.stop()
+            else:
+                time.sleep(rnd.uniform(1.0, 2.6))
+                server.kill9()
+                for p in pubs:
+                    p.stop.set()
+                for p in pubs:
+                    p.join(10)
+            acked += sum(p.acked for p in pubs)
+        alerts = server.stream_tail("alerts")
+        return alerts, acked, server.log_text(4000)
+    finally:
+        server.cleanup()
+
+
+def _silence_check(tmp, kills, seed):
+    alerts, acked, log = run_silence_kills(tmp, kills, seed)
+    gaps = [r for r in alerts if r["data"]["type"] == "DATA_GAP" and r["data"]["event"] == "OPEN"]
+    print("%d kills: %d samples acked, %d alert records, %d DATA_GAP episodes" % (kills, acked, len(alerts), len(gaps)))
+    assert acked > 1000, "the load did not run: %d samples acked\n%s" % (acked, log)
+    assert len(gaps) >= 20, "too few silences to mean anything: %d DATA_GAP OPENs" % len(gaps)
+    problems = silence_duplicates(alerts)
+    assert not problems, "%d problems after %d kills, e.g.:\n%s" % (len(problems), kills, "\n".join(problems[:10]))
+
+
+def test_silence_alerts_stored_once_across_kills(tmp_path):
+    """12 kills -9 under load from devices that fall silent and come back
+    (about 30 s). The longer soak below runs with VIGIL_CRASH_SOAK=<kills>
+    (VIGIL_CRASH_SEED picks the kill moments)."""
+    _silence_check(tmp_path, 12, 1)
+
+
+@pytest.mark.skipif(not os.environ.get("VIGIL_CRASH_SOAK"), reason="soak: set VIGIL_CRASH_SOAK=<kills>")
+def test_silence_alerts_soak(tmp_path):
+    kills = int(os.environ["VIGIL_CRASH_SOAK"])
+    _silence_check(tmp_path, kills, int(os.environ.get("VIGIL_CRASH_SEED", "7")))

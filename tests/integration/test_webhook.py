@@ -252,6 +252,55 @@ def test_delivers_every_alert_in_order_with_headers(vigil_factory, receivers):
         assert [q["body"] for q in got if by_body[q["body"]]["key"] == d] == stream_order
 
 
+def thread_switches(pid, prefix):
+    """Context switches so far of the server's threads whose name starts with prefix."""
+    total = 0
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+                st = dict(l.split(":", 1) for l in f.read().splitlines() if ":" in l)
+        except OSError:
+            continue
+        if st["Name"].strip().startswith(prefix):
+            total += int(st["voluntary_ctxt_switches"]) + int(st["nonvoluntary_ctxt_switches"])
+    return total
+
+
+def cursor_of(v, name):
+    """The endpoint's cursor file: [last seq handed over] per alerts shard."""
+    with open(os.path.join(v.data_dir, "consumers", "webhook", name + ".ckpt"), "rb") as f:
+        b = f.read()
+    n = int.from_bytes(b[12:16], "little")
+    return [int.from_bytes(b[24 + 8 * i:32 + 8 * i], "little") for i in range(n)]
+
+
+def test_idle_endpoint_sleeps_and_saved_its_cursor(vigil_factory, receivers):
+    """Once everything is delivered the endpoint thread sleeps without a
+    timeout (it is woken by new alerts, not by a poll period), and its cursor
+    was written when it became idle, without a periodic wake."""
+    rcv = receivers()
+    v = vigil_factory("--webhook", "ops=" + rcv.url(), *FAST)
+    devices = ["wh-idle-%d" % i for i in range(2)]
+    raise_alerts(v, devices)
+    recs = wait_alerts(v, devices)
+    wait_delivered(rcv, recs)
+    last = {}
+    for r in recs:
+        last[r["shard"]] = max(last.get(r["shard"], 0), r["seq"])
+    assert wait_until(lambda: all(cursor_of(v, "ops")[s] == q for s, q in last.items()), 5), \
+        "cursor %r, delivered up to %r" % (cursor_of(v, "ops"), last)
+    pid = v.proc.pid
+    assert wait_until(lambda: thread_switches(pid, "vg-wh-") > 0, 5), "no thread named vg-wh-*"
+    before = thread_switches(pid, "vg-wh-")
+    time.sleep(1.5)
+    woke = thread_switches(pid, "vg-wh-") - before
+    assert woke <= 2, "idle endpoint thread woke %d times in 1.5 s" % woke
+    # and a new alert still wakes it at once
+    raise_alerts(v, ["wh-idle-late"])
+    recs2 = wait_alerts(v, ["wh-idle-late"])
+    wait_delivered(rcv, recs2, timeout=5)
+
+
 def test_stats_keys(vigil_factory, receivers):
     rcv = receivers()
     v = vigil_factory("--webhook", "ops=" + rcv.url(), *FAST)

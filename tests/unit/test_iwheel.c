@@ -55,43 +55,6 @@ static void test_fires_at_deadline(void)
     vg_iwheel_deinit(&w);
 }
 
-/* next_ms: the earliest non-empty slot's tick, so an owner can sleep until
- * it; INT64_MAX when empty; past the horizon it names the slot where the
- * node sits (it fires early there and is re-added, as the contract says). */
-static void test_next_ms(void)
-{
-    vg_iwheel_t w;
-    VT_REQUIRE(vg_iwheel_init(&w, 16, 10) == VG_OK);
-    VT_REQUIRE(vg_iwheel_reserve(&w, 4) == VG_OK);
-    ctx_t c = {&w, 0, 0, NULL, 0};
-    VT_EQ_INT(vg_iwheel_next_ms(&w), INT64_MAX);
-    vg_iwheel_advance(&w, 1000, on_due, &c);
-    VT_EQ_INT(vg_iwheel_next_ms(&w), INT64_MAX);
-    vg_iwheel_add(&w, 0, 1075);
-    VT_EQ_INT(vg_iwheel_next_ms(&w), 1070);
-    vg_iwheel_add(&w, 1, 1032);
-    VT_EQ_INT(vg_iwheel_next_ms(&w), 1030);
-    vg_iwheel_remove(&w, 1);
-    VT_EQ_INT(vg_iwheel_next_ms(&w), 1070);
-    /* Advancing to next_ms finds the node, which fires once its deadline passed. */
-    c.now = 1070;
-    vg_iwheel_advance(&w, c.now, on_due, &c);
-    VT_EQ_INT(c.fired, 0); /* 1075 not yet: re-added to the next tick */
-    VT_EQ_INT(vg_iwheel_next_ms(&w), 1080);
-    c.now = 1080;
-    vg_iwheel_advance(&w, c.now, on_due, &c);
-    VT_EQ_INT(c.fired, 1);
-    VT_EQ_INT(vg_iwheel_next_ms(&w), INT64_MAX);
-    /* Beyond the 160 ms horizon: due earlier, in the slot it hashes to. */
-    vg_iwheel_add(&w, 2, 1080 + 500);
-    int64_t nx = vg_iwheel_next_ms(&w);
-    VT_CHECK(nx > 1080 && nx <= 1080 + 160);
-    /* A deadline already past goes to the next tick. */
-    vg_iwheel_add(&w, 3, 900);
-    VT_EQ_INT(vg_iwheel_next_ms(&w), 1090);
-    vg_iwheel_deinit(&w);
-}
-
 static void test_beyond_horizon(void)
 {
     vg_iwheel_t w;
@@ -199,13 +162,89 @@ static void test_model(void)
     vg_iwheel_deinit(&w);
 }
 
+/* next_due: INT64_MAX when empty; the earliest deadline within its slot;
+ * the slot's start for an overdue node or one a lap ahead; advancing to it
+ * fires (or at least visits) something, and never fires anything early. */
+static void test_next_due(void)
+{
+    vg_iwheel_t w;
+    VT_REQUIRE(vg_iwheel_init(&w, 64, 10) == VG_OK);
+    VT_REQUIRE(vg_iwheel_reserve(&w, 4) == VG_OK);
+    VT_CHECK(vg_iwheel_next_due(&w) == INT64_MAX);
+    ctx_t c = {&w, 1000, 0, NULL, 0};
+    vg_iwheel_advance(&w, c.now, on_due, &c);
+    VT_CHECK(vg_iwheel_next_due(&w) == INT64_MAX);
+    vg_iwheel_add(&w, 0, 1057);
+    vg_iwheel_add(&w, 1, 1053);
+    vg_iwheel_add(&w, 2, 1200);
+    VT_EQ_INT(vg_iwheel_next_due(&w), 1053);
+    c.now = 1052;
+    vg_iwheel_advance(&w, c.now, on_due, &c); /* visits slot 105 early: both deferred a tick */
+    VT_EQ_INT(c.fired, 0);
+    VT_EQ_INT(vg_iwheel_next_due(&w), 1060);
+    c.now = 1060;
+    vg_iwheel_advance(&w, c.now, on_due, &c);
+    VT_EQ_INT(c.fired, 2);
+    VT_EQ_INT(vg_iwheel_next_due(&w), 1200);
+    vg_iwheel_add(&w, 3, 900); /* already overdue: next slot to be processed */
+    VT_EQ_INT(vg_iwheel_next_due(&w), 1070);
+    c.now = 1070;
+    vg_iwheel_advance(&w, c.now, on_due, &c);
+    VT_EQ_INT(c.fired, 3);
+    vg_iwheel_add(&w, 3, 1800); /* a lap ahead: its slot (that of 1160) comes first */
+    VT_EQ_INT(vg_iwheel_next_due(&w), 1160);
+    c.now = 1160;
+    vg_iwheel_advance(&w, c.now, on_due, &c);
+    VT_EQ_INT(c.fired, 3); /* only re-added */
+    VT_EQ_INT(vg_iwheel_next_due(&w), 1200);
+    c.now = 1200;
+    vg_iwheel_advance(&w, c.now, on_due, &c);
+    VT_EQ_INT(c.fired, 4);
+    VT_EQ_INT(vg_iwheel_next_due(&w), 1800);
+    c.now = 1800;
+    vg_iwheel_advance(&w, c.now, on_due, &c);
+    VT_EQ_INT(c.fired, 5);
+    VT_CHECK(vg_iwheel_next_due(&w) == INT64_MAX);
+    vg_iwheel_deinit(&w);
+}
+
+/* Sleeping until next_due each time (never advancing otherwise) fires every
+ * deadline of a random set exactly once and never early. */
+static void test_next_due_model(void)
+{
+    enum { N = 200 };
+    vg_iwheel_t w;
+    VT_REQUIRE(vg_iwheel_init(&w, 32, 7) == VG_OK);
+    VT_REQUIRE(vg_iwheel_reserve(&w, N) == VG_OK);
+    int64_t want[N];
+    ctx_t c = {&w, 5000, 0, want, 0};
+    vg_iwheel_advance(&w, c.now, on_due, &c);
+    uint64_t rng = 7;
+    for (int i = 0; i < N; i++) {
+        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+        want[i] = c.now + (int64_t)((rng >> 33) % 3000); /* beyond the 224 ms horizon too */
+        vg_iwheel_add(&w, (uint32_t)i, want[i]);
+    }
+    int wakes = 0;
+    for (int64_t d; (d = vg_iwheel_next_due(&w)) != INT64_MAX && wakes < 100000; wakes++) {
+        VT_CHECK(d >= c.now);
+        c.now = d;
+        vg_iwheel_advance(&w, c.now, on_due, &c);
+    }
+    VT_EQ_INT(c.fired, N);
+    VT_EQ_INT(c.late, 0);
+    VT_CHECK(wakes <= N + 3000 / (32 * 7) * 32 + 32);
+    vg_iwheel_deinit(&w);
+}
+
 int main(void)
 {
     VT_RUN(test_fires_at_deadline);
-    VT_RUN(test_next_ms);
     VT_RUN(test_beyond_horizon);
     VT_RUN(test_remove_anywhere);
     VT_RUN(test_long_stall);
     VT_RUN(test_model);
+    VT_RUN(test_next_due);
+    VT_RUN(test_next_due_model);
     return VT_DONE();
 }

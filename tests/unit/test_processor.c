@@ -17,6 +17,7 @@
 #include "stream/shardmap.h"
 #include "vt.h"
 
+#include <dirent.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -63,7 +64,9 @@ static int count_ev(sink_t *s, const char *a, const char *b)
     return k;
 }
 
-static void append_event(vg_log_t *log, const char *dev, double hr, int64_t steps, int64_t ts)
+/* Appends one event with the given arrival stamp (the gateway's receive
+ * time, which the stream keeps with the record). */
+static void append_event_at(vg_log_t *log, const char *dev, double hr, int64_t steps, int64_t ts, int64_t arrival)
 {
     vg_event_t ev;
     memset(&ev, 0, sizeof ev);
@@ -76,7 +79,14 @@ static void append_event(vg_log_t *log, const char *dev, double hr, int64_t step
     vg_event_meta_encode(&ev, meta);
     char payload[128];
     int n = snprintf(payload, sizeof payload, "{\"deviceId\":\"%s\",\"heartRate\":%g}", dev, hr);
-    vg_log_append(log, dev, strlen(dev), meta, sizeof meta, payload, (size_t)n, ts, NULL, NULL, 0, NULL, NULL);
+    vg_log_append(log, dev, strlen(dev), meta, sizeof meta, payload, (size_t)n, arrival, NULL, NULL, 0, NULL, NULL);
+}
+
+/* arrival = now, as the gateway stamps it (stream time's idle term is
+ * measured between arrivals) */
+static void append_event(vg_log_t *log, const char *dev, double hr, int64_t steps, int64_t ts)
+{
+    append_event_at(log, dev, hr, steps, ts, vg_clock_wall_ms());
 }
 
 typedef struct {
@@ -86,6 +96,8 @@ typedef struct {
     vg_detect_cfg_t cfg;
     sink_t sink;
     uint64_t appended;
+    bool tuned;             /* open_all uses tuned_cfg instead of the defaults */
+    vg_detect_cfg_t tuned_cfg;
 } fx_t;
 
 static int open_all(fx_t *f)
@@ -95,7 +107,10 @@ static int open_all(fx_t *f)
     o.shards = 2;
     if (vg_log_open(f->dir, "telemetry", &o, &f->tel) || vg_log_open(f->dir, "alerts", &o, &f->alerts))
         return -1;
-    vg_detect_cfg_default(&f->cfg);
+    if (f->tuned)
+        f->cfg = f->tuned_cfg;
+    else
+        vg_detect_cfg_default(&f->cfg);
     vg_processor_opts_t po = {0};
     po.data_dir = f->dir;
     po.telemetry = f->tel;
@@ -348,6 +363,223 @@ static void test_silence(void)
     fx_done(&f);
 }
 
+/* Context switches so far of this process's threads named vg-proc-*. */
+static long proc_thread_switches(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    if (!d)
+        return -1;
+    long total = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[300], l[256];
+        snprintf(path, sizeof path, "/proc/self/task/%s/status", e->d_name);
+        FILE *st = fopen(path, "r");
+        if (!st)
+            continue;
+        bool ours = false;
+        while (fgets(l, sizeof l, st)) {
+            if (strncmp(l, "Name:", 5) == 0)
+                ours = strstr(l, "vg-proc-") != NULL;
+            else if (ours && (strncmp(l, "voluntary_ctxt_switches:", 24) == 0 ||
+                              strncmp(l, "nonvoluntary_ctxt_switches:", 27) == 0))
+                total += atol(strchr(l, ':') + 1);
+        }
+        fclose(st);
+    }
+    closedir(d);
+    return total;
+}
+
+/* Idle means asleep: a device that falls silent while nothing else arrives
+ * is noticed by the wheel's own deadline (stream time runs with the wall
+ * clock; no record, tick or checkpoint period wakes the shard), and
+ * afterwards, with nothing due for 15 minutes and nothing to checkpoint,
+ * the shard threads do not wake at all. */
+static void test_idle_sleeps_until_due(void)
+{
+    fx_t f;
+    fx_init(&f);
+    VT_REQUIRE(f.dir[0] && open_all(&f) == 0);
+    /* 100 ms apart in event time, the last one now: a gap after 300 ms */
+    int64_t now = vg_clock_wall_ms();
+    for (int i = 0; i < 12; i++) {
+        append_event(f.tel, "w", 70 + (i % 3), 0, now - 1100 + 100 * i);
+        f.appended++;
+    }
+    uint64_t t0 = vg_clock_mono_ns();
+    int gaps = 0;
+    while ((gaps = count_ev(&f.sink, "alerts/w ", "\"type\":\"DATA_GAP\"")) == 0 &&
+           vg_clock_mono_ns() - t0 < 10000000000ull)
+        usleep(5000);
+    uint64_t took_ms = (vg_clock_mono_ns() - t0) / 1000000u;
+    fprintf(stdout, "  DATA_GAP noticed %llu ms after the last sample was appended\n", (unsigned long long)took_ms);
+    VT_EQ_INT(gaps, 1);
+    VT_CHECK(took_ms < 5000);
+    /* let the checkpoint after the alert land, then count */
+    vg_processor_stats_t st;
+    for (int i = 0; i < 400; i++) {
+        vg_processor_stats(f.proc, &st);
+        if (st.checkpoints >= 2 && st.lag == 0)
+            break;
+        usleep(5000);
+    }
+    usleep(100000);
+    long before = proc_thread_switches();
+    usleep(1000000);
+    long after = proc_thread_switches();
+    fprintf(stdout, "  shard threads switched %ld times in 1 s of idleness\n", after - before);
+    VT_CHECK(before >= 0 && after - before <= 4);
+    close_all(&f);
+    fx_done(&f);
+}
+
+/* Every alert event id in the alerts stream (both shards), in stream
+ * order per shard; returns how many (at most cap). */
+static int stored_event_ids(fx_t *f, uint64_t *out, int cap, const char *type_name)
+{
+    int n = 0;
+    for (uint32_t sh = 0; sh < 2; sh++) {
+        vg_log_reader_t *r;
+        if (vg_log_reader_open(f->alerts, sh, 0, &r) != VG_OK)
+            continue;
+        vg_record_t rec;
+        while (vg_log_reader_next(r, &rec) == VG_OK) {
+            uint64_t eid;
+            if (vg_alert_meta_decode(rec.meta, rec.meta_len, NULL, NULL, NULL, NULL, &eid, NULL) != VG_OK)
+                continue;
+            if (type_name && !memmem(rec.value, rec.value_len, type_name, strlen(type_name)))
+                continue;
+            if (getenv("VT_SHOW")) /* VT_SHOW=1: print what is stored, to debug a failure */
+                fprintf(stdout, "  stored %u/%llu: %.*s\n", sh, (unsigned long long)rec.seq, (int)rec.value_len,
+                        (const char *)rec.value);
+            if (n < cap)
+                out[n] = eid;
+            n++;
+        }
+        vg_log_reader_close(r);
+    }
+    return n;
+}
+
+/* Stream time at a record is a function of the records (event times and
+ * arrival stamps), not of when the processor reads them: a replay of the
+ * same telemetry recomputes exactly the alert events of the first pass
+ * (each one found in the alerts stream, none new). Devices here talk with
+ * short pauses (their event times advance slower than the wall clock, so
+ * the idle term matters), then fall silent long enough for DEVICE_OFFLINE,
+ * found by the timer while idle; one comes back. The episodes' ids hang on
+ * the stream time each device was last heard at. */
+static void test_replay_sees_the_same_stream_time(void)
+{
+    fx_t f;
+    fx_init(&f);
+    vg_detect_cfg_default(&f.tuned_cfg);
+    f.tuned_cfg.offline_after_s = 1.0;
+    f.tuned_cfg.gap_factor = 1000; /* no DATA_GAP: offline only */
+    f.tuned = true;
+    VT_REQUIRE(f.dir[0] && open_all(&f) == 0);
+    int64_t ts = T0;
+    for (int k = 0; k < 6; k++, ts += 10) {
+        append_event(f.tel, "o", 70 + k % 3, 0, ts);
+        append_event(f.tel, "q", 70 + k % 3, 0, ts);
+        f.appended += 2;
+        usleep(30000);
+    }
+    for (int i = 0; i < 1000 && count_ev(&f.sink, "\"type\":\"DEVICE_OFFLINE\"", "\"event\":\"OPEN\"") < 2; i++)
+        usleep(5000);
+    VT_EQ_INT(count_ev(&f.sink, "\"type\":\"DEVICE_OFFLINE\"", "\"event\":\"OPEN\""), 2);
+    append_event(f.tel, "o", 71, 0, ts);
+    f.appended++;
+    for (int i = 0; i < 1000 && count_ev(&f.sink, "\"type\":\"DEVICE_OFFLINE\"", "\"event\":\"RESOLVED\"") < 1; i++)
+        usleep(5000);
+    VT_EQ_INT(count_ev(&f.sink, NULL, NULL), 3); /* OPEN o, OPEN q, RESOLVED o */
+    close_all(&f);
+
+    /* Every checkpoint lost: replay the telemetry from the start. Stop as
+     * soon as it has caught up (o would go offline again a second later). */
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf %s/consumers", f.dir);
+    VT_REQUIRE(system(cmd) == 0);
+    sink_reset(&f.sink);
+    VT_REQUIRE(open_all(&f) == 0);
+    vg_processor_stats_t st;
+    for (int i = 0; i < 400; i++) {
+        vg_processor_stats(f.proc, &st);
+        if (st.processed >= f.appended && st.alerts_replayed >= 3)
+            break;
+        usleep(2000);
+    }
+    vg_processor_stop(f.proc);
+    f.proc = NULL;
+    if (f.sink.n)
+        fprintf(stdout, "  emitted again: %.300s\n", f.sink.ev[0]);
+    VT_EQ_INT(st.alerts_replayed, 3);
+    VT_EQ_INT(count_ev(&f.sink, NULL, NULL), 0);
+    uint64_t ids[8];
+    VT_EQ_INT(stored_event_ids(&f, ids, 8, NULL), 3);
+    close_all(&f);
+    fx_done(&f);
+}
+
+/* The silence timer fired while the shard was idle after record S (its
+ * alert is durable, the checkpoint at S predates it), then the process
+ * died. The next record had arrived a moment after S, before the timer
+ * ran, but was read only after the restart: its stream time lies before
+ * the deadline. Replaying, the wheel is raised to where it stood when it
+ * fired (the stored alert says when), right after S, so the alert is
+ * recomputed and suppressed there; not left to fire again once the record
+ * after S has ended the replay (and with it the suppression). */
+static void test_replay_rereaches_idle_ticks(void)
+{
+    fx_t f;
+    fx_init(&f);
+    VT_REQUIRE(f.dir[0] && open_all(&f) == 0);
+    /* 100 ms apart, arrival = event time, the last one now: a gap after 300 ms */
+    int64_t now = vg_clock_wall_ms(), last = 0;
+    for (int i = 0; i < 12; i++) {
+        last = now - 1100 + 100 * i;
+        append_event_at(f.tel, "g", 70 + (i % 3), 0, last, last);
+        f.appended++;
+    }
+    for (int i = 0; i < 1000 && count_ev(&f.sink, "alerts/g ", "\"type\":\"DATA_GAP\"") == 0; i++)
+        usleep(5000);
+    VT_EQ_INT(count_ev(&f.sink, "alerts/g ", "\"type\":\"DATA_GAP\""), 1);
+    close_all(&f); /* nothing new since the checkpoint at S: it stays the one from before the gap */
+
+    /* another device of g's shard, arrived 10 ms after g's last sample */
+    uint32_t gshard = vg_shardmap_shard(2, vg_shardmap_hash("g", 1));
+    char h[16];
+    for (int k = 0;; k++) {
+        snprintf(h, sizeof h, "h-%d", k);
+        if (vg_shardmap_shard(2, vg_shardmap_hash(h, strlen(h))) == gshard)
+            break;
+    }
+    vg_log_opts_t o;
+    vg_log_opts_default(&o);
+    o.shards = 2;
+    VT_REQUIRE(vg_log_open(f.dir, "telemetry", &o, &f.tel) == VG_OK);
+    append_event_at(f.tel, h, 70, 0, last + 10, last + 10);
+    f.appended++;
+    vg_log_close(f.tel);
+    f.tel = NULL;
+
+    sink_reset(&f.sink);
+    VT_REQUIRE(open_all(&f) == 0);
+    wait_processed(&f, 1);
+    usleep(700000); /* past any deadline of g a late timer could still find */
+    vg_processor_stats_t st;
+    vg_processor_stats(f.proc, &st);
+    VT_EQ_INT(count_ev(&f.sink, "alerts/g ", NULL), 0);
+    VT_EQ_INT(st.alerts_replayed, 1);
+    uint64_t ids[8];
+    VT_EQ_INT(stored_event_ids(&f, ids, 8, "\"DATA_GAP\""), 1);
+    close_all(&f);
+    fx_done(&f);
+}
+
 /* A device whose clock runs 2 h ahead sends most of its shard's records:
  * the shard's stream time must not follow it (it is capped at the wall
  * clock + 1 min), so the honest device next to it is neither stale nor
@@ -409,8 +641,8 @@ static void test_other_state_layout_keeps_position(void)
         uint8_t buf[1 << 16];
         size_t n = fread(buf, 1, sizeof buf, fp);
         fclose(fp);
-        VT_REQUIRE(n >= 180 + 12 + 4 && n < sizeof buf);
-        vg_put_le32(buf + 180 + 4, VG_DEVSTATE_LAYOUT + 1);
+        VT_REQUIRE(n >= 188 + 12 + 4 && n < sizeof buf);
+        vg_put_le32(buf + 188 + 4, VG_DEVSTATE_LAYOUT + 1);
         vg_put_le32(buf + n - 4, vg_crc32c(0, buf, n - 4));
         fp = fopen(path, "wb");
         VT_REQUIRE(fp != NULL);
@@ -452,6 +684,9 @@ int main(void)
     VT_RUN(test_episode_update_and_replays);
     VT_RUN(test_ack_durable_and_replayed);
     VT_RUN(test_silence);
+    VT_RUN(test_idle_sleeps_until_due);
+    VT_RUN(test_replay_sees_the_same_stream_time);
+    VT_RUN(test_replay_rereaches_idle_ticks);
     VT_RUN(test_future_clock_does_not_drag_time);
     VT_RUN(test_other_state_layout_keeps_position);
     VT_RUN(test_damaged_checkpoint_refuses);
