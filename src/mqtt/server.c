@@ -975,12 +975,10 @@ static void ws_send_control(worker_t *w, conn_t *c, const uint8_t *frame, size_t
         flush_mark(w, c);
 }
 
-/* Writes what is queued; arms EPOLLOUT for what the socket would not take.
- * Returns false if the connection broke. */
-static bool conn_flush(worker_t *w, conn_t *c)
+/* Sends what is queued in c->out. Returns 1 when all of it went out, 0
+ * when the socket would block (the rest stays queued), -1 if it broke. */
+static int out_send(worker_t *w, conn_t *c)
 {
-    if (c->transport == TR_WS && !ws_frame_pending(c))
-        return false;
     while (c->out_off < c->out_len) {
         ssize_t k = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
         if (k > 0) {
@@ -990,14 +988,28 @@ static bool conn_flush(worker_t *w, conn_t *c)
         }
         if (k < 0 && errno == EINTR)
             continue;
-        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            if (!c->epollout) {
-                c->epollout = true;
-                epoll_set(w, c);
-            }
-            return true;
-        }
+        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        return -1;
+    }
+    return 1;
+}
+
+/* Writes what is queued; arms EPOLLOUT for what the socket would not take.
+ * Returns false if the connection broke. */
+static bool conn_flush(worker_t *w, conn_t *c)
+{
+    if (c->transport == TR_WS && !ws_frame_pending(c))
         return false;
+    int sent = out_send(w, c);
+    if (sent < 0)
+        return false;
+    if (sent == 0) {
+        if (!c->epollout) {
+            c->epollout = true;
+            epoll_set(w, c);
+        }
+        return true;
     }
     c->out_off = c->out_len = 0;
     if (c->x)
@@ -3281,20 +3293,12 @@ static void conn_destroy(worker_t *w, conn_t *c)
  * shuts the sending side. Returns false if the socket broke. */
 static bool linger_flush(worker_t *w, conn_t *c)
 {
-    while (c->out_off < c->out_len) {
-        ssize_t k = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
-        if (k > 0) {
-            c->out_off += (size_t)k;
-            atomic_fetch_add_explicit(&w->st_bytes_out, (uint64_t)k, memory_order_relaxed);
-            continue;
-        }
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            c->epollout = true;
-            return true;
-        }
+    int sent = out_send(w, c);
+    if (sent < 0)
         return false;
+    if (sent == 0) {
+        c->epollout = true;
+        return true;
     }
     vg_free(c->out);
     c->out = NULL;
