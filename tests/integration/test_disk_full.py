@@ -187,6 +187,18 @@ def test_gateway_store_disk_full_pauses_and_resumes(small_disk, vigil_factory):
     c = server.client("dfstore")
     payload = b"r" * 16384
     acked, outstanding, n = [], [], 0
+    def read_acks(timeout):
+        """Reads one packet; a PUBACK must be for the oldest publish in flight."""
+        try:
+            t, _, body = c.read_packet(timeout)
+        except socket.timeout:
+            return 0
+        if t != PUBACK:
+            return 0
+        assert outstanding and struct.unpack(">H", body[:2])[0] == outstanding[0][0], "PUBACK out of order"
+        acked.append(outstanding.pop(0)[1])
+        return 1
+
     deadline = time.monotonic() + 90
     full = False
     next_check = time.monotonic() + 0.3
@@ -196,13 +208,7 @@ def test_gateway_store_disk_full_pauses_and_resumes(small_disk, vigil_factory):
             c.send(publish_packet("dfs/t/%d" % n, payload, 1, pid, retain=True))
             outstanding.append((pid, n))
             n += 1
-        try:
-            t, _, body = c.read_packet(0.05)
-            if t == PUBACK:
-                assert struct.unpack(">H", body[:2])[0] == outstanding[0][0], "PUBACK out of order"
-                acked.append(outstanding.pop(0)[1])
-        except socket.timeout:
-            pass
+        read_acks(0.05)
         if time.monotonic() >= next_check:
             full = server.stats().get("store.state") == "disk_full"
             next_check = time.monotonic() + 0.3
@@ -210,20 +216,11 @@ def test_gateway_store_disk_full_pauses_and_resumes(small_disk, vigil_factory):
     # Drain what was already stored, then nothing more is acknowledged.
     t_end = time.monotonic() + 1.0
     while time.monotonic() < t_end:
-        try:
-            t, _, body = c.read_packet(0.1)
-            if t == PUBACK:
-                acked.append(outstanding.pop(0)[1])
-        except socket.timeout:
-            pass
+        read_acks(0.1)
     at_pause = len(acked)
     t_end = time.monotonic() + 2.0
     while time.monotonic() < t_end:
-        try:
-            t, _, body = c.read_packet(0.1)
-            assert t != PUBACK, "PUBACK while the store could not write"
-        except socket.timeout:
-            pass
+        assert read_acks(0.1) == 0, "PUBACK while the store could not write"
     assert outstanding, "nothing in flight: the disk did not stop the store"
     c.send(PINGREQ_PACKET)
     c.expect(PINGRESP, timeout=5)
@@ -233,13 +230,7 @@ def test_gateway_store_disk_full_pauses_and_resumes(small_disk, vigil_factory):
     os.remove(ballast)
     deadline = time.monotonic() + 60
     while outstanding and time.monotonic() < deadline:
-        try:
-            t, _, body = c.read_packet(0.2)
-            if t == PUBACK:
-                assert struct.unpack(">H", body[:2])[0] == outstanding[0][0], "PUBACK out of order"
-                acked.append(outstanding.pop(0)[1])
-        except socket.timeout:
-            pass
+        read_acks(0.2)
     assert not outstanding, "%d retained publishes never acknowledged after space came back" % len(outstanding)
     assert len(acked) > at_pause
     st = server.wait_stats(lambda s: s.get("health") == "ok")
