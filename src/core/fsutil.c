@@ -19,7 +19,9 @@ int vg_fs_fsync_dir(const char *dir)
     if (fd < 0)
         return VG_EIO;
     int rc = fsync(fd) == 0 ? VG_OK : VG_EIO;
+    int e = errno;
     close(fd);
+    errno = e; /* callers log the fsync's errno, not close's */
     return rc;
 }
 
@@ -63,16 +65,25 @@ int vg_fs_mkdir_p(const char *path)
     return VG_OK;
 }
 
+/* What a failed system call's errno means to a caller: no space (a full
+ * disk or a quota, which may pass) or anything else. */
+static int io_code(int e)
+{
+    return e == ENOSPC || e == EDQUOT ? VG_ENOSPC : VG_EIO;
+}
+
 int vg_fs_write_atomic(const char *path, const void *buf, size_t len)
 {
     char tmp[PATH_MAX], dir[PATH_MAX];
-    int rc = VG_EIO;
+    int rc = VG_EIO, e;
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
         return VG_EINVAL;
+    /* O_TRUNC: a temp file left by a crash is simply overwritten. */
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
-        VG_ERROR("fs", "cannot create %s: %s", tmp, strerror(errno));
-        return VG_EIO;
+        e = errno; /* before logging, which may change errno */
+        VG_ERROR("fs", "cannot create %s: %s", tmp, strerror(e));
+        return io_code(e); /* no inode or directory block left: ENOSPC */
     }
     const uint8_t *p = buf;
     size_t left = len;
@@ -81,26 +92,40 @@ int vg_fs_write_atomic(const char *path, const void *buf, size_t len)
         if (k < 0 && errno == EINTR)
             continue;
         if (k <= 0) {
-            VG_ERROR("fs", "write to %s failed: %s", tmp, k < 0 ? strerror(errno) : "short write");
-            rc = errno == ENOSPC ? VG_ENOSPC : VG_EIO;
+            e = k < 0 ? errno : EIO;
+            VG_ERROR("fs", "write to %s failed: %s", tmp, k < 0 ? strerror(e) : "short write");
+            rc = io_code(e);
             goto cleanup;
         }
         p += k;
         left -= (size_t)k;
     }
+    /* ENOSPC here too means "try later" (some file systems allocate only
+     * now): the temp file is removed and written whole next time, so pages
+     * the kernel may have dropped after the failed sync are never relied
+     * on. */
     if (fdatasync(fd) != 0) {
-        VG_ERROR("fs", "fdatasync of %s failed: %s", tmp, strerror(errno));
+        e = errno;
+        VG_ERROR("fs", "fdatasync of %s failed: %s", tmp, strerror(e));
+        rc = io_code(e);
         goto cleanup;
     }
-    if (close(fd) != 0) {
-        fd = -1;
-        goto cleanup;
-    }
+    int crc = close(fd);
     fd = -1;
-    if (rename(tmp, path) != 0) {
-        VG_ERROR("fs", "rename %s -> %s failed: %s", tmp, path, strerror(errno));
+    if (crc != 0) {
+        e = errno;
+        VG_ERROR("fs", "close of %s failed: %s", tmp, strerror(e));
+        rc = io_code(e);
         goto cleanup;
     }
+    if (rename(tmp, path) != 0) {
+        e = errno; /* ENOSPC if the directory must grow */
+        VG_ERROR("fs", "rename %s -> %s failed: %s", tmp, path, strerror(e));
+        rc = io_code(e);
+        goto cleanup;
+    }
+    /* From here on the new contents are in place; only their durability
+     * is in doubt if the directory fsync fails. */
     parent_of(path, dir, sizeof dir);
     rc = vg_fs_fsync_dir(dir);
     if (rc)

@@ -15,7 +15,15 @@ int vg_fs_mkdir_p(const char *path);
 int vg_fs_fsync_dir(const char *dir);
 
 /* Replaces path with buf[0..len) atomically and durably: after a crash the
- * file holds either the old or the new contents, never a mix. */
+ * file holds either the old or the new contents, never a mix. Writes
+ * "<path>.tmp", fdatasyncs it, renames it over path and fsyncs the
+ * directory. Returns VG_OK; VG_ENOSPC when the disk (or a quota) is full at
+ * any step up to the rename: then path is untouched, the temp file is
+ * removed, and calling again once there is space is all it takes; VG_EIO
+ * for other failures (the same holds for them, except a failed directory
+ * fsync, which comes after the rename: path then has the new contents, not
+ * yet known to be durable); VG_EINVAL for a path too long. Every failure is
+ * logged. */
 int vg_fs_write_atomic(const char *path, const void *buf, size_t len);
 
 /* Reads the whole file into a new buffer (caller frees with vg_free).
