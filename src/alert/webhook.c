@@ -115,6 +115,7 @@ typedef struct endpoint {
     shard_cur_t *sh;
     bool dirty;
     uint64_t saved_ns;
+    uint64_t save_failures; /* cursor writes failed in a row (see cursor_save_when) */
     /* Wake-up of the thread: posted by the alerts watcher (only while
      * want_alerts) and by stop. */
     vg_notify_t wake;
@@ -309,14 +310,34 @@ static int cursor_save(endpoint_t *ep)
 }
 
 /* Writes the cursor if it moved: always when force, else at most once per
- * SAVE_INTERVAL_NS. A failed write is retried at the next occasion. */
-static void cursor_maybe_save(endpoint_t *ep, bool force)
+ * SAVE_INTERVAL_NS. After a failed write (a full disk, say) even forced
+ * saves wait SAVE_INTERVAL_NS before the next try — the backoff and idle
+ * paths force one per attempt, and a full disk would otherwise cost a
+ * write and a log line each time; one line per failure streak, one when it
+ * ends. The final save at stop (final) always tries. */
+static void cursor_save_when(endpoint_t *ep, bool force, bool final)
 {
-    if (!ep->dirty || (!force && vg_clock_mono_ns() - ep->saved_ns < SAVE_INTERVAL_NS))
+    if (!ep->dirty)
+        return;
+    uint64_t now = vg_clock_mono_ns();
+    if (!final && (!force || ep->save_failures) && now - ep->saved_ns < SAVE_INTERVAL_NS)
         return;
     int rc = cursor_save(ep);
-    if (rc != VG_OK)
-        VG_ERROR(MOD, "%s: cannot write the cursor %s: %s; will retry", ep->cfg.name, ep->ckpt_path, vg_strerror(rc));
+    if (rc != VG_OK) {
+        if (ep->save_failures++ == 0)
+            VG_ERROR(MOD, "%s: cannot write the cursor %s: %s; retrying every %llu ms", ep->cfg.name, ep->ckpt_path,
+                     vg_strerror(rc), (unsigned long long)(SAVE_INTERVAL_NS / 1000000u));
+        ep->saved_ns = now;
+    } else if (ep->save_failures) {
+        VG_INFO(MOD, "%s: cursor %s written again after %llu failed attempts", ep->cfg.name, ep->ckpt_path,
+                (unsigned long long)ep->save_failures);
+        ep->save_failures = 0;
+    }
+}
+
+static void cursor_maybe_save(endpoint_t *ep, bool force)
+{
+    cursor_save_when(ep, force, false);
 }
 
 /* Loads the cursor, or creates it for a new endpoint: at the current end of
@@ -800,7 +821,7 @@ static void *endpoint_main(void *arg)
         vg_log_reader_close(ep->sh[s].r);
         ep->sh[s].r = NULL;
     }
-    cursor_maybe_save(ep, true);
+    cursor_save_when(ep, true, true);
     return NULL;
 }
 

@@ -68,6 +68,9 @@ static const opt_t opts[] = {
     /* ---- end retention ---- */
     {"max-pending-bytes", T_U64, OFF(max_pending_bytes), 0, 65536, 1e12, "BYTES",
      "appends wait while this much awaits commit (64 MiB)"},
+    {"store-max-pending-bytes", T_BYTES, OFF(store_max_pending_bytes), 0, 65536, 1e12, "BYTES",
+     "gateway store (sessions, retained messages): writes queued at most while it cannot commit; a publish "
+     "whose copy is refused is not acknowledged and its connection closes (64M)"},
     {"max-packet-size", T_U64, OFF(max_packet_size), 0, 64, 268435460.0, "BYTES",
      "largest MQTT packet accepted (131072, as IoT Core)"},
     {"max-connections", T_U32, OFF(max_connections), 0, 0, 1e9, "N",
@@ -147,6 +150,7 @@ void vg_config_default(vg_config_t *c)
     c->fsync = VG_FSYNC_ALWAYS;
     c->segment_bytes = 64ull << 20;
     c->max_pending_bytes = 64ull << 20;
+    c->store_max_pending_bytes = 64ull << 20;
     c->retention_telemetry_ms = 24ull * 3600 * 1000;      /* Kinesis' default */
     c->retention_alerts_ms = 365ull * 24 * 3600 * 1000;   /* the maximum: alerts are the clinical record */
     c->retention_deadletter_ms = 7ull * 24 * 3600 * 1000; /* a week to notice and replay */

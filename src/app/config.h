@@ -38,6 +38,7 @@ typedef struct {
     uint32_t fsync_interval_ms;
     uint64_t segment_bytes;
     uint64_t max_pending_bytes;
+    uint64_t store_max_pending_bytes;
     uint64_t retention_telemetry_ms; /* per stream, see log.h; 0 never happens (minimum 1 s) */
     uint64_t retention_alerts_ms;
     uint64_t retention_deadletter_ms;

@@ -512,6 +512,7 @@ int vg_serve_main(int argc, char **argv)
     char state_path[PATH_MAX + 32];
     snprintf(state_path, sizeof state_path, "%s/gateway.db", a.cfg.data_dir);
     so.state_path = state_path;
+    so.state_max_pending_bytes = (size_t)a.cfg.store_max_pending_bytes;
     so.connect_timeout_ms = a.cfg.connect_timeout_ms;
     so.linger_ms = a.cfg.linger_ms;
     so.linger_bytes = (size_t)a.cfg.linger_bytes;

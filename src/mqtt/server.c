@@ -538,8 +538,16 @@ static void outq_remove(outq_t *q, uint32_t i, out_t *e)
 
 /* ---- the state store --------------------------------------------------- */
 
+/* What the kv_* wrappers return when the store refused a write (queue full
+ * while the disk is full, store failed, out of memory): larger than every
+ * real sequence number, so that "the highest write this packet caused"
+ * stays refused whatever else it caused, and kv_wait answers the packet
+ * with VG_EIO instead of acknowledging data that was never queued. */
+#define KV_REFUSED UINT64_MAX
+
 /* Every store write goes through here so a refusal is counted once. Returns
- * the write's sequence number (0 when there is no store or it refused). */
+ * the write's sequence number, 0 when there is no store, KV_REFUSED when it
+ * refused. */
 static uint64_t kv_put(struct vg_server *s, uint8_t ns, const void *key, size_t klen, uint64_t sub, const void *val,
                        size_t vlen)
 {
@@ -548,7 +556,7 @@ static uint64_t kv_put(struct vg_server *s, uint8_t ns, const void *key, size_t 
     uint64_t seq = 0;
     if (vg_kv_put(s->kv, ns, key, klen, sub, val, vlen, &seq) != VG_OK) {
         atomic_fetch_add_explicit(&s->st_store_errors, 1, memory_order_relaxed);
-        return 0;
+        return KV_REFUSED;
     }
     return seq;
 }
@@ -560,7 +568,7 @@ static uint64_t kv_del(struct vg_server *s, uint8_t ns, const void *key, size_t 
     uint64_t seq = 0;
     if (vg_kv_del(s->kv, ns, key, klen, sub, &seq) != VG_OK) {
         atomic_fetch_add_explicit(&s->st_store_errors, 1, memory_order_relaxed);
-        return 0;
+        return KV_REFUSED;
     }
     return seq;
 }
@@ -572,7 +580,7 @@ static uint64_t kv_del_key(struct vg_server *s, uint8_t ns, const void *key, siz
     uint64_t seq = 0;
     if (vg_kv_del_key(s->kv, ns, key, klen, &seq) != VG_OK) {
         atomic_fetch_add_explicit(&s->st_store_errors, 1, memory_order_relaxed);
-        return 0;
+        return KV_REFUSED;
     }
     return seq;
 }
@@ -589,7 +597,7 @@ static uint64_t out_persist(struct vg_server *s, session_t *se, out_t *e)
     uint8_t stackbuf[1024];
     uint8_t *b = n <= sizeof stackbuf ? stackbuf : vg_malloc(VG_MEM_MQTT, n);
     if (!b)
-        return 0;
+        return KV_REFUSED;
     /* value: u8 version 1, u8 qos, u8 state, u8 retain, u16 pid LE, u8 nsubids,
      * u8 0, u32 subids[MAX_SUBIDS] LE, message blob (message.h). */
     b[0] = 1;
@@ -632,7 +640,7 @@ static uint64_t session_persist(struct vg_server *s, session_t *se)
         n += 7 + se->subs[i]->flen;
     uint8_t *b = vg_malloc(VG_MEM_MQTT, n);
     if (!b)
-        return 0;
+        return KV_REFUSED;
     size_t o = 0;
     b[o++] = 1;
     b[o++] = se->level;
@@ -1537,6 +1545,12 @@ static void hk_note_expiry(struct vg_server *s, int64_t expire_at_ms)
 
 static void kv_wait(struct vg_server *s, uint64_t seq, uint64_t token)
 {
+    if (seq == KV_REFUSED) {
+        /* Never queued, so never durable: the packet is answered as not
+         * stored (the connection closes and the client sends it again). */
+        vg_server_complete(s, token, VG_EIO);
+        return;
+    }
     pthread_mutex_lock(&s->kvw_mu);
     if (s->kv_durable >= seq) {
         pthread_mutex_unlock(&s->kvw_mu);
@@ -1739,7 +1753,7 @@ static void session_pump(worker_t *w, conn_t *c, session_t *se)
 }
 
 /* Queues a QoS 1/2 message for se (se->mu held): limits first, then the
- * store for a persistent session. Returns the store seq (0 = none). */
+ * store for a persistent session. Returns the store seq (0 = none, KV_REFUSED = refused). */
 static uint64_t session_enqueue(struct vg_server *s, session_t *se, vg_msg_t *m, uint8_t qos, bool retain,
                                 const uint32_t *subids, uint8_t nsubids, uint64_t kvsub)
 {
@@ -1881,7 +1895,7 @@ static uint64_t deliver_to_session_b(struct vg_server *s, worker_t *from, sessio
                 for (uint8_t i = 0; i < nsubids && i < MAX_SUBIDS; i++)
                     e.subids[i] = subids[i];
                 seq = out_persist(s, se, &e);
-                kvsub = seq ? e.kvsub : 0;
+                kvsub = seq && seq != KV_REFUSED ? e.kvsub : 0;
             }
             pthread_mutex_unlock(&se->mu);
             if (batches && batch_add(&batches[wi], se, qos, retain, subids, nsubids, kvsub))
@@ -1949,7 +1963,7 @@ static int tgt_cmp(const void *a, const void *b)
  * the maximum QoS of its matching subscriptions (capped by the message's
  * QoS), with every matching subscription id (§3.3.4); one member per shared
  * group. Returns VG_OK or VG_ENOMEM (some deliveries were not made);
- * *kvseq gets the highest store write caused (0 = none). */
+ * *kvseq gets the highest store write caused (0 = none, KV_REFUSED if one was refused). */
 static int route(struct vg_server *s, worker_t *from, vg_msg_t *m, uint64_t *kvseq)
 {
     route_ctx_t local = {0};
@@ -2046,7 +2060,7 @@ static int route(struct vg_server *s, worker_t *from, vg_msg_t *m, uint64_t *kvs
 }
 
 /* Stores or deletes the retained message for m's topic (m->retain set).
- * Returns the store seq (0 = none). */
+ * Returns the store seq (0 = none, KV_REFUSED = refused). */
 static uint64_t retain_update(struct vg_server *s, vg_msg_t *m)
 {
     if (!s->retain)
@@ -2060,7 +2074,7 @@ static uint64_t retain_update(struct vg_server *s, vg_msg_t *m)
     size_t n = vg_msg_serialized_size(m);
     uint8_t *b = vg_malloc(VG_MEM_MQTT, n);
     if (!b)
-        return 0;
+        return KV_REFUSED;
     vg_msg_serialize(m, b);
     uint64_t seq = 0;
     if (vg_retain_set(s->retain, topic, m->topic_len, b, n, m->expire_at_ms) == VG_OK) {
@@ -4585,7 +4599,7 @@ int vg_server_new(const vg_server_opts_t *opts, vg_server_t **out)
     if ((rc = vg_retain_new(&rl, &s->retain)) != VG_OK)
         goto cleanup;
     if (opts->state_path) {
-        vg_kv_opts_t ko = {.on_durable = on_kv_durable, .ctx = s};
+        vg_kv_opts_t ko = {.on_durable = on_kv_durable, .ctx = s, .max_pending_bytes = opts->state_max_pending_bytes};
         if ((rc = vg_kv_open(opts->state_path, &ko, &s->kv)) != VG_OK)
             goto cleanup;
         if ((rc = load_state(s)) != VG_OK)

@@ -112,6 +112,7 @@ typedef struct {
     size_t max_retained_bytes; /* 0 = unlimited */
     const char *state_path;    /* SQLite file for sessions and retained messages; NULL = in memory only */
     uint32_t state_commit_us;  /* store group-commit gather window */
+    size_t state_max_pending_bytes; /* store writes queued at most (0 = the store's default, 64 MiB) */
     const char *telemetry_topic;
     vg_server_ingest_fn ingest;
     void *ingest_ctx;

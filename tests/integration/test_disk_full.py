@@ -254,3 +254,94 @@ def test_gateway_store_disk_full_pauses_and_resumes(small_disk, vigil_factory):
     assert not missing, "acknowledged retained messages lost: %r" % missing[:20]
     sub.disconnect()
     server.stop()
+
+
+@pytest.mark.deadline(180)
+def test_gateway_store_refusal_is_never_acknowledged(small_disk, vigil_factory):
+    """While the gateway store cannot commit, its queue is bounded
+    (--store-max-pending-bytes); a retained QoS 1 PUBLISH whose copy the
+    store refuses must not be acknowledged: the connection closes instead,
+    the refusal is counted (state.errors), and after space returns and a
+    restart every acknowledged retained message is there."""
+    from vigiltest import PUBLISH, Closed, publish_packet, subscribe_packet
+    data = small_disk / "data"
+    data.mkdir()
+    ballast = small_disk / "ballast"
+    server = vigil_factory("--segment-bytes", "262144", "--shards", "1",
+                           "--store-max-pending-bytes", "65536", data_dir=data)
+    with open(ballast, "wb") as f:
+        f.write(b"\0" * (free_bytes(small_disk) - (1024 << 10)))
+        f.flush()
+        os.fsync(f.fileno())
+    payload = b"r" * 16384
+    a = server.client("dfref-a")
+    acked = []
+    # One retained QoS 1 publish at a time until one is not acknowledged
+    # (the store is paused on the full disk with that write held).
+    n = 0
+    deadline = time.monotonic() + 90
+    held = None
+    while time.monotonic() < deadline:
+        pid = a.pid()
+        a.send(publish_packet("dfr/t/%d" % n, payload, 1, pid, retain=True))
+        try:
+            while True:
+                t, _, body = a.read_packet(2.0)
+                if t == PUBACK:
+                    assert struct.unpack(">H", body[:2])[0] == pid
+                    break
+            acked.append(n)
+            n += 1
+        except socket.timeout:
+            held = n
+            break
+    assert held is not None, "the store never stopped acknowledging (free: %d bytes)" % free_bytes(small_disk)
+    assert server.stats().get("store.state") == "disk_full"
+    errors0 = server.stats()["state.errors"]
+    # A second client: QoS 0 retained publishes fill the bounded queue
+    # (their refusal is only counted), then a QoS 1 one must be refused.
+    b = server.client("dfref-b")
+    for k in range(8):
+        b.send(publish_packet("dfr/q0/%d" % k, payload, 0, 0, retain=True))
+    st = server.wait_stats(lambda s: s["state.errors"] > errors0, timeout=15)
+    assert st["state.errors"] > errors0, "the bounded store queue refused nothing: %r" % st
+    pid = b.pid()
+    b.send(publish_packet("dfr/refused", payload, 1, pid, retain=True))
+    closed = False
+    end = time.monotonic() + 10
+    while time.monotonic() < end:
+        try:
+            t, _, body = b.read_packet(1.0)
+        except socket.timeout:
+            continue
+        except Closed:
+            closed = True
+            break
+        assert t != PUBACK, "PUBACK for a retained message the store refused"
+    assert closed, "the connection of a refused QoS 1 publish stayed open without an answer"
+    # Space returns: the held publish is acknowledged, nothing else lost.
+    os.remove(ballast)
+    while True:
+        t, _, body = a.read_packet(30.0)
+        if t == PUBACK:
+            break
+    acked.append(held)
+    server.wait_stats(lambda s: s.get("health") == "ok")
+    a.disconnect()
+    server.restart()
+    sub = server.client("dfref-sub")
+    sub.send(subscribe_packet(1, [("dfr/t/#", 0)]))
+    got = set()
+    deadline = time.monotonic() + 30
+    while len(got) < len(acked) and time.monotonic() < deadline:
+        try:
+            t, flags, body = sub.read_packet(1.0)
+        except socket.timeout:
+            continue
+        if t == PUBLISH:
+            tl = struct.unpack(">H", body[:2])[0]
+            got.add(int(body[2:2 + tl].decode().rsplit("/", 1)[1]))
+    missing = [k for k in acked if k not in got]
+    assert not missing, "acknowledged retained messages lost: %r" % missing[:20]
+    sub.disconnect()
+    server.stop()
