@@ -23,7 +23,7 @@
 #include "core/fsutil.h"
 #include "core/json.h"
 #include "ingest/ingest.h"
-#include "mqtt/server.h"
+#include "gateway/server.h"
 #include "proc/processor.h"
 #include "store/kv.h"
 #include "stream/log.h"

@@ -20,8 +20,8 @@
  * written to a SQLite store (store/kv) at state_path. A QoS 1/2 PUBLISH is
  * acknowledged only once every copy it caused to be stored (a queued copy
  * for an offline session, a retained message) is durable. */
-#ifndef VG_MQTT_SERVER_H
-#define VG_MQTT_SERVER_H
+#ifndef VG_GATEWAY_SERVER_H
+#define VG_GATEWAY_SERVER_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -90,7 +90,7 @@ typedef struct {
     uint32_t max_inflight;     /* unacknowledged QoS 1 PUBLISHes per connection before reading pauses */
     uint32_t max_subs_per_packet; /* topic filters in one SUBSCRIBE/UNSUBSCRIBE; more closes (too_large) */
     size_t max_outbuf;         /* soft limit of the bytes queued to one client: over it QoS 0 PUBLISHes to it are
-                                  shed and QoS 1/2 ones wait in its session queue (see server.c, "slow consumers") */
+                                  shed and QoS 1/2 ones wait in its session queue (see gateway/conn.c, "slow consumers") */
     uint32_t slow_consumer_ms; /* a client whose output stays over max_outbuf this long is disconnected (30000) */
     uint32_t connect_timeout_ms;
     /* Lingering close: after a final answer the server initiated (a 5.0

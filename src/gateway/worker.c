@@ -1,0 +1,402 @@
+/* worker.c — one I/O worker's event loop: epoll, the inbox other threads
+ * post to (mutex + swapped arrays + eventfd, woken only when it was empty),
+ * accepting connections (connection limits, the spare descriptor for
+ * EMFILE), the timer wheel (keepalive, connect and linger deadlines), the
+ * before-sleep flush of every connection written to this round, and the
+ * routing of completions (vg_server_complete) to the worker that owns them.
+ * Does not own: what happens to a connection's bytes (conn.c) or packets
+ * (connect.c and the modules it dispatches to). */
+#include "gateway/gw.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+/* The worker running on this thread (NULL on other threads). */
+static _Thread_local worker_t *tl_worker;
+
+worker_t *gw_current_worker(const struct vg_server *s)
+{
+    return tl_worker && tl_worker->srv == s ? tl_worker : NULL;
+}
+
+void gw_wake(worker_t *w)
+{
+    uint64_t one = 1;
+    ssize_t r = write(w->efd, &one, sizeof one);
+    (void)r; /* EAGAIN means the counter is already non-zero: it is awake */
+}
+
+/* Posts n items; wakes the worker only when its inbox was empty. */
+int gw_inbox_post(worker_t *w, const item_t *items, size_t n)
+{
+    pthread_mutex_lock(&w->inbox_mu);
+    if (w->inbox_len + n > w->inbox_cap) {
+        size_t ncap = w->inbox_cap ? w->inbox_cap : 256;
+        while (ncap < w->inbox_len + n)
+            ncap *= 2;
+        item_t *ni = vg_realloc(VG_MEM_MQTT, w->inbox, ncap * sizeof *ni);
+        if (!ni) {
+            pthread_mutex_unlock(&w->inbox_mu);
+            return VG_ENOMEM;
+        }
+        w->inbox = ni;
+        w->inbox_cap = ncap;
+    }
+    bool was_empty = w->inbox_len == 0;
+    memcpy(w->inbox + w->inbox_len, items, n * sizeof *items);
+    w->inbox_len += n;
+    pthread_mutex_unlock(&w->inbox_mu);
+    if (was_empty)
+        gw_wake(w);
+    return VG_OK;
+}
+
+void vg_server_complete(vg_server_t *s, uint64_t token, int status)
+{
+    uint32_t wi = TOK_WORKER(token);
+    if (wi >= s->nworkers)
+        return;
+    worker_t *w = &s->workers[wi];
+    if (tl_worker == w) {
+        gw_complete_local(w, token, status);
+        return;
+    }
+    item_t it = {.kind = ITEM_COMPLETE, .token = token, .status = status};
+    gw_inbox_post(w, &it, 1);
+}
+
+static int slot_alloc(worker_t *w, uint32_t *slot)
+{
+    if (w->nfree) {
+        *slot = w->free_slots[--w->nfree];
+        return VG_OK;
+    }
+    if (w->nslots == w->cap_slots) {
+        uint32_t ncap = w->cap_slots ? w->cap_slots * 2 : 1024;
+        if (ncap > 0xffffffu)
+            return VG_ELIMIT;
+        conn_t **nc = vg_realloc(VG_MEM_MQTT, w->conns, ncap * sizeof *nc);
+        if (!nc)
+            return VG_ENOMEM;
+        w->conns = nc;
+        uint16_t *ng = vg_realloc(VG_MEM_MQTT, w->slot_gen, ncap * sizeof *ng);
+        if (!ng)
+            return VG_ENOMEM;
+        w->slot_gen = ng;
+        uint32_t *nf = vg_realloc(VG_MEM_MQTT, w->free_slots, ncap * sizeof *nf);
+        if (!nf)
+            return VG_ENOMEM;
+        w->free_slots = nf;
+        for (uint32_t i = w->cap_slots; i < ncap; i++) {
+            w->conns[i] = NULL;
+            w->slot_gen[i] = 0;
+        }
+        w->cap_slots = ncap;
+    }
+    *slot = w->nslots++;
+    return VG_OK;
+}
+
+static void accept_ready(worker_t *w, int li)
+{
+    struct vg_server *s = w->srv;
+    for (int n = 0; n < 256; n++) {
+        int fd = accept4(w->lfd[li], NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EMFILE || errno == ENFILE) {
+                /* Out of descriptors: use the spare to accept and close, so the
+                 * client hears a refusal instead of hanging in the backlog and
+                 * this loop does not spin on a permanently readable socket. */
+                atomic_fetch_add_explicit(&w->st_refused, 1, memory_order_relaxed);
+                if (w->spare_fd >= 0) {
+                    close(w->spare_fd);
+                    int x = accept(w->lfd[li], NULL, NULL);
+                    if (x >= 0)
+                        close(x);
+                    w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+                }
+                VG_WARN(MOD, "out of file descriptors: refusing connection");
+                continue;
+            }
+            return; /* EAGAIN or a transient error */
+        }
+        unsigned total = atomic_fetch_add_explicit(&s->conns_total, 1, memory_order_relaxed) + 1;
+        unsigned mine = atomic_fetch_add_explicit(&s->conns_listener[li], 1, memory_order_relaxed) + 1;
+        if (total > s->o.max_connections || (s->max_listener[li] && mine > s->max_listener[li]) ||
+            atomic_load(&s->quiescing)) {
+            atomic_fetch_sub_explicit(&s->conns_total, 1, memory_order_relaxed);
+            atomic_fetch_sub_explicit(&s->conns_listener[li], 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&w->st_refused, 1, memory_order_relaxed);
+            /* RST rather than FIN: the client learns at once it was refused. */
+            struct linger lg = {1, 0};
+            setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+            close(fd);
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        uint32_t slot;
+        conn_t *c = vg_calloc(VG_MEM_MQTT, 1, sizeof *c);
+        if (c && li != L_MQTT) {
+            c->x = vg_calloc(VG_MEM_MQTT, 1, sizeof *c->x);
+            if (c->x) {
+                c->transport = li == L_WS ? TR_WS_HANDSHAKE : TR_HTTP;
+                vg_http_parser_init(&c->x->hp, c->x->headers, HTTP_MAX_HEADERS, VG_HTTP_DEFAULT_MAX_HEAD,
+                                    li == L_HTTP ? s->o.max_packet_size : 0);
+            }
+        }
+        if (!c || (li != L_MQTT && !c->x) || slot_alloc(w, &slot) != VG_OK) {
+            if (c)
+                vg_free(c->x);
+            vg_free(c);
+            atomic_fetch_sub_explicit(&s->conns_total, 1, memory_order_relaxed);
+            atomic_fetch_sub_explicit(&s->conns_listener[li], 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&w->st_refused, 1, memory_order_relaxed);
+            close(fd);
+            continue;
+        }
+        c->fd = fd;
+        c->listener = (uint8_t)li;
+        c->slot = slot;
+        c->gen = w->slot_gen[slot];
+        c->state = ST_NEW;
+        w->conns[slot] = c;
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = c};
+        if (epoll_ctl(w->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
+            w->conns[slot] = NULL;
+            w->free_slots[w->nfree++] = slot;
+            vg_free(c->x);
+            vg_free(c);
+            close(fd);
+            atomic_fetch_sub_explicit(&s->conns_total, 1, memory_order_relaxed);
+            atomic_fetch_sub_explicit(&s->conns_listener[li], 1, memory_order_relaxed);
+            continue;
+        }
+        atomic_fetch_add_explicit(&w->st_conns_current, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&w->st_conns_total, 1, memory_order_relaxed);
+        vg_wheel_add(&w->wheel, &c->timer, vg_clock_mono_ns() / 1000000 + s->o.connect_timeout_ms);
+    }
+}
+
+static void on_timer(void *ctx, vg_wheel_node_t *n)
+{
+    worker_t *w = ctx;
+    conn_t *c = (conn_t *)((char *)n - offsetof(conn_t, timer));
+    uint64_t now = gw_now_mono_ms();
+    if (c->state == ST_CLOSING)
+        return;
+    if (n->deadline_ms > now) {
+        vg_wheel_add(&w->wheel, n, n->deadline_ms);
+        return;
+    }
+    if (c->state == ST_LINGER) {
+        atomic_fetch_add_explicit(&w->st_linger_deadline, 1, memory_order_relaxed);
+        gw_conn_free(w, c);
+        return;
+    }
+    if (c->transport == TR_HTTP)
+        gw_conn_close(w, c, c->ack_count ? VG_CLOSE_IO : VG_CLOSE_HTTP_DONE);
+    else
+        gw_conn_close(w, c, c->state == ST_NEW ? VG_CLOSE_CONNECT_TIMEOUT : VG_CLOSE_KEEPALIVE);
+}
+
+/* A delivery posted by another thread: the session may have moved or gone
+ * offline since; follow it. */
+static void deliver_item(worker_t *w, item_t *it)
+{
+    struct vg_server *s = w->srv;
+    session_t *se = it->sess;
+    pthread_mutex_lock(&se->mu);
+    if (!se->dead && se->online && TOK_WORKER(se->owner) != w->id) {
+        pthread_mutex_unlock(&se->mu);
+        /* Moved to another worker (reconnected there): hand it on (that
+         * path stores its own copy, so drop the one stored for this hop). */
+        if (it->kvsub)
+            gw_kv_del(s, NS_OUT, se->id, se->id_len, it->kvsub);
+        gw_deliver_to_session(s, NULL, se, it->msg, it->qos, it->retain, it->subids, it->nsubids);
+        vg_msg_unref(it->msg);
+        return;
+    }
+    if (!se->dead) {
+        conn_t *c = se->online ? gw_conn_lookup(w, se->owner) : NULL;
+        if (c && c->sess == se && c->state == ST_ACTIVE)
+            gw_session_send(w, c, se, it->msg, it->qos, it->retain, it->subids, it->nsubids, it->kvsub);
+        else if (it->qos > 0 && (se->persistent || se->online))
+            gw_session_enqueue(s, se, it->msg, it->qos, it->retain, it->subids, it->nsubids, it->kvsub);
+        else if (it->kvsub)
+            gw_kv_del(s, NS_OUT, se->id, se->id_len, it->kvsub);
+    } else if (it->kvsub) {
+        gw_kv_del(s, NS_OUT, se->id, se->id_len, it->kvsub);
+    }
+    pthread_mutex_unlock(&se->mu);
+    gw_session_unref(s, se);
+    vg_msg_unref(it->msg);
+}
+
+static void drain_inbox(worker_t *w)
+{
+    uint64_t v;
+    ssize_t r = read(w->efd, &v, sizeof v);
+    (void)r;
+    pthread_mutex_lock(&w->inbox_mu);
+    item_t *items = w->inbox;
+    size_t n = w->inbox_len;
+    size_t cap = w->inbox_cap;
+    w->inbox = w->inbox_spare;
+    w->inbox_cap = w->spare_cap;
+    w->inbox_len = 0;
+    pthread_mutex_unlock(&w->inbox_mu);
+    for (size_t i = 0; i < n; i++) {
+        item_t *it = &items[i];
+        if (it->kind == ITEM_COMPLETE) {
+            gw_complete_local(w, it->token, it->status);
+        } else if (it->kind == ITEM_DELIVER) {
+            deliver_item(w, it);
+        } else if (it->kind == ITEM_DELIVER_BATCH) {
+            batch_t *b = it->batch;
+            for (uint32_t k = 0; k < b->n; k++) {
+                item_t one = {.kind = ITEM_DELIVER, .qos = b->v[k].qos, .retain = b->v[k].retain,
+                              .nsubids = b->v[k].nsubids, .sess = b->v[k].se, .msg = it->msg, .kvsub = b->v[k].kvsub};
+                memcpy(one.subids, b->v[k].subids, sizeof one.subids);
+                vg_msg_ref(it->msg);
+                deliver_item(w, &one);
+            }
+            vg_free(b);
+            vg_msg_unref(it->msg);
+        } else if (it->kind == ITEM_KICK) {
+            conn_t *c = gw_conn_lookup(w, it->token);
+            if (c)
+                gw_conn_close(w, c, VG_CLOSE_TAKEOVER);
+        } else if (it->kind == ITEM_TAKEOVER) {
+            gw_takeover_item(w, it->token, it->waiter);
+        } else if (it->kind == ITEM_TAKEOVER_DONE) {
+            gw_takeover_resume(w, it->token);
+        }
+    }
+    /* Keep the drained array as the spare so steady state allocates nothing. */
+    w->inbox_spare = items;
+    w->spare_cap = cap;
+}
+
+static void quiesce_worker(worker_t *w)
+{
+    for (int li = 0; li < L__COUNT; li++) {
+        if (w->lfd[li] >= 0) {
+            epoll_ctl(w->ep, EPOLL_CTL_DEL, w->lfd[li], NULL);
+            close(w->lfd[li]);
+            w->lfd[li] = -1;
+        }
+    }
+    for (uint32_t i = 0; i < w->nslots; i++) {
+        conn_t *c = w->conns[i];
+        if (c && !c->quiesced && c->state != ST_LINGER) {
+            c->quiesced = true;
+            if (c->state != ST_CLOSING)
+                gw_epoll_set(w, c);
+        }
+    }
+}
+
+void *gw_worker_main(void *arg)
+{
+    worker_t *w = arg;
+    struct vg_server *s = w->srv;
+    tl_worker = w;
+    char name[16];
+    snprintf(name, sizeof name, "vg-mqtt-w%u", w->id);
+    pthread_setname_np(pthread_self(), name);
+    struct epoll_event evs[MAX_EVENTS];
+    bool quiesced = false;
+    while (!atomic_load_explicit(&s->stopping, memory_order_acquire)) {
+        if (!quiesced && atomic_load(&s->quiescing)) {
+            quiesce_worker(w);
+            quiesced = true;
+            atomic_fetch_add(&s->quiesced_workers, 1);
+        }
+        uint64_t now = vg_clock_mono_ns() / 1000000;
+        /* Closing a connection can queue output for others (its will) after
+         * this round's flush: then look for events without sleeping. */
+        int timeout = w->flush_head || w->close_head ? 0 : vg_wheel_timeout(&w->wheel, now);
+        int n = epoll_wait(w->ep, evs, MAX_EVENTS, timeout);
+        for (int i = 0; i < n; i++) {
+            void *p = evs[i].data.ptr;
+            if (p >= (void *)&w->lfd[0] && p < (void *)&w->lfd[L__COUNT]) {
+                accept_ready(w, (int)((int *)p - w->lfd));
+            } else if (p == &w->efd) {
+                drain_inbox(w);
+            } else {
+                conn_t *c = p;
+                if (c->state == ST_LINGER) {
+                    gw_linger_ready(w, c, evs[i].events);
+                    continue;
+                }
+                if (c->state == ST_CLOSING)
+                    continue;
+                if (c->takeover_wait && (evs[i].events & (EPOLLHUP | EPOLLERR))) {
+                    gw_conn_close(w, c, VG_CLOSE_PEER_CLOSED); /* gone while its CONNECT waited */
+                    continue;
+                }
+                if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP))
+                    gw_read_ready(w, c, READ_BUDGET);
+                if (c->state != ST_CLOSING && (evs[i].events & EPOLLOUT))
+                    gw_flush_mark(w, c);
+            }
+        }
+        now = vg_clock_mono_ns() / 1000000;
+        vg_wheel_advance(&w->wheel, now, on_timer, w);
+        /* Commit this iteration's telemetry here when the stream is idle:
+         * the PUBACKs it releases for this worker's connections are queued
+         * directly and leave in the flush below, with no thread hand-off. */
+        if (w->ingested && s->o.flush) {
+            w->ingested = false;
+            s->o.flush(s->o.ingest_ctx);
+        }
+        /* Before sleeping: write everything queued this round in one go per
+         * connection (PUBACKs of a whole group commit coalesce here). */
+        while (w->flush_head) {
+            conn_t *c = w->flush_head;
+            w->flush_head = c->flush_next;
+            c->in_flush = false;
+            if (c->state == ST_CLOSING)
+                continue;
+            if (!gw_conn_flush(w, c))
+                gw_conn_close(w, c, VG_CLOSE_IO);
+            else if (c->congested_at && c->out_len - c->out_off < s->o.max_outbuf)
+                gw_out_drained(w, c);
+        }
+        gw_process_closes(w);
+    }
+    /* Shutdown: deliver what is queued (PUBACKs of records made durable
+     * during the stop), then close every connection. */
+    drain_inbox(w);
+    for (uint32_t i = 0; i < w->nslots; i++) {
+        conn_t *c = w->conns[i];
+        if (!c)
+            continue;
+        if (c->state == ST_LINGER) {
+            gw_conn_free(w, c);
+            continue;
+        }
+        if (c->state != ST_CLOSING) {
+            int fl = fcntl(c->fd, F_GETFL);
+            fcntl(c->fd, F_SETFL, fl & ~O_NONBLOCK);
+            struct timeval tv = {1, 0};
+            setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+            gw_conn_flush(w, c);
+            gw_conn_close(w, c, VG_CLOSE_SHUTDOWN);
+        }
+    }
+    w->flush_head = NULL;
+    gw_process_closes(w);
+    tl_worker = NULL;
+    return NULL;
+}
