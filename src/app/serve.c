@@ -56,6 +56,14 @@ typedef struct {
     char ack_result_topic[300];      /* <control topic>/result */
 } app_t;
 
+/* The telemetry topic's hook: every PUBLISH on it goes to the ingest (which
+ * completes the token once the record is durable). */
+static int ingest_hook(void *ctx, const vg_server_pub_t *pub, uint64_t token)
+{
+    return vg_ingest_publish(ctx, pub->client_id, pub->client_id_len, pub->payload, pub->payload_len, pub->user_props,
+                             pub->user_props_len, pub->arrival_ms, token);
+}
+
 static void complete_to_server(void *ctx, uint64_t token, int status)
 {
     vg_server_complete(ctx, token, status);
@@ -102,10 +110,13 @@ static void ack_done(void *ctx, uint64_t token, int status, uint64_t alert_id, c
                                                  : status);
 }
 
-static int control_hook(void *ctx, const char *client_id, size_t client_id_len, const uint8_t *payload, size_t len,
-                        const uint8_t *up, size_t uplen, int64_t arrival_ms, uint64_t token)
+static int control_hook(void *ctx, const vg_server_pub_t *pub, uint64_t token)
 {
     app_t *a = ctx;
+    const char *client_id = pub->client_id;
+    size_t client_id_len = pub->client_id_len;
+    const uint8_t *payload = pub->payload;
+    size_t len = pub->payload_len;
     vg_json_member_t m[16];
     size_t n = 0;
     const char *why = NULL;
@@ -516,14 +527,20 @@ int vg_serve_main(int argc, char **argv)
     so.connect_timeout_ms = a.cfg.connect_timeout_ms;
     so.linger_ms = a.cfg.linger_ms;
     so.linger_bytes = (size_t)a.cfg.linger_bytes;
-    so.telemetry_topic = a.cfg.telemetry_topic;
-    so.ingest = vg_ingest_publish;
-    so.ingest_ctx = a.ingest;
-    so.flush = vg_ingest_flush;
+    /* What the gateway does with application topics: telemetry goes to the
+     * ingest (committed on the worker before it sleeps), operator commands
+     * on the control topic to the alert processor. Every message is also
+     * routed to subscribers. */
+    vg_server_hook_t hooks[2];
+    uint32_t nhooks = 0;
+    if (a.cfg.telemetry_topic[0])
+        hooks[nhooks++] = (vg_server_hook_t){
+            .filter = a.cfg.telemetry_topic, .fn = ingest_hook, .flush = vg_ingest_flush, .ctx = a.ingest};
     snprintf(a.ack_result_topic, sizeof a.ack_result_topic, "%s/result", a.cfg.control_topic);
-    so.control_topic = a.cfg.control_topic[0] ? a.cfg.control_topic : NULL;
-    so.control = control_hook;
-    so.control_ctx = &a;
+    if (a.cfg.control_topic[0])
+        hooks[nhooks++] = (vg_server_hook_t){.filter = a.cfg.control_topic, .fn = control_hook, .ctx = &a};
+    so.hooks = hooks;
+    so.nhooks = nhooks;
     so.stats = stats_json;
     so.stats_ctx = &a;
     rc = vg_server_new(&so, &a.server);

@@ -350,7 +350,16 @@ typedef struct worker {
     vg_wheel_t wheel;
     conn_t *flush_head;
     conn_t *close_head;
-    bool ingested; /* the ingest hook ran this iteration: call the flush hook before sleeping */
+    uint32_t hooks_ran; /* bit i: hook i ran this iteration, call its flush hook before sleeping */
+    /* Completions reported on this worker's own thread (vg_server_complete
+     * from a hook, the flush hook's commit, an answer known at once), run
+     * after the current event by gw_worker_run_deferred: never inside the
+     * code that caused them, and without the inbox's lock and wake-up. */
+    struct deferred {
+        uint64_t token;
+        int status;
+    } *deferred;
+    size_t ndeferred, deferred_cap;
     /* inbox */
     pthread_mutex_t inbox_mu;
     item_t *inbox, *inbox_spare;
@@ -381,12 +390,20 @@ typedef struct {
     session_t *sess; /* holds a ref */
 } hk_item_t;
 
+/* One hook of the table (server.h), its filter copied. */
+typedef struct {
+    char *filter;
+    uint16_t flen;
+    bool exact; /* no wildcards: compared as a topic */
+    vg_server_hook_fn fn;
+    vg_server_flush_fn flush;
+    void *ctx;
+} gw_hook_t;
+
 struct vg_server {
     vg_server_opts_t o;
-    char *telemetry_topic;
-    size_t telemetry_len;
-    char *control_topic;
-    size_t control_len;
+    gw_hook_t hooks[VG_SERVER_MAX_HOOKS];
+    uint32_t nhooks;
     uint32_t nworkers;
     worker_t workers[MAX_WORKERS];
     atomic_bool stopping;
@@ -443,6 +460,18 @@ typedef struct route_ctx {
     bool oom;
 } route_ctx_t;
 
+/* One inbound publish, whatever transport brought it: what gw_publish_in
+ * needs beyond the message itself. */
+typedef struct {
+    vg_msg_t *m;           /* borrowed; m->origin set by the caller (NULL for HTTP) */
+    const char *client_id; /* for the hooks */
+    size_t client_id_len;
+    const vg_mqtt_props_t *props; /* MQTT 5 properties (user properties for the hooks); NULL = none */
+    ack_t *ack;     /* its entry in the connection's ack ring; NULL = none (MQTT QoS 0) */
+    uint64_t token; /* names ack for completions; 0 = nothing to complete (QoS 0) */
+    uint64_t kvseq; /* a store write the acknowledgement must wait for already (QoS 2 id); 0 = none */
+} gw_inpub_t;
+
 static inline int64_t gw_now_wall_ms(void)
 {
     return vg_clock_wall_ms();
@@ -495,6 +524,15 @@ void gw_on_kv_durable(void *ctx, uint64_t seq, int status);
 int gw_load_state(struct vg_server *s);
 
 /* ---- worker.c ---- */
+/* Makes w the worker of the calling thread (worker_main does; so do unit
+ * tests that drive a worker by hand); NULL undoes it. */
+void gw_worker_bind_thread(worker_t *w);
+/* One round of w's loop: wait for events (at most max_wait_ms, -1 = until
+ * the next timer), handle them, run timers, flush hooks and deferred
+ * completions, write what was queued, close what was closed. */
+void gw_worker_round(worker_t *w, int max_wait_ms);
+/* Runs the completions deferred on w's own thread (see worker_t.deferred). */
+void gw_worker_run_deferred(worker_t *w);
 /* The worker of s running on the calling thread, NULL on any other thread. */
 worker_t *gw_current_worker(const struct vg_server *s);
 void gw_wake(worker_t *w);
@@ -553,10 +591,18 @@ uint64_t gw_retain_update(struct vg_server *s, vg_msg_t *m);
 void gw_publish_server_msg(struct vg_server *s, worker_t *from, vg_msg_t *m);
 
 /* ---- publish.c ---- */
+/* The one inbound path of MQTT, WebSocket and HTTP publishes: the matching
+ * hooks, the retained update, routing, and the store waits of the
+ * acknowledgement (in->ack gains one pending completion per hook that took
+ * a token and one for the store). Returns VG_OK, or a hook's refusal: then
+ * nothing was retained or routed and in->ack (if any) is marked failed;
+ * the caller answers (MQTT closes, HTTP 503) and drains the ring. The ack
+ * entry stays where it is for the whole call: completions are deferred
+ * (vg_server_complete), so nothing drains or grows the ring meanwhile. */
+int gw_publish_in(worker_t *w, conn_t *c, const gw_inpub_t *in);
 void gw_send_ack(worker_t *w, conn_t *c, uint8_t type, uint16_t pid, uint8_t reason);
 void gw_acks_drain(worker_t *w, conn_t *c);
 ack_t *gw_acks_push(conn_t *c, uint16_t pid, uint8_t type, uint8_t pending);
-ack_t *gw_acks_find_last(conn_t *c, uint16_t pid);
 void gw_complete_local(worker_t *w, uint64_t token, int status);
 void gw_handle_publish(worker_t *w, conn_t *c, uint8_t flags, const uint8_t *body, size_t len);
 

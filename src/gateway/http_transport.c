@@ -38,7 +38,6 @@ void gw_http_publish_done(worker_t *w, conn_t *c, bool failed)
  * client without a session; QoS 1 answers 200 only once durable. */
 static void http_publish(worker_t *w, conn_t *c, const uint8_t *body, size_t blen)
 {
-    struct vg_server *s = w->srv;
     xport_t *x = c->x;
     vg_msg_t *m = vg_msg_new((const uint8_t *)x->topic, x->topic_len, body, blen, x->qos, x->retain, NULL, gw_now_wall_ms());
     if (!m) {
@@ -47,51 +46,18 @@ static void http_publish(worker_t *w, conn_t *c, const uint8_t *body, size_t ble
     }
     atomic_fetch_add_explicit(&w->st_pub_in, 1, memory_order_relaxed);
     uint16_t id = ++x->next_seq ? x->next_seq : ++x->next_seq;
-    ack_t *a = gw_acks_push(c, id, ACK_HTTP, 1);
+    /* Every request has its entry, QoS 0 too: answers leave in order. */
+    ack_t *a = gw_acks_push(c, id, ACK_HTTP, 0);
     if (!a) {
         vg_msg_unref(m);
         gw_http_respond(w, c, 503, "{\"message\":\"out of memory\"}");
         return;
     }
-    uint64_t token = TOK(w->id, c->slot, c->gen, id);
-    bool telemetry = x->topic_len == s->telemetry_len && memcmp(x->topic, s->telemetry_topic, x->topic_len) == 0;
-    if (telemetry && s->o.ingest) {
-        if (x->qos)
-            a->pending++;
-        w->ingested = true;
-        if (s->o.ingest(s->o.ingest_ctx, "http", 4, body, blen, NULL, 0, vg_clock_wall_ms(), x->qos ? token : 0) !=
-            VG_OK) {
-            a->failed = 1;
-            if (x->qos)
-                a->pending--;
-        }
-    }
-    bool control = s->control_len && x->topic_len == s->control_len && memcmp(x->topic, s->control_topic, x->topic_len) == 0;
-    if (control && s->o.control) {
-        if (x->qos)
-            a->pending++;
-        if (s->o.control(s->o.control_ctx, "http", 4, body, blen, NULL, 0, vg_clock_wall_ms(), x->qos ? token : 0) !=
-            VG_OK) {
-            if (x->qos)
-                a->pending--;
-        }
-    }
-    uint64_t kvseq = 0;
-    if (x->retain)
-        kvseq = gw_retain_update(s, m);
-    uint64_t rseq = 0;
-    gw_route(s, w, m, &rseq);
+    gw_inpub_t in = {.m = m, .client_id = "http", .client_id_len = 4, .ack = a};
+    in.token = x->qos ? TOK(w->id, c->slot, c->gen, id) : 0;
+    /* A refusal marked the entry failed: it is answered 503 in its turn. */
+    (void)gw_publish_in(w, c, &in);
     vg_msg_unref(m);
-    if (rseq > kvseq)
-        kvseq = rseq;
-    a = gw_acks_find_last(c, id);
-    if (a && kvseq && x->qos) {
-        a->pending++;
-        gw_kv_wait(s, kvseq, token);
-    }
-    a = gw_acks_find_last(c, id);
-    if (a)
-        a->pending--;
     gw_acks_drain(w, c);
 }
 

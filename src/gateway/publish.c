@@ -88,20 +88,6 @@ static ack_t *acks_find(conn_t *c, uint16_t pid)
     return NULL;
 }
 
-/* The same, newest first: the PUBLISH being handled pushed its entry last,
- * and with up to --max-inflight entries in the ring a scan from the oldest
- * made every PUBLISH cost O(in flight) (a profile of the durable ingest
- * path at saturation had 17% of the server's time in these scans). */
-ack_t *gw_acks_find_last(conn_t *c, uint16_t pid)
-{
-    for (uint32_t i = c->ack_count; i-- > 0;) {
-        ack_t *a = &c->acks[(c->ack_head + i) % c->ack_cap];
-        if (a->pid == pid && a->pending)
-            return a;
-    }
-    return NULL;
-}
-
 void gw_complete_local(worker_t *w, uint64_t token, int status)
 {
     conn_t *c = gw_conn_lookup(w, token);
@@ -165,6 +151,77 @@ static bool resolve_alias(worker_t *w, conn_t *c, vg_mqtt_publish_t *p)
     p->topic.p = (const uint8_t *)al->in[a - 1];
     p->topic.len = al->in_len[a - 1];
     return true;
+}
+
+/* Whether hook h wants a PUBLISH on topic[0..len). */
+static bool hook_matches(const gw_hook_t *h, const uint8_t *topic, size_t len)
+{
+    if (h->exact)
+        return len == h->flen && memcmp(topic, h->filter, len) == 0;
+    return vg_mqtt_topic_matches((const uint8_t *)h->filter, h->flen, topic, len);
+}
+
+int gw_publish_in(worker_t *w, conn_t *c, const gw_inpub_t *in)
+{
+    struct vg_server *s = w->srv;
+    vg_msg_t *m = in->m;
+    ack_t *a = in->ack;
+    const uint8_t *topic = vg_msg_topic(m);
+    vg_server_pub_t pub = {0};
+    bool pub_ready = false;
+    /* The record keeps a pure run of user properties (the sender may have
+     * put other properties between them). A run too long for the buffer is
+     * passed as it is: ingest refuses it by its length. Packed only once a
+     * hook wants the message. */
+    uint8_t upbuf[1024];
+    for (uint32_t i = 0; i < s->nhooks; i++) {
+        const gw_hook_t *h = &s->hooks[i];
+        if (!hook_matches(h, topic, m->topic_len))
+            continue;
+        if (!pub_ready) {
+            pub = (vg_server_pub_t){.client_id = in->client_id,
+                                    .client_id_len = in->client_id_len,
+                                    .topic = (const char *)topic,
+                                    .topic_len = m->topic_len,
+                                    .payload = vg_msg_payload(m),
+                                    .payload_len = m->payload_len,
+                                    .qos = m->qos,
+                                    .retain = m->retain,
+                                    .arrival_ms = vg_clock_wall_ms()};
+            if (in->props && (in->props->present & VG_PROP_BIT(VG_PROP_USER))) {
+                int k = vg_mqtt_user_props_pack(in->props, upbuf, sizeof upbuf);
+                pub.user_props = k >= 0 ? upbuf : in->props->user_props.p;
+                pub.user_props_len = k >= 0 ? (size_t)k : in->props->user_props.len;
+            }
+            pub_ready = true;
+        }
+        w->hooks_ran |= 1u << i;
+        if (in->token)
+            a->pending++; /* the hook owes a completion */
+        int rc = h->fn(h->ctx, &pub, in->token);
+        if (rc != VG_OK) {
+            if (in->token)
+                a->pending--; /* refused: it owes nothing */
+            if (a)
+                a->failed = 1;
+            return rc;
+        }
+    }
+    uint64_t kvseq = in->kvseq;
+    if (m->retain) {
+        uint64_t rs = gw_retain_update(s, m);
+        if (rs > kvseq)
+            kvseq = rs;
+    }
+    uint64_t rseq = 0;
+    gw_route(s, w, m, &rseq);
+    if (rseq > kvseq)
+        kvseq = rseq;
+    if (kvseq && in->token && !CONN_GONE(c)) {
+        a->pending++;
+        gw_kv_wait(s, kvseq, in->token);
+    }
+    return VG_OK;
 }
 
 void gw_handle_publish(worker_t *w, conn_t *c, uint8_t flags, const uint8_t *body, size_t len)
@@ -231,80 +288,33 @@ void gw_handle_publish(worker_t *w, conn_t *c, uint8_t flags, const uint8_t *bod
         return;
     }
     m->origin = se;
-    uint64_t token = p.qos ? TOK(w->id, c->slot, c->gen, p.packet_id) : 0;
-    ack_t *a = NULL;
+    gw_inpub_t in = {.m = m, .client_id = se->id, .client_id_len = se->id_len, .props = &p.props};
     if (p.qos) {
-        /* One guard completion held while the work is registered, so a
-         * completion arriving early cannot release the ack too soon. */
-        a = gw_acks_push(c, p.packet_id, p.qos == 1 ? VG_MQTT_PUBACK : VG_MQTT_PUBREC, 1);
-        if (!a) {
+        in.token = TOK(w->id, c->slot, c->gen, p.packet_id);
+        in.ack = gw_acks_push(c, p.packet_id, p.qos == 1 ? VG_MQTT_PUBACK : VG_MQTT_PUBREC, 0);
+        if (!in.ack) {
             vg_msg_unref(m);
             gw_conn_close(w, c, VG_CLOSE_IO);
             return;
         }
     }
-    uint64_t kvseq = 0;
     if (p.qos == 2) {
         pthread_mutex_lock(&se->mu);
         gw_q2in_add(se, p.packet_id);
         pthread_mutex_unlock(&se->mu);
         if (se->persistent)
-            kvseq = gw_kv_put(s, NS_Q2IN, se->id, se->id_len, p.packet_id, "", 0);
+            in.kvseq = gw_kv_put(s, NS_Q2IN, se->id, se->id_len, p.packet_id, "", 0);
     }
-    bool telemetry = p.topic.len == s->telemetry_len && memcmp(p.topic.p, s->telemetry_topic, p.topic.len) == 0;
-    if (telemetry && s->o.ingest) {
-        if (p.qos)
-            gw_acks_find_last(c, p.packet_id)->pending++;
-        /* The record keeps a pure run of user properties (the sender may
-         * have put other properties between them). A run too long for the
-         * buffer is passed as it is: ingest refuses it by its length. */
-        const uint8_t *up = NULL;
-        size_t uplen = 0;
-        uint8_t upbuf[1024];
-        if (p.props.present & VG_PROP_BIT(VG_PROP_USER)) {
-            int k = vg_mqtt_user_props_pack(&p.props, upbuf, sizeof upbuf);
-            up = k >= 0 ? upbuf : p.props.user_props.p;
-            uplen = k >= 0 ? (size_t)k : p.props.user_props.len;
-        }
-        w->ingested = true;
-        if (s->o.ingest(s->o.ingest_ctx, se->id, se->id_len, p.payload.p, p.payload.len, up, uplen, vg_clock_wall_ms(),
-                        token) != VG_OK) {
-            vg_msg_unref(m);
-            gw_conn_close(w, c, VG_CLOSE_IO);
-            return;
-        }
-    }
-    if (s->o.control && s->control_len && p.topic.len == s->control_len &&
-        memcmp(p.topic.p, s->control_topic, p.topic.len) == 0) {
-        if (p.qos)
-            gw_acks_find_last(c, p.packet_id)->pending++;
-        if (s->o.control(s->o.control_ctx, se->id, se->id_len, p.payload.p, p.payload.len, NULL, 0,
-                         vg_clock_wall_ms(), p.qos ? token : 0) != VG_OK) {
-            /* refused: the hook reported nothing, so release the hold */
-            if (p.qos)
-                gw_acks_find_last(c, p.packet_id)->pending--;
-        }
-    }
-    if (p.retain) {
-        uint64_t rs = gw_retain_update(s, m);
-        if (rs > kvseq)
-            kvseq = rs;
-    }
-    uint64_t rseq = 0;
-    gw_route(s, w, m, &rseq);
-    if (rseq > kvseq)
-        kvseq = rseq;
+    int rc = gw_publish_in(w, c, &in);
     vg_msg_unref(m);
+    if (rc != VG_OK) {
+        /* Refused (a hook could not take it): withholding the
+         * acknowledgement and closing makes the client send it again. */
+        gw_conn_close(w, c, VG_CLOSE_IO);
+        return;
+    }
     if (c->state == ST_CLOSING || !p.qos)
         return;
-    a = gw_acks_find_last(c, p.packet_id);
-    if (kvseq && a) {
-        a->pending++;
-        gw_kv_wait(s, kvseq, token);
-    }
-    a = gw_acks_find_last(c, p.packet_id);
-    if (a)
-        a->pending--; /* the guard */
     gw_acks_drain(w, c);
     if (c->level != VG_MQTT_V5 && c->ack_count >= s->o.max_inflight && !c->paused) {
         c->paused = true;

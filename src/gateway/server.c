@@ -42,7 +42,6 @@ void vg_server_opts_default(vg_server_opts_t *o)
     o->max_queued_bytes = 256u * 1024 * 1024;
     o->topic_alias_max = 64;
     o->state_commit_us = 0;
-    o->telemetry_topic = "iot/wearable/data";
 }
 
 static int listen_socket(const char *host, uint16_t port, int *out)
@@ -79,6 +78,34 @@ static int listen_socket(const char *host, uint16_t port, int *out)
     return VG_OK;
 }
 
+/* Copies the hook table, checking every filter. */
+static int hooks_copy(struct vg_server *s, const vg_server_opts_t *opts)
+{
+    if (opts->nhooks > VG_SERVER_MAX_HOOKS) {
+        VG_ERROR(MOD, "%u hooks: at most %d", opts->nhooks, VG_SERVER_MAX_HOOKS);
+        return VG_EINVAL;
+    }
+    for (uint32_t i = 0; i < opts->nhooks; i++) {
+        const vg_server_hook_t *h = &opts->hooks[i];
+        size_t fl = h->filter ? strlen(h->filter) : 0;
+        if (!h->fn || fl > 0xffff || !vg_mqtt_filter_valid((const uint8_t *)h->filter, fl)) {
+            VG_ERROR(MOD, "hook %u: \"%s\" is not a valid topic filter", i, h->filter ? h->filter : "");
+            return VG_EINVAL;
+        }
+        gw_hook_t *g = &s->hooks[s->nhooks];
+        g->filter = vg_strndup(VG_MEM_MQTT, h->filter, fl);
+        if (!g->filter)
+            return VG_ENOMEM;
+        g->flen = (uint16_t)fl;
+        g->exact = !memchr(h->filter, '+', fl) && !memchr(h->filter, '#', fl);
+        g->fn = h->fn;
+        g->flush = h->flush;
+        g->ctx = h->ctx;
+        s->nhooks++;
+    }
+    return VG_OK;
+}
+
 int vg_server_new(const vg_server_opts_t *opts, vg_server_t **out)
 {
     int rc = VG_ENOMEM;
@@ -103,10 +130,6 @@ int vg_server_new(const vg_server_opts_t *opts, vg_server_t **out)
         s->o.max_inflight_out = 1;
     if (s->o.max_subs_per_packet < 1)
         s->o.max_subs_per_packet = 1;
-    s->telemetry_len = strlen(opts->telemetry_topic ? opts->telemetry_topic : "");
-    s->telemetry_topic = vg_strndup(VG_MEM_MQTT, opts->telemetry_topic ? opts->telemetry_topic : "", s->telemetry_len);
-    s->control_len = opts->control_topic ? strlen(opts->control_topic) : 0;
-    s->control_topic = vg_strndup(VG_MEM_MQTT, opts->control_topic ? opts->control_topic : "", s->control_len);
     pthread_rwlock_init(&s->tree_lock, NULL);
     pthread_mutex_init(&s->ids_mu, NULL);
     pthread_mutex_init(&s->kvw_mu, NULL);
@@ -121,7 +144,12 @@ int vg_server_new(const vg_server_opts_t *opts, vg_server_t **out)
             w->lfd[li] = -1;
         pthread_mutex_init(&w->inbox_mu, NULL);
     }
-    if (!s->telemetry_topic || vg_topic_tree_new(&s->tree) != VG_OK)
+    s->o.hooks = NULL; /* the copy in s->hooks is the one used */
+    s->o.nhooks = 0;
+    if ((rc = hooks_copy(s, opts)) != VG_OK)
+        goto cleanup;
+    rc = VG_ENOMEM;
+    if (vg_topic_tree_new(&s->tree) != VG_OK)
         goto cleanup;
     vg_retain_limits_t rl = {.max_messages = opts->max_retained, .max_bytes = opts->max_retained_bytes};
     if ((rc = vg_retain_new(&rl, &s->retain)) != VG_OK)
@@ -313,6 +341,7 @@ void vg_server_free(vg_server_t *s)
         vg_free(w->free_slots);
         vg_free(w->inbox);
         vg_free(w->inbox_spare);
+        vg_free(w->deferred);
         pthread_mutex_destroy(&w->inbox_mu);
     }
     vg_retain_free(s->retain);
@@ -326,8 +355,8 @@ void vg_server_free(vg_server_t *s)
     pthread_mutex_destroy(&s->kvw_mu);
     pthread_mutex_destroy(&s->hk_mu);
     pthread_cond_destroy(&s->hk_cv);
-    vg_free(s->telemetry_topic);
-    vg_free(s->control_topic);
+    for (uint32_t i = 0; i < s->nhooks; i++)
+        vg_free(s->hooks[i].filter);
     vg_free(s);
 }
 

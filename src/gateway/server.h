@@ -8,11 +8,15 @@
  * timer) talk to workers only through the thread-safe calls below, which
  * post to a worker's inbox and wake it with an eventfd.
  *
- * Publishes on the telemetry topic are handed to the ingest hook, which takes
- * responsibility for them; for QoS 1 the PUBACK is held back until the hook's
- * owner calls vg_server_complete with the token it was given (once the record
- * is durable). PUBACKs on a connection always go out in the order the
- * PUBLISHes came in (MQTT 3.1.1 §4.6), whatever order completions arrive in.
+ * The gateway knows nothing of the application: it learns about
+ * application topics through a hook table (vg_server_hook_t, filled in by
+ * app/serve.c: telemetry ingest, alert acknowledgements). A PUBLISH whose
+ * topic matches a hook's filter is handed to it; for QoS 1/2 the
+ * acknowledgement is held back until the hook's owner calls
+ * vg_server_complete with the token it was given (for ingest: once the
+ * record is durable). Acknowledgements on a connection always go out in the
+ * order the PUBLISHes came in (MQTT 3.1.1 §4.6), whatever order completions
+ * arrive in.
  *
  * Durability of gateway state: persistent sessions (3.1.1 clean session 0,
  * 5.0 session expiry > 0), their subscriptions, their queued and in-flight
@@ -23,6 +27,7 @@
 #ifndef VG_GATEWAY_SERVER_H
 #define VG_GATEWAY_SERVER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -54,23 +59,54 @@ typedef enum {
 
 const char *vg_close_reason_name(vg_close_reason_t r);
 
-/* Ingest hook: called on an I/O worker for every PUBLISH whose topic equals
- * the telemetry topic. token is 0 for QoS 0; otherwise the hook must call
- * vg_server_complete(token, status) exactly once, from any thread, when the
- * message is safely stored (or failed). Payload and ids are only valid
- * during the call. Returns VG_OK when it took the message; a negative value
- * makes the server close the connection (VG_CLOSE_IO). user_props is the
- * PUBLISH's MQTT 5 user properties as their raw wire run of (0x26, key,
- * value) entries (vg_mqtt_user_props_next reads it), NULL/0 if none. */
-typedef int (*vg_server_ingest_fn)(void *ctx, const char *client_id, size_t client_id_len, const uint8_t *payload,
-                                   size_t payload_len, const uint8_t *user_props, size_t user_props_len,
-                                   int64_t arrival_ms, uint64_t token);
+/* One inbound PUBLISH as a hook sees it (MQTT, WebSocket or HTTP). Every
+ * pointer is valid only during the hook's call. */
+typedef struct {
+    const char *client_id; /* the publisher's client id; "http" for an HTTP publish */
+    size_t client_id_len;
+    const char *topic;
+    size_t topic_len;
+    const uint8_t *payload;
+    size_t payload_len;
+    /* MQTT 5 user properties as their raw wire run of (0x26, key, value)
+     * entries (vg_mqtt_user_props_next reads it), NULL/0 if none. */
+    const uint8_t *user_props;
+    size_t user_props_len;
+    uint8_t qos;
+    bool retain;
+    int64_t arrival_ms; /* wall clock */
+} vg_server_pub_t;
 
-/* Flush hook: called with ingest_ctx on an I/O worker before it sleeps, once
- * per loop iteration in which it called the ingest hook, so the stream can
- * commit that batch on the worker itself (vg_log_flush) and the PUBACKs
- * leave in the same iteration. NULL = none. */
+/* A hook: called on an I/O worker for every PUBLISH whose topic matches its
+ * filter, before the message is retained and routed to subscribers. token
+ * is 0 for QoS 0; otherwise the hook must call vg_server_complete(token,
+ * status) exactly once, from any thread, when it is done with the message
+ * (stored, or failed). A completion is never run inside the caller, not
+ * even from the hook's own call on the worker's thread: it is deferred to
+ * the owning worker (on that worker's thread without a wake-up or a system
+ * call). Returns VG_OK when it took the message. A negative value refuses
+ * it: the hook must then not complete the token, the message is neither
+ * retained nor routed, and the publisher is told (MQTT: the connection
+ * closes with VG_CLOSE_IO, so the client sends it again; HTTP: 503). */
+typedef int (*vg_server_hook_fn)(void *ctx, const vg_server_pub_t *pub, uint64_t token);
+
+/* Flush hook: called with the hook's ctx on an I/O worker before it sleeps,
+ * once per loop iteration in which that hook ran on it, so that the stream
+ * can commit that batch on the worker itself (vg_log_flush) and the
+ * PUBACKs leave in the same iteration. */
 typedef void (*vg_server_flush_fn)(void *ctx);
+
+/* One entry of the hook table: a topic filter (wildcards allowed; a filter
+ * without them is compared as a plain topic) and what to call. Every hook
+ * whose filter matches is called, in table order. */
+typedef struct {
+    const char *filter;       /* copied by vg_server_new */
+    vg_server_hook_fn fn;
+    vg_server_flush_fn flush; /* NULL = none */
+    void *ctx;
+} vg_server_hook_t;
+
+#define VG_SERVER_MAX_HOOKS 16
 
 /* Stats hook: writes the current counters as JSON into buf, returns length. */
 typedef size_t (*vg_server_stats_fn)(void *ctx, char *buf, size_t cap);
@@ -113,16 +149,10 @@ typedef struct {
     const char *state_path;    /* SQLite file for sessions and retained messages; NULL = in memory only */
     uint32_t state_commit_us;  /* store group-commit gather window */
     size_t state_max_pending_bytes; /* store writes queued at most (0 = the store's default, 64 MiB) */
-    const char *telemetry_topic;
-    vg_server_ingest_fn ingest;
-    void *ingest_ctx;
-    vg_server_flush_fn flush; /* see vg_server_flush_fn; called with ingest_ctx */
-    /* A second hook, with the ingest hook's contract, for PUBLISHes on
-     * exactly control_topic (operator commands such as alert
-     * acknowledgements). The message is also routed to subscribers. */
-    const char *control_topic;  /* NULL = none */
-    vg_server_ingest_fn control;
-    void *control_ctx;
+    /* The hook table (see vg_server_hook_t), copied by vg_server_new; at
+     * most VG_SERVER_MAX_HOOKS entries, each filter valid (VG_EINVAL). */
+    const vg_server_hook_t *hooks;
+    uint32_t nhooks;
     vg_server_stats_fn stats;
     void *stats_ctx;
 } vg_server_opts_t;
@@ -143,7 +173,7 @@ void vg_server_quiesce(vg_server_t *s);
 void vg_server_stop(vg_server_t *s);
 void vg_server_free(vg_server_t *s);
 
-/* Thread-safe: reports the outcome of an ingest token. */
+/* Thread-safe: reports the outcome of a hook token (see vg_server_hook_fn). */
 void vg_server_complete(vg_server_t *s, uint64_t token, int status);
 
 /* Thread-safe: publishes a message from the server itself (alerts, stats) to

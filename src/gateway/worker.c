@@ -58,16 +58,51 @@ int gw_inbox_post(worker_t *w, const item_t *items, size_t n)
     return VG_OK;
 }
 
+/* A completion on the owning worker's own thread (a hook, the flush hook's
+ * commit, gw_kv_wait with an answer known at once) waits on the worker's
+ * local list: running it at once would release acknowledgements the
+ * caller is still registering (it is re-entrant), and the inbox would cost
+ * a lock and a wake-up of a thread that is already awake. */
+static int defer_push(worker_t *w, uint64_t token, int status)
+{
+    if (w->ndeferred == w->deferred_cap) {
+        size_t ncap = w->deferred_cap ? w->deferred_cap * 2 : 64;
+        struct deferred *nd = vg_realloc(VG_MEM_MQTT, w->deferred, ncap * sizeof *nd);
+        if (!nd)
+            return VG_ENOMEM;
+        w->deferred = nd;
+        w->deferred_cap = ncap;
+    }
+    w->deferred[w->ndeferred++] = (struct deferred){token, status};
+    return VG_OK;
+}
+
+void gw_worker_run_deferred(worker_t *w)
+{
+    /* A completion can resume a paused connection whose packets report
+     * more: the loop takes those too (by index: the array may grow). */
+    for (size_t i = 0; i < w->ndeferred; i++) {
+        struct deferred d = w->deferred[i];
+        gw_complete_local(w, d.token, d.status);
+    }
+    w->ndeferred = 0;
+}
+
+void gw_worker_bind_thread(worker_t *w)
+{
+    tl_worker = w;
+}
+
 void vg_server_complete(vg_server_t *s, uint64_t token, int status)
 {
     uint32_t wi = TOK_WORKER(token);
     if (wi >= s->nworkers)
         return;
     worker_t *w = &s->workers[wi];
-    if (tl_worker == w) {
-        gw_complete_local(w, token, status);
+    if (tl_worker == w && defer_push(w, token, status) == VG_OK)
         return;
-    }
+    /* Another thread (or no memory for the local list): through the inbox,
+     * which wakes the worker only if it was empty. */
     item_t it = {.kind = ITEM_COMPLETE, .token = token, .status = status};
     gw_inbox_post(w, &it, 1);
 }
@@ -306,15 +341,88 @@ static void quiesce_worker(worker_t *w)
     }
 }
 
+/* Calls the flush hook of every hook that ran this round. */
+static void run_flush_hooks(worker_t *w)
+{
+    struct vg_server *s = w->srv;
+    uint32_t ran = w->hooks_ran;
+    w->hooks_ran = 0;
+    for (uint32_t i = 0; ran; i++, ran >>= 1)
+        if ((ran & 1) && s->hooks[i].flush)
+            s->hooks[i].flush(s->hooks[i].ctx);
+}
+
+void gw_worker_round(worker_t *w, int max_wait_ms)
+{
+    struct vg_server *s = w->srv;
+    struct epoll_event evs[MAX_EVENTS];
+    uint64_t now = vg_clock_mono_ns() / 1000000;
+    /* Closing a connection can queue output for others (its will) after
+     * this round's flush: then look for events without sleeping. */
+    int timeout = w->flush_head || w->close_head ? 0 : vg_wheel_timeout(&w->wheel, now);
+    if (max_wait_ms >= 0 && (timeout < 0 || timeout > max_wait_ms))
+        timeout = max_wait_ms;
+    int n = epoll_wait(w->ep, evs, MAX_EVENTS, timeout);
+    for (int i = 0; i < n; i++) {
+        void *p = evs[i].data.ptr;
+        if (p >= (void *)&w->lfd[0] && p < (void *)&w->lfd[L__COUNT]) {
+            accept_ready(w, (int)((int *)p - w->lfd));
+        } else if (p == &w->efd) {
+            drain_inbox(w);
+        } else {
+            conn_t *c = p;
+            if (c->state == ST_LINGER) {
+                gw_linger_ready(w, c, evs[i].events);
+                continue;
+            }
+            if (c->state == ST_CLOSING)
+                continue;
+            if (c->takeover_wait && (evs[i].events & (EPOLLHUP | EPOLLERR))) {
+                gw_conn_close(w, c, VG_CLOSE_PEER_CLOSED); /* gone while its CONNECT waited */
+                continue;
+            }
+            if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP))
+                gw_read_ready(w, c, READ_BUDGET);
+            if (c->state != ST_CLOSING && (evs[i].events & EPOLLOUT))
+                gw_flush_mark(w, c);
+        }
+        /* After each event, never inside its handling (see defer_push). */
+        if (w->ndeferred)
+            gw_worker_run_deferred(w);
+    }
+    now = vg_clock_mono_ns() / 1000000;
+    vg_wheel_advance(&w->wheel, now, on_timer, w);
+    /* Commit this iteration's telemetry here when the stream is idle:
+     * the PUBACKs it releases for this worker's connections are queued
+     * directly and leave in the flush below, with no thread hand-off. */
+    if (w->hooks_ran)
+        run_flush_hooks(w);
+    if (w->ndeferred)
+        gw_worker_run_deferred(w);
+    /* Before sleeping: write everything queued this round in one go per
+     * connection (PUBACKs of a whole group commit coalesce here). */
+    while (w->flush_head) {
+        conn_t *c = w->flush_head;
+        w->flush_head = c->flush_next;
+        c->in_flush = false;
+        if (c->state == ST_CLOSING)
+            continue;
+        if (!gw_conn_flush(w, c))
+            gw_conn_close(w, c, VG_CLOSE_IO);
+        else if (c->congested_at && c->out_len - c->out_off < s->o.max_outbuf)
+            gw_out_drained(w, c);
+    }
+    gw_process_closes(w);
+}
+
 void *gw_worker_main(void *arg)
 {
     worker_t *w = arg;
     struct vg_server *s = w->srv;
-    tl_worker = w;
+    gw_worker_bind_thread(w);
     char name[16];
     snprintf(name, sizeof name, "vg-mqtt-w%u", w->id);
     pthread_setname_np(pthread_self(), name);
-    struct epoll_event evs[MAX_EVENTS];
     bool quiesced = false;
     while (!atomic_load_explicit(&s->stopping, memory_order_acquire)) {
         if (!quiesced && atomic_load(&s->quiescing)) {
@@ -322,62 +430,12 @@ void *gw_worker_main(void *arg)
             quiesced = true;
             atomic_fetch_add(&s->quiesced_workers, 1);
         }
-        uint64_t now = vg_clock_mono_ns() / 1000000;
-        /* Closing a connection can queue output for others (its will) after
-         * this round's flush: then look for events without sleeping. */
-        int timeout = w->flush_head || w->close_head ? 0 : vg_wheel_timeout(&w->wheel, now);
-        int n = epoll_wait(w->ep, evs, MAX_EVENTS, timeout);
-        for (int i = 0; i < n; i++) {
-            void *p = evs[i].data.ptr;
-            if (p >= (void *)&w->lfd[0] && p < (void *)&w->lfd[L__COUNT]) {
-                accept_ready(w, (int)((int *)p - w->lfd));
-            } else if (p == &w->efd) {
-                drain_inbox(w);
-            } else {
-                conn_t *c = p;
-                if (c->state == ST_LINGER) {
-                    gw_linger_ready(w, c, evs[i].events);
-                    continue;
-                }
-                if (c->state == ST_CLOSING)
-                    continue;
-                if (c->takeover_wait && (evs[i].events & (EPOLLHUP | EPOLLERR))) {
-                    gw_conn_close(w, c, VG_CLOSE_PEER_CLOSED); /* gone while its CONNECT waited */
-                    continue;
-                }
-                if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP))
-                    gw_read_ready(w, c, READ_BUDGET);
-                if (c->state != ST_CLOSING && (evs[i].events & EPOLLOUT))
-                    gw_flush_mark(w, c);
-            }
-        }
-        now = vg_clock_mono_ns() / 1000000;
-        vg_wheel_advance(&w->wheel, now, on_timer, w);
-        /* Commit this iteration's telemetry here when the stream is idle:
-         * the PUBACKs it releases for this worker's connections are queued
-         * directly and leave in the flush below, with no thread hand-off. */
-        if (w->ingested && s->o.flush) {
-            w->ingested = false;
-            s->o.flush(s->o.ingest_ctx);
-        }
-        /* Before sleeping: write everything queued this round in one go per
-         * connection (PUBACKs of a whole group commit coalesce here). */
-        while (w->flush_head) {
-            conn_t *c = w->flush_head;
-            w->flush_head = c->flush_next;
-            c->in_flush = false;
-            if (c->state == ST_CLOSING)
-                continue;
-            if (!gw_conn_flush(w, c))
-                gw_conn_close(w, c, VG_CLOSE_IO);
-            else if (c->congested_at && c->out_len - c->out_off < s->o.max_outbuf)
-                gw_out_drained(w, c);
-        }
-        gw_process_closes(w);
+        gw_worker_round(w, -1);
     }
     /* Shutdown: deliver what is queued (PUBACKs of records made durable
      * during the stop), then close every connection. */
     drain_inbox(w);
+    gw_worker_run_deferred(w);
     for (uint32_t i = 0; i < w->nslots; i++) {
         conn_t *c = w->conns[i];
         if (!c)
@@ -397,6 +455,6 @@ void *gw_worker_main(void *arg)
     }
     w->flush_head = NULL;
     gw_process_closes(w);
-    tl_worker = NULL;
+    gw_worker_bind_thread(NULL);
     return NULL;
 }
