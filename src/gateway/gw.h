@@ -524,6 +524,12 @@ void gw_on_kv_durable(void *ctx, uint64_t seq, int status);
 int gw_load_state(struct vg_server *s);
 
 /* ---- worker.c ---- */
+/* Makes a connection of the accepted socket fd on listener li (L_*), which
+ * the caller has counted against the connection limits (conns_total,
+ * conns_listener). VG_ENOMEM (out of memory or slots) or VG_EIO (epoll
+ * refused it): nothing was made and fd is still the caller's to close.
+ * *out (if not NULL) gets the connection. */
+int gw_conn_add(worker_t *w, int fd, int li, conn_t **out);
 /* Makes w the worker of the calling thread (worker_main does; so do unit
  * tests that drive a worker by hand); NULL undoes it. */
 void gw_worker_bind_thread(worker_t *w);

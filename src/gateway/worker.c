@@ -139,6 +139,47 @@ static int slot_alloc(worker_t *w, uint32_t *slot)
     return VG_OK;
 }
 
+int gw_conn_add(worker_t *w, int fd, int li, conn_t **out)
+{
+    struct vg_server *s = w->srv;
+    uint32_t slot;
+    conn_t *c = vg_calloc(VG_MEM_MQTT, 1, sizeof *c);
+    if (c && li != L_MQTT) {
+        c->x = vg_calloc(VG_MEM_MQTT, 1, sizeof *c->x);
+        if (c->x) {
+            c->transport = li == L_WS ? TR_WS_HANDSHAKE : TR_HTTP;
+            vg_http_parser_init(&c->x->hp, c->x->headers, HTTP_MAX_HEADERS, VG_HTTP_DEFAULT_MAX_HEAD,
+                                li == L_HTTP ? s->o.max_packet_size : 0);
+        }
+    }
+    if (!c || (li != L_MQTT && !c->x) || slot_alloc(w, &slot) != VG_OK) {
+        if (c)
+            vg_free(c->x);
+        vg_free(c);
+        return VG_ENOMEM;
+    }
+    c->fd = fd;
+    c->listener = (uint8_t)li;
+    c->slot = slot;
+    c->gen = w->slot_gen[slot];
+    c->state = ST_NEW;
+    w->conns[slot] = c;
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = c};
+    if (epoll_ctl(w->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
+        w->conns[slot] = NULL;
+        w->free_slots[w->nfree++] = slot;
+        vg_free(c->x);
+        vg_free(c);
+        return VG_EIO;
+    }
+    atomic_fetch_add_explicit(&w->st_conns_current, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&w->st_conns_total, 1, memory_order_relaxed);
+    vg_wheel_add(&w->wheel, &c->timer, vg_clock_mono_ns() / 1000000 + s->o.connect_timeout_ms);
+    if (out)
+        *out = c;
+    return VG_OK;
+}
+
 static void accept_ready(worker_t *w, int li)
 {
     struct vg_server *s = w->srv;
@@ -179,46 +220,14 @@ static void accept_ready(worker_t *w, int li)
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        uint32_t slot;
-        conn_t *c = vg_calloc(VG_MEM_MQTT, 1, sizeof *c);
-        if (c && li != L_MQTT) {
-            c->x = vg_calloc(VG_MEM_MQTT, 1, sizeof *c->x);
-            if (c->x) {
-                c->transport = li == L_WS ? TR_WS_HANDSHAKE : TR_HTTP;
-                vg_http_parser_init(&c->x->hp, c->x->headers, HTTP_MAX_HEADERS, VG_HTTP_DEFAULT_MAX_HEAD,
-                                    li == L_HTTP ? s->o.max_packet_size : 0);
-            }
-        }
-        if (!c || (li != L_MQTT && !c->x) || slot_alloc(w, &slot) != VG_OK) {
-            if (c)
-                vg_free(c->x);
-            vg_free(c);
+        int ar = gw_conn_add(w, fd, li, NULL);
+        if (ar != VG_OK) {
             atomic_fetch_sub_explicit(&s->conns_total, 1, memory_order_relaxed);
             atomic_fetch_sub_explicit(&s->conns_listener[li], 1, memory_order_relaxed);
-            atomic_fetch_add_explicit(&w->st_refused, 1, memory_order_relaxed);
+            if (ar == VG_ENOMEM)
+                atomic_fetch_add_explicit(&w->st_refused, 1, memory_order_relaxed);
             close(fd);
-            continue;
         }
-        c->fd = fd;
-        c->listener = (uint8_t)li;
-        c->slot = slot;
-        c->gen = w->slot_gen[slot];
-        c->state = ST_NEW;
-        w->conns[slot] = c;
-        struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = c};
-        if (epoll_ctl(w->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
-            w->conns[slot] = NULL;
-            w->free_slots[w->nfree++] = slot;
-            vg_free(c->x);
-            vg_free(c);
-            close(fd);
-            atomic_fetch_sub_explicit(&s->conns_total, 1, memory_order_relaxed);
-            atomic_fetch_sub_explicit(&s->conns_listener[li], 1, memory_order_relaxed);
-            continue;
-        }
-        atomic_fetch_add_explicit(&w->st_conns_current, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&w->st_conns_total, 1, memory_order_relaxed);
-        vg_wheel_add(&w->wheel, &c->timer, vg_clock_mono_ns() / 1000000 + s->o.connect_timeout_ms);
     }
 }
 
