@@ -62,7 +62,7 @@
 /* kv namespaces (the state store's on-disk layout is documented in kv.c;
  * the value formats here). */
 enum {
-    NS_SESSION = 1, /* key client id, sub 0: session_blob (see session_persist) */
+    NS_SESSION = 1, /* key client id, sub 0: session_blob (see gw_session_persist in persist.c) */
     NS_OUT = 2,     /* key client id, sub queue seq: out entry + message blob */
     NS_Q2IN = 3,    /* key client id, sub packet id: inbound QoS 2 awaiting PUBREL (empty value) */
     NS_RETAIN = 4,  /* key topic, sub 0: message blob */
@@ -183,7 +183,7 @@ typedef enum {
     ITEM_DELIVER,
     ITEM_DELIVER_BATCH,
     ITEM_KICK,          /* close connection `token` (session taken over) */
-    ITEM_TAKEOVER,      /* drain, then close connection `token`; answer `waiter` (see handle_connect) */
+    ITEM_TAKEOVER,      /* drain, then close connection `token`; answer `waiter` (see connect.c) */
     ITEM_TAKEOVER_DONE, /* connection `token` may run its CONNECT again */
 } item_kind_t;
 
@@ -223,7 +223,7 @@ typedef struct {
 
 /* ST_LINGER: closed as far as MQTT is concerned (session released, no
  * handlers run, unreachable by token), only the socket is left: its output
- * drains, its input is discarded, see linger_start. */
+ * drains, its input is discarded, see linger_start in conn.c. */
 enum { ST_FREE = 0, ST_NEW, ST_ACTIVE, ST_CLOSING, ST_LINGER };
 
 /* True once a connection is closing or lingering: nothing more is queued to
@@ -317,7 +317,7 @@ typedef struct conn {
     /* partial input */
     uint8_t *in;
     uint32_t in_len, in_cap;
-    /* queued output (at most OUT_MAX bytes: see out_reserve_ex) */
+    /* queued output (at most OUT_MAX bytes: see gw_out_reserve_ex) */
     uint8_t *out;
     uint32_t out_off, out_len, out_cap;
     /* inbound acks in arrival order */
