@@ -549,7 +549,7 @@ size_t gw_parse_packets(worker_t *w, conn_t *c, const uint8_t *data, size_t len)
 }
 
 /* Keeps data[0..len) as the connection's pending input. */
-bool gw_keep_input(conn_t *c, const uint8_t *data, size_t len)
+static bool keep_input(conn_t *c, const uint8_t *data, size_t len)
 {
     if (len == 0) {
         vg_free(c->in);
@@ -579,19 +579,23 @@ bool gw_keep_input(conn_t *c, const uint8_t *data, size_t len)
 }
 
 /* Runs the packets already buffered in c->in (after a pause). */
+void gw_parse_input(worker_t *w, conn_t *c)
+{
+    size_t used = gw_parse_packets(w, c, c->in, c->in_len);
+    if (c->state == ST_CLOSING)
+        return;
+    if (!keep_input(c, c->in + used, c->in_len - used))
+        gw_conn_close(w, c, VG_CLOSE_IO);
+}
+
 void gw_process_input(worker_t *w, conn_t *c)
 {
     if (!c->in_len)
         return;
-    if (c->transport == TR_HTTP) {
+    if (c->transport == TR_HTTP)
         gw_http_input(w, c);
-        return;
-    }
-    size_t used = gw_parse_packets(w, c, c->in, c->in_len);
-    if (c->state == ST_CLOSING)
-        return;
-    if (!gw_keep_input(c, c->in + used, c->in_len - used))
-        gw_conn_close(w, c, VG_CLOSE_IO);
+    else
+        gw_parse_input(w, c);
 }
 
 /* One recv into dst: the byte count (> 0); 0 when the socket has nothing
@@ -713,7 +717,7 @@ void gw_read_ready(worker_t *w, conn_t *c, size_t budget)
         size_t used = gw_parse_packets(w, c, data, len);
         if (c->state == ST_CLOSING)
             return;
-        if (!gw_keep_input(c, data + used, len - used)) {
+        if (!keep_input(c, data + used, len - used)) {
             gw_conn_close(w, c, VG_CLOSE_IO);
             return;
         }

@@ -353,7 +353,7 @@ typedef struct worker {
     uint32_t hooks_ran; /* bit i: hook i ran this iteration, call its flush hook before sleeping */
     /* Completions reported on this worker's own thread (vg_server_complete
      * from a hook, the flush hook's commit, an answer known at once), run
-     * after the current event by gw_worker_run_deferred: never inside the
+     * after the current event (worker.c, run_deferred): never inside the
      * code that caused them, and without the inbox's lock and wake-up. */
     struct deferred {
         uint64_t token;
@@ -537,8 +537,6 @@ void gw_worker_bind_thread(worker_t *w);
  * the next timer), handle them, run timers, flush hooks and deferred
  * completions, write what was queued, close what was closed. */
 void gw_worker_round(worker_t *w, int max_wait_ms);
-/* Runs the completions deferred on w's own thread (see worker_t.deferred). */
-void gw_worker_run_deferred(worker_t *w);
 /* The worker of s running on the calling thread, NULL on any other thread. */
 worker_t *gw_current_worker(const struct vg_server *s);
 void gw_wake(worker_t *w);
@@ -563,7 +561,9 @@ void gw_conn_destroy(worker_t *w, conn_t *c);
 void gw_linger_ready(worker_t *w, conn_t *c, uint32_t events);
 void gw_process_closes(worker_t *w);
 size_t gw_parse_packets(worker_t *w, conn_t *c, const uint8_t *data, size_t len);
-bool gw_keep_input(conn_t *c, const uint8_t *data, size_t len);
+/* Handles the whole MQTT packets in c->in and keeps the rest (freeing the
+ * buffer when nothing is left). */
+void gw_parse_input(worker_t *w, conn_t *c);
 void gw_process_input(worker_t *w, conn_t *c);
 void gw_read_ready(worker_t *w, conn_t *c, size_t budget);
 void gw_out_drained(worker_t *w, conn_t *c);

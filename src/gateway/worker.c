@@ -77,7 +77,7 @@ static int defer_push(worker_t *w, uint64_t token, int status)
     return VG_OK;
 }
 
-void gw_worker_run_deferred(worker_t *w)
+static void run_deferred(worker_t *w)
 {
     /* A completion can resume a paused connection whose packets report
      * more: the loop takes those too (by index: the array may grow). */
@@ -397,7 +397,7 @@ void gw_worker_round(worker_t *w, int max_wait_ms)
         }
         /* After each event, never inside its handling (see defer_push). */
         if (w->ndeferred)
-            gw_worker_run_deferred(w);
+            run_deferred(w);
     }
     now = vg_clock_mono_ns() / 1000000;
     vg_wheel_advance(&w->wheel, now, on_timer, w);
@@ -407,7 +407,7 @@ void gw_worker_round(worker_t *w, int max_wait_ms)
     if (w->hooks_ran)
         run_flush_hooks(w);
     if (w->ndeferred)
-        gw_worker_run_deferred(w);
+        run_deferred(w);
     /* Before sleeping: write everything queued this round in one go per
      * connection (PUBACKs of a whole group commit coalesce here). */
     while (w->flush_head) {
@@ -444,7 +444,7 @@ void *gw_worker_main(void *arg)
     /* Shutdown: deliver what is queued (PUBACKs of records made durable
      * during the stop), then close every connection. */
     drain_inbox(w);
-    gw_worker_run_deferred(w);
+    run_deferred(w);
     for (uint32_t i = 0; i < w->nslots; i++) {
         conn_t *c = w->conns[i];
         if (!c)

@@ -116,11 +116,7 @@ void gw_ws_input(worker_t *w, conn_t *c, const uint8_t *p, size_t left)
             return;
         }
     }
-    size_t used = gw_parse_packets(w, c, c->in, c->in_len);
-    if (c->state == ST_CLOSING)
-        return;
-    if (!gw_keep_input(c, c->in + used, c->in_len - used))
-        gw_conn_close(w, c, VG_CLOSE_IO);
+    gw_parse_input(w, c);
 }
 
 void gw_ws_handshake(worker_t *w, conn_t *c)
