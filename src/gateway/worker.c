@@ -404,10 +404,17 @@ void gw_worker_round(worker_t *w, int max_wait_ms)
     /* Commit this iteration's telemetry here when the stream is idle:
      * the PUBACKs it releases for this worker's connections are queued
      * directly and leave in the flush below, with no thread hand-off. */
-    if (w->hooks_ran)
-        run_flush_hooks(w);
-    if (w->ndeferred)
-        run_deferred(w);
+    /* The completions a commit made here resume paused connections, whose
+     * buffered packets can call hooks again: those are committed in this
+     * round too (nothing else would until the worker wakes again). Ends
+     * when a round brings no completion (none committed, or the stream's
+     * committer leads: its completions come through the inbox). */
+    while (w->hooks_ran || w->ndeferred) {
+        if (w->hooks_ran)
+            run_flush_hooks(w);
+        if (w->ndeferred)
+            run_deferred(w);
+    }
     /* Before sleeping: write everything queued this round in one go per
      * connection (PUBACKs of a whole group commit coalesce here). */
     while (w->flush_head) {

@@ -261,6 +261,72 @@ static void test_http_same_path(void)
     server_done(s);
 }
 
+/* A flush hook that commits at once (as the stream's leader commit does):
+ * it completes every token it was given, on the worker's own thread. */
+typedef struct {
+    vg_server_t *s;
+    uint64_t tokens[64];
+    size_t n, done;
+} leader_t;
+
+static int leader_hook(void *ctx, const vg_server_pub_t *p, uint64_t token)
+{
+    leader_t *l = ctx;
+    if (token && l->n < 64)
+        l->tokens[l->n++] = token;
+    return VG_OK;
+}
+
+static void leader_flush(void *ctx)
+{
+    leader_t *l = ctx;
+    while (l->done < l->n)
+        vg_server_complete(l->s, l->tokens[l->done++], VG_OK);
+}
+
+/* A connection paused on --max-inflight resumes when its acks drain, and
+ * the packets it had buffered call the hook again: they are committed in
+ * the same round, not left for a worker that goes to sleep. */
+static void test_resumed_publishes_committed_same_round(void)
+{
+    leader_t l = {0};
+    vg_server_opts_t o;
+    vg_server_opts_default(&o);
+    o.max_inflight = 2;
+    vg_server_hook_t h = {.filter = "t/#", .fn = leader_hook, .flush = leader_flush, .ctx = &l};
+    o.hooks = &h;
+    o.nhooks = 1;
+    vg_server_t *s = gwt_server(&o);
+    VT_REQUIRE(s);
+    l.s = s;
+    worker_t *w = &s->workers[0];
+    gwt_client_t *pub = gwt_client(s, 0, L_MQTT, VG_MQTT_V311);
+    VT_REQUIRE(pub);
+    VT_EQ_INT(gwt_connect(pub, "pub", 0, true), 0);
+    for (uint16_t pid = 1; pid <= 6; pid++)
+        gwt_publish(pub, "t/x", "v", 1, pid, false, false);
+    gw_worker_bind_thread(w);
+    gw_worker_round(w, 1000); /* one round: the six are readable at once */
+    gw_worker_bind_thread(NULL);
+    VT_EQ_INT(l.n, 6);
+    VT_CHECK(!pub->c->paused);
+    /* All six PUBACKs were sent in that round (no further round runs). */
+    gwt_pull(pub);
+    size_t off = 0;
+    int acks = 0;
+    while (off < pub->len) {
+        uint8_t type, flags;
+        size_t hl, rl;
+        if (vg_mqtt_frame(pub->buf + off, pub->len - off, sizeof pub->buf, &type, &flags, &hl, &rl) != VG_OK)
+            break;
+        acks += type == VG_MQTT_PUBACK;
+        off += hl + rl;
+    }
+    VT_EQ_INT(acks, 6);
+    gwt_close(pub);
+    vg_server_free(s);
+}
+
 /* A filter that is not one is refused when the server is made. */
 static void test_bad_hook_filter(void)
 {
@@ -280,6 +346,7 @@ int main(void)
     VT_RUN(test_failed_completion_closes);
     VT_RUN(test_refusal_not_routed);
     VT_RUN(test_http_same_path);
+    VT_RUN(test_resumed_publishes_committed_same_round);
     VT_RUN(test_bad_hook_filter);
     return VT_DONE();
 }
