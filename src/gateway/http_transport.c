@@ -116,6 +116,19 @@ static void http_route(worker_t *w, conn_t *c, const vg_http_request_t *req)
     }
 }
 
+/* A request the parser refused (head or body): its error answer, counted,
+ * then the connection closes (after lingering: the client reads why). */
+static void http_refuse(worker_t *w, conn_t *c, vg_http_error_t e)
+{
+    char buf[512];
+    int n = vg_http_error_response(buf, sizeof buf, e);
+    if (n > 0)
+        gw_send_bytes(w, c, (const uint8_t *)buf, (size_t)n);
+    atomic_fetch_add_explicit(&w->st_http, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&w->st_http_err, 1, memory_order_relaxed);
+    gw_conn_close_why(w, c, VG_CLOSE_HTTP_BAD_REQUEST, vg_http_error_name(e));
+}
+
 /* Runs the HTTP requests buffered in c->in (pipelining allowed: answers
  * leave in request order through the ack ring). */
 void gw_http_input(worker_t *w, conn_t *c)
@@ -128,13 +141,7 @@ void gw_http_input(worker_t *w, conn_t *c)
             if (r == VG_AGAIN)
                 return;
             if (r != VG_OK) {
-                char buf[512];
-                int n = vg_http_error_response(buf, sizeof buf, x->hp.error);
-                if (n > 0)
-                    gw_send_bytes(w, c, (const uint8_t *)buf, (size_t)n);
-                atomic_fetch_add_explicit(&w->st_http, 1, memory_order_relaxed);
-                atomic_fetch_add_explicit(&w->st_http_err, 1, memory_order_relaxed);
-                gw_conn_close_why(w, c, VG_CLOSE_HTTP_BAD_REQUEST, vg_http_error_name(x->hp.error));
+                http_refuse(w, c, x->hp.error);
                 return;
             }
             x->have_head = true;
@@ -162,13 +169,7 @@ void gw_http_input(worker_t *w, conn_t *c)
             return;
         }
         if (r != VG_OK) {
-            char buf[512];
-            int n = vg_http_error_response(buf, sizeof buf, x->body.error);
-            if (n > 0)
-                gw_send_bytes(w, c, (const uint8_t *)buf, (size_t)n);
-            atomic_fetch_add_explicit(&w->st_http, 1, memory_order_relaxed);
-            atomic_fetch_add_explicit(&w->st_http_err, 1, memory_order_relaxed);
-            gw_conn_close_why(w, c, VG_CLOSE_HTTP_BAD_REQUEST, vg_http_error_name(x->body.error));
+            http_refuse(w, c, x->body.error);
             return;
         }
         if (!x->keep_alive)
