@@ -105,7 +105,6 @@ typedef struct shard_proc {
      * callback when pending drops to 0, and by stop. Everything else the
      * thread waits for is a deadline it computes itself. */
     vg_notify_t wake;
-    atomic_uint in_callback; /* on_alert_durable calls still running (stop waits them out) */
     atomic_uint_fast64_t processed, alerts, replayed, checkpoints, processed_seq, ndevs, overflow, emit_err, ticks;
     atomic_uint_fast64_t kinds[5];
     atomic_int_fast64_t open_now;
@@ -118,6 +117,12 @@ struct vg_processor {
     uint32_t nshards;
     atomic_bool stop;
     shard_proc_t *shards;
+    /* 1 for the owner (dropped by vg_processor_stop) + 1 per alert appended
+     * and not yet called back. Whoever drops the last reference frees p:
+     * normally stop; but an alert still in flight when stop gives up
+     * waiting (a full disk, say) is called back later, from
+     * vg_log_close of the alerts stream, and must find p alive. */
+    atomic_uint refs;
 };
 
 typedef struct {
@@ -470,12 +475,22 @@ static int scan_emitted(shard_proc_t *sp)
 
 /* ---- alerts -------------------------------------------------------------- */
 
+static void shards_free(struct vg_processor *p);
+
+/* Drops one reference (see struct vg_processor); the last one frees p. */
+static void processor_unref(struct vg_processor *p)
+{
+    if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) == 1) {
+        shards_free(p);
+        vg_free(p);
+    }
+}
+
 static void on_alert_durable(void *ctx, int status, uint32_t shard, uint64_t seq, uint64_t token)
 {
     pending_alert_t *pa = (pending_alert_t *)(uintptr_t)token;
     shard_proc_t *sp = pa->sp;
     struct vg_processor *p = sp->p;
-    atomic_fetch_add_explicit(&sp->in_callback, 1, memory_order_acq_rel);
     if (status == VG_OK) {
         if (p->o.publish)
             p->o.publish(p->o.publish_ctx, pa->data, pa->topic_len, pa->data + pa->topic_len, pa->payload_len);
@@ -489,8 +504,7 @@ static void on_alert_durable(void *ctx, int status, uint32_t shard, uint64_t seq
      * be waiting for exactly this. */
     if (atomic_fetch_sub_explicit(&sp->pending, 1, memory_order_acq_rel) == 1)
         vg_notify_post(&sp->wake);
-    /* Last touch of sp: stop frees it once this is 0 (and pending is). */
-    atomic_fetch_sub_explicit(&sp->in_callback, 1, memory_order_release);
+    processor_unref(p); /* last touch of p and sp */
 }
 
 /* The telemetry shard's watcher (committer thread): new durable records. */
@@ -576,10 +590,12 @@ static int emit(void *ctx, const vg_alert_event_t *ev)
     uint8_t meta[VG_ALERT_META_LEN];
     vg_alert_meta_encode(meta, a.seq, ev->type, ev->kind, ev->revision, ev->event_id, ev->alert_id);
     atomic_fetch_add_explicit(&sp->pending, 1, memory_order_acq_rel);
+    atomic_fetch_add_explicit(&sp->p->refs, 1, memory_order_relaxed);
     int rc = vg_log_append_shard(sp->p->o.alerts, sp->shard, sp->cur_dev, sp->cur_dev_len, meta, sizeof meta, payload,
                                  (size_t)n, vg_clock_wall_ms(), on_alert_durable, sp, (uint64_t)(uintptr_t)pa, NULL);
     if (rc) {
         atomic_fetch_sub_explicit(&sp->pending, 1, memory_order_acq_rel);
+        atomic_fetch_sub_explicit(&sp->p->refs, 1, memory_order_relaxed); /* the owner's keeps it above 0 */
         vg_free(pa);
         atomic_fetch_add_explicit(&sp->emit_err, 1, memory_order_relaxed);
         VG_ERROR(MOD, "shard %u: alert append failed: %s", sp->shard, vg_strerror(rc));
@@ -963,6 +979,7 @@ int vg_processor_start(const vg_processor_opts_t *o, vg_processor_t **out)
     if (!p)
         return VG_ENOMEM;
     p->o = *o;
+    atomic_init(&p->refs, 1);
     if (!p->o.checkpoint_interval_ms)
         p->o.checkpoint_interval_ms = 1000;
     if (!p->o.cfg) {
@@ -1042,11 +1059,6 @@ void vg_processor_stop(vg_processor_t *p)
         vg_notify_post(&p->shards[i].wake);
     for (uint32_t i = 0; i < p->nshards; i++)
         pthread_join(p->shards[i].thread, NULL);
-    /* A durable callback that brought pending to 0 may still be on its way
-     * out (the post, then its last store): a few instructions. */
-    for (uint32_t i = 0; i < p->nshards; i++)
-        while (atomic_load_explicit(&p->shards[i].in_callback, memory_order_acquire) != 0)
-            sched_yield();
     /* Requests that arrived after a shard's last look: answer them. */
     for (uint32_t i = 0; i < p->nshards; i++) {
         shard_proc_t *sp = &p->shards[i];
@@ -1054,9 +1066,12 @@ void vg_processor_stop(vg_processor_t *p)
             if (p->o.ack_done)
                 p->o.ack_done(p->o.ack_ctx, sp->inbox[k].token, VG_ECLOSED, sp->inbox[k].alert_id, sp->inbox[k].dev,
                               sp->inbox[k].dev_len);
+        sp->inbox_n = 0;
     }
-    shards_free(p);
-    vg_free(p);
+    unsigned left = atomic_load(&p->refs) - 1;
+    if (left)
+        VG_WARN(MOD, "%u alerts still in flight at stop; their callbacks come when the alerts stream closes", left);
+    processor_unref(p);
 }
 
 int vg_processor_ack(vg_processor_t *p, const char *dev_id, size_t dev_len, uint64_t alert_id, const char *by,
