@@ -32,16 +32,19 @@
  *                tables of strings keep the hash in the slot or the element;
  *   MATCH(e, k)  true if the element in slot value e has key k.
  * It defines, for slots[] of mask + 1 entries (a power of two):
- *   size_t name_find(const name##_slot_t *slots, size_t mask, size_t hv, K k)
+ *   size_t name_find(const T *slots, size_t mask, size_t hv, K k)
  *       the slot holding k, or the empty slot where k would go;
- *   void name_put(name##_slot_t *slots, size_t mask, name##_slot_t e)
+ *   void name_put(T *slots, size_t mask, T e)
  *       stores e, whose key is not in the table;
- *   void name_delete(name##_slot_t *slots, size_t mask, size_t i, name##_slot_t empty)
+ *   void name_delete(T *slots, size_t mask, size_t i, T empty)
  *       empties slot i and pulls later members of its probe run back, so
  *       lookups never need tombstones and a table's cost depends only on
  *       what it holds now;
- *   void name_rehash(name##_slot_t *dst, size_t dmask, const name##_slot_t *src, size_t scap)
+ *   void name_rehash(T *dst, size_t dmask, const T *src, size_t scap)
  *       puts every element of src[0..scap) into dst (which is empty).
+ * VG_SET_DEFINE_FIND(name, T, K, IS_EMPTY, MATCH) defines name_find alone,
+ * for a table that never deletes and whose slots cannot be hashed without
+ * more context (devtable.c's slots are entry indexes; it re-probes by id).
  * Not thread-safe: the owner of the slot array locks. */
 #ifndef VG_CORE_SET_H
 #define VG_CORE_SET_H
@@ -52,7 +55,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define VG_SET_DEFINE(name, T, K, IS_EMPTY, HASH, MATCH)                                                               \
+#define VG_SET_DEFINE_FIND(name, T, K, IS_EMPTY, MATCH)                                                                \
     /* A typedef, so that `const` applies to the slot even when T is a pointer type. */                                \
     typedef T name##_slot_t;                                                                                           \
     __attribute__((unused)) static inline size_t name##_find(const name##_slot_t *slots, size_t mask, size_t hv, K k)  \
@@ -62,7 +65,10 @@
         while (!(IS_EMPTY(slots[i])) && !(MATCH(slots[i], k)))                                                         \
             i = (i + 1) & mask;                                                                                        \
         return i;                                                                                                      \
-    }                                                                                                                  \
+    }
+
+#define VG_SET_DEFINE(name, T, K, IS_EMPTY, HASH, MATCH)                                                               \
+    VG_SET_DEFINE_FIND(name, T, K, IS_EMPTY, MATCH)                                                                    \
     __attribute__((unused)) static inline void name##_put(name##_slot_t *slots, size_t mask, name##_slot_t e)          \
     {                                                                                                                  \
         size_t i = (size_t)(HASH(e)) & mask;                                                                           \
