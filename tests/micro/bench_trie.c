@@ -4,7 +4,12 @@
  * Not part of `make test` or `make bench`: built and run by hand on a quiet
  * machine when the trie changes, against the old and the new library:
  *
- *   make build/micro/bench_trie && build/micro/bench_trie
+ *   make && cc -std=c17 -D_GNU_SOURCE -O2 -Isrc -pthread -o /tmp/bench_trie \
+ *       tests/micro/bench_trie.c $(ls build/obj/src/*/*.o | grep -v app/main.o) \
+ *       -lsqlite3 -lcrypto -lcurl -lpthread -lm && /tmp/bench_trie
+ *
+ * (not a Makefile target: bench/ and the Makefile's bench rules belong to
+ * the benchmark suite, and this is a tool for whoever touches the trie).
  *
  * Prints one line per case: nanoseconds per operation, best of ROUNDS. */
 #include "core/clock.h"
