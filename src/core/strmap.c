@@ -3,6 +3,7 @@
 
 #include "core/err.h"
 #include "core/hash.h"
+#include "core/set.h"
 
 #include <string.h>
 
@@ -27,14 +28,20 @@ void vg_strmap_deinit(vg_strmap_t *m)
     memset(m, 0, sizeof *m);
 }
 
+typedef struct {
+    const char *p;
+    size_t len;
+    uint32_t h;
+} probe_key_t;
+
+#define SLOT_EMPTY(s) ((s).key == NULL)
+#define SLOT_HASH(s) ((s).hash)
+#define SLOT_MATCH(s, k) ((s).hash == (k).h && (s).key_len == (k).len && memcmp((s).key, (k).p, (k).len) == 0)
+VG_SET_DEFINE(slots, vg_strmap_slot_t, probe_key_t, SLOT_EMPTY, SLOT_HASH, SLOT_MATCH)
+
 static size_t find(const vg_strmap_t *m, const char *key, size_t len, uint32_t h)
 {
-    size_t mask = m->cap - 1;
-    for (size_t i = h & mask;; i = (i + 1) & mask) {
-        const vg_strmap_slot_t *s = &m->slots[i];
-        if (!s->key || (s->hash == h && s->key_len == len && memcmp(s->key, key, len) == 0))
-            return i;
-    }
+    return slots_find(m->slots, m->cap - 1, h, (probe_key_t){key, len, h});
 }
 
 static int grow(vg_strmap_t *m)
@@ -47,10 +54,7 @@ static int grow(vg_strmap_t *m)
     size_t ocap = m->cap;
     m->slots = ns;
     m->cap = ncap;
-    for (size_t i = 0; i < ocap; i++) {
-        if (old[i].key)
-            m->slots[find(m, old[i].key, old[i].key_len, old[i].hash)] = old[i];
-    }
+    slots_rehash(ns, ncap - 1, old, ocap);
     vg_free(old);
     return VG_OK;
 }
@@ -97,24 +101,11 @@ int vg_strmap_del(vg_strmap_t *m, const char *key, size_t len)
 {
     if (!m->cap)
         return VG_ENOTFOUND;
-    size_t mask = m->cap - 1;
     size_t i = find(m, key, len, hash_bytes(key, len));
     if (!m->slots[i].key)
         return VG_ENOTFOUND;
     vg_free(m->slots[i].key);
-    m->slots[i].key = NULL;
     m->count--;
-    /* Backward-shift: pull later members of the probe run into the hole so
-     * lookups never stop early at it (no tombstones to accumulate). */
-    size_t hole = i;
-    for (size_t j = (i + 1) & mask; m->slots[j].key; j = (j + 1) & mask) {
-        size_t home = m->slots[j].hash & mask;
-        size_t dist_j = (j - home) & mask, dist_hole = (hole - home) & mask;
-        if (dist_hole < dist_j) {
-            m->slots[hole] = m->slots[j];
-            m->slots[j].key = NULL;
-            hole = j;
-        }
-    }
+    slots_delete(m->slots, m->cap - 1, i, (vg_strmap_slot_t){0});
     return VG_OK;
 }

@@ -1,6 +1,6 @@
 /* strmap.h — a hash map from byte strings to uint64_t values.
  *
- * Open addressing with linear probing and backward-shift deletion, power-of-
+ * Open addressing (core/set.h: linear probing, backward-shift deletion), power-of-
  * two capacity grown at 70% load; keys are copied. Not thread-safe: the owner
  * locks. Used for client-id ownership and other small indexes. */
 #ifndef VG_CORE_STRMAP_H

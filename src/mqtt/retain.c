@@ -3,14 +3,14 @@
  * Owns: the topic trie, the message copies, the expiry heap and the rwlock,
  * all charged to VG_MEM_MQTT. Does not own: validation, persistence, delivery.
  *
- * Shape. The trie mirrors topic.c's subscription trie turned around: there
- * the tree holds filters and is walked with a topic, here it holds topics
- * and is walked with a filter. A node is one allocation of 35 bytes plus its
- * level text; its first named child is stored inline and a hash table
- * (open addressing, linear probing, backward-shift deletion, at most 3/4
- * full) appears only with the second child, because most nodes of a large
- * store are leaves or have one child. Unlike topic.c's nodes, ours carry a
- * parent pointer. It costs 8 bytes per node and buys three things that would
+ * Shape. The level trie (mqtt/trie.h) is the one topic.c's subscription
+ * tree uses, turned around: there the tree holds filters and is walked with
+ * a topic, here it holds topics and is walked with a filter. A node is one
+ * allocation of 40 bytes plus its level text (the trie's 24-byte header with
+ * the named children, ours: a parent and a message pointer); the first
+ * named child is stored inline and a hash table appears only with the
+ * second, because most nodes of a large store are leaves or have one child.
+ * Unlike topic.c's nodes, ours carry a parent pointer. It costs 8 bytes per node and buys three things that would
  * otherwise need an explicit stack or a copy of every topic string:
  *   - a match can walk the tree without recursion or allocation (topics may
  *     have 32,768 levels, and a stack per match would be a failure point);
@@ -19,11 +19,12 @@
  *   - a sweep that pops an expired node from the heap can unlink it and prune
  *     its emptied ancestors without knowing its topic.
  *
- * Messages. A message is a separate allocation (16-byte header + blob) so
+ * Messages. A message is a separate allocation (12-byte header + blob) so
  * that replacing one never moves a node (the heap and the children of a node
- * point at it). Messages with an expiry are also in a binary min-heap of node
- * pointers ordered by expiry; each message records its heap index so that a
- * replace or delete can fix the heap in O(log n).
+ * point at it). Nodes whose message expires are also in a binary min-heap
+ * (core/heap.h) ordered by expiry; each such node records its heap index (in
+ * the trie header's spare field) so that a replace or delete can fix the
+ * heap in O(log n), and a replacement keeps the node's place.
  *
  * Locking. One rwlock around everything. A set copies the blob before it
  * takes the lock and frees a replaced one after. The lock prefers writers: a steady stream of matches from many
@@ -32,7 +33,8 @@
 
 #include "core/alloc.h"
 #include "core/err.h"
-#include "core/hash.h"
+#include "core/heap.h"
+#include "mqtt/trie.h"
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -44,53 +46,48 @@ typedef struct node node_t;
 typedef struct {
     int64_t expire_at; /* wall-clock ms, 0 = never */
     uint32_t blen;
-    uint32_t heap_idx; /* position in the expiry heap; meaningful only if expire_at != 0 */
     unsigned char data[];
 } msg_t;
 
 struct node {
-    node_t *parent; /* NULL only for the root */
-    union {
-        node_t *one;    /* kbits == 0: the only named child, or NULL */
-        node_t **slots; /* kbits > 0: 1 << kbits slots, NULL = empty */
-    } kids;
-    msg_t *msg;  /* the retained message of this topic, or NULL */
-    uint32_t hv; /* hash of key, kept so that tables grow and delete without rehashing text */
-    uint32_t nkids;
-    uint16_t keylen; /* a level of a valid topic is at most 65,535 bytes */
-    uint8_t kbits;
-    char key[]; /* the level text, not NUL-terminated; empty for the root */
+    node_t *parent;   /* NULL only for the root */
+    msg_t *msg;       /* the retained message of this topic, or NULL */
+    vg_trie_node_t t; /* the named children and the level text; last, the key bytes follow */
 };
 
+/* Where n sits in the expiry heap, kept in the trie header's owner field
+ * (which would otherwise be padding); meaningful only while n->msg expires. */
+#define HEAP_IDX(n) ((n)->t.aux)
+
 /* The bytes-per-entry figure in retain.h depends on this staying small. */
-_Static_assert(sizeof(void *) != 8 || offsetof(node_t, key) == 35, "node_t grew: check the memory note in retain.h");
+_Static_assert(sizeof(void *) != 8 || offsetof(node_t, t.key) == 40, "node_t grew: check the memory note in retain.h");
+
+/* Our node of a trie child (NULL stays NULL). */
+static node_t *kid_node(const vg_trie_node_t *c)
+{
+    return VG_TRIE_OWNER(c, node_t, t);
+}
+
+/* The expiry heap: node pointers, the earliest expire_at first. */
+#define EXPIRES_BEFORE(a, b) ((a)->msg->expire_at < (b)->msg->expire_at)
+#define HEAP_MOVED(e, i) (HEAP_IDX(e) = (uint32_t)(i))
+VG_HEAP_DEFINE(expiry, node_t *, EXPIRES_BEFORE, HEAP_MOVED)
 
 struct vg_retain {
     pthread_rwlock_t lock;
     node_t *root;
-    node_t **heap; /* expiring entries, min-heap by msg->expire_at */
-    size_t heap_len, heap_cap;
+    expiry_t heap; /* expiring entries */
     vg_retain_limits_t lim;
     size_t count, bytes;
     uint64_t rejected;
 };
 
-#define KIDS_MIN_BITS 2
-#define MAX_TOPIC_LEN 65535u
+#define MAX_TOPIC_LEN VG_TRIE_MAX_LEVEL
 /* Topics up to this length are rebuilt on the matcher's stack; longer ones
  * (rare) in a heap buffer. */
 #define TOPIC_BUF 512
 
 /* ---- levels ----------------------------------------------------------------- */
-
-/* Returns the index one past the level that starts at pos ('/' or len). */
-static size_t level_end(const char *s, size_t len, size_t pos)
-{
-    if (pos >= len)
-        return len;
-    const char *slash = memchr(s + pos, '/', len - pos);
-    return slash ? (size_t)(slash - s) : len;
-}
 
 /* Start of the level that ends at end (end is a '/' or the length). */
 static size_t level_start(const char *s, size_t end)
@@ -99,77 +96,32 @@ static size_t level_start(const char *s, size_t end)
     return slash ? (size_t)(slash - s) + 1 : 0;
 }
 
-static bool key_eq(const node_t *n, const char *s, size_t len, uint32_t hv)
-{
-    return n->hv == hv && n->keylen == len && memcmp(n->key, s, len) == 0;
-}
-
-static bool is_plus(const char *s, size_t len)
-{
-    return len == 1 && s[0] == '+';
-}
-
-static bool is_hash(const char *s, size_t len)
-{
-    return len == 1 && s[0] == '#';
-}
-
 static bool is_dollar(const node_t *n)
 {
-    return n->keylen > 0 && n->key[0] == '$';
+    return n->t.keylen > 0 && n->t.key[0] == '$';
 }
 
 /* ---- nodes and their children ------------------------------------------------ */
 
 static node_t *node_new(node_t *parent, const char *key, size_t keylen, uint32_t hv)
 {
-    node_t *n = vg_malloc(VG_MEM_MQTT, offsetof(node_t, key) + keylen);
+    node_t *n = vg_malloc(VG_MEM_MQTT, offsetof(node_t, t.key) + keylen);
     if (!n)
         return NULL;
-    memset(n, 0, offsetof(node_t, key));
     n->parent = parent;
-    n->hv = hv;
-    n->keylen = (uint16_t)keylen;
-    if (keylen)
-        memcpy(n->key, key, keylen);
+    n->msg = NULL;
+    vg_trie_node_init(&n->t, key, keylen, hv);
     return n;
 }
 
 static node_t *kid_find(const node_t *n, const char *s, size_t len, uint32_t hv)
 {
-    if (n->kbits == 0) {
-        node_t *c = n->kids.one;
-        return c && key_eq(c, s, len, hv) ? c : NULL;
-    }
-    size_t mask = ((size_t)1 << n->kbits) - 1;
-    /* Terminates: the load limit keeps at least one slot empty. */
-    for (size_t i = hv & mask;; i = (i + 1) & mask) {
-        node_t *c = n->kids.slots[i];
-        if (!c)
-            return NULL;
-        if (key_eq(c, s, len, hv))
-            return c;
-    }
+    return kid_node(vg_trie_kid_find(&n->t, s, len, hv));
 }
 
-/* The child of n that follows c in slot order (c == NULL: the first one).
- * Slot order is stable while the read lock is held, which is all a match
- * needs; finding c's slot costs one short probe. */
 static node_t *kid_next(const node_t *n, const node_t *c)
 {
-    if (n->kbits == 0)
-        return c ? NULL : n->kids.one;
-    size_t cap = (size_t)1 << n->kbits, mask = cap - 1, i = 0;
-    if (c) {
-        i = c->hv & mask;
-        while (n->kids.slots[i] != c)
-            i = (i + 1) & mask;
-        i++;
-    }
-    for (; i < cap; i++)
-        if (n->kids.slots[i])
-            return n->kids.slots[i];
-    return NULL;
+    return kid_node(vg_trie_kid_next(&n->t, c ? &c->t : NULL));
 }
 
 /* kid_next, skipping '$' levels when skip_dollar (wildcards at the first level). */
@@ -179,95 +131,6 @@ static node_t *kid_next_f(const node_t *n, const node_t *c, bool skip_dollar)
         c = kid_next(n, c);
     while (c && skip_dollar && is_dollar(c));
     return (node_t *)c;
-}
-
-static void slot_put(node_t **slots, size_t mask, node_t *c)
-{
-    size_t i = c->hv & mask;
-    while (slots[i])
-        i = (i + 1) & mask;
-    slots[i] = c;
-}
-
-/* Moves n's children into a fresh table of 1 << bits slots. On failure n is
- * unchanged. */
-static int kids_rehash(node_t *n, unsigned bits)
-{
-    size_t cap = (size_t)1 << bits;
-    node_t **slots = vg_calloc(VG_MEM_MQTT, cap, sizeof(*slots));
-    if (!slots)
-        return VG_ENOMEM;
-    if (n->kbits == 0) {
-        if (n->kids.one)
-            slot_put(slots, cap - 1, n->kids.one);
-    } else {
-        size_t old_cap = (size_t)1 << n->kbits;
-        for (size_t i = 0; i < old_cap; i++)
-            if (n->kids.slots[i])
-                slot_put(slots, cap - 1, n->kids.slots[i]);
-        vg_free(n->kids.slots);
-    }
-    n->kids.slots = slots;
-    n->kbits = (uint8_t)bits;
-    return VG_OK;
-}
-
-/* Adds c (whose key is not yet among n's children). */
-static int kid_insert(node_t *n, node_t *c)
-{
-    if (n->kbits == 0 && n->nkids == 0) {
-        n->kids.one = c;
-        n->nkids = 1;
-        return VG_OK;
-    }
-    if (n->nkids == UINT32_MAX)
-        return VG_ENOMEM;
-    size_t cap = n->kbits ? (size_t)1 << n->kbits : 0;
-    if (((size_t)n->nkids + 1) * 4 > cap * 3) {
-        int rc = kids_rehash(n, n->kbits ? n->kbits + 1u : KIDS_MIN_BITS);
-        if (rc)
-            return rc;
-    }
-    slot_put(n->kids.slots, ((size_t)1 << n->kbits) - 1, c);
-    n->nkids++;
-    return VG_OK;
-}
-
-/* Removes child c from n's children (c must be one of them). Never fails:
- * shrinking is an optimisation that is skipped if memory is short. */
-static void kid_remove(node_t *n, node_t *c)
-{
-    if (n->kbits == 0) {
-        n->kids.one = NULL;
-        n->nkids = 0;
-        return;
-    }
-    size_t cap = (size_t)1 << n->kbits, mask = cap - 1;
-    node_t **slots = n->kids.slots;
-    size_t hole = c->hv & mask;
-    while (slots[hole] != c)
-        hole = (hole + 1) & mask;
-    /* Backward-shift deletion (see topic.c): no tombstones needed. */
-    for (size_t j = (hole + 1) & mask; slots[j]; j = (j + 1) & mask) {
-        size_t home = slots[j]->hv & mask;
-        if (((j - home) & mask) >= ((j - hole) & mask)) {
-            slots[hole] = slots[j];
-            hole = j;
-        }
-    }
-    slots[hole] = NULL;
-    n->nkids--;
-
-    if (n->nkids <= 1) {
-        node_t *last = NULL;
-        for (size_t i = 0; i < cap && !last; i++)
-            last = slots[i];
-        vg_free(slots);
-        n->kids.one = last;
-        n->kbits = 0;
-    } else if (n->kbits > KIDS_MIN_BITS && (size_t)n->nkids * 8 < cap) {
-        (void)kids_rehash(n, n->kbits - 1u);
-    }
 }
 
 /* Frees n, everything below it and their messages, without recursion: nodes
@@ -285,8 +148,7 @@ static void subtree_free(node_t *n)
             c->parent = pending;
             pending = c;
         }
-        if (cur->kbits)
-            vg_free(cur->kids.slots);
+        vg_trie_kids_release(&cur->t);
         vg_free(cur->msg);
         vg_free(cur);
     }
@@ -295,9 +157,9 @@ static void subtree_free(node_t *n)
 /* Frees n and its ancestors for as long as they hold nothing (never the root). */
 static void prune(node_t *n)
 {
-    while (n->parent && !n->msg && n->nkids == 0) {
+    while (n->parent && !n->msg && n->t.nkids == 0) {
         node_t *p = n->parent;
-        kid_remove(p, n);
+        vg_trie_kid_remove(&p->t, &n->t);
         vg_free(n);
         n = p;
     }
@@ -309,8 +171,8 @@ static node_t *path_find(node_t *root, const char *topic, size_t tlen)
     node_t *n = root;
     size_t pos = 0;
     do {
-        size_t end = level_end(topic, tlen, pos);
-        n = kid_find(n, topic + pos, end - pos, vg_hash_bytes(topic + pos, end - pos));
+        size_t end = vg_trie_level_end(topic, tlen, pos);
+        n = kid_find(n, topic + pos, end - pos, vg_trie_hash(topic + pos, end - pos));
         pos = end + 1;
     } while (n && pos <= tlen);
     return n;
@@ -322,14 +184,14 @@ static int path_make(node_t *root, const char *topic, size_t tlen, node_t **out)
     node_t *n = root, *fresh = NULL; /* the first node created; the new branch hangs from it */
     size_t pos = 0;
     do {
-        size_t end = level_end(topic, tlen, pos);
+        size_t end = vg_trie_level_end(topic, tlen, pos);
         const char *s = topic + pos;
         size_t len = end - pos;
-        uint32_t hv = vg_hash_bytes(s, len);
+        uint32_t hv = vg_trie_hash(s, len);
         node_t *c = kid_find(n, s, len, hv);
         if (!c) {
             c = node_new(n, s, len, hv);
-            if (!c || kid_insert(n, c) != VG_OK) {
+            if (!c || vg_trie_kid_insert(&n->t, &c->t) != VG_OK) {
                 vg_free(c);
                 goto cleanup;
             }
@@ -344,7 +206,7 @@ static int path_make(node_t *root, const char *topic, size_t tlen, node_t **out)
 
 cleanup:
     if (fresh) {
-        kid_remove(fresh->parent, fresh);
+        vg_trie_kid_remove(&fresh->parent->t, &fresh->t);
         subtree_free(fresh);
     }
     return VG_ENOMEM;
@@ -355,74 +217,8 @@ static size_t topic_len(const node_t *n)
 {
     size_t len = 0;
     for (; n->parent; n = n->parent)
-        len += (size_t)n->keylen + 1;
+        len += (size_t)n->t.keylen + 1;
     return len - 1;
-}
-
-/* ---- the expiry heap ----------------------------------------------------------- */
-
-static int64_t expiry_at(const vg_retain_t *r, size_t i)
-{
-    return r->heap[i]->msg->expire_at;
-}
-
-static void heap_place(vg_retain_t *r, size_t i, node_t *n)
-{
-    r->heap[i] = n;
-    n->msg->heap_idx = (uint32_t)i;
-}
-
-static void heap_sift(vg_retain_t *r, size_t i)
-{
-    node_t *n = r->heap[i];
-    int64_t e = n->msg->expire_at;
-    while (i > 0 && expiry_at(r, (i - 1) / 2) > e) {
-        heap_place(r, i, r->heap[(i - 1) / 2]);
-        i = (i - 1) / 2;
-    }
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= r->heap_len)
-            break;
-        if (c + 1 < r->heap_len && expiry_at(r, c + 1) < expiry_at(r, c))
-            c++;
-        if (expiry_at(r, c) >= e)
-            break;
-        heap_place(r, i, r->heap[c]);
-        i = c;
-    }
-    heap_place(r, i, n);
-}
-
-/* Makes room for one more heap entry so that the push after it cannot fail. */
-static int heap_reserve(vg_retain_t *r)
-{
-    if (r->heap_len < r->heap_cap)
-        return VG_OK;
-    if (r->heap_cap >= UINT32_MAX / 2)
-        return VG_ENOMEM;
-    size_t cap = r->heap_cap ? r->heap_cap * 2 : 64;
-    node_t **h = vg_realloc(VG_MEM_MQTT, r->heap, cap * sizeof(*h));
-    if (!h)
-        return VG_ENOMEM;
-    r->heap = h;
-    r->heap_cap = cap;
-    return VG_OK;
-}
-
-static void heap_push(vg_retain_t *r, node_t *n)
-{
-    heap_place(r, r->heap_len++, n);
-    heap_sift(r, r->heap_len - 1);
-}
-
-static void heap_remove(vg_retain_t *r, size_t i)
-{
-    node_t *last = r->heap[--r->heap_len];
-    if (i < r->heap_len) {
-        heap_place(r, i, last);
-        heap_sift(r, i);
-    }
 }
 
 /* ---- entries ------------------------------------------------------------------- */
@@ -433,7 +229,7 @@ static msg_t *entry_remove(vg_retain_t *r, node_t *n, size_t tlen)
 {
     msg_t *m = n->msg;
     if (m->expire_at)
-        heap_remove(r, m->heap_idx);
+        expiry_remove(&r->heap, HEAP_IDX(n));
     r->count--;
     r->bytes -= tlen + m->blen;
     n->msg = NULL;
@@ -489,7 +285,7 @@ void vg_retain_free(vg_retain_t *r)
     if (!r)
         return;
     subtree_free(r->root);
-    vg_free(r->heap);
+    expiry_free(&r->heap);
     pthread_rwlock_destroy(&r->lock);
     vg_free(r);
 }
@@ -506,12 +302,11 @@ int vg_retain_set(vg_retain_t *r, const char *topic, size_t tlen, const void *bl
         expire_at_ms = 0; /* a negative time is no time: keep 0 as the only "never" */
 
     /* Copy outside the lock: blobs can be large and matchers wait for us. */
-    msg_t *m = vg_malloc(VG_MEM_MQTT, sizeof(*m) + blen);
+    msg_t *m = vg_malloc(VG_MEM_MQTT, offsetof(msg_t, data) + blen);
     if (!m)
         return VG_ENOMEM;
     m->expire_at = expire_at_ms;
     m->blen = (uint32_t)blen;
-    m->heap_idx = 0;
     memcpy(m->data, blob, blen);
 
     int rc;
@@ -528,7 +323,8 @@ int vg_retain_set(vg_retain_t *r, const char *topic, size_t tlen, const void *bl
     }
     /* Everything that can fail comes first, so that a failure changes nothing. */
     if (m->expire_at && !(old && old->expire_at)) {
-        rc = heap_reserve(r);
+        /* heap_idx is 32 bits */
+        rc = r->heap.len >= UINT32_MAX - 1 ? VG_ENOMEM : expiry_reserve(&r->heap, 1, VG_MEM_MQTT);
         if (rc)
             goto cleanup;
     }
@@ -539,14 +335,13 @@ int vg_retain_set(vg_retain_t *r, const char *topic, size_t tlen, const void *bl
     }
 
     if (old && old->expire_at && !m->expire_at)
-        heap_remove(r, old->heap_idx); /* compares through n->msg, still old here */
+        expiry_remove(&r->heap, HEAP_IDX(n)); /* compares through n->msg, still old here */
     n->msg = m;
     if (m->expire_at) {
         if (old && old->expire_at) {
-            m->heap_idx = old->heap_idx; /* take over old's heap slot, then restore the order */
-            heap_sift(r, m->heap_idx);
+            expiry_fix(&r->heap, HEAP_IDX(n)); /* n keeps its heap slot; restore the order */
         } else {
-            heap_push(r, n);
+            (void)expiry_push(&r->heap, n, VG_MEM_MQTT); /* cannot fail: reserved above */
         }
     }
     r->bytes = r->bytes - old_bytes + tlen + blen;
@@ -601,8 +396,8 @@ static bool emit(match_t *m, const node_t *n)
     size_t pos = len;
     m->buf[len] = '\0';
     for (const node_t *p = n; p->parent; p = p->parent) {
-        pos -= p->keylen;
-        memcpy(m->buf + pos, p->key, p->keylen);
+        pos -= p->t.keylen;
+        memcpy(m->buf + pos, p->t.key, p->t.keylen);
         if (p->parent->parent)
             m->buf[--pos] = '/';
     }
@@ -651,20 +446,20 @@ static void match_walk(match_t *m, const node_t *root)
             if (!emit(m, n))
                 return;
         } else {
-            size_t end = level_end(f, flen, pos);
+            size_t end = vg_trie_level_end(f, flen, pos);
             const char *s = f + pos;
             size_t len = end - pos;
-            if (is_hash(s, len)) {
+            if (vg_trie_is_hash(s, len)) {
                 /* "a/#" matches "a" too (§4.7.1.2); the root holds no message. */
                 if (!emit(m, n))
                     return;
                 emit_below(m, n, n == root);
                 if (m->stop)
                     return;
-            } else if (is_plus(s, len)) {
+            } else if (vg_trie_is_plus(s, len)) {
                 down = kid_next_f(n, NULL, n == root); /* §4.7.2: not into '$' topics */
             } else if (len <= MAX_TOPIC_LEN) {
-                down = kid_find(n, s, len, vg_hash_bytes(s, len));
+                down = kid_find(n, s, len, vg_trie_hash(s, len));
             }
             if (down) {
                 n = down;
@@ -678,7 +473,7 @@ static void match_walk(match_t *m, const node_t *root)
                 return;
             size_t end = pos - 1, start = level_start(f, end);
             const node_t *p = n->parent;
-            if (is_plus(f + start, end - start)) {
+            if (vg_trie_is_plus(f + start, end - start)) {
                 const node_t *sib = kid_next_f(p, n, p == root);
                 if (sib) {
                     n = sib;
@@ -721,8 +516,8 @@ size_t vg_retain_sweep(vg_retain_t *r, int64_t now_ms)
 {
     size_t removed = 0;
     pthread_rwlock_wrlock(&r->lock);
-    while (r->heap_len && expiry_at(r, 0) <= now_ms) {
-        node_t *n = r->heap[0];
+    while (r->heap.len && expiry_top(&r->heap)->msg->expire_at <= now_ms) {
+        node_t *n = expiry_top(&r->heap);
         vg_free(entry_remove(r, n, topic_len(n)));
         removed++;
     }
@@ -733,7 +528,7 @@ size_t vg_retain_sweep(vg_retain_t *r, int64_t now_ms)
 int64_t vg_retain_next_expiry(vg_retain_t *r)
 {
     pthread_rwlock_rdlock(&r->lock);
-    int64_t at = r->heap_len ? expiry_at(r, 0) : 0;
+    int64_t at = r->heap.len ? expiry_top(&r->heap)->msg->expire_at : 0;
     pthread_rwlock_unlock(&r->lock);
     return at;
 }

@@ -9,9 +9,9 @@
  * subscribe to `alerts/<id>` holds a million leaves, so a node is a single
  * allocation of 48 bytes plus its level text: the first subscriber is stored
  * inline (no array until a second one arrives) and the first named child too
- * (no table until a second child arrives). Tables are open-addressing with
- * linear probing and backward-shift deletion, so they need no tombstones and
- * a node's cost depends only on what it currently holds.
+ * (no table until a second child arrives): the named children are the level
+ * trie's (mqtt/trie.h, shared with the retained store), this file adds the
+ * '+' and '#' children and the subscribers.
  *
  * Matching is a depth-first walk that follows the exact child, the '+' child
  * and the '#' child of each node; it never looks at unrelated siblings, so its
@@ -21,8 +21,8 @@
 #include "mqtt/topic.h"
 
 #include "core/alloc.h"
-#include "core/hash.h"
 #include "core/err.h"
+#include "mqtt/trie.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -39,34 +39,31 @@ struct node {
     node_t *plus; /* the '+' child */
     node_t *hash; /* the '#' child: its subscribers match the rest of any topic, including nothing */
     union {
-        node_t *one;    /* kbits == 0: the only named child, or NULL */
-        node_t **slots; /* kbits > 0: 1 << kbits slots, NULL = empty */
-    } kids;
-    union {
-        void *one;        /* nsubs <= 1: the only subscriber, its QoS in one_qos */
+        void *one;        /* nsubs <= 1: the only subscriber, its QoS in ONE_QOS */
         sub_entry_t *arr; /* nsubs >= 2: room for subs_cap(nsubs) entries */
     } subs;
-    uint32_t hv; /* hash of key, kept so that tables grow and delete without rehashing text */
-    uint32_t nkids;
-    uint32_t nsubs;
-    uint16_t keylen; /* a level of a valid filter is at most 65,535 bytes */
-    uint8_t kbits;
-    uint8_t one_qos;
-    char key[]; /* the level text, not NUL-terminated; empty for '+', '#' and the root */
+    vg_trie_node_t t; /* the named children and the level text; last, the key bytes follow */
 };
 
+/* The trie header's owner fields, which would otherwise be padding. */
+#define NSUBS(n) ((n)->t.aux)
+#define ONE_QOS(n) ((n)->t.aux8)
+
 /* The per-subscription budget in the header depends on this staying small. */
-_Static_assert(sizeof(void *) != 8 || sizeof(node_t) == 48, "node_t grew: check the memory budget in topic.h");
+_Static_assert(sizeof(void *) != 8 || offsetof(node_t, t.key) == 48, "node_t grew: check the memory budget in topic.h");
+
+/* Our node of a trie child (NULL stays NULL). */
+static node_t *kid_node(const vg_trie_node_t *c)
+{
+    return VG_TRIE_OWNER(c, node_t, t);
+}
 
 struct vg_topic_tree {
     node_t *root;
     size_t count;
 };
 
-/* A table is created at 4 slots (a node's second child) and kept at most 3/4
- * full; linear probing stays short at that load and small tables stay small. */
-#define KIDS_MIN_BITS 2
-#define MAX_LEVEL_LEN 65535u
+#define MAX_LEVEL_LEN VG_TRIE_MAX_LEVEL
 /* Frames of the match walk kept on the C stack before it recurses (see match_walk). */
 #define MATCH_STACK 32
 
@@ -82,165 +79,23 @@ static const char *text_or_empty(const char *s, size_t *len)
     return "";
 }
 
-/* Returns the index one past the level that starts at pos ('/' or len). */
-static size_t level_end(const char *s, size_t len, size_t pos)
-{
-    if (pos >= len)
-        return len;
-    const char *slash = memchr(s + pos, '/', len - pos);
-    return slash ? (size_t)(slash - s) : len;
-}
-
-static uint32_t level_hash(const char *s, size_t n)
-{
-    return vg_hash_bytes(s, n);
-}
-
-static bool key_eq(const node_t *n, const char *s, size_t len, uint32_t hv)
-{
-    return n->hv == hv && n->keylen == len && memcmp(n->key, s, len) == 0;
-}
-
-static bool is_plus(const char *s, size_t len)
-{
-    return len == 1 && s[0] == '+';
-}
-
-static bool is_hash(const char *s, size_t len)
-{
-    return len == 1 && s[0] == '#';
-}
-
 /* ---- nodes ----------------------------------------------------------------- */
 
 static node_t *node_new(const char *key, size_t keylen, uint32_t hv)
 {
-    node_t *n = vg_malloc(VG_MEM_MQTT, offsetof(node_t, key) + keylen);
+    node_t *n = vg_malloc(VG_MEM_MQTT, offsetof(node_t, t.key) + keylen);
     if (!n)
         return NULL;
-    memset(n, 0, sizeof(*n));
-    n->hv = hv;
-    n->keylen = (uint16_t)keylen;
-    if (keylen)
-        memcpy(n->key, key, keylen);
+    n->plus = n->hash = NULL;
+    n->subs.one = NULL;
+    vg_trie_node_init(&n->t, key, keylen, hv);
     return n;
 }
 
 /* Everything a node holds; a node with none of it is pruned. */
 static size_t node_content(const node_t *n)
 {
-    return (size_t)n->nsubs + n->nkids + (n->plus != NULL) + (n->hash != NULL);
-}
-
-/* ---- named children ---------------------------------------------------- */
-
-static node_t *kid_find(const node_t *n, const char *s, size_t len, uint32_t hv)
-{
-    if (n->kbits == 0) {
-        node_t *c = n->kids.one;
-        return c && key_eq(c, s, len, hv) ? c : NULL;
-    }
-    size_t mask = ((size_t)1 << n->kbits) - 1;
-    /* Terminates: the load limit keeps at least one slot empty. */
-    for (size_t i = hv & mask;; i = (i + 1) & mask) {
-        node_t *c = n->kids.slots[i];
-        if (!c)
-            return NULL;
-        if (key_eq(c, s, len, hv))
-            return c;
-    }
-}
-
-static void slot_put(node_t **slots, size_t mask, node_t *c)
-{
-    size_t i = c->hv & mask;
-    while (slots[i])
-        i = (i + 1) & mask;
-    slots[i] = c;
-}
-
-/* Moves n's named children into a fresh table of 1 << bits slots. On failure
- * n is unchanged. */
-static int kids_rehash(node_t *n, unsigned bits)
-{
-    size_t cap = (size_t)1 << bits;
-    node_t **slots = vg_calloc(VG_MEM_MQTT, cap, sizeof(*slots));
-    if (!slots)
-        return VG_ENOMEM;
-    if (n->kbits == 0) {
-        if (n->kids.one)
-            slot_put(slots, cap - 1, n->kids.one);
-    } else {
-        size_t old_cap = (size_t)1 << n->kbits;
-        for (size_t i = 0; i < old_cap; i++)
-            if (n->kids.slots[i])
-                slot_put(slots, cap - 1, n->kids.slots[i]);
-        vg_free(n->kids.slots);
-    }
-    n->kids.slots = slots;
-    n->kbits = (uint8_t)bits;
-    return VG_OK;
-}
-
-/* Adds c (whose key is not yet among n's children). */
-static int kid_insert(node_t *n, node_t *c)
-{
-    if (n->kbits == 0 && n->nkids == 0) {
-        n->kids.one = c;
-        n->nkids = 1;
-        return VG_OK;
-    }
-    if (n->nkids == UINT32_MAX)
-        return VG_ENOMEM;
-    size_t cap = n->kbits ? (size_t)1 << n->kbits : 0;
-    if (((size_t)n->nkids + 1) * 4 > cap * 3) {
-        int rc = kids_rehash(n, n->kbits ? n->kbits + 1u : KIDS_MIN_BITS);
-        if (rc)
-            return rc;
-    }
-    slot_put(n->kids.slots, ((size_t)1 << n->kbits) - 1, c);
-    n->nkids++;
-    return VG_OK;
-}
-
-/* Removes child c from n's named children (c must be one of them). Never
- * fails: shrinking is an optimisation that is skipped if memory is short. */
-static void kid_remove(node_t *n, node_t *c)
-{
-    if (n->kbits == 0) {
-        n->kids.one = NULL;
-        n->nkids = 0;
-        return;
-    }
-    size_t cap = (size_t)1 << n->kbits, mask = cap - 1;
-    node_t **slots = n->kids.slots;
-    size_t hole = c->hv & mask;
-    while (slots[hole] != c)
-        hole = (hole + 1) & mask;
-    /* Backward-shift deletion: pull later members of the probe run into the
-     * hole whenever their home slot is not between the hole and where they
-     * sit, so lookups never need tombstones. */
-    for (size_t j = (hole + 1) & mask; slots[j]; j = (j + 1) & mask) {
-        size_t home = slots[j]->hv & mask;
-        if (((j - home) & mask) >= ((j - hole) & mask)) {
-            slots[hole] = slots[j];
-            hole = j;
-        }
-    }
-    slots[hole] = NULL;
-    n->nkids--;
-
-    if (n->nkids <= 1) {
-        /* Back to the inline form, which is what most nodes use. */
-        node_t *last = NULL;
-        for (size_t i = 0; i < cap && !last; i++)
-            last = slots[i];
-        vg_free(slots);
-        n->kids.one = last;
-        n->kbits = 0;
-    } else if (n->kbits > KIDS_MIN_BITS && (size_t)n->nkids * 8 < cap) {
-        (void)kids_rehash(n, n->kbits - 1u);
-    }
+    return (size_t)NSUBS(n) + n->t.nkids + (n->plus != NULL) + (n->hash != NULL);
 }
 
 /* ---- subscribers ----------------------------------------------------------- */
@@ -258,8 +113,8 @@ static size_t subs_cap(uint32_t n)
 
 static void *sub_at(const node_t *n, uint32_t i, uint8_t *qos)
 {
-    if (n->nsubs == 1) {
-        *qos = n->one_qos;
+    if (NSUBS(n) == 1) {
+        *qos = ONE_QOS(n);
         return n->subs.one;
     }
     *qos = n->subs.arr[i].qos;
@@ -270,7 +125,7 @@ static void *sub_at(const node_t *n, uint32_t i, uint8_t *qos)
  * than a handful of subscribers, and an array is the smallest representation. */
 static long subs_find(const node_t *n, const void *sub)
 {
-    for (uint32_t i = 0; i < n->nsubs; i++) {
+    for (uint32_t i = 0; i < NSUBS(n); i++) {
         uint8_t qos;
         if (sub_at(n, i, &qos) == sub)
             return (long)i;
@@ -280,53 +135,53 @@ static long subs_find(const node_t *n, const void *sub)
 
 static void subs_set_qos(node_t *n, long i, uint8_t qos)
 {
-    if (n->nsubs == 1)
-        n->one_qos = qos;
+    if (NSUBS(n) == 1)
+        ONE_QOS(n) = qos;
     else
         n->subs.arr[i].qos = qos;
 }
 
 static int subs_add(node_t *n, void *sub, uint8_t qos)
 {
-    if (n->nsubs == 0) {
+    if (NSUBS(n) == 0) {
         n->subs.one = sub;
-        n->one_qos = qos;
-    } else if (n->nsubs == 1) {
+        ONE_QOS(n) = qos;
+    } else if (NSUBS(n) == 1) {
         sub_entry_t *arr = vg_malloc(VG_MEM_MQTT, 2 * sizeof(*arr));
         if (!arr)
             return VG_ENOMEM;
-        arr[0] = (sub_entry_t){n->subs.one, n->one_qos};
+        arr[0] = (sub_entry_t){n->subs.one, ONE_QOS(n)};
         n->subs.arr = arr;
     } else {
-        if (n->nsubs >= UINT32_MAX / 2)
+        if (NSUBS(n) >= UINT32_MAX / 2)
             return VG_ENOMEM;
-        size_t cap = subs_cap(n->nsubs);
-        if (n->nsubs == cap) {
+        size_t cap = subs_cap(NSUBS(n));
+        if (NSUBS(n) == cap) {
             sub_entry_t *arr = vg_realloc(VG_MEM_MQTT, n->subs.arr, 2 * cap * sizeof(*arr));
             if (!arr)
                 return VG_ENOMEM;
             n->subs.arr = arr;
         }
     }
-    if (n->nsubs >= 1)
-        n->subs.arr[n->nsubs] = (sub_entry_t){sub, qos};
-    n->nsubs++;
+    if (NSUBS(n) >= 1)
+        n->subs.arr[NSUBS(n)] = (sub_entry_t){sub, qos};
+    NSUBS(n)++;
     return VG_OK;
 }
 
 static void subs_remove(node_t *n, long i)
 {
-    if (n->nsubs == 1) {
+    if (NSUBS(n) == 1) {
         n->subs.one = NULL;
-        n->one_qos = 0;
-    } else if (n->nsubs == 2) {
+        ONE_QOS(n) = 0;
+    } else if (NSUBS(n) == 2) {
         sub_entry_t keep = n->subs.arr[1 - i];
         vg_free(n->subs.arr);
         n->subs.one = keep.sub;
-        n->one_qos = keep.qos;
+        ONE_QOS(n) = keep.qos;
     } else {
-        n->subs.arr[i] = n->subs.arr[n->nsubs - 1];
-        uint32_t left = n->nsubs - 1;
+        n->subs.arr[i] = n->subs.arr[NSUBS(n) - 1];
+        uint32_t left = NSUBS(n) - 1;
         if ((left & (left - 1)) == 0) {
             /* Give back the upper half; keeping it on failure is harmless. */
             sub_entry_t *arr = vg_realloc(VG_MEM_MQTT, n->subs.arr, left * sizeof(*arr));
@@ -334,7 +189,7 @@ static void subs_remove(node_t *n, long i)
                 n->subs.arr = arr;
         }
     }
-    n->nsubs--;
+    NSUBS(n)--;
 }
 
 /* ---- structure ------------------------------------------------------------- */
@@ -361,15 +216,12 @@ static void subtree_free(node_t *n)
         node_t *cur = pending;
         pending = cur->plus;
         push_pending(&pending, cur->hash);
-        if (cur->kbits == 0) {
-            push_pending(&pending, cur->kids.one);
-        } else {
-            size_t cap = (size_t)1 << cur->kbits;
-            for (size_t i = 0; i < cap; i++)
-                push_pending(&pending, cur->kids.slots[i]);
-            vg_free(cur->kids.slots);
-        }
-        if (cur->nsubs >= 2)
+        /* Pushing reuses only the owner's `plus` field, so the child table
+         * stays intact for the iteration. */
+        for (vg_trie_node_t *c = vg_trie_kid_next(&cur->t, NULL); c; c = vg_trie_kid_next(&cur->t, c))
+            push_pending(&pending, kid_node(c));
+        vg_trie_kids_release(&cur->t);
+        if (NSUBS(cur) >= 2)
             vg_free(cur->subs.arr);
         vg_free(cur);
     }
@@ -379,13 +231,13 @@ static void subtree_free(node_t *n)
  * whole levels), or NULL. A level longer than any valid filter's has none. */
 static node_t *child_find(const node_t *n, const char *s, size_t len)
 {
-    if (is_plus(s, len))
+    if (vg_trie_is_plus(s, len))
         return n->plus;
-    if (is_hash(s, len))
+    if (vg_trie_is_hash(s, len))
         return n->hash;
     if (len > MAX_LEVEL_LEN)
         return NULL;
-    return kid_find(n, s, len, level_hash(s, len));
+    return kid_node(vg_trie_kid_find(&n->t, s, len, vg_trie_hash(s, len)));
 }
 
 /* Finds or creates the child of n for one filter level; *created says which. */
@@ -394,16 +246,16 @@ static int child_get(node_t *n, const char *s, size_t len, node_t **out, bool *c
     *created = false;
     if (len > MAX_LEVEL_LEN)
         return VG_EINVAL;
-    node_t **wild = is_plus(s, len) ? &n->plus : is_hash(s, len) ? &n->hash : NULL;
-    uint32_t hv = wild ? 0 : level_hash(s, len);
-    node_t *c = wild ? *wild : kid_find(n, s, len, hv);
+    node_t **wild = vg_trie_is_plus(s, len) ? &n->plus : vg_trie_is_hash(s, len) ? &n->hash : NULL;
+    uint32_t hv = wild ? 0 : vg_trie_hash(s, len);
+    node_t *c = wild ? *wild : kid_node(vg_trie_kid_find(&n->t, s, len, hv));
     if (!c) {
         c = node_new(wild ? NULL : s, wild ? 0 : len, hv);
         if (!c)
             return VG_ENOMEM;
         if (wild) {
             *wild = c;
-        } else if (kid_insert(n, c) != VG_OK) {
+        } else if (vg_trie_kid_insert(&n->t, &c->t) != VG_OK) {
             vg_free(c);
             return VG_ENOMEM;
         }
@@ -421,7 +273,7 @@ static void child_detach(node_t *n, node_t *c)
     else if (n->hash == c)
         n->hash = NULL;
     else
-        kid_remove(n, c);
+        vg_trie_kid_remove(&n->t, &c->t);
 }
 
 /* ---- public API ------------------------------------------------------------ */
@@ -463,7 +315,7 @@ int vg_topic_tree_subscribe(vg_topic_tree_t *t, const char *filter, size_t len, 
 
     size_t pos = 0;
     do {
-        size_t end = level_end(filter, len, pos);
+        size_t end = vg_trie_level_end(filter, len, pos);
         node_t *child;
         bool created;
         rc = child_get(n, filter + pos, end - pos, &child, &created);
@@ -508,7 +360,7 @@ int vg_topic_tree_unsubscribe(vg_topic_tree_t *t, const char *filter, size_t len
 
     size_t pos = 0;
     do {
-        size_t end = level_end(filter, len, pos);
+        size_t end = vg_trie_level_end(filter, len, pos);
         node_t *child = child_find(n, filter + pos, end - pos);
         if (!child)
             return VG_ENOTFOUND;
@@ -546,7 +398,7 @@ typedef struct {
 
 static void report(const match_t *m, const node_t *n)
 {
-    for (uint32_t i = 0; i < n->nsubs; i++) {
+    for (uint32_t i = 0; i < NSUBS(n); i++) {
         uint8_t qos;
         void *sub = sub_at(n, i, &qos);
         m->fn(m->ctx, sub, qos);
@@ -576,14 +428,15 @@ static void match_walk(const match_t *m, const node_t *start, size_t start_pos)
             report(m, f.n);
             continue;
         }
-        size_t end = level_end(m->topic, m->len, f.pos);
+        size_t end = vg_trie_level_end(m->topic, m->len, f.pos);
         size_t llen = end - f.pos;
         const node_t *next[2];
         int nnext = 0;
         if (f.n->plus && wild_ok)
             next[nnext++] = f.n->plus;
-        if (f.n->nkids && llen <= MAX_LEVEL_LEN) {
-            const node_t *kid = kid_find(f.n, m->topic + f.pos, llen, level_hash(m->topic + f.pos, llen));
+        if (f.n->t.nkids && llen <= MAX_LEVEL_LEN) {
+            const char *lv = m->topic + f.pos;
+            const node_t *kid = kid_node(vg_trie_kid_find(&f.n->t, lv, llen, vg_trie_hash(lv, llen)));
             if (kid)
                 next[nnext++] = kid;
         }

@@ -5,9 +5,10 @@
  * not own: the detectors (devstate.c) or the checkpoint file itself
  * (processor.c frames, checksums and fsyncs our bytes).
  *
- * Layout. The open-addressing table (linear probing, power-of-two capacity,
- * at most 70% full) holds 4-byte slots, each 0 for empty or 1 + the index of
- * an entry in a dense array kept in insertion order. An entry is the
+ * Layout. The open-addressing table (core/set.h's linear probing, power-
+ * of-two capacity, at most 70% full) holds 4-byte slots, each 0 for empty
+ * or 1 + the index of an entry in a dense array kept in insertion order.
+ * An entry is the
  * vg_devstate_t, then the id inline when it fits in 31 bytes (else a
  * pointer to a separate copy), then the id's length. Keeping the entries
  * out of the sparse table means empty slots cost 4 bytes, not an entry.
@@ -35,6 +36,7 @@
 
 #include "core/alloc.h"
 #include "core/hash.h"
+#include "core/set.h"
 #include "core/err.h"
 #include "core/event.h"
 
@@ -86,19 +88,23 @@ static void entry_release(entry_t *e)
         vg_free((void *)entry_id(e));
 }
 
+/* The probing is core/set.h's; a slot names an entry, so the comparison
+ * needs the table, which travels in the key. No deletion: entries stay. */
+typedef struct {
+    const entry_t *entries;
+    const char *id;
+    size_t len;
+} probe_key_t;
+
+#define SLOT_EMPTY(v) ((v) == 0)
+#define SLOT_MATCH(v, k)                                                                                               \
+    ((k).entries[(v)-1].len == (k).len && ((k).len == 0 || memcmp(entry_id(&(k).entries[(v)-1]), (k).id, (k).len) == 0))
+VG_SET_DEFINE_FIND(slots, uint32_t, probe_key_t, SLOT_EMPTY, SLOT_MATCH)
+
 /* Slot holding id, or the empty slot where it would go. */
 static size_t probe(const vg_devtable_t *t, const char *id, size_t len, uint32_t hv)
 {
-    size_t mask = ((size_t)1 << t->bits) - 1;
-    /* Terminates: the load limit keeps empty slots. */
-    for (size_t i = hv & mask;; i = (i + 1) & mask) {
-        uint32_t v = t->slots[i];
-        if (v == 0)
-            return i;
-        const entry_t *e = &t->entries[v - 1];
-        if (e->len == len && (len == 0 || memcmp(entry_id(e), id, len) == 0))
-            return i;
-    }
+    return slots_find(t->slots, ((size_t)1 << t->bits) - 1, hv, (probe_key_t){t->entries, id, len});
 }
 
 /* Makes room for `want` devices in total: the entry array and, within the

@@ -12,7 +12,9 @@
 #include "core/event.h"
 #include "core/fsutil.h"
 #include "core/iwheel.h"
+#include "core/mailbox.h"
 #include "core/notify.h"
+#include "core/set.h"
 #include "proc/devtable.h"
 #include "stream/shardmap.h"
 
@@ -51,13 +53,6 @@ typedef struct {
     char dev[VG_EVENT_MAX_DEVICE_ID];
 } ack_req_t;
 
-/* A set of u64 keys (event ids to suppress, acknowledged alert ids):
- * open addressing, 0 = empty (ids are never 0). */
-typedef struct {
-    uint64_t *k;
-    size_t cap, count;
-} idset_t;
-
 typedef struct shard_proc {
     struct vg_processor *p;
     uint32_t shard;
@@ -67,8 +62,8 @@ typedef struct shard_proc {
     uint64_t last_seq; /* last processed telemetry seq */
     uint64_t ckpt_seq; /* last checkpointed seq */
     /* replay after a restart */
-    idset_t emitted;   /* eventIds already in the alerts stream */
-    idset_t acked;     /* alertIds acknowledged in the alerts stream */
+    vg_u64set_t emitted;   /* eventIds already in the alerts stream (ids are never 0) */
+    vg_u64set_t acked;     /* alertIds acknowledged in the alerts stream */
     uint64_t replay_until; /* highest source seq among them; sets freed past it */
     /* Where the silence wheel stood when it emitted the stored alerts that
      * had no record behind them (see "Exactly-once" in processor.h), in
@@ -94,18 +89,13 @@ typedef struct shard_proc {
     size_t cur_dev_len;
     int64_t cur_time_ms;
     const ack_req_t *cur_ack;
-    /* acknowledgement inbox */
-    pthread_mutex_t mu;
-    ack_req_t *inbox;
-    size_t inbox_n, inbox_cap;
-    atomic_bool has_acks;
+    vg_mailbox_t acks;   /* ack_req_t from vg_processor_ack; wakes `wake` */
     atomic_uint pending; /* alerts appended, not yet durable */
     /* The thread's one wake-up: posted by the telemetry shard's watcher
      * (new durable records), by vg_processor_ack, by the alert durable
      * callback when pending drops to 0, and by stop. Everything else the
      * thread waits for is a deadline it computes itself. */
     vg_notify_t wake;
-    atomic_uint in_callback; /* on_alert_durable calls still running (stop waits them out) */
     atomic_uint_fast64_t processed, alerts, replayed, checkpoints, processed_seq, ndevs, overflow, emit_err, ticks;
     atomic_uint_fast64_t kinds[5];
     atomic_int_fast64_t open_now;
@@ -118,6 +108,12 @@ struct vg_processor {
     uint32_t nshards;
     atomic_bool stop;
     shard_proc_t *shards;
+    /* 1 for the owner (dropped by vg_processor_stop) + 1 per alert appended
+     * and not yet called back. Whoever drops the last reference frees p:
+     * normally stop; but an alert still in flight when stop gives up
+     * waiting (a full disk, say) is called back later, from
+     * vg_log_close of the alerts stream, and must find p alive. */
+    atomic_uint refs;
 };
 
 typedef struct {
@@ -128,57 +124,6 @@ typedef struct {
     size_t payload_len;
     char data[]; /* topic then payload */
 } pending_alert_t;
-
-/* ---- id sets ------------------------------------------------------------- */
-
-static int idset_add(idset_t *s, uint64_t k)
-{
-    if ((s->count + 1) * 10 > s->cap * 7) {
-        size_t cap = s->cap ? s->cap * 2 : 64;
-        uint64_t *nk = vg_calloc(VG_MEM_PROC, cap, sizeof *nk);
-        if (!nk)
-            return VG_ENOMEM;
-        for (size_t i = 0; i < s->cap; i++) {
-            if (!s->k[i])
-                continue;
-            size_t j = (size_t)(s->k[i] * 0x9E3779B97F4A7C15ull) & (cap - 1);
-            while (nk[j])
-                j = (j + 1) & (cap - 1);
-            nk[j] = s->k[i];
-        }
-        vg_free(s->k);
-        s->k = nk;
-        s->cap = cap;
-    }
-    size_t j = (size_t)(k * 0x9E3779B97F4A7C15ull) & (s->cap - 1);
-    while (s->k[j]) {
-        if (s->k[j] == k)
-            return VG_OK;
-        j = (j + 1) & (s->cap - 1);
-    }
-    s->k[j] = k;
-    s->count++;
-    return VG_OK;
-}
-
-static bool idset_has(const idset_t *s, uint64_t k)
-{
-    if (!s->count)
-        return false;
-    size_t j = (size_t)(k * 0x9E3779B97F4A7C15ull) & (s->cap - 1);
-    while (s->k[j]) {
-        if (s->k[j] == k)
-            return true;
-        j = (j + 1) & (s->cap - 1);
-    }
-    return false;
-}
-
-static void idset_free(idset_t *s)
-{
-    vg_free(s->k);
-    memset(s, 0, sizeof *s);
-}
 
 /* ---- stream time --------------------------------------------------------- */
 
@@ -407,6 +352,13 @@ static int mark_add(shard_proc_t *sp, uint64_t src, int64_t at_ms)
     return VG_OK;
 }
 
+/* Adds id to a replay set; only running out of memory is an error (an id
+ * seen twice is the same id, and 0 is never an id). */
+static int remember(vg_u64set_t *set, uint64_t id)
+{
+    return vg_u64set_add(set, id) == VG_ENOMEM ? VG_ENOMEM : VG_OK;
+}
+
 /* Events already in the alerts stream at or after the checkpoint, so a
  * replay does not emit them twice; acknowledgements to re-apply; and the
  * wheel marks: for every stored silence OPEN that no sample caused (a
@@ -432,7 +384,7 @@ static int scan_emitted(shard_proc_t *sp)
             continue; /* a record of an older format: nothing to suppress */
         if (src < sp->ckpt_seq)
             continue;
-        if (idset_add(&sp->emitted, eid) != VG_OK || (kind == VG_AEV_ACK && idset_add(&sp->acked, aid) != VG_OK)) {
+        if (remember(&sp->emitted, eid) != VG_OK || (kind == VG_AEV_ACK && remember(&sp->acked, aid) != VG_OK)) {
             rc = VG_ENOMEM;
             break;
         }
@@ -470,12 +422,22 @@ static int scan_emitted(shard_proc_t *sp)
 
 /* ---- alerts -------------------------------------------------------------- */
 
+static void shards_free(struct vg_processor *p);
+
+/* Drops one reference (see struct vg_processor); the last one frees p. */
+static void processor_unref(struct vg_processor *p)
+{
+    if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) == 1) {
+        shards_free(p);
+        vg_free(p);
+    }
+}
+
 static void on_alert_durable(void *ctx, int status, uint32_t shard, uint64_t seq, uint64_t token)
 {
     pending_alert_t *pa = (pending_alert_t *)(uintptr_t)token;
     shard_proc_t *sp = pa->sp;
     struct vg_processor *p = sp->p;
-    atomic_fetch_add_explicit(&sp->in_callback, 1, memory_order_acq_rel);
     if (status == VG_OK) {
         if (p->o.publish)
             p->o.publish(p->o.publish_ctx, pa->data, pa->topic_len, pa->data + pa->topic_len, pa->payload_len);
@@ -489,8 +451,7 @@ static void on_alert_durable(void *ctx, int status, uint32_t shard, uint64_t seq
      * be waiting for exactly this. */
     if (atomic_fetch_sub_explicit(&sp->pending, 1, memory_order_acq_rel) == 1)
         vg_notify_post(&sp->wake);
-    /* Last touch of sp: stop frees it once this is 0 (and pending is). */
-    atomic_fetch_sub_explicit(&sp->in_callback, 1, memory_order_release);
+    processor_unref(p); /* last touch of p and sp */
 }
 
 /* The telemetry shard's watcher (committer thread): new durable records. */
@@ -515,7 +476,7 @@ static const vg_detect_cfg_t *cfg_for(const struct vg_processor *p, const char *
 static int emit(void *ctx, const vg_alert_event_t *ev)
 {
     shard_proc_t *sp = ctx;
-    if (idset_has(&sp->emitted, ev->event_id)) {
+    if (vg_u64set_has(&sp->emitted, ev->event_id)) {
         atomic_fetch_add_explicit(&sp->replayed, 1, memory_order_relaxed);
         return VG_OK;
     }
@@ -576,10 +537,12 @@ static int emit(void *ctx, const vg_alert_event_t *ev)
     uint8_t meta[VG_ALERT_META_LEN];
     vg_alert_meta_encode(meta, a.seq, ev->type, ev->kind, ev->revision, ev->event_id, ev->alert_id);
     atomic_fetch_add_explicit(&sp->pending, 1, memory_order_acq_rel);
+    atomic_fetch_add_explicit(&sp->p->refs, 1, memory_order_relaxed);
     int rc = vg_log_append_shard(sp->p->o.alerts, sp->shard, sp->cur_dev, sp->cur_dev_len, meta, sizeof meta, payload,
                                  (size_t)n, vg_clock_wall_ms(), on_alert_durable, sp, (uint64_t)(uintptr_t)pa, NULL);
     if (rc) {
         atomic_fetch_sub_explicit(&sp->pending, 1, memory_order_acq_rel);
+        atomic_fetch_sub_explicit(&sp->p->refs, 1, memory_order_relaxed); /* the owner's keeps it above 0 */
         vg_free(pa);
         atomic_fetch_add_explicit(&sp->emit_err, 1, memory_order_relaxed);
         VG_ERROR(MOD, "shard %u: alert append failed: %s", sp->shard, vg_strerror(rc));
@@ -612,7 +575,7 @@ static void apply(shard_proc_t *sp, vg_devstate_t *st, uint64_t open_seq, const 
     if (sp->acked.count)
         for (int i = 0; i < VG_LIFECYCLE_SLOTS; i++)
             if (st->slots[i].type != VG_ALERT_NONE && !st->slots[i].acked &&
-                idset_has(&sp->acked, vg_lifecycle_slot_id(&st->slots[i], sp->cur_dev, sp->cur_dev_len)))
+                vg_u64set_has(&sp->acked, vg_lifecycle_slot_id(&st->slots[i], sp->cur_dev, sp->cur_dev_len)))
                 st->slots[i].acked = 1;
 }
 
@@ -742,15 +705,11 @@ static int process_record(shard_proc_t *sp, const vg_record_t *rec)
 
 static void handle_acks(shard_proc_t *sp)
 {
-    if (!atomic_load_explicit(&sp->has_acks, memory_order_acquire))
+    if (!vg_mailbox_pending(&sp->acks))
         return;
-    pthread_mutex_lock(&sp->mu);
-    ack_req_t *reqs = sp->inbox;
-    size_t n = sp->inbox_n;
-    sp->inbox = NULL;
-    sp->inbox_n = sp->inbox_cap = 0;
-    atomic_store_explicit(&sp->has_acks, false, memory_order_release);
-    pthread_mutex_unlock(&sp->mu);
+    void *items;
+    size_t n = vg_mailbox_take(&sp->acks, &items);
+    ack_req_t *reqs = items;
     struct vg_processor *p = sp->p;
     for (size_t i = 0; i < n; i++) {
         ack_req_t *q = &reqs[i];
@@ -775,7 +734,6 @@ static void handle_acks(shard_proc_t *sp)
         if (p->o.ack_done)
             p->o.ack_done(p->o.ack_ctx, q->token, rc, q->alert_id, q->dev, q->dev_len);
     }
-    vg_free(reqs);
 }
 
 static void maybe_checkpoint(shard_proc_t *sp)
@@ -871,8 +829,8 @@ static void *shard_main(void *arg)
             atomic_store_explicit(&sp->processed_seq, rec.seq, memory_order_relaxed);
             if (sp->replay_until && rec.seq > sp->replay_until) {
                 /* past everything the alerts stream knew: stop checking */
-                idset_free(&sp->emitted);
-                idset_free(&sp->acked);
+                vg_u64set_deinit(&sp->emitted);
+                vg_u64set_deinit(&sp->acked);
                 sp->replay_until = 0;
             }
         }
@@ -895,7 +853,7 @@ static void *shard_main(void *arg)
                 error_pause(sp, 500);
                 continue;
             }
-            if (!atomic_load_explicit(&sp->has_acks, memory_order_acquire) && !atomic_load(&p->stop)) {
+            if (!vg_mailbox_pending(&sp->acks) && !atomic_load(&p->stop)) {
                 if (wrc == VG_OK)
                     idle_wait(sp, last_ckpt_ns, interval_ns);
                 else
@@ -946,11 +904,10 @@ static void shards_free(struct vg_processor *p)
         shard_proc_t *sp = &p->shards[i];
         vg_devtable_free(sp->devs);
         vg_iwheel_deinit(&sp->wheel);
-        idset_free(&sp->emitted);
-        idset_free(&sp->acked);
+        vg_u64set_deinit(&sp->emitted);
+        vg_u64set_deinit(&sp->acked);
         vg_free(sp->marks);
-        vg_free(sp->inbox);
-        pthread_mutex_destroy(&sp->mu);
+        vg_mailbox_deinit(&sp->acks);
     }
     vg_free(p->shards);
     p->shards = NULL;
@@ -963,6 +920,7 @@ int vg_processor_start(const vg_processor_opts_t *o, vg_processor_t **out)
     if (!p)
         return VG_ENOMEM;
     p->o = *o;
+    atomic_init(&p->refs, 1);
     if (!p->o.checkpoint_interval_ms)
         p->o.checkpoint_interval_ms = 1000;
     if (!p->o.cfg) {
@@ -981,8 +939,15 @@ int vg_processor_start(const vg_processor_opts_t *o, vg_processor_t **out)
     if (!p->shards)
         goto cleanup;
     for (uint32_t i = 0; i < p->nshards; i++) {
-        pthread_mutex_init(&p->shards[i].mu, NULL);
-        vg_notify_init(&p->shards[i].wake);
+        shard_proc_t *sp = &p->shards[i];
+        vg_notify_init(&sp->wake);
+        vg_u64set_init(&sp->emitted, VG_MEM_PROC);
+        vg_u64set_init(&sp->acked, VG_MEM_PROC);
+        /* One wake-up for everything the shard thread waits for: acks post it too. */
+        if (vg_mailbox_init(&sp->acks, sizeof(ack_req_t), VG_MEM_PROC, &sp->wake, -1) != VG_OK) {
+            rc = VG_EIO;
+            goto cleanup;
+        }
     }
     char dir[PATH_MAX];
     snprintf(dir, sizeof dir, "%s/consumers/detector", o->data_dir);
@@ -1042,21 +1007,20 @@ void vg_processor_stop(vg_processor_t *p)
         vg_notify_post(&p->shards[i].wake);
     for (uint32_t i = 0; i < p->nshards; i++)
         pthread_join(p->shards[i].thread, NULL);
-    /* A durable callback that brought pending to 0 may still be on its way
-     * out (the post, then its last store): a few instructions. */
-    for (uint32_t i = 0; i < p->nshards; i++)
-        while (atomic_load_explicit(&p->shards[i].in_callback, memory_order_acquire) != 0)
-            sched_yield();
     /* Requests that arrived after a shard's last look: answer them. */
     for (uint32_t i = 0; i < p->nshards; i++) {
         shard_proc_t *sp = &p->shards[i];
-        for (size_t k = 0; k < sp->inbox_n; k++)
+        void *items;
+        size_t n = vg_mailbox_take(&sp->acks, &items);
+        const ack_req_t *q = items;
+        for (size_t k = 0; k < n; k++)
             if (p->o.ack_done)
-                p->o.ack_done(p->o.ack_ctx, sp->inbox[k].token, VG_ECLOSED, sp->inbox[k].alert_id, sp->inbox[k].dev,
-                              sp->inbox[k].dev_len);
+                p->o.ack_done(p->o.ack_ctx, q[k].token, VG_ECLOSED, q[k].alert_id, q[k].dev, q[k].dev_len);
     }
-    shards_free(p);
-    vg_free(p);
+    unsigned left = atomic_load(&p->refs) - 1;
+    if (left)
+        VG_WARN(MOD, "%u alerts still in flight at stop; their callbacks come when the alerts stream closes", left);
+    processor_unref(p);
 }
 
 int vg_processor_ack(vg_processor_t *p, const char *dev_id, size_t dev_len, uint64_t alert_id, const char *by,
@@ -1068,32 +1032,16 @@ int vg_processor_ack(vg_processor_t *p, const char *dev_id, size_t dev_len, uint
         return VG_ECLOSED;
     uint32_t shard = vg_shardmap_shard(p->nshards, vg_shardmap_hash(dev_id, dev_len));
     shard_proc_t *sp = &p->shards[shard];
-    int rc = VG_OK;
-    pthread_mutex_lock(&sp->mu);
-    if (sp->inbox_n == sp->inbox_cap) {
-        size_t cap = sp->inbox_cap ? sp->inbox_cap * 2 : 8;
-        ack_req_t *n = vg_realloc(VG_MEM_PROC, sp->inbox, cap * sizeof *n);
-        if (!n) {
-            rc = VG_ENOMEM;
-            goto cleanup;
-        }
-        sp->inbox = n;
-        sp->inbox_cap = cap;
-    }
-    ack_req_t *q = &sp->inbox[sp->inbox_n++];
-    memset(q, 0, sizeof *q);
-    q->alert_id = alert_id;
-    q->token = token;
-    snprintf(q->by, sizeof q->by, "%s", by ? by : "");
-    snprintf(q->note, sizeof q->note, "%s", note ? note : "");
-    q->dev_len = (uint16_t)dev_len;
-    memcpy(q->dev, dev_id, dev_len);
-    atomic_store_explicit(&sp->has_acks, true, memory_order_release);
-cleanup:
-    pthread_mutex_unlock(&sp->mu);
-    if (rc == VG_OK)
-        vg_notify_post(&sp->wake);
-    return rc;
+    ack_req_t q;
+    memset(&q, 0, sizeof q);
+    q.alert_id = alert_id;
+    q.token = token;
+    snprintf(q.by, sizeof q.by, "%s", by ? by : "");
+    snprintf(q.note, sizeof q.note, "%s", note ? note : "");
+    q.dev_len = (uint16_t)dev_len;
+    memcpy(q.dev, dev_id, dev_len);
+    /* Wakes the shard thread only if its mailbox was empty. */
+    return vg_mailbox_post(&sp->acks, &q, 1);
 }
 
 void vg_processor_stats(vg_processor_t *p, vg_processor_stats_t *out)

@@ -47,10 +47,12 @@
  * Durability: journal_mode=WAL with synchronous=FULL, so COMMIT returns only
  * after the log is fsynced; on_durable is called only after that.
  *
- * Threads. Callers append operations to a linked queue under `mu` and get
- * their sequence number there, so queue order is sequence order. The store
- * thread takes the whole queue at once (group commit: whatever arrived while
- * the previous fsync ran goes into the next transaction), applies it with
+ * Threads. Callers post operations (pointers to op_t) to a core/mailbox
+ * while holding `mu`, where they get their sequence number, so queue order
+ * is sequence order. The post wakes the store thread (a futex word, `wake`)
+ * only if the queue was empty. The store thread takes the whole queue at
+ * once (group commit: whatever arrived while the previous fsync ran goes
+ * into the next transaction), applies it with
  * prepared statements inside BEGIN/COMMIT holding `db_mu`, publishes the
  * durable sequence number under `mu` and calls on_durable with no lock held.
  * `db_mu` exists only so that vg_kv_scan can use the connection from another
@@ -62,6 +64,8 @@
 #include "core/diag.h"
 #include "core/err.h"
 #include "core/fsutil.h"
+#include "core/mailbox.h"
+#include "core/notify.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -71,7 +75,6 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #define KV_SCHEMA_VERSION 1
@@ -87,7 +90,6 @@ enum { OP_PUT = 1, OP_DEL, OP_DEL_KEY };
 
 typedef struct op op_t;
 struct op {
-    op_t *next;
     uint64_t seq;
     uint64_t sub;
     uint32_t klen, vlen;
@@ -103,10 +105,10 @@ struct vg_kv {
     size_t max_len; /* largest key or value SQLite will take */
 
     pthread_mutex_t db_mu; /* the connection: the store thread during a batch, or a scan */
+    vg_mailbox_t queue;    /* op_t *, posted under mu; taken by the store thread */
+    vg_notify_t wake;      /* the store thread sleeps here: ops posted to an empty queue, close */
     pthread_mutex_t mu;    /* everything below */
-    pthread_cond_t work;   /* the store thread waits here for ops or close */
     pthread_cond_t done;   /* vg_kv_sync waits here for durable_seq */
-    op_t *head, *tail;
     bool closing;
     uint64_t closing_ns; /* when close began (mono), for the disk-full grace */
     int failed;
@@ -370,14 +372,14 @@ static int apply_op(vg_kv_t *kv, const op_t *op)
 }
 
 /* Applies a batch in one transaction. Returns VG_OK once it is durable. */
-static int apply_batch(vg_kv_t *kv, const op_t *batch)
+static int apply_batch(vg_kv_t *kv, op_t *const *batch, size_t n)
 {
     pthread_mutex_lock(&kv->db_mu);
     const char *what = "BEGIN";
     int rc = step_done(kv->st_begin);
-    for (const op_t *op = batch; op && rc == SQLITE_OK; op = op->next) {
+    for (size_t i = 0; i < n && rc == SQLITE_OK; i++) {
         what = "a write";
-        rc = apply_op(kv, op);
+        rc = apply_op(kv, batch[i]);
     }
     if (rc == SQLITE_OK) {
         what = "COMMIT";
@@ -402,7 +404,7 @@ static int apply_batch(vg_kv_t *kv, const op_t *batch)
  * get VG_AGAIN. Other errors end the pause as failures. A close during the
  * pause retries for KV_FULL_CLOSE_GRACE_MS more, then gives up (VG_ENOSPC).
  * Returns the batch's final status. Called on the store thread without mu. */
-static int wait_for_space(vg_kv_t *kv, op_t *batch)
+static int wait_for_space(vg_kv_t *kv, op_t *const *batch, size_t n)
 {
     uint32_t backoff_ms = 10;
     uint64_t since = vg_clock_mono_ns();
@@ -420,20 +422,18 @@ static int wait_for_space(vg_kv_t *kv, op_t *batch)
             VG_ERROR("kv", "%s: closing while the disk is still full: the last writes are not stored", kv->path);
             break;
         }
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)backoff_ms * 1000000u;
-        ts.tv_sec += (time_t)(ns / 1000000000u);
-        ts.tv_nsec = (long)(ns % 1000000000u);
-        if (!kv->closing)
-            pthread_cond_timedwait(&kv->work, &kv->mu, &ts);
+        bool closing = kv->closing;
         kv->st.disk_full_retries++;
         pthread_mutex_unlock(&kv->mu);
-        if (!kv->closing)
-            backoff_ms = backoff_ms * 2 > 1000 ? 1000 : backoff_ms * 2;
+        /* Woken early by a write posted to the empty queue or by close, as
+         * before the pause: either may mean space is worth trying again. */
+        if (!closing)
+            (void)vg_notify_wait(&kv->wake, backoff_ms);
         else
             usleep(10000);
-        status = apply_batch(kv, batch);
+        if (!closing)
+            backoff_ms = backoff_ms * 2 > 1000 ? 1000 : backoff_ms * 2;
+        status = apply_batch(kv, batch, n);
     }
     pthread_mutex_lock(&kv->mu);
     kv->st.disk_full_ms += (vg_clock_mono_ns() - since) / 1000000u;
@@ -444,44 +444,60 @@ static int wait_for_space(vg_kv_t *kv, op_t *batch)
     return status;
 }
 
+/* Whether close has begun (read under mu). */
+static bool is_closing(vg_kv_t *kv)
+{
+    pthread_mutex_lock(&kv->mu);
+    bool closing = kv->closing;
+    pthread_mutex_unlock(&kv->mu);
+    return closing;
+}
+
 static void *store_main(void *arg)
 {
     vg_kv_t *kv = arg;
     pthread_setname_np(pthread_self(), "vg-store");
-    pthread_mutex_lock(&kv->mu);
     for (;;) {
-        while (!kv->head && !kv->closing)
-            pthread_cond_wait(&kv->work, &kv->mu);
-        if (!kv->head)
-            break; /* closing, and everything queued before it is done */
-        op_t *batch = kv->head;
-        kv->head = kv->tail = NULL;
+        void *items;
+        size_t n = vg_mailbox_take(&kv->queue, &items);
+        if (n == 0) {
+            /* Posts happen under mu after a look at closing, so once we see
+             * closing there, everything posted before it is in the queue. */
+            if (is_closing(kv)) {
+                n = vg_mailbox_take(&kv->queue, &items);
+                if (n == 0)
+                    break; /* closing, and everything queued before it is done */
+            } else {
+                (void)vg_notify_wait(&kv->wake, -1);
+                continue;
+            }
+        }
+        op_t **batch = items; /* ours until the next take */
+        pthread_mutex_lock(&kv->mu);
         int status = kv->failed;
         pthread_mutex_unlock(&kv->mu);
 
         uint64_t t0 = vg_clock_mono_ns();
         if (status == VG_OK)
-            status = apply_batch(kv, batch);
+            status = apply_batch(kv, batch, n);
         if (status == VG_ENOSPC)
-            status = wait_for_space(kv, batch);
+            status = wait_for_space(kv, batch, n);
         uint64_t us = (vg_clock_mono_ns() - t0) / 1000;
-        uint64_t last = 0, nops = 0, bytes = 0, cost = 0;
-        while (batch) {
-            op_t *op = batch;
-            batch = op->next;
+        uint64_t last = 0, bytes = 0, cost = 0;
+        for (size_t i = 0; i < n; i++) {
+            op_t *op = batch[i];
             last = op->seq;
-            nops++;
             bytes += (uint64_t)op->klen + op->vlen;
             cost += sizeof(*op) + op->klen + op->vlen;
             vg_free(op);
         }
 
         pthread_mutex_lock(&kv->mu);
-        kv->st.pending_ops -= nops;
+        kv->st.pending_ops -= n;
         kv->st.pending_bytes -= cost;
         if (status == VG_OK) {
             kv->st.durable_seq = last;
-            kv->st.ops += nops;
+            kv->st.ops += n;
             kv->st.commits++;
             kv->st.bytes_written += bytes;
             kv->st.last_commit_us = us;
@@ -496,9 +512,7 @@ static void *store_main(void *arg)
 
         if (kv->on_durable)
             kv->on_durable(kv->ctx, last, status);
-        pthread_mutex_lock(&kv->mu);
     }
-    pthread_mutex_unlock(&kv->mu);
     return NULL;
 }
 
@@ -530,13 +544,18 @@ int vg_kv_open(const char *path, const vg_kv_opts_t *opts, vg_kv_t **out)
         goto cleanup;
 
     rc = VG_EIO;
-    if (pthread_mutex_init(&kv->db_mu, NULL) != 0)
+    vg_notify_init(&kv->wake);
+    if (vg_mailbox_init(&kv->queue, sizeof(op_t *), KV_MEM, &kv->wake, -1) != VG_OK)
         goto cleanup;
-    if (pthread_mutex_init(&kv->mu, NULL) != 0) {
-        pthread_mutex_destroy(&kv->db_mu);
+    if (pthread_mutex_init(&kv->db_mu, NULL) != 0) {
+        vg_mailbox_deinit(&kv->queue);
         goto cleanup;
     }
-    pthread_cond_init(&kv->work, NULL);
+    if (pthread_mutex_init(&kv->mu, NULL) != 0) {
+        pthread_mutex_destroy(&kv->db_mu);
+        vg_mailbox_deinit(&kv->queue);
+        goto cleanup;
+    }
     pthread_cond_init(&kv->done, NULL);
     kv->mu_ready = true;
     if (pthread_create(&kv->thread, NULL, store_main, kv) != 0) {
@@ -551,10 +570,10 @@ cleanup:
     if (kv->db)
         db_close(kv);
     if (kv->mu_ready) {
-        pthread_cond_destroy(&kv->work);
         pthread_cond_destroy(&kv->done);
         pthread_mutex_destroy(&kv->mu);
         pthread_mutex_destroy(&kv->db_mu);
+        vg_mailbox_deinit(&kv->queue);
     }
     vg_free(kv->path);
     vg_free(kv);
@@ -568,18 +587,18 @@ int vg_kv_close(vg_kv_t *kv)
     pthread_mutex_lock(&kv->mu);
     kv->closing = true;
     kv->closing_ns = vg_clock_mono_ns();
-    pthread_cond_signal(&kv->work);
     pthread_mutex_unlock(&kv->mu);
+    vg_notify_post(&kv->wake);
     pthread_join(kv->thread, NULL);
 
     int rc = kv->failed;
     int crc = db_close(kv);
     if (rc == VG_OK)
         rc = crc;
-    pthread_cond_destroy(&kv->work);
     pthread_cond_destroy(&kv->done);
     pthread_mutex_destroy(&kv->mu);
     pthread_mutex_destroy(&kv->db_mu);
+    vg_mailbox_deinit(&kv->queue);
     vg_free(kv->path);
     vg_free(kv);
     return rc;
@@ -598,7 +617,6 @@ static int enqueue(vg_kv_t *kv, uint8_t kind, uint8_t ns, const void *key, size_
     op_t *op = vg_malloc(KV_MEM, cost);
     if (!op)
         return VG_ENOMEM;
-    op->next = NULL;
     op->sub = sub;
     op->klen = (uint32_t)klen;
     op->vlen = (uint32_t)vlen;
@@ -619,19 +637,18 @@ static int enqueue(vg_kv_t *kv, uint8_t kind, uint8_t ns, const void *key, size_
         kv->st.rejected++;
         rc = VG_AGAIN;
     } else {
-        op->seq = ++kv->st.last_seq;
-        if (seq)
-            *seq = op->seq;
-        if (kv->tail)
-            kv->tail->next = op;
-        else
-            kv->head = op;
-        kv->tail = op;
-        kv->st.pending_ops++;
-        kv->st.pending_bytes += cost;
-        if (kv->head == op) /* the thread may be asleep only when the queue was empty */
-            pthread_cond_signal(&kv->work);
-        op = NULL;
+        op->seq = kv->st.last_seq + 1;
+        /* Posted under mu, so that queue order is sequence order; the post
+         * wakes the store thread only if the queue was empty. */
+        rc = vg_mailbox_post(&kv->queue, &op, 1);
+        if (rc == VG_OK) {
+            kv->st.last_seq = op->seq;
+            if (seq)
+                *seq = op->seq;
+            kv->st.pending_ops++;
+            kv->st.pending_bytes += cost;
+            op = NULL;
+        }
     }
     pthread_mutex_unlock(&kv->mu);
     vg_free(op);

@@ -14,10 +14,12 @@
 #include "proc/devstate.h"
 #include "proc/processor.h"
 #include "stream/log.h"
+#include "stream/segment.h"
 #include "stream/shardmap.h"
 #include "vt.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -98,6 +100,7 @@ typedef struct {
     uint64_t appended;
     bool tuned;             /* open_all uses tuned_cfg instead of the defaults */
     vg_detect_cfg_t tuned_cfg;
+    const vg_seg_io_t *alerts_io; /* file operations of the alerts stream; NULL = the real ones */
 } fx_t;
 
 static int open_all(fx_t *f)
@@ -105,7 +108,10 @@ static int open_all(fx_t *f)
     vg_log_opts_t o;
     vg_log_opts_default(&o);
     o.shards = 2;
-    if (vg_log_open(f->dir, "telemetry", &o, &f->tel) || vg_log_open(f->dir, "alerts", &o, &f->alerts))
+    if (vg_log_open(f->dir, "telemetry", &o, &f->tel))
+        return -1;
+    o.io = f->alerts_io;
+    if (vg_log_open(f->dir, "alerts", &o, &f->alerts))
         return -1;
     if (f->tuned)
         f->cfg = f->tuned_cfg;
@@ -679,6 +685,44 @@ static void test_damaged_checkpoint_refuses(void)
     fx_done(&f);
 }
 
+/* An alerts stream whose disk is full once `full` is set: every write
+ * fails with ENOSPC, so the log pauses and, at close, gives up. */
+static atomic_bool disk_full;
+
+static ssize_t full_pwrite(void *ctx, int fd, const void *buf, size_t n, off_t off)
+{
+    if (atomic_load(&disk_full))
+        return -ENOSPC;
+    const vg_seg_io_t *real = vg_seg_io_default();
+    return real->pwrite(real->ctx, fd, buf, n, off);
+}
+
+/* Stop gives up waiting for an alert that cannot be stored (FINAL_WAIT_MS);
+ * its callback comes later, when the alerts stream closes and reports
+ * VG_ENOSPC, and must find the processor's memory still alive (ASan run). */
+static void test_alert_in_flight_at_stop(void)
+{
+    fx_t f;
+    fx_init(&f);
+    vg_seg_io_t io = *vg_seg_io_default();
+    io.pwrite = full_pwrite;
+    f.alerts_io = &io;
+    atomic_store(&disk_full, false);
+    VT_REQUIRE(f.dir[0] && open_all(&f) == 0);
+    atomic_store(&disk_full, true);
+    int64_t t = feed_rest(&f, "dev-a", 84, 70, T0);
+    t = feed_ramp(&f, "dev-a", 70, 130, t);
+    feed_rest(&f, "dev-a", 144, 130, t);
+    wait_processed(&f, f.appended);
+    vg_processor_stats_t st;
+    vg_processor_stats(f.proc, &st);
+    VT_EQ_INT((int)st.processed, (int)f.appended);
+    close_all(&f); /* stop times out on the alert; the alerts stream's close calls it back */
+    VT_EQ_INT(count_ev(&f.sink, NULL, NULL), 0); /* never stored, never published */
+    atomic_store(&disk_full, false);
+    fx_done(&f);
+}
+
 int main(void)
 {
     VT_RUN(test_episode_update_and_replays);
@@ -690,5 +734,6 @@ int main(void)
     VT_RUN(test_future_clock_does_not_drag_time);
     VT_RUN(test_other_state_layout_keeps_position);
     VT_RUN(test_damaged_checkpoint_refuses);
+    VT_RUN(test_alert_in_flight_at_stop);
     return VT_DONE();
 }
