@@ -31,6 +31,8 @@
 #include "core/clock.h"
 #include "core/diag.h"
 #include "core/err.h"
+#include "core/heap.h"
+#include "core/mailbox.h"
 #include "core/strmap.h"
 #include "core/wheel.h"
 #include "mqtt/codec.h"
@@ -360,10 +362,7 @@ typedef struct worker {
         int status;
     } *deferred;
     size_t ndeferred, deferred_cap;
-    /* inbox */
-    pthread_mutex_t inbox_mu;
-    item_t *inbox, *inbox_spare;
-    size_t inbox_len, inbox_cap, spare_cap;
+    vg_mailbox_t inbox; /* of item_t, woken through efd */
     /* stats (relaxed atomics: read by the stats thread) */
     atomic_uint_fast64_t st_conns_current, st_conns_total, st_refused, st_closes[VG_CLOSE__COUNT];
     atomic_uint_fast64_t st_pub_in, st_pub_out, st_bytes_in, st_bytes_out, st_read_pauses;

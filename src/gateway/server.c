@@ -139,10 +139,12 @@ int vg_server_new(const vg_server_opts_t *opts, vg_server_t **out)
     vg_strmap_init(&s->groups, VG_MEM_MQTT);
     for (uint32_t i = 0; i < s->nworkers; i++) {
         worker_t *w = &s->workers[i];
-        w->efd = w->ep = w->spare_fd = -1;
+        w->ep = w->spare_fd = -1;
         for (int li = 0; li < L__COUNT; li++)
             w->lfd[li] = -1;
-        pthread_mutex_init(&w->inbox_mu, NULL);
+        /* The eventfd first: the inbox (core/mailbox) wakes the worker by it. */
+        w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        vg_mailbox_init(&w->inbox, sizeof(item_t), VG_MEM_MQTT, NULL, w->efd);
     }
     s->o.hooks = NULL; /* the copy in s->hooks is the one used */
     s->o.nhooks = 0;
@@ -189,7 +191,6 @@ int vg_server_new(const vg_server_opts_t *opts, vg_server_t **out)
         }
         rc = VG_EIO;
         w->ep = epoll_create1(EPOLL_CLOEXEC);
-        w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
         if (w->ep < 0 || w->efd < 0)
             goto cleanup;
@@ -292,18 +293,22 @@ void vg_server_free(vg_server_t *s)
     }
     for (uint32_t i = 0; i < s->nworkers; i++) {
         worker_t *w = &s->workers[i];
-        for (size_t j = 0; j < w->inbox_len; j++) {
-            if (w->inbox[j].kind == ITEM_DELIVER) {
-                vg_msg_unref(w->inbox[j].msg);
-                gw_session_unref(s, w->inbox[j].sess);
-            } else if (w->inbox[j].kind == ITEM_DELIVER_BATCH) {
-                for (uint32_t k = 0; k < w->inbox[j].batch->n; k++)
-                    gw_session_unref(s, w->inbox[j].batch->v[k].se);
-                vg_free(w->inbox[j].batch);
-                vg_msg_unref(w->inbox[j].msg);
+        /* Items posted but never taken (the worker did not run, or stopped
+         * before they came) own references. */
+        void *taken = NULL;
+        size_t n = vg_mailbox_take(&w->inbox, &taken);
+        item_t *items = taken;
+        for (size_t j = 0; j < n; j++) {
+            if (items[j].kind == ITEM_DELIVER) {
+                vg_msg_unref(items[j].msg);
+                gw_session_unref(s, items[j].sess);
+            } else if (items[j].kind == ITEM_DELIVER_BATCH) {
+                for (uint32_t k = 0; k < items[j].batch->n; k++)
+                    gw_session_unref(s, items[j].batch->v[k].se);
+                vg_free(items[j].batch);
+                vg_msg_unref(items[j].msg);
             }
         }
-        w->inbox_len = 0;
     }
     for (size_t i = 0; i < s->hk_n; i++)
         gw_session_unref(s, s->hk[i].sess);
@@ -339,10 +344,8 @@ void vg_server_free(vg_server_t *s)
         vg_free(w->conns);
         vg_free(w->slot_gen);
         vg_free(w->free_slots);
-        vg_free(w->inbox);
-        vg_free(w->inbox_spare);
+        vg_mailbox_deinit(&w->inbox);
         vg_free(w->deferred);
-        pthread_mutex_destroy(&w->inbox_mu);
     }
     vg_retain_free(s->retain);
     vg_topic_tree_free(s->tree);

@@ -33,29 +33,11 @@ void gw_wake(worker_t *w)
     (void)r; /* EAGAIN means the counter is already non-zero: it is awake */
 }
 
-/* Posts n items; wakes the worker only when its inbox was empty. */
+/* Posts n items (core/mailbox: wakes the worker only when its inbox was
+ * empty, so a burst costs one wake-up). */
 int gw_inbox_post(worker_t *w, const item_t *items, size_t n)
 {
-    pthread_mutex_lock(&w->inbox_mu);
-    if (w->inbox_len + n > w->inbox_cap) {
-        size_t ncap = w->inbox_cap ? w->inbox_cap : 256;
-        while (ncap < w->inbox_len + n)
-            ncap *= 2;
-        item_t *ni = vg_realloc(VG_MEM_MQTT, w->inbox, ncap * sizeof *ni);
-        if (!ni) {
-            pthread_mutex_unlock(&w->inbox_mu);
-            return VG_ENOMEM;
-        }
-        w->inbox = ni;
-        w->inbox_cap = ncap;
-    }
-    bool was_empty = w->inbox_len == 0;
-    memcpy(w->inbox + w->inbox_len, items, n * sizeof *items);
-    w->inbox_len += n;
-    pthread_mutex_unlock(&w->inbox_mu);
-    if (was_empty)
-        gw_wake(w);
-    return VG_OK;
+    return vg_mailbox_post(&w->inbox, items, n);
 }
 
 /* A completion on the owning worker's own thread (a hook, the flush hook's
@@ -288,17 +270,9 @@ static void deliver_item(worker_t *w, item_t *it)
 
 static void drain_inbox(worker_t *w)
 {
-    uint64_t v;
-    ssize_t r = read(w->efd, &v, sizeof v);
-    (void)r;
-    pthread_mutex_lock(&w->inbox_mu);
-    item_t *items = w->inbox;
-    size_t n = w->inbox_len;
-    size_t cap = w->inbox_cap;
-    w->inbox = w->inbox_spare;
-    w->inbox_cap = w->spare_cap;
-    w->inbox_len = 0;
-    pthread_mutex_unlock(&w->inbox_mu);
+    void *taken = NULL;
+    size_t n = vg_mailbox_take(&w->inbox, &taken);
+    item_t *items = taken;
     for (size_t i = 0; i < n; i++) {
         item_t *it = &items[i];
         if (it->kind == ITEM_COMPLETE) {
@@ -326,9 +300,6 @@ static void drain_inbox(worker_t *w)
             gw_takeover_resume(w, it->token);
         }
     }
-    /* Keep the drained array as the spare so steady state allocates nothing. */
-    w->inbox_spare = items;
-    w->spare_cap = cap;
 }
 
 static void quiesce_worker(worker_t *w)

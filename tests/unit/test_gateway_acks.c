@@ -89,7 +89,7 @@ static bool middle_settled(void *arg)
 {
     worker_t *w = arg;
     ack_t *a2 = ack_of(g_pub->c, 2), *a3 = ack_of(g_pub->c, 3);
-    return a2 && a3 && a2->pending == 0 && a3->pending == 0 && w->inbox_len == 0;
+    return a2 && a3 && a2->pending == 0 && a3->pending == 0 && !vg_mailbox_pending(&w->inbox);
 }
 
 /* PUBACKs 1..4 where 1 and 3 wait for a hook, 2 for the store (a retained
@@ -129,7 +129,7 @@ static void test_ack_order_across_hooks_and_store(void)
     vg_server_complete(s, rec.tokens[0], VG_OK);
     gw_worker_bind_thread(NULL);
     VT_EQ_INT(w->ndeferred, 1);
-    VT_EQ_INT(w->inbox_len, 0);
+    VT_CHECK(!vg_mailbox_pending(&w->inbox));
     struct pollfd efd = {.fd = w->efd, .events = POLLIN};
     VT_EQ_INT(poll(&efd, 1, 0), 0);
     VT_EQ_INT(ack_of(pub->c, 1)->pending, 1);

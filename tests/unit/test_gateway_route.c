@@ -153,14 +153,15 @@ static void test_fanout_one_item_per_worker(void)
     worker_t *w0 = &s->workers[0], *w1 = &s->workers[1];
     gwt_publish(pub, "f/1", "fan", 1, 1, false, false);
     uint64_t until = gw_now_mono_ms() + GWT_DEADLINE_MS;
-    while (w1->inbox_len == 0 && gw_now_mono_ms() < until) {
+    while (!vg_mailbox_pending(&w1->inbox) && gw_now_mono_ms() < until) {
         gw_worker_bind_thread(w0);
         gw_worker_round(w0, 1);
         gw_worker_bind_thread(NULL);
     }
-    VT_REQUIRE(w1->inbox_len == 1);
-    VT_EQ_INT(w1->inbox[0].kind, ITEM_DELIVER_BATCH);
-    VT_EQ_INT(w1->inbox[0].batch->n, 3);
+    VT_REQUIRE(w1->inbox.len == 1);
+    item_t *posted = (item_t *)w1->inbox.items;
+    VT_EQ_INT(posted[0].kind, ITEM_DELIVER_BATCH);
+    VT_EQ_INT(posted[0].batch->n, 3);
     vg_mqtt_publish_t p;
     for (int i = 0; i < 3; i++) {
         VT_CHECK(gwt_expect_publish(sub[i], &p) && gwt_payload_is(&p, "fan"));
