@@ -389,6 +389,10 @@ typedef struct {
     session_t *sess; /* holds a ref */
 } hk_item_t;
 
+/* The housekeeping thread's timers, earliest first (core/heap.h). */
+#define HK_LESS(a, b) ((a).at_ms < (b).at_ms)
+VG_HEAP_DEFINE(hk_heap, hk_item_t, HK_LESS, VG_HEAP_NO_INDEX)
+
 /* One hook of the table (server.h), its filter copied. */
 typedef struct {
     char *filter;
@@ -428,8 +432,7 @@ struct vg_server {
     pthread_t hk_thread;
     pthread_mutex_t hk_mu;
     pthread_cond_t hk_cv;
-    hk_item_t *hk;
-    size_t hk_n, hk_cap;
+    hk_heap_t hk; /* by at_ms */
     int64_t hk_wake_at; /* wall ms the thread sleeps until (INT64_MAX: until signalled), 0 while awake */
     bool hk_started;
     /* counters not owned by one worker */

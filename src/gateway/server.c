@@ -310,9 +310,9 @@ void vg_server_free(vg_server_t *s)
             }
         }
     }
-    for (size_t i = 0; i < s->hk_n; i++)
-        gw_session_unref(s, s->hk[i].sess);
-    s->hk_n = 0;
+    for (size_t i = 0; i < s->hk.len; i++)
+        gw_session_unref(s, s->hk.v[i].sess);
+    s->hk.len = 0;
     free_session_cb(s);
     /* The store last: it commits what sessions queued while closing. */
     if (s->kv) {
@@ -352,7 +352,7 @@ void vg_server_free(vg_server_t *s)
     vg_strmap_deinit(&s->ids);
     vg_strmap_deinit(&s->groups);
     vg_free(s->kvw);
-    vg_free(s->hk);
+    hk_heap_free(&s->hk);
     pthread_rwlock_destroy(&s->tree_lock);
     pthread_mutex_destroy(&s->ids_mu);
     pthread_mutex_destroy(&s->kvw_mu);
