@@ -6,6 +6,7 @@
  * (mqtt/retain.c), which it only calls. */
 #include "gateway/gw.h"
 #include "core/hash.h"
+#include "core/set.h"
 
 /* A subscription entry with its filter stored inline (one allocation). */
 subent_t *gw_subent_new(const char *f, size_t fl)
@@ -135,12 +136,19 @@ void gw_session_unsubscribe_all(struct vg_server *s, session_t *se)
  * them that a linear search would make a large SUBSCRIBE quadratic. */
 #define SUBIDX_MIN 16
 
+/* The index is a core/set table of subs[] pointers keyed by filter. */
+typedef struct {
+    const char *f;
+    size_t fl;
+} filter_key_t;
+#define SUBIDX_EMPTY(e) ((e) == NULL)
+#define SUBIDX_HASH(e) vg_hash_bytes((e)->filter, (e)->flen)
+#define SUBIDX_MATCH(e, k) ((e)->flen == (k).fl && memcmp((e)->filter, (k).f, (k).fl) == 0)
+VG_SET_DEFINE(subidx, subent_t *, filter_key_t, SUBIDX_EMPTY, SUBIDX_HASH, SUBIDX_MATCH)
+
 static uint32_t subidx_slot(const session_t *se, const char *f, size_t fl)
 {
-    uint32_t mask = se->subidx_cap - 1, i = vg_hash_bytes(f, fl) & mask;
-    while (se->subidx[i] && !(se->subidx[i]->flen == fl && memcmp(se->subidx[i]->filter, f, fl) == 0))
-        i = (i + 1) & mask;
-    return i;
+    return (uint32_t)subidx_find(se->subidx, se->subidx_cap - 1, vg_hash_bytes(f, fl), (filter_key_t){f, fl});
 }
 
 static subent_t *session_find_sub(session_t *se, const char *f, size_t fl)
@@ -163,7 +171,7 @@ static bool subidx_build(session_t *se, uint32_t cap)
     se->subidx = ni;
     se->subidx_cap = cap;
     for (uint32_t j = 0; j < se->nsubs; j++)
-        se->subidx[subidx_slot(se, se->subs[j]->filter, se->subs[j]->flen)] = se->subs[j];
+        subidx_put(se->subidx, cap - 1, se->subs[j]);
     return true;
 }
 
@@ -200,7 +208,7 @@ void gw_session_add_sub(session_t *se, subent_t *e)
         }
         return;
     }
-    se->subidx[subidx_slot(se, e->filter, e->flen)] = e;
+    subidx_put(se->subidx, se->subidx_cap - 1, e);
 }
 
 static void session_remove_sub(session_t *se, subent_t *e)
@@ -211,21 +219,9 @@ static void session_remove_sub(session_t *se, subent_t *e)
     last->idx = j;
     if (!se->subidx)
         return;
-    /* Linear-probing delete with backward shift: later entries of the run
-     * move into the hole when their home slot allows it. */
-    uint32_t mask = se->subidx_cap - 1, hole = subidx_slot(se, e->filter, e->flen);
-    if (se->subidx[hole] != e)
-        return;
-    se->subidx[hole] = NULL;
-    for (uint32_t i = (hole + 1) & mask; se->subidx[i]; i = (i + 1) & mask) {
-        uint32_t home = vg_hash_bytes(se->subidx[i]->filter, se->subidx[i]->flen) & mask;
-        /* Move i into hole if home is not in the cyclic range (hole, i]. */
-        if ((i > hole) ? (home <= hole || home > i) : (home <= hole && home > i)) {
-            se->subidx[hole] = se->subidx[i];
-            se->subidx[i] = NULL;
-            hole = i;
-        }
-    }
+    uint32_t hole = subidx_slot(se, e->filter, e->flen);
+    if (se->subidx[hole] == e)
+        subidx_delete(se->subidx, se->subidx_cap - 1, hole, NULL);
 }
 
 static void send_stats(worker_t *w, conn_t *c)

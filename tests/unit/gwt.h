@@ -266,6 +266,21 @@ static __attribute__((unused)) bool gwt_subscribe(gwt_client_t *cl, const char *
            apid == pid && rc == qos;
 }
 
+/* UNSUBSCRIBE one filter; true once the UNSUBACK came. */
+static __attribute__((unused)) bool gwt_unsubscribe(gwt_client_t *cl, const char *filter, uint16_t pid)
+{
+    vg_mqtt_sub_t sub = {.filter = {(const uint8_t *)filter, strlen(filter)}};
+    uint8_t b[512];
+    int n = vg_mqtt_encode_unsubscribe(b, sizeof b, cl->level, pid, NULL, &sub, 1);
+    if (n <= 0)
+        return false;
+    gwt_send(cl, b, (size_t)n);
+    uint8_t type, flags;
+    const uint8_t *body;
+    size_t len;
+    return gwt_read_packet(cl, &type, &flags, &body, &len) && type == VG_MQTT_UNSUBACK;
+}
+
 /* Reads the next packet and expects a PUBLISH: fills *p (pointing into the
  * client's buffer until the next read) and returns true. */
 static __attribute__((unused)) bool gwt_expect_publish(gwt_client_t *cl, vg_mqtt_publish_t *p)

@@ -174,6 +174,52 @@ static void test_fanout_one_item_per_worker(void)
     vg_server_free(s);
 }
 
+/* One session with many subscriptions (its filter index, SUBIDX_MIN and
+ * up): subscribing again replaces, unsubscribing removes exactly that one,
+ * and routing follows what is left. */
+static void test_many_subscriptions(void)
+{
+    vg_server_t *s = server(1);
+    VT_REQUIRE(s);
+    gwt_client_t *sub = connected(s, 0, VG_MQTT_V311, "many", 0);
+    gwt_client_t *pub = connected(s, 0, VG_MQTT_V311, "pub", 0);
+    VT_REQUIRE(sub && pub);
+    char f[32];
+    uint16_t pid = 1;
+    for (int i = 0; i < 100; i++) {
+        snprintf(f, sizeof f, "m/%d", i);
+        VT_CHECK(gwt_subscribe(sub, f, 0, 0, false, pid++));
+    }
+    for (int i = 0; i < 100; i += 3) { /* again: replaced, not added */
+        snprintf(f, sizeof f, "m/%d", i);
+        VT_CHECK(gwt_subscribe(sub, f, 0, 0, false, pid++));
+    }
+    vg_server_stats_t st;
+    vg_server_stats(s, &st);
+    VT_EQ_INT(st.subscriptions, 100);
+    for (int i = 0; i < 100; i += 2) {
+        snprintf(f, sizeof f, "m/%d", i);
+        VT_CHECK(gwt_unsubscribe(sub, f, pid++));
+    }
+    vg_server_stats(s, &st);
+    VT_EQ_INT(st.subscriptions, 50);
+    VT_EQ_INT(s->workers[0].conns[sub->c->slot]->sess->nsubs, 50);
+    for (int i = 0; i < 100; i++) {
+        snprintf(f, sizeof f, "m/%d", i);
+        gwt_publish(pub, f, f, 0, 0, false, false);
+    }
+    vg_mqtt_publish_t p;
+    for (int i = 1; i < 100; i += 2) { /* the odd ones only, in order */
+        snprintf(f, sizeof f, "m/%d", i);
+        VT_CHECK(gwt_expect_publish(sub, &p) && gwt_payload_is(&p, f));
+    }
+    gwt_rounds(s);
+    VT_CHECK(gwt_nothing_sent(sub));
+    gwt_close(pub);
+    gwt_close(sub);
+    vg_server_free(s);
+}
+
 int main(void)
 {
     vg_diag_set_level(VG_LOG_ERROR);
@@ -181,5 +227,6 @@ int main(void)
     VT_RUN(test_shared_group);
     VT_RUN(test_no_local);
     VT_RUN(test_fanout_one_item_per_worker);
+    VT_RUN(test_many_subscriptions);
     return VT_DONE();
 }
