@@ -161,7 +161,8 @@ static int queue_ack(vg_mqttc_t *c, uint8_t type, uint16_t pid, uint64_t now)
     if (n < 0)
         return close_with(c, VG_MQTTC_R_NOMEM, 0);
     c->out_len += (uint32_t)n;
-    c->last_tx_ns = now;
+    if (c->state == VG_MQTTC_UP)
+        c->t_ns = now;
     return VG_OK;
 }
 
@@ -171,7 +172,8 @@ static int queue_empty(vg_mqttc_t *c, uint8_t type, uint64_t now)
         return close_with(c, VG_MQTTC_R_NOMEM, 0);
     vg_mqtt_encode_empty(c->out + c->out_len, 2, type);
     c->out_len += 2;
-    c->last_tx_ns = now;
+    if (c->state == VG_MQTTC_UP)
+        c->t_ns = now;
     return VG_OK;
 }
 
@@ -243,8 +245,7 @@ int vg_mqttc_start(vg_mqttc_t *c, int fd, bool connecting, const char *id, size_
     c->out_len += (uint32_t)n;
     c->fd = fd;
     c->keepalive_s = cfg->keepalive_s;
-    c->last_tx_ns = now;
-    c->deadline_ns = cfg->connect_timeout_ns ? now + cfg->connect_timeout_ns : 0;
+    c->t_ns = cfg->connect_timeout_ns ? now + cfg->connect_timeout_ns : 0;
     c->reason = VG_MQTTC_R_NONE;
     c->state = connecting ? VG_MQTTC_TCP : VG_MQTTC_CONNACK;
     return VG_OK;
@@ -362,7 +363,8 @@ void vg_mqttc_publish_commit(vg_mqttc_t *c, size_t len, uint32_t tag, uint64_t n
 {
     uint8_t qos = (uint8_t)((c->out[c->out_len] >> 1) & 3);
     c->out_len += (uint32_t)len;
-    c->last_tx_ns = now;
+    if (c->state == VG_MQTTC_UP)
+        c->t_ns = now;
     if (!qos)
         return;
     *ring_at(c, c->ring_len) = (vg_mqttc_flight_t){
@@ -414,7 +416,8 @@ int vg_mqttc_subscribe(vg_mqttc_t *c, const vg_mqtt_sub_t *subs, size_t n, const
     c->out_len += (uint32_t)len;
     c->next_pid = pid == 65535 ? 1 : (uint16_t)(pid + 1);
     c->subs_pending++;
-    c->last_tx_ns = now;
+    if (c->state == VG_MQTTC_UP)
+        c->t_ns = now;
     if (packet_id)
         *packet_id = pid;
     return VG_OK;
@@ -444,7 +447,7 @@ static int on_packet(vg_mqttc_t *c, uint8_t type, uint8_t flags, const uint8_t *
         if (rc != 0)
             return close_with(c, VG_MQTTC_R_REFUSED, rc);
         c->state = VG_MQTTC_UP;
-        c->deadline_ns = 0;
+        c->t_ns = now; /* the keepalive counts from here: CONNECT went out at most a handshake ago */
         if (level == VG_MQTT_V5) {
             if (props.present & VG_PROP_BIT(VG_PROP_SERVER_KEEPALIVE))
                 c->keepalive_s = props.server_keepalive; /* §3.2.2.3.14: the server's value wins */
@@ -643,19 +646,19 @@ int vg_mqttc_on_readable(vg_mqttc_t *c, uint64_t now)
 
 uint64_t vg_mqttc_due(const vg_mqttc_t *c)
 {
-    if ((c->state == VG_MQTTC_TCP || c->state == VG_MQTTC_CONNACK) && c->deadline_ns)
-        return c->deadline_ns;
+    if ((c->state == VG_MQTTC_TCP || c->state == VG_MQTTC_CONNACK) && c->t_ns)
+        return c->t_ns;
     if (c->state == VG_MQTTC_UP && c->keepalive_s)
-        return c->last_tx_ns + (uint64_t)c->keepalive_s * NS / 2;
+        return c->t_ns + (uint64_t)c->keepalive_s * NS / 2;
     return UINT64_MAX;
 }
 
 int vg_mqttc_tick(vg_mqttc_t *c, uint64_t now)
 {
-    if ((c->state == VG_MQTTC_TCP || c->state == VG_MQTTC_CONNACK) && c->deadline_ns && now >= c->deadline_ns)
+    if ((c->state == VG_MQTTC_TCP || c->state == VG_MQTTC_CONNACK) && c->t_ns && now >= c->t_ns)
         return close_with(c, VG_MQTTC_R_TIMEOUT, 0);
     /* Half the keepalive: a ping is never late, however the loop is delayed. */
-    if (c->state == VG_MQTTC_UP && c->keepalive_s && now >= c->last_tx_ns + (uint64_t)c->keepalive_s * NS / 2)
+    if (c->state == VG_MQTTC_UP && c->keepalive_s && now >= c->t_ns + (uint64_t)c->keepalive_s * NS / 2)
         return queue_empty(c, VG_MQTT_PINGREQ, now);
     return VG_OK;
 }

@@ -23,7 +23,7 @@
  * client: the state becomes VG_MQTTC_CLOSED, cfg->on_close runs once with
  * the reason, and the call returns a negative code.
  *
- * Memory. A client is a ~100-byte struct the caller embeds; everything it
+ * Memory. A client is an 88-byte struct the caller embeds; everything it
  * shares with the other clients of a loop (level, keepalive, callbacks,
  * limits, the read scratch buffer) lives in one vg_mqttc_cfg_t. The output
  * buffer is allocated on first use and kept at the largest burst queued
@@ -118,18 +118,17 @@ typedef struct {
     void (*on_close)(vg_mqttc_t *c, vg_mqttc_reason_t why, int detail);
 } vg_mqttc_cfg_t;
 
-/* Embedded by the caller; read it only through the functions below. */
+/* Embedded by the caller (callbacks find their own struct with
+ * container_of); read it only through the functions below. */
 struct vg_mqttc {
     const vg_mqttc_cfg_t *cfg;
     vg_mqttc_flight_t *ring;
     uint8_t *out;
     uint8_t *in; /* a partial packet longer than the inline carry */
-    uint64_t last_tx_ns;
-    uint64_t deadline_ns;
+    uint64_t t_ns; /* handshake: its deadline (0: none); up: when output was last queued */
     uint32_t out_off, out_len, out_cap;
     uint32_t in_len, in_cap;
     int fd;
-    uint32_t id; /* the caller's (an index) */
     uint16_t ring_cap, ring_head, ring_len, window;
     uint16_t next_pid, subs_pending, keepalive_s;
     uint8_t state, reason, carry_len;
