@@ -171,6 +171,31 @@ static void connect_up(vg_mqttc_t *c, int sv[2], uint8_t level, uint64_t now)
     VT_EQ_INT(vg_mqttc_state(c), VG_MQTTC_UP);
 }
 
+/* The fixture: a client on one end of a socketpair, the test on the other. */
+typedef struct {
+    vg_mqttc_cfg_t cfg;
+    vg_mqttc_t c;
+    int sv[2];
+} fx_t;
+
+static fx_t F;
+
+static void fx_open(fx_t *f, uint8_t level, uint16_t keepalive, vg_mqttc_flight_t *ring, uint16_t cap)
+{
+    memset(&S, 0, sizeof S);
+    f->cfg = make_cfg(level, keepalive);
+    pair(f->sv);
+    vg_mqttc_init(&f->c, &f->cfg, ring, cap);
+}
+
+static void fx_close(fx_t *f)
+{
+    vg_mqttc_deinit(&f->c);
+    close(f->sv[0]);
+    if (f->sv[1] >= 0)
+        close(f->sv[1]);
+}
+
 static vg_mqtt_publish_t msg(uint8_t qos)
 {
     static const char topic[] = "t/1", payload[] = "hello";
@@ -180,69 +205,50 @@ static vg_mqtt_publish_t msg(uint8_t qos)
 
 static void test_connack(void)
 {
-    memset(&S, 0, sizeof S);
-    vg_mqttc_cfg_t cfg = make_cfg(VG_MQTT_V311, 60);
-    vg_mqttc_t c;
-    int sv[2];
-    pair(sv);
-    vg_mqttc_init(&c, &cfg, NULL, 0);
-    connect_up(&c, sv, VG_MQTT_V311, 1 * NS);
+    fx_open(&F, VG_MQTT_V311, 60, NULL, 0);
+    connect_up(&F.c, F.sv, VG_MQTT_V311, 1 * NS);
     VT_EQ_INT(S.connacks, 1);
     VT_EQ_INT(S.closes, 0);
     /* A second CONNACK is a protocol violation. */
-    srv_connack(sv[1], VG_MQTT_V311, 0, NULL);
-    VT_EQ_INT(vg_mqttc_on_readable(&c, 2 * NS), VG_EPROTO);
+    srv_connack(F.sv[1], VG_MQTT_V311, 0, NULL);
+    VT_EQ_INT(vg_mqttc_on_readable(&F.c, 2 * NS), VG_EPROTO);
     VT_EQ_INT(S.why, VG_MQTTC_R_PROTOCOL);
     VT_EQ_INT(S.detail, VG_MQTT_CONNACK);
-    vg_mqttc_deinit(&c);
-    close(sv[0]);
-    close(sv[1]);
+    fx_close(&F);
 }
 
 static void test_connack_refused(void)
 {
-    memset(&S, 0, sizeof S);
-    vg_mqttc_cfg_t cfg = make_cfg(VG_MQTT_V5, 60);
-    vg_mqttc_t c;
-    int sv[2];
-    pair(sv);
-    vg_mqttc_init(&c, &cfg, NULL, 0);
-    VT_EQ_INT(vg_mqttc_start(&c, sv[0], false, "x", 1, 0), VG_OK);
-    VT_EQ_INT(vg_mqttc_flush(&c), VG_OK);
+    fx_open(&F, VG_MQTT_V5, 60, NULL, 0);
+    VT_EQ_INT(vg_mqttc_start(&F.c, F.sv[0], false, "x", 1, 0), VG_OK);
+    VT_EQ_INT(vg_mqttc_flush(&F.c), VG_OK);
     pkt_t p[2];
-    VT_EQ_INT(srv_read(sv[1], p, 2), 1);
-    srv_connack(sv[1], VG_MQTT_V5, VG_RC_NOT_AUTHORIZED, NULL);
-    VT_EQ_INT(vg_mqttc_on_readable(&c, 0), VG_EPROTO);
-    VT_EQ_INT(vg_mqttc_state(&c), VG_MQTTC_CLOSED);
+    VT_EQ_INT(srv_read(F.sv[1], p, 2), 1);
+    srv_connack(F.sv[1], VG_MQTT_V5, VG_RC_NOT_AUTHORIZED, NULL);
+    VT_EQ_INT(vg_mqttc_on_readable(&F.c, 0), VG_EPROTO);
+    VT_EQ_INT(vg_mqttc_state(&F.c), VG_MQTTC_CLOSED);
     VT_EQ_INT(S.why, VG_MQTTC_R_REFUSED);
     VT_EQ_INT(S.detail, VG_RC_NOT_AUTHORIZED);
     VT_EQ_INT(S.connacks, 0);
     VT_EQ_INT(S.closes, 1);
-    vg_mqttc_close(&c); /* closing again: no second callback */
+    vg_mqttc_close(&F.c); /* closing again: no second callback */
     VT_EQ_INT(S.closes, 1);
-    vg_mqttc_deinit(&c);
-    close(sv[0]);
-    close(sv[1]);
+    fx_close(&F);
 }
 
 static void test_inorder_acks(void)
 {
-    memset(&S, 0, sizeof S);
-    vg_mqttc_cfg_t cfg = make_cfg(VG_MQTT_V311, 0);
     vg_mqttc_flight_t ring[4];
-    vg_mqttc_t c;
-    int sv[2];
-    pair(sv);
-    vg_mqttc_init(&c, &cfg, ring, 4);
-    connect_up(&c, sv, VG_MQTT_V311, 0);
+    fx_open(&F, VG_MQTT_V311, 0, ring, 4);
+    connect_up(&F.c, F.sv, VG_MQTT_V311, 0);
     vg_mqtt_publish_t m = msg(1);
     for (uint32_t k = 0; k < 4; k++)
-        VT_EQ_INT(vg_mqttc_publish(&c, &m, 100 + k, (uint64_t)(k + 1) * 1000000), VG_OK);
-    VT_EQ_INT(vg_mqttc_publish(&c, &m, 999, 5000000), VG_AGAIN); /* ring full */
-    VT_EQ_INT(vg_mqttc_inflight(&c), 4);
-    VT_EQ_INT(vg_mqttc_flush(&c), VG_OK);
+        VT_EQ_INT(vg_mqttc_publish(&F.c, &m, 100 + k, (uint64_t)(k + 1) * 1000000), VG_OK);
+    VT_EQ_INT(vg_mqttc_publish(&F.c, &m, 999, 5000000), VG_AGAIN); /* ring full */
+    VT_EQ_INT(vg_mqttc_inflight(&F.c), 4);
+    VT_EQ_INT(vg_mqttc_flush(&F.c), VG_OK);
     pkt_t p[8];
-    VT_EQ_INT(srv_read(sv[1], p, 8), 4);
+    VT_EQ_INT(srv_read(F.sv[1], p, 8), 4);
     uint16_t pids[4];
     for (int k = 0; k < 4; k++) {
         vg_mqtt_publish_t d;
@@ -253,117 +259,103 @@ static void test_inorder_acks(void)
     }
     VT_CHECK(pids[0] == 1 && pids[1] == 2 && pids[2] == 3 && pids[3] == 4);
     /* In order: the first two. */
-    srv_ack(sv[1], VG_MQTT_V311, VG_MQTT_PUBACK, pids[0], 0);
-    srv_ack(sv[1], VG_MQTT_V311, VG_MQTT_PUBACK, pids[1], 0);
-    VT_EQ_INT(vg_mqttc_on_readable(&c, 10000000), VG_OK);
+    srv_ack(F.sv[1], VG_MQTT_V311, VG_MQTT_PUBACK, pids[0], 0);
+    srv_ack(F.sv[1], VG_MQTT_V311, VG_MQTT_PUBACK, pids[1], 0);
+    VT_EQ_INT(vg_mqttc_on_readable(&F.c, 10000000), VG_OK);
     VT_EQ_INT(S.acks, 2);
     VT_EQ_INT(S.ack_tags[0], 100);
     VT_EQ_INT(S.ack_tags[1], 101);
     VT_EQ_INT(S.ack_lat[0], 9000); /* 10 ms - 1 ms */
     VT_EQ_INT(S.ack_lat[1], 8000);
-    VT_EQ_INT(vg_mqttc_inflight(&c), 2);
+    VT_EQ_INT(vg_mqttc_inflight(&F.c), 2);
     /* Room again: the ring wraps. */
-    VT_EQ_INT(vg_mqttc_publish(&c, &m, 104, 11000000), VG_OK);
+    VT_EQ_INT(vg_mqttc_publish(&F.c, &m, 104, 11000000), VG_OK);
     /* Out of order (pid 4 before 3) is accepted; a duplicate is a stray. */
-    srv_ack(sv[1], VG_MQTT_V311, VG_MQTT_PUBACK, pids[3], 0);
-    srv_ack(sv[1], VG_MQTT_V311, VG_MQTT_PUBACK, pids[3], 0);
-    VT_EQ_INT(vg_mqttc_on_readable(&c, 12000000), VG_OK);
+    srv_ack(F.sv[1], VG_MQTT_V311, VG_MQTT_PUBACK, pids[3], 0);
+    srv_ack(F.sv[1], VG_MQTT_V311, VG_MQTT_PUBACK, pids[3], 0);
+    VT_EQ_INT(vg_mqttc_on_readable(&F.c, 12000000), VG_OK);
     VT_EQ_INT(S.acks, 3);
     VT_EQ_INT(S.ack_tags[2], 103);
     VT_EQ_INT(S.stray, 1);
-    VT_EQ_INT(vg_mqttc_inflight(&c), 3); /* 102 still at the head holds the slots */
-    srv_ack(sv[1], VG_MQTT_V311, VG_MQTT_PUBACK, pids[2], 0);
-    srv_ack(sv[1], VG_MQTT_V311, VG_MQTT_PUBACK, 5, 0);
-    VT_EQ_INT(vg_mqttc_on_readable(&c, 13000000), VG_OK);
+    VT_EQ_INT(vg_mqttc_inflight(&F.c), 3); /* 102 still at the head holds the slots */
+    srv_ack(F.sv[1], VG_MQTT_V311, VG_MQTT_PUBACK, pids[2], 0);
+    srv_ack(F.sv[1], VG_MQTT_V311, VG_MQTT_PUBACK, 5, 0);
+    VT_EQ_INT(vg_mqttc_on_readable(&F.c, 13000000), VG_OK);
     VT_EQ_INT(S.acks, 5);
     VT_EQ_INT(S.ack_tags[3], 102);
     VT_EQ_INT(S.ack_tags[4], 104);
-    VT_EQ_INT(vg_mqttc_inflight(&c), 0);
+    VT_EQ_INT(vg_mqttc_inflight(&F.c), 0);
     /* Forgotten publishes: their acks are strays. */
-    VT_EQ_INT(vg_mqttc_publish(&c, &m, 105, 14000000), VG_OK);
-    VT_EQ_INT(vg_mqttc_forget(&c), 1);
-    srv_ack(sv[1], VG_MQTT_V311, VG_MQTT_PUBACK, 6, 0);
-    VT_EQ_INT(vg_mqttc_on_readable(&c, 15000000), VG_OK);
+    VT_EQ_INT(vg_mqttc_publish(&F.c, &m, 105, 14000000), VG_OK);
+    VT_EQ_INT(vg_mqttc_forget(&F.c), 1);
+    srv_ack(F.sv[1], VG_MQTT_V311, VG_MQTT_PUBACK, 6, 0);
+    VT_EQ_INT(vg_mqttc_on_readable(&F.c, 15000000), VG_OK);
     VT_EQ_INT(S.stray, 2);
     VT_EQ_INT(S.acks, 5);
     /* PUBCOMP for a QoS 1 publish: closed as a protocol violation. */
-    VT_EQ_INT(vg_mqttc_publish(&c, &m, 106, 16000000), VG_OK);
-    srv_ack(sv[1], VG_MQTT_V311, VG_MQTT_PUBCOMP, 7, 0);
-    VT_EQ_INT(vg_mqttc_on_readable(&c, 17000000), VG_EPROTO);
+    VT_EQ_INT(vg_mqttc_publish(&F.c, &m, 106, 16000000), VG_OK);
+    srv_ack(F.sv[1], VG_MQTT_V311, VG_MQTT_PUBCOMP, 7, 0);
+    VT_EQ_INT(vg_mqttc_on_readable(&F.c, 17000000), VG_EPROTO);
     VT_EQ_INT(S.why, VG_MQTTC_R_PROTOCOL);
-    vg_mqttc_deinit(&c);
-    close(sv[0]);
-    close(sv[1]);
+    fx_close(&F);
 }
 
 static void test_qos2(void)
 {
-    memset(&S, 0, sizeof S);
-    vg_mqttc_cfg_t cfg = make_cfg(VG_MQTT_V5, 0);
     vg_mqttc_flight_t ring[8];
-    vg_mqttc_t c;
-    int sv[2];
-    pair(sv);
-    vg_mqttc_init(&c, &cfg, ring, 8);
-    connect_up(&c, sv, VG_MQTT_V5, 0);
+    fx_open(&F, VG_MQTT_V5, 0, ring, 8);
+    connect_up(&F.c, F.sv, VG_MQTT_V5, 0);
     vg_mqtt_publish_t m = msg(2);
-    VT_EQ_INT(vg_mqttc_publish(&c, &m, 7, 1000), VG_OK);
-    VT_EQ_INT(vg_mqttc_publish(&c, &m, 8, 1000), VG_OK);
-    VT_EQ_INT(vg_mqttc_flush(&c), VG_OK);
+    VT_EQ_INT(vg_mqttc_publish(&F.c, &m, 7, 1000), VG_OK);
+    VT_EQ_INT(vg_mqttc_publish(&F.c, &m, 8, 1000), VG_OK);
+    VT_EQ_INT(vg_mqttc_flush(&F.c), VG_OK);
     pkt_t p[8];
-    VT_EQ_INT(srv_read(sv[1], p, 8), 2);
+    VT_EQ_INT(srv_read(F.sv[1], p, 8), 2);
     /* PUBREC -> the client answers PUBREL; PUBCOMP ends it. */
-    srv_ack(sv[1], VG_MQTT_V5, VG_MQTT_PUBREC, 1, 0);
-    VT_EQ_INT(vg_mqttc_on_readable(&c, 2000), VG_OK);
+    srv_ack(F.sv[1], VG_MQTT_V5, VG_MQTT_PUBREC, 1, 0);
+    VT_EQ_INT(vg_mqttc_on_readable(&F.c, 2000), VG_OK);
     VT_EQ_INT(S.acks, 0);
-    VT_EQ_INT(vg_mqttc_flush(&c), VG_OK);
-    VT_EQ_INT(srv_read(sv[1], p, 8), 1);
+    VT_EQ_INT(vg_mqttc_flush(&F.c), VG_OK);
+    VT_EQ_INT(srv_read(F.sv[1], p, 8), 1);
     VT_EQ_INT(p[0].type, VG_MQTT_PUBREL);
     vg_mqtt_ack_t a;
     VT_EQ_INT(vg_mqtt_decode_ack(VG_MQTT_V5, VG_MQTT_PUBREL, p[0].body, p[0].len, &a), VG_OK);
     VT_EQ_INT(a.packet_id, 1);
-    srv_ack(sv[1], VG_MQTT_V5, VG_MQTT_PUBCOMP, 1, 0);
+    srv_ack(F.sv[1], VG_MQTT_V5, VG_MQTT_PUBCOMP, 1, 0);
     /* A refused PUBREC (5.0 reason >= 0x80) ends the second one. */
-    srv_ack(sv[1], VG_MQTT_V5, VG_MQTT_PUBREC, 2, VG_RC_QUOTA_EXCEEDED);
-    VT_EQ_INT(vg_mqttc_on_readable(&c, 3000), VG_OK);
+    srv_ack(F.sv[1], VG_MQTT_V5, VG_MQTT_PUBREC, 2, VG_RC_QUOTA_EXCEEDED);
+    VT_EQ_INT(vg_mqttc_on_readable(&F.c, 3000), VG_OK);
     VT_EQ_INT(S.acks, 2);
     VT_EQ_INT(S.ack_type[0], VG_MQTT_PUBCOMP);
     VT_EQ_INT(S.ack_tags[0], 7);
     VT_EQ_INT(S.ack_type[1], VG_MQTT_PUBREC);
     VT_EQ_INT(S.ack_reason[1], VG_RC_QUOTA_EXCEEDED);
-    VT_EQ_INT(vg_mqttc_inflight(&c), 0);
-    VT_EQ_INT(vg_mqttc_pending(&c), 0);
+    VT_EQ_INT(vg_mqttc_inflight(&F.c), 0);
+    VT_EQ_INT(vg_mqttc_pending(&F.c), 0);
     /* Inbound QoS 2: delivered on PUBLISH with PUBREC; PUBREL -> PUBCOMP. */
     uint8_t b[64];
     vg_mqtt_publish_t in = msg(2);
     in.packet_id = 42;
     int n = vg_mqtt_encode_publish(b, sizeof b, VG_MQTT_V5, &in);
-    srv_write(sv[1], b, (size_t)n);
-    srv_ack(sv[1], VG_MQTT_V5, VG_MQTT_PUBREL, 42, 0);
-    VT_EQ_INT(vg_mqttc_on_readable(&c, 4000), VG_OK);
+    srv_write(F.sv[1], b, (size_t)n);
+    srv_ack(F.sv[1], VG_MQTT_V5, VG_MQTT_PUBREL, 42, 0);
+    VT_EQ_INT(vg_mqttc_on_readable(&F.c, 4000), VG_OK);
     VT_EQ_INT(S.messages, 1);
     VT_EQ_INT(S.msg_qos, 2);
     VT_CHECK(strcmp(S.msg_topic, "t/1") == 0);
-    VT_EQ_INT(vg_mqttc_flush(&c), VG_OK);
-    VT_EQ_INT(srv_read(sv[1], p, 8), 2);
+    VT_EQ_INT(vg_mqttc_flush(&F.c), VG_OK);
+    VT_EQ_INT(srv_read(F.sv[1], p, 8), 2);
     VT_EQ_INT(p[0].type, VG_MQTT_PUBREC);
     VT_EQ_INT(p[1].type, VG_MQTT_PUBCOMP);
     VT_EQ_INT(vg_mqtt_decode_ack(VG_MQTT_V5, VG_MQTT_PUBCOMP, p[1].body, p[1].len, &a), VG_OK);
     VT_EQ_INT(a.packet_id, 42);
-    vg_mqttc_deinit(&c);
-    close(sv[0]);
-    close(sv[1]);
+    fx_close(&F);
 }
 
 static void test_inbound_qos1_and_split_reads(void)
 {
-    memset(&S, 0, sizeof S);
-    vg_mqttc_cfg_t cfg = make_cfg(VG_MQTT_V311, 0);
-    vg_mqttc_t c;
-    int sv[2];
-    pair(sv);
-    vg_mqttc_init(&c, &cfg, NULL, 0);
-    connect_up(&c, sv, VG_MQTT_V311, 0);
+    fx_open(&F, VG_MQTT_V311, 0, NULL, 0);
+    connect_up(&F.c, F.sv, VG_MQTT_V311, 0);
     /* Three PUBLISHes (one with a 300-byte payload) and a PINGRESP, fed a
      * byte at a time: every packet is cut, short ones in the carry, the
      * long one in the heap buffer. */
@@ -379,162 +371,127 @@ static void test_inbound_qos1_and_split_reads(void)
     }
     len += (size_t)vg_mqtt_encode_empty(b + len, sizeof b - len, VG_MQTT_PINGRESP);
     for (size_t k = 0; k < len; k++)
-        VT_EQ_INT(vg_mqttc_input(&c, b + k, 1, 0), VG_OK);
+        VT_EQ_INT(vg_mqttc_input(&F.c, b + k, 1, 0), VG_OK);
     VT_EQ_INT(S.messages, 3);
     VT_EQ_INT(S.msg_len, 5);
     /* The same again in two uneven pieces. */
-    VT_EQ_INT(vg_mqttc_input(&c, b, 17, 0), VG_OK);
-    VT_EQ_INT(vg_mqttc_input(&c, b + 17, len - 17, 0), VG_OK);
+    VT_EQ_INT(vg_mqttc_input(&F.c, b, 17, 0), VG_OK);
+    VT_EQ_INT(vg_mqttc_input(&F.c, b + 17, len - 17, 0), VG_OK);
     VT_EQ_INT(S.messages, 6);
     /* Six PUBACKs, in order. */
-    VT_EQ_INT(vg_mqttc_flush(&c), VG_OK);
+    VT_EQ_INT(vg_mqttc_flush(&F.c), VG_OK);
     pkt_t p[8];
-    VT_EQ_INT(srv_read(sv[1], p, 8), 6);
+    VT_EQ_INT(srv_read(F.sv[1], p, 8), 6);
     for (int k = 0; k < 6; k++) {
         uint16_t pid;
         VT_EQ_INT(p[k].type, VG_MQTT_PUBACK);
         VT_EQ_INT(vg_mqtt_decode_packet_id(p[k].body, p[k].len, &pid), VG_OK);
         VT_EQ_INT(pid, 10 + k % 3);
     }
-    vg_mqttc_deinit(&c);
-    close(sv[0]);
-    close(sv[1]);
+    fx_close(&F);
 }
 
 static void test_subscribe(void)
 {
-    memset(&S, 0, sizeof S);
-    vg_mqttc_cfg_t cfg = make_cfg(VG_MQTT_V311, 0);
-    vg_mqttc_t c;
-    int sv[2];
-    pair(sv);
-    vg_mqttc_init(&c, &cfg, NULL, 0);
+    fx_open(&F, VG_MQTT_V311, 0, NULL, 0);
     vg_mqtt_sub_t sub = {.filter = {(const uint8_t *)"alerts/#", 8}, .qos = 1};
-    VT_EQ_INT(vg_mqttc_subscribe(&c, &sub, 1, NULL, NULL, 0), VG_EINVAL); /* not up */
-    connect_up(&c, sv, VG_MQTT_V311, 0);
+    VT_EQ_INT(vg_mqttc_subscribe(&F.c, &sub, 1, NULL, NULL, 0), VG_EINVAL); /* not up */
+    connect_up(&F.c, F.sv, VG_MQTT_V311, 0);
     uint16_t pid;
-    VT_EQ_INT(vg_mqttc_subscribe(&c, &sub, 1, NULL, &pid, 0), VG_OK);
-    VT_EQ_INT(vg_mqttc_subs_pending(&c), 1);
-    VT_EQ_INT(vg_mqttc_flush(&c), VG_OK);
+    VT_EQ_INT(vg_mqttc_subscribe(&F.c, &sub, 1, NULL, &pid, 0), VG_OK);
+    VT_EQ_INT(vg_mqttc_subs_pending(&F.c), 1);
+    VT_EQ_INT(vg_mqttc_flush(&F.c), VG_OK);
     pkt_t p[2];
-    VT_EQ_INT(srv_read(sv[1], p, 2), 1);
+    VT_EQ_INT(srv_read(F.sv[1], p, 2), 1);
     VT_EQ_INT(p[0].type, VG_MQTT_SUBSCRIBE);
     uint8_t rc = 1, b[16];
     int n = vg_mqtt_encode_suback(b, sizeof b, VG_MQTT_V311, VG_MQTT_SUBACK, pid, NULL, &rc, 1);
-    srv_write(sv[1], b, (size_t)n);
-    VT_EQ_INT(vg_mqttc_on_readable(&c, 0), VG_OK);
+    srv_write(F.sv[1], b, (size_t)n);
+    VT_EQ_INT(vg_mqttc_on_readable(&F.c, 0), VG_OK);
     VT_EQ_INT(S.subacks, 1);
     VT_EQ_INT(S.suback_n, 1);
     VT_EQ_INT(S.suback_rc[0], 1);
-    VT_EQ_INT(vg_mqttc_subs_pending(&c), 0);
+    VT_EQ_INT(vg_mqttc_subs_pending(&F.c), 0);
     /* A SUBACK nobody asked for. */
-    srv_write(sv[1], b, (size_t)n);
-    VT_EQ_INT(vg_mqttc_on_readable(&c, 0), VG_EPROTO);
+    srv_write(F.sv[1], b, (size_t)n);
+    VT_EQ_INT(vg_mqttc_on_readable(&F.c, 0), VG_EPROTO);
     VT_EQ_INT(S.why, VG_MQTTC_R_PROTOCOL);
-    vg_mqttc_deinit(&c);
-    close(sv[0]);
-    close(sv[1]);
+    fx_close(&F);
 }
 
 static void test_keepalive(void)
 {
-    memset(&S, 0, sizeof S);
-    vg_mqttc_cfg_t cfg = make_cfg(VG_MQTT_V311, 60);
-    vg_mqttc_t c;
-    int sv[2];
-    pair(sv);
-    vg_mqttc_init(&c, &cfg, NULL, 0);
-    VT_EQ_INT(vg_mqttc_start(&c, sv[0], false, "k", 1, 100 * NS), VG_OK);
-    VT_EQ_INT(vg_mqttc_due(&c), 110 * NS); /* the handshake deadline */
-    VT_EQ_INT(vg_mqttc_flush(&c), VG_OK);
+    fx_open(&F, VG_MQTT_V311, 60, NULL, 0);
+    VT_EQ_INT(vg_mqttc_start(&F.c, F.sv[0], false, "k", 1, 100 * NS), VG_OK);
+    VT_EQ_INT(vg_mqttc_due(&F.c), 110 * NS); /* the handshake deadline */
+    VT_EQ_INT(vg_mqttc_flush(&F.c), VG_OK);
     pkt_t p[4];
-    VT_EQ_INT(srv_read(sv[1], p, 4), 1);
+    VT_EQ_INT(srv_read(F.sv[1], p, 4), 1);
     vg_mqtt_connect_t cc;
     uint8_t crc;
     VT_EQ_INT(vg_mqtt_decode_connect(p[0].body, p[0].len, &cc, &crc), VG_OK);
     VT_EQ_INT(cc.keepalive, 60);
-    srv_connack(sv[1], VG_MQTT_V311, 0, NULL);
-    VT_EQ_INT(vg_mqttc_on_readable(&c, 100 * NS), VG_OK);
+    srv_connack(F.sv[1], VG_MQTT_V311, 0, NULL);
+    VT_EQ_INT(vg_mqttc_on_readable(&F.c, 100 * NS), VG_OK);
     /* Half the keepalive after the CONNACK, then after the last output. */
-    VT_EQ_INT(vg_mqttc_due(&c), 130 * NS);
-    VT_EQ_INT(vg_mqttc_tick(&c, 129 * NS), VG_OK);
-    VT_EQ_INT(vg_mqttc_pending(&c), 0);
-    VT_EQ_INT(vg_mqttc_tick(&c, 130 * NS), VG_OK);
-    VT_EQ_INT(vg_mqttc_pending(&c), 2);
-    VT_EQ_INT(vg_mqttc_due(&c), 160 * NS);
-    VT_EQ_INT(vg_mqttc_flush(&c), VG_OK);
-    VT_EQ_INT(srv_read(sv[1], p, 4), 1);
+    VT_EQ_INT(vg_mqttc_due(&F.c), 130 * NS);
+    VT_EQ_INT(vg_mqttc_tick(&F.c, 129 * NS), VG_OK);
+    VT_EQ_INT(vg_mqttc_pending(&F.c), 0);
+    VT_EQ_INT(vg_mqttc_tick(&F.c, 130 * NS), VG_OK);
+    VT_EQ_INT(vg_mqttc_pending(&F.c), 2);
+    VT_EQ_INT(vg_mqttc_due(&F.c), 160 * NS);
+    VT_EQ_INT(vg_mqttc_flush(&F.c), VG_OK);
+    VT_EQ_INT(srv_read(F.sv[1], p, 4), 1);
     VT_EQ_INT(p[0].type, VG_MQTT_PINGREQ);
     /* Output of any kind postpones the ping. */
     vg_mqtt_publish_t m = msg(0);
-    VT_EQ_INT(vg_mqttc_publish(&c, &m, 0, 150 * NS), VG_OK);
-    VT_EQ_INT(vg_mqttc_due(&c), 180 * NS);
-    vg_mqttc_deinit(&c);
-    close(sv[0]);
-    close(sv[1]);
+    VT_EQ_INT(vg_mqttc_publish(&F.c, &m, 0, 150 * NS), VG_OK);
+    VT_EQ_INT(vg_mqttc_due(&F.c), 180 * NS);
+    fx_close(&F);
 
     /* 5.0: the server's keepalive wins; Receive Maximum narrows the window. */
-    memset(&S, 0, sizeof S);
-    cfg = make_cfg(VG_MQTT_V5, 60);
     vg_mqttc_flight_t ring[16];
-    pair(sv);
-    vg_mqttc_init(&c, &cfg, ring, 16);
-    VT_EQ_INT(vg_mqttc_start(&c, sv[0], false, "k", 1, 0), VG_OK);
-    VT_EQ_INT(vg_mqttc_flush(&c), VG_OK);
-    VT_EQ_INT(srv_read(sv[1], p, 4), 1);
+    fx_open(&F, VG_MQTT_V5, 60, ring, 16);
+    VT_EQ_INT(vg_mqttc_start(&F.c, F.sv[0], false, "k", 1, 0), VG_OK);
+    VT_EQ_INT(vg_mqttc_flush(&F.c), VG_OK);
+    VT_EQ_INT(srv_read(F.sv[1], p, 4), 1);
     vg_mqtt_props_t props = {.present = VG_PROP_BIT(VG_PROP_SERVER_KEEPALIVE) | VG_PROP_BIT(VG_PROP_RECEIVE_MAX),
                              .server_keepalive = 10,
                              .receive_max = 2};
-    srv_connack(sv[1], VG_MQTT_V5, 0, &props);
-    VT_EQ_INT(vg_mqttc_on_readable(&c, 1 * NS), VG_OK);
-    VT_EQ_INT(vg_mqttc_due(&c), 6 * NS); /* CONNACK at 1 s + 10 s / 2 */
+    srv_connack(F.sv[1], VG_MQTT_V5, 0, &props);
+    VT_EQ_INT(vg_mqttc_on_readable(&F.c, 1 * NS), VG_OK);
+    VT_EQ_INT(vg_mqttc_due(&F.c), 6 * NS); /* CONNACK at 1 s + 10 s / 2 */
     m = msg(1);
-    VT_EQ_INT(vg_mqttc_publish(&c, &m, 0, 1 * NS), VG_OK);
-    VT_EQ_INT(vg_mqttc_publish(&c, &m, 0, 1 * NS), VG_OK);
-    VT_EQ_INT(vg_mqttc_publish(&c, &m, 0, 1 * NS), VG_AGAIN);
-    vg_mqttc_deinit(&c);
-    close(sv[0]);
-    close(sv[1]);
+    VT_EQ_INT(vg_mqttc_publish(&F.c, &m, 0, 1 * NS), VG_OK);
+    VT_EQ_INT(vg_mqttc_publish(&F.c, &m, 0, 1 * NS), VG_OK);
+    VT_EQ_INT(vg_mqttc_publish(&F.c, &m, 0, 1 * NS), VG_AGAIN);
+    fx_close(&F);
 }
 
 static void test_handshake_timeout(void)
 {
-    memset(&S, 0, sizeof S);
-    vg_mqttc_cfg_t cfg = make_cfg(VG_MQTT_V311, 60);
-    vg_mqttc_t c;
-    int sv[2];
-    pair(sv);
-    vg_mqttc_init(&c, &cfg, NULL, 0);
-    VT_EQ_INT(vg_mqttc_start(&c, sv[0], false, "t", 1, 0), VG_OK);
-    VT_EQ_INT(vg_mqttc_tick(&c, 9 * NS), VG_OK);
-    VT_EQ_INT(vg_mqttc_tick(&c, 10 * NS), VG_EIO);
+    fx_open(&F, VG_MQTT_V311, 60, NULL, 0);
+    VT_EQ_INT(vg_mqttc_start(&F.c, F.sv[0], false, "t", 1, 0), VG_OK);
+    VT_EQ_INT(vg_mqttc_tick(&F.c, 9 * NS), VG_OK);
+    VT_EQ_INT(vg_mqttc_tick(&F.c, 10 * NS), VG_EIO);
     VT_EQ_INT(S.why, VG_MQTTC_R_TIMEOUT);
-    VT_EQ_INT(vg_mqttc_due(&c), UINT64_MAX);
-    vg_mqttc_deinit(&c);
-    close(sv[0]);
-    close(sv[1]);
+    VT_EQ_INT(vg_mqttc_due(&F.c), UINT64_MAX);
+    fx_close(&F);
 }
 
 /* Feeds bytes to a fresh client that is up; returns the close reason. */
 static int closes_with(const uint8_t *b, size_t n, bool before_connack, int *rc)
 {
-    memset(&S, 0, sizeof S);
-    vg_mqttc_cfg_t cfg = make_cfg(VG_MQTT_V311, 0);
-    vg_mqttc_t c;
-    int sv[2];
-    pair(sv);
-    vg_mqttc_init(&c, &cfg, NULL, 0);
+    fx_open(&F, VG_MQTT_V311, 0, NULL, 0);
     if (before_connack)
-        VT_EQ_INT(vg_mqttc_start(&c, sv[0], false, "m", 1, 0), VG_OK);
+        VT_EQ_INT(vg_mqttc_start(&F.c, F.sv[0], false, "m", 1, 0), VG_OK);
     else
-        connect_up(&c, sv, VG_MQTT_V311, 0);
-    srv_write(sv[1], b, n);
-    *rc = vg_mqttc_on_readable(&c, 0);
-    int why = vg_mqttc_state(&c) == VG_MQTTC_CLOSED ? (int)vg_mqttc_reason(&c) : -1;
+        connect_up(&F.c, F.sv, VG_MQTT_V311, 0);
+    srv_write(F.sv[1], b, n);
+    *rc = vg_mqttc_on_readable(&F.c, 0);
+    int why = vg_mqttc_state(&F.c) == VG_MQTTC_CLOSED ? (int)vg_mqttc_reason(&F.c) : -1;
     VT_CHECK(why < 0 || (S.closes == 1 && S.why == why));
-    vg_mqttc_deinit(&c);
-    close(sv[0]);
-    close(sv[1]);
+    fx_close(&F);
     return why;
 }
 
@@ -568,83 +525,64 @@ static void test_malformed_closes(void)
 
 static void test_eof_and_close_in_callback(void)
 {
-    memset(&S, 0, sizeof S);
-    vg_mqttc_cfg_t cfg = make_cfg(VG_MQTT_V311, 0);
-    vg_mqttc_t c;
-    int sv[2];
-    pair(sv);
-    vg_mqttc_init(&c, &cfg, NULL, 0);
-    connect_up(&c, sv, VG_MQTT_V311, 0);
+    fx_open(&F, VG_MQTT_V311, 0, NULL, 0);
+    connect_up(&F.c, F.sv, VG_MQTT_V311, 0);
     /* A cut packet in the heap buffer, then the server goes away; on_close
      * frees the client from inside the callback. */
     uint8_t b[128];
     memset(b, 0, sizeof b);
     b[0] = 0x30;
     b[1] = 100;
-    VT_EQ_INT(vg_mqttc_input(&c, b, 20, 0), VG_OK);
-    close(sv[1]);
+    VT_EQ_INT(vg_mqttc_input(&F.c, b, 20, 0), VG_OK);
+    close(F.sv[1]);
+    F.sv[1] = -1;
     S.close_deinit = true;
-    VT_EQ_INT(vg_mqttc_on_readable(&c, 0), VG_EIO);
+    VT_EQ_INT(vg_mqttc_on_readable(&F.c, 0), VG_EIO);
     VT_EQ_INT(S.why, VG_MQTTC_R_EOF);
-    VT_EQ_INT(vg_mqttc_state(&c), VG_MQTTC_IDLE);
-    vg_mqttc_deinit(&c);
-    close(sv[0]);
+    VT_EQ_INT(vg_mqttc_state(&F.c), VG_MQTTC_IDLE);
+    fx_close(&F);
 }
 
 static void test_tcp_connect_state(void)
 {
-    memset(&S, 0, sizeof S);
-    vg_mqttc_cfg_t cfg = make_cfg(VG_MQTT_V311, 0);
-    vg_mqttc_t c;
-    int sv[2];
-    pair(sv);
-    vg_mqttc_init(&c, &cfg, NULL, 0);
-    VT_EQ_INT(vg_mqttc_start(&c, sv[0], true, "tcp", 3, 0), VG_OK);
-    VT_CHECK(vg_mqttc_wants_write(&c));
-    VT_EQ_INT(vg_mqttc_flush(&c), VG_OK); /* nothing written before the connect completes */
-    VT_CHECK(vg_mqttc_pending(&c) > 0);
-    VT_EQ_INT(vg_mqttc_on_writable(&c, 0), VG_OK);
-    VT_EQ_INT(vg_mqttc_state(&c), VG_MQTTC_CONNACK);
-    VT_EQ_INT(vg_mqttc_pending(&c), 0);
-    VT_CHECK(!vg_mqttc_wants_write(&c));
-    vg_mqttc_deinit(&c);
-    close(sv[0]);
-    close(sv[1]);
+    fx_open(&F, VG_MQTT_V311, 0, NULL, 0);
+    VT_EQ_INT(vg_mqttc_start(&F.c, F.sv[0], true, "tcp", 3, 0), VG_OK);
+    VT_CHECK(vg_mqttc_wants_write(&F.c));
+    VT_EQ_INT(vg_mqttc_flush(&F.c), VG_OK); /* nothing written before the connect completes */
+    VT_CHECK(vg_mqttc_pending(&F.c) > 0);
+    VT_EQ_INT(vg_mqttc_on_writable(&F.c, 0), VG_OK);
+    VT_EQ_INT(vg_mqttc_state(&F.c), VG_MQTTC_CONNACK);
+    VT_EQ_INT(vg_mqttc_pending(&F.c), 0);
+    VT_CHECK(!vg_mqttc_wants_write(&F.c));
+    fx_close(&F);
 }
 
 static void test_publish_reserve(void)
 {
-    memset(&S, 0, sizeof S);
-    vg_mqttc_cfg_t cfg = make_cfg(VG_MQTT_V311, 0);
-    cfg.out_max = 64;
     vg_mqttc_flight_t ring[2];
-    vg_mqttc_t c;
-    int sv[2];
-    pair(sv);
-    vg_mqttc_init(&c, &cfg, ring, 2);
-    connect_up(&c, sv, VG_MQTT_V311, 0);
+    fx_open(&F, VG_MQTT_V311, 0, ring, 2);
+    F.cfg.out_max = 64;
+    connect_up(&F.c, F.sv, VG_MQTT_V311, 0);
     uint8_t *dst;
     uint16_t pid;
     vg_mqtt_publish_t m = msg(1);
-    VT_EQ_INT(vg_mqttc_publish_reserve(&c, 1, 16, &dst, &pid), VG_OK);
+    VT_EQ_INT(vg_mqttc_publish_reserve(&F.c, 1, 16, &dst, &pid), VG_OK);
     VT_EQ_INT(pid, 1);
     m.packet_id = pid;
     int n = vg_mqtt_encode_publish(dst, 16, VG_MQTT_V311, &m);
     VT_CHECK(n > 0);
-    vg_mqttc_publish_commit(&c, (size_t)n, 5, 0);
-    VT_EQ_INT(vg_mqttc_inflight(&c), 1);
-    VT_EQ_INT(vg_mqttc_publish_reserve(&c, 1, 100, &dst, &pid), VG_ENOSPC); /* over out_max */
-    VT_EQ_INT(vg_mqttc_publish_reserve(&c, 0, 16, &dst, &pid), VG_OK);
+    vg_mqttc_publish_commit(&F.c, (size_t)n, 5, 0);
+    VT_EQ_INT(vg_mqttc_inflight(&F.c), 1);
+    VT_EQ_INT(vg_mqttc_publish_reserve(&F.c, 1, 100, &dst, &pid), VG_ENOSPC); /* over out_max */
+    VT_EQ_INT(vg_mqttc_publish_reserve(&F.c, 0, 16, &dst, &pid), VG_OK);
     VT_EQ_INT(pid, 0);
-    VT_EQ_INT(vg_mqttc_flush(&c), VG_OK);
+    VT_EQ_INT(vg_mqttc_flush(&F.c), VG_OK);
     pkt_t p[2];
-    VT_EQ_INT(srv_read(sv[1], p, 2), 1);
+    VT_EQ_INT(srv_read(F.sv[1], p, 2), 1);
     vg_mqtt_publish_t d;
     VT_EQ_INT(vg_mqtt_decode_publish(VG_MQTT_V311, p[0].flags, p[0].body, p[0].len, &d), VG_OK);
     VT_EQ_INT(d.packet_id, 1);
-    vg_mqttc_deinit(&c);
-    close(sv[0]);
-    close(sv[1]);
+    fx_close(&F);
 }
 
 int main(void)
