@@ -135,7 +135,7 @@ static int out_reserve(vg_mqttc_t *c, size_t n)
             return VG_OK;
     }
     size_t max = c->cfg->out_max ? c->cfg->out_max : DEFAULT_OUT_MAX;
-    size_t cap = c->out_cap ? c->out_cap : 256;
+    size_t cap = c->out_cap ? c->out_cap : c->cfg->out_initial ? c->cfg->out_initial : 256;
     while (cap < c->out_len + n)
         cap *= 2;
     if (cap > max) {

@@ -102,6 +102,8 @@ typedef struct {
     uint64_t connect_timeout_ns; /* from start until CONNACK (0: none) */
     uint32_t max_packet;         /* largest packet accepted from the server (default 1 MiB) */
     uint32_t out_max;            /* output buffer limit (default 1 MiB); publish says VG_ENOSPC past it */
+    uint32_t out_initial;        /* its first allocation (default 256): a fleet sets its usual burst, so
+                                    that growing it does not leave freed chunks behind in every client */
     uint8_t *scratch;            /* read buffer shared by the loop's clients (required for on_readable) */
     size_t scratch_len;
     void *ud; /* the caller's; callbacks reach it through vg_mqttc_cfg(c)->ud */

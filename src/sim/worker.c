@@ -946,6 +946,7 @@ static int setup(worker_t *w, const vg_simworker_cfg_t *cfg)
         .connect_timeout_ns = CONNECT_TIMEOUT,
         .max_packet = DEV_IN_MAX,
         .out_max = OUT_MAX,
+        .out_initial = 1024, /* CONNECT, then one event (~560 bytes) and its neighbours */
         .scratch = w->rbuf,
         .scratch_len = READ_CHUNK,
         .ud = w,
