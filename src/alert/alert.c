@@ -3,7 +3,9 @@
  *
  * Owns: the id derivation and the one place the alert JSON is written, so
  * the MQTT message, the stream record and the webhook body are the same
- * bytes. Does not own: when events happen (lifecycle.c) or delivery. */
+ * bytes, and the one place it is read back by consumers (the simulator's
+ * judge, vigil eval). Does not own: when events happen (lifecycle.c) or
+ * delivery. */
 #include "alert/alert.h"
 
 #include "core/bytes.h"
