@@ -458,7 +458,7 @@ static int publish_one(lg_t *lg, conn_t *c, phase_t *ph)
         .topic = {(const uint8_t *)lg->topic[c->pub], lg->topic_len[c->pub]},
         .payload = {pl, lg->payload},
     };
-    int rc = vg_mqttc_publish(&c->mq, &m, 0, now);
+    int rc = vg_mqttc_publish(&c->mq, &m, now);
     if (rc != VG_OK)
         return rc;
     track_t *t = &lg->ring[gseq & (RING_SIZE - 1)];

@@ -1,7 +1,7 @@
 /* pub.c — see pub.h.
  *
- * The MQTT side of each connection is mqttc/client.h (its in-flight ring
- * tags every publish with its index in the global ring); this file keeps
+ * The MQTT side of each connection is mqttc/client.h (beside its in-flight
+ * ring, gidx holds each publish's index in the global ring); this file keeps
  * the global window and the lead limit (pub.h). Writes are batched:
  * vg_evalpub_publish only appends to the connection's output buffer and
  * puts it on the dirty list; the buffers are written when the dirty list
@@ -21,6 +21,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <unistd.h>
@@ -33,7 +34,8 @@
 typedef struct {
     vg_mqttc_t mq;
     bool dirty, want_out;
-    vg_mqttc_flight_t *ring; /* the client's in-flight ring; each tag is a global ring index */
+    vg_mqttc_flight_t *ring; /* the client's in-flight ring */
+    uint32_t *gidx;          /* per ring slot: the publish's index in the global ring */
 } conn_t;
 
 /* One unacknowledged publish, in publication order. */
@@ -78,7 +80,8 @@ static void on_connack(vg_mqttc_t *c, bool session_present, const vg_mqtt_props_
 static void on_ack(vg_mqttc_t *c, const vg_mqttc_ack_t *a)
 {
     vg_evalpub_t *p = vg_mqttc_cfg(c)->ud;
-    p->ring[a->tag].acked = 1;
+    const conn_t *conn = (const conn_t *)((const char *)c - offsetof(conn_t, mq));
+    p->ring[conn->gidx[a->slot]].acked = 1;
     while (p->ring_count && p->ring[p->ring_tail].acked) {
         p->ring_tail = (p->ring_tail + 1) % p->o.global_window;
         p->ring_count--;
@@ -214,7 +217,8 @@ int vg_evalpub_publish(vg_evalpub_t *p, uint32_t conn, int64_t arrival_ms, const
         .topic = {(const uint8_t *)p->topic, p->topic_len},
         .payload = {(const uint8_t *)payload, len},
     };
-    int rc = vg_mqttc_publish(&c->mq, &m, gi, vg_clock_mono_ns());
+    uint16_t slot = vg_mqttc_next_slot(&c->mq);
+    int rc = vg_mqttc_publish(&c->mq, &m, vg_clock_mono_ns());
     if (rc == VG_AGAIN || rc == VG_ENOSPC)
         return VG_AGAIN;
     if (rc != VG_OK) {
@@ -222,6 +226,7 @@ int vg_evalpub_publish(vg_evalpub_t *p, uint32_t conn, int64_t arrival_ms, const
             fail(p, "cannot encode a PUBLISH (topic or payload too long?)");
         return rc == VG_ENOMEM ? VG_ENOMEM : VG_EIO;
     }
+    c->gidx[slot] = gi;
     p->ring[gi] = (flight_t){arrival_ms, 0};
     p->ring_count++;
     p->inflight++;
@@ -278,6 +283,7 @@ void vg_evalpub_close(vg_evalpub_t *p)
             close(fd);
         vg_mqttc_deinit(&c->mq);
         vg_free(c->ring);
+        vg_free(c->gidx);
     }
     if (p->ep >= 0)
         close(p->ep);
@@ -336,7 +342,8 @@ int vg_evalpub_open(const struct sockaddr *addr, socklen_t addr_len, uint32_t nc
         vg_mqttc_init(&p->c[i].mq, &p->mq, NULL, 0);
     for (uint32_t i = 0; i < nconn; i++) {
         p->c[i].ring = vg_calloc(VG_MEM_EVAL, p->o.window, sizeof *p->c[i].ring);
-        if (!p->c[i].ring)
+        p->c[i].gidx = vg_calloc(VG_MEM_EVAL, p->o.window, sizeof *p->c[i].gidx);
+        if (!p->c[i].ring || !p->c[i].gidx)
             goto fail;
         vg_mqttc_init(&p->c[i].mq, &p->mq, p->c[i].ring, (uint16_t)p->o.window);
     }

@@ -322,7 +322,7 @@ static int on_pub_ack(vg_mqttc_t *c, uint8_t type, const vg_mqtt_ack_t *a, uint6
         .qos = f->qos,
         .type = type,
         .reason = a->reason,
-        .tag = f->tag,
+        .slot = (uint16_t)(f - c->ring),
         .sent_us = f->sent_us,
         .latency_us = (uint32_t)(now_us - f->sent_us),
     };
@@ -359,7 +359,7 @@ int vg_mqttc_publish_reserve(vg_mqttc_t *c, uint8_t qos, size_t len, uint8_t **d
     return VG_OK;
 }
 
-void vg_mqttc_publish_commit(vg_mqttc_t *c, size_t len, uint32_t tag, uint64_t now)
+void vg_mqttc_publish_commit(vg_mqttc_t *c, size_t len, uint64_t now)
 {
     uint8_t qos = (uint8_t)((c->out[c->out_len] >> 1) & 3);
     c->out_len += (uint32_t)len;
@@ -369,7 +369,6 @@ void vg_mqttc_publish_commit(vg_mqttc_t *c, size_t len, uint32_t tag, uint64_t n
         return;
     *ring_at(c, c->ring_len) = (vg_mqttc_flight_t){
         .sent_us = (uint32_t)(now / 1000),
-        .tag = tag,
         .packet_id = c->next_pid,
         .state = qos == 1 ? W_PUBACK : W_PUBREC,
         .qos = qos,
@@ -378,7 +377,12 @@ void vg_mqttc_publish_commit(vg_mqttc_t *c, size_t len, uint32_t tag, uint64_t n
     c->next_pid = c->next_pid == 65535 ? 1 : (uint16_t)(c->next_pid + 1);
 }
 
-int vg_mqttc_publish(vg_mqttc_t *c, const vg_mqtt_publish_t *m, uint32_t tag, uint64_t now)
+uint16_t vg_mqttc_next_slot(const vg_mqttc_t *c)
+{
+    return c->ring_cap ? (uint16_t)((c->ring_head + c->ring_len) % c->ring_cap) : 0;
+}
+
+int vg_mqttc_publish(vg_mqttc_t *c, const vg_mqtt_publish_t *m, uint64_t now)
 {
     uint8_t level = level_of(c);
     size_t need = vg_mqtt_publish_size(level, m->topic.len, m->payload.len, m->qos, &m->props);
@@ -394,7 +398,7 @@ int vg_mqttc_publish(vg_mqttc_t *c, const vg_mqtt_publish_t *m, uint32_t tag, ui
     int n = vg_mqtt_encode_publish(dst, need, level, &p);
     if (n < 0)
         return VG_EINVAL;
-    vg_mqttc_publish_commit(c, (size_t)n, tag, now);
+    vg_mqttc_publish_commit(c, (size_t)n, now);
     return VG_OK;
 }
 

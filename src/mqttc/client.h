@@ -70,10 +70,11 @@ typedef enum {
     VG_MQTTC_R_NOMEM,      /* the output buffer could not grow */
 } vg_mqttc_reason_t;
 
-/* One slot of the in-flight ring (caller-provided storage). */
+/* One slot of the in-flight ring (caller-provided storage; 8 bytes, as
+ * fleets hold many). A caller that needs its own data per publish keeps a
+ * parallel array indexed by slot (vg_mqttc_next_slot, vg_mqttc_ack_t.slot). */
 typedef struct {
     uint32_t sent_us; /* now / 1000 at publish, modulo 2^32 */
-    uint32_t tag;     /* the caller's, returned with the ack */
     uint16_t packet_id;
     uint8_t state; /* internal: waiting for PUBACK, PUBREC or PUBCOMP; 0 = acked out of order */
     uint8_t qos;
@@ -85,7 +86,7 @@ typedef struct {
     uint8_t qos;
     uint8_t type;    /* VG_MQTT_PUBACK, VG_MQTT_PUBCOMP, or VG_MQTT_PUBREC refused */
     uint8_t reason;  /* 0, or the 5.0 reason code (>= 0x80: refused) */
-    uint32_t tag;    /* as given to publish */
+    uint16_t slot;   /* its index in the ring array (vg_mqttc_next_slot at publish) */
     uint32_t sent_us;
     uint64_t latency_us; /* now - send time, for the ack latency histograms */
 } vg_mqttc_ack_t;
@@ -174,11 +175,15 @@ void vg_mqttc_consume(vg_mqttc_t *c, size_t n);
 bool vg_mqttc_wants_write(const vg_mqttc_t *c);
 
 /* Queues one PUBLISH of m (its packet_id is ignored: the client assigns
- * one for QoS 1/2 and records it in the ring with tag). VG_OK; VG_AGAIN
+ * one for QoS 1/2 and records it in the ring, in slot vg_mqttc_next_slot).
+ * VG_OK; VG_AGAIN
  * when the ring (or the server's 5.0 Receive Maximum) is full; VG_ENOSPC
  * when the output buffer is at cfg->out_max; VG_EINVAL when not up or the
  * codec refuses m; VG_ENOMEM. Nothing is written yet. */
-int vg_mqttc_publish(vg_mqttc_t *c, const vg_mqtt_publish_t *m, uint32_t tag, uint64_t now);
+int vg_mqttc_publish(vg_mqttc_t *c, const vg_mqtt_publish_t *m, uint64_t now);
+/* The ring slot the next QoS 1/2 publish will take (valid while the ring
+ * is not full). */
+uint16_t vg_mqttc_next_slot(const vg_mqttc_t *c);
 /* For callers that render whole PUBLISH packets themselves (the
  * simulator's template): reserves len bytes at *dst and, for QoS 1/2,
  * assigns *packet_id (the caller writes it into the packet). Errors as
@@ -186,7 +191,7 @@ int vg_mqttc_publish(vg_mqttc_t *c, const vg_mqtt_publish_t *m, uint32_t tag, ui
  * bytes written, at most those reserved; the QoS is read from the first
  * byte) before any other call on c. */
 int vg_mqttc_publish_reserve(vg_mqttc_t *c, uint8_t qos, size_t len, uint8_t **dst, uint16_t *packet_id);
-void vg_mqttc_publish_commit(vg_mqttc_t *c, size_t len, uint32_t tag, uint64_t now);
+void vg_mqttc_publish_commit(vg_mqttc_t *c, size_t len, uint64_t now);
 
 /* Queues SUBSCRIBE for subs[0..n) (5.0: with props, may be NULL). Sets
  * *packet_id (may be NULL); on_suback reports the codes. VG_OK, VG_EINVAL

@@ -366,7 +366,7 @@ static void send_event(worker_t *w, uint32_t i)
     vg_simdev_sample_t s;
     vg_simdev_next(&d->m, &w->dcfg, w->now_ms, &s);
     vg_simpayload_render(t, &w->clk, dst, pid, &d->m, &s);
-    vg_mqttc_publish_commit(&d->mq, t->pkt_len, 0, w->now);
+    vg_mqttc_publish_commit(&d->mq, t->pkt_len, w->now);
     if (w->cfg->qos)
         w->inflight_total++;
     w->c.injected += s.episode_start;

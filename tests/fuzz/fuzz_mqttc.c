@@ -77,7 +77,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         vg_mqtt_publish_t m = {.topic = {(const uint8_t *)"t", 1}, .payload = {(const uint8_t *)"p", 1}};
         for (int k = 0; k < 6; k++) {
             m.qos = k < 3 ? 1 : 2;
-            CHECK(vg_mqttc_publish(&c, &m, (uint32_t)k, 3000) == VG_OK);
+            CHECK(vg_mqttc_publish(&c, &m, 3000) == VG_OK);
         }
         CHECK(vg_mqttc_inflight(&c) == 6);
     }
