@@ -8,8 +8,9 @@
  * bench/report.py (`idlerun`) samples the server's /proc while this holds the
  * fleet, and stops this with SIGTERM.
  *
- * It does not link vigil's library on purpose: the three packets it sends
- * and the two it expects are written out below, so a fault in vigil's codec
+ * It does not link vigil's library on purpose (only core/rlimit.c, the
+ * shared open-file-limit raise): the three packets it sends and the two it
+ * expects are written out below, so a fault in vigil's codec or MQTT client
  * cannot hide on both ends of the measurement, and the tool builds even
  * while src/ is being changed.
  *
@@ -41,6 +42,9 @@
  *   build/idle_fleet --connect 127.0.0.1:1883 --connections 10000 --keepalive 60 [--hold S]
  * The open-file limit is raised to the hard limit; N + 16 descriptors are
  * needed, so past that split the fleet over processes with --id-offset. */
+#include "core/err.h"
+#include "core/rlimit.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -53,7 +57,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -609,18 +612,13 @@ int main(int argc, char **argv)
         return usage();
 
     /* Every connection is a descriptor: raise the soft limit to the hard one. */
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-        getrlimit(RLIMIT_NOFILE, &rl);
-        if (rl.rlim_cur != RLIM_INFINITY && (uint64_t)f->n + 16 > rl.rlim_cur) {
-            fprintf(stderr,
-                    "idle_fleet: %" PRIu32 " connections need %" PRIu32 " open files, the limit is %llu: split the "
-                    "fleet over processes (--connections, --id-offset)\n",
-                    f->n, f->n + 16, (unsigned long long)rl.rlim_cur);
-            return 1;
-        }
+    uint64_t limit;
+    if (vg_rlimit_raise_nofile((uint64_t)f->n + 16, &limit) == VG_ELIMIT) {
+        fprintf(stderr,
+                "idle_fleet: %" PRIu32 " connections need %" PRIu32 " open files, the limit is %llu: split the "
+                "fleet over processes (--connections, --id-offset)\n",
+                f->n, f->n + 16, (unsigned long long)limit);
+        return 1;
     }
 
     f->c = calloc(f->n, sizeof *f->c);

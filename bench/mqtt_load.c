@@ -2,7 +2,7 @@
  * bench/run.sh): publishers and subscribers as many client connections of
  * one process on one epoll loop.
  *
- * Owns: the client connections (MQTT 3.1.1 or 5.0 through src/mqtt/codec.c),
+ * Owns: the client connections (MQTT 3.1.1 or 5.0 through src/mqttc/client.c),
  * the publish schedule, per-message delivery tracking, latency histograms
  * (sim/hist.h: log-linear buckets, < 0.4 % error) and the JSON report on
  * stdout. Does not own: the server (bench/run.sh starts and stops it); it
@@ -59,7 +59,9 @@
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/err.h"
+#include "core/rlimit.h"
 #include "mqtt/codec.h"
+#include "mqttc/client.h"
 #include "sim/hist.h"
 
 #include <arpa/inet.h>
@@ -69,6 +71,7 @@
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,7 +85,7 @@
 #define MS 1000000ull
 #define PAYLOAD_HDR 32
 #define MAX_PACKET (1u << 20)
-#define IN_INITIAL 16384
+#define OUT_MAX (16u << 20) /* per connection; can_publish keeps it under 1 MiB + one message */
 #define RING_BITS 18 /* messages tracked at once; more is "behind" */
 #define RING_SIZE (1u << RING_BITS)
 #define MAX_STEPS 16
@@ -90,35 +93,23 @@
 #define CONNECT_PARALLEL 100 /* mosquitto 2.0 listens with a backlog of 100 */
 #define SIG_TAG UINT32_MAX
 
-enum { C_IDLE, C_CONNECTING, C_CONNACK, C_READY, C_DEAD };
+enum { C_IDLE, C_HANDSHAKE, C_READY, C_DEAD };
 enum { S_PUBSUB, S_FANOUT, S_SUBSCALE };
 enum { ST_PHASE, ST_BULK, ST_PAUSE };
-/* pid_st: what a publisher waits for on a packet id. */
-enum { W_FREE = 0, W_PUBACK, W_PUBREC, W_PUBCOMP };
 
 typedef struct {
-    uint8_t *p;
-    size_t off, len, cap; /* unread / unsent bytes are [off, len) */
-} buf_t;
-
-typedef struct {
-    int fd;
+    vg_mqttc_t mq; /* first: callbacks find the connection from it */
     uint8_t state;
     bool is_pub;
     bool epollout;
     bool counted; /* set up (connected, setup SUBACK back) and counted in ready */
     uint32_t idx;
-    buf_t in, out;
-    uint16_t next_pid;
     /* publisher */
-    uint32_t pub;         /* publisher index (payload field) */
-    uint32_t inflight;    /* QoS 1/2 publishes awaiting PUBACK / PUBCOMP */
-    uint32_t outstanding; /* tracked messages not yet complete */
+    vg_mqttc_flight_t *ring; /* the client's in-flight ring (--ack-window slots) */
+    uint32_t pub;            /* publisher index (payload field) */
+    uint32_t outstanding;    /* tracked messages not yet complete */
     uint64_t pseq;
-    uint64_t *pid_ts; /* send time per packet-id slot */
-    uint8_t *pid_st;  /* W_* per slot */
     /* subscriber */
-    uint32_t suback_wait;
     uint64_t *last_pseq; /* per publisher: highest per-publisher seq seen + 1 */
 } conn_t;
 
@@ -169,7 +160,8 @@ typedef struct {
     uint64_t last_rx; /* when the last PUBLISH arrived at a subscriber */
     conn_t *c;        /* npub publishers, then nsub subscribers */
     uint32_t nconn;
-    uint32_t pid_mask;
+    vg_mqttc_cfg_t mq; /* shared by every connection */
+    uint8_t *pl;       /* the payload being published: header + zero padding */
     char (*topic)[32];
     uint32_t *topic_len;
     uint32_t expect; /* deliveries that complete a message */
@@ -184,6 +176,7 @@ typedef struct {
     uint64_t disconnects, protocol_errors, suback_failures;
     char first_error[160];
     uint64_t next_progress;
+    uint8_t rbuf[65536]; /* every connection reads into this */
 } lg_t;
 
 /* ------------------------------------------------------------------ small */
@@ -244,27 +237,6 @@ static long server_rss_kb(const lg_t *lg)
     return kb;
 }
 
-static int buf_reserve(buf_t *b, size_t n)
-{
-    if (b->cap - b->len >= n)
-        return VG_OK;
-    if (b->off) {
-        memmove(b->p, b->p + b->off, b->len - b->off);
-        b->len -= b->off;
-        b->off = 0;
-        if (b->cap - b->len >= n)
-            return VG_OK;
-    }
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap - b->len < n)
-        cap *= 2;
-    uint8_t *p = vg_realloc(VG_MEM_SIM, b->p, cap);
-    if (!p)
-        return VG_ENOMEM;
-    b->p = p;
-    b->cap = cap;
-    return VG_OK;
-}
 
 /* ------------------------------------------------------------ connections */
 
@@ -280,13 +252,57 @@ static void conn_dead(lg_t *lg, conn_t *c, const char *why)
         lg->handshakes--;
         note_error(lg, "a connection could not be set up: %s", why);
     }
-    if (c->fd >= 0) {
-        epoll_ctl(lg->ep, EPOLL_CTL_DEL, c->fd, NULL);
-        close(c->fd);
-    }
-    c->fd = -1;
     c->state = C_DEAD;
-    c->suback_wait = 0;
+    int fd = c->mq.fd;
+    vg_mqttc_close(&c->mq); /* on_close ignores our own closes */
+    if (fd >= 0) {
+        epoll_ctl(lg->ep, EPOLL_CTL_DEL, fd, NULL);
+        close(fd);
+    }
+    vg_mqttc_deinit(&c->mq);
+}
+
+static conn_t *conn_of(vg_mqttc_t *c)
+{
+    return (conn_t *)((char *)c - offsetof(conn_t, mq));
+}
+
+/* The client closed itself: say why in the words of the report. */
+static void on_close(vg_mqttc_t *m, vg_mqttc_reason_t why, int detail)
+{
+    lg_t *lg = vg_mqttc_cfg(m)->ud;
+    conn_t *c = conn_of(m);
+    char text[64];
+    const char *what = text;
+    switch (why) {
+    case VG_MQTTC_R_LOCAL:
+        return;
+    case VG_MQTTC_R_IO:
+    case VG_MQTTC_R_CONNECT:
+        what = strerror(detail);
+        break;
+    case VG_MQTTC_R_REFUSED:
+        what = "CONNACK refused or malformed";
+        break;
+    case VG_MQTTC_R_MALFORMED:
+        what = detail == VG_MQTT_CONNACK   ? "CONNACK refused or malformed"
+               : detail == VG_MQTT_SUBACK  ? "bad SUBACK"
+               : detail == VG_MQTT_PUBLISH ? "malformed PUBLISH"
+               : detail                    ? "malformed ack"
+                                           : "bad framing from the server";
+        break;
+    case VG_MQTTC_R_TOO_BIG:
+        what = "bad framing from the server";
+        break;
+    case VG_MQTTC_R_PROTOCOL:
+        lg->protocol_errors++;
+        snprintf(text, sizeof text, "unexpected %s", vg_mqtt_type_name((uint8_t)detail));
+        break;
+    default:
+        what = vg_mqttc_reason_name(why);
+        break;
+    }
+    conn_dead(lg, c, what);
 }
 
 static void set_epollout(lg_t *lg, conn_t *c, bool on)
@@ -294,109 +310,59 @@ static void set_epollout(lg_t *lg, conn_t *c, bool on)
     if (c->epollout == on)
         return;
     struct epoll_event ev = {.events = EPOLLIN | (on ? EPOLLOUT : 0), .data.u32 = c->idx};
-    epoll_ctl(lg->ep, EPOLL_CTL_MOD, c->fd, &ev);
+    epoll_ctl(lg->ep, EPOLL_CTL_MOD, c->mq.fd, &ev);
     c->epollout = on;
 }
 
 /* Writes what it can now; arms EPOLLOUT only for what is left. */
 static void conn_flush(lg_t *lg, conn_t *c)
 {
-    if (c->state == C_DEAD || c->state == C_CONNECTING)
+    if (c->state == C_DEAD || c->state == C_IDLE)
         return;
-    while (c->out.off < c->out.len) {
-        ssize_t n = send(c->fd, c->out.p + c->out.off, c->out.len - c->out.off, MSG_NOSIGNAL);
-        if (n > 0) {
-            c->out.off += (size_t)n;
-        } else if (n < 0 && errno == EINTR) {
-            continue;
-        } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            break;
-        } else {
-            conn_dead(lg, c, strerror(errno));
-            return;
-        }
-    }
-    if (c->out.off == c->out.len)
-        c->out.off = c->out.len = 0;
-    set_epollout(lg, c, c->out.len > 0);
+    vg_mqttc_flush(&c->mq);
+    if (c->state != C_DEAD)
+        set_epollout(lg, c, vg_mqttc_wants_write(&c->mq));
 }
 
 static void start_connect(lg_t *lg, conn_t *c)
 {
+    c->state = C_HANDSHAKE; /* so that conn_dead counts a connect failure */
+    lg->handshakes++;
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-        c->state = C_CONNECTING; /* so that conn_dead counts a connect failure */
-        lg->handshakes++;
         conn_dead(lg, c, strerror(errno));
         return;
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    c->fd = fd;
-    c->state = C_CONNECTING;
-    lg->handshakes++;
+    char id[48];
+    int n = snprintf(id, sizeof id, "lg%ld-%u", (long)getpid(), c->idx);
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.u32 = c->idx};
     c->epollout = true;
     if (epoll_ctl(lg->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
+        close(fd);
         conn_dead(lg, c, strerror(errno));
         return;
     }
-    if (connect(fd, (const struct sockaddr *)&lg->addr, sizeof lg->addr) < 0 && errno != EINPROGRESS)
-        conn_dead(lg, c, strerror(errno));
-}
-
-static int queue_connect(lg_t *lg, conn_t *c)
-{
-    char id[48];
-    int n = snprintf(id, sizeof id, "lg%ld-%u", (long)getpid(), c->idx);
-    vg_mqtt_connect_t m = {
-        .protocol_level = lg->level,
-        .clean_session = true,
-        .keepalive = KEEPALIVE_S,
-        .client_id = {(const uint8_t *)id, (size_t)n},
-    };
-    if (buf_reserve(&c->out, 128) != VG_OK)
-        return VG_ENOMEM;
-    int len = vg_mqtt_encode_connect(c->out.p + c->out.len, c->out.cap - c->out.len, &m);
-    if (len < 0)
-        return len;
-    c->out.len += (size_t)len;
-    return VG_OK;
-}
-
-static uint16_t take_pid(conn_t *c)
-{
-    if (++c->next_pid == 0)
-        c->next_pid = 1;
-    return c->next_pid;
+    int rc = connect(fd, (const struct sockaddr *)&lg->addr, sizeof lg->addr);
+    if (rc < 0 && errno != EINPROGRESS) {
+        const char *why = strerror(errno);
+        epoll_ctl(lg->ep, EPOLL_CTL_DEL, fd, NULL);
+        close(fd);
+        conn_dead(lg, c, why);
+        return;
+    }
+    if (vg_mqttc_start(&c->mq, fd, rc < 0, id, (size_t)n, lg->now) != VG_OK) {
+        epoll_ctl(lg->ep, EPOLL_CTL_DEL, fd, NULL);
+        close(fd);
+        conn_dead(lg, c, "cannot encode CONNECT");
+    }
 }
 
 /* Queues one SUBSCRIBE of n filters. */
 static int queue_subscribe(lg_t *lg, conn_t *c, const vg_mqtt_sub_t *subs, size_t n)
 {
-    size_t need = 16;
-    for (size_t i = 0; i < n; i++)
-        need += subs[i].filter.len + 3;
-    if (buf_reserve(&c->out, need) != VG_OK)
-        return VG_ENOMEM;
-    int len =
-        vg_mqtt_encode_subscribe(c->out.p + c->out.len, c->out.cap - c->out.len, lg->level, take_pid(c), NULL, subs, n);
-    if (len < 0)
-        return len;
-    c->out.len += (size_t)len;
-    c->suback_wait++;
-    return VG_OK;
-}
-
-static int queue_ack(lg_t *lg, conn_t *c, uint8_t type, uint16_t pid)
-{
-    if (buf_reserve(&c->out, 8) != VG_OK)
-        return VG_ENOMEM;
-    int len = vg_mqtt_encode_ack(c->out.p + c->out.len, c->out.cap - c->out.len, lg->level, type, pid, 0, NULL);
-    if (len < 0)
-        return len;
-    c->out.len += (size_t)len;
-    return VG_OK;
+    return vg_mqttc_subscribe(&c->mq, subs, n, NULL, NULL, lg->now);
 }
 
 /* The subscription every subscriber makes at setup. */
@@ -465,11 +431,11 @@ static void sweep(lg_t *lg, bool all)
 /* Can publisher c send one more message of phase ph now? */
 static bool can_publish(const lg_t *lg, const conn_t *c, const phase_t *ph)
 {
-    if (c->state != C_READY || c->out.len - c->out.off > (1u << 20))
+    if (c->state != C_READY || vg_mqttc_pending(&c->mq) > (1u << 20))
         return false;
     if (lg->ring[lg->next_gseq & (RING_SIZE - 1)].gseq1)
         return false; /* ring full: as many messages in flight as we track */
-    if (ph->st->qos && c->inflight >= lg->ack_window)
+    if (ph->st->qos && vg_mqttc_inflight(&c->mq) >= lg->ack_window)
         return false;
     if (ph->st->rate == 0 && c->outstanding >= lg->window)
         return false;
@@ -478,14 +444,7 @@ static bool can_publish(const lg_t *lg, const conn_t *c, const phase_t *ph)
 
 static int publish_one(lg_t *lg, conn_t *c, phase_t *ph)
 {
-    uint8_t qos = ph->st->qos;
-    uint16_t pid = 0;
-    if (qos) {
-        do
-            pid = take_pid(c);
-        while (c->pid_st[pid & lg->pid_mask] != W_FREE);
-    }
-    uint8_t pl[PAYLOAD_HDR];
+    uint8_t *pl = lg->pl; /* the header, then zero padding up to --payload */
     uint64_t gseq = lg->next_gseq, pseq = c->pseq;
     uint64_t now = vg_clock_mono_ns();
     uint32_t phase_id = ph->id;
@@ -494,29 +453,14 @@ static int publish_one(lg_t *lg, conn_t *c, phase_t *ph)
     memcpy(pl + 16, &pseq, 8);
     memcpy(pl + 24, &c->pub, 4);
     memcpy(pl + 28, &phase_id, 4);
-    size_t need = vg_mqtt_publish_size(lg->level, lg->topic_len[c->pub], lg->payload, qos, NULL);
-    if (!need || buf_reserve(&c->out, need) != VG_OK)
-        return VG_ENOMEM;
-    /* Encode with the header only, then zero the padding: encode_publish
-     * copies the payload, so give it a zeroed area of the full length. */
-    uint8_t *dst = c->out.p + c->out.len;
-    static const uint8_t zeros[65536];
     vg_mqtt_publish_t m = {
-        .qos = qos,
+        .qos = ph->st->qos,
         .topic = {(const uint8_t *)lg->topic[c->pub], lg->topic_len[c->pub]},
-        .packet_id = pid,
-        .payload = {zeros, lg->payload},
+        .payload = {pl, lg->payload},
     };
-    int len = vg_mqtt_encode_publish(dst, c->out.cap - c->out.len, lg->level, &m);
-    if (len < 0)
-        return len;
-    memcpy(dst + (size_t)len - lg->payload, pl, PAYLOAD_HDR);
-    c->out.len += (size_t)len;
-    if (qos) {
-        c->pid_ts[pid & lg->pid_mask] = now;
-        c->pid_st[pid & lg->pid_mask] = qos == 1 ? W_PUBACK : W_PUBREC;
-        c->inflight++;
-    }
+    int rc = vg_mqttc_publish(&c->mq, &m, now);
+    if (rc != VG_OK)
+        return rc;
     track_t *t = &lg->ring[gseq & (RING_SIZE - 1)];
     t->gseq1 = gseq + 1;
     t->send_ns = now;
@@ -618,183 +562,66 @@ static void on_delivery(lg_t *lg, conn_t *c, const vg_mqtt_publish_t *m)
         complete(lg, t, true);
 }
 
-static void on_pub_ack(lg_t *lg, conn_t *c, uint8_t type, uint16_t pid, uint8_t reason)
+static void on_message(vg_mqttc_t *m, const vg_mqtt_publish_t *msg)
 {
+    on_delivery(vg_mqttc_cfg(m)->ud, conn_of(m), msg);
+}
+
+static void on_ack(vg_mqttc_t *m, const vg_mqttc_ack_t *a)
+{
+    lg_t *lg = vg_mqttc_cfg(m)->ud;
     phase_t *ph = lg->ph;
-    uint32_t slot = pid & lg->pid_mask;
-    uint8_t st = c->pid_st[slot];
-    if (st == W_FREE) {
-        /* an ack for a publish its phase already gave up on (ack_timeouts) */
-        if (ph)
-            ph->late_acks++;
+    if (!ph)
         return;
-    }
-    if ((type == VG_MQTT_PUBACK && st != W_PUBACK) || (type == VG_MQTT_PUBREC && st != W_PUBREC) ||
-        (type == VG_MQTT_PUBCOMP && st != W_PUBCOMP)) {
-        lg->protocol_errors++;
-        note_error(lg, "unexpected %s", vg_mqtt_type_name(type));
-        return;
-    }
-    if (type == VG_MQTT_PUBREC && reason < 0x80) {
-        c->pid_st[slot] = W_PUBCOMP;
-        if (queue_ack(lg, c, VG_MQTT_PUBREL, pid) != VG_OK)
-            conn_dead(lg, c, "cannot encode PUBREL");
-        return;
-    }
-    if (ph) {
-        if (reason >= 0x80)
-            ph->ack_errors++;
-        else {
-            ph->acked++;
-            vg_simhist_record(&ph->ack, (lg->now - c->pid_ts[slot]) / 1000);
-        }
-    }
-    c->pid_st[slot] = W_FREE;
-    c->inflight--;
-}
-
-static void on_packet(lg_t *lg, conn_t *c, uint8_t type, uint8_t flags, const uint8_t *body, size_t len)
-{
-    switch (type) {
-    case VG_MQTT_CONNACK: {
-        bool sp;
-        uint8_t rc;
-        if (c->state != C_CONNACK || vg_mqtt_decode_connack(lg->level, body, len, &sp, &rc, NULL) != VG_OK || rc) {
-            conn_dead(lg, c, "CONNACK refused or malformed");
-            return;
-        }
-        c->state = C_READY;
-        if (!c->is_pub)
-            initial_subscribe(lg, c);
-        if (c->state == C_READY && !c->suback_wait)
-            mark_ready(lg, c);
-        return;
-    }
-    case VG_MQTT_SUBACK: {
-        uint16_t pid;
-        uint8_t rcs[4096];
-        size_t n = 0;
-        if (vg_mqtt_decode_suback(lg->level, type, body, len, &pid, NULL, rcs, sizeof rcs, &n) != VG_OK ||
-            !c->suback_wait) {
-            conn_dead(lg, c, "bad SUBACK");
-            return;
-        }
-        for (size_t i = 0; i < n; i++)
-            if (rcs[i] >= 0x80)
-                lg->suback_failures++;
-        if (--c->suback_wait == 0 && !c->counted)
-            mark_ready(lg, c); /* its setup subscription */
-        return;
-    }
-    case VG_MQTT_PUBLISH: {
-        vg_mqtt_publish_t m;
-        if (vg_mqtt_decode_publish(lg->level, flags, body, len, &m) != VG_OK) {
-            conn_dead(lg, c, "malformed PUBLISH");
-            return;
-        }
-        on_delivery(lg, c, &m);
-        if (m.qos == 1 && queue_ack(lg, c, VG_MQTT_PUBACK, m.packet_id) != VG_OK)
-            conn_dead(lg, c, "cannot encode PUBACK");
-        if (m.qos == 2 && queue_ack(lg, c, VG_MQTT_PUBREC, m.packet_id) != VG_OK)
-            conn_dead(lg, c, "cannot encode PUBREC");
-        return;
-    }
-    case VG_MQTT_PUBACK:
-    case VG_MQTT_PUBREC:
-    case VG_MQTT_PUBCOMP:
-    case VG_MQTT_PUBREL: {
-        vg_mqtt_ack_t a;
-        if (vg_mqtt_decode_ack(lg->level, type, body, len, &a) != VG_OK) {
-            conn_dead(lg, c, "malformed ack");
-            return;
-        }
-        if (type == VG_MQTT_PUBREL) {
-            if (queue_ack(lg, c, VG_MQTT_PUBCOMP, a.packet_id) != VG_OK)
-                conn_dead(lg, c, "cannot encode PUBCOMP");
-        } else if (c->is_pub) {
-            on_pub_ack(lg, c, type, a.packet_id, a.reason);
-        }
-        return;
-    }
-    case VG_MQTT_PINGRESP:
-        return;
-    case VG_MQTT_DISCONNECT:
-        conn_dead(lg, c, "DISCONNECT from the server");
-        return;
-    default:
-        lg->protocol_errors++;
-        note_error(lg, "unexpected packet %s", vg_mqtt_type_name(type));
-        return;
+    if (a->reason >= 0x80) {
+        ph->ack_errors++;
+    } else {
+        ph->acked++;
+        vg_simhist_record(&ph->ack, a->latency_us);
     }
 }
 
-static void on_readable(lg_t *lg, conn_t *c)
+/* An ack for a publish its phase already gave up on (ack_timeouts). */
+static void on_stray_ack(vg_mqttc_t *m, uint8_t type, uint16_t packet_id)
 {
-    buf_t *b = &c->in;
-    if (buf_reserve(b, IN_INITIAL / 2) != VG_OK) {
-        conn_dead(lg, c, "out of memory");
-        return;
-    }
-    ssize_t n = recv(c->fd, b->p + b->len, b->cap - b->len, 0);
-    if (n == 0) {
-        conn_dead(lg, c, "closed by the server");
-        return;
-    }
-    if (n < 0) {
-        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-            conn_dead(lg, c, strerror(errno));
-        return;
-    }
-    b->len += (size_t)n;
-    lg->now = vg_clock_mono_ns();
-    while (b->off < b->len && c->state != C_DEAD) {
-        uint8_t type, flags;
-        size_t hl, rl;
-        int rc = vg_mqtt_frame(b->p + b->off, b->len - b->off, MAX_PACKET, &type, &flags, &hl, &rl);
-        if (rc == VG_AGAIN) {
-            /* A packet larger than the buffer: make room for all of it. */
-            if (b->off == 0 && b->len == b->cap && buf_reserve(b, b->cap) != VG_OK)
-                conn_dead(lg, c, "out of memory");
-            break;
-        }
-        if (rc != VG_OK) {
-            conn_dead(lg, c, "bad framing from the server");
-            return;
-        }
-        on_packet(lg, c, type, flags, b->p + b->off + hl, rl);
-        b->off += hl + rl;
-    }
-    if (b->off == b->len)
-        b->off = b->len = 0;
-    conn_flush(lg, c);
+    lg_t *lg = vg_mqttc_cfg(m)->ud;
+    if (lg->ph)
+        lg->ph->late_acks++;
+}
+
+static void on_connack(vg_mqttc_t *m, bool session_present, const vg_mqtt_props_t *props)
+{
+    lg_t *lg = vg_mqttc_cfg(m)->ud;
+    conn_t *c = conn_of(m);
+    c->state = C_READY;
+    if (!c->is_pub)
+        initial_subscribe(lg, c);
+    if (c->state == C_READY && !vg_mqttc_subs_pending(&c->mq))
+        mark_ready(lg, c);
+}
+
+static void on_suback(vg_mqttc_t *m, uint16_t packet_id, const uint8_t *rcs, size_t n)
+{
+    lg_t *lg = vg_mqttc_cfg(m)->ud;
+    conn_t *c = conn_of(m);
+    for (size_t i = 0; i < n; i++)
+        if (rcs[i] >= 0x80)
+            lg->suback_failures++;
+    if (!vg_mqttc_subs_pending(m) && !c->counted)
+        mark_ready(lg, c); /* its setup subscription */
 }
 
 static void on_event(lg_t *lg, uint32_t idx, uint32_t events)
 {
     conn_t *c = &lg->c[idx];
-    if (c->state == C_DEAD)
+    if (c->state == C_DEAD || c->state == C_IDLE)
         return;
-    if (c->state == C_CONNECTING) {
-        if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
-            return;
-        int err = 0;
-        socklen_t sl = sizeof err;
-        if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &sl) < 0 || err) {
-            conn_dead(lg, c, strerror(err ? err : errno));
-            return;
-        }
-        c->state = C_CONNACK;
-        if (queue_connect(lg, c) != VG_OK) {
-            conn_dead(lg, c, "cannot encode CONNECT");
-            return;
-        }
-        conn_flush(lg, c);
-        return;
-    }
+    lg->now = vg_clock_mono_ns();
     if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
-        on_readable(lg, c);
+        vg_mqttc_on_readable(&c->mq, lg->now);
     if (c->state != C_DEAD && (events & EPOLLOUT))
-        conn_flush(lg, c);
+        vg_mqttc_on_writable(&c->mq, lg->now);
+    conn_flush(lg, c);
 }
 
 /* ------------------------------------------------------------------- loop */
@@ -864,7 +691,7 @@ static bool drained(const lg_t *lg)
     if (lg->active)
         return false;
     for (uint32_t i = 0; i < lg->npub; i++)
-        if (lg->c[i].state == C_READY && lg->c[i].inflight)
+        if (lg->c[i].state == C_READY && vg_mqttc_inflight(&lg->c[i].mq))
             return false;
     return true;
 }
@@ -902,11 +729,7 @@ static void run_phase(lg_t *lg, phase_t *ph)
         }
     }
     for (uint32_t i = 0; i < lg->npub; i++)
-        if (lg->c[i].inflight) {
-            ph->ack_timeouts += lg->c[i].inflight;
-            lg->c[i].inflight = 0;
-            memset(lg->c[i].pid_st, 0, lg->pid_mask + 1);
-        }
+        ph->ack_timeouts += vg_mqttc_forget(&lg->c[i].mq);
     ph->t_drained = lg->now;
     lg->ph = NULL;
 }
@@ -961,7 +784,7 @@ static void run_bulk(lg_t *lg, bulk_t *bk)
     for (;;) {
         bool waiting = false;
         for (uint32_t k = 0; k < h && !waiting; k++)
-            waiting = lg->c[lg->npub + k].suback_wait > 0;
+            waiting = vg_mqttc_subs_pending(&lg->c[lg->npub + k].mq) > 0;
         if (!waiting || lg->stop)
             break;
         if (lg->now > deadline) {
@@ -1198,41 +1021,39 @@ static int parse_args(lg_t *lg, int argc, char **argv)
     return VG_OK;
 }
 
-/* The open-file limit: one descriptor per connection plus a few. */
-static int raise_nofile(uint32_t need)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-        return VG_EIO;
-    if (rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-        getrlimit(RLIMIT_NOFILE, &rl);
-    }
-    if (rl.rlim_cur < (rlim_t)need + 16) {
-        fprintf(stderr, "mqtt_load: %u connections need an open-file limit of %u; the hard limit is %lu\n", need,
-                need + 16, (unsigned long)rl.rlim_max);
-        return VG_ELIMIT;
-    }
-    return VG_OK;
-}
-
 static int init(lg_t *lg)
 {
     lg->nconn = lg->npub + lg->nsub;
-    int rc = raise_nofile(lg->nconn);
+    /* The open-file limit: one descriptor per connection plus a few. */
+    uint64_t limit;
+    int rc = vg_rlimit_raise_nofile((uint64_t)lg->nconn + 16, &limit);
+    if (rc == VG_ELIMIT)
+        fprintf(stderr, "mqtt_load: %u connections need an open-file limit of %u; the limit is %llu\n", lg->nconn,
+                lg->nconn + 16, (unsigned long long)limit);
     if (rc != VG_OK)
         return rc;
     lg->expect = lg->scenario == S_FANOUT ? lg->nsub : 1;
-    uint32_t slots = 1;
-    while (slots < 2 * lg->ack_window)
-        slots <<= 1;
-    lg->pid_mask = slots - 1;
+    lg->mq = (vg_mqttc_cfg_t){
+        .level = lg->level,
+        .keepalive_s = KEEPALIVE_S,
+        .max_packet = MAX_PACKET,
+        .out_max = OUT_MAX,
+        .scratch = lg->rbuf,
+        .scratch_len = sizeof lg->rbuf,
+        .ud = lg,
+        .on_connack = on_connack,
+        .on_suback = on_suback,
+        .on_message = on_message,
+        .on_ack = on_ack,
+        .on_stray_ack = on_stray_ack,
+        .on_close = on_close,
+    };
     lg->c = vg_calloc(VG_MEM_SIM, lg->nconn, sizeof *lg->c);
     lg->ring = vg_calloc(VG_MEM_SIM, RING_SIZE, sizeof *lg->ring);
     lg->topic = vg_calloc(VG_MEM_SIM, lg->npub, sizeof *lg->topic);
     lg->topic_len = vg_calloc(VG_MEM_SIM, lg->npub, sizeof *lg->topic_len);
-    if (!lg->c || !lg->ring || !lg->topic || !lg->topic_len)
+    lg->pl = vg_calloc(VG_MEM_SIM, lg->payload, 1);
+    if (!lg->c || !lg->ring || !lg->topic || !lg->topic_len || !lg->pl)
         return VG_ENOMEM;
     for (uint32_t i = 0; i < lg->npub; i++) {
         int n;
@@ -1246,15 +1067,15 @@ static int init(lg_t *lg)
     }
     for (uint32_t i = 0; i < lg->nconn; i++) {
         conn_t *c = &lg->c[i];
-        c->fd = -1;
         c->idx = i;
         c->is_pub = i < lg->npub;
+        vg_mqttc_init(&c->mq, &lg->mq, NULL, 0);
         if (c->is_pub) {
             c->pub = i;
-            c->pid_ts = vg_calloc(VG_MEM_SIM, slots, sizeof *c->pid_ts);
-            c->pid_st = vg_calloc(VG_MEM_SIM, slots, 1);
-            if (!c->pid_ts || !c->pid_st)
+            c->ring = vg_calloc(VG_MEM_SIM, lg->ack_window, sizeof *c->ring);
+            if (!c->ring)
                 return VG_ENOMEM;
+            vg_mqttc_init(&c->mq, &lg->mq, c->ring, (uint16_t)lg->ack_window);
         } else {
             c->last_pseq = vg_calloc(VG_MEM_SIM, lg->npub, sizeof *c->last_pseq);
             if (!c->last_pseq)
@@ -1281,12 +1102,10 @@ static void deinit(lg_t *lg)
     if (lg->c) {
         for (uint32_t i = 0; i < lg->nconn; i++) {
             conn_t *c = &lg->c[i];
-            if (c->fd >= 0)
-                close(c->fd);
-            vg_free(c->in.p);
-            vg_free(c->out.p);
-            vg_free(c->pid_ts);
-            vg_free(c->pid_st);
+            if (c->mq.fd >= 0)
+                close(c->mq.fd);
+            vg_mqttc_deinit(&c->mq);
+            vg_free(c->ring);
             vg_free(c->last_pseq);
         }
     }
@@ -1294,6 +1113,7 @@ static void deinit(lg_t *lg)
     vg_free(lg->ring);
     vg_free(lg->topic);
     vg_free(lg->topic_len);
+    vg_free(lg->pl);
     if (lg->ep >= 0)
         close(lg->ep);
     if (lg->sfd >= 0)

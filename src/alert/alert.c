@@ -3,7 +3,9 @@
  *
  * Owns: the id derivation and the one place the alert JSON is written, so
  * the MQTT message, the stream record and the webhook body are the same
- * bytes. Does not own: when events happen (lifecycle.c) or delivery. */
+ * bytes, and the one place it is read back by consumers (the simulator's
+ * judge, vigil eval). Does not own: when events happen (lifecycle.c) or
+ * delivery. */
 #include "alert/alert.h"
 
 #include "core/bytes.h"
@@ -175,5 +177,47 @@ int vg_alert_meta_decode(const uint8_t *meta, size_t len, uint64_t *source_seq, 
         *event_id = vg_get_le64(meta + 12);
     if (alert_id)
         *alert_id = vg_get_le64(meta + 20);
+    return VG_OK;
+}
+
+static bool member_is(const vg_json_member_t *m, const char *s)
+{
+    size_t n = strlen(s);
+    return m->key && m->type == VG_JSON_STRING && m->raw_len == n && memcmp(m->raw, s, n) == 0;
+}
+
+int vg_alert_json_read(const char *p, size_t len, vg_alert_seen_t *out)
+{
+    enum { F_ID, F_TYPE, F_CATEGORY, F_EVENT, F_TIME, F_OPENED, F_ALERT, F_N };
+    static const char *const names[F_N] = {"deviceId", "type",       "category", "event",
+                                           "eventTimeMs", "openedAtMs", "alertId"};
+    vg_json_member_t f[F_N];
+    memset(out, 0, sizeof *out);
+    out->kind = VG_AEV_OPEN;
+    if (vg_json_object_pick(p, len, VG_JSON_DEFAULT_DEPTH, names, F_N, f, NULL) != VG_OK)
+        return VG_EMALFORMED;
+    out->device_id = f[F_ID];
+    out->type = f[F_TYPE];
+    out->category = f[F_CATEGORY];
+    out->event = f[F_EVENT];
+    if (f[F_EVENT].key) {
+        static const char *const kinds[] = {[VG_AEV_OPEN] = "OPEN", [VG_AEV_UPDATE] = "UPDATE",
+                                            [VG_AEV_RESOLVED] = "RESOLVED", [VG_AEV_ACK] = "ACKNOWLEDGED"};
+        out->lifecycle = true;
+        out->kind = 0;
+        for (int k = VG_AEV_OPEN; k <= VG_AEV_ACK; k++)
+            if (member_is(&f[F_EVENT], kinds[k]))
+                out->kind = k;
+    }
+    out->has_event_time = f[F_TIME].key && vg_json_int64(&f[F_TIME], &out->event_time_ms) == VG_OK;
+    out->has_opened_at = f[F_OPENED].key && vg_json_int64(&f[F_OPENED], &out->opened_at_ms) == VG_OK;
+    if (!out->has_event_time)
+        out->event_time_ms = 0;
+    if (!out->has_opened_at)
+        out->opened_at_ms = 0;
+    uint64_t id;
+    if (f[F_ALERT].key && f[F_ALERT].type == VG_JSON_STRING &&
+        vg_alert_id_parse(f[F_ALERT].raw, f[F_ALERT].raw_len, &id) == VG_OK)
+        out->alert_id = id;
     return VG_OK;
 }

@@ -49,6 +49,7 @@
 #define VG_ALERT_ALERT_H
 
 #include "core/event.h"
+#include "core/json.h"
 #include "detect/detect.h"
 
 #include <stdbool.h>
@@ -94,6 +95,31 @@ typedef struct {
 
 /* Renders the JSON into out (cap bytes). Returns its length, or VG_ETOOBIG. */
 int vg_alert_render(const vg_alert_json_t *a, char *out, size_t cap);
+
+/* What a consumer (the simulator's judge, vigil eval) reads back from one
+ * event's JSON, or from the older one-message format without "event",
+ * where every message is a new alert. The members are as found (key NULL
+ * when absent, any JSON type: consumers check the type they need, raw
+ * string text still escaped); the rest is decoded:
+ *   lifecycle        "event" is present
+ *   kind             VG_AEV_* named by "event"; VG_AEV_OPEN without one; 0
+ *                    for anything else (another name, not a string)
+ *   event_time_ms    "eventTimeMs" as an integer (has_event_time)
+ *   opened_at_ms     "openedAtMs" as an integer (has_opened_at)
+ *   alert_id         "alertId"'s 16 hex digits; 0 when absent or of another form */
+typedef struct {
+    vg_json_member_t device_id, type, category, event;
+    bool lifecycle;
+    int kind;
+    bool has_event_time, has_opened_at;
+    int64_t event_time_ms, opened_at_ms;
+    uint64_t alert_id;
+} vg_alert_seen_t;
+
+/* Reads p[0..len). VG_OK, or VG_EMALFORMED when it is not a JSON object
+ * (then *out is zeroed except kind, VG_AEV_OPEN, as for an old-format
+ * message: the caller decides what an unreadable alert counts as). */
+int vg_alert_json_read(const char *p, size_t len, vg_alert_seen_t *out);
 
 /* The stream record's meta (VG_ALERT_META_LEN bytes). */
 void vg_alert_meta_encode(uint8_t out[VG_ALERT_META_LEN], uint64_t source_seq, vg_alert_type_t type,

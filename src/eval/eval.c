@@ -13,6 +13,7 @@
  * reach nothing else. */
 #include "eval/eval.h"
 
+#include "alert/alert.h"
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/err.h"
@@ -625,46 +626,35 @@ static int parse_alerts(run_t *R, alerts_t *A)
     A->open_payload = vg_calloc(VG_MEM_EVAL, R->n_payloads + 1, sizeof *A->open_payload);
     if (!A->open || !A->open_payload)
         return VG_ENOMEM;
-    static const char *const names[] = {"event", "deviceId", "type", "openedAtMs", "eventTimeMs"};
     for (size_t i = 0; i < R->n_payloads; i++) {
         const char *p = R->payloads[i];
-        vg_json_member_t m[5];
-        if (vg_json_object_pick(p, strlen(p), VG_JSON_DEFAULT_DEPTH, names, 5, m, NULL) != VG_OK || !m[1].key ||
-            m[1].type != VG_JSON_STRING || !m[2].key || m[2].type != VG_JSON_STRING || !m[4].key) {
+        vg_alert_seen_t m;
+        if (vg_alert_json_read(p, strlen(p), &m) != VG_OK || !m.device_id.key || m.device_id.type != VG_JSON_STRING ||
+            !m.type.key || m.type.type != VG_JSON_STRING || !m.has_event_time) {
             A->unparsed++;
             continue;
         }
-        int64_t ev_ms, op_ms;
-        if (vg_json_int64(&m[4], &ev_ms) != VG_OK) {
-            A->unparsed++;
-            continue;
-        }
-        if (!m[3].key || vg_json_int64(&m[3], &op_ms) != VG_OK)
-            op_ms = ev_ms;
-        /* The old detector's alerts have no "event": each one opened. */
-        int kind = 0;
-        if (m[0].key) {
-            static const char *const evs[] = {"OPEN", "UPDATE", "RESOLVED", "ACKNOWLEDGED"};
-            kind = 4;
-            for (int k = 0; k < 4; k++)
-                if (m[0].raw_len == strlen(evs[k]) && memcmp(m[0].raw, evs[k], m[0].raw_len) == 0)
-                    kind = k;
-        }
+        int64_t ev_ms = m.event_time_ms, op_ms = m.has_opened_at ? m.opened_at_ms : ev_ms;
+        /* events[]: OPEN, UPDATE, RESOLVED, ACKNOWLEDGED, anything else. The
+         * old detector's alerts have no "event": each one opened. */
+        static const int slot[] = {[0] = 4, [VG_AEV_OPEN] = 0, [VG_AEV_UPDATE] = 1, [VG_AEV_RESOLVED] = 2,
+                                   [VG_AEV_ACK] = 3};
+        int kind = slot[m.kind];
         A->events[kind]++;
         if (kind != 0)
             continue;
         char dev[DEV_MAX];
         size_t dlen;
-        if (vg_json_unescape(m[1].raw, m[1].raw_len, dev, sizeof dev, &dlen) != VG_OK) {
+        if (vg_json_unescape(m.device_id.raw, m.device_id.raw_len, dev, sizeof dev, &dlen) != VG_OK) {
             A->unparsed++;
             continue;
         }
         uint64_t idx;
         vg_evalalert_t *a = &A->open[A->n_open];
         a->device = vg_strmap_get(&R->idmap, dev, dlen, &idx) == VG_OK ? (uint32_t)idx : UINT32_MAX;
-        a->type = (uint8_t)vg_alert_type_parse(m[2].raw, m[2].raw_len);
+        a->type = (uint8_t)vg_alert_type_parse(m.type.raw, m.type.raw_len);
         if (a->type == VG_ALERT_NONE)
-            note_other(A, m[2].raw, m[2].raw_len);
+            note_other(A, m.type.raw, m.type.raw_len);
         a->opened_ms = op_ms;
         a->event_ms = ev_ms;
         A->open_payload[A->n_open] = R->payloads[i];

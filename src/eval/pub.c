@@ -1,22 +1,27 @@
 /* pub.c — see pub.h.
  *
- * Writes are batched: vg_evalpub_publish only appends to the connection's
- * output buffer and puts it on the dirty list; the buffers are written when
- * the dirty list grows past FLUSH_EVERY publishes, when a window is full and
- * at every poll — so a burst costs one send() per connection instead of one
- * per message. EPOLLOUT is armed only while a connection has bytes left. */
+ * The MQTT side of each connection is mqttc/client.h (beside its in-flight
+ * ring, gidx holds each publish's index in the global ring); this file keeps
+ * the global window and the lead limit (pub.h). Writes are batched:
+ * vg_evalpub_publish only appends to the connection's output buffer and
+ * puts it on the dirty list; the buffers are written when the dirty list
+ * grows past FLUSH_EVERY publishes, when a window is full and at every
+ * poll — so a burst costs one send() per connection instead of one per
+ * message. EPOLLOUT is armed only while a connection has bytes left. */
 #include "eval/pub.h"
 
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/err.h"
 #include "mqtt/codec.h"
+#include "mqttc/client.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <unistd.h>
@@ -27,16 +32,10 @@
 #define MAX_EVENTS 256
 
 typedef struct {
-    int fd;
-    bool up, dirty, want_out;
-    uint8_t carry_len;
-    uint8_t carry[8];
-    uint16_t next_pid;
-    uint32_t inflight;
-    uint32_t *slots; /* global ring index of each unacknowledged publish, oldest first */
-    uint32_t slot_head;
-    uint8_t *out;
-    size_t off, len, cap;
+    vg_mqttc_t mq;
+    bool dirty, want_out;
+    vg_mqttc_flight_t *ring; /* the client's in-flight ring */
+    uint32_t *gidx;          /* per ring slot: the publish's index in the global ring */
 } conn_t;
 
 /* One unacknowledged publish, in publication order. */
@@ -54,6 +53,7 @@ struct vg_evalpub {
     int ep;
     conn_t *c;
     uint32_t n;
+    vg_mqttc_cfg_t mq;
     uint32_t *dirty;
     uint32_t n_dirty;
     uint32_t queued_since_flush;
@@ -63,41 +63,70 @@ struct vg_evalpub {
     const char *err;
 };
 
-static int reserve(conn_t *c, size_t n)
-{
-    if (c->len + n <= c->cap)
-        return VG_OK;
-    if (c->off) {
-        memmove(c->out, c->out + c->off, c->len - c->off);
-        c->len -= c->off;
-        c->off = 0;
-        if (c->len + n <= c->cap)
-            return VG_OK;
-    }
-    size_t cap = c->cap ? c->cap : 4096;
-    while (cap < c->len + n)
-        cap *= 2;
-    uint8_t *np = vg_realloc(VG_MEM_EVAL, c->out, cap);
-    if (!np)
-        return VG_ENOMEM;
-    c->out = np;
-    c->cap = cap;
-    return VG_OK;
-}
-
 static void fail(vg_evalpub_t *p, const char *why)
 {
     if (!p->err)
         p->err = why;
 }
 
-static void set_out(vg_evalpub_t *p, uint32_t i, bool want)
+static void on_connack(vg_mqttc_t *c, bool session_present, const vg_mqtt_props_t *props)
+{
+    vg_evalpub_t *p = vg_mqttc_cfg(c)->ud;
+    p->up++;
+}
+
+/* PUBACKs come in PUBLISH order per connection; the global ring moves
+ * when its oldest entry is acknowledged. */
+static void on_ack(vg_mqttc_t *c, const vg_mqttc_ack_t *a)
+{
+    vg_evalpub_t *p = vg_mqttc_cfg(c)->ud;
+    const conn_t *conn = (const conn_t *)((const char *)c - offsetof(conn_t, mq));
+    p->ring[conn->gidx[a->slot]].acked = 1;
+    while (p->ring_count && p->ring[p->ring_tail].acked) {
+        p->ring_tail = (p->ring_tail + 1) % p->o.global_window;
+        p->ring_count--;
+    }
+    p->inflight--;
+    p->acked++;
+}
+
+static void on_stray_ack(vg_mqttc_t *c, uint8_t type, uint16_t packet_id)
+{
+    fail(vg_mqttc_cfg(c)->ud, "PUBACK for nothing in flight");
+}
+
+static void on_close(vg_mqttc_t *c, vg_mqttc_reason_t why, int detail)
+{
+    vg_evalpub_t *p = vg_mqttc_cfg(c)->ud;
+    switch (why) {
+    case VG_MQTTC_R_LOCAL:
+        return;
+    case VG_MQTTC_R_EOF:
+        fail(p, "the server closed a publishing connection");
+        break;
+    case VG_MQTTC_R_REFUSED:
+        fail(p, "the server refused a publishing connection");
+        break;
+    case VG_MQTTC_R_IO:
+        fail(p, "a publishing connection failed (did the server exit?)");
+        break;
+    case VG_MQTTC_R_TOO_BIG:
+        fail(p, "unexpected large packet on a publishing connection");
+        break;
+    default:
+        fail(p, "malformed packet from the server");
+        break;
+    }
+}
+
+static void set_out(vg_evalpub_t *p, uint32_t i)
 {
     conn_t *c = &p->c[i];
-    if (c->want_out == want || c->fd < 0)
+    bool want = vg_mqttc_wants_write(&c->mq);
+    if (c->want_out == want || c->mq.fd < 0)
         return;
     struct epoll_event ev = {.events = EPOLLIN | (want ? EPOLLOUT : 0), .data.u32 = i};
-    epoll_ctl(p->ep, EPOLL_CTL_MOD, c->fd, &ev);
+    epoll_ctl(p->ep, EPOLL_CTL_MOD, c->mq.fd, &ev);
     c->want_out = want;
 }
 
@@ -105,24 +134,10 @@ static void set_out(vg_evalpub_t *p, uint32_t i, bool want)
  * or VG_EIO. */
 static int flush_conn(vg_evalpub_t *p, uint32_t i)
 {
-    conn_t *c = &p->c[i];
-    while (c->off < c->len) {
-        ssize_t r = send(c->fd, c->out + c->off, c->len - c->off, MSG_NOSIGNAL);
-        if (r > 0) {
-            c->off += (size_t)r;
-            continue;
-        }
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            set_out(p, i, true);
-            return VG_OK;
-        }
-        fail(p, "a publishing connection failed while writing (did the server exit?)");
+    int rc = vg_mqttc_flush(&p->c[i].mq);
+    if (rc != VG_OK && rc != VG_AGAIN)
         return VG_EIO;
-    }
-    c->off = c->len = 0;
-    set_out(p, i, false);
+    set_out(p, i);
     return VG_OK;
 }
 
@@ -148,88 +163,15 @@ static void mark_dirty(vg_evalpub_t *p, uint32_t i)
     }
 }
 
-/* Handles the packets in buf[0..len) for connection i. */
-static int on_bytes(vg_evalpub_t *p, uint32_t i, const uint8_t *buf, size_t len)
-{
-    conn_t *c = &p->c[i];
-    size_t off = 0;
-    while (off < len) {
-        uint8_t type, flags;
-        size_t hl, rl;
-        int rc = vg_mqtt_frame(buf + off, len - off, 1u << 16, &type, &flags, &hl, &rl);
-        if (rc == VG_AGAIN) {
-            if (len - off > sizeof c->carry) {
-                fail(p, "unexpected large packet on a publishing connection");
-                return VG_EIO;
-            }
-            c->carry_len = (uint8_t)(len - off);
-            memcpy(c->carry, buf + off, c->carry_len);
-            return VG_OK;
-        }
-        if (rc != VG_OK) {
-            fail(p, "malformed packet from the server");
-            return VG_EIO;
-        }
-        const uint8_t *body = buf + off + hl;
-        off += hl + rl;
-        if (type == VG_MQTT_PUBACK) {
-            if (c->inflight == 0) {
-                fail(p, "PUBACK for nothing in flight");
-                return VG_EIO;
-            }
-            /* PUBACKs come in PUBLISH order per connection. */
-            uint32_t gi = c->slots[c->slot_head];
-            c->slot_head = (c->slot_head + 1) % p->o.window;
-            p->ring[gi].acked = 1;
-            while (p->ring_count && p->ring[p->ring_tail].acked) {
-                p->ring_tail = (p->ring_tail + 1) % p->o.global_window;
-                p->ring_count--;
-            }
-            c->inflight--;
-            p->inflight--;
-            p->acked++;
-        } else if (type == VG_MQTT_CONNACK && !c->up) {
-            bool sp;
-            uint8_t crc;
-            if (vg_mqtt_decode_connack(VG_MQTT_V311, body, rl, &sp, &crc, NULL) != VG_OK ||
-                crc != VG_MQTT_CONNACK_ACCEPTED) {
-                fail(p, "the server refused a publishing connection");
-                return VG_EIO;
-            }
-            c->up = true;
-            p->up++;
-        }
-        /* PINGRESP or anything else: nothing to do. */
-    }
-    return VG_OK;
-}
-
+/* Reads once: epoll is level-triggered, so what is left comes back. */
 static int read_conn(vg_evalpub_t *p, uint32_t i)
 {
     conn_t *c = &p->c[i];
-    for (;;) {
-        size_t have = c->carry_len;
-        memcpy(p->rbuf, c->carry, have);
-        ssize_t r = read(c->fd, p->rbuf + have, READ_CHUNK);
-        if (r == 0) {
-            fail(p, "the server closed a publishing connection");
-            return VG_EIO;
-        }
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return VG_OK;
-            fail(p, "a publishing connection failed while reading");
-            return VG_EIO;
-        }
-        c->carry_len = 0;
-        int rc = on_bytes(p, i, p->rbuf, have + (size_t)r);
-        if (rc != VG_OK)
-            return rc;
-        if ((size_t)r < READ_CHUNK)
-            return VG_OK;
-    }
+    if (vg_mqttc_on_readable(&c->mq, vg_clock_mono_ns()) != VG_OK || p->err)
+        return VG_EIO;
+    if (vg_mqttc_pending(&c->mq))
+        mark_dirty(p, i); /* acks of a PUBLISH from the server (not expected) */
+    return VG_OK;
 }
 
 int vg_evalpub_poll(vg_evalpub_t *p, int timeout_ms)
@@ -251,18 +193,7 @@ int vg_evalpub_poll(vg_evalpub_t *p, int timeout_ms)
             if (flush_conn(p, i) != VG_OK)
                 return VG_EIO;
     }
-    return VG_OK;
-}
-
-static size_t put_varint(uint8_t *o, size_t v)
-{
-    size_t n = 0;
-    do {
-        uint8_t b = (uint8_t)(v & 0x7f);
-        v >>= 7;
-        o[n++] = (uint8_t)(b | (v ? 0x80 : 0));
-    } while (v);
-    return n;
+    return p->err ? VG_EIO : VG_OK;
 }
 
 int vg_evalpub_publish(vg_evalpub_t *p, uint32_t conn, int64_t arrival_ms, const char *payload, size_t len)
@@ -270,39 +201,34 @@ int vg_evalpub_publish(vg_evalpub_t *p, uint32_t conn, int64_t arrival_ms, const
     if (p->err)
         return VG_EIO;
     conn_t *c = &p->c[conn];
-    if (c->inflight >= p->o.window || p->ring_count >= p->o.global_window)
+    if (vg_mqttc_inflight(&c->mq) >= p->o.window || p->ring_count >= p->o.global_window)
         return VG_AGAIN;
     if (p->ring_count && arrival_ms > p->ring[p->ring_tail].arrival_ms + p->o.lead_ms)
         return VG_AGAIN;
-    if (c->len - c->off > OUT_SOFT_MAX) {
+    if (vg_mqttc_pending(&c->mq) > OUT_SOFT_MAX) {
         if (flush_conn(p, conn) != VG_OK)
             return VG_EIO;
-        if (c->len - c->off > OUT_SOFT_MAX)
+        if (vg_mqttc_pending(&c->mq) > OUT_SOFT_MAX)
             return VG_AGAIN;
     }
-    size_t rem = 2 + p->topic_len + 2 + len;
-    if (reserve(c, rem + 5) != VG_OK)
-        return VG_ENOMEM;
-    uint8_t *o = c->out + c->len;
-    size_t k = 0;
-    o[k++] = 0x32; /* PUBLISH, QoS 1 */
-    k += put_varint(o + k, rem);
-    o[k++] = (uint8_t)(p->topic_len >> 8);
-    o[k++] = (uint8_t)p->topic_len;
-    memcpy(o + k, p->topic, p->topic_len);
-    k += p->topic_len;
-    uint16_t pid = c->next_pid;
-    c->next_pid = pid == 65535 ? 1 : (uint16_t)(pid + 1);
-    o[k++] = (uint8_t)(pid >> 8);
-    o[k++] = (uint8_t)pid;
-    memcpy(o + k, payload, len);
-    k += len;
-    c->len += k;
     uint32_t gi = (p->ring_tail + p->ring_count) % p->o.global_window;
+    vg_mqtt_publish_t m = {
+        .qos = 1,
+        .topic = {(const uint8_t *)p->topic, p->topic_len},
+        .payload = {(const uint8_t *)payload, len},
+    };
+    uint16_t slot = vg_mqttc_next_slot(&c->mq);
+    int rc = vg_mqttc_publish(&c->mq, &m, vg_clock_mono_ns());
+    if (rc == VG_AGAIN || rc == VG_ENOSPC)
+        return VG_AGAIN;
+    if (rc != VG_OK) {
+        if (rc != VG_ENOMEM)
+            fail(p, "cannot encode a PUBLISH (topic or payload too long?)");
+        return rc == VG_ENOMEM ? VG_ENOMEM : VG_EIO;
+    }
+    c->gidx[slot] = gi;
     p->ring[gi] = (flight_t){arrival_ms, 0};
     p->ring_count++;
-    c->slots[(c->slot_head + c->inflight) % p->o.window] = gi;
-    c->inflight++;
     p->inflight++;
     p->sent++;
     mark_dirty(p, conn);
@@ -348,16 +274,16 @@ void vg_evalpub_close(vg_evalpub_t *p)
 {
     if (!p)
         return;
-    static const uint8_t bye[2] = {0xe0, 0x00};
     for (uint32_t i = 0; p->c && i < p->n; i++) {
         conn_t *c = &p->c[i];
-        if (c->fd >= 0) {
-            if (c->up && !p->err)
-                (void)!send(c->fd, bye, sizeof bye, MSG_NOSIGNAL | MSG_DONTWAIT);
-            close(c->fd);
-        }
-        vg_free(c->out);
-        vg_free(c->slots);
+        int fd = c->mq.fd;
+        if (vg_mqttc_up(&c->mq) && !p->err)
+            vg_mqttc_disconnect(&c->mq, 0);
+        if (fd >= 0)
+            close(fd);
+        vg_mqttc_deinit(&c->mq);
+        vg_free(c->ring);
+        vg_free(c->gidx);
     }
     if (p->ep >= 0)
         close(p->ep);
@@ -380,6 +306,8 @@ int vg_evalpub_open(const struct sockaddr *addr, socklen_t addr_len, uint32_t nc
     p->o = *o;
     if (!p->o.window)
         p->o.window = 256;
+    if (p->o.window > 32768)
+        p->o.window = 32768;
     if (!p->o.global_window)
         p->o.global_window = 8192;
     if (!p->o.topic)
@@ -397,14 +325,27 @@ int vg_evalpub_open(const struct sockaddr *addr, socklen_t addr_len, uint32_t nc
     p->ring = vg_calloc(VG_MEM_EVAL, p->o.global_window, sizeof *p->ring);
     if (!p->topic || !p->c || !p->dirty || !p->rbuf || !p->ring)
         goto fail;
+    p->mq = (vg_mqttc_cfg_t){
+        .level = VG_MQTT_V311,
+        .keepalive_s = 0, /* no keepalive: the run may pause for seconds between bursts */
+        .max_packet = 1u << 16,
+        .out_max = 2 * OUT_SOFT_MAX + (1u << 16),
+        .scratch = p->rbuf,
+        .scratch_len = READ_CHUNK,
+        .ud = p,
+        .on_connack = on_connack,
+        .on_ack = on_ack,
+        .on_stray_ack = on_stray_ack,
+        .on_close = on_close,
+    };
+    for (uint32_t i = 0; i < nconn; i++)
+        vg_mqttc_init(&p->c[i].mq, &p->mq, NULL, 0);
     for (uint32_t i = 0; i < nconn; i++) {
-        p->c[i].fd = -1;
-        p->c[i].next_pid = 1;
-    }
-    for (uint32_t i = 0; i < nconn; i++) {
-        p->c[i].slots = vg_calloc(VG_MEM_EVAL, p->o.window, sizeof *p->c[i].slots);
-        if (!p->c[i].slots)
+        p->c[i].ring = vg_calloc(VG_MEM_EVAL, p->o.window, sizeof *p->c[i].ring);
+        p->c[i].gidx = vg_calloc(VG_MEM_EVAL, p->o.window, sizeof *p->c[i].gidx);
+        if (!p->c[i].ring || !p->c[i].gidx)
             goto fail;
+        vg_mqttc_init(&p->c[i].mq, &p->mq, p->c[i].ring, (uint16_t)p->o.window);
     }
     rc = VG_EIO;
     p->ep = epoll_create1(EPOLL_CLOEXEC);
@@ -412,47 +353,41 @@ int vg_evalpub_open(const struct sockaddr *addr, socklen_t addr_len, uint32_t nc
         fail(p, "epoll_create1 failed");
         goto fail;
     }
+    uint64_t now = vg_clock_mono_ns();
     for (uint32_t i = 0; i < nconn; i++) {
         conn_t *c = &p->c[i];
-        c->fd = socket(addr->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (c->fd < 0) {
+        int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
             fail(p, "socket() failed (open-file limit?)");
             goto fail;
         }
         /* Blocking connect on loopback is immediate; then non-blocking. */
-        if (connect(c->fd, addr, addr_len) < 0) {
+        if (connect(fd, addr, addr_len) < 0) {
+            close(fd);
             fail(p, "cannot connect to the server");
             goto fail;
         }
         int one = 1;
-        setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        int fl = fcntl(c->fd, F_GETFL);
-        if (fl < 0 || fcntl(c->fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        int fl = fcntl(fd, F_GETFL);
+        struct epoll_event ev = {.events = EPOLLIN, .data.u32 = i};
+        if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+            close(fd);
             fail(p, "cannot make a socket non-blocking");
             goto fail;
         }
-        struct epoll_event ev = {.events = EPOLLIN, .data.u32 = i};
-        if (epoll_ctl(p->ep, EPOLL_CTL_ADD, c->fd, &ev) < 0) {
+        if (epoll_ctl(p->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
+            close(fd);
             fail(p, "epoll_ctl failed");
             goto fail;
         }
-        size_t idlen = strlen(ids[i]);
-        vg_mqtt_connect_t cc = {
-            .protocol_level = VG_MQTT_V311,
-            .clean_session = true,
-            .keepalive = 0, /* no keepalive: the run may pause for seconds between bursts */
-            .client_id = {(const uint8_t *)ids[i], idlen},
-        };
-        if (reserve(c, idlen + 32) != VG_OK) {
-            rc = VG_ENOMEM;
-            goto fail;
-        }
-        int n = vg_mqtt_encode_connect(c->out + c->len, c->cap - c->len, &cc);
-        if (n < 0) {
+        int src = vg_mqttc_start(&c->mq, fd, false, ids[i], strlen(ids[i]), now);
+        if (src != VG_OK) {
+            close(fd);
             fail(p, "cannot encode CONNECT");
+            rc = src == VG_ENOMEM ? VG_ENOMEM : VG_EIO;
             goto fail;
         }
-        c->len += (size_t)n;
         mark_dirty(p, i);
     }
     uint64_t deadline = vg_clock_mono_ns() + (uint64_t)timeout_ms * 1000000u;

@@ -2,8 +2,9 @@
  * QoS 1 PUBLISHes pipelined through a per-connection window, on one epoll
  * loop in the calling thread.
  *
- * Owns: the connections (non-blocking sockets, CONNECT/CONNACK, PUBLISH
- * encoding, PUBACK counting), their output buffers and in-flight windows.
+ * Owns: the connections (non-blocking sockets, each with an mqttc client
+ * that does CONNECT/CONNACK, PUBLISH encoding and PUBACK matching), the
+ * global window and the lead limit.
  * Does not own: what is published, in which order, or which device uses
  * which connection (the caller publishes in arrival order and keeps each
  * device on one connection, so per-device order holds), alerts (sub.h), the

@@ -1,9 +1,10 @@
 /* sub.c — see sub.h.
  *
- * The thread blocks in poll() with a short timeout so that finish() can
- * stop it without signals. Alerts are copied under the mutex into a growing
- * array; acknowledgements are written with blocking send() (a few bytes;
- * the server reads them promptly). */
+ * The thread drives one mqttc client (mqttc/client.h) with poll() and a
+ * short timeout, so that finish() can stop it without signals; the client
+ * acknowledges alerts itself, and its acks are written from the same loop
+ * (POLLOUT only while some are left). Alerts are copied under the mutex
+ * into a growing array. */
 #include "eval/sub.h"
 
 #include "core/alloc.h"
@@ -11,8 +12,10 @@
 #include "core/err.h"
 #include "core/json.h"
 #include "mqtt/codec.h"
+#include "mqttc/client.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -21,10 +24,16 @@
 #include <unistd.h>
 
 #define IN_MAX (8u << 20)
+#define READ_CHUNK 65536
 #define STATS_TOPIC "$SYS/vigil/stats"
 
+enum { PH_FAILED = -1, PH_CONNACK, PH_SUBACK, PH_UP };
+
 struct vg_evalsub {
+    vg_mqttc_t mq;
+    vg_mqttc_cfg_t cfg;
     int fd;
+    int phase; /* PH_*: how far the handshake got */
     pthread_t thread;
     bool started;
     atomic_bool stop;
@@ -32,23 +41,8 @@ struct vg_evalsub {
     vg_evalsub_stats_t st;
     char **alerts;
     size_t n_alerts, cap_alerts;
-    uint8_t *in;
-    size_t in_len, in_cap;
+    uint8_t rbuf[READ_CHUNK];
 };
-
-static int send_all(int fd, const uint8_t *b, size_t n)
-{
-    while (n) {
-        ssize_t r = send(fd, b, n, MSG_NOSIGNAL);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return VG_EIO;
-        b += r;
-        n -= (size_t)r;
-    }
-    return VG_OK;
-}
 
 static void on_stats(vg_evalsub_t *s, const char *p, size_t len)
 {
@@ -92,117 +86,83 @@ static void on_alert(vg_evalsub_t *s, const char *p, size_t len)
     pthread_mutex_unlock(&s->mu);
 }
 
-/* One packet after the handshake. */
-static int on_packet(vg_evalsub_t *s, uint8_t type, uint8_t flags, const uint8_t *body, size_t len)
+static void on_message(vg_mqttc_t *c, const vg_mqtt_publish_t *pub)
 {
-    if (type != VG_MQTT_PUBLISH)
-        return VG_OK;
-    vg_mqtt_publish_t pub;
-    if (vg_mqtt_decode_publish(VG_MQTT_V311, flags, body, len, &pub) != VG_OK)
-        return VG_EIO;
-    const char *topic = (const char *)pub.topic.p;
-    if (pub.topic.len == sizeof STATS_TOPIC - 1 && memcmp(topic, STATS_TOPIC, pub.topic.len) == 0)
-        on_stats(s, (const char *)pub.payload.p, pub.payload.len);
-    else if (pub.topic.len > 7 && memcmp(topic, "alerts/", 7) == 0)
-        on_alert(s, (const char *)pub.payload.p, pub.payload.len);
-    if (pub.qos == 1) {
-        uint8_t ack[4];
-        int n = vg_mqtt_encode_ack(ack, sizeof ack, VG_MQTT_V311, VG_MQTT_PUBACK, pub.packet_id, 0, NULL);
-        if (n < 0 || send_all(s->fd, ack, (size_t)n) != VG_OK)
-            return VG_EIO;
-    }
-    return VG_OK;
+    vg_evalsub_t *s = vg_mqttc_cfg(c)->ud;
+    const char *topic = (const char *)pub->topic.p;
+    if (pub->topic.len == sizeof STATS_TOPIC - 1 && memcmp(topic, STATS_TOPIC, pub->topic.len) == 0)
+        on_stats(s, (const char *)pub->payload.p, pub->payload.len);
+    else if (pub->topic.len > 7 && memcmp(topic, "alerts/", 7) == 0)
+        on_alert(s, (const char *)pub->payload.p, pub->payload.len);
 }
 
-/* Reads once (waiting up to timeout_ms) and hands complete packets to fn
- * (or, with fn NULL, returns the first one's type in *first). */
-static int pump(vg_evalsub_t *s, int timeout_ms, uint8_t *first)
+static void on_connack(vg_mqttc_t *c, bool session_present, const vg_mqtt_props_t *props)
 {
-    struct pollfd pfd = {.fd = s->fd, .events = POLLIN};
+    vg_evalsub_t *s = vg_mqttc_cfg(c)->ud;
+    static const char alerts[] = "alerts/#";
+    vg_mqtt_sub_t subs[2] = {
+        {.filter = {(const uint8_t *)alerts, sizeof alerts - 1}, .qos = 1},
+        {.filter = {(const uint8_t *)STATS_TOPIC, sizeof STATS_TOPIC - 1}, .qos = 0},
+    };
+    if (vg_mqttc_subscribe(c, subs, 2, NULL, NULL, vg_clock_mono_ns()) != VG_OK) {
+        s->phase = PH_FAILED;
+        vg_mqttc_close(c);
+        return;
+    }
+    s->phase = PH_SUBACK;
+}
+
+static void on_suback(vg_mqttc_t *c, uint16_t packet_id, const uint8_t *rcs, size_t n)
+{
+    vg_evalsub_t *s = vg_mqttc_cfg(c)->ud;
+    if (n != 2 || rcs[0] == VG_MQTT_SUBACK_FAILURE || rcs[1] == VG_MQTT_SUBACK_FAILURE) {
+        s->phase = PH_FAILED;
+        vg_mqttc_close(c);
+        return;
+    }
+    s->phase = PH_UP;
+}
+
+/* Waits up to timeout_ms for the socket, reads once, writes what is
+ * queued (the acks). VG_OK or VG_EIO once the connection is closed. */
+static int pump(vg_evalsub_t *s, int timeout_ms)
+{
+    uint64_t now = vg_clock_mono_ns();
+    if (vg_mqttc_flush(&s->mq) != VG_OK && !vg_mqttc_wants_write(&s->mq))
+        return VG_EIO;
+    struct pollfd pfd = {.fd = s->fd, .events = POLLIN | (vg_mqttc_wants_write(&s->mq) ? POLLOUT : 0)};
     int pr = poll(&pfd, 1, timeout_ms);
     if (pr < 0)
         return errno == EINTR ? VG_OK : VG_EIO;
-    if (pr == 0)
-        return VG_OK;
-    if (s->in_cap - s->in_len < 65536) {
-        size_t cap = s->in_cap ? 2 * s->in_cap : 131072;
-        if (cap > IN_MAX)
+    now = vg_clock_mono_ns();
+    if (pfd.revents & (POLLIN | POLLERR | POLLHUP))
+        if (vg_mqttc_on_readable(&s->mq, now) != VG_OK)
             return VG_EIO;
-        uint8_t *ni = vg_realloc(VG_MEM_EVAL, s->in, cap);
-        if (!ni)
-            return VG_ENOMEM;
-        s->in = ni;
-        s->in_cap = cap;
-    }
-    ssize_t r = read(s->fd, s->in + s->in_len, s->in_cap - s->in_len);
-    if (r == 0)
-        return VG_EIO;
-    if (r < 0)
-        return errno == EINTR || errno == EAGAIN ? VG_OK : VG_EIO;
-    s->in_len += (size_t)r;
-    size_t off = 0;
-    while (off < s->in_len) {
-        uint8_t type, flags;
-        size_t hl, rl;
-        int rc = vg_mqtt_frame(s->in + off, s->in_len - off, IN_MAX / 2, &type, &flags, &hl, &rl);
-        if (rc == VG_AGAIN)
-            break;
-        if (rc != VG_OK)
+    if (pfd.revents & POLLOUT)
+        if (vg_mqttc_on_writable(&s->mq, now) != VG_OK)
             return VG_EIO;
-        const uint8_t *body = s->in + off + hl;
-        off += hl + rl;
-        if (first) {
-            if (!*first) {
-                *first = type;
-                if (type == VG_MQTT_CONNACK) {
-                    bool sp;
-                    uint8_t crc;
-                    if (vg_mqtt_decode_connack(VG_MQTT_V311, body, rl, &sp, &crc, NULL) != VG_OK || crc != 0)
-                        return VG_EIO;
-                } else if (type == VG_MQTT_SUBACK) {
-                    uint16_t pid;
-                    uint8_t rcs[2];
-                    size_t n;
-                    if (vg_mqtt_decode_suback(VG_MQTT_V311, VG_MQTT_SUBACK, body, rl, &pid, NULL, rcs, 2, &n) !=
-                            VG_OK ||
-                        n != 2 || rcs[0] == VG_MQTT_SUBACK_FAILURE || rcs[1] == VG_MQTT_SUBACK_FAILURE)
-                        return VG_EIO;
-                }
-                continue;
-            }
-        }
-        rc = on_packet(s, type, flags, body, rl);
-        if (rc != VG_OK)
-            return rc;
-    }
-    memmove(s->in, s->in + off, s->in_len - off);
-    s->in_len -= off;
-    return VG_OK;
+    int rc = vg_mqttc_flush(&s->mq);
+    return rc == VG_OK || rc == VG_AGAIN ? VG_OK : VG_EIO;
 }
 
-/* Waits for a packet of type want, handling anything else on the way. */
-static int await(vg_evalsub_t *s, uint8_t want, int timeout_ms)
+/* Runs the loop until the handshake reaches phase want (or fails). */
+static int await(vg_evalsub_t *s, int want, int timeout_ms)
 {
     uint64_t deadline = vg_clock_mono_ns() + (uint64_t)timeout_ms * 1000000u;
-    for (;;) {
-        uint8_t first = 0;
-        int rc = pump(s, 50, &first);
-        if (rc != VG_OK)
-            return rc;
-        if (first == want)
-            return VG_OK;
-        if (first)
+    while (s->phase != PH_FAILED && s->phase < want) {
+        if (pump(s, 50) != VG_OK)
             return VG_EIO;
         if (vg_clock_mono_ns() > deadline)
             return VG_AGAIN;
     }
+    return s->phase == PH_FAILED ? VG_EIO : VG_OK;
 }
 
 static void *run(void *arg)
 {
     vg_evalsub_t *s = arg;
     while (!atomic_load(&s->stop)) {
-        if (pump(s, 100, NULL) != VG_OK) {
+        if (pump(s, 100) != VG_OK) {
             pthread_mutex_lock(&s->mu);
             s->st.failed = true;
             pthread_mutex_unlock(&s->mu);
@@ -222,31 +182,32 @@ int vg_evalsub_start(const struct sockaddr *addr, socklen_t addr_len, const char
         return VG_ENOMEM;
     pthread_mutex_init(&s->mu, NULL);
     s->st.accepted = s->st.deadletter = s->st.processed = s->st.lag = s->st.emitted = -1;
+    s->cfg = (vg_mqttc_cfg_t){
+        .level = VG_MQTT_V311,
+        .keepalive_s = 0,
+        .max_packet = IN_MAX / 2,
+        .scratch = s->rbuf,
+        .scratch_len = sizeof s->rbuf,
+        .ud = s,
+        .on_connack = on_connack,
+        .on_suback = on_suback,
+        .on_message = on_message,
+    };
+    vg_mqttc_init(&s->mq, &s->cfg, NULL, 0);
     int rc = VG_EIO;
-    uint8_t buf[256];
     s->fd = socket(addr->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (s->fd < 0 || connect(s->fd, addr, addr_len) < 0) {
+    /* Blocking connect on loopback is immediate; then non-blocking. */
+    int fl = s->fd >= 0 && connect(s->fd, addr, addr_len) == 0 ? fcntl(s->fd, F_GETFL) : -1;
+    if (fl < 0 || fcntl(s->fd, F_SETFL, fl | O_NONBLOCK) < 0) {
         *why = "cannot connect the alert subscriber";
         goto fail;
     }
-    vg_mqtt_connect_t cc = {
-        .protocol_level = VG_MQTT_V311,
-        .clean_session = true,
-        .keepalive = 0,
-        .client_id = {(const uint8_t *)id, strlen(id)},
-    };
-    int n = vg_mqtt_encode_connect(buf, sizeof buf, &cc);
-    if (n < 0 || send_all(s->fd, buf, (size_t)n) != VG_OK || await(s, VG_MQTT_CONNACK, timeout_ms) != VG_OK) {
+    if (vg_mqttc_start(&s->mq, s->fd, false, id, strlen(id), vg_clock_mono_ns()) != VG_OK ||
+        await(s, PH_SUBACK, timeout_ms) != VG_OK) {
         *why = "the alert subscriber got no CONNACK";
         goto fail;
     }
-    static const char alerts[] = "alerts/#";
-    vg_mqtt_sub_t subs[2] = {
-        {.filter = {(const uint8_t *)alerts, sizeof alerts - 1}, .qos = 1},
-        {.filter = {(const uint8_t *)STATS_TOPIC, sizeof STATS_TOPIC - 1}, .qos = 0},
-    };
-    n = vg_mqtt_encode_subscribe(buf, sizeof buf, VG_MQTT_V311, 1, NULL, subs, 2);
-    if (n < 0 || send_all(s->fd, buf, (size_t)n) != VG_OK || await(s, VG_MQTT_SUBACK, timeout_ms) != VG_OK) {
+    if (await(s, PH_UP, timeout_ms) != VG_OK) {
         *why = "the alert subscriber's SUBSCRIBE failed";
         goto fail;
     }
@@ -284,14 +245,12 @@ void vg_evalsub_finish(vg_evalsub_t *s, char ***payloads, size_t *n)
         atomic_store(&s->stop, true);
         pthread_join(s->thread, NULL);
     }
-    if (s->fd >= 0) {
-        static const uint8_t bye[2] = {0xe0, 0x00};
-        (void)!send(s->fd, bye, sizeof bye, MSG_NOSIGNAL | MSG_DONTWAIT);
+    vg_mqttc_disconnect(&s->mq, 0);
+    if (s->fd >= 0)
         close(s->fd);
-    }
+    vg_mqttc_deinit(&s->mq);
     *payloads = s->alerts;
     *n = s->n_alerts;
-    vg_free(s->in);
     pthread_mutex_destroy(&s->mu);
     vg_free(s);
 }

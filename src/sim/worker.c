@@ -9,22 +9,31 @@
  * one system call). EPOLLOUT is armed only while a connection has bytes
  * left over.
  *
- * Why a device never allocates per event: its output buffer is kept and
- * grows only to the largest burst it ever queued, the in-flight table is one
- * array for the whole slice (a fixed window of slots per device, indexed by
- * packet id), and events are rendered from the template in payload.c.
+ * The MQTT side of every connection (CONNECT/CONNACK, keepalive, the
+ * in-flight ring, acks, framing) is mqttc/client.h; this file schedules,
+ * renders and counts.
+ *
+ * Why a device never allocates per event: its output buffer (the client's)
+ * is kept and grows only to the largest burst it ever queued, the in-flight
+ * rings of all devices are one array for the whole slice (a fixed window of
+ * slots per device), and events are rendered from the template in
+ * payload.c straight into the output buffer.
  *
  * Bookkeeping invariants: a device is in the heap iff it has a socket;
- * want_out mirrors the EPOLLOUT bit registered for it; inflight counts the
- * device's non-empty slots. */
+ * want_out mirrors the EPOLLOUT bit registered for it; a client's close
+ * callback (dev_on_close) is the one place a device connection is torn
+ * down, whether the server, a failure or this file closed it. */
 #include "sim/worker.h"
 
+#include "alert/alert.h"
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/diag.h"
 #include "core/err.h"
 #include "core/json.h"
+#include "core/rlimit.h"
 #include "mqtt/codec.h"
+#include "mqttc/client.h"
 #include "sim/device.h"
 #include "sim/hist.h"
 #include "sim/ledger.h"
@@ -37,62 +46,49 @@
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
 #define MOD "sim"
 #define NS 1000000000ull
 #define MS 1000000ull
-#define KEEPALIVE_S 60
-#define PING_AFTER (30 * NS)      /* half the keepalive: a ping is never late */
+#define KEEPALIVE_S 60            /* a PINGREQ after half of it without output: a ping is never late */
 #define CONNECT_TIMEOUT (10 * NS) /* TCP handshake plus CONNACK */
 #define SUB_WAIT (3 * NS)         /* devices start even if the alert subscription is not up by then */
 #define MAX_PENDING 1000          /* handshakes in progress; keeps the server's accept backlog from overflowing */
 #define OUT_MAX (256u * 1024u)    /* a device's output buffer; beyond it the device waits */
+#define DEV_IN_MAX (64u * 1024u)  /* devices receive acks; anything longer is a broken server */
 #define SUB_IN_MAX (4u * 1024u * 1024u)
 #define READ_CHUNK 65536u
 #define TIMER_BUDGET 4096 /* due timers handled per pass before reading sockets again */
 #define MAX_EVENTS 1024
-#define SLOT_TIME_MASK ((1ull << 48) - 1)
 #define NO_POS UINT32_MAX
 
-enum { ST_IDLE = 0, ST_CONNECTING, ST_CONNACK, ST_SUBACK, ST_UP, ST_CLOSED };
+enum { ST_IDLE = 0, ST_HANDSHAKE, ST_UP, ST_CLOSED };
+enum { SUB_CLOSED = 0, SUB_CONNACK, SUB_SUBACK, SUB_UP };
 enum { TAG_DEV = 0, TAG_SUB = 1, TAG_SIG = 2 };
 enum { PH_RUN = 0, PH_DRAIN, PH_DONE };
 enum { BLOCK_NONE = 0, BLOCK_WINDOW, BLOCK_BUFFER };
 
 typedef struct {
-    uint8_t *p;
-    uint32_t off, len, cap;
-} obuf_t;
-
-typedef struct {
-    int fd;
-    uint8_t state;
+    vg_mqttc_t mq;   /* first: the close callback finds the device from it */
+    uint8_t state;   /* ST_*: what the counters have counted it as */
     uint8_t blocked; /* BLOCK_*: why the next send waits */
     uint8_t dirty;   /* in the flush list */
     uint8_t want_out;
-    uint8_t in_len; /* a partial ack carried over to the next read */
-    uint8_t in[7];
-    uint16_t next_pid;
-    uint16_t inflight;
     uint32_t heap_pos;
     uint64_t next_send_ns;
-    uint64_t last_tx_ns;
-    obuf_t out;
     vg_simdev_t m;
 } sdev_t;
 
 typedef struct {
-    int fd;
-    int state;
+    vg_mqttc_t mq;
+    int state;            /* SUB_* */
     int want_out;
-    uint64_t deadline_ns; /* handshake deadline */
-    uint64_t last_tx_ns;
-    obuf_t in, out;
+    uint64_t deadline_ns; /* CONNACK and SUBACK by then */
 } sub_t;
 
 /* A heap entry carries its key so that sifting never touches the (large,
@@ -109,8 +105,9 @@ typedef struct {
     uint32_t n;
     hent_t *heap;
     uint32_t heap_len;
-    uint64_t *inflight; /* n * win slots: (pid << 48) | (send time - mono0 + 1), 0 = free */
-    uint32_t win;       /* slots per device, a power of two */
+    vg_mqttc_flight_t *inflight; /* n * win slots: device i's ring is [i * win, (i + 1) * win) */
+    uint32_t win;                /* slots per device */
+    vg_mqttc_cfg_t dev_mq, sub_mq;
     uint32_t *dirty;
     uint32_t n_dirty;
     uint32_t next_connect; /* next device to connect, in index order */
@@ -139,6 +136,8 @@ typedef struct {
     uint8_t *rbuf;
     bool devs_ready; /* dev[] initialised (fd = -1 ...) */
     bool lifecycle;  /* an alert with an "event" arrived: detections will be RESOLVED too */
+    bool finishing;  /* finish(): closes are the end of the run, not disconnects */
+    bool saying_bye; /* finish(): the DISCONNECT written after a full flush is not a lost event */
     int warned_socket, warned_bind, warned_connack, warned_eps;
 } worker_t;
 
@@ -148,57 +147,14 @@ static void tick(worker_t *w)
     w->now_ms = w->wall0 + (int64_t)((w->now - w->mono0) / MS);
 }
 
-/* ---- output buffers ---- */
-
-/* Makes room for n more bytes, compacting first and growing up to max. */
-static int obuf_reserve(obuf_t *b, size_t n, size_t max)
+static worker_t *worker_of(const vg_mqttc_cfg_t *cfg)
 {
-    if (b->len + n <= b->cap)
-        return VG_OK;
-    if (b->off) {
-        memmove(b->p, b->p + b->off, b->len - b->off);
-        b->len -= b->off;
-        b->off = 0;
-        if (b->len + n <= b->cap)
-            return VG_OK;
-    }
-    size_t cap = b->cap ? b->cap : 1024;
-    while (cap < b->len + n)
-        cap *= 2;
-    if (cap > max)
-        return VG_ENOSPC;
-    uint8_t *p = vg_realloc(VG_MEM_SIM, b->p, cap);
-    if (!p)
-        return VG_ENOMEM;
-    b->p = p;
-    b->cap = (uint32_t)cap;
-    return VG_OK;
+    return cfg->ud;
 }
 
-static void obuf_free(obuf_t *b)
+static uint32_t dev_index(worker_t *w, vg_mqttc_t *c)
 {
-    vg_free(b->p);
-    *b = (obuf_t){0};
-}
-
-/* Writes what b holds. VG_OK: all written; VG_AGAIN: some left; VG_EIO:
- * the connection is broken. */
-static int obuf_flush(obuf_t *b, int fd)
-{
-    while (b->off < b->len) {
-        ssize_t r = send(fd, b->p + b->off, b->len - b->off, MSG_NOSIGNAL);
-        if (r > 0) {
-            b->off += (uint32_t)r;
-            continue;
-        }
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return VG_AGAIN;
-        return VG_EIO;
-    }
-    b->off = b->len = 0;
-    return VG_OK;
+    return (uint32_t)((sdev_t *)((char *)c - offsetof(sdev_t, mq)) - w->dev);
 }
 
 /* ---- the timer heap: min-heap of (time, device) ---- */
@@ -252,12 +208,14 @@ static void heap_del(worker_t *w, uint32_t i)
 }
 
 /* When device i next needs attention. */
+/* When device i next needs attention: its next event, or what its client
+ * waits for (keepalive ping, handshake deadline). */
 static uint64_t dev_due(const worker_t *w, const sdev_t *d)
 {
-    uint64_t ping = d->last_tx_ns + PING_AFTER;
-    if (w->phase == PH_RUN && d->blocked == BLOCK_NONE && d->next_send_ns < ping)
+    uint64_t mq = vg_mqttc_due(&d->mq);
+    if (w->phase == PH_RUN && d->state == ST_UP && d->blocked == BLOCK_NONE && d->next_send_ns < mq)
         return d->next_send_ns;
-    return ping;
+    return mq;
 }
 
 /* ---- device connections ---- */
@@ -265,56 +223,58 @@ static uint64_t dev_due(const worker_t *w, const sdev_t *d)
 static void set_interest(worker_t *w, uint32_t i)
 {
     sdev_t *d = &w->dev[i];
-    int want = d->state == ST_CONNECTING || d->out.off < d->out.len;
+    int want = vg_mqttc_wants_write(&d->mq);
     if (want == d->want_out)
         return;
     struct epoll_event ev = {.events = EPOLLIN | (want ? EPOLLOUT : 0), .data.u64 = i};
-    epoll_ctl(w->ep, EPOLL_CTL_MOD, d->fd, &ev);
+    epoll_ctl(w->ep, EPOLL_CTL_MOD, d->mq.fd, &ev);
     d->want_out = (uint8_t)want;
     w->n_want_out += want ? 1u : (uint32_t)-1;
 }
 
-static void close_dev(worker_t *w, uint32_t i)
+/* The client closed (the server, a failure, or us through vg_mqttc_close):
+ * counts the end by what the device was and tears the connection down.
+ * Callers that close on purpose have counted already (why is LOCAL). */
+static void dev_on_close(vg_mqttc_t *c, vg_mqttc_reason_t why, int detail)
 {
+    worker_t *w = worker_of(vg_mqttc_cfg(c));
+    uint32_t i = dev_index(w, c);
     sdev_t *d = &w->dev[i];
-    if (d->fd >= 0)
-        close(d->fd);
-    d->fd = -1;
+    if (why == VG_MQTTC_R_REFUSED && !w->warned_connack++)
+        VG_WARN(MOD, "worker %u: CONNACK refused (return code %d)", w->cfg->worker_id, detail);
+    if (why == VG_MQTTC_R_CONNECT && !w->warned_socket++)
+        VG_WARN(MOD, "worker %u: connect: %s (further failures counted silently)", w->cfg->worker_id,
+                strerror(detail));
+    if (why != VG_MQTTC_R_LOCAL && !w->finishing) {
+        if (d->state == ST_UP)
+            w->c.disconnects++;
+        else
+            w->c.connect_failures++;
+    }
+    close(c->fd);
     heap_del(w, i);
     if (d->want_out)
         w->n_want_out--;
     d->want_out = 0;
-    if (d->state == ST_CONNECTING || d->state == ST_CONNACK)
+    if (d->state == ST_HANDSHAKE)
         w->pending--;
     if (d->state == ST_UP) {
         w->n_up--;
-        if (w->cfg->qos == 0 && d->out.len > d->out.off)
-            w->lost_qos0 += (d->out.len - d->out.off + w->tpl.pkt_len - 1u) / w->tpl.pkt_len;
+        size_t left = vg_mqttc_pending(c);
+        if (w->cfg->qos == 0 && left && !w->saying_bye)
+            w->lost_qos0 += (left + w->tpl.pkt_len - 1u) / w->tpl.pkt_len;
     }
-    /* Unacked publishes stay in the table: they count as failed at the end. */
-    w->inflight_total -= d->inflight;
-    d->inflight = 0;
-    obuf_free(&d->out);
+    /* Unacked publishes stay counted as sent: they count as failed at the end. */
+    w->inflight_total -= vg_mqttc_inflight(c);
+    vg_mqttc_deinit(c);
     d->state = ST_CLOSED;
     d->blocked = BLOCK_NONE;
-    d->in_len = 0;
 }
 
 static void fail_connect(worker_t *w, uint32_t i)
 {
     w->c.connect_failures++;
-    close_dev(w, i);
-}
-
-/* The connection broke: a disconnect if it was up, else a failed connect. */
-static void lost(worker_t *w, uint32_t i)
-{
-    if (w->dev[i].state == ST_UP) {
-        w->c.disconnects++;
-        close_dev(w, i);
-    } else {
-        fail_connect(w, i);
-    }
+    vg_mqttc_close(&w->dev[i].mq);
 }
 
 static void mark_dirty(worker_t *w, uint32_t i)
@@ -328,11 +288,9 @@ static void mark_dirty(worker_t *w, uint32_t i)
 static void flush_dev(worker_t *w, uint32_t i)
 {
     sdev_t *d = &w->dev[i];
-    int rc = obuf_flush(&d->out, d->fd);
-    if (rc == VG_EIO) {
-        lost(w, i);
+    int rc = vg_mqttc_flush(&d->mq);
+    if (d->state == ST_CLOSED)
         return;
-    }
     if (rc == VG_OK && d->blocked == BLOCK_BUFFER) {
         d->blocked = BLOCK_NONE;
         heap_set(w, i, dev_due(w, d));
@@ -365,7 +323,10 @@ static void start_connect(worker_t *w, uint32_t i)
             VG_WARN(MOD, "worker %u: bind 127.0.0.%u: %s (connecting from the default address)", cfg->worker_id,
                     2u + g % 200u, strerror(errno));
     }
-    if (connect(fd, (const struct sockaddr *)&cfg->addr, cfg->addr_len) < 0 && errno != EINPROGRESS) {
+    char id[VG_SIMPAYLOAD_MAX_PREFIX + 16];
+    int n = vg_simpayload_device_id(cfg->prefix, w->tpl.id_width, g, id, sizeof id);
+    int rc = connect(fd, (const struct sockaddr *)&cfg->addr, cfg->addr_len);
+    if (rc < 0 && errno != EINPROGRESS) {
         if (!w->warned_socket++)
             VG_WARN(MOD, "worker %u: connect: %s (further failures counted silently)", cfg->worker_id, strerror(errno));
         close(fd);
@@ -374,108 +335,44 @@ static void start_connect(worker_t *w, uint32_t i)
         return;
     }
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.u64 = i};
-    if (epoll_ctl(w->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
+    if (n < 0 || epoll_ctl(w->ep, EPOLL_CTL_ADD, fd, &ev) < 0 ||
+        vg_mqttc_start(&d->mq, fd, rc < 0, id, (size_t)n, w->now) != VG_OK) {
         close(fd);
+        vg_mqttc_deinit(&d->mq);
         w->c.connect_failures++;
         d->state = ST_CLOSED;
         return;
     }
-    d->fd = fd;
-    d->state = ST_CONNECTING;
+    d->state = ST_HANDSHAKE;
     d->want_out = 1;
     w->n_want_out++;
     w->pending++;
-    heap_set(w, i, w->now + CONNECT_TIMEOUT);
-}
-
-/* Encodes our CONNECT for client id id into b. */
-static int queue_connect(obuf_t *b, const char *id, size_t id_len)
-{
-    vg_mqtt_connect_t c = {
-        .protocol_level = VG_MQTT_V311,
-        .clean_session = true,
-        .keepalive = KEEPALIVE_S,
-        .client_id = {(const uint8_t *)id, id_len},
-    };
-    int rc = obuf_reserve(b, 32 + id_len, OUT_MAX);
-    if (rc != VG_OK)
-        return rc;
-    int n = vg_mqtt_encode_connect(b->p + b->len, b->cap - b->len, &c);
-    if (n < 0)
-        return n;
-    b->len += (uint32_t)n;
-    return VG_OK;
-}
-
-static void on_tcp_connected(worker_t *w, uint32_t i)
-{
-    sdev_t *d = &w->dev[i];
-    int err = 0;
-    socklen_t len = sizeof err;
-    if (getsockopt(d->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err) {
-        if (!w->warned_socket++)
-            VG_WARN(MOD, "worker %u: connect: %s (further failures counted silently)", w->cfg->worker_id,
-                    strerror(err ? err : errno));
-        fail_connect(w, i);
-        return;
-    }
-    char id[VG_SIMPAYLOAD_MAX_PREFIX + 16];
-    int n = vg_simpayload_device_id(w->cfg->prefix, w->tpl.id_width, w->cfg->first + i, id, sizeof id);
-    if (n < 0 || queue_connect(&d->out, id, (size_t)n) != VG_OK) {
-        fail_connect(w, i);
-        return;
-    }
-    d->state = ST_CONNACK;
-    d->last_tx_ns = w->now;
-    flush_dev(w, i);
-}
-
-static void queue_ping(worker_t *w, uint32_t i)
-{
-    sdev_t *d = &w->dev[i];
-    if (obuf_reserve(&d->out, 2, OUT_MAX) != VG_OK)
-        return;
-    vg_mqtt_encode_empty(d->out.p + d->out.len, 2, VG_MQTT_PINGREQ);
-    d->out.len += 2;
-    d->last_tx_ns = w->now;
-    mark_dirty(w, i);
+    heap_set(w, i, vg_mqttc_due(&d->mq));
 }
 
 static void send_event(worker_t *w, uint32_t i)
 {
     sdev_t *d = &w->dev[i];
     const vg_simpayload_t *t = &w->tpl;
-    uint64_t *slot = NULL;
-    uint16_t pid = 0;
-    if (w->cfg->qos) {
-        pid = d->next_pid;
-        slot = &w->inflight[(size_t)i * w->win + (pid & (w->win - 1))];
-        if (*slot) {
-            d->blocked = BLOCK_WINDOW;
-            w->c.deferred++;
-            return;
-        }
-    }
-    if (obuf_reserve(&d->out, t->pkt_len, OUT_MAX) != VG_OK) {
-        d->blocked = BLOCK_BUFFER;
+    uint8_t *dst;
+    uint16_t pid;
+    int rc = vg_mqttc_publish_reserve(&d->mq, (uint8_t)w->cfg->qos, t->pkt_len, &dst, &pid);
+    if (rc != VG_OK) {
+        /* VG_AGAIN: the in-flight window is full; else the buffer. */
+        d->blocked = rc == VG_AGAIN ? BLOCK_WINDOW : BLOCK_BUFFER;
         w->c.deferred++;
         return;
     }
     vg_simdev_sample_t s;
     vg_simdev_next(&d->m, &w->dcfg, w->now_ms, &s);
-    vg_simpayload_render(t, &w->clk, d->out.p + d->out.len, pid, &d->m, &s);
-    d->out.len += t->pkt_len;
-    if (slot) {
-        *slot = ((uint64_t)pid << 48) | ((w->now - w->mono0 + 1) & SLOT_TIME_MASK);
-        d->next_pid = pid == 65535 ? 1 : (uint16_t)(pid + 1);
-        d->inflight++;
+    vg_simpayload_render(t, &w->clk, dst, pid, &d->m, &s);
+    vg_mqttc_publish_commit(&d->mq, t->pkt_len, w->now);
+    if (w->cfg->qos)
         w->inflight_total++;
-    }
     w->c.injected += s.episode_start;
     if (vg_simledger_sent(w->ledger, i, &s, w->now) != VG_OK && !w->warned_eps++)
         VG_WARN(MOD, "worker %u: out of memory recording episodes; unrecorded ones count as missed", w->cfg->worker_id);
     w->c.sent++;
-    d->last_tx_ns = w->now;
     mark_dirty(w, i);
     double jitter = 0.9 + 0.2 * vg_simdev_uniform(&d->m);
     d->next_send_ns += (uint64_t)((double)w->interval_ns * jitter);
@@ -485,16 +382,12 @@ static void send_event(worker_t *w, uint32_t i)
         d->next_send_ns = w->now;
 }
 
-static void on_puback(worker_t *w, uint32_t i, uint16_t pid)
+static void dev_on_ack(vg_mqttc_t *c, const vg_mqttc_ack_t *a)
 {
+    worker_t *w = worker_of(vg_mqttc_cfg(c));
+    uint32_t i = dev_index(w, c);
     sdev_t *d = &w->dev[i];
-    uint64_t *slot = &w->inflight[(size_t)i * w->win + (pid & (w->win - 1))];
-    if (!*slot || (*slot >> 48) != pid)
-        return; /* not ours or a duplicate: nothing to measure */
-    uint64_t sent_ns = w->mono0 + (*slot & SLOT_TIME_MASK) - 1;
-    vg_simhist_record(&w->ack, (w->now - sent_ns) / 1000);
-    *slot = 0;
-    d->inflight--;
+    vg_simhist_record(&w->ack, a->latency_us);
     w->inflight_total--;
     w->c.acked++;
     if (d->blocked == BLOCK_WINDOW) {
@@ -503,18 +396,11 @@ static void on_puback(worker_t *w, uint32_t i, uint16_t pid)
     }
 }
 
-static void on_connack(worker_t *w, uint32_t i, const uint8_t *body, size_t len)
+static void dev_on_connack(vg_mqttc_t *c, bool session_present, const vg_mqtt_props_t *props)
 {
+    worker_t *w = worker_of(vg_mqttc_cfg(c));
+    uint32_t i = dev_index(w, c);
     sdev_t *d = &w->dev[i];
-    bool sp;
-    uint8_t rc;
-    if (vg_mqtt_decode_connack(VG_MQTT_V311, body, len, &sp, &rc, NULL) != VG_OK || rc != VG_MQTT_CONNACK_ACCEPTED) {
-        if (!w->warned_connack++)
-            VG_WARN(MOD, "worker %u: CONNACK refused (return code %d)", w->cfg->worker_id,
-                    vg_mqtt_decode_connack(VG_MQTT_V311, body, len, &sp, &rc, NULL) == VG_OK ? rc : -1);
-        fail_connect(w, i);
-        return;
-    }
     w->pending--;
     d->state = ST_UP;
     w->n_up++;
@@ -529,85 +415,31 @@ static void on_connack(worker_t *w, uint32_t i, const uint8_t *body, size_t len)
     heap_set(w, i, dev_due(w, d));
 }
 
-static void read_dev(worker_t *w, uint32_t i)
-{
-    sdev_t *d = &w->dev[i];
-    uint8_t *buf = w->rbuf;
-    size_t have = d->in_len;
-    memcpy(buf, d->in, have);
-    ssize_t r = read(d->fd, buf + have, READ_CHUNK);
-    if (r == 0) {
-        lost(w, i);
-        return;
-    }
-    if (r < 0) {
-        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-            lost(w, i);
-        return;
-    }
-    have += (size_t)r;
-    d->in_len = 0;
-    size_t off = 0;
-    while (off < have) {
-        uint8_t type, flags;
-        size_t hl, rl;
-        int rc = vg_mqtt_frame(buf + off, have - off, 1u << 20, &type, &flags, &hl, &rl);
-        if (rc == VG_AGAIN) {
-            /* Only acks are expected here; a longer partial packet is not
-             * something a device connection can receive. */
-            if (have - off > sizeof d->in) {
-                lost(w, i);
-                return;
-            }
-            d->in_len = (uint8_t)(have - off);
-            memcpy(d->in, buf + off, d->in_len);
-            break;
-        }
-        if (rc != VG_OK) {
-            lost(w, i);
-            return;
-        }
-        const uint8_t *body = buf + off + hl;
-        off += hl + rl;
-        if (type == VG_MQTT_PUBACK && d->state == ST_UP) {
-            uint16_t pid;
-            if (vg_mqtt_decode_packet_id(body, rl, &pid) == VG_OK)
-                on_puback(w, i, pid);
-        } else if (type == VG_MQTT_CONNACK && d->state == ST_CONNACK) {
-            on_connack(w, i, body, rl);
-            if (d->state != ST_UP)
-                return;
-        }
-        /* PINGRESP and anything else: nothing to do. */
-    }
-}
-
 static void dev_event(worker_t *w, uint32_t i, uint32_t events)
 {
     sdev_t *d = &w->dev[i];
     if (d->state == ST_CLOSED || d->state == ST_IDLE)
         return; /* closed earlier in this batch */
-    if (d->state == ST_CONNECTING) {
-        on_tcp_connected(w, i);
-        return;
-    }
     if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
-        read_dev(w, i);
+        vg_mqttc_on_readable(&d->mq, w->now);
     if (d->state != ST_CLOSED && (events & EPOLLOUT))
-        flush_dev(w, i);
+        vg_mqttc_on_writable(&d->mq, w->now);
+    if (d->state != ST_CLOSED)
+        flush_dev(w, i); /* acks the reads queued, and EPOLLOUT as the buffer says */
 }
 
 static void dev_timer(worker_t *w, uint32_t i)
 {
     sdev_t *d = &w->dev[i];
-    if (d->state != ST_UP) {
-        fail_connect(w, i); /* handshake deadline */
-        return;
-    }
-    if (w->phase == PH_RUN && d->blocked == BLOCK_NONE && w->now >= d->next_send_ns)
+    if (d->state == ST_UP && w->phase == PH_RUN && d->blocked == BLOCK_NONE && w->now >= d->next_send_ns) {
         send_event(w, i);
-    else if (w->now >= d->last_tx_ns + PING_AFTER)
-        queue_ping(w, i);
+    } else {
+        size_t before = vg_mqttc_pending(&d->mq);
+        if (vg_mqttc_tick(&d->mq, w->now) != VG_OK)
+            return; /* the handshake deadline passed: closed and counted */
+        if (vg_mqttc_pending(&d->mq) != before)
+            mark_dirty(w, i); /* a PINGREQ */
+    }
     heap_set(w, i, dev_due(w, d));
 }
 
@@ -625,7 +457,7 @@ static void flush_dirty(worker_t *w)
     for (uint32_t k = 0; k < w->n_dirty; k++) {
         uint32_t i = w->dirty[k];
         w->dev[i].dirty = 0;
-        if (w->dev[i].fd >= 0)
+        if (w->dev[i].state == ST_UP || w->dev[i].state == ST_HANDSHAKE)
             flush_dev(w, i);
     }
     w->n_dirty = 0;
@@ -635,7 +467,7 @@ static void pace_connects(worker_t *w)
 {
     if (w->next_connect >= w->n)
         return;
-    if (w->sub.state != ST_UP && w->sub.state != ST_CLOSED && w->now < w->sub_wait_until)
+    if (w->sub.state != SUB_UP && w->sub.state != SUB_CLOSED && w->now < w->sub_wait_until)
         return; /* give the alert subscription a head start */
     if (!w->connect_start_ns)
         w->connect_start_ns = w->now;
@@ -653,30 +485,72 @@ static void pace_connects(worker_t *w)
 static void sub_close(worker_t *w, const char *why)
 {
     sub_t *s = &w->sub;
-    if (s->state != ST_CLOSED && why)
+    if (s->state != SUB_CLOSED && why)
         VG_WARN(MOD, "worker %u: alert subscriber: %s; alerts are no longer counted", w->cfg->worker_id, why);
-    if (s->fd >= 0)
-        close(s->fd);
-    s->fd = -1;
-    s->state = ST_CLOSED;
-    obuf_free(&s->in);
-    obuf_free(&s->out);
+    s->state = SUB_CLOSED;
+    vg_mqttc_close(&s->mq); /* sub_on_close cleans up */
+    vg_mqttc_deinit(&s->mq);
+}
+
+static void sub_on_close(vg_mqttc_t *c, vg_mqttc_reason_t why, int detail)
+{
+    worker_t *w = worker_of(vg_mqttc_cfg(c));
+    sub_t *s = &w->sub;
+    if (why == VG_MQTTC_R_CONNECT) {
+        VG_WARN(MOD, "worker %u: alert subscriber: connect: %s", w->cfg->worker_id, strerror(detail));
+        s->state = SUB_CLOSED;
+    } else if (why != VG_MQTTC_R_LOCAL && s->state != SUB_CLOSED) {
+        VG_WARN(MOD, "worker %u: alert subscriber: %s; alerts are no longer counted", w->cfg->worker_id,
+                vg_mqttc_reason_name(why));
+        s->state = SUB_CLOSED;
+    }
+    if (c->fd >= 0)
+        close(c->fd);
+    vg_mqttc_deinit(c);
 }
 
 static void sub_flush(worker_t *w)
 {
     sub_t *s = &w->sub;
-    int rc = obuf_flush(&s->out, s->fd);
-    if (rc == VG_EIO) {
-        sub_close(w, "write failed");
-        return;
-    }
-    int want = s->state == ST_CONNECTING || rc == VG_AGAIN;
+    vg_mqttc_flush(&s->mq);
+    if (s->state == SUB_CLOSED)
+        return; /* a failed write closed it */
+    int want = vg_mqttc_wants_write(&s->mq);
     if (want != s->want_out) {
         struct epoll_event ev = {.events = EPOLLIN | (want ? EPOLLOUT : 0), .data.u64 = (uint64_t)TAG_SUB << 32};
-        epoll_ctl(w->ep, EPOLL_CTL_MOD, s->fd, &ev);
+        epoll_ctl(w->ep, EPOLL_CTL_MOD, s->mq.fd, &ev);
         s->want_out = want;
     }
+}
+
+static void sub_on_connack(vg_mqttc_t *c, bool session_present, const vg_mqtt_props_t *props)
+{
+    worker_t *w = worker_of(vg_mqttc_cfg(c));
+    static const char filter[] = "alerts/#";
+    vg_mqtt_sub_t sub = {.filter = {(const uint8_t *)filter, sizeof filter - 1}, .qos = 1};
+    if (vg_mqttc_subscribe(c, &sub, 1, NULL, NULL, w->now) != VG_OK) {
+        sub_close(w, "cannot encode SUBSCRIBE");
+        return;
+    }
+    w->sub.state = SUB_SUBACK;
+}
+
+static void sub_on_suback(vg_mqttc_t *c, uint16_t packet_id, const uint8_t *rcs, size_t n)
+{
+    worker_t *w = worker_of(vg_mqttc_cfg(c));
+    if (n != 1 || rcs[0] == VG_MQTT_SUBACK_FAILURE) {
+        sub_close(w, "SUBSCRIBE alerts/# refused");
+        return;
+    }
+    w->sub.state = SUB_UP;
+    w->c.alert_sub_ok = 1;
+}
+
+static void on_alert(worker_t *w, const vg_mqtt_publish_t *p);
+
+static void sub_on_message(vg_mqttc_t *c, const vg_mqtt_publish_t *m)
+{
+    on_alert(worker_of(vg_mqttc_cfg(c)), m);
 }
 
 static void sub_start(worker_t *w)
@@ -684,25 +558,61 @@ static void sub_start(worker_t *w)
     const vg_simworker_cfg_t *cfg = w->cfg;
     sub_t *s = &w->sub;
     int one = 1;
-    s->state = ST_CLOSED;
-    s->fd = socket(cfg->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (s->fd < 0) {
-        sub_close(w, NULL);
+    s->state = SUB_CLOSED;
+    int fd = socket(cfg->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
         VG_WARN(MOD, "worker %u: alert subscriber: socket: %s", cfg->worker_id, strerror(errno));
         return;
     }
-    setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.u64 = (uint64_t)TAG_SUB << 32};
-    if ((connect(s->fd, (const struct sockaddr *)&cfg->addr, cfg->addr_len) < 0 && errno != EINPROGRESS) ||
-        epoll_ctl(w->ep, EPOLL_CTL_ADD, s->fd, &ev) < 0) {
+    int rc = connect(fd, (const struct sockaddr *)&cfg->addr, cfg->addr_len);
+    if ((rc < 0 && errno != EINPROGRESS) || epoll_ctl(w->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
         VG_WARN(MOD, "worker %u: alert subscriber: connect: %s", cfg->worker_id, strerror(errno));
-        sub_close(w, NULL);
+        close(fd);
         return;
     }
-    s->state = ST_CONNECTING;
+    char id[VG_SIMPAYLOAD_MAX_PREFIX + 40];
+    int n = snprintf(id, sizeof id, "%salerts-w%u-%ld", cfg->prefix, cfg->worker_id, (long)getpid());
+    vg_mqttc_init(&s->mq, &w->sub_mq, NULL, 0);
+    if (vg_mqttc_start(&s->mq, fd, rc < 0, id, (size_t)n, w->now) != VG_OK) {
+        VG_WARN(MOD, "worker %u: alert subscriber: cannot encode CONNECT", cfg->worker_id);
+        close(fd);
+        vg_mqttc_deinit(&s->mq);
+        return;
+    }
+    s->state = SUB_CONNACK;
     s->want_out = 1;
     s->deadline_ns = w->now + CONNECT_TIMEOUT;
 }
+
+static void sub_event(worker_t *w, uint32_t events)
+{
+    sub_t *s = &w->sub;
+    if (s->state == SUB_CLOSED)
+        return;
+    if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+        vg_mqttc_on_readable(&s->mq, w->now);
+    if (s->state != SUB_CLOSED && (events & EPOLLOUT))
+        vg_mqttc_on_writable(&s->mq, w->now);
+    if (s->state != SUB_CLOSED)
+        sub_flush(w);
+}
+
+/* Once a second: handshake deadline and keepalive of the subscriber. */
+static void sub_housekeeping(worker_t *w)
+{
+    sub_t *s = &w->sub;
+    if (s->state == SUB_CLOSED)
+        return;
+    if (s->state != SUB_UP && w->now > s->deadline_ns) {
+        sub_close(w, "no CONNACK/SUBACK in time");
+        return;
+    }
+    if (vg_mqttc_tick(&s->mq, w->now) == VG_OK)
+        sub_flush(w);
+}
+
 
 /* Parses "<prefix><digits>" into this worker's local device index. */
 static bool local_device(const worker_t *w, const char *id, size_t len, uint32_t *local)
@@ -728,36 +638,21 @@ static bool str_is(const vg_json_member_t *m, const char *s)
     return m && m->type == VG_JSON_STRING && m->raw_len == n && memcmp(m->raw, s, n) == 0;
 }
 
-/* Which event of an alert's life the "event" member names; an alert
- * without one is in the old one-message format, where every message is a
- * new alert. */
-static int alert_event(const vg_json_member_t *ev)
+/* The ledger's name for the event of an alert's life (alert.h's kinds). */
+static int ledger_event(const vg_alert_seen_t *a)
 {
-    if (!ev || !ev->key || str_is(ev, "OPEN"))
+    switch (a->kind) {
+    case VG_AEV_OPEN:
         return VG_SIMLEDGER_EV_OPEN;
-    if (str_is(ev, "UPDATE"))
+    case VG_AEV_UPDATE:
         return VG_SIMLEDGER_EV_UPDATE;
-    if (str_is(ev, "ACKNOWLEDGED"))
+    case VG_AEV_ACK:
         return VG_SIMLEDGER_EV_ACK;
-    if (str_is(ev, "RESOLVED"))
+    case VG_AEV_RESOLVED:
         return VG_SIMLEDGER_EV_RESOLVED;
-    return VG_SIMLEDGER_EV_OTHER;
-}
-
-/* alertId's 16 hex digits as a number; 0 if absent or of another form. */
-static uint64_t alert_id(const vg_json_member_t *m)
-{
-    if (!m || !m->key || m->type != VG_JSON_STRING || m->raw_len != 16)
-        return 0;
-    uint64_t v = 0;
-    for (size_t k = 0; k < 16; k++) {
-        char c = m->raw[k];
-        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-        if (d < 0)
-            return 0; /* alert.h: lower-case hex */
-        v = v << 4 | (uint64_t)d;
+    default:
+        return VG_SIMLEDGER_EV_OTHER;
     }
-    return v;
 }
 
 /* Is this a data-quality alert? The lifecycle format says so in
@@ -790,20 +685,12 @@ static int extreme_type(const vg_json_member_t *type)
  * after the event it names it came. */
 static void on_alert(worker_t *w, const vg_mqtt_publish_t *p)
 {
-    enum { F_ID, F_TYPE, F_TIME, F_EVENT, F_ALERT, F_CATEGORY, F_N };
-    static const char *const names[F_N] = {"deviceId", "type", "eventTimeMs", "event", "alertId", "category"};
-    vg_json_member_t f[F_N];
-    const vg_json_member_t *id = NULL, *type = NULL, *etime = NULL;
-    if (vg_json_object_pick((const char *)p->payload.p, p->payload.len, 16, names, F_N, f, NULL) == VG_OK) {
-        id = f[F_ID].key ? &f[F_ID] : NULL;
-        type = f[F_TYPE].key ? &f[F_TYPE] : NULL;
-        etime = f[F_TIME].key ? &f[F_TIME] : NULL;
-    } else {
-        memset(f, 0, sizeof f);
-    }
+    vg_alert_seen_t f;
+    vg_alert_json_read((const char *)p->payload.p, p->payload.len, &f); /* unreadable: all absent, an OPEN */
+    const vg_json_member_t *type = f.type.key ? &f.type : NULL;
     uint32_t i;
-    if (id && id->type == VG_JSON_STRING) {
-        if (!local_device(w, id->raw, id->raw_len, &i))
+    if (f.device_id.key && f.device_id.type == VG_JSON_STRING) {
+        if (!local_device(w, f.device_id.raw, f.device_id.raw_len, &i))
             return;
     } else {
         /* Unreadable payload: the topic alerts/<deviceId> still says whose. */
@@ -813,18 +700,18 @@ static void on_alert(worker_t *w, const vg_mqtt_publish_t *p)
             return;
     }
     w->c.alerts_received++;
-    vg_simledger_alert_t a = {.event = alert_event(&f[F_EVENT]), .alert_id = alert_id(&f[F_ALERT])};
-    if (f[F_EVENT].key)
+    vg_simledger_alert_t a = {.event = ledger_event(&f), .alert_id = f.alert_id, .ts_ms = f.event_time_ms};
+    if (f.lifecycle)
         w->lifecycle = true;
     if (a.event != VG_SIMLEDGER_EV_OPEN) {
         uint64_t unused;
-        if (!quality_alert(&f[F_CATEGORY], type) && etime && vg_json_int64(etime, &a.ts_ms) == VG_OK &&
+        if (!quality_alert(&f.category, type) && f.has_event_time &&
             vg_simledger_alert(w->ledger, i, &a, &unused) == VG_SIMLEDGER_RESOLVED)
             w->c.resolved++;
         w->c.alert_followups++;
         return;
     }
-    if (quality_alert(&f[F_CATEGORY], type)) {
+    if (quality_alert(&f.category, type)) {
         /* Gaps and offline devices are expected while a run stops; they
          * are reported, never judged. */
         w->c.alerts_opened++;
@@ -832,7 +719,7 @@ static void on_alert(worker_t *w, const vg_mqtt_publish_t *p)
         return;
     }
     a.type = extreme_type(type);
-    if (!type || !etime || vg_json_int64(etime, &a.ts_ms) != VG_OK) {
+    if (!type || !f.has_event_time) {
         w->c.alerts_opened++;
         w->c.false_alerts++;
         return;
@@ -852,139 +739,6 @@ static void on_alert(worker_t *w, const vg_mqtt_publish_t *p)
         vg_simhist_record(&w->alert, (w->now - sent_ns) / 1000);
 }
 
-static void sub_packet(worker_t *w, uint8_t type, uint8_t flags, const uint8_t *body, size_t len)
-{
-    sub_t *s = &w->sub;
-    if (type == VG_MQTT_CONNACK && s->state == ST_CONNACK) {
-        bool sp;
-        uint8_t rc;
-        if (vg_mqtt_decode_connack(VG_MQTT_V311, body, len, &sp, &rc, NULL) != VG_OK ||
-            rc != VG_MQTT_CONNACK_ACCEPTED) {
-            sub_close(w, "CONNACK refused");
-            return;
-        }
-        static const char filter[] = "alerts/#";
-        vg_mqtt_sub_t sub = {.filter = {(const uint8_t *)filter, sizeof filter - 1}, .qos = 1};
-        if (obuf_reserve(&s->out, 64, OUT_MAX) != VG_OK) {
-            sub_close(w, "out of memory");
-            return;
-        }
-        int n =
-            vg_mqtt_encode_subscribe(s->out.p + s->out.len, s->out.cap - s->out.len, VG_MQTT_V311, 1, NULL, &sub, 1);
-        if (n < 0) {
-            sub_close(w, "cannot encode SUBSCRIBE");
-            return;
-        }
-        s->out.len += (uint32_t)n;
-        s->last_tx_ns = w->now;
-        s->state = ST_SUBACK;
-    } else if (type == VG_MQTT_SUBACK && s->state == ST_SUBACK) {
-        uint16_t pid;
-        uint8_t rcs[1];
-        size_t n;
-        if (vg_mqtt_decode_suback(VG_MQTT_V311, VG_MQTT_SUBACK, body, len, &pid, NULL, rcs, 1, &n) != VG_OK || n != 1 ||
-            rcs[0] == VG_MQTT_SUBACK_FAILURE) {
-            sub_close(w, "SUBSCRIBE alerts/# refused");
-            return;
-        }
-        s->state = ST_UP;
-        w->c.alert_sub_ok = 1;
-    } else if (type == VG_MQTT_PUBLISH) {
-        vg_mqtt_publish_t p;
-        if (vg_mqtt_decode_publish(VG_MQTT_V311, flags, body, len, &p) != VG_OK)
-            return;
-        on_alert(w, &p);
-        if (p.qos > 0 && obuf_reserve(&s->out, 4, OUT_MAX) == VG_OK) {
-            uint8_t ack = p.qos == 1 ? VG_MQTT_PUBACK : VG_MQTT_PUBREC;
-            s->out.len +=
-                (uint32_t)vg_mqtt_encode_ack(s->out.p + s->out.len, 4, VG_MQTT_V311, ack, p.packet_id, 0, NULL);
-            s->last_tx_ns = w->now;
-        }
-    } else if (type == VG_MQTT_PUBREL) {
-        /* Only if the server downgrades nothing and sends QoS 2 anyway. */
-        uint16_t pid;
-        if (vg_mqtt_decode_packet_id(body, len, &pid) == VG_OK && obuf_reserve(&s->out, 4, OUT_MAX) == VG_OK)
-            s->out.len +=
-                (uint32_t)vg_mqtt_encode_ack(s->out.p + s->out.len, 4, VG_MQTT_V311, VG_MQTT_PUBCOMP, pid, 0, NULL);
-    }
-}
-
-static void sub_event(worker_t *w, uint32_t events)
-{
-    sub_t *s = &w->sub;
-    if (s->state == ST_CLOSED)
-        return;
-    if (s->state == ST_CONNECTING) {
-        int err = 0;
-        socklen_t len = sizeof err;
-        if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err) {
-            VG_WARN(MOD, "worker %u: alert subscriber: connect: %s", w->cfg->worker_id, strerror(err));
-            sub_close(w, NULL);
-            return;
-        }
-        char id[VG_SIMPAYLOAD_MAX_PREFIX + 40];
-        int n = snprintf(id, sizeof id, "%salerts-w%u-%ld", w->cfg->prefix, w->cfg->worker_id, (long)getpid());
-        if (queue_connect(&s->out, id, (size_t)n) != VG_OK) {
-            sub_close(w, "cannot encode CONNECT");
-            return;
-        }
-        s->state = ST_CONNACK;
-        s->last_tx_ns = w->now;
-        sub_flush(w);
-        return;
-    }
-    if (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
-        if (obuf_reserve(&s->in, READ_CHUNK, SUB_IN_MAX) != VG_OK) {
-            sub_close(w, "alert larger than the input buffer");
-            return;
-        }
-        ssize_t r = read(s->fd, s->in.p + s->in.len, s->in.cap - s->in.len);
-        if (r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
-            sub_close(w, r == 0 ? "closed by the server" : strerror(errno));
-            return;
-        }
-        if (r > 0)
-            s->in.len += (uint32_t)r;
-        while (s->state != ST_CLOSED && s->in.off < s->in.len) {
-            uint8_t type, flags;
-            size_t hl, rl;
-            int rc = vg_mqtt_frame(s->in.p + s->in.off, s->in.len - s->in.off, SUB_IN_MAX / 2, &type, &flags, &hl, &rl);
-            if (rc == VG_AGAIN)
-                break;
-            if (rc != VG_OK) {
-                sub_close(w, "malformed packet");
-                return;
-            }
-            const uint8_t *body = s->in.p + s->in.off + hl;
-            s->in.off += (uint32_t)(hl + rl);
-            sub_packet(w, type, flags, body, rl);
-        }
-        if (s->state == ST_CLOSED)
-            return;
-        if (s->in.off == s->in.len)
-            s->in.off = s->in.len = 0;
-    }
-    sub_flush(w);
-}
-
-/* Once a second: handshake deadline and keepalive of the subscriber. */
-static void sub_housekeeping(worker_t *w)
-{
-    sub_t *s = &w->sub;
-    if (s->state == ST_CLOSED)
-        return;
-    if (s->state != ST_UP && w->now > s->deadline_ns) {
-        sub_close(w, "no CONNACK/SUBACK in time");
-        return;
-    }
-    if (s->state == ST_UP && w->now >= s->last_tx_ns + PING_AFTER && obuf_reserve(&s->out, 2, OUT_MAX) == VG_OK) {
-        vg_mqtt_encode_empty(s->out.p + s->out.len, 2, VG_MQTT_PINGREQ);
-        s->out.len += 2;
-        s->last_tx_ns = w->now;
-        sub_flush(w);
-    }
-}
-
 /* ---- phases and reports ---- */
 
 static void enter_drain(worker_t *w, double seconds)
@@ -997,7 +751,7 @@ static void enter_drain(worker_t *w, double seconds)
     /* Handshakes still in progress and devices never started did not
      * connect within the run. */
     for (uint32_t i = 0; i < w->n; i++)
-        if (w->dev[i].state == ST_CONNECTING || w->dev[i].state == ST_CONNACK)
+        if (w->dev[i].state == ST_HANDSHAKE)
             fail_connect(w, i);
     w->c.connect_failures += w->n - w->next_connect;
     w->next_connect = w->n;
@@ -1040,14 +794,16 @@ static int send_final(worker_t *w)
 /* Says goodbye politely (DISCONNECT, best effort) and counts the losses. */
 static void finish(worker_t *w)
 {
-    uint8_t bye[2];
-    vg_mqtt_encode_empty(bye, sizeof bye, VG_MQTT_DISCONNECT);
+    w->finishing = true; /* a connection failing now is not a disconnect of the run */
     for (uint32_t i = 0; i < w->n; i++) {
         sdev_t *d = &w->dev[i];
-        if (d->state == ST_UP && obuf_flush(&d->out, d->fd) == VG_OK)
-            (void)!send(d->fd, bye, sizeof bye, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (d->fd >= 0)
-            close_dev(w, i); /* counts what is still unwritten (QoS 0) */
+        if (d->state == ST_UP && vg_mqttc_flush(&d->mq) == VG_OK) {
+            w->saying_bye = true;
+            vg_mqttc_disconnect(&d->mq, 0);
+            w->saying_bye = false;
+        }
+        if (d->state == ST_UP || d->state == ST_HANDSHAKE)
+            vg_mqttc_close(&d->mq); /* counts what is still unwritten (QoS 0) */
     }
     sub_close(w, NULL);
     w->c.failed = w->cfg->qos ? w->c.sent - w->c.acked : w->lost_qos0;
@@ -1081,7 +837,7 @@ static void step_phase(worker_t *w)
         /* With the alert lifecycle, the RESOLVED of the last detections
          * is worth the wait too (it follows the episode's last sample). */
         bool alerts_in = w->c.detected == w->c.injected && (!w->lifecycle || w->c.resolved == w->c.detected);
-        bool quiet = w->inflight_total == 0 && w->n_want_out == 0 && (alerts_in || w->sub.state != ST_UP);
+        bool quiet = w->inflight_total == 0 && w->n_want_out == 0 && (alerts_in || w->sub.state != SUB_UP);
         if (w->now >= w->drain_end || quiet)
             w->phase = PH_DONE;
     }
@@ -1106,7 +862,7 @@ static int timeout_ms(const worker_t *w)
             next = w->send_end;
         if (w->next_connect < w->n && w->pending < MAX_PENDING) {
             uint64_t slot = w->now + MS;
-            if (w->sub.state != ST_UP && w->sub.state != ST_CLOSED && w->sub_wait_until > w->now)
+            if (w->sub.state != SUB_UP && w->sub.state != SUB_CLOSED && w->sub_wait_until > w->now)
                 slot = w->sub_wait_until;
             if (slot < next)
                 next = slot;
@@ -1120,7 +876,7 @@ static int timeout_ms(const worker_t *w)
 }
 
 /* Enough in-flight slots per device for ~2 s of its events, a power of two
- * in [8, 256], and at most 2M slots (16 MB) per worker. */
+ * in [8, 256], and at most 2M slots (24 MB) per worker. */
 static uint32_t window_for(double interval_s, uint32_t n)
 {
     double want = 2.0 / interval_s + 4;
@@ -1132,24 +888,14 @@ static uint32_t window_for(double interval_s, uint32_t n)
     return win;
 }
 
-static void raise_fd_limit(unsigned worker_id)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-            VG_WARN(MOD, "worker %u: cannot raise the open-file limit: %s", worker_id, strerror(errno));
-    }
-}
-
 static int setup(worker_t *w, const vg_simworker_cfg_t *cfg)
 {
     w->cfg = cfg;
     w->n = cfg->count;
     w->ep = -1;
     w->sfd = -1;
-    w->sub.fd = -1;
-    w->sub.state = ST_CLOSED;
+    w->sub.state = SUB_CLOSED;
+    vg_mqttc_init(&w->sub.mq, &w->sub_mq, NULL, 0);
     vg_simhist_init(&w->ack);
     vg_simhist_init(&w->alert);
     w->c.devices = cfg->count;
@@ -1168,7 +914,8 @@ static int setup(worker_t *w, const vg_simworker_cfg_t *cfg)
      * server, so none starts that late. */
     w->dcfg.end_ms = w->wall0 + ((int64_t)w->send_end - (int64_t)w->mono0) / (int64_t)MS;
 
-    raise_fd_limit(cfg->worker_id);
+    /* sim.c warns when a worker's slice cannot fit under the hard limit. */
+    (void)vg_rlimit_raise_nofile(0, NULL);
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
@@ -1186,23 +933,42 @@ static int setup(worker_t *w, const vg_simworker_cfg_t *cfg)
         return rc;
     w->win = window_for(cfg->interval_s, w->n);
     w->dev = vg_calloc(VG_MEM_SIM, w->n ? w->n : 1, sizeof *w->dev);
-    if (!w->dev)
-        return VG_ENOMEM;
-    for (uint32_t i = 0; i < w->n; i++) {
-        sdev_t *d = &w->dev[i];
-        d->fd = -1;
-        d->heap_pos = NO_POS;
-        d->next_pid = 1;
-        vg_simdev_init(&d->m, cfg->seed, cfg->first + i);
-    }
-    w->devs_ready = true;
     w->heap = vg_calloc(VG_MEM_SIM, w->n ? w->n : 1, sizeof *w->heap);
     w->dirty = vg_calloc(VG_MEM_SIM, w->n ? w->n : 1, sizeof *w->dirty);
     w->inflight = cfg->qos ? vg_calloc(VG_MEM_SIM, (size_t)w->n * w->win + 1, sizeof *w->inflight) : NULL;
     w->rbuf = vg_malloc(VG_MEM_SIM, READ_CHUNK + 16);
     w->ledger = vg_simledger_new(w->n, cfg->interval_s);
-    if (!w->ledger || !w->heap || !w->dirty || (cfg->qos && !w->inflight) || !w->rbuf)
+    if (!w->dev || !w->ledger || !w->heap || !w->dirty || (cfg->qos && !w->inflight) || !w->rbuf)
         return VG_ENOMEM;
+    w->dev_mq = (vg_mqttc_cfg_t){
+        .level = VG_MQTT_V311,
+        .keepalive_s = KEEPALIVE_S,
+        .connect_timeout_ns = CONNECT_TIMEOUT,
+        .max_packet = DEV_IN_MAX,
+        .out_max = OUT_MAX,
+        .out_initial = 1024, /* CONNECT, then one event (~560 bytes) and its neighbours */
+        .scratch = w->rbuf,
+        .scratch_len = READ_CHUNK,
+        .ud = w,
+        .on_connack = dev_on_connack,
+        .on_ack = dev_on_ack,
+        .on_close = dev_on_close,
+    };
+    w->sub_mq = w->dev_mq;
+    w->sub_mq.connect_timeout_ns = 0; /* sub_housekeeping: CONNACK and SUBACK */
+    w->sub_mq.max_packet = SUB_IN_MAX / 2;
+    w->sub_mq.on_connack = sub_on_connack;
+    w->sub_mq.on_suback = sub_on_suback;
+    w->sub_mq.on_message = sub_on_message;
+    w->sub_mq.on_ack = NULL;
+    w->sub_mq.on_close = sub_on_close;
+    for (uint32_t i = 0; i < w->n; i++) {
+        sdev_t *d = &w->dev[i];
+        vg_mqttc_init(&d->mq, &w->dev_mq, w->inflight ? &w->inflight[(size_t)i * w->win] : NULL, (uint16_t)w->win);
+        d->heap_pos = NO_POS;
+        vg_simdev_init(&d->m, cfg->seed, cfg->first + i);
+    }
+    w->devs_ready = true;
 
     /* A few devices spread over the fleet get an episode early so that
      * short tests always exercise detection: HIGH, LOW, HIGH. They start at
@@ -1225,8 +991,8 @@ static void teardown(worker_t *w)
 {
     if (w->devs_ready)
         for (uint32_t i = 0; i < w->n; i++)
-            if (w->dev[i].fd >= 0 || w->dev[i].out.p)
-                close_dev(w, i);
+            if (w->dev[i].state == ST_UP || w->dev[i].state == ST_HANDSHAKE)
+                vg_mqttc_close(&w->dev[i].mq);
     sub_close(w, NULL);
     if (w->ep >= 0)
         close(w->ep);

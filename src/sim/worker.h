@@ -1,9 +1,10 @@
 /* worker.h — one simulator worker process: a slice of the fleet on one
  * epoll loop.
  *
- * Owns: the device connections of its slice (non-blocking sockets, MQTT
- * CONNECT/PUBLISH/PUBACK/PINGREQ, QoS 1 in-flight tables), the send schedule
- * (a binary heap of next-send times), one extra connection subscribed to
+ * Owns: the device connections of its slice (non-blocking sockets, each
+ * with an mqttc client; the in-flight rings of all of them in one array),
+ * the send schedule (a binary heap of next-send times), one extra
+ * connection subscribed to
  * alerts/# that judges alert events against the episodes it injected
  * (ledger.h) and counts data-quality alerts apart, and the
  * per-second and final messages to the parent (report.h). Does not own:
