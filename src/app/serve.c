@@ -20,6 +20,7 @@
 #include "core/clock.h"
 #include "core/diag.h"
 #include "core/err.h"
+#include "core/rlimit.h"
 #include "core/fsutil.h"
 #include "core/json.h"
 #include "ingest/ingest.h"
@@ -378,20 +379,12 @@ static size_t stats_json(void *ctx, char *buf, size_t cap)
     return n;
 }
 
-/* Raises the open-file soft limit to the hard limit; returns the soft limit. */
+/* The open-file soft limit, raised to the hard limit (core/rlimit). */
 static rlim_t raise_nofile(void)
 {
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-        return 1024;
-    if (rl.rlim_cur < rl.rlim_max) {
-        rlim_t want = rl.rlim_max;
-        rl.rlim_cur = want;
-        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
-            VG_WARN(MOD, "cannot raise the open-file limit to %llu: %s", (unsigned long long)want, strerror(errno));
-        getrlimit(RLIMIT_NOFILE, &rl);
-    }
-    return rl.rlim_cur;
+    uint64_t limit = 1024;
+    vg_rlimit_raise_nofile(0, &limit);
+    return limit > (uint64_t)RLIM_INFINITY ? RLIM_INFINITY : (rlim_t)limit;
 }
 
 static int open_streams(app_t *a)

@@ -35,7 +35,8 @@ void vg_ingest_free(vg_ingest_t *in);
  * the ingest hook, so the two point at each other). */
 void vg_ingest_set_complete(vg_ingest_t *in, vg_ingest_complete_fn fn, void *ctx);
 
-/* Matches vg_server_ingest_fn: ctx is the vg_ingest_t. token 0 = QoS 0. */
+/* Called through the gateway's telemetry hook (app/serve.c ingest_hook,
+ * a vg_server_hook_fn): ctx is the vg_ingest_t. token 0 = QoS 0. */
 int vg_ingest_publish(void *ctx, const char *client_id, size_t client_id_len, const uint8_t *payload,
                       size_t payload_len, const uint8_t *user_props, size_t user_props_len, int64_t arrival_ms,
                       uint64_t token);
