@@ -166,11 +166,24 @@ static void gate_close(rec_t *r)
     pthread_mutex_unlock(&r->mu);
 }
 
-/* Waits until the store thread is held at the gate. */
-static void gate_wait_held(rec_t *r)
+/* Waits until the store thread is held at the gate in the on_durable of
+ * the batch holding seq — not of an earlier one: vg_kv_sync returns once a
+ * batch is durable, possibly before that batch's on_durable ran, which a
+ * just-closed gate would then hold instead. */
+static void gate_wait_held(rec_t *r, uint64_t seq)
 {
     pthread_mutex_lock(&r->mu);
-    while (r->waiting == 0)
+    while (r->waiting == 0 || r->last < seq)
+        pthread_cond_wait(&r->cv, &r->mu);
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* Waits until on_durable has been called for seq (and so, with the gate
+ * open, has passed it): a gate closed afterwards holds only later batches. */
+static void wait_called(rec_t *r, uint64_t seq)
+{
+    pthread_mutex_lock(&r->mu);
+    while (r->last < seq)
         pthread_cond_wait(&r->cv, &r->mu);
     pthread_mutex_unlock(&r->mu);
 }
@@ -356,10 +369,11 @@ static void test_order_within_batch(void)
     VT_EQ_INT(put_s(kv, 0, "old", 1, "was here", &seq), VG_OK);
     VT_EQ_INT(put_s(kv, 0, "q", 1, "old q1", &seq), VG_OK);
     VT_EQ_INT(vg_kv_sync(kv, seq), VG_OK);
+    wait_called(&rec, seq);
 
     gate_close(&rec);
     VT_EQ_INT(put_s(kv, 0, "hold", 0, "first batch", &seq), VG_OK);
-    gate_wait_held(&rec); /* the store thread sits in on_durable: what follows queues up */
+    gate_wait_held(&rec, seq); /* the store thread sits in on_durable: what follows queues up */
     vg_kv_stats_t st;
     vg_kv_stats(kv, &st);
     uint64_t commits_before = st.commits;
@@ -509,7 +523,7 @@ static void test_backpressure(void)
     gate_close(&rec);
     uint64_t seq;
     VT_EQ_INT(put_s(kv, 0, "hold", 0, "x", &seq), VG_OK);
-    gate_wait_held(&rec);
+    gate_wait_held(&rec, seq);
     int accepted = 0, again = 0;
     char key[16];
     for (int i = 0; i < 100; i++) {
