@@ -115,9 +115,18 @@ def test_qos1_waits_in_the_session_queue_while_output_is_full(vigil_factory):
     assert wait_until(lambda: counter(v.stats(), "publish.dropped_qos0_outbuf") >
                       counter(before, "publish.dropped_qos0_outbuf"), 20), "the output never filled up"
     pub = v.client("q1-pub")
-    n = 300
-    for i in range(n):
-        pub.publish("keep/x", b"k%d" % i, qos=1)
+    # The kernel may grow the subscriber's socket buffers (loopback TCP
+    # autotuning) and take the server's output below the limit for a moment;
+    # publish in rounds until one of them found the output full and had to
+    # wait in the session queue (the path under test), at most 20 rounds.
+    n = 0
+    for _ in range(20):
+        for i in range(n, n + 100):
+            pub.publish("keep/x", b"k%d" % i, qos=1)
+        n += 100
+        if wait_until(lambda: counter(v.stats(), "publish.deferred_outbuf") >
+                      counter(before, "publish.deferred_outbuf"), 1):
+            break
     flood.stop()
     kept = []
     deadline = time.monotonic() + 20
