@@ -168,6 +168,27 @@ def test_disk_full_pauses_and_resumes(small_disk, vigil_factory):
     server.stop()
 
 
+def assert_retained_after_restart(server, client_id, topic_filter, acked):
+    """Subscribes to topic_filter (topics end in /<n>) and checks that every
+    n in acked comes back as a retained message."""
+    from vigiltest import PUBLISH, subscribe_packet
+    sub = server.client(client_id)
+    sub.send(subscribe_packet(1, [(topic_filter, 0)]))
+    got = set()
+    deadline = time.monotonic() + 30
+    while len(got) < len(acked) and time.monotonic() < deadline:
+        try:
+            t, flags, body = sub.read_packet(1.0)
+        except socket.timeout:
+            continue
+        if t == PUBLISH:
+            tl = struct.unpack(">H", body[:2])[0]
+            got.add(int(body[2:2 + tl].decode().rsplit("/", 1)[1]))
+    missing = [k for k in acked if k not in got]
+    assert not missing, "acknowledged retained messages lost: %r" % missing[:20]
+    sub.disconnect()
+
+
 @pytest.mark.deadline(180)
 def test_gateway_store_disk_full_pauses_and_resumes(small_disk, vigil_factory):
     """The gateway store (gateway.db: retained messages, persistent sessions)
@@ -238,21 +259,7 @@ def test_gateway_store_disk_full_pauses_and_resumes(small_disk, vigil_factory):
     assert st["store.disk_full_pauses"] >= 1
     c.disconnect()
     server.restart()
-    sub = server.client("dfstore-sub")
-    sub.send(subscribe_packet(1, [("dfs/t/#", 0)]))
-    got = set()
-    deadline = time.monotonic() + 30
-    while len(got) < len(acked) and time.monotonic() < deadline:
-        try:
-            t, flags, body = sub.read_packet(1.0)
-        except socket.timeout:
-            continue
-        if t == PUBLISH:
-            tl = struct.unpack(">H", body[:2])[0]
-            got.add(int(body[2:2 + tl].decode().rsplit("/", 1)[1]))
-    missing = [k for k in acked if k not in got]
-    assert not missing, "acknowledged retained messages lost: %r" % missing[:20]
-    sub.disconnect()
+    assert_retained_after_restart(server, "dfstore-sub", "dfs/t/#", acked)
     server.stop()
 
 
@@ -329,19 +336,5 @@ def test_gateway_store_refusal_is_never_acknowledged(small_disk, vigil_factory):
     server.wait_stats(lambda s: s.get("health") == "ok")
     a.disconnect()
     server.restart()
-    sub = server.client("dfref-sub")
-    sub.send(subscribe_packet(1, [("dfr/t/#", 0)]))
-    got = set()
-    deadline = time.monotonic() + 30
-    while len(got) < len(acked) and time.monotonic() < deadline:
-        try:
-            t, flags, body = sub.read_packet(1.0)
-        except socket.timeout:
-            continue
-        if t == PUBLISH:
-            tl = struct.unpack(">H", body[:2])[0]
-            got.add(int(body[2:2 + tl].decode().rsplit("/", 1)[1]))
-    missing = [k for k in acked if k not in got]
-    assert not missing, "acknowledged retained messages lost: %r" % missing[:20]
-    sub.disconnect()
+    assert_retained_after_restart(server, "dfref-sub", "dfr/t/#", acked)
     server.stop()
