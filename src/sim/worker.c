@@ -30,6 +30,7 @@
 #include "core/clock.h"
 #include "core/diag.h"
 #include "core/err.h"
+#include "core/heap.h"
 #include "core/json.h"
 #include "core/rlimit.h"
 #include "mqtt/codec.h"
@@ -91,20 +92,23 @@ typedef struct {
     uint64_t deadline_ns; /* CONNACK and SUBACK by then */
 } sub_t;
 
-/* A heap entry carries its key so that sifting never touches the (large,
- * cache-cold) device structs except to update their positions. */
+/* The timer heap: min-heap of (time, device) (core/heap.h). An entry
+ * carries its key so that sifting never touches the (large, cache-cold)
+ * device structs except to record where their entry now sits (heap_pos). */
 typedef struct {
     uint64_t t;
-    uint32_t dev;
+    sdev_t *d;
 } hent_t;
+#define TIMER_LESS(a, b) ((a).t < (b).t)
+#define TIMER_MOVED(e, i) ((e).d->heap_pos = (uint32_t)(i))
+VG_HEAP_DEFINE(timers, hent_t, TIMER_LESS, TIMER_MOVED)
 
 typedef struct {
     const vg_simworker_cfg_t *cfg;
     int ep, sfd;
     sdev_t *dev;
     uint32_t n;
-    hent_t *heap;
-    uint32_t heap_len;
+    timers_t heap;               /* room for every device reserved at setup: a push cannot fail */
     vg_mqttc_flight_t *inflight; /* n * win slots: device i's ring is [i * win, (i + 1) * win) */
     uint32_t win;                /* slots per device */
     vg_mqttc_cfg_t dev_mq, sub_mq;
@@ -157,43 +161,18 @@ static uint32_t dev_index(worker_t *w, vg_mqttc_t *c)
     return (uint32_t)((sdev_t *)((char *)c - offsetof(sdev_t, mq)) - w->dev);
 }
 
-/* ---- the timer heap: min-heap of (time, device) ---- */
-
-/* Moves the entry e (whose slot is pos) up or down to where it belongs. */
-static void heap_place(worker_t *w, uint32_t pos, hent_t e)
-{
-    hent_t *h = w->heap;
-    while (pos) {
-        uint32_t parent = (pos - 1) / 2;
-        if (h[parent].t <= e.t)
-            break;
-        h[pos] = h[parent];
-        w->dev[h[pos].dev].heap_pos = pos;
-        pos = parent;
-    }
-    for (;;) {
-        uint32_t l = 2 * pos + 1, r = l + 1, m = l;
-        if (l >= w->heap_len)
-            break;
-        if (r < w->heap_len && h[r].t < h[l].t)
-            m = r;
-        if (h[m].t >= e.t)
-            break;
-        h[pos] = h[m];
-        w->dev[h[pos].dev].heap_pos = pos;
-        pos = m;
-    }
-    h[pos] = e;
-    w->dev[e.dev].heap_pos = pos;
-}
+/* ---- the timer heap ---- */
 
 /* Inserts device i or moves it to its new time. */
 static void heap_set(worker_t *w, uint32_t i, uint64_t t)
 {
-    uint32_t pos = w->dev[i].heap_pos;
-    if (pos == NO_POS)
-        pos = w->heap_len++;
-    heap_place(w, pos, (hent_t){t, i});
+    sdev_t *d = &w->dev[i];
+    if (d->heap_pos == NO_POS) {
+        (void)timers_push(&w->heap, (hent_t){t, d}, VG_MEM_SIM); /* reserved: cannot fail */
+        return;
+    }
+    w->heap.v[d->heap_pos].t = t;
+    timers_fix(&w->heap, d->heap_pos);
 }
 
 static void heap_del(worker_t *w, uint32_t i)
@@ -202,9 +181,7 @@ static void heap_del(worker_t *w, uint32_t i)
     if (pos == NO_POS)
         return;
     w->dev[i].heap_pos = NO_POS;
-    uint32_t last = --w->heap_len;
-    if (pos != last)
-        heap_place(w, pos, w->heap[last]);
+    timers_remove(&w->heap, pos);
 }
 
 /* When device i next needs attention. */
@@ -445,10 +422,11 @@ static void dev_timer(worker_t *w, uint32_t i)
 
 static void run_timers(worker_t *w)
 {
-    for (int budget = TIMER_BUDGET; budget > 0 && w->heap_len; budget--) {
-        if (w->heap[0].t > w->now)
+    for (int budget = TIMER_BUDGET; budget > 0 && w->heap.len; budget--) {
+        hent_t e = timers_top(&w->heap);
+        if (e.t > w->now)
             return;
-        dev_timer(w, w->heap[0].dev);
+        dev_timer(w, (uint32_t)(e.d - w->dev));
     }
 }
 
@@ -853,8 +831,8 @@ static void step_phase(worker_t *w)
 static int timeout_ms(const worker_t *w)
 {
     uint64_t next = w->now + NS;
-    if (w->heap_len && w->heap[0].t < next)
-        next = w->heap[0].t;
+    if (w->heap.len && timers_top(&w->heap).t < next)
+        next = timers_top(&w->heap).t;
     if (w->next_report < next)
         next = w->next_report;
     if (w->phase == PH_RUN) {
@@ -933,13 +911,15 @@ static int setup(worker_t *w, const vg_simworker_cfg_t *cfg)
         return rc;
     w->win = window_for(cfg->interval_s, w->n);
     w->dev = vg_calloc(VG_MEM_SIM, w->n ? w->n : 1, sizeof *w->dev);
-    w->heap = vg_calloc(VG_MEM_SIM, w->n ? w->n : 1, sizeof *w->heap);
     w->dirty = vg_calloc(VG_MEM_SIM, w->n ? w->n : 1, sizeof *w->dirty);
     w->inflight = cfg->qos ? vg_calloc(VG_MEM_SIM, (size_t)w->n * w->win + 1, sizeof *w->inflight) : NULL;
     w->rbuf = vg_malloc(VG_MEM_SIM, READ_CHUNK + 16);
     w->ledger = vg_simledger_new(w->n, cfg->interval_s);
-    if (!w->dev || !w->ledger || !w->heap || !w->dirty || (cfg->qos && !w->inflight) || !w->rbuf)
+    if (!w->dev || !w->ledger || !w->dirty || (cfg->qos && !w->inflight) || !w->rbuf)
         return VG_ENOMEM;
+    rc = timers_reserve(&w->heap, w->n, VG_MEM_SIM); /* every device at once: heap_set never allocates */
+    if (rc != VG_OK)
+        return rc;
     w->dev_mq = (vg_mqttc_cfg_t){
         .level = VG_MQTT_V311,
         .keepalive_s = KEEPALIVE_S,
@@ -999,7 +979,7 @@ static void teardown(worker_t *w)
     if (w->sfd >= 0)
         close(w->sfd);
     vg_free(w->dev);
-    vg_free(w->heap);
+    timers_free(&w->heap);
     vg_free(w->dirty);
     vg_free(w->inflight);
     vg_free(w->rbuf);
