@@ -18,6 +18,7 @@
 
 #include "core/alloc.h"
 #include "core/err.h"
+#include "core/heap.h"
 #include "detect/detect.h"
 
 #include <math.h>
@@ -197,8 +198,18 @@ typedef struct {
     uint8_t qh, qn, holding, done;
     vg_scen_sample_t held;
     int64_t last_arrival;
-    uint32_t heap_pos;
 } fdev_t;
+
+/* The merge heap over device queue heads (core/heap.h). An entry carries
+ * its device's head arrival, so sifting never reads the device structs;
+ * ties go to the lower device index (the order scenario.h promises), which
+ * makes the order total and the merge the same whatever the heap's shape. */
+typedef struct {
+    int64_t arrival_ms;
+    uint32_t dev;
+} head_t;
+#define HEAD_LESS(a, b) ((a).arrival_ms != (b).arrival_ms ? (a).arrival_ms < (b).arrival_ms : (a).dev < (b).dev)
+VG_HEAP_DEFINE(heads, head_t, HEAD_LESS, VG_HEAP_NO_INDEX)
 
 struct vg_scen {
     vg_scen_cfg_t cfg;
@@ -209,8 +220,7 @@ struct vg_scen {
     vg_scen_label_t *label;
     size_t nplan, cap_plan;
     size_t unplaced;
-    uint32_t *heap;
-    uint32_t heap_len;
+    heads_t heap; /* one entry per device with a queued sample */
     uint64_t yielded;
 };
 
@@ -889,31 +899,11 @@ static bool ensure_head(vg_scen_t *s, uint32_t dev)
     return d->qn > 0;
 }
 
-/* ---- the merge heap over device queue heads ---- */
-
-static bool heap_less(const vg_scen_t *s, uint32_t a, uint32_t b)
+/* The heap entry for device dev's queue head (ensure_head was true). */
+static head_t head_of(const vg_scen_t *s, uint32_t dev)
 {
-    const fdev_t *x = &s->dev[a], *y = &s->dev[b];
-    int64_t ta = x->q[x->qh].arrival_ms, tb = y->q[y->qh].arrival_ms;
-    return ta != tb ? ta < tb : a < b;
-}
-
-static void heap_down(vg_scen_t *s, uint32_t pos)
-{
-    uint32_t *h = s->heap;
-    for (;;) {
-        uint32_t l = 2 * pos + 1, r = l + 1, m = pos;
-        if (l < s->heap_len && heap_less(s, h[l], h[m]))
-            m = l;
-        if (r < s->heap_len && heap_less(s, h[r], h[m]))
-            m = r;
-        if (m == pos)
-            return;
-        uint32_t tmp = h[pos];
-        h[pos] = h[m];
-        h[m] = tmp;
-        pos = m;
-    }
+    const fdev_t *d = &s->dev[dev];
+    return (head_t){d->q[d->qh].arrival_ms, dev};
 }
 
 int vg_scen_new(const vg_scen_cfg_t *cfg, vg_scen_t **out)
@@ -929,8 +919,7 @@ int vg_scen_new(const vg_scen_cfg_t *cfg, vg_scen_t **out)
     s->interval_ms = ms_of(cfg->interval_s);
     s->n = cfg->devices + cfg->drift_devices;
     s->dev = vg_calloc(VG_MEM_EVAL, s->n, sizeof *s->dev);
-    s->heap = vg_calloc(VG_MEM_EVAL, s->n, sizeof *s->heap);
-    if (!s->dev || !s->heap)
+    if (!s->dev)
         goto fail;
     for (uint32_t i = 0; i < s->n; i++) {
         fdev_t *d = &s->dev[i];
@@ -975,11 +964,11 @@ int vg_scen_new(const vg_scen_cfg_t *cfg, vg_scen_t **out)
             l->end_ms = p->fe;
         }
     }
+    if (heads_reserve(&s->heap, s->n, VG_MEM_EVAL) != VG_OK)
+        goto fail;
     for (uint32_t i = 0; i < s->n; i++)
         if (ensure_head(s, i))
-            s->heap[s->heap_len++] = i;
-    for (uint32_t i = s->heap_len / 2 + 1; i-- > 0;)
-        heap_down(s, i);
+            (void)heads_push(&s->heap, head_of(s, i), VG_MEM_EVAL); /* reserved: cannot fail */
     *out = s;
     return VG_OK;
 fail:
@@ -992,7 +981,7 @@ void vg_scen_free(vg_scen_t *s)
     if (!s)
         return;
     vg_free(s->dev);
-    vg_free(s->heap);
+    heads_free(&s->heap);
     vg_free(s->plan);
     vg_free(s->label);
     vg_free(s);
@@ -1022,18 +1011,20 @@ bool vg_scen_device_is_drift(const vg_scen_t *s, uint32_t dev)
 
 int vg_scen_next(vg_scen_t *s, vg_scen_sample_t *out)
 {
-    if (!s->heap_len)
+    if (!s->heap.len)
         return VG_ENOTFOUND;
-    uint32_t dev = s->heap[0];
+    uint32_t dev = heads_top(&s->heap).dev;
     fdev_t *d = &s->dev[dev];
     *out = d->q[d->qh];
     d->qh = (uint8_t)((d->qh + 1) % QCAP);
     d->qn--;
     s->yielded++;
-    if (!ensure_head(s, dev))
-        s->heap[0] = s->heap[--s->heap_len];
-    if (s->heap_len)
-        heap_down(s, 0);
+    if (ensure_head(s, dev)) {
+        s->heap.v[0] = head_of(s, dev); /* a later arrival: only moves down */
+        heads_fix(&s->heap, 0);
+    } else {
+        heads_remove(&s->heap, 0);
+    }
     return VG_OK;
 }
 
