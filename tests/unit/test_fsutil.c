@@ -17,7 +17,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <sched.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -27,25 +26,6 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-static char *tmpdir_new(void)
-{
-    char tmpl[] = "/tmp/vg-test-fsutil.XXXXXX";
-    char *d = mkdtemp(tmpl);
-    return d ? strdup(d) : NULL;
-}
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
-
-static void tmpdir_free(char *dir)
-{
-    if (dir)
-        nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-    free(dir);
-}
 
 /* Whether path holds exactly want[0..n). */
 static bool holds(const char *path, const void *want, size_t n)
@@ -66,7 +46,7 @@ static bool exists(const char *path)
 
 static void test_replace(void)
 {
-    char *dir = tmpdir_new();
+    char *dir = vt_tmpdir_new("fsutil");
     VT_REQUIRE(dir);
     char path[512], tmp[600];
     snprintf(path, sizeof path, "%s/ckpt", dir);
@@ -90,13 +70,13 @@ static void test_replace(void)
     VT_CHECK(holds(path, "third", 5));
     VT_CHECK(!exists(tmp));
     VT_EQ_INT(vg_fs_read_all(path, 4, &buf, &len), VG_ETOOBIG);
-    tmpdir_free(dir);
+    vt_tmpdir_free(dir);
 }
 
 /* A failure that is not about space: VG_EIO, and the old file is kept. */
 static void test_other_failure(void)
 {
-    char *dir = tmpdir_new();
+    char *dir = vt_tmpdir_new("fsutil");
     VT_REQUIRE(dir);
     char path[512], tmp[600];
     snprintf(path, sizeof path, "%s/ckpt", dir);
@@ -109,7 +89,7 @@ static void test_other_failure(void)
     char missing[600];
     snprintf(missing, sizeof missing, "%s/no/such/dir/ckpt", dir);
     VT_EQ_INT(vg_fs_write_atomic(missing, "x", 1), VG_EIO);
-    tmpdir_free(dir);
+    vt_tmpdir_free(dir);
 }
 
 /* ---- a full disk ---------------------------------------------------------------------------- */
@@ -121,7 +101,7 @@ enum { SKIP = 77 };
  * child's verdict as a check. */
 static void on_tmpfs(const char *opts, void (*body)(const char *dir))
 {
-    char *dir = tmpdir_new();
+    char *dir = vt_tmpdir_new("fsutil");
     VT_REQUIRE(dir);
     fflush(stdout);
     pid_t pid = fork();
@@ -146,7 +126,7 @@ static void on_tmpfs(const char *opts, void (*body)(const char *dir))
     int status = 0;
     VT_REQUIRE(waitpid(pid, &status, 0) == pid);
     VT_CHECK(WIFEXITED(status) && (WEXITSTATUS(status) == 0 || WEXITSTATUS(status) == SKIP));
-    tmpdir_free(dir);
+    vt_tmpdir_free(dir);
 }
 
 /* Writes zeros to path until the file system refuses; returns that errno. */

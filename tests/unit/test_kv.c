@@ -7,7 +7,7 @@
  * on_durable order, the schema-version and not-a-database checks, a second
  * opener, a failed fsync (through an SQLite VFS wrapper registered here) and
  * concurrent writers. Prints commit latency and throughput on this disk.
- * Each test works in its own mkdtemp directory under /tmp and removes it. */
+ * Each test works in its own directory under /tmp (vt_tmpdir_new) and removes it. */
 #include "store/kv.h"
 
 #include "core/clock.h"
@@ -16,7 +16,6 @@
 #include "vt.h"
 
 #include <fcntl.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
@@ -30,25 +29,6 @@
 #include <unistd.h>
 
 /* ---- helpers ------------------------------------------------------------------------ */
-
-static char *tmpdir_new(void)
-{
-    char tmpl[] = "/tmp/vg-test-kv.XXXXXX";
-    char *d = mkdtemp(tmpl);
-    return d ? strdup(d) : NULL;
-}
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
-
-static void tmpdir_free(char *dir)
-{
-    if (dir)
-        nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-    free(dir);
-}
 
 static void sleep_ms(int ms)
 {
@@ -200,7 +180,7 @@ static void gate_open(rec_t *r)
 
 static void test_put_del_scan(void)
 {
-    char *dir = tmpdir_new();
+    char *dir = vt_tmpdir_new("kv");
     VT_REQUIRE(dir);
     char path[512];
     path_in(path, sizeof path, dir, "kv.db");
@@ -266,7 +246,7 @@ static void test_put_del_scan(void)
     VT_EQ_INT(vg_kv_sync(kv, seq + 1), VG_EINVAL);
     VT_EQ_INT(vg_kv_close(kv), VG_OK);
     VT_EQ_INT(vg_kv_close(NULL), VG_OK);
-    tmpdir_free(dir);
+    vt_tmpdir_free(dir);
 }
 
 /* Scan stops when the callback says so and returns its value. */
@@ -278,7 +258,7 @@ static int stop_at_two(void *ctx, const void *key, size_t klen, uint64_t sub, co
 
 static void test_scan_stop(void)
 {
-    char *dir = tmpdir_new();
+    char *dir = vt_tmpdir_new("kv");
     VT_REQUIRE(dir);
     char path[512];
     path_in(path, sizeof path, dir, "kv.db");
@@ -294,14 +274,14 @@ static void test_scan_stop(void)
     /* The statement was reset: a second scan starts from the beginning. */
     VT_CHECK(strcmp(dump(kv, 0), "k:0=v\nk:1=v\nk:2=v\nk:3=v\nk:4=v\n") == 0);
     VT_EQ_INT(vg_kv_close(kv), VG_OK);
-    tmpdir_free(dir);
+    vt_tmpdir_free(dir);
 }
 
 /* What was committed survives close and reopen; the file and its parent
  * directories are created, the file with mode 0600. */
 static void test_reopen(void)
 {
-    char *dir = tmpdir_new();
+    char *dir = vt_tmpdir_new("kv");
     VT_REQUIRE(dir);
     char path[512];
     path_in(path, sizeof path, dir, "a/b/c/kv.db");
@@ -346,7 +326,7 @@ static void test_reopen(void)
     VT_EQ_INT(put_s(kv, 3, "x", 0, "y", &s), VG_OK);
     VT_EQ_INT(s, 1);
     VT_EQ_INT(vg_kv_close(kv), VG_OK);
-    tmpdir_free(dir);
+    vt_tmpdir_free(dir);
 }
 
 /* ---- ordering ------------------------------------------------------------------------- */
@@ -356,7 +336,7 @@ static void test_reopen(void)
  * leaves it present, del_key between puts removes only the earlier ones. */
 static void test_order_within_batch(void)
 {
-    char *dir = tmpdir_new();
+    char *dir = vt_tmpdir_new("kv");
     VT_REQUIRE(dir);
     char path[512];
     path_in(path, sizeof path, dir, "kv.db");
@@ -399,12 +379,12 @@ static void test_order_within_batch(void)
     VT_EQ_INT(vg_kv_close(kv), VG_OK);
     VT_CHECK(!rec.non_monotonic);
     rec_deinit(&rec);
-    tmpdir_free(dir);
+    vt_tmpdir_free(dir);
 }
 
 static void test_order_across_batches(void)
 {
-    char *dir = tmpdir_new();
+    char *dir = vt_tmpdir_new("kv");
     VT_REQUIRE(dir);
     char path[512];
     path_in(path, sizeof path, dir, "kv.db");
@@ -422,7 +402,7 @@ static void test_order_across_batches(void)
     VT_EQ_INT(vg_kv_sync(kv, seq), VG_OK);
     VT_CHECK(strcmp(dump(kv, 0), "k:0=v3\n") == 0);
     VT_EQ_INT(vg_kv_close(kv), VG_OK);
-    tmpdir_free(dir);
+    vt_tmpdir_free(dir);
 }
 
 /* Random puts, dels and del_keys over a small key space against a model,
@@ -454,7 +434,7 @@ static void model_dump(cell_t m[MK][MS], char *out, size_t cap)
 
 static void test_random_vs_model(void)
 {
-    char *dir = tmpdir_new();
+    char *dir = vt_tmpdir_new("kv");
     VT_REQUIRE(dir);
     char path[512];
     path_in(path, sizeof path, dir, "kv.db");
@@ -499,14 +479,14 @@ static void test_random_vs_model(void)
     mismatches += strcmp(dump(kv, 9), want) != 0;
     VT_EQ_INT(mismatches, 0);
     VT_EQ_INT(vg_kv_close(kv), VG_OK);
-    tmpdir_free(dir);
+    vt_tmpdir_free(dir);
 }
 
 /* ---- backpressure and callbacks ----------------------------------------------------------- */
 
 static void test_backpressure(void)
 {
-    char *dir = tmpdir_new();
+    char *dir = vt_tmpdir_new("kv");
     VT_REQUIRE(dir);
     char path[512];
     path_in(path, sizeof path, dir, "kv.db");
@@ -555,7 +535,7 @@ static void test_backpressure(void)
     VT_EQ_INT(d.n, (size_t)accepted + 2);
     VT_EQ_INT(vg_kv_close(kv), VG_OK);
     rec_deinit(&rec);
-    tmpdir_free(dir);
+    vt_tmpdir_free(dir);
 }
 
 /* ---- concurrency -------------------------------------------------------------------------- */
@@ -613,7 +593,7 @@ static int check_cb(void *ctx, const void *key, size_t klen, uint64_t sub, const
 
 static void test_concurrent_puts(void)
 {
-    char *dir = tmpdir_new();
+    char *dir = vt_tmpdir_new("kv");
     VT_REQUIRE(dir);
     char path[512];
     path_in(path, sizeof path, dir, "kv.db");
@@ -665,14 +645,14 @@ static void test_concurrent_puts(void)
     VT_EQ_INT(c.bad, 0);
     VT_EQ_INT(vg_kv_close(kv), VG_OK);
     rec_deinit(&rec);
-    tmpdir_free(dir);
+    vt_tmpdir_free(dir);
 }
 
 /* One writer that waits for each put to be durable: the latency of a single
  * commit (an fsync of the WAL) on this disk. */
 static void test_commit_latency(void)
 {
-    char *dir = tmpdir_new();
+    char *dir = vt_tmpdir_new("kv");
     VT_REQUIRE(dir);
     char path[512];
     path_in(path, sizeof path, dir, "kv.db");
@@ -692,14 +672,14 @@ static void test_commit_latency(void)
     printf("  put+sync one at a time: %.0f us per durable put (%.0f/s), commit max %llu us\n", (t1 - t0) / 1e3 / N,
            N / ((t1 - t0) / 1e9), (unsigned long long)st.max_commit_us);
     VT_EQ_INT(vg_kv_close(kv), VG_OK);
-    tmpdir_free(dir);
+    vt_tmpdir_free(dir);
 }
 
 /* ---- opening ---------------------------------------------------------------------------------- */
 
 static void test_schema_version(void)
 {
-    char *dir = tmpdir_new();
+    char *dir = vt_tmpdir_new("kv");
     VT_REQUIRE(dir);
     char path[512];
     path_in(path, sizeof path, dir, "kv.db");
@@ -740,12 +720,12 @@ static void test_schema_version(void)
     VT_EQ_INT(sqlite3_exec(odb, "CREATE TABLE t(x)", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(odb);
     VT_EQ_INT(vg_kv_open(other, NULL, &kv), VG_EPROTO);
-    tmpdir_free(dir);
+    vt_tmpdir_free(dir);
 }
 
 static void test_not_a_database(void)
 {
-    char *dir = tmpdir_new();
+    char *dir = vt_tmpdir_new("kv");
     VT_REQUIRE(dir);
     char path[512];
     path_in(path, sizeof path, dir, "kv.db");
@@ -773,13 +753,13 @@ static void test_not_a_database(void)
     VT_REQUIRE(mkdir(sub, 0700) == 0);
     VT_CHECK(vg_kv_open(sub, NULL, &kv) < 0);
     VT_CHECK(vg_kv_open("", NULL, &kv) == VG_EINVAL);
-    tmpdir_free(dir);
+    vt_tmpdir_free(dir);
 }
 
 /* The connection holds an exclusive lock: a second opener fails clearly. */
 static void test_second_opener(void)
 {
-    char *dir = tmpdir_new();
+    char *dir = vt_tmpdir_new("kv");
     VT_REQUIRE(dir);
     char path[512];
     path_in(path, sizeof path, dir, "kv.db");
@@ -794,7 +774,7 @@ static void test_second_opener(void)
     VT_REQUIRE(vg_kv_open(path, NULL, &kv2) == VG_OK);
     VT_CHECK(strcmp(dump(kv2, 0), "k:0=v\n") == 0);
     VT_EQ_INT(vg_kv_close(kv2), VG_OK);
-    tmpdir_free(dir);
+    vt_tmpdir_free(dir);
 }
 
 /* ---- a failing disk --------------------------------------------------------------------------- */
@@ -872,7 +852,7 @@ static void fault_vfs_register(void)
 
 static void test_commit_failure(void)
 {
-    char *dir = tmpdir_new();
+    char *dir = vt_tmpdir_new("kv");
     VT_REQUIRE(dir);
     char path[512];
     path_in(path, sizeof path, dir, "kv.db");
@@ -920,7 +900,7 @@ static void test_commit_failure(void)
     VT_CHECK(strcmp(dump(kv, 0), "kept:0=before the failure\n") == 0);
     VT_EQ_INT(vg_kv_close(kv), VG_OK);
     rec_deinit(&rec);
-    tmpdir_free(dir);
+    vt_tmpdir_free(dir);
 }
 
 /* A full disk pauses the store: nothing is reported durable while writes
@@ -928,7 +908,7 @@ static void test_commit_failure(void)
  * everything commits in order, exactly once, and survives a reopen. */
 static void test_disk_full_pause(void)
 {
-    char *dir = tmpdir_new();
+    char *dir = vt_tmpdir_new("kv");
     VT_REQUIRE(dir);
     char path[512];
     path_in(path, sizeof path, dir, "kv.db");
@@ -988,7 +968,7 @@ static void test_disk_full_pause(void)
     VT_CHECK(strcmp(dump(kv, 0), "a:0=overwritten\nb:0=during\nc:0=queued behind\n") == 0);
     VT_EQ_INT(vg_kv_close(kv), VG_OK);
     rec_deinit(&rec);
-    tmpdir_free(dir);
+    vt_tmpdir_free(dir);
 }
 
 int main(void)

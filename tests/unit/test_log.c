@@ -1,7 +1,7 @@
 /* test_log.c — the durable stream: append and read back, sequence numbers,
  * callbacks after durability, torn-tail recovery, segment rolling, read-only
  * readers, injected I/O failures, concurrent appenders, waiting. Each test
- * works in its own mkdtemp directory under /tmp and removes it. */
+ * works in its own directory under /tmp (vt_tmpdir_new) and removes it. */
 #include "stream/log.h"
 
 #include "core/alloc.h"
@@ -14,7 +14,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -25,25 +24,6 @@
 #include <unistd.h>
 
 /* ---- helpers ---- */
-
-static char *tmpdir_new(void)
-{
-    char tmpl[] = "/tmp/vg-test-log.XXXXXX";
-    char *d = mkdtemp(tmpl);
-    return d ? strdup(d) : NULL;
-}
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
-
-static void tmpdir_free(char *dir)
-{
-    if (dir)
-        nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-    free(dir);
-}
 
 static void sleep_ms(int ms)
 {
@@ -256,7 +236,7 @@ static long read_all(vg_log_t *log, uint32_t shard, uint64_t start, uint64_t *fi
 static void test_append_read_reopen(void)
 {
     enum { N = 1000, SHARDS = 4 };
-    char *dir = tmpdir_new();
+    char *dir = vt_tmpdir_new("log");
     VT_REQUIRE(dir);
     vg_log_opts_t o;
     vg_log_opts_default(&o);
@@ -333,12 +313,12 @@ static void test_append_read_reopen(void)
     VT_EQ_INT(seq, next[sh]);
     vg_log_close(log);
     rec_deinit(&rec);
-    tmpdir_free(dir);
+    vt_tmpdir_free(dir);
 }
 
 static void test_callbacks_after_durable(void)
 {
-    char *dir = tmpdir_new();
+    char *dir = vt_tmpdir_new("log");
     VT_REQUIRE(dir);
     fault_t f;
     fault_init(&f);
@@ -428,12 +408,12 @@ static void test_callbacks_after_durable(void)
     for (size_t i = 0; i < rec.n; i++)
         VT_EQ_INT(rec.v[i].status, VG_OK);
     rec_deinit(&rec);
-    tmpdir_free(dir);
+    vt_tmpdir_free(dir);
 }
 
 static void test_torn_tail(void)
 {
-    char *dir = tmpdir_new();
+    char *dir = vt_tmpdir_new("log");
     VT_REQUIRE(dir);
     vg_log_opts_t o;
     vg_log_opts_default(&o);
@@ -505,7 +485,7 @@ static void test_torn_tail(void)
     VT_EQ_INT(vg_log_durable_seq(log, 0), 100);
     VT_EQ_INT(file_size(path), before);
     vg_log_close(log);
-    tmpdir_free(dir);
+    vt_tmpdir_free(dir);
 }
 
 typedef struct {
@@ -551,7 +531,7 @@ static void *follow(void *arg)
 static void test_rolling(void)
 {
     enum { N = 300 };
-    char *dir = tmpdir_new();
+    char *dir = vt_tmpdir_new("log");
     VT_REQUIRE(dir);
     vg_log_opts_t o;
     vg_log_opts_default(&o);
@@ -619,7 +599,7 @@ static void test_rolling(void)
     VT_EQ_INT(first, 1);
     vg_log_close(log);
     rec_deinit(&rec);
-    tmpdir_free(dir);
+    vt_tmpdir_free(dir);
 }
 
 static void on_name(void *ctx, const char *name)
@@ -631,7 +611,7 @@ static void on_name(void *ctx, const char *name)
 
 static void test_readonly(void)
 {
-    char *dir = tmpdir_new();
+    char *dir = vt_tmpdir_new("log");
     VT_REQUIRE(dir);
     vg_log_opts_t o;
     vg_log_opts_default(&o);
@@ -699,14 +679,14 @@ static void test_readonly(void)
     vg_log_close(ro);
     vg_log_close(log);
     rec_deinit(&rec);
-    tmpdir_free(dir);
+    vt_tmpdir_free(dir);
 }
 
 /* A read-only reader waits at a partial record at the newest segment's end
  * (a writer may be copying it) but reports damage in a finished segment. */
 static void test_readonly_damage(void)
 {
-    char *dir = tmpdir_new();
+    char *dir = vt_tmpdir_new("log");
     VT_REQUIRE(dir);
     vg_log_opts_t o;
     vg_log_opts_default(&o);
@@ -765,12 +745,12 @@ static void test_readonly_damage(void)
     vg_log_reader_close(r);
     vg_log_close(ro);
     vg_free(firsts);
-    tmpdir_free(dir);
+    vt_tmpdir_free(dir);
 }
 
 static void test_fsync_failure(void)
 {
-    char *dir = tmpdir_new();
+    char *dir = vt_tmpdir_new("log");
     VT_REQUIRE(dir);
     fault_t f;
     fault_init(&f);
@@ -826,12 +806,12 @@ static void test_fsync_failure(void)
     VT_EQ_INT(read_all(log, 0, 0, NULL, NULL), 6);
     vg_log_close(log);
     rec_deinit(&rec);
-    tmpdir_free(dir);
+    vt_tmpdir_free(dir);
 }
 
 static void test_write_failure(void)
 {
-    char *dir = tmpdir_new();
+    char *dir = vt_tmpdir_new("log");
     VT_REQUIRE(dir);
     fault_t f;
     fault_init(&f);
@@ -883,7 +863,7 @@ static void test_write_failure(void)
     VT_EQ_INT(seq, 21);
     vg_log_close(log);
     rec_deinit(&rec);
-    tmpdir_free(dir);
+    vt_tmpdir_free(dir);
 }
 
 enum { THREADS = 4, PER_THREAD = 5000, TSHARDS = 4 };
@@ -914,7 +894,7 @@ static void *produce(void *arg)
 
 static void test_threads(void)
 {
-    char *dir = tmpdir_new();
+    char *dir = vt_tmpdir_new("log");
     VT_REQUIRE(dir);
     vg_log_opts_t o;
     vg_log_opts_default(&o);
@@ -985,7 +965,7 @@ static void test_threads(void)
     VT_EQ_INT(total, THREADS * PER_THREAD);
     vg_log_close(log);
     rec_deinit(&rec);
-    tmpdir_free(dir);
+    vt_tmpdir_free(dir);
 }
 
 typedef struct {
@@ -1011,7 +991,7 @@ static void *wait_long(void *arg)
 
 static void test_wait(void)
 {
-    char *dir = tmpdir_new();
+    char *dir = vt_tmpdir_new("log");
     VT_REQUIRE(dir);
     vg_log_opts_t o;
     vg_log_opts_default(&o);
@@ -1044,12 +1024,12 @@ static void test_wait(void)
     pthread_join(th, NULL);
     VT_EQ_INT(w2.rc, VG_ECLOSED);
     VT_CHECK(vg_clock_mono_ns() - t0 < 1000000000u);
-    tmpdir_free(dir);
+    vt_tmpdir_free(dir);
 }
 
 static void test_backpressure(void)
 {
-    char *dir = tmpdir_new();
+    char *dir = vt_tmpdir_new("log");
     VT_REQUIRE(dir);
     vg_log_opts_t o;
     vg_log_opts_default(&o);
@@ -1071,12 +1051,12 @@ static void test_backpressure(void)
     VT_EQ_INT(st.committed, 2000);
     vg_log_close(log);
     rec_deinit(&rec);
-    tmpdir_free(dir);
+    vt_tmpdir_free(dir);
 }
 
 static void test_manifest(void)
 {
-    char *dir = tmpdir_new();
+    char *dir = vt_tmpdir_new("log");
     VT_REQUIRE(dir);
     vg_log_opts_t o;
     vg_log_opts_default(&o);
@@ -1122,12 +1102,12 @@ static void test_manifest(void)
     fputs(text, fp);
     fclose(fp);
     VT_EQ_INT(vg_log_open(dir, "m", &o, &log), VG_ECORRUPT);
-    tmpdir_free(dir);
+    vt_tmpdir_free(dir);
 }
 
 static void test_segment_files(void)
 {
-    char *dir = tmpdir_new();
+    char *dir = vt_tmpdir_new("log");
     VT_REQUIRE(dir);
     vg_log_opts_t o;
     vg_log_opts_default(&o);
@@ -1160,14 +1140,14 @@ static void test_segment_files(void)
     close(fd);
     VT_EQ_INT(vg_log_open(dir, "seg", &o, &log), VG_ECORRUPT);
     VT_EQ_INT(file_size(path), VG_SEG_HDR + vg_record_size(1, 0, 1));
-    tmpdir_free(dir);
+    vt_tmpdir_free(dir);
 }
 
 /* Every allocation of open and append failing in turn: a clean error each
  * time (ASan checks for leaks), then success. */
 static void test_alloc_failures(void)
 {
-    char *dir = tmpdir_new();
+    char *dir = vt_tmpdir_new("log");
     VT_REQUIRE(dir);
     vg_log_opts_t o;
     vg_log_opts_default(&o);
@@ -1192,12 +1172,12 @@ static void test_alloc_failures(void)
     VT_REQUIRE(vg_log_open(dir, "oom", &o, &log) == VG_OK);
     VT_EQ_INT(vg_log_durable_seq(log, 0), 1);
     vg_log_close(log);
-    tmpdir_free(dir);
+    vt_tmpdir_free(dir);
 }
 
 static void test_append_errors(void)
 {
-    char *dir = tmpdir_new();
+    char *dir = vt_tmpdir_new("log");
     VT_REQUIRE(dir);
     vg_log_opts_t o;
     vg_log_opts_default(&o);
@@ -1227,7 +1207,7 @@ static void test_append_errors(void)
     vg_log_reader_close(r);
     vg_log_close(log);
     vg_log_close(NULL);
-    tmpdir_free(dir);
+    vt_tmpdir_free(dir);
 }
 
 /* A shard with no records yet has one empty segment named after seq 1 —
@@ -1235,7 +1215,7 @@ static void test_append_errors(void)
  * writing process) must report "nothing yet", not loop reopening it. */
 static void test_empty_shard_readers(void)
 {
-    char *dir = tmpdir_new();
+    char *dir = vt_tmpdir_new("log");
     VT_REQUIRE(dir != NULL);
     vg_log_opts_t o;
     vg_log_opts_default(&o);
@@ -1257,14 +1237,14 @@ static void test_empty_shard_readers(void)
     vg_log_reader_close(r);
     vg_log_close(ro);
     vg_log_close(log);
-    tmpdir_free(dir);
+    vt_tmpdir_free(dir);
 }
 
 /* A segment of an older format version (different record checksum) is
  * refused at open and left untouched — never mistaken for a torn tail. */
 static void test_old_version_refused(void)
 {
-    char *dir = tmpdir_new();
+    char *dir = vt_tmpdir_new("log");
     VT_REQUIRE(dir);
     vg_log_opts_t o;
     vg_log_opts_default(&o);
@@ -1285,7 +1265,7 @@ static void test_old_version_refused(void)
     VT_CHECK(vg_log_open(dir, "old", &o, &log) != VG_OK);
     vg_log_close(log);
     VT_EQ_INT(file_size(path), size);
-    tmpdir_free(dir);
+    vt_tmpdir_free(dir);
 }
 
 /* Watchers: only the watchers of a shard that advanced are called, with
@@ -1308,7 +1288,7 @@ static void on_watch(void *ctx, uint32_t shard, uint64_t seq)
 
 static void test_watch(void)
 {
-    char *dir = tmpdir_new();
+    char *dir = vt_tmpdir_new("log");
     VT_REQUIRE(dir);
     vg_log_opts_t o;
     vg_log_opts_default(&o);
@@ -1364,7 +1344,7 @@ static void test_watch(void)
         vg_log_unwatch(log, 1, on_watch, &many[i]);
     vg_log_unwatch(log, 1, on_watch, &b);
     vg_log_close(log);
-    tmpdir_free(dir);
+    vt_tmpdir_free(dir);
 }
 
 /* ---- retention ---- */
@@ -1411,7 +1391,7 @@ static long long dir_bytes(const char *dir, const char *name, uint32_t shards)
 static void test_retention_age(void)
 {
     enum { N = 60 };
-    char *dir = tmpdir_new();
+    char *dir = vt_tmpdir_new("log");
     VT_REQUIRE(dir);
     vg_log_opts_t o;
     vg_log_opts_default(&o);
@@ -1554,7 +1534,7 @@ static void test_retention_age(void)
     VT_EQ_INT(rms, 0);
     vg_log_close(ro);
     rec_deinit(&rec);
-    tmpdir_free(dir);
+    vt_tmpdir_free(dir);
 }
 
 /* While records arrive steadily, no record is deleted before it is
@@ -1564,7 +1544,7 @@ static void test_retention_age(void)
 static void test_retention_not_early(void)
 {
     enum { N = 400, RET_MS = 300 };
-    char *dir = tmpdir_new();
+    char *dir = vt_tmpdir_new("log");
     VT_REQUIRE(dir);
     vg_log_opts_t o;
     vg_log_opts_default(&o);
@@ -1609,7 +1589,7 @@ static void test_retention_not_early(void)
     VT_EQ_INT(last, N);
     VT_EQ_INT(n, (long)(last - first + 1));
     vg_log_close(log);
-    tmpdir_free(dir);
+    vt_tmpdir_free(dir);
 }
 
 /* Size cap: the oldest finished segments of the stream go while it is
@@ -1617,7 +1597,7 @@ static void test_retention_not_early(void)
 static void test_retention_bytes(void)
 {
     enum { N = 200, CAP = 4096 };
-    char *dir = tmpdir_new();
+    char *dir = vt_tmpdir_new("log");
     VT_REQUIRE(dir);
     vg_log_opts_t o;
     vg_log_opts_default(&o);
@@ -1657,7 +1637,7 @@ static void test_retention_bytes(void)
               N);
     vg_log_close(log);
     rec_deinit(&rec);
-    tmpdir_free(dir);
+    vt_tmpdir_free(dir);
 }
 
 /* ---- disk full ---- */
@@ -1740,7 +1720,7 @@ static void *df_append_many(void *arg)
 static void test_disk_full_write(void)
 {
     enum { BEFORE = 10, DURING = 60, PER_SHARD = (BEFORE + DURING) / 2 };
-    char *dir = tmpdir_new();
+    char *dir = vt_tmpdir_new("log");
     VT_REQUIRE(dir);
     fault_t f;
     fault_init(&f);
@@ -1826,7 +1806,7 @@ static void test_disk_full_write(void)
         tokens[t % 2][t / 2] = t;
     check_contents(dir, "df", 1, tokens[1], PER_SHARD);
     rec_deinit(&rec);
-    tmpdir_free(dir);
+    vt_tmpdir_free(dir);
 }
 
 /* The next segment cannot be created (ENOSPC on open): a pause at the roll;
@@ -1835,7 +1815,7 @@ static void test_disk_full_write(void)
 static void test_disk_full_roll(void)
 {
     enum { N = 80 };
-    char *dir = tmpdir_new();
+    char *dir = vt_tmpdir_new("log");
     VT_REQUIRE(dir);
     fault_t f;
     fault_init(&f);
@@ -1872,7 +1852,7 @@ static void test_disk_full_roll(void)
         tokens[t] = t;
     check_contents(dir, "dfr", 0, tokens, N);
     rec_deinit(&rec);
-    tmpdir_free(dir);
+    vt_tmpdir_free(dir);
 }
 
 /* Close while the disk stays full returns (after its grace period) and
@@ -1881,7 +1861,7 @@ static void test_disk_full_roll(void)
 static void test_disk_full_close(void)
 {
     enum { BEFORE = 6, DURING = 20 };
-    char *dir = tmpdir_new();
+    char *dir = vt_tmpdir_new("log");
     VT_REQUIRE(dir);
     fault_t f;
     fault_init(&f);
@@ -1920,14 +1900,14 @@ static void test_disk_full_close(void)
     VT_EQ_INT(seq, BEFORE / 2 + 1);
     vg_log_close(log);
     rec_deinit(&rec);
-    tmpdir_free(dir);
+    vt_tmpdir_free(dir);
 }
 
 /* fdatasync failing, even with ENOSPC, stays fail-stop: after a failed
  * writeback the page cache no longer says what is on disk. */
 static void test_sync_enospc_fails(void)
 {
-    char *dir = tmpdir_new();
+    char *dir = vt_tmpdir_new("log");
     VT_REQUIRE(dir);
     fault_t f;
     fault_init(&f);
@@ -1952,7 +1932,7 @@ static void test_sync_enospc_fails(void)
     VT_EQ_INT(df_append(log, 0, &rec, 1), VG_EIO);
     vg_log_close(log);
     rec_deinit(&rec);
-    tmpdir_free(dir);
+    vt_tmpdir_free(dir);
 }
 
 static void *post_later(void *arg)
@@ -2032,7 +2012,7 @@ static void *flusher_main(void *arg)
 
 static void test_flush_leader(void)
 {
-    char *dir = tmpdir_new();
+    char *dir = vt_tmpdir_new("log");
     VT_REQUIRE(dir);
     vg_log_opts_t o;
     vg_log_opts_default(&o);
@@ -2091,7 +2071,7 @@ static void test_flush_leader(void)
     VT_EQ_INT(vg_log_append(log, "a", 1, NULL, 0, "v", 1, 1, on_flush_done, &fr, 2, NULL, NULL), VG_OK);
     vg_log_close(log);
     VT_EQ_INT(atomic_load(&fr.calls), 21);
-    tmpdir_free(dir);
+    vt_tmpdir_free(dir);
 }
 
 int main(void)
