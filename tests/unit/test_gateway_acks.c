@@ -31,7 +31,7 @@ static void rec_flush(void *ctx)
     ((rec_t *)ctx)->flushes++;
 }
 
-static char state_dir[64];
+static char *state_dir; /* vt_tmpdir_new, while a server with a store runs */
 
 static vg_server_t *server_with_hook(rec_t *rec, bool store)
 {
@@ -42,8 +42,8 @@ static vg_server_t *server_with_hook(rec_t *rec, bool store)
     o.nhooks = 1;
     char path[128];
     if (store) {
-        snprintf(state_dir, sizeof state_dir, "/tmp/vg-gwt-XXXXXX");
-        if (!mkdtemp(state_dir))
+        state_dir = vt_tmpdir_new("gwt");
+        if (!state_dir)
             return NULL;
         snprintf(path, sizeof path, "%s/gateway.db", state_dir);
         o.state_path = path;
@@ -54,13 +54,8 @@ static vg_server_t *server_with_hook(rec_t *rec, bool store)
 static void server_done(vg_server_t *s)
 {
     vg_server_free(s);
-    if (state_dir[0]) {
-        char cmd[128];
-        snprintf(cmd, sizeof cmd, "rm -rf %s", state_dir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "could not remove %s\n", state_dir);
-        state_dir[0] = 0;
-    }
+    vt_tmpdir_free(state_dir);
+    state_dir = NULL;
 }
 
 static ack_t *ack_of(conn_t *c, uint16_t pid)

@@ -92,7 +92,7 @@ static void append_event(vg_log_t *log, const char *dev, double hr, int64_t step
 }
 
 typedef struct {
-    char dir[64];
+    char *dir; /* vt_tmpdir_new; NULL if it could not be made */
     vg_log_t *tel, *alerts;
     vg_processor_t *proc;
     vg_detect_cfg_t cfg;
@@ -143,17 +143,13 @@ static void fx_init(fx_t *f)
 {
     memset(f, 0, sizeof *f);
     pthread_mutex_init(&f->sink.mu, NULL);
-    snprintf(f->dir, sizeof f->dir, "/tmp/vg-proc-XXXXXX");
-    if (!mkdtemp(f->dir))
-        f->dir[0] = '\0';
+    f->dir = vt_tmpdir_new("proc");
 }
 
 static void fx_done(fx_t *f)
 {
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", f->dir);
-    if (system(cmd) != 0)
-        fprintf(stdout, "  could not remove %s\n", f->dir);
+    vt_tmpdir_free(f->dir);
+    f->dir = NULL;
     pthread_mutex_destroy(&f->sink.mu);
 }
 
@@ -206,7 +202,7 @@ static void test_episode_update_and_replays(void)
 {
     fx_t f;
     fx_init(&f);
-    VT_REQUIRE(f.dir[0] && open_all(&f) == 0);
+    VT_REQUIRE(f.dir && open_all(&f) == 0);
     /* 7 min at rest, up to 130 for 12 min: OPEN (warning) */
     int64_t t = feed_rest(&f, "dev-a", 84, 70, T0);
     t = feed_ramp(&f, "dev-a", 70, 130, t);
@@ -275,7 +271,7 @@ static void test_ack_durable_and_replayed(void)
 {
     fx_t f;
     fx_init(&f);
-    VT_REQUIRE(f.dir[0] && open_all(&f) == 0);
+    VT_REQUIRE(f.dir && open_all(&f) == 0);
     int64_t t = feed_rest(&f, "dev-b", 12, 70, T0);
     for (int i = 0; i < 10; i++, t += STEP) {
         append_event(f.tel, "dev-b", 30, 0, t);
@@ -319,7 +315,7 @@ static void test_silence(void)
 {
     fx_t f;
     fx_init(&f);
-    VT_REQUIRE(f.dir[0] && open_all(&f) == 0);
+    VT_REQUIRE(f.dir && open_all(&f) == 0);
     /* q falls silent after 2 minutes; 12 others keep both shards' clocks going for 25 */
     int64_t t = T0;
     for (int i = 0; i < 300; i++, t += STEP) {
@@ -408,7 +404,7 @@ static void test_idle_sleeps_until_due(void)
 {
     fx_t f;
     fx_init(&f);
-    VT_REQUIRE(f.dir[0] && open_all(&f) == 0);
+    VT_REQUIRE(f.dir && open_all(&f) == 0);
     /* 100 ms apart in event time, the last one now: a gap after 300 ms */
     int64_t now = vg_clock_wall_ms();
     for (int i = 0; i < 12; i++) {
@@ -486,7 +482,7 @@ static void test_replay_sees_the_same_stream_time(void)
     f.tuned_cfg.offline_after_s = 1.0;
     f.tuned_cfg.gap_factor = 1000; /* no DATA_GAP: offline only */
     f.tuned = true;
-    VT_REQUIRE(f.dir[0] && open_all(&f) == 0);
+    VT_REQUIRE(f.dir && open_all(&f) == 0);
     int64_t ts = T0;
     for (int k = 0; k < 6; k++, ts += 10) {
         append_event(f.tel, "o", 70 + k % 3, 0, ts);
@@ -542,7 +538,7 @@ static void test_replay_rereaches_idle_ticks(void)
 {
     fx_t f;
     fx_init(&f);
-    VT_REQUIRE(f.dir[0] && open_all(&f) == 0);
+    VT_REQUIRE(f.dir && open_all(&f) == 0);
     /* 100 ms apart, arrival = event time, the last one now: a gap after 300 ms */
     int64_t now = vg_clock_wall_ms(), last = 0;
     for (int i = 0; i < 12; i++) {
@@ -595,7 +591,7 @@ static void test_future_clock_does_not_drag_time(void)
 {
     fx_t f;
     fx_init(&f);
-    VT_REQUIRE(f.dir[0] && open_all(&f) == 0);
+    VT_REQUIRE(f.dir && open_all(&f) == 0);
     const char *fut = "future-clock";
     char honest[32] = "";
     uint32_t want = vg_shardmap_shard(2, vg_shardmap_hash(fut, strlen(fut)));
@@ -631,7 +627,7 @@ static void test_other_state_layout_keeps_position(void)
 {
     fx_t f;
     fx_init(&f);
-    VT_REQUIRE(f.dir[0] && open_all(&f) == 0);
+    VT_REQUIRE(f.dir && open_all(&f) == 0);
     int64_t t = feed_rest(&f, "dev-l", 40, 70, T0);
     VT_EQ_INT(wait_processed(&f, f.appended), (long long)f.appended);
     close_all(&f);
@@ -672,7 +668,7 @@ static void test_damaged_checkpoint_refuses(void)
 {
     fx_t f;
     fx_init(&f);
-    VT_REQUIRE(f.dir[0] && open_all(&f) == 0);
+    VT_REQUIRE(f.dir && open_all(&f) == 0);
     append_event(f.tel, "dev-c", 150, 0, T0);
     VT_EQ_INT(wait_processed(&f, 1), 1);
     close_all(&f);
@@ -708,7 +704,7 @@ static void test_alert_in_flight_at_stop(void)
     io.pwrite = full_pwrite;
     f.alerts_io = &io;
     atomic_store(&disk_full, false);
-    VT_REQUIRE(f.dir[0] && open_all(&f) == 0);
+    VT_REQUIRE(f.dir && open_all(&f) == 0);
     atomic_store(&disk_full, true);
     int64_t t = feed_rest(&f, "dev-a", 84, 70, T0);
     t = feed_ramp(&f, "dev-a", 70, 130, t);
