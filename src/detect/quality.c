@@ -100,6 +100,18 @@ enum {
     QF2_STALE_PENDING = 1u << 1, /* the last in-order sample was stale, verdict awaits the next one */
 };
 
+/* One good sample while the condition behind flag is active: *ok counts them
+ * and QUALITY_CLEAR_SAMPLES in a row clear it (the rule IMPOSSIBLE,
+ * OUT_OF_ORDER, STALE and SKEW share; a bad sample resets *ok at the caller). */
+static inline void clear_after_good(vg_quality_state_t *s, uint8_t flag, uint8_t *ok)
+{
+    *ok = vg_sat_inc_u8(*ok);
+    if (*ok >= QUALITY_CLEAR_SAMPLES) {
+        s->flags &= (uint8_t)~flag;
+        *ok = 0;
+    }
+}
+
 static int64_t sec_ms(double s)
 {
     return (int64_t)llround(s * 1000.0);
@@ -161,11 +173,7 @@ static void judge_impossible(const vg_detect_cfg_t *c, vg_quality_state_t *s, co
         s->flags |= QF_IMP;
         s->imp_ok = 0;
     } else if (s->flags & QF_IMP) {
-        s->imp_ok = vg_sat_inc_u8(s->imp_ok);
-        if (s->imp_ok >= QUALITY_CLEAR_SAMPLES) {
-            s->flags &= (uint8_t)~QF_IMP;
-            s->imp_ok = 0;
-        }
+        clear_after_good(s, QF_IMP, &s->imp_ok);
     }
     vg_cond_t *k =
         vg_cond_put(out, n, VG_ALERT_IMPOSSIBLE_VALUE, s->flags & QF_IMP, VG_SEV_WARNING, x->ts_ms, value, threshold);
@@ -181,11 +189,7 @@ static void judge_order(vg_quality_state_t *s, const vg_sample_t *x, bool inorde
         s->flags |= QF_OOO;
         s->ooo_ok = 0;
     } else if (s->flags & QF_OOO) {
-        s->ooo_ok = vg_sat_inc_u8(s->ooo_ok);
-        if (s->ooo_ok >= QUALITY_CLEAR_SAMPLES) {
-            s->flags &= (uint8_t)~QF_OOO;
-            s->ooo_ok = 0;
-        }
+        clear_after_good(s, QF_OOO, &s->ooo_ok);
     }
     /* value: how far behind the previous in-order sample, in seconds
      * (0 for a duplicate timestamp). */
@@ -316,13 +320,9 @@ static void judge_clock(const vg_detect_cfg_t *c, vg_quality_state_t *s, const v
         s->flags |= QF_SKEW;
         s->skew_ok = 0;
     } else if (s->flags & QF_SKEW) {
-        if (fabs(off) < skew_lim / 2) {
-            s->skew_ok = vg_sat_inc_u8(s->skew_ok);
-            if (s->skew_ok >= QUALITY_CLEAR_SAMPLES) {
-                s->flags &= (uint8_t)~QF_SKEW;
-                s->skew_ok = 0;
-            }
-        } else
+        if (fabs(off) < skew_lim / 2)
+            clear_after_good(s, QF_SKEW, &s->skew_ok);
+        else
             s->skew_ok = 0;
     }
     bool skew = s->flags & QF_SKEW;
@@ -358,11 +358,7 @@ static void judge_clock(const vg_detect_cfg_t *c, vg_quality_state_t *s, const v
     } else if (verdict == PENDING) {
         s->flags2 |= QF2_STALE_PENDING;
     } else if (s->flags & QF_STALE) {
-        s->stale_ok = vg_sat_inc_u8(s->stale_ok);
-        if (s->stale_ok >= QUALITY_CLEAR_SAMPLES) {
-            s->flags &= (uint8_t)~QF_STALE;
-            s->stale_ok = 0;
-        }
+        clear_after_good(s, QF_STALE, &s->stale_ok);
     }
     vg_cond_put(out, n, VG_ALERT_STALE_DATA, s->flags & QF_STALE, VG_SEV_INFO, at, -off / 1000.0, c->stale_after_s);
 
