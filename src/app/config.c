@@ -52,6 +52,9 @@ static const opt_t opts[] = {
     {"shards", T_U32, OFF(shards), 0, 1, 256, "N", "shards of a new telemetry stream (default 4)"},
     {"fsync", T_FSYNC, 0, 0, 0, 0, "POLICY", "always | none | interval:MS (default always: PUBACK after fdatasync)"},
     {"segment-bytes", T_U64, OFF(segment_bytes), 0, 4096, 1e12, "BYTES", "roll stream segments at this size (64 MiB)"},
+    {"segment-prealloc-bytes", T_U64, OFF(segment_prealloc_bytes), 0, 0, 1073741824.0, "BYTES",
+     "zeros written ahead of the data in each shard's active segment, so a commit's fdatasync skips the journal "
+     "(1 MiB; 0 = off)"},
     /* ---- retention (issue 9): see README "On disk" ---- */
     {"retention-telemetry", T_DURATION, OFF(retention_telemetry_ms), 0, 1000, 31536000000.0, "DURATION",
      "delete telemetry older than this, whole segments, oldest first (24h; 1s-365d; units ms s m h d)"},
@@ -149,6 +152,7 @@ void vg_config_default(vg_config_t *c)
     c->shards = 4;
     c->fsync = VG_FSYNC_ALWAYS;
     c->segment_bytes = 64ull << 20;
+    c->segment_prealloc_bytes = 1ull << 20;
     c->max_pending_bytes = 64ull << 20;
     c->store_max_pending_bytes = 64ull << 20;
     c->retention_telemetry_ms = 24ull * 3600 * 1000;      /* Kinesis' default */

@@ -37,6 +37,7 @@ typedef struct {
     vg_fsync_policy_t fsync;
     uint32_t fsync_interval_ms;
     uint64_t segment_bytes;
+    uint64_t segment_prealloc_bytes; /* 0: off */
     uint64_t max_pending_bytes;
     uint64_t store_max_pending_bytes;
     uint64_t retention_telemetry_ms; /* per stream, see log.h; 0 never happens (minimum 1 s) */

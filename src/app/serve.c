@@ -395,6 +395,7 @@ static int open_streams(app_t *a)
     lo.fsync = a->cfg.fsync;
     lo.fsync_interval_ms = a->cfg.fsync_interval_ms;
     lo.segment_bytes = a->cfg.segment_bytes;
+    lo.prealloc_bytes = a->cfg.segment_prealloc_bytes ? a->cfg.segment_prealloc_bytes : VG_LOG_PREALLOC_OFF;
     lo.max_pending_bytes = a->cfg.max_pending_bytes;
     /* Telemetry is appended only by the I/O workers, which flush it before
      * they sleep (leader commit); the other streams have no such caller. */

@@ -49,6 +49,8 @@
  *   neither break nor extend a run. */
 #include "detect/baseline.h"
 
+#include "core/sat.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -80,20 +82,6 @@ enum {
     BF_NIGHT = 1u << 3,    /* a night is being collected */
     BF_NIGHT_ON = 1u << 4, /* RESTING_HR_ELEVATION active */
 };
-
-static int64_t sat_add(int64_t a, int64_t b)
-{
-    if (b > 0 && a > INT64_MAX - b)
-        return INT64_MAX;
-    if (b < 0 && a < INT64_MIN - b)
-        return INT64_MIN;
-    return a + b;
-}
-
-static uint8_t inc8(uint8_t v)
-{
-    return v == UINT8_MAX ? v : (uint8_t)(v + 1);
-}
 
 static double clampd(double v, double lo, double hi)
 {
@@ -171,7 +159,7 @@ static void drift(const vg_detect_cfg_t *c, vg_baseline_state_t *s, const vg_sam
     s->var = (float)var;
     s->level = (float)level;
     s->level_var = (float)lvar;
-    s->rest_ms = sat_add(s->rest_ms, credit);
+    s->rest_ms = vg_sat_add_i64(s->rest_ms, credit);
     if ((double)s->rest_ms < warm_ms)
         return; /* no verdict yet, so nothing to report */
 
@@ -208,7 +196,7 @@ static void drift(const vg_detect_cfg_t *c, vg_baseline_state_t *s, const vg_sam
     }
 
     vg_cond_t *q = vg_cond_put(out, n, VG_ALERT_BASELINE_DRIFT, on, z >= 2.0 * lim ? VG_SEV_CRITICAL : VG_SEV_WARNING,
-                       on ? s->cross_ms : x->ts_ms, z, lim);
+                               on ? s->cross_ms : x->ts_ms, z, lim);
     q->mean_hr = (float)level;
     q->min_hr = (float)(mean - sqrt(var));
     q->max_hr = (float)(mean + sqrt(var));
@@ -251,7 +239,7 @@ static bool night_of(const vg_detect_cfg_t *c, int64_t ts, night_t *nt)
     int64_t tz = (int64_t)llround(c->tz_offset_min * 60000.0);
     int64_t st = (int64_t)llround(c->night_start_hour * HOUR_MS);
     /* Shift so that every night starts at a multiple of DAY_MS. */
-    int64_t t = sat_add(sat_add(ts, tz), -st);
+    int64_t t = vg_sat_add_i64(vg_sat_add_i64(ts, tz), -st);
     int64_t day = t / DAY_MS, off = t % DAY_MS;
     if (off < 0) {
         day--;
@@ -313,8 +301,8 @@ static void close_night(const vg_detect_cfg_t *c, vg_baseline_state_t *s, vg_con
     bool elevated = delta >= c->nightly_warn_bpm;
     bool was_on = s->flags & BF_NIGHT_ON;
     if (elevated) {
-        s->elev_n = inc8(s->elev_n);
-        s->alert_n = delta >= c->nightly_alert_bpm ? inc8(s->alert_n) : 0;
+        s->elev_n = vg_sat_inc_u8(s->elev_n);
+        s->alert_n = delta >= c->nightly_alert_bpm ? vg_sat_inc_u8(s->alert_n) : 0;
         if (s->elev_n == 1 && !was_on)
             s->elev_ms = nt.start_ms;
     } else {
@@ -335,7 +323,7 @@ static void close_night(const vg_detect_cfg_t *c, vg_baseline_state_t *s, vg_con
         hist_push(s, rhr);
         s->held_n = 0;
     } else {
-        s->held_n = inc8(s->held_n);
+        s->held_n = vg_sat_inc_u8(s->held_n);
         if (s->held_n >= REBASE_NIGHTS) {
             s->hist_n = s->hist_pos = 0;
             memset(s->hist, 0, sizeof s->hist);

@@ -53,6 +53,8 @@
  * OFFLINE). */
 #include "detect/quality.h"
 
+#include "core/sat.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -98,27 +100,16 @@ enum {
     QF2_STALE_PENDING = 1u << 1, /* the last in-order sample was stale, verdict awaits the next one */
 };
 
-static int64_t sat_add(int64_t a, int64_t b)
+/* One good sample while the condition behind flag is active: *ok counts them
+ * and QUALITY_CLEAR_SAMPLES in a row clear it (the rule IMPOSSIBLE,
+ * OUT_OF_ORDER, STALE and SKEW share; a bad sample resets *ok at the caller). */
+static inline void clear_after_good(vg_quality_state_t *s, uint8_t flag, uint8_t *ok)
 {
-    if (b > 0 && a > INT64_MAX - b)
-        return INT64_MAX;
-    if (b < 0 && a < INT64_MIN - b)
-        return INT64_MIN;
-    return a + b;
-}
-
-static int64_t sat_sub(int64_t a, int64_t b)
-{
-    if (b < 0 && a > INT64_MAX + b)
-        return INT64_MAX;
-    if (b > 0 && a < INT64_MIN + b)
-        return INT64_MIN;
-    return a - b;
-}
-
-static uint8_t inc8(uint8_t v)
-{
-    return v == UINT8_MAX ? v : (uint8_t)(v + 1);
+    *ok = vg_sat_inc_u8(*ok);
+    if (*ok >= QUALITY_CLEAR_SAMPLES) {
+        s->flags &= (uint8_t)~flag;
+        *ok = 0;
+    }
 }
 
 static int64_t sec_ms(double s)
@@ -182,11 +173,7 @@ static void judge_impossible(const vg_detect_cfg_t *c, vg_quality_state_t *s, co
         s->flags |= QF_IMP;
         s->imp_ok = 0;
     } else if (s->flags & QF_IMP) {
-        s->imp_ok = inc8(s->imp_ok);
-        if (s->imp_ok >= QUALITY_CLEAR_SAMPLES) {
-            s->flags &= (uint8_t)~QF_IMP;
-            s->imp_ok = 0;
-        }
+        clear_after_good(s, QF_IMP, &s->imp_ok);
     }
     vg_cond_t *k =
         vg_cond_put(out, n, VG_ALERT_IMPOSSIBLE_VALUE, s->flags & QF_IMP, VG_SEV_WARNING, x->ts_ms, value, threshold);
@@ -202,11 +189,7 @@ static void judge_order(vg_quality_state_t *s, const vg_sample_t *x, bool inorde
         s->flags |= QF_OOO;
         s->ooo_ok = 0;
     } else if (s->flags & QF_OOO) {
-        s->ooo_ok = inc8(s->ooo_ok);
-        if (s->ooo_ok >= QUALITY_CLEAR_SAMPLES) {
-            s->flags &= (uint8_t)~QF_OOO;
-            s->ooo_ok = 0;
-        }
+        clear_after_good(s, QF_OOO, &s->ooo_ok);
     }
     /* value: how far behind the previous in-order sample, in seconds
      * (0 for a duplicate timestamp). */
@@ -225,10 +208,10 @@ static void judge_offline(const vg_detect_cfg_t *c, vg_quality_state_t *s, const
         /* No tick came in time (a fast replay, or the processor was busy):
          * report the silence now, dated when it crossed the limit, so the
          * episode is the same whichever way it was noticed. */
-        int64_t silent = sat_sub(x->now_ms, s->last_now_ms);
+        int64_t silent = vg_sat_sub_i64(x->now_ms, s->last_now_ms);
         if (silent > limit)
-            vg_cond_put(out, n, VG_ALERT_DEVICE_OFFLINE, true, VG_SEV_WARNING, sat_add(s->last_now_ms, limit),
-                (double)silent / 1000.0, c->offline_after_s);
+            vg_cond_put(out, n, VG_ALERT_DEVICE_OFFLINE, true, VG_SEV_WARNING, vg_sat_add_i64(s->last_now_ms, limit),
+                        (double)silent / 1000.0, c->offline_after_s);
     }
     vg_cond_put(out, n, VG_ALERT_DEVICE_OFFLINE, false, VG_SEV_WARNING, x->now_ms, 0.0, c->offline_after_s);
 }
@@ -240,12 +223,14 @@ static void judge_gap(const vg_detect_cfg_t *c, vg_quality_state_t *s, const vg_
     int64_t limit = gap_limit_ms(c, s);
     if (s->flags & QF_GAP) {
         s->flags &= (uint8_t)~QF_GAP;
-        vg_cond_put(out, n, VG_ALERT_DATA_GAP, false, VG_SEV_INFO, x->ts_ms, (double)x->dt_ms / 1000.0, (double)limit / 1000.0);
+        vg_cond_put(out, n, VG_ALERT_DATA_GAP, false, VG_SEV_INFO, x->ts_ms, (double)x->dt_ms / 1000.0,
+                    (double)limit / 1000.0);
     } else if (gap_ready(s)) {
         if (x->dt_ms > limit)
-            vg_cond_put(out, n, VG_ALERT_DATA_GAP, true, VG_SEV_INFO, sat_add(s->last_ts_ms, limit), (double)x->dt_ms / 1000.0,
-                (double)limit / 1000.0);
-        vg_cond_put(out, n, VG_ALERT_DATA_GAP, false, VG_SEV_INFO, x->ts_ms, (double)x->dt_ms / 1000.0, (double)limit / 1000.0);
+            vg_cond_put(out, n, VG_ALERT_DATA_GAP, true, VG_SEV_INFO, vg_sat_add_i64(s->last_ts_ms, limit),
+                        (double)x->dt_ms / 1000.0, (double)limit / 1000.0);
+        vg_cond_put(out, n, VG_ALERT_DATA_GAP, false, VG_SEV_INFO, x->ts_ms, (double)x->dt_ms / 1000.0,
+                    (double)limit / 1000.0);
     }
 
     /* The usual interval: an exponentially weighted mean, each update
@@ -265,7 +250,7 @@ static void judge_gap(const vg_detect_cfg_t *c, vg_quality_state_t *s, const vg_
             a = INTERVAL_ALPHA;
         s->interval_ms = (float)(m + a * (d - m));
     }
-    s->intervals = inc8(s->intervals);
+    s->intervals = vg_sat_inc_u8(s->intervals);
 }
 
 /* ---- SENSOR_FLATLINE --------------------------------------------------------------- */
@@ -286,14 +271,14 @@ static void judge_flat(const vg_detect_cfg_t *c, vg_quality_state_t *s, const vg
         s->flat_start_ms = x->ts_ms;
         s->flat_n = 1;
     }
-    int64_t dur = sat_sub(x->ts_ms, s->flat_start_ms);
+    int64_t dur = vg_sat_sub_i64(x->ts_ms, s->flat_start_ms);
     /* flat_n saturates at 65535, so a larger configured count means 65535 */
     double need = c->flatline_min_samples < UINT16_MAX ? c->flatline_min_samples : UINT16_MAX;
     if ((double)s->flat_n >= need && dur >= sec_ms(c->flatline_s))
         s->flags |= QF_FLAT;
     bool on = s->flags & QF_FLAT;
     vg_cond_t *k = vg_cond_put(out, n, VG_ALERT_FLATLINE, on, VG_SEV_WARNING, on ? s->flat_start_ms : x->ts_ms,
-                       (double)dur / 1000.0, c->flatline_s);
+                               (double)dur / 1000.0, c->flatline_s);
     k->samples = s->flat_n;
     k->window_ms = dur;
     k->min_hr = k->mean_hr = k->max_hr = ev_hr(x->hr);
@@ -311,7 +296,7 @@ static void judge_flat(const vg_detect_cfg_t *c, vg_quality_state_t *s, const vg
  * follows a stale one with an inconsistent offset is stale at once. */
 static void judge_clock(const vg_detect_cfg_t *c, vg_quality_state_t *s, const vg_sample_t *x, vg_cond_t *out, int *n)
 {
-    int64_t off_ms = sat_sub(x->ts_ms, x->now_ms);
+    int64_t off_ms = vg_sat_sub_i64(x->ts_ms, x->now_ms);
     double off = (double)offset_ds(off_ms) * 100.0; /* as stored, so equal inputs compare equal */
     double skew_lim = c->clock_skew_s * 1000.0, stale_lim = c->stale_after_s * 1000.0;
     bool have_prev = s->flags2 & QF2_INORDER;
@@ -319,12 +304,12 @@ static void judge_clock(const vg_detect_cfg_t *c, vg_quality_state_t *s, const v
 
     /* CLOCK_SKEW */
     bool cand = fabs(off) > skew_lim;
-    bool cons =
-        cand && have_prev && s->skew_n > 0 && (fabs(off - prev) < skew_tolerance(s) || (off > skew_lim && prev > skew_lim));
+    bool cons = cand && have_prev && s->skew_n > 0 &&
+                (fabs(off - prev) < skew_tolerance(s) || (off > skew_lim && prev > skew_lim));
     if (!cand)
         s->skew_n = 0;
     else if (cons)
-        s->skew_n = inc8(s->skew_n);
+        s->skew_n = vg_sat_inc_u8(s->skew_n);
     else {
         s->skew_n = 1;
         if (!(s->flags & QF_SKEW))
@@ -335,18 +320,14 @@ static void judge_clock(const vg_detect_cfg_t *c, vg_quality_state_t *s, const v
         s->flags |= QF_SKEW;
         s->skew_ok = 0;
     } else if (s->flags & QF_SKEW) {
-        if (fabs(off) < skew_lim / 2) {
-            s->skew_ok = inc8(s->skew_ok);
-            if (s->skew_ok >= QUALITY_CLEAR_SAMPLES) {
-                s->flags &= (uint8_t)~QF_SKEW;
-                s->skew_ok = 0;
-            }
-        } else
+        if (fabs(off) < skew_lim / 2)
+            clear_after_good(s, QF_SKEW, &s->skew_ok);
+        else
             s->skew_ok = 0;
     }
     bool skew = s->flags & QF_SKEW;
     vg_cond_put(out, n, VG_ALERT_CLOCK_SKEW, skew, VG_SEV_WARNING, skew ? s->skew_start_ms : x->ts_ms, off / 1000.0,
-        c->clock_skew_s);
+                c->clock_skew_s);
 
     /* STALE_DATA */
     enum { FRESH, PENDING, STALE } verdict;
@@ -377,11 +358,7 @@ static void judge_clock(const vg_detect_cfg_t *c, vg_quality_state_t *s, const v
     } else if (verdict == PENDING) {
         s->flags2 |= QF2_STALE_PENDING;
     } else if (s->flags & QF_STALE) {
-        s->stale_ok = inc8(s->stale_ok);
-        if (s->stale_ok >= QUALITY_CLEAR_SAMPLES) {
-            s->flags &= (uint8_t)~QF_STALE;
-            s->stale_ok = 0;
-        }
+        clear_after_good(s, QF_STALE, &s->stale_ok);
     }
     vg_cond_put(out, n, VG_ALERT_STALE_DATA, s->flags & QF_STALE, VG_SEV_INFO, at, -off / 1000.0, c->stale_after_s);
 
@@ -423,21 +400,21 @@ int vg_quality_tick(const vg_detect_cfg_t *c, vg_quality_state_t *s, int64_t now
     int n = 0;
     if (!(s->flags & QF_SEEN))
         return 0;
-    int64_t silent = sat_sub(now_ms, s->last_now_ms);
+    int64_t silent = vg_sat_sub_i64(now_ms, s->last_now_ms);
     if (!(s->flags & QF_GAP) && gap_ready(s) && (s->flags2 & QF2_INORDER)) {
         int64_t limit = gap_limit_ms(c, s);
         if (silent > limit) {
             s->flags |= QF_GAP;
-            vg_cond_put(out, &n, VG_ALERT_DATA_GAP, true, VG_SEV_INFO, sat_add(s->last_ts_ms, limit), (double)silent / 1000.0,
-                (double)limit / 1000.0);
+            vg_cond_put(out, &n, VG_ALERT_DATA_GAP, true, VG_SEV_INFO, vg_sat_add_i64(s->last_ts_ms, limit),
+                        (double)silent / 1000.0, (double)limit / 1000.0);
         }
     }
     if (!(s->flags & QF_OFF)) {
         int64_t limit = sec_ms(c->offline_after_s);
         if (silent > limit) {
             s->flags |= QF_OFF;
-            vg_cond_put(out, &n, VG_ALERT_DEVICE_OFFLINE, true, VG_SEV_WARNING, sat_add(s->last_now_ms, limit),
-                (double)silent / 1000.0, c->offline_after_s);
+            vg_cond_put(out, &n, VG_ALERT_DEVICE_OFFLINE, true, VG_SEV_WARNING, vg_sat_add_i64(s->last_now_ms, limit),
+                        (double)silent / 1000.0, c->offline_after_s);
         }
     }
     return n;
@@ -449,9 +426,9 @@ int64_t vg_quality_deadline(const vg_detect_cfg_t *c, const vg_quality_state_t *
     if (!(s->flags & QF_SEEN))
         return d;
     if (!(s->flags & QF_GAP) && gap_ready(s) && (s->flags2 & QF2_INORDER))
-        d = sat_add(sat_add(s->last_now_ms, gap_limit_ms(c, s)), 1);
+        d = vg_sat_add_i64(vg_sat_add_i64(s->last_now_ms, gap_limit_ms(c, s)), 1);
     if (!(s->flags & QF_OFF)) {
-        int64_t o = sat_add(sat_add(s->last_now_ms, sec_ms(c->offline_after_s)), 1);
+        int64_t o = vg_sat_add_i64(vg_sat_add_i64(s->last_now_ms, sec_ms(c->offline_after_s)), 1);
         if (o < d)
             d = o;
     }

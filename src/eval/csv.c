@@ -4,6 +4,7 @@
 #include "core/alloc.h"
 #include "core/err.h"
 #include "core/event.h"
+#include "core/num.h"
 #include "core/strmap.h"
 
 #include <ctype.h>
@@ -75,19 +76,6 @@ static const char *split(const char *line, fields_t *out)
             return NULL;
         p++; /* the comma */
     }
-}
-
-static bool parse_number(const char *s, double *out)
-{
-    if (!*s)
-        return false;
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (*end || errno || !isfinite(v))
-        return false;
-    *out = v;
-    return true;
 }
 
 static bool parse_int(const char *s, int64_t *out)
@@ -202,7 +190,7 @@ int vg_evalcsv_read(const char *path, vg_evalcsv_t *out, char *err, size_t errca
         if (first) {
             first = false;
             double v;
-            if (fl->n >= 3 && !parse_number(fl->f[2], &v)) {
+            if (fl->n >= 3 && vg_num_parse_double(fl->f[2], &v) != VG_OK) {
                 /* A header: columns by name. */
                 out->header = true;
                 for (int k = 0; k < COL__N; k++)
@@ -247,7 +235,7 @@ int vg_evalcsv_read(const char *path, vg_evalcsv_t *out, char *err, size_t errca
         why = parse_ts(fl->f[col[COL_TS]], &r.ts_ms);
         if (why)
             break;
-        if (!parse_number(fl->f[col[COL_HR]], &r.hr)) {
+        if (vg_num_parse_double(fl->f[col[COL_HR]], &r.hr) != VG_OK) {
             why = "heart rate is not a number";
             break;
         }

@@ -19,6 +19,7 @@
 #include "core/err.h"
 #include "core/event.h"
 #include "core/json.h"
+#include "core/num.h"
 #include "core/strmap.h"
 #include "eval/child.h"
 #include "eval/csv.h"
@@ -117,19 +118,6 @@ static bool parse_u64(const char *s, uint64_t *out)
     return true;
 }
 
-static bool parse_dbl(const char *s, double *out)
-{
-    if (!s || !*s)
-        return false;
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (*end || errno || !isfinite(v))
-        return false;
-    *out = v;
-    return true;
-}
-
 static int parse_opts(int argc, char **argv, opts_t *o)
 {
     memset(o, 0, sizeof *o);
@@ -177,25 +165,25 @@ static int parse_opts(int argc, char **argv, opts_t *o)
             o->scfg.drift_devices = (uint32_t)u;
         } else if (strcmp(a, "--days") == 0) {
             NEEDV();
-            if (!parse_dbl(v, &o->scfg.days))
+            if (vg_num_parse_double(v, &o->scfg.days) != VG_OK)
                 BAD();
         } else if (strcmp(a, "--drift-days") == 0) {
             NEEDV();
-            if (!parse_dbl(v, &o->scfg.drift_days))
+            if (vg_num_parse_double(v, &o->scfg.drift_days) != VG_OK)
                 BAD();
         } else if (strcmp(a, "--interval") == 0) {
             NEEDV();
-            if (!parse_dbl(v, &o->scfg.interval_s))
+            if (vg_num_parse_double(v, &o->scfg.interval_s) != VG_OK)
                 BAD();
         } else if (strcmp(a, "--normal-share") == 0) {
             NEEDV();
-            if (!parse_dbl(v, &o->scfg.normal_share))
+            if (vg_num_parse_double(v, &o->scfg.normal_share) != VG_OK)
                 BAD();
         } else if (strcmp(a, "--rate") == 0) {
             NEEDV();
             const char *eq = strchr(v, '=');
             if (!eq) {
-                if (!parse_dbl(v, &d))
+                if (vg_num_parse_double(v, &d) != VG_OK)
                     BAD();
                 for (int k = 0; k < VG_SCEN__KINDS; k++)
                     if (k != VG_SCEN_DRIFT)
@@ -212,7 +200,7 @@ static int parse_opts(int argc, char **argv, opts_t *o)
                     fprintf(stderr, "vigil eval: unknown episode kind '%s' in --rate (see --help)\n", name);
                     return 2;
                 }
-                if (!parse_dbl(eq + 1, &d))
+                if (vg_num_parse_double(eq + 1, &d) != VG_OK)
                     BAD();
                 o->scfg.rate[k] = d;
             }
@@ -251,15 +239,15 @@ static int parse_opts(int argc, char **argv, opts_t *o)
             o->connections = (uint32_t)u;
         } else if (strcmp(a, "--lead") == 0) {
             NEEDV();
-            if (!parse_dbl(v, &o->lead_s) || o->lead_s <= 0 || o->lead_s > 86400)
+            if (vg_num_parse_double(v, &o->lead_s) != VG_OK || o->lead_s <= 0 || o->lead_s > 86400)
                 BAD();
         } else if (strcmp(a, "--quiet") == 0) {
             NEEDV();
-            if (!parse_dbl(v, &o->quiet_s) || o->quiet_s < 0 || o->quiet_s > 3600)
+            if (vg_num_parse_double(v, &o->quiet_s) != VG_OK || o->quiet_s < 0 || o->quiet_s > 3600)
                 BAD();
         } else if (strcmp(a, "--timeout") == 0) {
             NEEDV();
-            if (!parse_dbl(v, &o->timeout_s) || o->timeout_s <= 0)
+            if (vg_num_parse_double(v, &o->timeout_s) != VG_OK || o->timeout_s <= 0)
                 BAD();
         } else if (strcmp(a, "--keep-data") == 0) {
             o->keep = true;

@@ -14,6 +14,7 @@
 #include "core/clock.h"
 #include "core/diag.h"
 #include "core/err.h"
+#include "core/num.h"
 #include "mqtt/codec.h"
 #include "sim/device.h"
 #include "sim/hist.h"
@@ -97,10 +98,8 @@ static void usage(FILE *f)
 
 static int parse_double(const char *name, const char *s, double lo, double hi, double *out)
 {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !isfinite(v) || v < lo || v > hi) {
+    double v;
+    if (vg_num_parse_double(s, &v) != VG_OK || v < lo || v > hi) {
         fprintf(stderr, "sim: --%s: expected a number in [%g, %g], got '%s'\n", name, lo, hi, s);
         return VG_EINVAL;
     }

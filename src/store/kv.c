@@ -516,6 +516,22 @@ static void *store_main(void *arg)
     return NULL;
 }
 
+/* Frees what vg_kv_open set up around the database: the locks and the queue
+ * (if it got that far: mu_ready), the path and kv itself. The database is
+ * closed and the store thread joined (or never started) by then. Shared by
+ * the failure path of vg_kv_open and by vg_kv_close. */
+static void kv_free(vg_kv_t *kv)
+{
+    if (kv->mu_ready) {
+        pthread_cond_destroy(&kv->done);
+        pthread_mutex_destroy(&kv->mu);
+        pthread_mutex_destroy(&kv->db_mu);
+        vg_mailbox_deinit(&kv->queue);
+    }
+    vg_free(kv->path);
+    vg_free(kv);
+}
+
 /* ---- public API ------------------------------------------------------------------------ */
 
 int vg_kv_open(const char *path, const vg_kv_opts_t *opts, vg_kv_t **out)
@@ -569,14 +585,7 @@ int vg_kv_open(const char *path, const vg_kv_opts_t *opts, vg_kv_t **out)
 cleanup:
     if (kv->db)
         db_close(kv);
-    if (kv->mu_ready) {
-        pthread_cond_destroy(&kv->done);
-        pthread_mutex_destroy(&kv->mu);
-        pthread_mutex_destroy(&kv->db_mu);
-        vg_mailbox_deinit(&kv->queue);
-    }
-    vg_free(kv->path);
-    vg_free(kv);
+    kv_free(kv);
     return rc;
 }
 
@@ -595,12 +604,7 @@ int vg_kv_close(vg_kv_t *kv)
     int crc = db_close(kv);
     if (rc == VG_OK)
         rc = crc;
-    pthread_cond_destroy(&kv->done);
-    pthread_mutex_destroy(&kv->mu);
-    pthread_mutex_destroy(&kv->db_mu);
-    vg_mailbox_deinit(&kv->queue);
-    vg_free(kv->path);
-    vg_free(kv);
+    kv_free(kv);
     return rc;
 }
 

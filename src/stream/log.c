@@ -312,6 +312,15 @@ void vg_log_opts_default(vg_log_opts_t *o)
      * unless told otherwise (vigil serve sets per-stream retention). */
     o->retention_ms = 0;
     o->retention_bytes = 0;
+    o->prealloc_bytes = 1u << 20;
+}
+
+/* Starts the zero fill ahead of the data on the active segment of s (a new
+ * or recovered one). */
+static void seg_prealloc(const vg_log_t *log, vg_segment_t *seg)
+{
+    uint64_t step = log->opts.prealloc_bytes;
+    vg_segment_preallocate(seg, step == VG_LOG_PREALLOC_OFF || log->opts.fsync == VG_FSYNC_NONE ? 0 : step);
 }
 
 /* ---- paths and directories ---- */
@@ -829,6 +838,8 @@ static int log_new(const char *data_dir, const char *name, bool readonly, const 
             log->opts.segment_bytes = d.segment_bytes;
         if (!log->opts.max_pending_bytes)
             log->opts.max_pending_bytes = d.max_pending_bytes;
+        if (!log->opts.prealloc_bytes)
+            log->opts.prealloc_bytes = d.prealloc_bytes;
     }
     log->io = log->opts.io ? log->opts.io : vg_seg_io_default();
     log->readonly = readonly;
@@ -927,8 +938,10 @@ static int open_shard(vg_log_t *log, uint32_t i)
         }
         atomic_store(&s->first, firsts[0]);
     }
-    if (rc == VG_OK)
+    if (rc == VG_OK) {
+        seg_prealloc(log, &s->seg);
         rc = load_segments(log, i, firsts, n);
+    }
     vg_free(firsts);
     if (rc != VG_OK)
         return rc;
@@ -1400,9 +1413,11 @@ static int roll(vg_log_t *log, uint32_t idx, uint64_t first_seq, size_t next)
                      vg_strerror(rc));
         return rc;
     }
+    seg_prealloc(log, &fresh);
     seginfo_t *done = &s->segs[s->nsegs - 1];
     done->bytes = s->seg.size;
     done->newest_ms = s->last_write_ms ? s->last_write_ms : now;
+    vg_segment_seal(&s->seg);
     vg_segment_close(&s->seg);
     s->seg = fresh;
     s->ok_size = s->seg.size;

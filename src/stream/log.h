@@ -65,7 +65,15 @@ typedef struct {
                                    tests to inject short writes and failed syncs. Not owned; must outlive the log. */
     uint64_t retention_ms;      /* delete segments whose records are all older; 0 = keep forever (default) */
     uint64_t retention_bytes;   /* delete the oldest segments while the stream is larger; 0 = no cap (default) */
+    /* Zeros written ahead of the data in the active segment, this many bytes
+     * at a time, so that a commit's fdatasync flushes data without a journal
+     * commit (vg_segment_preallocate says why and what it measured). 0 =
+     * default (1 MiB), VG_LOG_PREALLOC_OFF = plain appends. Not used with
+     * VG_FSYNC_NONE (nothing to speed up). */
+    uint64_t prealloc_bytes;
 } vg_log_opts_t;
+
+#define VG_LOG_PREALLOC_OFF UINT64_MAX
 
 void vg_log_opts_default(vg_log_opts_t *o);
 

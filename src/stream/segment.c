@@ -20,12 +20,18 @@
  *                          not checked)
  * Then records back to back (layout in record.h: 32-byte header with length
  * and CRC-32, then key, meta, value), with sequence numbers first_seq,
- * first_seq + 1, ... and no padding. The file ends after the last record:
- * there is no trailer and no preallocation, so the file size is the end of
- * the data. A segment that is not the newest of its shard was synced before
- * the next one was created, so only the newest can have a torn tail; the
- * recovery scan cuts it at the first byte that is not a complete, CRC-valid
- * record with the expected sequence number. */
+ * first_seq + 1, ... and no padding. There is no trailer. The newest segment
+ * of a shard may continue past its last record with zeros written ahead of
+ * the data (vg_segment_preallocate, a whole step at a time): a record
+ * header whose length field is 0 is never valid (body_len >= 24), so the
+ * first zero length marks the end of the data. A finished segment is cut
+ * back to its last record when the log rolls past it (vg_segment_seal), so
+ * its file size is the end of its data; if a crash came first, the zeros stay
+ * and mean the same. A segment that is not the newest of its shard was
+ * synced before the next one was created, so only the newest can have a torn
+ * tail; the recovery scan cuts it at the first byte that is not a complete,
+ * CRC-valid record with the expected sequence number, unless all that
+ * follows is zeros (kept: written ahead, not torn). */
 #include "stream/segment.h"
 
 #include "core/bytes.h"
@@ -48,6 +54,13 @@
 /* Read-ahead of the sequential reader: large enough that a pread returns
  * hundreds of typical records, small enough to stay in L2. */
 #define READ_CHUNK (64u * 1024u)
+/* After the data ended at zeros written ahead, the next read is small: a
+ * reader woken for each commit would otherwise copy 64 KiB of zeros per
+ * wake-up for the few records it gets. */
+#define TAIL_CHUNK (4u * 1024u)
+/* Zeros for the fill ahead, written from one read-only block. */
+#define ZERO_BLOCK (64u * 1024u)
+static const uint8_t zero_block[ZERO_BLOCK];
 
 /* ---- the real system calls ---- */
 
@@ -373,6 +386,9 @@ int vg_segment_create(const vg_seg_io_t *io, const char *dir, uint32_t shard, ui
     out->first_seq = first_seq;
     out->next_seq = first_seq;
     out->size = VG_SEG_HDR;
+    out->alloc = VG_SEG_HDR;
+    out->prealloc = 0;
+    out->fill_at = 0;
     fd = -1;
 cleanup:
     close_quietly(io, fd);
@@ -380,6 +396,8 @@ cleanup:
         (void)io->unlink(io->ctx, tmp); /* failure path; the next open removes .tmp files anyway */
     return rc;
 }
+
+static void fill_ahead(vg_segment_t *s);
 
 int vg_segment_write(vg_segment_t *s, const void *buf, size_t n, uint64_t records)
 {
@@ -394,7 +412,54 @@ int vg_segment_write(vg_segment_t *s, const void *buf, size_t n, uint64_t record
         return rc;
     s->size += n;
     s->next_seq += records;
+    if (s->alloc < s->size)
+        s->alloc = s->size;
+    if (s->prealloc && s->alloc - s->size < ZERO_BLOCK && s->size >= s->fill_at)
+        fill_ahead(s);
     return VG_OK;
+}
+
+void vg_segment_preallocate(vg_segment_t *s, uint64_t step)
+{
+    /* Whole zero blocks: a step that is not a multiple is rounded up. */
+    s->prealloc = step ? (step + ZERO_BLOCK - 1) / ZERO_BLOCK * ZERO_BLOCK : 0;
+}
+
+/* Extends the zeros past the data to the next step boundary. Runs after the
+ * data write of the same round, so the one fdatasync that follows makes both
+ * durable; the data itself never waits for it. A failure (ENOSPC, most
+ * likely) ends the fill where it got: the file is valid with any length of
+ * zeros; the next try comes a step of data later (not one failing write per
+ * append on a disk that is nearly full). */
+static void fill_ahead(vg_segment_t *s)
+{
+    uint64_t target = ((s->size + ZERO_BLOCK) / s->prealloc + 1) * s->prealloc;
+    while (s->alloc < target) {
+        size_t n = target - s->alloc < ZERO_BLOCK ? (size_t)(target - s->alloc) : ZERO_BLOCK;
+        ssize_t w = s->io->pwrite(s->io->ctx, s->fd, zero_block, n, (off_t)s->alloc);
+        if (w <= 0) {
+            VG_DEBUG(MOD, "shard %u segment %" PRIu64 ": zero fill at %" PRIu64 " stopped: %s", s->shard,
+                     s->first_seq, s->alloc, w < 0 ? strerror((int)-w) : "no progress");
+            s->fill_at = s->size + s->prealloc;
+            return;
+        }
+        s->alloc += (uint64_t)w;
+    }
+}
+
+void vg_segment_seal(vg_segment_t *s)
+{
+    if (s->fd < 0 || s->alloc <= s->size)
+        return;
+    int rc = s->io->ftruncate(s->io->ctx, s->fd, (off_t)s->size);
+    if (rc == 0)
+        rc = s->io->fsync(s->io->ctx, s->fd);
+    if (rc < 0) {
+        VG_WARN(MOD, "shard %u segment %" PRIu64 ": cannot cut the zeros written ahead at %" PRIu64 ": %s", s->shard,
+                s->first_seq, s->size, strerror(-rc));
+        return;
+    }
+    s->alloc = s->size;
 }
 
 int vg_segment_sync(vg_segment_t *s)
@@ -422,6 +487,7 @@ int vg_segment_truncate(vg_segment_t *s, uint64_t size, uint64_t next_seq)
         return VG_EIO;
     }
     s->size = size;
+    s->alloc = size;
     s->next_seq = next_seq;
     return VG_OK;
 }
@@ -518,7 +584,8 @@ static int fill(vg_seg_reader_t *r, size_t need)
         r->len -= r->pos;
         r->pos = 0;
     }
-    size_t want = need > READ_CHUNK ? need : READ_CHUNK;
+    size_t chunk = r->at_zeros ? TAIL_CHUNK : READ_CHUNK;
+    size_t want = need > chunk ? need : chunk;
     if (r->cap < want) {
         uint8_t *nb = vg_realloc(VG_MEM_STREAM, r->buf, want);
         if (!nb)
@@ -527,7 +594,7 @@ static int fill(vg_seg_reader_t *r, size_t need)
         r->cap = want;
     }
     while (r->len < need) {
-        ssize_t n = r->io->pread(r->io->ctx, r->fd, r->buf + r->len, r->cap - r->len, (off_t)(r->off + r->len));
+        ssize_t n = r->io->pread(r->io->ctx, r->fd, r->buf + r->len, want - r->len, (off_t)(r->off + r->len));
         if (n < 0) {
             VG_ERROR(MOD, "read shard %u segment %" PRIu64 " at %" PRIu64 ": %s", r->shard, r->first_seq,
                      r->off + r->len, strerror((int)-n));
@@ -542,7 +609,7 @@ static int fill(vg_seg_reader_t *r, size_t need)
 
 int vg_seg_reader_next(vg_seg_reader_t *r, vg_record_t *rec)
 {
-    bool reread = false;
+    bool reread = false, fresh = false;
     for (;;) {
         size_t have = r->len - r->pos;
         int rc = have ? vg_record_decode(r->buf + r->pos, have, rec) : VG_AGAIN;
@@ -555,7 +622,18 @@ int vg_seg_reader_next(vg_seg_reader_t *r, vg_record_t *rec)
             return VG_OK;
         }
         size_t need;
-        if (rc == VG_ECORRUPT) {
+        if (rc == VG_ECORRUPT && vg_get_le32(r->buf + r->pos) == 0) {
+            /* Zeros written ahead (or a record a writer is still copying
+             * in): the end of the data — once bytes read in this call say
+             * so; bytes buffered by an earlier one may predate records the
+             * caller knows to be durable, and VG_AGAIN makes the log look at
+             * the next segment. */
+            r->len = r->pos;
+            r->at_zeros = true;
+            if (fresh)
+                return VG_AGAIN;
+            need = VG_RECORD_HDR;
+        } else if (rc == VG_ECORRUPT) {
             /* Bytes buffered earlier may have been read while a writer was
              * still copying them in; judge only bytes read just now. */
             r->len = r->pos;
@@ -564,8 +642,11 @@ int vg_seg_reader_next(vg_seg_reader_t *r, vg_record_t *rec)
             reread = true;
             need = VG_RECORD_HDR;
         } else {
-            /* Incomplete: a valid header tells the full size. */
+            /* Incomplete: a valid header tells the full size. Records
+             * reach the end of what was read, so read in large chunks. */
             need = have >= VG_RECORD_HDR ? 8 + (size_t)vg_get_le32(r->buf + r->pos) : VG_RECORD_HDR;
+            if (have)
+                r->at_zeros = false;
         }
         rc = fill(r, need);
         if (rc == VG_AGAIN) {
@@ -576,6 +657,7 @@ int vg_seg_reader_next(vg_seg_reader_t *r, vg_record_t *rec)
         }
         if (rc != VG_OK)
             return rc;
+        fresh = true;
     }
 }
 
@@ -629,6 +711,30 @@ void vg_seg_reader_close(vg_seg_reader_t *r)
 
 /* ---- recovery ---- */
 
+/* *zero = whether bytes [from, to) of fd are all zero. VG_OK or VG_EIO. */
+static int all_zero(const vg_seg_io_t *io, int fd, uint64_t from, uint64_t to, bool *zero)
+{
+    uint8_t buf[4096];
+    *zero = true;
+    while (from < to) {
+        size_t n = to - from < sizeof buf ? (size_t)(to - from) : sizeof buf;
+        ssize_t got = io->pread(io->ctx, fd, buf, n, (off_t)from);
+        if (got < 0) {
+            VG_ERROR(MOD, "read at %" PRIu64 ": %s", from, strerror((int)-got));
+            return VG_EIO;
+        }
+        if (got == 0)
+            return VG_OK; /* shorter than fstat said: nothing more to judge */
+        for (ssize_t i = 0; i < got; i++)
+            if (buf[i]) {
+                *zero = false;
+                return VG_OK;
+            }
+        from += (uint64_t)got;
+    }
+    return VG_OK;
+}
+
 int vg_segment_recover(const vg_seg_io_t *io, const char *dir, uint32_t shard, uint64_t first_seq, vg_segment_t *out,
                        vg_seg_recovery_t *rep)
 {
@@ -664,7 +770,17 @@ int vg_segment_recover(const vg_seg_io_t *io, const char *dir, uint32_t shard, u
         goto cleanup;
     uint64_t valid = vg_seg_reader_offset(&r);
     uint64_t size = (uint64_t)st.st_size;
-    if (size > valid) {
+    bool zeros = false;
+    if (size > valid && rc == VG_AGAIN) {
+        int zrc = all_zero(io, fd, valid, size, &zeros);
+        if (zrc != VG_OK) {
+            rc = zrc;
+            goto cleanup;
+        }
+    }
+    if (zeros) {
+        rep->zero_tail = size - valid;
+    } else if (size > valid) {
         int trc = io->ftruncate(io->ctx, fd, (off_t)valid);
         if (trc == 0)
             trc = io->fsync(io->ctx, fd);
@@ -685,6 +801,9 @@ int vg_segment_recover(const vg_seg_io_t *io, const char *dir, uint32_t shard, u
     out->first_seq = first_seq;
     out->next_seq = r.next_seq;
     out->size = valid;
+    out->alloc = zeros ? size : valid;
+    out->prealloc = 0;
+    out->fill_at = 0;
     fd = -1;
     rc = VG_OK;
 cleanup:

@@ -77,12 +77,16 @@ typedef struct {
     uint64_t first_seq;
     uint64_t next_seq; /* sequence number the next appended record must carry */
     uint64_t size;     /* bytes of the file that are valid = offset of the next append */
+    uint64_t alloc;    /* file length (>= size): past size the file holds zeros written ahead */
+    uint64_t prealloc; /* zero-fill step (vg_segment_preallocate); 0: plain appends */
+    uint64_t fill_at;  /* after a refused zero fill: no new try before size reaches this */
 } vg_segment_t;
 
 /* What recovery found in a segment. */
 typedef struct {
     uint64_t records;   /* complete, valid records kept */
     uint64_t cut_bytes; /* bytes removed from the tail */
+    uint64_t zero_tail; /* bytes of zeros written ahead, kept after the last record */
     uint64_t next_seq;  /* sequence number after the last kept record */
 } vg_seg_recovery_t;
 
@@ -100,7 +104,9 @@ int vg_segment_create(const vg_seg_io_t *io, const char *dir, uint32_t shard, ui
  * header against shard and first_seq, walks the records verifying each CRC and
  * that sequence numbers run first_seq, first_seq+1, ...; at the first bad or
  * incomplete byte the file is truncated (ftruncate + fsync) and the cut is
- * reported in *rep. VG_OK, VG_ENOTFOUND, VG_ECORRUPT (bad header: the file is
+ * reported in *rep — unless everything from there to the end of the file is
+ * zeros written ahead (vg_segment_preallocate): that tail is kept (alloc) and
+ * is no cut. VG_OK, VG_ENOTFOUND, VG_ECORRUPT (bad header: the file is
  * left alone), VG_ENOMEM, VG_EIO. */
 int vg_segment_recover(const vg_seg_io_t *io, const char *dir, uint32_t shard, uint64_t first_seq, vg_segment_t *out,
                        vg_seg_recovery_t *rep);
@@ -116,6 +122,25 @@ int vg_segment_write(vg_segment_t *s, const void *buf, size_t n, uint64_t record
 /* fdatasync. VG_OK or VG_EIO (logged). */
 int vg_segment_sync(vg_segment_t *s);
 
+/* Makes later writes fill the file with zeros ahead of the data, step bytes
+ * at a time (0 turns it off). Why: an fdatasync after an append that grows
+ * the file must also commit the file system's journal (new size, new
+ * blocks); one that only overwrites blocks already written flushes just the
+ * data. Measured on ext4 (virtio disk, 4 files synced in parallel as by the
+ * committer and its helpers): p50 0.68-0.74 ms per round with appends,
+ * 0.38-0.47 ms over zeros written ahead (posix_fallocate's unwritten
+ * extents: 0.52-0.72 ms, as they still need a journal commit when first
+ * written). The zeros cost one write of step bytes per step of data and one
+ * journal commit per step. A failed zero fill (a full disk) is not an error:
+ * the data is then appended as without it. */
+void vg_segment_preallocate(vg_segment_t *s, uint64_t step);
+
+/* A segment that is finished (the log rolled past it) is cut back to its
+ * data: the zeros written ahead go (ftruncate + fsync), so that a finished
+ * segment's file size is its data again. Best effort: a failure is logged
+ * and harmless (readers treat zeros as the end of the data). */
+void vg_segment_seal(vg_segment_t *s);
+
 /* Cuts the file back to size bytes (whose last record is next_seq - 1) and
  * fsyncs; used to undo a write whose sync failed. VG_OK or VG_EIO. */
 int vg_segment_truncate(vg_segment_t *s, uint64_t size, uint64_t next_seq);
@@ -126,9 +151,10 @@ void vg_segment_close(vg_segment_t *s);
 
 /* A buffered sequential reader over one segment. It reads with pread in
  * chunks, so the page cache serves recently written data. At the current end
- * of the file (clean or inside a partial record) it returns VG_AGAIN and
- * forgets the partial bytes, so that a later call reads the file again and
- * sees what a writer has appended (or rewritten after truncating) since. */
+ * of the data (the end of the file, zeros written ahead, or inside a
+ * partial record) it returns VG_AGAIN and forgets the partial bytes, so that
+ * a later call reads the file again and sees what a writer has appended (or
+ * rewritten after truncating) since. */
 typedef struct {
     const vg_seg_io_t *io;
     int fd;
@@ -140,6 +166,7 @@ typedef struct {
     uint64_t off;      /* file offset of buf[0] */
     uint8_t *buf;
     size_t cap, len, pos; /* buf[pos..len) read but not yet returned */
+    bool at_zeros;        /* the last read ended at zeros written ahead: read a small chunk next */
 } vg_seg_reader_t;
 
 /* Opens segment first_seq of shard in dir for reading and checks its header.

@@ -418,6 +418,8 @@ static void test_torn_tail(void)
     vg_log_opts_t o;
     vg_log_opts_default(&o);
     o.shards = 1;
+    /* File sizes below are data sizes: no zeros written ahead (test_prealloc). */
+    o.prealloc_bytes = VG_LOG_PREALLOC_OFF;
     vg_log_t *log;
     VT_REQUIRE(vg_log_open(dir, "torn", &o, &log) == VG_OK);
     char val[64];
@@ -570,8 +572,10 @@ static void test_rolling(void)
         char path[512];
         seg_path(path, sizeof path, dir, "roll", 0, firsts[i]);
         off_t sz = file_size(path);
-        VT_CHECK(sz <= (off_t)(1024 + rsize));
         if (i + 1 < n) {
+            /* Finished: cut back to its data (the active one may continue
+             * with zeros written ahead). */
+            VT_CHECK(sz <= (off_t)(1024 + rsize));
             VT_CHECK(sz >= 1024);
             VT_EQ_INT(firsts[i + 1] - firsts[i], (uint64_t)(sz - VG_SEG_HDR) / rsize);
         }
@@ -1112,6 +1116,8 @@ static void test_segment_files(void)
     vg_log_opts_t o;
     vg_log_opts_default(&o);
     o.shards = 1;
+    /* File sizes below are data sizes: no zeros written ahead (test_prealloc). */
+    o.prealloc_bytes = VG_LOG_PREALLOC_OFF;
     vg_log_t *log;
     VT_REQUIRE(vg_log_open(dir, "seg", &o, &log) == VG_OK);
     VT_EQ_INT(append_str(log, 0, "k", "v", NULL, 0, NULL), VG_OK);
@@ -1141,6 +1147,130 @@ static void test_segment_files(void)
     VT_EQ_INT(vg_log_open(dir, "seg", &o, &log), VG_ECORRUPT);
     VT_EQ_INT(file_size(path), VG_SEG_HDR + vg_record_size(1, 0, 1));
     vt_tmpdir_free(dir);
+}
+
+/* Refuses every write of a zero block (the zero fill ahead of the data) with
+ * ENOSPC, as a disk would that has room for the records but not the fill. */
+typedef struct {
+    atomic_int zero_refused;
+    vg_seg_io_t io;
+} zerofull_t;
+
+static ssize_t zerofull_pwrite(void *ctx, int fd, const void *buf, size_t n, off_t off)
+{
+    zerofull_t *z = ctx;
+    const uint8_t *p = buf;
+    bool zeros = n >= 4096;
+    for (size_t i = 0; zeros && i < n; i++)
+        zeros = p[i] == 0;
+    if (zeros) {
+        atomic_fetch_add(&z->zero_refused, 1);
+        return -ENOSPC;
+    }
+    const vg_seg_io_t *d = vg_seg_io_default();
+    return d->pwrite(d->ctx, fd, buf, n, off);
+}
+
+/* Zeros written ahead of the data (vg_segment_preallocate, on by default):
+ * the active segment's file is longer than its data; a reader in another
+ * process, a reopen and a roll take the zeros for the end of the data; a
+ * torn record inside them is still cut; a disk that refuses the fill leaves
+ * plain appends working. */
+static void test_prealloc(void)
+{
+    enum { STEP = 1 << 20 };
+    char *dir = tmpdir_new();
+    VT_REQUIRE(dir);
+    vg_log_opts_t o;
+    vg_log_opts_default(&o);
+    VT_EQ_INT(o.prealloc_bytes, STEP);
+    o.shards = 1;
+    vg_log_t *log;
+    VT_REQUIRE(vg_log_open(dir, "pre", &o, &log) == VG_OK);
+    recorder_t rec;
+    rec_init(&rec);
+    const char *val = "a record of telemetry, zero-filled ahead";
+    for (int i = 1; i <= 10; i++)
+        VT_EQ_INT(append_str(log, 0, "key", val, &rec, (uint64_t)i, NULL), VG_OK);
+    VT_EQ_INT(rec_wait(&rec, 10), 10);
+    size_t rsize = vg_record_size(3, 0, strlen(val));
+    uint64_t data = VG_SEG_HDR + 10 * rsize;
+    char path[512];
+    seg_path(path, sizeof path, dir, "pre", 0, 1);
+    VT_EQ_INT(file_size(path), STEP);
+    vg_log_stats_t st;
+    vg_log_stats(log, &st);
+    VT_EQ_INT(st.stored_bytes, data); /* data, not the zeros */
+
+    /* A read-only log (as `vigil stream tail` opens it) reads the ten and
+     * stops at the zeros: the end for now, not damage. */
+    vg_log_t *ro;
+    VT_REQUIRE(vg_log_open_readonly(dir, "pre", &ro) == VG_OK);
+    VT_EQ_INT(read_all(ro, 0, 0, NULL, NULL), 10);
+    vg_log_close(ro);
+    vg_log_close(log);
+
+    /* Reopened: nothing is cut, the zeros stay, the next record goes right
+     * after the data. */
+    VT_REQUIRE(vg_log_open(dir, "pre", &o, &log) == VG_OK);
+    vg_log_stats(log, &st);
+    VT_EQ_INT(st.truncated_bytes, 0);
+    VT_EQ_INT(file_size(path), STEP);
+    VT_EQ_INT(append_str(log, 0, "key", val, &rec, 11, NULL), VG_OK);
+    VT_EQ_INT(rec_wait(&rec, 11), 11);
+    uint64_t first = 0, last = 0;
+    VT_EQ_INT(read_all(log, 0, 0, &first, &last), 11);
+    VT_EQ_INT(last, 11);
+    vg_log_close(log);
+
+    /* A torn record inside the zeros (a crash mid-write) is cut, zeros and
+     * all: what follows the data is not all zeros any more. */
+    data += rsize;
+    int fd = open(path, O_WRONLY);
+    VT_REQUIRE(fd >= 0);
+    VT_REQUIRE(pwrite(fd, "\x13GARBAGE", 8, (off_t)data) == 8);
+    close(fd);
+    VT_REQUIRE(vg_log_open(dir, "pre", &o, &log) == VG_OK);
+    vg_log_stats(log, &st);
+    VT_EQ_INT(st.truncated_bytes, STEP - data);
+    VT_EQ_INT(file_size(path), data);
+    VT_EQ_INT(vg_log_durable_seq(log, 0), 11);
+    /* The next write fills ahead again. */
+    VT_EQ_INT(append_str(log, 0, "key", val, &rec, 12, NULL), VG_OK);
+    VT_EQ_INT(rec_wait(&rec, 12), 12);
+    VT_EQ_INT(file_size(path), STEP);
+    vg_log_close(log);
+    rec_deinit(&rec);
+    tmpdir_free(dir);
+
+    /* No room for the fill: records are appended as without it, the log
+     * does not pause, and the fill is retried once a step of data later,
+     * not at every write. */
+    dir = tmpdir_new();
+    VT_REQUIRE(dir);
+    zerofull_t z;
+    memset(&z, 0, sizeof z);
+    z.io = *vg_seg_io_default();
+    z.io.pwrite = zerofull_pwrite;
+    z.io.ctx = &z;
+    o.io = &z.io;
+    VT_REQUIRE(vg_log_open(dir, "nofill", &o, &log) == VG_OK);
+    rec_init(&rec);
+    for (int i = 1; i <= 200; i++)
+        VT_EQ_INT(append_str(log, 0, "key", val, &rec, (uint64_t)i, NULL), VG_OK);
+    VT_EQ_INT(rec_wait(&rec, 200), 200);
+    for (size_t i = 0; i < rec.n; i++)
+        VT_EQ_INT(rec.v[i].status, VG_OK);
+    vg_log_stats(log, &st);
+    VT_EQ_INT(st.state, VG_LOG_OK);
+    seg_path(path, sizeof path, dir, "nofill", 0, 1);
+    VT_EQ_INT(file_size(path), VG_SEG_HDR + 200 * rsize);
+    int refused = atomic_load(&z.zero_refused);
+    VT_CHECK(refused >= 1 && refused <= 2);
+    VT_EQ_INT(read_all(log, 0, 0, NULL, NULL), 200);
+    vg_log_close(log);
+    rec_deinit(&rec);
+    tmpdir_free(dir);
 }
 
 /* Every allocation of open and append failing in turn: a clean error each
@@ -1604,6 +1734,9 @@ static void test_retention_bytes(void)
     o.shards = 2;
     o.segment_bytes = 1024;
     o.retention_bytes = CAP;
+    /* The cap counts data bytes; the directory's size below is compared with
+     * them, so no zeros written ahead here (test_prealloc). */
+    o.prealloc_bytes = VG_LOG_PREALLOC_OFF;
     vg_log_t *log;
     VT_REQUIRE(vg_log_open(dir, "cap", &o, &log) == VG_OK);
     recorder_t rec;
@@ -2105,5 +2238,6 @@ int main(void)
     VT_RUN(test_disk_full_roll);
     VT_RUN(test_disk_full_close);
     VT_RUN(test_sync_enospc_fails);
+    VT_RUN(test_prealloc);
     return VT_DONE();
 }
