@@ -1179,7 +1179,7 @@ static ssize_t zerofull_pwrite(void *ctx, int fd, const void *buf, size_t n, off
 static void test_prealloc(void)
 {
     enum { STEP = 1 << 20 };
-    char *dir = tmpdir_new();
+    char *dir = vt_tmpdir_new("log");
     VT_REQUIRE(dir);
     vg_log_opts_t o;
     vg_log_opts_default(&o);
@@ -1241,12 +1241,12 @@ static void test_prealloc(void)
     VT_EQ_INT(file_size(path), STEP);
     vg_log_close(log);
     rec_deinit(&rec);
-    tmpdir_free(dir);
+    vt_tmpdir_free(dir);
 
     /* No room for the fill: records are appended as without it, the log
      * does not pause, and the fill is retried once a step of data later,
      * not at every write. */
-    dir = tmpdir_new();
+    dir = vt_tmpdir_new("log");
     VT_REQUIRE(dir);
     zerofull_t z;
     memset(&z, 0, sizeof z);
@@ -1270,7 +1270,7 @@ static void test_prealloc(void)
     VT_EQ_INT(read_all(log, 0, 0, NULL, NULL), 200);
     vg_log_close(log);
     rec_deinit(&rec);
-    tmpdir_free(dir);
+    vt_tmpdir_free(dir);
 }
 
 /* Every allocation of open and append failing in turn: a clean error each
