@@ -34,7 +34,7 @@ import subprocess
 
 import pytest
 
-from test_webhook import FAST, cursor_of, raise_alerts, receivers, wait_alerts, wait_delivered  # noqa: F401
+from test_webhook import FAST, alert_records, cursor_of, raise_alerts, receivers, wait_alerts, wait_delivered  # noqa: F401
 from vigiltest import wait_until
 
 FS_BYTES = 256 << 10
@@ -115,16 +115,29 @@ def log_of(v, start):
 def positions(v, recs):
     """What the cursor must say once recs are handed over: per alerts shard
     the highest seq among recs (0 where none)."""
-    n = len(cursor_of(v, "ops"))
-    want = [0] * n
+    want = [0] * len(cursor_of(v, "ops"))
     for r in recs:
         want[r["shard"]] = max(want[r["shard"]], r["seq"])
     return want
 
 
-def wait_cursor(v, want, what):
-    got = wait_until(lambda: cursor_of(v, "ops") == want, TIMEOUT)
-    assert got, "%s: cursor file %r, delivered up to %r" % (what, cursor_of(v, "ops"), want)
+def settle(v, what):
+    """Waits until the detectors have read every telemetry record, the
+    endpoint has handed over every alert and the cursor file is at the end
+    of the alerts stream (read again at each look, so a late alert is waited
+    for, not missed). Returns the alert records."""
+    s = v.wait_stats(lambda s: s.get("proc.lag") == 0 and s.get("webhook.ops.pending") == 0, timeout=TIMEOUT)
+    assert s.get("proc.lag") == 0 and s.get("webhook.ops.pending") == 0, "%s: not settled: %r" % (what, s)
+    state = {}
+
+    def at_end():
+        state["recs"] = alert_records(v)
+        state["cursor"] = cursor_of(v, "ops")
+        return state["cursor"] == positions(v, state["recs"])
+
+    assert wait_until(at_end, TIMEOUT, interval=0.2), "%s: cursor file %r, alerts stream up to %r" % (
+        what, state["cursor"], positions(v, state["recs"]))
+    return state["recs"]
 
 
 @pytest.mark.deadline(240)
@@ -138,8 +151,7 @@ def test_cursor_on_full_disk_is_retried_once_per_interval_and_catches_up(cursor_
     raise_alerts(v, r1)
     recs1 = wait_alerts(v, r1, timeout=TIMEOUT)
     wait_delivered(rcv, recs1, timeout=TIMEOUT)
-    saved1 = positions(v, recs1)
-    wait_cursor(v, saved1, "before the disk filled")
+    saved1 = positions(v, settle(v, "before the disk filled"))
 
     # 2. The cursor's disk is full: round two is still delivered.
     creates = Creates(mnt, "ops.ckpt.tmp")
@@ -168,16 +180,14 @@ def test_cursor_on_full_disk_is_retried_once_per_interval_and_catches_up(cursor_
     assert len(AGAIN.findall(log)) == 1, AGAIN.findall(log)
     attempts = int(AGAIN.search(log).group(1))
     assert attempts >= failed, "the log counts %d failed attempts, inotify saw %d" % (attempts, failed)
-    saved2 = positions(v, recs12)
-    wait_cursor(v, saved2, "after space came back")
+    settle(v, "after space came back")
     creates.close()
 
     # 4. Round three, delivered and saved with space; then a crash.
     r3 = ["whdf-c-%d" % i for i in range(2)]
     raise_alerts(v, r3)
-    recs123 = wait_alerts(v, r1 + r2 + r3, timeout=TIMEOUT)
-    wait_delivered(rcv, recs123, timeout=TIMEOUT)
-    wait_cursor(v, positions(v, recs123), "after round three")
+    wait_delivered(rcv, wait_alerts(v, r1 + r2 + r3, timeout=TIMEOUT), timeout=TIMEOUT)
+    recs123 = settle(v, "after round three")
     seen_before_crash = len(rcv.snapshot())
     v.kill9()
 
