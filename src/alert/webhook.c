@@ -14,7 +14,10 @@
  * guessing a position would either replay everything or skip alerts.
  * The cursor is written when a thread runs out of events, before every
  * backoff sleep, at most once a second while events keep flowing, and at
- * stop; so a crash repeats at most about a second of deliveries.
+ * stop; so a crash repeats at most about a second of deliveries. A write
+ * that failed (a full disk is a pause) is tried again once a second, also
+ * by an idle thread, until one succeeds; meanwhile delivery goes on, and a
+ * crash repeats what was handed over since the last good write.
  *
  * Dead-letter record for a permanent rejection (stream `deadletter`, key =
  * the alert record's key, i.e. the deviceId), the ingest dead-letter shape
@@ -768,6 +771,16 @@ static void wait_for_alerts(endpoint_t *ep)
                                                   : IDLE_POLL_MS;
             t = t < 0 || left < t ? left : t;
         }
+    }
+    /* A cursor that could not be written (full disk) is tried again once
+     * its SAVE_INTERVAL_NS has passed, idle or not: without new alerts
+     * nothing else would wake the thread, and the file would stay behind
+     * the deliveries (a crash would repeat them all) long after space came
+     * back. */
+    if (t != 0 && ep->dirty && ep->save_failures) {
+        uint64_t due = ep->saved_ns + SAVE_INTERVAL_NS;
+        int64_t left = due > now ? (int64_t)((due - now + 999999u) / 1000000u) : 0;
+        t = t < 0 || left < t ? left : t;
     }
     if (t != 0 && !stopping(w))
         vg_notify_wait(&ep->wake, t);

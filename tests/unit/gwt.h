@@ -203,6 +203,51 @@ static __attribute__((unused)) int gwt_connect(gwt_client_t *cl, const char *id,
     return present;
 }
 
+/* gwt_connected's `present` when the test does not look at the flag. */
+#define GWT_ANY_PRESENT (-1)
+
+/* A client on worker wi's MQTT listener that sent CONNECT as gwt_connect
+ * does (clean start / clean session exactly when expiry is 0) and was
+ * accepted with session-present flag `present` (0, 1 or GWT_ANY_PRESENT).
+ * NULL, with the reason printed, if the client could not be made, was
+ * refused or got the other flag; its client side is then closed (the
+ * server side goes with the server). */
+static __attribute__((unused)) gwt_client_t *gwt_connected(vg_server_t *s, uint32_t wi, uint8_t level, const char *id,
+                                                           uint32_t expiry, int present)
+{
+    gwt_client_t *cl = gwt_client(s, wi, L_MQTT, level);
+    if (!cl) {
+        fprintf(stdout, "  gwt_connected %s: no client\n", id);
+        return NULL;
+    }
+    int got = gwt_connect(cl, id, expiry, expiry == 0);
+    if (got < 0 || (present != GWT_ANY_PRESENT && got != present)) {
+        fprintf(stdout, "  gwt_connected %s: %s\n", id,
+                got < 0 ? "refused or no CONNACK"
+                : got   ? "session present"
+                        : "no session present");
+        gwt_close(cl);
+        return NULL;
+    }
+    return cl;
+}
+
+/* Closes the client side of each client given, in order (NULL ones are
+ * skipped); GWT_END then frees the server too. */
+static __attribute__((unused)) void gwt_close_n(gwt_client_t *const *cl, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        gwt_close(cl[i]);
+}
+
+#define GWT_CLOSE(...)                                                                                                 \
+    gwt_close_n((gwt_client_t *[]){__VA_ARGS__}, sizeof((gwt_client_t *[]){__VA_ARGS__}) / sizeof(gwt_client_t *))
+#define GWT_END(s, ...)                                                                                                \
+    do {                                                                                                               \
+        GWT_CLOSE(__VA_ARGS__);                                                                                        \
+        vg_server_free(s);                                                                                             \
+    } while (0)
+
 static __attribute__((unused)) void gwt_publish(gwt_client_t *cl, const char *topic, const char *payload, uint8_t qos, uint16_t pid,
                         bool retain, bool dup)
 {
@@ -279,6 +324,21 @@ static __attribute__((unused)) bool gwt_unsubscribe(gwt_client_t *cl, const char
     const uint8_t *body;
     size_t len;
     return gwt_read_packet(cl, &type, &flags, &body, &len) && type == VG_MQTT_UNSUBACK;
+}
+
+/* Two new 3.1.1 sessions on worker 0 with clean session: *sub, subscribed
+ * to filter at qos (a failed SUBSCRIBE is a failed check, not the end of
+ * the test), and *pub. False if either client is missing (both pointers
+ * are set regardless, NULL for a missing one). */
+static __attribute__((unused)) bool gwt_sub_pub(vg_server_t *s, const char *sub_id, const char *filter, uint8_t qos,
+                                                const char *pub_id, gwt_client_t **sub, gwt_client_t **pub)
+{
+    *sub = gwt_connected(s, 0, VG_MQTT_V311, sub_id, 0, 0);
+    *pub = gwt_connected(s, 0, VG_MQTT_V311, pub_id, 0, 0);
+    if (!*sub || !*pub)
+        return false;
+    VT_CHECK(gwt_subscribe(*sub, filter, qos, 0, false, 1));
+    return true;
 }
 
 /* Reads the next packet and expects a PUBLISH: fills *p (pointing into the

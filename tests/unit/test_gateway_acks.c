@@ -97,10 +97,9 @@ static void test_ack_order_across_hooks_and_store(void)
     vg_server_t *s = server_with_hook(&rec, true);
     VT_REQUIRE(s);
     worker_t *w = &s->workers[0];
-    gwt_client_t *pub = gwt_client(s, 0, L_MQTT, VG_MQTT_V311);
+    gwt_client_t *pub = gwt_connected(s, 0, VG_MQTT_V311, "pub", 0, 0);
     VT_REQUIRE(pub);
     g_pub = pub;
-    VT_EQ_INT(gwt_connect(pub, "pub", 0, true), 0);
     gwt_publish(pub, "t/a", "one", 1, 1, false, false);
     gwt_publish(pub, "r/x", "two", 1, 2, true, false);
     gwt_publish(pub, "t/b", "three", 1, 3, false, false);
@@ -151,9 +150,8 @@ static void test_failed_completion_closes(void)
     rec_t rec = {0};
     vg_server_t *s = server_with_hook(&rec, false);
     VT_REQUIRE(s);
-    gwt_client_t *pub = gwt_client(s, 0, L_MQTT, VG_MQTT_V311);
+    gwt_client_t *pub = gwt_connected(s, 0, VG_MQTT_V311, "pub", 0, 0);
     VT_REQUIRE(pub);
-    VT_EQ_INT(gwt_connect(pub, "pub", 0, true), 0);
     gwt_publish(pub, "t/a", "x", 1, 9, false, false);
     want_t want = {&rec, 1};
     VT_REQUIRE(gwt_until(s, hooks_seen, &want));
@@ -171,19 +169,14 @@ static void test_refusal_not_routed(void)
     rec_t rec = {0};
     vg_server_t *s = server_with_hook(&rec, false);
     VT_REQUIRE(s);
-    gwt_client_t *sub = gwt_client(s, 0, L_MQTT, VG_MQTT_V311);
-    gwt_client_t *pub = gwt_client(s, 0, L_MQTT, VG_MQTT_V311);
-    VT_REQUIRE(sub && pub);
-    VT_EQ_INT(gwt_connect(sub, "sub", 0, true), 0);
-    VT_CHECK(gwt_subscribe(sub, "t/#", 1, 0, false, 1));
-    VT_EQ_INT(gwt_connect(pub, "pub", 0, true), 0);
+    gwt_client_t *sub, *pub;
+    VT_REQUIRE(gwt_sub_pub(s, "sub", "t/#", 1, "pub", &sub, &pub));
     gwt_publish(pub, "t/a", "refuse", 1, 3, false, false);
     VT_REQUIRE(gwt_until(s, closed_io, s));
     VT_CHECK(gwt_nothing_sent(pub));
     VT_CHECK(gwt_nothing_sent(sub));
     VT_EQ_INT(rec.n, 0);
-    gwt_close(pub);
-    gwt_close(sub);
+    GWT_CLOSE(pub, sub);
     server_done(s);
 }
 
@@ -223,10 +216,9 @@ static void test_http_same_path(void)
     rec_t rec = {0};
     vg_server_t *s = server_with_hook(&rec, false);
     VT_REQUIRE(s);
-    gwt_client_t *sub = gwt_client(s, 0, L_MQTT, VG_MQTT_V311);
+    gwt_client_t *sub = gwt_connected(s, 0, VG_MQTT_V311, "sub", 0, 0);
     gwt_client_t *h = gwt_client(s, 0, L_HTTP, 0);
     VT_REQUIRE(sub && h);
-    VT_EQ_INT(gwt_connect(sub, "sub", 0, true), 0);
     VT_CHECK(gwt_subscribe(sub, "#", 0, 0, false, 1));
     char req[512];
     http_post(req, sizeof req, "t/h", 1, "{\"a\":1}");
@@ -251,8 +243,7 @@ static void test_http_same_path(void)
     VT_REQUIRE(gwt_until(s, http_has, &hw));
     VT_EQ_INT(http_answers(h, "503"), 1);
     VT_CHECK(gwt_nothing_sent(sub)); /* refused: not routed */
-    gwt_close(h);
-    gwt_close(sub);
+    GWT_CLOSE(h, sub);
     server_done(s);
 }
 
@@ -295,9 +286,8 @@ static void test_resumed_publishes_committed_same_round(void)
     VT_REQUIRE(s);
     l.s = s;
     worker_t *w = &s->workers[0];
-    gwt_client_t *pub = gwt_client(s, 0, L_MQTT, VG_MQTT_V311);
+    gwt_client_t *pub = gwt_connected(s, 0, VG_MQTT_V311, "pub", 0, 0);
     VT_REQUIRE(pub);
-    VT_EQ_INT(gwt_connect(pub, "pub", 0, true), 0);
     for (uint16_t pid = 1; pid <= 6; pid++)
         gwt_publish(pub, "t/x", "v", 1, pid, false, false);
     gw_worker_bind_thread(w);
@@ -318,8 +308,7 @@ static void test_resumed_publishes_committed_same_round(void)
         off += hl + rl;
     }
     VT_EQ_INT(acks, 6);
-    gwt_close(pub);
-    vg_server_free(s);
+    GWT_END(s, pub);
 }
 
 /* A filter that is not one is refused when the server is made. */

@@ -13,16 +13,6 @@ static vg_server_t *server(uint32_t workers)
     return gwt_server(&o);
 }
 
-static gwt_client_t *connected(vg_server_t *s, uint32_t wi, uint8_t level, const char *id, uint32_t expiry)
-{
-    gwt_client_t *c = gwt_client(s, wi, L_MQTT, level);
-    if (c && gwt_connect(c, id, expiry, expiry == 0) < 0) {
-        gwt_close(c);
-        return NULL;
-    }
-    return c;
-}
-
 static bool has_subid(const vg_mqtt_publish_t *p, uint32_t id)
 {
     for (uint32_t i = 0; i < p->props.sub_id_count && i < VG_MQTT_MAX_SUB_IDS; i++)
@@ -35,8 +25,8 @@ static void test_overlapping_one_delivery(void)
 {
     vg_server_t *s = server(1);
     VT_REQUIRE(s);
-    gwt_client_t *sub = connected(s, 0, VG_MQTT_V5, "sub", 0);
-    gwt_client_t *pub = connected(s, 0, VG_MQTT_V311, "pub", 0);
+    gwt_client_t *sub = gwt_connected(s, 0, VG_MQTT_V5, "sub", 0, GWT_ANY_PRESENT);
+    gwt_client_t *pub = gwt_connected(s, 0, VG_MQTT_V311, "pub", 0, GWT_ANY_PRESENT);
     VT_REQUIRE(sub && pub);
     VT_CHECK(gwt_subscribe(sub, "r/+", 0, 1, false, 1));
     VT_CHECK(gwt_subscribe(sub, "r/#", 1, 2, false, 2));
@@ -55,9 +45,7 @@ static void test_overlapping_one_delivery(void)
     VT_CHECK(gwt_payload_is(&p, "y"));
     gwt_rounds(s);
     VT_CHECK(gwt_nothing_sent(sub)); /* once, not once per subscription */
-    gwt_close(pub);
-    gwt_close(sub);
-    vg_server_free(s);
+    GWT_END(s, pub, sub);
 }
 
 static int drain_count(gwt_client_t *c)
@@ -80,10 +68,10 @@ static void test_shared_group(void)
 {
     vg_server_t *s = server(1);
     VT_REQUIRE(s);
-    gwt_client_t *g1 = connected(s, 0, VG_MQTT_V311, "g1", 0);
-    gwt_client_t *g2 = connected(s, 0, VG_MQTT_V5, "g2", 3600);
-    gwt_client_t *all = connected(s, 0, VG_MQTT_V311, "all", 0);
-    gwt_client_t *pub = connected(s, 0, VG_MQTT_V311, "pub", 0);
+    gwt_client_t *g1 = gwt_connected(s, 0, VG_MQTT_V311, "g1", 0, GWT_ANY_PRESENT);
+    gwt_client_t *g2 = gwt_connected(s, 0, VG_MQTT_V5, "g2", 3600, GWT_ANY_PRESENT);
+    gwt_client_t *all = gwt_connected(s, 0, VG_MQTT_V311, "all", 0, GWT_ANY_PRESENT);
+    gwt_client_t *pub = gwt_connected(s, 0, VG_MQTT_V311, "pub", 0, GWT_ANY_PRESENT);
     VT_REQUIRE(g1 && g2 && all && pub);
     VT_CHECK(gwt_subscribe(g1, "$share/g/q/#", 0, 0, false, 1));
     VT_CHECK(gwt_subscribe(g2, "$share/g/q/#", 0, 0, false, 1));
@@ -106,19 +94,15 @@ static void test_shared_group(void)
         VT_CHECK(gwt_expect_publish(all, &p));
     gwt_rounds(s);
     VT_EQ_INT(drain_count(g1), 2);
-    gwt_close(g1);
-    gwt_close(g2);
-    gwt_close(all);
-    gwt_close(pub);
-    vg_server_free(s);
+    GWT_END(s, g1, g2, all, pub);
 }
 
 static void test_no_local(void)
 {
     vg_server_t *s = server(1);
     VT_REQUIRE(s);
-    gwt_client_t *me = connected(s, 0, VG_MQTT_V5, "me", 0);
-    gwt_client_t *other = connected(s, 0, VG_MQTT_V311, "other", 0);
+    gwt_client_t *me = gwt_connected(s, 0, VG_MQTT_V5, "me", 0, GWT_ANY_PRESENT);
+    gwt_client_t *other = gwt_connected(s, 0, VG_MQTT_V311, "other", 0, GWT_ANY_PRESENT);
     VT_REQUIRE(me && other);
     VT_CHECK(gwt_subscribe(me, "n/#", 0, 0, true, 1));
     VT_CHECK(gwt_subscribe(other, "n/#", 0, 0, false, 1));
@@ -129,9 +113,7 @@ static void test_no_local(void)
     VT_CHECK(gwt_nothing_sent(me));
     gwt_publish(other, "n/2", "yours", 0, 0, false, false);
     VT_CHECK(gwt_expect_publish(me, &p) && gwt_payload_is(&p, "yours"));
-    gwt_close(me);
-    gwt_close(other);
-    vg_server_free(s);
+    GWT_END(s, me, other);
 }
 
 /* Three subscribers on worker 1, the publisher on worker 0: one inbox item
@@ -144,11 +126,11 @@ static void test_fanout_one_item_per_worker(void)
     for (int i = 0; i < 3; i++) {
         char id[8];
         snprintf(id, sizeof id, "s%d", i);
-        sub[i] = connected(s, 1, VG_MQTT_V311, id, 0);
+        sub[i] = gwt_connected(s, 1, VG_MQTT_V311, id, 0, GWT_ANY_PRESENT);
         VT_REQUIRE(sub[i]);
         VT_CHECK(gwt_subscribe(sub[i], "f/#", 1, 0, false, 1));
     }
-    gwt_client_t *pub = connected(s, 0, VG_MQTT_V311, "pub", 0);
+    gwt_client_t *pub = gwt_connected(s, 0, VG_MQTT_V311, "pub", 0, GWT_ANY_PRESENT);
     VT_REQUIRE(pub);
     worker_t *w0 = &s->workers[0], *w1 = &s->workers[1];
     gwt_publish(pub, "f/1", "fan", 1, 1, false, false);
@@ -168,10 +150,7 @@ static void test_fanout_one_item_per_worker(void)
         VT_EQ_INT(p.qos, 1);
     }
     VT_EQ_INT(gwt_expect_ack(pub, VG_MQTT_PUBACK), 1);
-    for (int i = 0; i < 3; i++)
-        gwt_close(sub[i]);
-    gwt_close(pub);
-    vg_server_free(s);
+    GWT_END(s, sub[0], sub[1], sub[2], pub);
 }
 
 /* One session with many subscriptions (its filter index, SUBIDX_MIN and
@@ -181,8 +160,8 @@ static void test_many_subscriptions(void)
 {
     vg_server_t *s = server(1);
     VT_REQUIRE(s);
-    gwt_client_t *sub = connected(s, 0, VG_MQTT_V311, "many", 0);
-    gwt_client_t *pub = connected(s, 0, VG_MQTT_V311, "pub", 0);
+    gwt_client_t *sub = gwt_connected(s, 0, VG_MQTT_V311, "many", 0, GWT_ANY_PRESENT);
+    gwt_client_t *pub = gwt_connected(s, 0, VG_MQTT_V311, "pub", 0, GWT_ANY_PRESENT);
     VT_REQUIRE(sub && pub);
     char f[32];
     uint16_t pid = 1;
@@ -215,9 +194,7 @@ static void test_many_subscriptions(void)
     }
     gwt_rounds(s);
     VT_CHECK(gwt_nothing_sent(sub));
-    gwt_close(pub);
-    gwt_close(sub);
-    vg_server_free(s);
+    GWT_END(s, pub, sub);
 }
 
 int main(void)

@@ -29,9 +29,8 @@ static bool one_offline(void *arg)
 /* A persistent 3.1.1 session subscribed to s/#, then offline. */
 static void park_subscriber(vg_server_t *s)
 {
-    gwt_client_t *a = gwt_client(s, 0, L_MQTT, VG_MQTT_V311);
+    gwt_client_t *a = gwt_connected(s, 0, VG_MQTT_V311, "a", 1, 0);
     VT_REQUIRE(a);
-    VT_EQ_INT(gwt_connect(a, "a", 1, false), 0);
     VT_CHECK(gwt_subscribe(a, "s/#", 1, 0, false, 1));
     gwt_disconnect(a);
     VT_CHECK(gwt_until(s, one_offline, s));
@@ -40,9 +39,8 @@ static void park_subscriber(vg_server_t *s)
 
 static void publish_n(vg_server_t *s, int n)
 {
-    gwt_client_t *p = gwt_client(s, 0, L_MQTT, VG_MQTT_V311);
+    gwt_client_t *p = gwt_connected(s, 0, VG_MQTT_V311, "p", 0, 0);
     VT_REQUIRE(p);
-    VT_EQ_INT(gwt_connect(p, "p", 0, true), 0);
     for (int i = 0; i < n; i++) {
         char pl[8];
         snprintf(pl, sizeof pl, "m%d", i);
@@ -51,6 +49,18 @@ static void publish_n(vg_server_t *s, int n)
     for (int i = 0; i < n; i++)
         VT_EQ_INT(gwt_expect_ack(p, VG_MQTT_PUBACK), i + 1);
     gwt_close(p);
+}
+
+/* A server (as server()) whose offline subscriber "a" has n messages
+ * published for it; NULL if it could not be made. */
+static vg_server_t *parked(uint32_t window, uint32_t max_queued, int n)
+{
+    vg_server_t *s = server(window, max_queued);
+    if (s) {
+        park_subscriber(s);
+        publish_n(s, n);
+    }
+    return s;
 }
 
 /* Reads one PUBLISH and checks payload and DUP; returns its packet id. */
@@ -69,15 +79,13 @@ static int expect(gwt_client_t *c, const char *payload, bool dup)
 
 static void test_queue_and_resume(void)
 {
-    vg_server_t *s = server(2, 0);
+    vg_server_t *s = parked(2, 0, 5);
     VT_REQUIRE(s);
-    park_subscriber(s);
-    publish_n(s, 5);
     VT_EQ_INT(stats(s).queued, 5);
 
     /* Resumed: the queue goes out, at most the window (2) unacknowledged. */
-    gwt_client_t *a = gwt_client(s, 0, L_MQTT, VG_MQTT_V311);
-    VT_EQ_INT(gwt_connect(a, "a", 1, false), 1);
+    gwt_client_t *a = gwt_connected(s, 0, VG_MQTT_V311, "a", 1, 1);
+    VT_REQUIRE(a);
     int p0 = expect(a, "m0", false);
     int p1 = expect(a, "m1", false);
     gwt_rounds(s);
@@ -90,8 +98,8 @@ static void test_queue_and_resume(void)
 
     /* In-flight messages again, in order, with DUP and their ids; then the
      * rest of the queue as the window opens. */
-    a = gwt_client(s, 0, L_MQTT, VG_MQTT_V311);
-    VT_EQ_INT(gwt_connect(a, "a", 1, false), 1);
+    a = gwt_connected(s, 0, VG_MQTT_V311, "a", 1, 1);
+    VT_REQUIRE(a);
     VT_EQ_INT(expect(a, "m1", true), p1);
     VT_EQ_INT(expect(a, "m2", true), p2);
     gwt_rounds(s);
@@ -105,48 +113,41 @@ static void test_queue_and_resume(void)
     gwt_disconnect(a);
     VT_REQUIRE(gwt_until(s, one_offline, s));
     VT_EQ_INT(stats(s).queued, 0);
-    gwt_close(a);
-    vg_server_free(s);
+    GWT_END(s, a);
 }
 
 /* An offline session keeps at most max_queued_per_client messages; the
  * rest are dropped and counted. */
 static void test_queue_limit(void)
 {
-    vg_server_t *s = server(8, 3);
+    vg_server_t *s = parked(8, 3, 5);
     VT_REQUIRE(s);
-    park_subscriber(s);
-    publish_n(s, 5);
     vg_server_stats_t st = stats(s);
     VT_EQ_INT(st.queued, 3);
     VT_EQ_INT(st.queue_dropped_client, 2);
-    gwt_client_t *a = gwt_client(s, 0, L_MQTT, VG_MQTT_V311);
-    VT_EQ_INT(gwt_connect(a, "a", 1, false), 1);
+    gwt_client_t *a = gwt_connected(s, 0, VG_MQTT_V311, "a", 1, 1);
+    VT_REQUIRE(a);
     expect(a, "m0", false);
     expect(a, "m1", false);
     expect(a, "m2", false);
     gwt_rounds(s);
     VT_CHECK(gwt_nothing_sent(a));
-    gwt_close(a);
-    vg_server_free(s);
+    GWT_END(s, a);
 }
 
 /* A clean start ends the old session: nothing resumed, nothing queued. */
 static void test_clean_start_drops(void)
 {
-    vg_server_t *s = server(8, 0);
+    vg_server_t *s = parked(8, 0, 2);
     VT_REQUIRE(s);
-    park_subscriber(s);
-    publish_n(s, 2);
     VT_EQ_INT(stats(s).queued, 2);
-    gwt_client_t *a = gwt_client(s, 0, L_MQTT, VG_MQTT_V311);
-    VT_EQ_INT(gwt_connect(a, "a", 0, true), 0);
+    gwt_client_t *a = gwt_connected(s, 0, VG_MQTT_V311, "a", 0, 0);
+    VT_REQUIRE(a);
     gwt_rounds(s);
     VT_CHECK(gwt_nothing_sent(a));
     VT_EQ_INT(stats(s).queued, 0);
     VT_EQ_INT(stats(s).subscriptions, 0);
-    gwt_close(a);
-    vg_server_free(s);
+    GWT_END(s, a);
 }
 
 /* Inbound QoS 2: a retransmission before PUBREL is acknowledged again but
@@ -155,12 +156,8 @@ static void test_qos2_exactly_once(void)
 {
     vg_server_t *s = server(8, 0);
     VT_REQUIRE(s);
-    gwt_client_t *b = gwt_client(s, 0, L_MQTT, VG_MQTT_V311);
-    gwt_client_t *p = gwt_client(s, 0, L_MQTT, VG_MQTT_V311);
-    VT_REQUIRE(b && p);
-    VT_EQ_INT(gwt_connect(b, "b", 0, true), 0);
-    VT_CHECK(gwt_subscribe(b, "q/#", 0, 0, false, 1));
-    VT_EQ_INT(gwt_connect(p, "p", 0, true), 0);
+    gwt_client_t *b, *p;
+    VT_REQUIRE(gwt_sub_pub(s, "b", "q/#", 0, "p", &b, &p));
     gwt_publish(p, "q/1", "once", 2, 7, false, false);
     VT_EQ_INT(gwt_expect_ack(p, VG_MQTT_PUBREC), 7);
     gwt_publish(p, "q/1", "once", 2, 7, false, true);
@@ -175,9 +172,7 @@ static void test_qos2_exactly_once(void)
     gwt_publish(p, "q/1", "again", 2, 7, false, false);
     VT_EQ_INT(gwt_expect_ack(p, VG_MQTT_PUBREC), 7);
     VT_CHECK(gwt_expect_publish(b, &m) && gwt_payload_is(&m, "again"));
-    gwt_close(p);
-    gwt_close(b);
-    vg_server_free(s);
+    GWT_END(s, p, b);
 }
 
 int main(void)
