@@ -72,6 +72,17 @@ static int io_code(int e)
     return e == ENOSPC || e == EDQUOT ? VG_ENOSPC : VG_EIO;
 }
 
+/* A full disk is logged by the caller, which knows whether this is the
+ * first failure of a streak (a checkpoint retried each second would
+ * otherwise log a line each time); anything else is an error here. */
+#define FS_FAIL(e, ...)                                                                                                \
+    do {                                                                                                               \
+        if (io_code(e) == VG_ENOSPC)                                                                                   \
+            VG_DEBUG("fs", __VA_ARGS__);                                                                               \
+        else                                                                                                           \
+            VG_ERROR("fs", __VA_ARGS__);                                                                               \
+    } while (0)
+
 int vg_fs_write_atomic(const char *path, const void *buf, size_t len)
 {
     char tmp[PATH_MAX], dir[PATH_MAX];
@@ -82,7 +93,7 @@ int vg_fs_write_atomic(const char *path, const void *buf, size_t len)
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
         e = errno; /* before logging, which may change errno */
-        VG_ERROR("fs", "cannot create %s: %s", tmp, strerror(e));
+        FS_FAIL(e, "cannot create %s: %s", tmp, strerror(e));
         return io_code(e); /* no inode or directory block left: ENOSPC */
     }
     const uint8_t *p = buf;
@@ -93,7 +104,7 @@ int vg_fs_write_atomic(const char *path, const void *buf, size_t len)
             continue;
         if (k <= 0) {
             e = k < 0 ? errno : EIO;
-            VG_ERROR("fs", "write to %s failed: %s", tmp, k < 0 ? strerror(e) : "short write");
+            FS_FAIL(e, "write to %s failed: %s", tmp, k < 0 ? strerror(e) : "short write");
             rc = io_code(e);
             goto cleanup;
         }
@@ -106,7 +117,7 @@ int vg_fs_write_atomic(const char *path, const void *buf, size_t len)
      * on. */
     if (fdatasync(fd) != 0) {
         e = errno;
-        VG_ERROR("fs", "fdatasync of %s failed: %s", tmp, strerror(e));
+        FS_FAIL(e, "fdatasync of %s failed: %s", tmp, strerror(e));
         rc = io_code(e);
         goto cleanup;
     }
@@ -114,13 +125,13 @@ int vg_fs_write_atomic(const char *path, const void *buf, size_t len)
     fd = -1;
     if (crc != 0) {
         e = errno;
-        VG_ERROR("fs", "close of %s failed: %s", tmp, strerror(e));
+        FS_FAIL(e, "close of %s failed: %s", tmp, strerror(e));
         rc = io_code(e);
         goto cleanup;
     }
     if (rename(tmp, path) != 0) {
         e = errno; /* ENOSPC if the directory must grow */
-        VG_ERROR("fs", "rename %s -> %s failed: %s", tmp, path, strerror(e));
+        FS_FAIL(e, "rename %s -> %s failed: %s", tmp, path, strerror(e));
         rc = io_code(e);
         goto cleanup;
     }

@@ -22,8 +22,9 @@ int vg_fs_fsync_dir(const char *dir);
  * removed, and calling again once there is space is all it takes; VG_EIO
  * for other failures (the same holds for them, except a failed directory
  * fsync, which comes after the rename: path then has the new contents, not
- * yet known to be durable); VG_EINVAL for a path too long. Every failure is
- * logged. */
+ * yet known to be durable); VG_EINVAL for a path too long. Failures are
+ * logged as errors, except VG_ENOSPC (debug level): the caller reports a
+ * full disk, once per streak of retries. */
 int vg_fs_write_atomic(const char *path, const void *buf, size_t len);
 
 /* Reads the whole file into a new buffer (caller frees with vg_free).

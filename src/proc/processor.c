@@ -61,6 +61,7 @@ typedef struct shard_proc {
     vg_iwheel_t wheel;
     uint64_t last_seq; /* last processed telemetry seq */
     uint64_t ckpt_seq; /* last checkpointed seq */
+    uint64_t ckpt_failures; /* checkpoint writes failed in a row (one log line per streak) */
     /* replay after a restart */
     vg_u64set_t emitted;   /* eventIds already in the alerts stream (ids are never 0) */
     vg_u64set_t acked;     /* alertIds acknowledged in the alerts stream */
@@ -744,8 +745,18 @@ static void maybe_checkpoint(shard_proc_t *sp)
      * alert in a crash; wait for the alert to land first. */
     if (atomic_load_explicit(&sp->pending, memory_order_acquire) != 0)
         return;
-    if (checkpoint_write(sp) != VG_OK)
-        VG_ERROR(MOD, "shard %u: checkpoint failed; will retry", sp->shard);
+    int rc = checkpoint_write(sp);
+    if (rc != VG_OK) {
+        /* A full disk fails every try until space returns: one line when
+         * the streak starts, one when it ends, not one per batch. */
+        if (sp->ckpt_failures++ == 0)
+            VG_ERROR(MOD, "shard %u: cannot write the checkpoint %s: %s; will retry", sp->shard, sp->ckpt_path,
+                     vg_strerror(rc));
+    } else if (sp->ckpt_failures) {
+        VG_INFO(MOD, "shard %u: checkpoint written again after %llu failed attempts", sp->shard,
+                (unsigned long long)sp->ckpt_failures);
+        sp->ckpt_failures = 0;
+    }
 }
 
 /* Milliseconds until the silence wheel next has something due, on stream

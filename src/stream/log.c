@@ -103,6 +103,9 @@
  * ext4/virtio), which bounds commit latency when many shards are busy. */
 #define SYNC_PARALLEL 8
 /* Rounds one vg_log_flush call leads at most (see there). */
+/* --fsync none: the kernel starts writing back every this many bytes. */
+#define WRITEBACK_STEP (4u << 20)
+
 #ifndef FLUSH_ROUNDS
 #define FLUSH_ROUNDS 1
 #endif
@@ -321,6 +324,9 @@ static void seg_prealloc(const vg_log_t *log, vg_segment_t *seg)
 {
     uint64_t step = log->opts.prealloc_bytes;
     vg_segment_preallocate(seg, step == VG_LOG_PREALLOC_OFF || log->opts.fsync == VG_FSYNC_NONE ? 0 : step);
+    /* Without a sync per commit, dirty data would pile up for the sync at
+     * the roll (segment.h); 4 MiB steps keep that sync short. */
+    vg_segment_writeback(seg, log->opts.fsync == VG_FSYNC_NONE ? WRITEBACK_STEP : 0);
 }
 
 /* ---- paths and directories ---- */

@@ -389,6 +389,8 @@ int vg_segment_create(const vg_seg_io_t *io, const char *dir, uint32_t shard, ui
     out->alloc = VG_SEG_HDR;
     out->prealloc = 0;
     out->fill_at = 0;
+    out->wb_step = 0;
+    out->wb_done = 0;
     fd = -1;
 cleanup:
     close_quietly(io, fd);
@@ -416,7 +418,20 @@ int vg_segment_write(vg_segment_t *s, const void *buf, size_t n, uint64_t record
         s->alloc = s->size;
     if (s->prealloc && s->alloc - s->size < ZERO_BLOCK && s->size >= s->fill_at)
         fill_ahead(s);
+    if (s->wb_step && s->size - s->wb_done >= s->wb_step) {
+        /* A hint: its failure changes nothing that a later sync would not
+         * report, so it is not checked. */
+        (void)sync_file_range(s->fd, (off64_t)s->wb_done, (off64_t)(s->size - s->wb_done), SYNC_FILE_RANGE_WRITE);
+        s->wb_done = s->size;
+    }
     return VG_OK;
+}
+
+void vg_segment_writeback(vg_segment_t *s, uint64_t step)
+{
+    s->wb_step = step;
+    if (s->wb_done > s->size || !s->wb_done)
+        s->wb_done = s->size;
 }
 
 void vg_segment_preallocate(vg_segment_t *s, uint64_t step)
@@ -804,6 +819,8 @@ int vg_segment_recover(const vg_seg_io_t *io, const char *dir, uint32_t shard, u
     out->alloc = zeros ? size : valid;
     out->prealloc = 0;
     out->fill_at = 0;
+    out->wb_step = 0;
+    out->wb_done = 0;
     fd = -1;
     rc = VG_OK;
 cleanup:

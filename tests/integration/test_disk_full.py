@@ -14,6 +14,7 @@ are, and must not stop the server either.
 """
 
 import os
+import re
 import socket
 import struct
 import subprocess
@@ -165,7 +166,20 @@ def test_disk_full_pauses_and_resumes(small_disk, vigil_factory):
         assert seqs == list(range(1, len(seqs) + 1)), "shard %d sequence numbers not contiguous" % s
     for p in pubs:
         p.c.disconnect()
+    pauses = st["stream.disk_full_pauses"]
     server.stop()
+
+    # 5. A full disk is logged once per outage, not once per retry: by the
+    # stream, and by each consumer whose checkpoint waits (the file helper
+    # itself logs ENOSPC at debug level only).
+    log = server.log_text(limit=1 << 30)
+    paused_lines = [l for l in log.splitlines() if "stream telemetry shard" in l and "the disk is full" in l]
+    assert len(paused_lines) <= pauses, paused_lines
+    for shard in range(2):
+        n = log.count("shard %d: cannot write the checkpoint" % shard)
+        assert n <= pauses, "checkpoint failure of shard %d logged %d times for %d outages" % (shard, n, pauses)
+    fs_errors = [l for l in log.splitlines() if re.search(r"ERROR fs\s", l)]
+    assert not fs_errors, fs_errors[:5]
 
 
 def assert_retained_after_restart(server, client_id, topic_filter, acked):
