@@ -1,6 +1,6 @@
 /* segment.c — segment files: creation, append, recovery, sequential reading.
  *
- * Owns the segment file format and nothing above it: log.c decides which
+ * Owns the segment file format and nothing above it: commit.c decides which
  * segment is active, when to roll and when to sync.
  *
  * File name: "<first_seq>.seg", first_seq as 20 decimal digits, zero-padded

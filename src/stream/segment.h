@@ -1,5 +1,5 @@
-/* segment.h — one segment file of one shard (internal to src/stream; log.c
- * and the stream tests are its only users).
+/* segment.h — one segment file of one shard (internal to src/stream; the log
+ * (log.c, commit.c, retention.c, read.c) and the stream tests are its only users).
  *
  * A segment is "<first_seq as 20-digit zero-padded decimal>.seg" in its
  * shard's directory: a 32-byte header, then records (record.h) back to back
@@ -9,7 +9,7 @@
  * Owns: creating a segment (atomically, header first), appending bytes and
  * syncing them, the recovery scan that truncates a torn tail, and a buffered
  * sequential reader that tolerates a file still being appended to. Does not
- * own: which segment is active, when to roll or sync (log.c).
+ * own: which segment is active, when to roll or sync (commit.c).
  *
  * All file I/O goes through a vg_seg_io_t so that tests can inject short
  * writes and failed syncs (STYLE.md §11). None of these functions is
