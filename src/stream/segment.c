@@ -567,20 +567,32 @@ static void reader_init(vg_seg_reader_t *r, const vg_seg_io_t *io, int fd, bool 
     r->off = VG_SEG_HDR;
 }
 
+/* Opens existing segment first_seq of dir with flags; its path goes to
+ * path[0..cap). VG_OK (*fd set), VG_ENOTFOUND (no such file, not logged),
+ * VG_EIO (logged), or path_of's error. */
+static int open_existing(const vg_seg_io_t *io, const char *dir, uint64_t first_seq, int flags, char *path, size_t cap,
+                         int *fd)
+{
+    int rc = path_of(path, cap, dir, first_seq, "");
+    if (rc != VG_OK)
+        return rc;
+    *fd = io->open(io->ctx, path, flags, 0);
+    if (*fd >= 0)
+        return VG_OK;
+    if (*fd == -ENOENT)
+        return VG_ENOTFOUND;
+    VG_ERROR(MOD, "open %s: %s", path, strerror(-*fd));
+    return VG_EIO;
+}
+
 int vg_seg_reader_open(const vg_seg_io_t *io, const char *dir, uint32_t shard, uint64_t first_seq, vg_seg_reader_t *r)
 {
     char path[4096];
     int rc;
     reader_init(r, io, -1, true, shard, first_seq);
-    if ((rc = path_of(path, sizeof path, dir, first_seq, "")) != VG_OK)
+    int fd;
+    if ((rc = open_existing(io, dir, first_seq, O_RDONLY, path, sizeof path, &fd)) != VG_OK)
         return rc;
-    int fd = io->open(io->ctx, path, O_RDONLY, 0);
-    if (fd < 0) {
-        if (fd == -ENOENT)
-            return VG_ENOTFOUND;
-        VG_ERROR(MOD, "open %s: %s", path, strerror(-fd));
-        return VG_EIO;
-    }
     r->fd = fd;
     if ((rc = check_header(r, path)) != VG_OK) {
         vg_seg_reader_close(r);
@@ -759,15 +771,9 @@ int vg_segment_recover(const vg_seg_io_t *io, const char *dir, uint32_t shard, u
     reader_init(&r, io, -1, false, shard, first_seq);
     out->fd = -1;
     memset(rep, 0, sizeof *rep);
-    if ((rc = path_of(path, sizeof path, dir, first_seq, "")) != VG_OK)
+    int fd;
+    if ((rc = open_existing(io, dir, first_seq, O_RDWR, path, sizeof path, &fd)) != VG_OK)
         return rc;
-    int fd = io->open(io->ctx, path, O_RDWR, 0);
-    if (fd < 0) {
-        if (fd == -ENOENT)
-            return VG_ENOTFOUND;
-        VG_ERROR(MOD, "open %s: %s", path, strerror(-fd));
-        return VG_EIO;
-    }
     r.fd = fd;
     struct stat st;
     if (fstat(fd, &st) < 0) {
