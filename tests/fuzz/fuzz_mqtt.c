@@ -1,4 +1,4 @@
-/* fuzz_mqtt.c — libFuzzer harness for the MQTT codec (src/mqtt/codec.c).
+/* fuzz_mqtt.c — libFuzzer harness for the MQTT codec (src/mqtt/codec.c, encode.c, props.c).
  *
  * Byte 0 of the input picks the protocol level (3.1.1 or 5.0) and the side
  * (the server's decoders or the client's); the rest is a byte stream from

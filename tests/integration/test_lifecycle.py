@@ -100,6 +100,29 @@ def _crc32c(data):
 assert _crc32c(b"123456789") == 0xE3069283
 
 
+def data_end(path):
+    """Offset just past the last record of a segment: the active segment
+    continues with zeros written ahead of the data (a zero length field),
+    so its file size is not where the next record goes."""
+    with open(path, "rb") as f:
+        buf = f.read()
+    off = 32  # segment header
+    while off + 4 <= len(buf):
+        body_len = struct.unpack_from("<I", buf, off)[0]
+        if body_len == 0 or off + 8 + body_len > len(buf):
+            break
+        off += 8 + body_len
+    return off
+
+
+def write_at_data_end(path, data):
+    """What a crash mid-append leaves: bytes right after the last record."""
+    end = data_end(path)
+    with open(path, "r+b") as f:
+        f.seek(end)
+        f.write(data)
+
+
 def _record(seq, key, value, arrival=0, crc_ok=True):
     body = struct.pack("<QqHHI", seq, arrival, len(key), 0, len(value)) + key + value
     crc = _crc32c(body) ^ (0 if crc_ok else 0xFFFFFFFF)
@@ -126,8 +149,7 @@ def test_complete_appended_record_is_kept(vigil):
     vigil.stop()
     segs = glob.glob(os.path.join(vigil.data_dir, "stream", "telemetry", "0", "*.seg"))
     last = max(segs, key=lambda p: int(os.path.basename(p).split(".")[0]))
-    with open(last, "ab") as f:
-        f.write(_record(n0 + 1, b"kept", b'{"kept":true}'))
+    write_at_data_end(last, _record(n0 + 1, b"kept", b'{"kept":true}'))
     vigil.start()
     after = vigil.stream_tail("telemetry", "--shard", "0")
     assert [r["seq"] for r in after] == list(range(1, n0 + 2))
@@ -152,9 +174,8 @@ def test_torn_tail_recovered(vigil, kind):
     segs = glob.glob(os.path.join(vigil.data_dir, "stream", "telemetry", "0", "*.seg"))
     assert segs, "no segment files under %s/stream/telemetry/0" % vigil.data_dir
     last = max(segs, key=lambda p: int(os.path.basename(p).split(".")[0]))
-    size = os.path.getsize(last)
-    with open(last, "ab") as f:
-        f.write(TORN[kind](n0))
+    size = data_end(last)
+    write_at_data_end(last, TORN[kind](n0))
 
     vigil.start()
     after0 = vigil.stream_tail("telemetry", "--shard", "0")
@@ -166,7 +187,7 @@ def test_torn_tail_recovered(vigil, kind):
     after0 = vigil.stream_tail("telemetry", "--shard", "0")
     assert [r["seq"] for r in after0] == list(range(1, n0 + 6)), [r["seq"] for r in after0][-10:]
     assert [r["data"].get("j") for r in after0[-5:]] == [0, 1, 2, 3, 4]
-    assert os.path.getsize(last) >= size  # nothing complete was cut
+    assert data_end(last) >= size  # nothing complete was cut
     c.disconnect()
     vigil.stop()
     vigil.start()

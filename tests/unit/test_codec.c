@@ -1,4 +1,4 @@
-/* test_codec.c — unit tests for the MQTT codec (src/mqtt/codec.c).
+/* test_codec.c — unit tests for the MQTT codec (src/mqtt/codec.c, encode.c, props.c).
  *
  * Packets are either produced by the encoders and read back (round trips) or
  * written out byte by byte from the spec, so that an encoder bug cannot hide
