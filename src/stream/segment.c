@@ -321,6 +321,20 @@ static int write_all(const vg_seg_io_t *io, int fd, const void *buf, size_t n, u
     return VG_OK;
 }
 
+/* An open segment at size bytes of data (alloc bytes of file), next record
+ * next_seq; no zero fill and no early writeback until the log asks. */
+static void segment_init(vg_segment_t *s, const vg_seg_io_t *io, int fd, uint32_t shard, uint64_t first_seq,
+                         uint64_t next_seq, uint64_t size, uint64_t alloc)
+{
+    *s = (vg_segment_t){.io = io,
+                        .fd = fd,
+                        .shard = shard,
+                        .first_seq = first_seq,
+                        .next_seq = next_seq,
+                        .size = size,
+                        .alloc = alloc};
+}
+
 int vg_segment_create(const vg_seg_io_t *io, const char *dir, uint32_t shard, uint64_t first_seq, int64_t created_ms,
                       vg_segment_t *out)
 {
@@ -380,17 +394,7 @@ int vg_segment_create(const vg_seg_io_t *io, const char *dir, uint32_t shard, ui
     }
     /* The descriptor opened on the temporary name now refers to the renamed
      * file (same inode), so it serves for appending. */
-    out->io = io;
-    out->fd = fd;
-    out->shard = shard;
-    out->first_seq = first_seq;
-    out->next_seq = first_seq;
-    out->size = VG_SEG_HDR;
-    out->alloc = VG_SEG_HDR;
-    out->prealloc = 0;
-    out->fill_at = 0;
-    out->wb_step = 0;
-    out->wb_done = 0;
+    segment_init(out, io, fd, shard, first_seq, first_seq, VG_SEG_HDR, VG_SEG_HDR);
     fd = -1;
 cleanup:
     close_quietly(io, fd);
@@ -816,17 +820,7 @@ int vg_segment_recover(const vg_seg_io_t *io, const char *dir, uint32_t shard, u
     }
     rep->records = records;
     rep->next_seq = r.next_seq;
-    out->io = io;
-    out->fd = fd;
-    out->shard = shard;
-    out->first_seq = first_seq;
-    out->next_seq = r.next_seq;
-    out->size = valid;
-    out->alloc = zeros ? size : valid;
-    out->prealloc = 0;
-    out->fill_at = 0;
-    out->wb_step = 0;
-    out->wb_done = 0;
+    segment_init(out, io, fd, shard, first_seq, r.next_seq, valid, zeros ? size : valid);
     fd = -1;
     rc = VG_OK;
 cleanup:
