@@ -17,12 +17,12 @@ import os
 import re
 import socket
 import struct
-import subprocess
 import time
 
 import pytest
 
-from vigiltest import PINGRESP, PINGREQ_PACKET, PUBACK, TELEMETRY_TOPIC, dumps, publish_packet, telemetry
+from vigiltest import (PINGRESP, PINGREQ_PACKET, PUBACK, TELEMETRY_TOPIC, dumps, publish_packet, small_tmpfs,
+                       telemetry)
 
 FS_BYTES = 8 << 20
 FREE_AT_START = 1536 << 10  # what the ballast leaves free, roughly
@@ -31,18 +31,8 @@ WINDOW = 200                # unacknowledged publishes per connection (the serve
 
 @pytest.fixture
 def small_disk(tmp_path):
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("needs root to mount a small tmpfs")
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%d" % FS_BYTES, "tmpfs", str(mnt)],
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    if r.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here: %s" % r.stdout.decode(errors="replace").strip())
-    try:
+    with small_tmpfs(tmp_path / "disk", FS_BYTES) as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def free_bytes(path):
@@ -210,7 +200,7 @@ def test_gateway_store_disk_full_pauses_and_resumes(small_disk, vigil_factory):
     copy is stored, so PUBACKs stop, health says disk_full, the connection
     stays; once space is back they resume, and after a restart every
     acknowledged retained message is there."""
-    from vigiltest import PUBLISH, publish_packet, subscribe_packet
+    from vigiltest import publish_packet
     data = small_disk / "data"
     data.mkdir()
     ballast = small_disk / "ballast"
@@ -284,7 +274,7 @@ def test_gateway_store_refusal_is_never_acknowledged(small_disk, vigil_factory):
     store refuses must not be acknowledged: the connection closes instead,
     the refusal is counted (state.errors), and after space returns and a
     restart every acknowledged retained message is there."""
-    from vigiltest import PUBLISH, Closed, publish_packet, subscribe_packet
+    from vigiltest import Closed, publish_packet
     data = small_disk / "data"
     data.mkdir()
     ballast = small_disk / "ballast"

@@ -30,12 +30,11 @@ import errno
 import os
 import re
 import struct
-import subprocess
 
 import pytest
 
 from test_webhook import FAST, alert_records, cursor_of, raise_alerts, receivers, wait_alerts, wait_delivered  # noqa: F401
-from vigiltest import wait_until
+from vigiltest import small_tmpfs, wait_until
 
 FS_BYTES = 256 << 10
 TIMEOUT = 30.0  # per wait; generous for a loaded machine or the sanitized server
@@ -47,18 +46,8 @@ AGAIN = re.compile(r"ops: cursor \S+ written again after (\d+) failed attempts")
 def cursor_disk(tmp_path):
     """tmp_path/data with its consumers/webhook directory on a small tmpfs."""
     data = tmp_path / "data"
-    mnt = data / "consumers" / "webhook"
-    mnt.mkdir(parents=True)
-    if os.geteuid() != 0:
-        pytest.skip("needs root to mount a small tmpfs")
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%d" % FS_BYTES, "tmpfs", str(mnt)],
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    if r.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here: %s" % r.stdout.decode(errors="replace").strip())
-    try:
+    with small_tmpfs(data / "consumers" / "webhook", FS_BYTES) as mnt:
         yield data, mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def fill(path):

@@ -13,6 +13,7 @@ test_*.py files. Nothing here knows the server's internals.
 
 import atexit
 import base64
+import contextlib
 import datetime
 import hashlib
 import json
@@ -23,6 +24,8 @@ import struct
 import subprocess
 import threading
 import time
+
+import pytest
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 VIGIL = os.environ.get("VIGIL_BIN", os.path.join(ROOT, "build", "vigil"))
@@ -55,6 +58,25 @@ def parse_iso_ms(s):
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=datetime.timezone.utc)
     return int(round(dt.timestamp() * 1000))
+
+
+@contextlib.contextmanager
+def small_tmpfs(mnt, size):
+    """Mounts a tmpfs of `size` bytes on directory mnt (created if missing)
+    for the with-block, for tests of a full disk: real ENOSPC from a real
+    file system. Skips the test, saying why, without root or when mount
+    fails; unmounts (lazily: a server may still hold files) at the end."""
+    os.makedirs(str(mnt), exist_ok=True)
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a small tmpfs")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%d" % size, "tmpfs", str(mnt)],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if r.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here: %s" % r.stdout.decode(errors="replace").strip())
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def wait_until(pred, timeout, interval=0.05):
