@@ -59,9 +59,10 @@ static void name_thread(const char *prefix, const char *name)
     pthread_setname_np(pthread_self(), buf);
 }
 
-/* Starts the zero fill ahead of the data on the active segment of s (a new
- * or recovered one). */
-void log_seg_prealloc(const vg_log_t *log, vg_segment_t *seg)
+/* Sets the write policy of a shard's active segment (a new or recovered
+ * one): zero fill ahead of the data when commits sync, early writeback when
+ * they do not. */
+void log_seg_policy(const vg_log_t *log, vg_segment_t *seg)
 {
     uint64_t step = log->opts.prealloc_bytes;
     vg_segment_preallocate(seg, step == VG_LOG_PREALLOC_OFF || log->opts.fsync == VG_FSYNC_NONE ? 0 : step);
@@ -242,7 +243,7 @@ int log_roll(vg_log_t *log, uint32_t idx, uint64_t first_seq, size_t next)
                      vg_strerror(rc));
         return rc;
     }
-    log_seg_prealloc(log, &fresh);
+    log_seg_policy(log, &fresh);
     seginfo_t *done = &s->segs[s->nsegs - 1];
     done->bytes = s->seg.size;
     done->newest_ms = s->last_write_ms ? s->last_write_ms : now;

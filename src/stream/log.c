@@ -683,7 +683,7 @@ static int open_shard(vg_log_t *log, uint32_t i)
         atomic_store(&s->first, firsts[0]);
     }
     if (rc == VG_OK) {
-        log_seg_prealloc(log, &s->seg);
+        log_seg_policy(log, &s->seg);
         rc = load_segments(log, i, firsts, n);
     }
     vg_free(firsts);

@@ -226,8 +226,8 @@ int log_reserve(void *pp, size_t *cap, size_t need, size_t elem, size_t min);
 void *log_committer_main(void *arg);   /* the committer thread (arg: the log) */
 void *log_sync_helper_main(void *arg); /* a sync helper thread (arg: the log) */
 void log_stop_helpers(vg_log_t *log);  /* joins the sync helpers */
-/* Starts the zero fill (and writeback) policy on a shard's active segment. */
-void log_seg_prealloc(const vg_log_t *log, vg_segment_t *seg);
+/* Sets the zero-fill / writeback policy of a shard's active segment. */
+void log_seg_policy(const vg_log_t *log, vg_segment_t *seg);
 /* Marks the log failed for good after a write or sync error. */
 void log_fail(vg_log_t *log);
 /* Finishes shard idx's active segment and starts the next at first_seq. */

@@ -434,8 +434,7 @@ int vg_segment_write(vg_segment_t *s, const void *buf, size_t n, uint64_t record
 void vg_segment_writeback(vg_segment_t *s, uint64_t step)
 {
     s->wb_step = step;
-    if (s->wb_done > s->size || !s->wb_done)
-        s->wb_done = s->size;
+    s->wb_done = s->size; /* what is there already is the log's business */
 }
 
 void vg_segment_preallocate(vg_segment_t *s, uint64_t step)
