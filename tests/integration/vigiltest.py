@@ -235,8 +235,17 @@ class RawClient:
     """A blocking MQTT client over a plain socket. Every read has a timeout;
     read_packet() raises Closed on EOF/reset and socket.timeout on silence."""
 
-    def __init__(self, host, port, timeout=5.0):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+    def __init__(self, host, port, timeout=5.0, rcvbuf=None):
+        if rcvbuf:
+            # Before connect: a fixed receive buffer turns off the kernel's
+            # autotuning, so a client that stops reading stops the flow at a
+            # known point instead of whenever loopback TCP stops growing it.
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            self.sock.settimeout(timeout)
+            self.sock.connect((host, port))
+        else:
+            self.sock = socket.create_connection((host, port), timeout=timeout)
         try:
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
@@ -655,9 +664,9 @@ class VigilServer:
         return "\n".join(parts)
 
     # -- clients ---------------------------------------------------------------
-    def client(self, client_id=None, keepalive=60, timeout=5.0):
-        """A connected RawClient."""
-        c = RawClient(self.host, self.port, timeout)
+    def client(self, client_id=None, keepalive=60, timeout=5.0, rcvbuf=None):
+        """A connected RawClient (rcvbuf: a fixed SO_RCVBUF, see RawClient)."""
+        c = RawClient(self.host, self.port, timeout, rcvbuf)
         c.connect(client_id or "t-%d-%d" % (os.getpid(), id(c)), keepalive)
         return c
 
