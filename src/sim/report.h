@@ -8,8 +8,9 @@
  *
  * Pipe message, host byte order (both ends are forks of one binary):
  *   u32 kind (VG_SIMREPORT_PROGRESS | VG_SIMREPORT_FINAL), u32 body length,
- *   body: vg_simcounters_t as is, the PUBACK histogram and the alert
- *   histogram (vg_simhist_encode), u64 episode count, the episodes as is.
+ *   body: vg_simcounters_t as is, the PUBACK histogram, the PUBACK
+ *   histogram of the connected fleet and the alert histogram (each
+ *   vg_simhist_encode), u64 episode count, the episodes as is.
  * Snapshots are cumulative, so the parent simply keeps the latest one per
  * worker; a lost or late snapshot costs nothing but a stale progress line. */
 #ifndef VG_SIM_REPORT_H
@@ -63,6 +64,10 @@ typedef struct {
 typedef struct {
     vg_simcounters_t c;
     vg_simhist_t ack;   /* publish → PUBACK, µs */
+    /* The same for publishes sent once all of a worker's devices were
+     * connected: the steady state, without the connect ramp, where the
+     * server and the load generator also spend CPU on new connections. */
+    vg_simhist_t ack_up;
     vg_simhist_t alert; /* publish → alert, µs */
     vg_simepisode_t *episodes;
     size_t n_episodes;
@@ -85,8 +90,8 @@ void vg_simreport_free(vg_simreport_t *r);
 
 /* Writes one message to fd (blocking, whole or error). Returns VG_OK,
  * VG_ENOMEM, or VG_EIO if the pipe is gone. */
-int vg_simreport_write(int fd, int kind, const vg_simcounters_t *c, const vg_simhist_t *ack, const vg_simhist_t *alert,
-                       const vg_simepisode_t *eps, size_t n);
+int vg_simreport_write(int fd, int kind, const vg_simcounters_t *c, const vg_simhist_t *ack, const vg_simhist_t *ack_up,
+                       const vg_simhist_t *alert, const vg_simepisode_t *eps, size_t n);
 
 /* Looks for one complete message at buf[0..len). Returns VG_AGAIN if it is
  * not all there yet; VG_OK with *used and *kind set and `into` replaced by
