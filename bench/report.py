@@ -1920,7 +1920,9 @@ def cmd_render(args):
         "the start); *throughput acked* is PUBACKs received / send phase (acks that arrive during the drain "
         "after the send phase count too); *steady send rate* is the median of the sim's per-second rates "
         "after every device is connected. *Deferred* sends are ones the sim postponed because the device's "
-        "in-flight window (QoS 1) or output buffer was full — the server's backpressure.",
+        "in-flight window (QoS 1) or output buffer was full — the server's backpressure. The *fleet "
+        "connected* PUBACK rows count only publishes sent after every device of their sim worker was "
+        "connected (the steady state without the connect ramp).",
         "- vigil's *telemetry records on disk* is counted after the server stopped, with "
         "`vigil stream tail telemetry | wc -l` (falls back to the server's shutdown log line); every acked "
         "event must be there.",
