@@ -18,7 +18,7 @@ vg_simreport_t *vg_simreport_new(void)
     if (!r)
         return NULL;
     vg_simhist_init(&r->ack);
-    vg_simhist_init(&r->ack_up);
+    vg_simhist_init(&r->ack_connected);
     vg_simhist_init(&r->alert);
     return r;
 }
@@ -46,8 +46,9 @@ static int write_all(int fd, const uint8_t *p, size_t n)
     return VG_OK;
 }
 
-int vg_simreport_write(int fd, int kind, const vg_simcounters_t *c, const vg_simhist_t *ack, const vg_simhist_t *ack_up,
-                       const vg_simhist_t *alert, const vg_simepisode_t *eps, size_t n)
+int vg_simreport_write(int fd, int kind, const vg_simcounters_t *c, const vg_simhist_t *ack,
+                       const vg_simhist_t *ack_connected, const vg_simhist_t *alert, const vg_simepisode_t *eps,
+                       size_t n)
 {
     size_t cap = 8 + sizeof *c + 3 * vg_simhist_encoded_max() + 8 + n * sizeof *eps;
     uint8_t *buf = vg_malloc(VG_MEM_SIM, cap);
@@ -58,7 +59,7 @@ int vg_simreport_write(int fd, int kind, const vg_simcounters_t *c, const vg_sim
     off += sizeof *c;
     int k = vg_simhist_encode(ack, buf + off, cap - off);
     off += (size_t)k; /* cannot fail: cap holds the maximum */
-    k = vg_simhist_encode(ack_up, buf + off, cap - off);
+    k = vg_simhist_encode(ack_connected, buf + off, cap - off);
     off += (size_t)k;
     k = vg_simhist_encode(alert, buf + off, cap - off);
     off += (size_t)k;
@@ -96,7 +97,7 @@ int vg_simreport_read(const uint8_t *buf, size_t len, size_t *used, int *kind, v
         return VG_EMALFORMED;
     p += u;
     left -= u;
-    if (vg_simhist_decode(&into->ack_up, p, left, &u) != VG_OK)
+    if (vg_simhist_decode(&into->ack_connected, p, left, &u) != VG_OK)
         return VG_EMALFORMED;
     p += u;
     left -= u;
@@ -137,7 +138,7 @@ int vg_simreport_merge(vg_simreport_t *dst, const vg_simreport_t *src)
         d[i] += s[i];
     dst->c.send_us = send_us;
     vg_simhist_merge(&dst->ack, &src->ack);
-    vg_simhist_merge(&dst->ack_up, &src->ack_up);
+    vg_simhist_merge(&dst->ack_connected, &src->ack_connected);
     vg_simhist_merge(&dst->alert, &src->alert);
     if (!src->n_episodes)
         return VG_OK;
@@ -186,7 +187,7 @@ void vg_simreport_print_text(FILE *f, const vg_simreport_t *r, const vg_simrepor
     fprintf(f, "  %-20s %12.1f events/s\n", "throughput", throughput(r));
     fprintf(f, "  %-20s %10s %10s %10s %10s %10s\n", "latency (ms)", "p50", "p95", "p99", "max", "count");
     text_latency_row(f, "publish -> PUBACK", &r->ack);
-    text_latency_row(f, "  all connected", &r->ack_up);
+    text_latency_row(f, "  fleet connected", &r->ack_connected);
     text_latency_row(f, "publish -> alert", &r->alert);
     fprintf(f, "  %-20s injected %llu   detected %llu   missed %llu   resolved %llu   cut %llu\n", "anomaly episodes",
             (unsigned long long)c->injected, (unsigned long long)c->detected,
@@ -234,7 +235,7 @@ void vg_simreport_print_json(FILE *f, const vg_simreport_t *r, const vg_simrepor
             (unsigned long long)c->deferred, throughput(r));
     json_latency(f, "puback_latency_ms", &r->ack);
     fputc(',', f);
-    json_latency(f, "puback_latency_connected_ms", &r->ack_up);
+    json_latency(f, "puback_latency_connected_ms", &r->ack_connected);
     fputc(',', f);
     json_latency(f, "alert_latency_ms", &r->alert);
     fprintf(f,

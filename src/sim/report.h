@@ -63,11 +63,11 @@ typedef struct {
 
 typedef struct {
     vg_simcounters_t c;
-    vg_simhist_t ack;   /* publish → PUBACK, µs */
+    vg_simhist_t ack; /* publish → PUBACK, µs */
     /* The same for publishes sent once all of a worker's devices were
      * connected: the steady state, without the connect ramp, where the
      * server and the load generator also spend CPU on new connections. */
-    vg_simhist_t ack_up;
+    vg_simhist_t ack_connected;
     vg_simhist_t alert; /* publish → alert, µs */
     vg_simepisode_t *episodes;
     size_t n_episodes;
@@ -90,8 +90,9 @@ void vg_simreport_free(vg_simreport_t *r);
 
 /* Writes one message to fd (blocking, whole or error). Returns VG_OK,
  * VG_ENOMEM, or VG_EIO if the pipe is gone. */
-int vg_simreport_write(int fd, int kind, const vg_simcounters_t *c, const vg_simhist_t *ack, const vg_simhist_t *ack_up,
-                       const vg_simhist_t *alert, const vg_simepisode_t *eps, size_t n);
+int vg_simreport_write(int fd, int kind, const vg_simcounters_t *c, const vg_simhist_t *ack,
+                       const vg_simhist_t *ack_connected, const vg_simhist_t *alert, const vg_simepisode_t *eps,
+                       size_t n);
 
 /* Looks for one complete message at buf[0..len). Returns VG_AGAIN if it is
  * not all there yet; VG_OK with *used and *kind set and `into` replaced by

@@ -87,7 +87,7 @@ typedef struct {
 
 typedef struct {
     vg_mqttc_t mq;
-    int state;            /* SUB_* */
+    int state; /* SUB_* */
     int want_out;
     uint64_t deadline_ns; /* CONNACK and SUBACK by then */
 } sub_t;
@@ -129,8 +129,12 @@ typedef struct {
     vg_simdev_cfg_t dcfg;
     uint64_t interval_ns;
     vg_simcounters_t c;
-    vg_simhist_t ack, ack_up, alert;
-    uint64_t all_up_ns; /* when all n devices were first connected at once, 0 before */
+    vg_simhist_t ack, ack_connected, alert;
+    /* Set when all n devices were first connected at once; from then on a
+     * PUBACK also counts in ack_connected if its publish was sent after
+     * all_up_us (mqttc's wrapping µs send time, same clock as now). */
+    bool all_up;
+    uint32_t all_up_us;
     uint64_t now;   /* CLOCK_MONOTONIC ns, refreshed per wakeup and per event */
     int64_t now_ms; /* wall-clock ms derived from it */
     uint64_t mono0;
@@ -221,8 +225,7 @@ static void dev_on_close(vg_mqttc_t *c, vg_mqttc_reason_t why, int detail)
     if (why == VG_MQTTC_R_REFUSED && !w->warned_connack++)
         VG_WARN(MOD, "worker %u: CONNACK refused (return code %d)", w->cfg->worker_id, detail);
     if (why == VG_MQTTC_R_CONNECT && !w->warned_socket++)
-        VG_WARN(MOD, "worker %u: connect: %s (further failures counted silently)", w->cfg->worker_id,
-                strerror(detail));
+        VG_WARN(MOD, "worker %u: connect: %s (further failures counted silently)", w->cfg->worker_id, strerror(detail));
     if (why != VG_MQTTC_R_LOCAL && !w->finishing) {
         if (d->state == ST_UP)
             w->c.disconnects++;
@@ -366,8 +369,8 @@ static void dev_on_ack(vg_mqttc_t *c, const vg_mqttc_ack_t *a)
     uint32_t i = dev_index(w, c);
     sdev_t *d = &w->dev[i];
     vg_simhist_record(&w->ack, a->latency_us);
-    if (w->all_up_ns && w->now >= w->all_up_ns + a->latency_us * 1000u)
-        vg_simhist_record(&w->ack_up, a->latency_us);
+    if (w->all_up && (int32_t)(a->sent_us - w->all_up_us) >= 0)
+        vg_simhist_record(&w->ack_connected, a->latency_us);
     w->inflight_total--;
     w->c.acked++;
     if (d->blocked == BLOCK_WINDOW) {
@@ -385,8 +388,10 @@ static void dev_on_connack(vg_mqttc_t *c, bool session_present, const vg_mqtt_pr
     d->state = ST_UP;
     w->n_up++;
     w->c.connected++;
-    if (w->n_up == w->n && !w->all_up_ns)
-        w->all_up_ns = w->now;
+    if (w->n_up == w->n && !w->all_up) {
+        w->all_up = true;
+        w->all_up_us = (uint32_t)(w->now / 1000);
+    }
     /* A random phase within the first interval spreads the fleet's sends;
      * a device with a forced episode starts early, or a long interval could
      * push its episode past the end of a short run. */
@@ -596,7 +601,6 @@ static void sub_housekeeping(worker_t *w)
         sub_flush(w);
 }
 
-
 /* Parses "<prefix><digits>" into this worker's local device index. */
 static bool local_device(const worker_t *w, const char *id, size_t len, uint32_t *local)
 {
@@ -751,7 +755,8 @@ static void send_progress(worker_t *w)
 {
     vg_simcounters_t c;
     snapshot(w, &c);
-    if (vg_simreport_write(w->cfg->report_fd, VG_SIMREPORT_PROGRESS, &c, &w->ack, &w->ack_up, &w->alert, NULL, 0) != VG_OK)
+    if (vg_simreport_write(w->cfg->report_fd, VG_SIMREPORT_PROGRESS, &c, &w->ack, &w->ack_connected, &w->alert, NULL,
+                           0) != VG_OK)
         VG_DEBUG(MOD, "worker %u: progress report not delivered", w->cfg->worker_id);
 }
 
@@ -769,7 +774,8 @@ static int send_final(worker_t *w)
         else
             vg_simledger_export(w->ledger, w->cfg->first, eps);
     }
-    int rc = vg_simreport_write(w->cfg->report_fd, VG_SIMREPORT_FINAL, &c, &w->ack, &w->ack_up, &w->alert, eps, n);
+    int rc =
+        vg_simreport_write(w->cfg->report_fd, VG_SIMREPORT_FINAL, &c, &w->ack, &w->ack_connected, &w->alert, eps, n);
     vg_free(eps);
     return rc;
 }
@@ -880,7 +886,7 @@ static int setup(worker_t *w, const vg_simworker_cfg_t *cfg)
     w->sub.state = SUB_CLOSED;
     vg_mqttc_init(&w->sub.mq, &w->sub_mq, NULL, 0);
     vg_simhist_init(&w->ack);
-    vg_simhist_init(&w->ack_up);
+    vg_simhist_init(&w->ack_connected);
     vg_simhist_init(&w->alert);
     w->c.devices = cfg->count;
     w->mono0 = vg_clock_mono_ns();
