@@ -90,6 +90,11 @@ def test_sim_fleet_end_to_end(vigil):
     assert sent >= 20000, "only %d events sent in %d s by 1000 devices at 1/s" % (sent, DURATION)
     assert acked == sent, "acked %d of %d sent" % (acked, sent)
     assert failed == 0
+    # PUBACKs of publishes sent once the whole fleet was connected: a subset
+    # of all of them, and most of them (the connect ramp is seconds of 40).
+    conn_n, all_n = report_get(rep, "puback_latency_connected_ms.count"), report_get(rep, "puback_latency_ms.count")
+    assert acked // 2 <= conn_n <= all_n == acked, json.dumps(rep)
+    assert report_get(rep, "puback_latency_connected_ms.max") <= report_get(rep, "puback_latency_ms.max")
     injected = report_get(rep, "anomalies.injected")
     assert injected >= 3, "the three forced episodes at least: %s" % json.dumps(rep)
     assert report_get(rep, "anomalies.cut") == 0, "episodes cut short by the end of the run: %s" % json.dumps(rep)

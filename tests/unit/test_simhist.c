@@ -3,6 +3,7 @@
  * anomaly episodes measured in event time, no flat lines, timestamps, the
  * rendered PUBLISH packet and its JSON payload) and the ledger that judges
  * alert events (OPEN / UPDATE / RESOLVED ...) against injected episodes. */
+#include "core/err.h"
 #include "core/event.h"
 #include "core/json.h"
 #include "mqtt/codec.h"
@@ -10,11 +11,13 @@
 #include "sim/hist.h"
 #include "sim/ledger.h"
 #include "sim/payload.h"
+#include "sim/report.h"
 #include "vt.h"
 
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 static uint64_t rng_state = 12345;
 
@@ -874,6 +877,48 @@ static void test_ledger_first_send_outlives_ring(void)
     vg_simledger_free(NULL);
 }
 
+/* The worker→parent message carries the three histograms in their own
+ * places: what a worker recorded as PUBACK, PUBACK with the fleet connected
+ * and alert latency comes back as each, whole, also through merge. */
+static void test_report_histograms_round_trip(void)
+{
+    vg_simcounters_t c = {.devices = 3, .sent = 10, .acked = 9};
+    vg_simhist_t h[3];
+    for (int k = 0; k < 3; k++) {
+        vg_simhist_init(&h[k]);
+        for (int i = 0; i <= k; i++)
+            vg_simhist_record(&h[k], 1000u * (uint64_t)(k + 1) + (uint64_t)i);
+    }
+    int fds[2];
+    VT_REQUIRE(pipe(fds) == 0);
+    VT_REQUIRE(vg_simreport_write(fds[1], VG_SIMREPORT_FINAL, &c, &h[0], &h[1], &h[2], NULL, 0) == VG_OK);
+    static uint8_t buf[1 << 18];
+    ssize_t n = read(fds[0], buf, sizeof buf);
+    close(fds[0]);
+    close(fds[1]);
+    VT_REQUIRE(n > 0);
+    vg_simreport_t *r = vg_simreport_new(), *sum = vg_simreport_new();
+    VT_REQUIRE(r && sum);
+    size_t used = 0;
+    int kind = 0;
+    VT_REQUIRE(vg_simreport_read(buf, (size_t)n, &used, &kind, r) == VG_OK);
+    VT_CHECK(used == (size_t)n && kind == VG_SIMREPORT_FINAL);
+    VT_CHECK(r->c.acked == 9);
+    const vg_simhist_t *got[3] = {&r->ack, &r->ack_connected, &r->alert};
+    for (int k = 0; k < 3; k++) {
+        VT_EQ_INT(got[k]->count, k + 1);
+        VT_EQ_INT(got[k]->max, 1000 * (k + 1) + k);
+    }
+    VT_REQUIRE(vg_simreport_merge(sum, r) == VG_OK);
+    VT_REQUIRE(vg_simreport_merge(sum, r) == VG_OK);
+    VT_EQ_INT(sum->ack_connected.count, 4);
+    VT_EQ_INT(sum->alert.count, 6);
+    /* Cut short by one byte: not a message yet. */
+    VT_CHECK(vg_simreport_read(buf, (size_t)n - 1, &used, &kind, r) == VG_AGAIN);
+    vg_simreport_free(r);
+    vg_simreport_free(sum);
+}
+
 static void test_ledger_due_send_outlives_ring(void)
 {
     /* The extreme detector names the sample that completes the sustain
@@ -957,5 +1002,6 @@ int main(void)
     VT_RUN(test_ledger_secondary);
     VT_RUN(test_ledger_first_send_outlives_ring);
     VT_RUN(test_ledger_due_send_outlives_ring);
+    VT_RUN(test_report_histograms_round_trip);
     return VT_DONE();
 }
