@@ -86,6 +86,16 @@ void vg_iwheel_add(vg_iwheel_t *w, uint32_t idx, int64_t deadline_ms)
         w->nodes[n->next - 1].prev = idx + 1;
     w->heads[slot] = idx + 1;
     w->linked++;
+    if (w->due_known) {
+        /* The slot is visited at the first tick after cur_tick that maps
+         * to it (t itself, or an earlier lap for a node beyond the
+         * horizon); what next_due would find for this node there: */
+        int64_t visit = w->cur_tick + 1 + (int64_t)((uint64_t)(t - w->cur_tick - 1) & (w->nslots - 1));
+        int64_t start = visit * (int64_t)w->tick_ms, end = start + (int64_t)w->tick_ms;
+        int64_t at = deadline_ms <= start || deadline_ms >= end ? start : deadline_ms;
+        if (at < w->due_memo)
+            w->due_memo = at;
+    }
 }
 
 static void unlink_node(vg_iwheel_t *w, uint32_t idx)
@@ -109,10 +119,8 @@ void vg_iwheel_remove(vg_iwheel_t *w, uint32_t idx)
     unlink_node(w, idx);
 }
 
-int64_t vg_iwheel_next_due(const vg_iwheel_t *w)
+static int64_t search_due(const vg_iwheel_t *w)
 {
-    if (!w->linked || w->cur_tick == INT64_MIN)
-        return INT64_MAX;
     int64_t tick = (int64_t)w->tick_ms;
     for (uint32_t k = 1; k <= w->nslots; k++) {
         int64_t t = w->cur_tick + (int64_t)k;
@@ -134,6 +142,17 @@ int64_t vg_iwheel_next_due(const vg_iwheel_t *w)
     return INT64_MAX; /* not reached: a linked node sits in one of the slots */
 }
 
+int64_t vg_iwheel_next_due(vg_iwheel_t *w)
+{
+    if (!w->linked || w->cur_tick == INT64_MIN)
+        return INT64_MAX;
+    if (!w->due_known) {
+        w->due_memo = search_due(w);
+        w->due_known = true;
+    }
+    return w->due_memo;
+}
+
 void vg_iwheel_advance(vg_iwheel_t *w, int64_t now_ms, void (*fn)(void *ctx, uint32_t idx), void *ctx)
 {
     int64_t target = tick_of(w, now_ms);
@@ -148,6 +167,7 @@ void vg_iwheel_advance(vg_iwheel_t *w, int64_t now_ms, void (*fn)(void *ctx, uin
         from = target - (int64_t)w->nslots + 1;
     /* Move cur_tick first so that nodes re-added by fn land in future slots. */
     w->cur_tick = target;
+    w->due_known = false;
     for (int64_t t = from; t <= target; t++) {
         uint32_t slot = (uint32_t)((uint64_t)t & (w->nslots - 1));
         /* Detach the whole list, then hand out its nodes: fn may re-add

@@ -29,6 +29,11 @@ typedef struct {
     vg_iwheel_node_t *nodes;
     uint32_t cap; /* nodes allocated */
     uint32_t linked;
+    /* next_due's answer, kept between calls (the processor asks before
+     * every sleep, and the search walks a slot's list): lowered by add,
+     * dropped by advance; a removal leaves it, as a bound that may be early. */
+    int64_t due_memo;
+    bool due_known;
 } vg_iwheel_t;
 
 /* nslots rounded up to a power of two. VG_OK or VG_ENOMEM. */
@@ -39,7 +44,7 @@ int vg_iwheel_reserve(vg_iwheel_t *w, uint32_t n);
 
 /* Links idx (< cap, not linked) to fire at deadline_ms. */
 void vg_iwheel_add(vg_iwheel_t *w, uint32_t idx, int64_t deadline_ms);
-/* Unlinks idx if linked. */
+/* Unlinks idx if linked. next_due may then answer early (see there). */
 void vg_iwheel_remove(vg_iwheel_t *w, uint32_t idx);
 bool vg_iwheel_linked(const vg_iwheel_t *w, uint32_t idx);
 int64_t vg_iwheel_deadline(const vg_iwheel_t *w, uint32_t idx);
@@ -48,10 +53,12 @@ int64_t vg_iwheel_deadline(const vg_iwheel_t *w, uint32_t idx);
  * at least visit one (a node beyond the horizon is visited once per lap and
  * re-added), or INT64_MAX when nothing is linked. An owner that sleeps
  * until then and calls advance with a time >= the result does not miss a
- * deadline; calling advance earlier is harmless. Costs a look at up to
- * nslots list heads and the nodes of the first non-empty slot: meant for
- * "how long may I sleep", not for every event. */
-int64_t vg_iwheel_next_due(const vg_iwheel_t *w);
+ * deadline; calling advance earlier is harmless. After a removal the
+ * answer may be that of the removed node (early, never late) until the next
+ * advance. The first call after an advance looks at up to nslots list heads
+ * and the nodes of the first non-empty slot; later calls, until the next
+ * advance, cost nothing (adds keep the answer up to date). */
+int64_t vg_iwheel_next_due(vg_iwheel_t *w);
 
 /* Processes every slot due up to now_ms: each node found there is unlinked
  * and passed to fn, which handles it (its deadline has passed) or re-adds

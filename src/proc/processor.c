@@ -762,7 +762,7 @@ static void maybe_checkpoint(shard_proc_t *sp)
 /* Milliseconds until the silence wheel next has something due, on stream
  * time (which advances with wall time while the shard is idle), or -1 if
  * nothing is armed. */
-static int64_t wheel_wait_ms(const shard_proc_t *sp)
+static int64_t wheel_wait_ms(shard_proc_t *sp)
 {
     int64_t due = vg_iwheel_next_due(&sp->wheel);
     int64_t now = stream_now(sp);

@@ -237,6 +237,49 @@ static void test_next_due_model(void)
     vg_iwheel_deinit(&w);
 }
 
+/* The answer next_due keeps between calls equals a fresh search after any
+ * mix of adds (overdue, within the horizon, laps ahead) and advances, and
+ * after removals is never later than the fresh search. */
+static void test_next_due_memo(void)
+{
+    enum { N = 300 };
+    vg_iwheel_t w;
+    VT_REQUIRE(vg_iwheel_init(&w, 16, 5) == VG_OK);
+    VT_REQUIRE(vg_iwheel_reserve(&w, N) == VG_OK);
+    ctx_t c = {&w, 10000, 0, NULL, 0};
+    vg_iwheel_advance(&w, c.now, on_due, &c);
+    uint64_t rng = 11;
+    int exact = 0;
+    for (int step = 0; step < 20000; step++) {
+        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+        uint32_t r = (uint32_t)(rng >> 33), idx = r % N;
+        bool removed = false;
+        switch ((r >> 12) % 8) {
+        case 0:
+            c.now += (r >> 16) % 40;
+            vg_iwheel_advance(&w, c.now, on_due, &c);
+            break;
+        case 1:
+            vg_iwheel_remove(&w, idx);
+            removed = true;
+            break;
+        default:
+            if (!vg_iwheel_linked(&w, idx))
+                vg_iwheel_add(&w, idx, c.now - 20 + (int64_t)((r >> 16) % 400)); /* past, near, laps ahead */
+            break;
+        }
+        int64_t kept = vg_iwheel_next_due(&w);
+        w.due_known = false;
+        int64_t fresh = vg_iwheel_next_due(&w);
+        VT_CHECK(kept <= fresh);
+        if (!removed)
+            VT_CHECK(kept == fresh); /* an add or an advance keeps it exact */
+        exact += kept == fresh;
+    }
+    VT_CHECK(exact > 10000);
+    vg_iwheel_deinit(&w);
+}
+
 int main(void)
 {
     VT_RUN(test_fires_at_deadline);
@@ -246,5 +289,6 @@ int main(void)
     VT_RUN(test_model);
     VT_RUN(test_next_due);
     VT_RUN(test_next_due_model);
+    VT_RUN(test_next_due_memo);
     return VT_DONE();
 }
