@@ -69,6 +69,16 @@ int64_t vg_iwheel_deadline(const vg_iwheel_t *w, uint32_t idx)
     return w->nodes[idx].deadline_ms;
 }
 
+/* When advance handles a node with this deadline on visiting tick t: slot
+ * t is processed once now reaches its start; the node fires then if its
+ * deadline has passed, else at its deadline if that lies within the slot
+ * (a later lap is only re-added, at the start). */
+static int64_t visit_due(const vg_iwheel_t *w, int64_t t, int64_t deadline_ms)
+{
+    int64_t start = t * (int64_t)w->tick_ms, end = start + (int64_t)w->tick_ms;
+    return deadline_ms <= start || deadline_ms >= end ? start : deadline_ms;
+}
+
 void vg_iwheel_add(vg_iwheel_t *w, uint32_t idx, int64_t deadline_ms)
 {
     vg_iwheel_node_t *n = &w->nodes[idx];
@@ -88,11 +98,9 @@ void vg_iwheel_add(vg_iwheel_t *w, uint32_t idx, int64_t deadline_ms)
     w->linked++;
     if (w->due_known) {
         /* The slot is visited at the first tick after cur_tick that maps
-         * to it (t itself, or an earlier lap for a node beyond the
-         * horizon); what next_due would find for this node there: */
-        int64_t visit = w->cur_tick + 1 + (int64_t)((uint64_t)(t - w->cur_tick - 1) & (w->nslots - 1));
-        int64_t start = visit * (int64_t)w->tick_ms, end = start + (int64_t)w->tick_ms;
-        int64_t at = deadline_ms <= start || deadline_ms >= end ? start : deadline_ms;
+         * to it: t itself, or an earlier lap for a node beyond the horizon. */
+        int64_t at =
+            visit_due(w, w->cur_tick + 1 + (int64_t)((uint64_t)(t - w->cur_tick - 1) & (w->nslots - 1)), deadline_ms);
         if (at < w->due_memo)
             w->due_memo = at;
     }
@@ -121,19 +129,14 @@ void vg_iwheel_remove(vg_iwheel_t *w, uint32_t idx)
 
 static int64_t search_due(const vg_iwheel_t *w)
 {
-    int64_t tick = (int64_t)w->tick_ms;
     for (uint32_t k = 1; k <= w->nslots; k++) {
         int64_t t = w->cur_tick + (int64_t)k;
         uint32_t h = w->heads[(uint32_t)((uint64_t)t & (w->nslots - 1))];
         if (!h)
             continue;
-        /* Slot t is processed once now reaches its start; a node in it
-         * fires then if its deadline has passed, else at its deadline (if
-         * that lies within the slot; later laps are only re-added). */
-        int64_t start = t * tick, end = start + tick, due = end;
+        int64_t due = INT64_MAX;
         for (; h; h = w->nodes[h - 1].next) {
-            int64_t d = w->nodes[h - 1].deadline_ms;
-            int64_t at = d <= start || d >= end ? start : d;
+            int64_t at = visit_due(w, t, w->nodes[h - 1].deadline_ms);
             if (at < due)
                 due = at;
         }

@@ -29,6 +29,13 @@ static void on_due(void *arg, uint32_t idx)
     }
 }
 
+/* A fixed-seed generator, so that a failure replays the same steps. */
+static uint32_t next_rand(uint64_t *rng)
+{
+    *rng = *rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (uint32_t)(*rng >> 33);
+}
+
 static void test_fires_at_deadline(void)
 {
     vg_iwheel_t w;
@@ -134,8 +141,7 @@ static void test_model(void)
     uint64_t rng = 42;
     int missed = 0;
     for (int step = 0; step < 20000; step++) {
-        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
-        uint32_t r = (uint32_t)(rng >> 33);
+        uint32_t r = next_rand(&rng);
         uint32_t i = r % N;
         switch ((r >> 12) % 4) {
         case 0:
@@ -221,8 +227,7 @@ static void test_next_due_model(void)
     vg_iwheel_advance(&w, c.now, on_due, &c);
     uint64_t rng = 7;
     for (int i = 0; i < N; i++) {
-        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
-        want[i] = c.now + (int64_t)((rng >> 33) % 3000); /* beyond the 224 ms horizon too */
+        want[i] = c.now + (int64_t)(next_rand(&rng) % 3000); /* beyond the 224 ms horizon too */
         vg_iwheel_add(&w, (uint32_t)i, want[i]);
     }
     int wakes = 0;
@@ -251,8 +256,7 @@ static void test_next_due_memo(void)
     uint64_t rng = 11;
     int exact = 0;
     for (int step = 0; step < 20000; step++) {
-        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
-        uint32_t r = (uint32_t)(rng >> 33), idx = r % N;
+        uint32_t r = next_rand(&rng), idx = r % N;
         bool removed = false;
         switch ((r >> 12) % 8) {
         case 0:
@@ -269,7 +273,7 @@ static void test_next_due_memo(void)
             break;
         }
         int64_t kept = vg_iwheel_next_due(&w);
-        w.due_known = false;
+        w.due_known = false; /* forces the search: what next_due answered before it kept answers */
         int64_t fresh = vg_iwheel_next_due(&w);
         VT_CHECK(kept <= fresh);
         if (!removed)
