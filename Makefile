@@ -10,7 +10,7 @@ CSTD     := -std=c17 -D_GNU_SOURCE
 WARN     := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wno-format-truncation
 OPT      ?= -O2 -g
 CFLAGS   += $(CSTD) $(WARN) $(OPT) -Isrc -pthread -MMD -MP
-LDLIBS   += -lsqlite3 -lcrypto -lcurl -lpthread -lm
+LDLIBS   += -lsqlite3 -lssl -lcrypto -largon2 -lcurl -lpthread -lm
 ASAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 BUILD    := build
