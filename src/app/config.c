@@ -46,6 +46,21 @@ static const opt_t opts[] = {
     {"ws-listen", T_ADDR, OFF(ws_listen), 0, 0, 0, "HOST:PORT|off", "MQTT over WebSocket listener (default 127.0.0.1:8083)"},
     {"http-listen", T_ADDR, OFF(http_listen), 0, 0, 0, "HOST:PORT|off",
      "HTTP listener: POST /topics/<topic>?qos=0|1 (default 127.0.0.1:8080)"},
+    {"tls-listen", T_ADDR, OFF(tls_listen), 0, 0, 0, "HOST:PORT|off",
+     "MQTT over TLS listener (default 127.0.0.1:8883; on when a server certificate is available)"},
+    {"wss-listen", T_ADDR, OFF(wss_listen), 0, 0, 0, "HOST:PORT|off",
+     "MQTT over secure WebSocket listener (default 127.0.0.1:8084; on with a certificate)"},
+    {"https-listen", T_ADDR, OFF(https_listen), 0, 0, 0, "HOST:PORT|off",
+     "HTTPS publish listener (default 127.0.0.1:8443; on with a certificate)"},
+    {"tls-cert", T_PATH, OFF(tls_cert), SZ(tls_cert), 0, 0, "FILE",
+     "server certificate chain, PEM (default DATA-DIR/pki/server.crt, made by `vigil ca init`)"},
+    {"tls-key", T_PATH, OFF(tls_key), SZ(tls_key), 0, 0, "FILE", "its private key, PEM (default DATA-DIR/pki/server.key)"},
+    {"tls-client-ca", T_PATH, OFF(tls_client_ca), SZ(tls_client_ca), 0, 0, "FILE",
+     "CA certificates device certificates must chain to, PEM (default DATA-DIR/pki/ca.crt)"},
+    {"tls-client-auth", T_STR, OFF(tls_client_auth), SZ(tls_client_auth), 0, 0, "MODE",
+     "none | optional | required: client certificates on the TLS listeners (required when there is a client CA)"},
+    {"tls-handshake-timeout-ms", T_U32, OFF(tls_handshake_timeout_ms), 0, 10, 600000, "MS",
+     "close a connection whose TLS handshake is not done within this time (5000)"},
     {"data-dir", T_PATH, OFF(data_dir), SZ(data_dir), 0, 0, "DIR", "where streams and checkpoints live (default ./data)"},
     {"config", T_PATH, OFF(config_file), SZ(config_file), 0, 0, "FILE", "read settings from FILE (key = value lines)"},
     {"workers", T_U32, OFF(workers), 0, 0, 64, "N", "I/O threads (default: one per core)"},
@@ -148,6 +163,13 @@ void vg_config_default(vg_config_t *c)
     c->ws_listen.port = 8083;
     snprintf(c->http_listen.host, sizeof c->http_listen.host, "127.0.0.1");
     c->http_listen.port = 8080;
+    snprintf(c->tls_listen.host, sizeof c->tls_listen.host, "127.0.0.1");
+    c->tls_listen.port = 8883;
+    snprintf(c->wss_listen.host, sizeof c->wss_listen.host, "127.0.0.1");
+    c->wss_listen.port = 8084;
+    snprintf(c->https_listen.host, sizeof c->https_listen.host, "127.0.0.1");
+    c->https_listen.port = 8443;
+    c->tls_handshake_timeout_ms = 5000;
     snprintf(c->data_dir, sizeof c->data_dir, "./data");
     c->shards = 4;
     c->fsync = VG_FSYNC_ALWAYS;

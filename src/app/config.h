@@ -30,6 +30,14 @@ typedef struct {
     uint16_t listen_port;
     vg_listen_addr_t ws_listen;   /* MQTT over WebSocket */
     vg_listen_addr_t http_listen; /* HTTP publish */
+    vg_listen_addr_t tls_listen;  /* MQTT over TLS */
+    vg_listen_addr_t wss_listen;  /* MQTT over secure WebSocket */
+    vg_listen_addr_t https_listen;/* HTTPS publish */
+    char tls_cert[PATH_MAX];      /* "" = <data-dir>/pki/server.crt if it exists */
+    char tls_key[PATH_MAX];       /* "" = <data-dir>/pki/server.key */
+    char tls_client_ca[PATH_MAX]; /* "" = <data-dir>/pki/ca.crt if it exists */
+    char tls_client_auth[16];     /* none | optional | required; "" = required when there is a client CA */
+    uint32_t tls_handshake_timeout_ms;
     char data_dir[PATH_MAX];
     char config_file[PATH_MAX];
     uint32_t workers;

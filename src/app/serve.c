@@ -16,6 +16,7 @@
 #include "alert/webhook.h"
 #include "app/detectcfg.h"
 #include "app/config.h"
+#include "app/security.h"
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/diag.h"
@@ -49,6 +50,7 @@ typedef struct {
     vg_log_t *telemetry, *deadletter, *alerts;
     vg_ingest_t *ingest;
     vg_server_t *server;
+    vg_security_t *sec; /* TLS context and the device-identity hooks */
     /* NULL until started and again once stopping: the stats hook runs on
      * worker threads and must never see a processor being torn down. */
     _Atomic(vg_processor_t *) proc;
@@ -331,6 +333,12 @@ static size_t stats_json(void *ctx, char *buf, size_t cap)
     jw_u64(&w, "linger.closes", ss.linger_closes);
     jw_u64(&w, "linger.deadline", ss.linger_deadline);
     jw_u64(&w, "linger.overflow", ss.linger_overflow);
+    jw_u64(&w, "tls.handshakes", ss.tls_handshakes);
+    jw_u64(&w, "tls.resumed", ss.tls_resumed);
+    for (int r = 0; r < VG_TLS_FAIL__COUNT; r++) {
+        snprintf(key, sizeof key, "tls.refused.%s", vg_tls_fail_name((vg_tls_fail_t)r));
+        jw_u64(&w, key, ss.tls_failures[r]);
+    }
     vg_ingest_stats_t is;
     vg_ingest_stats(a->ingest, &is);
     jw_u64(&w, "telemetry.accepted", is.accepted);
@@ -451,6 +459,7 @@ int vg_serve_main(int argc, char **argv)
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -535,6 +544,9 @@ int vg_serve_main(int argc, char **argv)
         hooks[nhooks++] = (vg_server_hook_t){.filter = a.cfg.control_topic, .fn = control_hook, .ctx = &a};
     so.hooks = hooks;
     so.nhooks = nhooks;
+    if (vg_security_open(&a.cfg, &a.sec, stderr) != VG_OK)
+        goto cleanup;
+    vg_security_server_opts(a.sec, &a.cfg, &so);
     so.stats = stats_json;
     so.stats_ctx = &a;
     rc = vg_server_new(&so, &a.server);
@@ -583,6 +595,12 @@ int vg_serve_main(int argc, char **argv)
             a.cfg.listen_host, a.cfg.listen_port, so.ws_host ? so.ws_host : "off", so.ws_port,
             so.http_host ? so.http_host : "off", so.http_port, a.cfg.data_dir, vg_log_shard_count(a.telemetry),
             a.cfg.fsync == VG_FSYNC_ALWAYS ? "always" : a.cfg.fsync == VG_FSYNC_NONE ? "none" : "interval");
+    if (vg_security_tls_on(a.sec))
+        VG_INFO(MOD, "TLS on %s:%u (mqtts), %s:%u (wss), %s:%u (https)", so.mqtts_host ? so.mqtts_host : "off",
+                so.mqtts_port, so.wss_host ? so.wss_host : "off", so.wss_port, so.https_host ? so.https_host : "off",
+                so.https_port);
+    else
+        VG_INFO(MOD, "TLS off: no server certificate (run `vigil ca init`, or give --tls-cert and --tls-key)");
 
     char stats[16384];
     for (;;) {
@@ -591,6 +609,10 @@ int vg_serve_main(int argc, char **argv)
         if (sig == SIGINT || sig == SIGTERM) {
             VG_INFO(MOD, "signal %d: shutting down", sig);
             break;
+        }
+        if (sig == SIGHUP) {
+            vg_security_reload(a.sec);
+            continue;
         }
         size_t n = stats_json(&a, stats, sizeof stats);
         vg_server_publish(a.server, "$SYS/vigil/stats", 16, stats, n, 0);
@@ -616,6 +638,7 @@ cleanup:
                 (unsigned long long)is.accepted, (unsigned long long)is.deadletter);
     }
     vg_server_free(a.server);
+    vg_security_close(a.sec);
     vg_ingest_free(a.ingest);
     vg_detectcfg_free(&a.detect);
     if (lock_fd >= 0)

@@ -147,12 +147,24 @@ void gw_epoll_set(worker_t *w, conn_t *c)
                 (c->takeover_wait ? 0 : EPOLLRDHUP);
     ev.data.ptr = c;
     epoll_ctl(w->ep, EPOLL_CTL_MOD, c->fd, &ev);
+    /* Reading resumes: what OpenSSL decrypted already raises no event. */
+    if ((ev.events & EPOLLIN) && gw_tls_pending(c))
+        gw_tls_again(w, c);
 }
 
 /* Sends what is queued in c->out. Returns 1 when all of it went out, 0
  * when the socket would block (the rest stays queued), -1 if it broke. */
 static int out_send(worker_t *w, conn_t *c)
 {
+    if (c->x && c->x->ssl) {
+        while (c->out_off < c->out_len) {
+            ssize_t k = gw_tls_send(w, c, c->out + c->out_off, c->out_len - c->out_off);
+            if (k <= 0)
+                return (int)k; /* 0 would block, -1 broke */
+            c->out_off += (size_t)k;
+        }
+        return 1;
+    }
     while (c->out_off < c->out_len) {
         ssize_t k = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
         if (k > 0) {
@@ -344,10 +356,16 @@ static void conn_release(worker_t *w, conn_t *c)
         vg_free(c->alias);
         c->alias = NULL;
     }
-    if (c->x)
+    if (c->x) {
         vg_free(c->x->topic);
-    vg_free(c->x);
-    c->x = NULL;
+        c->x->topic = NULL;
+        /* A TLS connection keeps x for its SSL until it is freed: a
+         * lingering one still writes through it. */
+        if (!c->x->ssl) {
+            vg_free(c->x);
+            c->x = NULL;
+        }
+    }
     for (uint32_t i = 0; i < c->ack_count; i++) {
         vg_free(c->acks[(c->ack_head + i) % c->ack_cap].pkt);
         gw_retained_batch_free(c->acks[(c->ack_head + i) % c->ack_cap].retained);
@@ -366,6 +384,9 @@ void gw_conn_free(worker_t *w, conn_t *c)
 {
     struct vg_server *s = w->srv;
     epoll_ctl(w->ep, EPOLL_CTL_DEL, c->fd, NULL);
+    gw_tls_free(w, c);
+    vg_free(c->x);
+    c->x = NULL;
     close(c->fd);
     vg_wheel_remove(&c->timer);
     vg_free(c->out);
@@ -390,8 +411,12 @@ void gw_conn_destroy(worker_t *w, conn_t *c)
     /* Best effort: a refusal CONNACK or DISCONNECT should reach the client
      * before the close (on WebSocket inside a frame, then a close frame). */
     gw_ws_close_frame(w, c);
-    if (c->out_len > c->out_off)
+    if (c->x && c->x->ssl) {
+        (void)out_send(w, c); /* the socket is non-blocking: what it takes now */
+        gw_tls_close_notify(c);
+    } else if (c->out_len > c->out_off) {
         (void)send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
+    }
     conn_release(w, c);
     gw_conn_free(w, c);
 }
@@ -426,6 +451,7 @@ static bool linger_flush(worker_t *w, conn_t *c)
     c->out = NULL;
     c->out_off = c->out_len = c->out_cap = 0;
     c->epollout = false;
+    gw_tls_close_notify(c);
     shutdown(c->fd, SHUT_WR);
     return true;
 }
@@ -602,6 +628,13 @@ void gw_process_input(worker_t *w, conn_t *c)
  * now; -1 after closing the connection (EOF with on_eof, errors as io). */
 static ssize_t conn_recv(worker_t *w, conn_t *c, void *dst, size_t room, vg_close_reason_t on_eof)
 {
+    if (c->x && c->x->ssl) {
+        ssize_t k = gw_tls_recv(w, c, dst, room);
+        if (k >= 0)
+            return k;
+        gw_conn_close(w, c, k == -1 ? on_eof : VG_CLOSE_TLS);
+        return -1;
+    }
     for (;;) {
         ssize_t k = recv(c->fd, dst, room, 0);
         if (k > 0) {
@@ -658,9 +691,11 @@ static void read_ready_xport(worker_t *w, conn_t *c, size_t budget)
                 gw_ws_handshake(w, c);
             }
         }
-        if ((size_t)k < RBUF_SIZE)
-            return;
+        if ((size_t)k < RBUF_SIZE && !c->x->ssl)
+            return; /* socket drained (OpenSSL returns a record at a time: read it until it has none) */
     }
+    if (!budget && gw_tls_pending(c))
+        gw_tls_again(w, c);
 }
 
 /* Reads and handles up to about budget bytes (a readiness event gets
@@ -721,9 +756,11 @@ void gw_read_ready(worker_t *w, conn_t *c, size_t budget)
             gw_conn_close(w, c, VG_CLOSE_IO);
             return;
         }
-        if ((size_t)k < room)
-            return; /* socket drained */
+        if ((size_t)k < room && !c->x)
+            return; /* socket drained (TLS: OpenSSL returns a record at a time, read until it has none) */
     }
+    if (!budget && gw_tls_pending(c))
+        gw_tls_again(w, c);
 }
 
 /* c's output went back under max_outbuf: the congestion ends and what waits

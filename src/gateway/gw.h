@@ -16,6 +16,7 @@
  *   housekeep.c       the housekeeping thread: session expiry, delayed wills, retained expiry
  *   ws_transport.c    MQTT over WebSocket
  *   http_transport.c  HTTP publish (POST /topics/<topic>)
+ *   tls_transport.c   TLS under any of the three: handshakes on the loop, encrypted reads and writes
  *
  * Threads and locks: see server.h (threads) and the lock order below.
  * Lock order: ids_mu -> session mu; tree_lock is never taken while a
@@ -43,6 +44,7 @@
 #include "net/ws.h"
 #include "store/kv.h"
 
+#include <openssl/ssl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -232,16 +234,32 @@ enum { ST_FREE = 0, ST_NEW, ST_ACTIVE, ST_CLOSING, ST_LINGER };
  * it and no packet of it is handled. */
 #define CONN_GONE(c) ((c)->state >= ST_CLOSING)
 
-/* Listeners / transports. */
-enum { L_MQTT = 0, L_WS, L_HTTP, L__COUNT };
+/* Listeners / transports. A TLS listener is its plain twin + L_TLS. */
+enum { L_MQTT = 0, L_WS, L_HTTP, L_MQTTS, L_WSS, L_HTTPS, L__COUNT };
+#define L_TLS 3
+#define L_IS_TLS(li) ((li) >= L_TLS)
+#define L_PLAIN(li) ((li) >= L_TLS ? (li)-L_TLS : (li))
 enum { TR_MQTT = 0, TR_WS_HANDSHAKE, TR_WS, TR_HTTP };
 #define ACK_HTTP 0xFF /* ack_t.type of an HTTP publish awaiting its response */
 #define ACK_PKT 0xFE  /* ack_t.type of a SUBACK/UNSUBACK waiting for its session to be stored */
 #define HTTP_MAX_HEADERS 32
 
-/* Per-connection state of the WebSocket and HTTP transports, allocated only
- * for connections on those listeners (MQTT over TCP pays nothing). */
+/* Per-connection state of the WebSocket, HTTP and TLS transports,
+ * allocated only for connections on those listeners (MQTT over TCP pays
+ * nothing). The TLS part outlives the rest: a lingering connection still
+ * writes through its SSL (see conn_release). */
 typedef struct {
+    SSL *ssl;               /* TLS: the session, NULL on plain listeners */
+    struct conn *again_next;/* TLS: on the worker's list of connections with decrypted input left */
+    bool tls_handshake;     /* TLS: the handshake is still running */
+    bool tls_again;         /* TLS: on that list */
+    bool tls_read_wants_write; /* TLS: a read needs the socket writable first */
+    bool tls_dead;          /* TLS: the session broke (or its handshake failed): no more SSL calls but free */
+    bool tls_shut;          /* TLS: close_notify sent */
+    bool tls_cert;          /* TLS: a client certificate verified and was accepted */
+    uint8_t tls_fail;       /* TLS: why the handshake failed (vg_tls_fail_t + 1), 0 = not known */
+    uint8_t cert_sha256[32];
+    char *cert_cn;          /* TLS: the client certificate's CN (owned), NULL = none */
     vg_ws_conn_t ws;
     size_t ws_framed;       /* c->out[0..ws_framed) already holds whole frames */
     vg_http_parser_t hp;
@@ -352,6 +370,7 @@ typedef struct worker {
     vg_wheel_t wheel;
     conn_t *flush_head;
     conn_t *close_head;
+    conn_t *again_head; /* TLS connections with decrypted input still to read (tls_transport.c) */
     uint32_t hooks_ran; /* bit i: hook i ran this iteration, call its flush hook before sleeping */
     /* Completions reported on this worker's own thread (vg_server_complete
      * from a hook, the flush hook's commit, an answer known at once), run
@@ -369,6 +388,7 @@ typedef struct worker {
     atomic_uint_fast64_t st_ws, st_http, st_http_err;
     atomic_uint_fast64_t st_lingering, st_linger, st_linger_deadline, st_linger_overflow;
     atomic_uint_fast64_t st_drop_qos0_outbuf, st_deferred_outbuf;
+    atomic_uint_fast64_t st_tls_handshakes, st_tls_resumed, st_tls_fail[VG_TLS_FAIL__COUNT];
     /* routing scratch */
     struct route_ctx *route;
     /* SUBSCRIBE scratch: max_subs_per_packet filters and return codes */
@@ -576,6 +596,31 @@ bool gw_ws_frame_pending(conn_t *c);
 void gw_ws_close_frame(worker_t *w, conn_t *c);
 void gw_ws_input(worker_t *w, conn_t *c, const uint8_t *p, size_t left);
 void gw_ws_handshake(worker_t *w, conn_t *c);
+
+/* ---- tls_transport.c ---- */
+/* Gives c (accepted on a TLS listener, x allocated) its SSL; VG_ENOMEM. */
+int gw_tls_attach(worker_t *w, conn_t *c);
+/* Drives c's handshake on readiness; when it finishes, checks the client
+ * certificate and lets the connection's transport read. May close c. */
+void gw_tls_handshake(worker_t *w, conn_t *c);
+/* Reads decrypted bytes: > 0 bytes, 0 = nothing now, -1 = the peer closed
+ * (close_notify or EOF), -2 = broken (c is not closed: the caller does). */
+ssize_t gw_tls_recv(worker_t *w, conn_t *c, void *dst, size_t room);
+/* Writes plaintext: > 0 bytes taken, 0 = would block, -1 = broken. */
+ssize_t gw_tls_send(worker_t *w, conn_t *c, const void *b, size_t n);
+/* Whether OpenSSL holds decrypted input of c that epoll cannot see. */
+bool gw_tls_pending(const conn_t *c);
+/* Puts c on the worker's list of connections to read again without
+ * waiting for epoll (input left inside OpenSSL). */
+void gw_tls_again(worker_t *w, conn_t *c);
+/* Reads the connections of that list (called once per worker round). */
+void gw_tls_run_again(worker_t *w);
+/* Sends close_notify (best effort, never blocks). */
+void gw_tls_close_notify(conn_t *c);
+/* Frees c's TLS state (the SSL, the certificate name; x itself stays the caller's). */
+void gw_tls_free(worker_t *w, conn_t *c);
+/* Counts a failed handshake of c (once) by its reason. */
+void gw_tls_count_fail(worker_t *w, conn_t *c, vg_tls_fail_t why);
 
 /* ---- subs.c ---- */
 subent_t *gw_subent_new(const char *f, size_t fl);

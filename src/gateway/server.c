@@ -20,7 +20,8 @@ const char *vg_close_reason_name(vg_close_reason_t r)
         "client",        "peer_closed",      "malformed",       "too_large",   "protocol_error",
         "keepalive_timeout", "connect_timeout", "takeover",     "io_error",    "slow_consumer",
         "shutdown",      "rejected",         "receive_maximum", "topic_alias", "disconnect_with_will",
-        "session_expired", "ws_protocol_error", "http_bad_request", "http_done"};
+        "session_expired", "ws_protocol_error", "http_bad_request", "http_done", "tls",
+        "certificate_refused"};
     return (unsigned)r < VG_CLOSE__COUNT ? names[r] : "?";
 }
 
@@ -35,6 +36,10 @@ void vg_server_opts_default(vg_server_opts_t *o)
     o->max_outbuf = 4 * 1024 * 1024;
     o->slow_consumer_ms = 30000;
     o->connect_timeout_ms = 10000;
+    o->tls_handshake_timeout_ms = 5000;
+    o->mqtts_port = 8883;
+    o->wss_port = 8084;
+    o->https_port = 8443;
     o->linger_ms = 2000;
     o->linger_bytes = 1024 * 1024;
     o->max_inflight_out = 64;
@@ -124,8 +129,13 @@ int vg_server_new(const vg_server_opts_t *opts, vg_server_t **out)
         s->o.max_inflight = 1;
     if (s->o.max_outbuf > MAX_OUTBUF_LIMIT)
         s->o.max_outbuf = MAX_OUTBUF_LIMIT;
-    s->max_listener[L_WS] = opts->max_connections_ws;
-    s->max_listener[L_HTTP] = opts->max_connections_http;
+    s->max_listener[L_WS] = s->max_listener[L_WSS] = opts->max_connections_ws;
+    s->max_listener[L_HTTP] = s->max_listener[L_HTTPS] = opts->max_connections_http;
+    if ((opts->mqtts_host || opts->wss_host || opts->https_host) && !opts->tls) {
+        VG_ERROR(MOD, "a TLS listener needs a TLS context (certificate and key)");
+        vg_free(s);
+        return VG_EINVAL;
+    }
     if (s->o.max_inflight_out < 1)
         s->o.max_inflight_out = 1;
     if (s->o.max_subs_per_packet < 1)
@@ -176,8 +186,10 @@ int vg_server_new(const vg_server_opts_t *opts, vg_server_t **out)
         if (!w->rbuf || !w->route || !w->sub_scratch || !w->rc_scratch ||
             vg_wheel_init(&w->wheel, 4096, WHEEL_TICK_MS, now) != VG_OK)
             goto cleanup;
-        const char *hosts[L__COUNT] = {opts->listen_host, opts->ws_host, opts->http_host};
-        uint16_t ports[L__COUNT] = {opts->listen_port, opts->ws_port, opts->http_port};
+        const char *hosts[L__COUNT] = {opts->listen_host, opts->ws_host,  opts->http_host,
+                                       opts->mqtts_host,  opts->wss_host, opts->https_host};
+        uint16_t ports[L__COUNT] = {opts->listen_port, opts->ws_port,  opts->http_port,
+                                    opts->mqtts_port,  opts->wss_port, opts->https_port};
         for (int li = 0; li < L__COUNT; li++) {
             if (!hosts[li])
                 continue;
@@ -397,6 +409,10 @@ void vg_server_stats(vg_server_t *s, vg_server_stats_t *out)
         out->linger_closes += atomic_load_explicit(&w->st_linger, memory_order_relaxed);
         out->linger_deadline += atomic_load_explicit(&w->st_linger_deadline, memory_order_relaxed);
         out->linger_overflow += atomic_load_explicit(&w->st_linger_overflow, memory_order_relaxed);
+        out->tls_handshakes += atomic_load_explicit(&w->st_tls_handshakes, memory_order_relaxed);
+        out->tls_resumed += atomic_load_explicit(&w->st_tls_resumed, memory_order_relaxed);
+        for (int k = 0; k < VG_TLS_FAIL__COUNT; k++)
+            out->tls_failures[k] += atomic_load_explicit(&w->st_tls_fail[k], memory_order_relaxed);
     }
     out->subscriptions = atomic_load_explicit(&s->nsubs, memory_order_relaxed);
     out->sessions = atomic_load_explicit(&s->st_sessions, memory_order_relaxed);

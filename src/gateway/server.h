@@ -54,10 +54,48 @@ typedef enum {
     VG_CLOSE_WS_PROTOCOL,    /* WebSocket handshake or framing error */
     VG_CLOSE_HTTP_BAD_REQUEST,/* HTTP request refused (4xx/5xx with Connection: close) */
     VG_CLOSE_HTTP_DONE,      /* HTTP connection finished (Connection: close or idle) */
+    VG_CLOSE_TLS,            /* TLS handshake failed or timed out, or the TLS session broke */
+    VG_CLOSE_CERT_REFUSED,   /* the client certificate was refused (see vg_tls_fail_t) */
     VG_CLOSE__COUNT
 } vg_close_reason_t;
 
 const char *vg_close_reason_name(vg_close_reason_t r);
+
+/* Why a TLS handshake or its client certificate was refused; each is a
+ * counter (tls_failures in the stats). */
+typedef enum {
+    VG_TLS_FAIL_HANDSHAKE = 0, /* protocol: version, ciphers, not TLS at all, broken record */
+    VG_TLS_FAIL_TIMEOUT,       /* not finished within tls_handshake_timeout_ms */
+    VG_TLS_FAIL_NO_CERT,       /* a client certificate is required and none was sent */
+    VG_TLS_FAIL_EXPIRED,       /* the certificate's notAfter has passed */
+    VG_TLS_FAIL_NOT_YET_VALID, /* its notBefore is in the future */
+    VG_TLS_FAIL_UNKNOWN_CA,    /* it does not chain to a trusted CA */
+    VG_TLS_FAIL_BAD_CERT,      /* any other verification failure (signature, purpose, ...) */
+    VG_TLS_FAIL_REVOKED,       /* the certificate hook says revoked */
+    VG_TLS_FAIL_UNKNOWN_DEVICE,/* the certificate hook knows no device for it */
+    VG_TLS_FAIL__COUNT
+} vg_tls_fail_t;
+
+const char *vg_tls_fail_name(vg_tls_fail_t f);
+
+/* A verified client certificate as the certificate hook sees it. */
+typedef struct {
+    const char *cn; /* subject common name, NUL-terminated; "" if none */
+    size_t cn_len;
+    uint8_t sha256[32];        /* of the certificate's DER encoding */
+    uint8_t issuer_sha256[32]; /* of the certificate that signed it */
+    bool issuer_known;
+    int64_t not_after_ms;
+    const void *x509;          /* the OpenSSL X509 (borrowed, valid during the call) */
+} vg_server_cert_t;
+
+/* Certificate hook: called on the I/O worker for every TLS connection whose
+ * client certificate verified, during the handshake (full handshakes) and
+ * again once it finished (resumed ones, whose certificate comes from the
+ * session). Must not block (the registry answers from memory). Returns 0 to
+ * accept, or VG_TLS_FAIL_REVOKED / VG_TLS_FAIL_UNKNOWN_DEVICE (as a
+ * positive value) to refuse. */
+typedef int (*vg_server_cert_fn)(void *ctx, const vg_server_cert_t *cert);
 
 /* One inbound PUBLISH as a hook sees it (MQTT, WebSocket or HTTP). Every
  * pointer is valid only during the hook's call. */
@@ -111,6 +149,10 @@ typedef struct {
 /* Stats hook: writes the current counters as JSON into buf, returns length. */
 typedef size_t (*vg_server_stats_fn)(void *ctx, char *buf, size_t cap);
 
+/* TLS listeners share one TLS context (net/tls.h), owned by the caller,
+ * which may reload it while the server runs. */
+struct vg_tls;
+
 typedef struct {
     const char *listen_host;   /* "127.0.0.1" */
     uint16_t listen_port;      /* 1883 */
@@ -118,6 +160,18 @@ typedef struct {
     uint16_t ws_port;          /* 8083 */
     const char *http_host;     /* HTTP publish listener; NULL = none */
     uint16_t http_port;        /* 8080 */
+    /* TLS listeners (NULL host = none; each needs tls): MQTT over TLS,
+     * MQTT over secure WebSocket, HTTPS publish. */
+    const char *mqtts_host;    /* 8883 */
+    uint16_t mqtts_port;
+    const char *wss_host;      /* 8084 */
+    uint16_t wss_port;
+    const char *https_host;    /* 8443 */
+    uint16_t https_port;
+    struct vg_tls *tls;        /* borrowed; must outlive the server */
+    uint32_t tls_handshake_timeout_ms; /* a handshake not finished by then is closed (5000) */
+    vg_server_cert_fn cert_check; /* NULL = every verified certificate is accepted */
+    void *cert_ctx;
     uint32_t workers;          /* I/O threads; 0 = one per core */
     size_t max_packet_size;    /* 131072 */
     uint32_t max_connections;  /* all listeners together; 0 = derived from the fd limit */
@@ -218,6 +272,9 @@ typedef struct {
     uint64_t linger_closes;        /* connections that lingered before closing */
     uint64_t linger_deadline;      /* ... closed at the deadline (the peer never closed its side) */
     uint64_t linger_overflow;      /* ... closed early: the peer sent more than linger_bytes */
+    uint64_t tls_handshakes;       /* TLS handshakes completed */
+    uint64_t tls_resumed;          /* ... of them resumed (ticket or session id) */
+    uint64_t tls_failures[VG_TLS_FAIL__COUNT];
 } vg_server_stats_t;
 
 void vg_server_stats(vg_server_t *s, vg_server_stats_t *out);

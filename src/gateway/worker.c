@@ -126,12 +126,13 @@ int gw_conn_add(worker_t *w, int fd, int li, conn_t **out)
     struct vg_server *s = w->srv;
     uint32_t slot;
     conn_t *c = vg_calloc(VG_MEM_MQTT, 1, sizeof *c);
+    int pl = L_PLAIN(li);
     if (c && li != L_MQTT) {
         c->x = vg_calloc(VG_MEM_MQTT, 1, sizeof *c->x);
-        if (c->x) {
-            c->transport = li == L_WS ? TR_WS_HANDSHAKE : TR_HTTP;
+        if (c->x && pl != L_MQTT) {
+            c->transport = pl == L_WS ? TR_WS_HANDSHAKE : TR_HTTP;
             vg_http_parser_init(&c->x->hp, c->x->headers, HTTP_MAX_HEADERS, VG_HTTP_DEFAULT_MAX_HEAD,
-                                li == L_HTTP ? s->o.max_packet_size : 0);
+                                pl == L_HTTP ? s->o.max_packet_size : 0);
         }
     }
     if (!c || (li != L_MQTT && !c->x) || slot_alloc(w, &slot) != VG_OK) {
@@ -141,6 +142,12 @@ int gw_conn_add(worker_t *w, int fd, int li, conn_t **out)
         return VG_ENOMEM;
     }
     c->fd = fd;
+    if (L_IS_TLS(li) && gw_tls_attach(w, c) != VG_OK) {
+        w->free_slots[w->nfree++] = slot;
+        vg_free(c->x);
+        vg_free(c);
+        return VG_ENOMEM;
+    }
     c->listener = (uint8_t)li;
     c->slot = slot;
     c->gen = w->slot_gen[slot];
@@ -150,13 +157,17 @@ int gw_conn_add(worker_t *w, int fd, int li, conn_t **out)
     if (epoll_ctl(w->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
         w->conns[slot] = NULL;
         w->free_slots[w->nfree++] = slot;
+        if (c->x)
+            SSL_free(c->x->ssl);
         vg_free(c->x);
         vg_free(c);
         return VG_EIO;
     }
     atomic_fetch_add_explicit(&w->st_conns_current, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&w->st_conns_total, 1, memory_order_relaxed);
-    vg_wheel_add(&w->wheel, &c->timer, vg_clock_mono_ns() / 1000000 + s->o.connect_timeout_ms);
+    vg_wheel_add(&w->wheel, &c->timer,
+                 vg_clock_mono_ns() / 1000000 +
+                     (L_IS_TLS(li) ? s->o.tls_handshake_timeout_ms : s->o.connect_timeout_ms));
     if (out)
         *out = c;
     return VG_OK;
@@ -229,7 +240,11 @@ static void on_timer(void *ctx, vg_wheel_node_t *n)
         gw_conn_free(w, c);
         return;
     }
-    if (c->transport == TR_HTTP)
+    if (c->x && c->x->tls_handshake) {
+        gw_tls_count_fail(w, c, VG_TLS_FAIL_TIMEOUT);
+        c->x->tls_dead = true;
+        gw_conn_close(w, c, VG_CLOSE_TLS);
+    } else if (c->transport == TR_HTTP)
         gw_conn_close(w, c, c->ack_count ? VG_CLOSE_IO : VG_CLOSE_HTTP_DONE);
     else
         gw_conn_close(w, c, c->state == ST_NEW ? VG_CLOSE_CONNECT_TIMEOUT : VG_CLOSE_KEEPALIVE);
@@ -339,7 +354,7 @@ void gw_worker_round(worker_t *w, int max_wait_ms)
     uint64_t now = vg_clock_mono_ns() / 1000000;
     /* Closing a connection can queue output for others (its will) after
      * this round's flush: then look for events without sleeping. */
-    int timeout = w->flush_head || w->close_head ? 0 : vg_wheel_timeout(&w->wheel, now);
+    int timeout = w->flush_head || w->close_head || w->again_head ? 0 : vg_wheel_timeout(&w->wheel, now);
     if (max_wait_ms >= 0 && (timeout < 0 || timeout > max_wait_ms))
         timeout = max_wait_ms;
     int n = epoll_wait(w->ep, evs, MAX_EVENTS, timeout);
@@ -361,12 +376,30 @@ void gw_worker_round(worker_t *w, int max_wait_ms)
                 gw_conn_close(w, c, VG_CLOSE_PEER_CLOSED); /* gone while its CONNECT waited */
                 continue;
             }
+            if (c->x && c->x->ssl) {
+                if (c->x->tls_handshake) {
+                    gw_tls_handshake(w, c);
+                    goto next;
+                }
+                if (c->x->tls_read_wants_write && (evs[i].events & EPOLLOUT)) {
+                    c->x->tls_read_wants_write = false;
+                    gw_read_ready(w, c, READ_BUDGET);
+                    if (c->state == ST_CLOSING)
+                        goto next;
+                }
+            }
             if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP))
                 gw_read_ready(w, c, READ_BUDGET);
             if (c->state != ST_CLOSING && (evs[i].events & EPOLLOUT))
                 gw_flush_mark(w, c);
         }
+    next:
         /* After each event, never inside its handling (see defer_push). */
+        if (w->ndeferred)
+            run_deferred(w);
+    }
+    if (w->again_head) {
+        gw_tls_run_again(w);
         if (w->ndeferred)
             run_deferred(w);
     }
