@@ -235,7 +235,7 @@ class RawClient:
     """A blocking MQTT client over a plain socket. Every read has a timeout;
     read_packet() raises Closed on EOF/reset and socket.timeout on silence."""
 
-    def __init__(self, host, port, timeout=5.0, rcvbuf=None):
+    def __init__(self, host, port, timeout=5.0, rcvbuf=None, ssl_ctx=None):
         if rcvbuf:
             # Before connect: a fixed receive buffer turns off the kernel's
             # autotuning, so a client that stops reading stops the flow at a
@@ -250,6 +250,9 @@ class RawClient:
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             pass  # already reset by the server: reads will say so
+        if ssl_ctx is not None:
+            # TLS (the handshake runs here, bounded by the timeout).
+            self.sock = ssl_ctx.wrap_socket(self.sock, server_hostname="localhost")
         self.buf = b""
         self.next_pid = 1
         self.pending = []  # packets read while waiting for something else
@@ -563,6 +566,10 @@ class VigilServer:
         # servers never collide on their defaults (8083, 8080).
         self.ws_port = free_port()
         self.http_port = free_port()
+        # TLS listeners (used only when the server has a certificate).
+        self.tls_port = free_port()
+        self.wss_port = free_port()
+        self.https_port = free_port()
         self.data_dir = str(data_dir)
         self.log_dir = str(log_dir)
         self.extra_args = list(extra_args)
@@ -580,7 +587,10 @@ class VigilServer:
 
     def listener_args(self):
         return ["--ws-listen", "%s:%d" % (self.host, self.ws_port),
-                "--http-listen", "%s:%d" % (self.host, self.http_port)]
+                "--http-listen", "%s:%d" % (self.host, self.http_port),
+                "--tls-listen", "%s:%d" % (self.host, self.tls_port),
+                "--wss-listen", "%s:%d" % (self.host, self.wss_port),
+                "--https-listen", "%s:%d" % (self.host, self.https_port)]
 
     def start(self, timeout=15.0, wait=True):
         """Starts the process; unless wait is False, returns once the port
@@ -667,6 +677,12 @@ class VigilServer:
     def client(self, client_id=None, keepalive=60, timeout=5.0, rcvbuf=None):
         """A connected RawClient (rcvbuf: a fixed SO_RCVBUF, see RawClient)."""
         c = RawClient(self.host, self.port, timeout, rcvbuf)
+        c.connect(client_id or "t-%d-%d" % (os.getpid(), id(c)), keepalive)
+        return c
+
+    def tls_client(self, ssl_ctx, client_id=None, keepalive=60, timeout=5.0):
+        """A RawClient connected over TLS (MQTT over TLS listener)."""
+        c = RawClient(self.host, self.tls_port, timeout, ssl_ctx=ssl_ctx)
         c.connect(client_id or "t-%d-%d" % (os.getpid(), id(c)), keepalive)
         return c
 
