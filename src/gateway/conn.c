@@ -356,6 +356,7 @@ static void conn_release(worker_t *w, conn_t *c)
         vg_free(c->alias);
         c->alias = NULL;
     }
+    gw_auth_release(w, c);
     if (c->x) {
         vg_free(c->x->topic);
         c->x->topic = NULL;
@@ -756,7 +757,7 @@ void gw_read_ready(worker_t *w, conn_t *c, size_t budget)
             gw_conn_close(w, c, VG_CLOSE_IO);
             return;
         }
-        if ((size_t)k < room && !c->x)
+        if ((size_t)k < room && !(c->x && c->x->ssl))
             return; /* socket drained (TLS: OpenSSL returns a record at a time, read until it has none) */
     }
     if (!budget && gw_tls_pending(c))

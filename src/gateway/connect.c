@@ -140,6 +140,24 @@ static void handle_connect(worker_t *w, conn_t *c, const uint8_t *body, size_t l
         id = idbuf;
         assigned = true;
     }
+    /* Who is it? (The auth hook may answer later: then this CONNECT runs
+     * again once it has.) */
+    int ar = gw_auth_connect(w, c, &ck, id, idlen);
+    if (ar == AUTH_WAIT)
+        return;
+    if (ar < 0) {
+        connect_refuse(w, c, VG_MQTT_CONNACK_UNAVAILABLE, VG_RC_SERVER_UNAVAILABLE, "out of memory");
+        return;
+    }
+    if (ar == AUTH_REFUSED) {
+        connect_refuse(w, c, c->x->auth_v3_rc, c->x->auth_v5_rc, c->x->auth_why);
+        return;
+    }
+    if (ck.will_flag && (!gw_authorize(w, c, VG_ACT_PUBLISH, ck.will_topic.p, ck.will_topic.len) ||
+                         (ck.will_retain && !gw_authorize(w, c, VG_ACT_RETAIN, ck.will_topic.p, ck.will_topic.len)))) {
+        connect_refuse(w, c, VG_MQTT_CONNACK_NOT_AUTHORIZED, VG_RC_NOT_AUTHORIZED, "will topic not authorized");
+        return;
+    }
     /* Session expiry: 3.1.1 clean session 0 keeps the session for ever, 5.0
      * says how long; both capped by the operator's maximum. */
     uint32_t expiry = 0;

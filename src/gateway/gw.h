@@ -17,6 +17,7 @@
  *   ws_transport.c    MQTT over WebSocket
  *   http_transport.c  HTTP publish (POST /topics/<topic>)
  *   tls_transport.c   TLS under any of the three: handshakes on the loop, encrypted reads and writes
+ *   auth.c            who a connection is (the auth hook at CONNECT, waiting for it) and what it may do
  *
  * Threads and locks: see server.h (threads) and the lock order below.
  * Lock order: ids_mu -> session mu; tree_lock is never taken while a
@@ -189,6 +190,7 @@ typedef enum {
     ITEM_KICK,          /* close connection `token` (session taken over) */
     ITEM_TAKEOVER,      /* drain, then close connection `token`; answer `waiter` (see connect.c) */
     ITEM_TAKEOVER_DONE, /* connection `token` may run its CONNECT again */
+    ITEM_AUTH_DONE,     /* the auth hook answered connection `token`'s CONNECT (see auth.c) */
 } item_kind_t;
 
 /* One delivery target of a routed message. */
@@ -219,6 +221,8 @@ typedef struct {
         session_t *sess; /* DELIVER: target (holds a ref) */
         batch_t *batch;  /* DELIVER_BATCH: targets (owned by the item) */
         uint64_t waiter; /* TAKEOVER: the connection whose CONNECT waits */
+        void *principal; /* AUTH_DONE accepted (status 0): who it is (owned by the item) */
+        const char *why; /* AUTH_DONE refused: the reason string */
     };
     vg_msg_t *msg;   /* DELIVER, DELIVER_BATCH: holds a ref */
     uint64_t kvsub;  /* DELIVER: copy already stored for the session, 0 = none */
@@ -233,6 +237,8 @@ enum { ST_FREE = 0, ST_NEW, ST_ACTIVE, ST_CLOSING, ST_LINGER };
 /* True once a connection is closing or lingering: nothing more is queued to
  * it and no packet of it is handled. */
 #define CONN_GONE(c) ((c)->state >= ST_CLOSING)
+
+enum { AUTH_NONE = 0, AUTH_WAIT, AUTH_ACCEPTED, AUTH_REFUSED };
 
 /* Listeners / transports. A TLS listener is its plain twin + L_TLS. */
 enum { L_MQTT = 0, L_WS, L_HTTP, L_MQTTS, L_WSS, L_HTTPS, L__COUNT };
@@ -260,6 +266,11 @@ typedef struct {
     uint8_t tls_fail;       /* TLS: why the handshake failed (vg_tls_fail_t + 1), 0 = not known */
     uint8_t cert_sha256[32];
     char *cert_cn;          /* TLS: the client certificate's CN (owned), NULL = none */
+    /* Authentication (auth.c): AUTH_NONE until the auth hook was asked. */
+    uint8_t auth;           /* AUTH_* */
+    uint8_t auth_v3_rc, auth_v5_rc; /* AUTH_REFUSED: the CONNACK codes */
+    const char *auth_why;   /* AUTH_REFUSED: the reason string */
+    void *principal;        /* AUTH_ACCEPTED: who it is (owned; principal_free), NULL = anonymous */
     vg_ws_conn_t ws;
     size_t ws_framed;       /* c->out[0..ws_framed) already holds whole frames */
     vg_http_parser_t hp;
@@ -389,6 +400,7 @@ typedef struct worker {
     atomic_uint_fast64_t st_lingering, st_linger, st_linger_deadline, st_linger_overflow;
     atomic_uint_fast64_t st_drop_qos0_outbuf, st_deferred_outbuf;
     atomic_uint_fast64_t st_tls_handshakes, st_tls_resumed, st_tls_fail[VG_TLS_FAIL__COUNT];
+    atomic_uint_fast64_t st_auth_ok, st_auth_refused, st_denied[4];
     /* routing scratch */
     struct route_ctx *route;
     /* SUBSCRIBE scratch: max_subs_per_packet filters and return codes */
@@ -621,6 +633,28 @@ void gw_tls_close_notify(conn_t *c);
 void gw_tls_free(worker_t *w, conn_t *c);
 /* Counts a failed handshake of c (once) by its reason. */
 void gw_tls_count_fail(worker_t *w, conn_t *c, vg_tls_fail_t why);
+
+/* ---- auth.c ---- */
+/* Asks the auth hook about c's CONNECT (client id, user name, password).
+ * AUTH_ACCEPTED / AUTH_REFUSED when decided (also from an earlier call
+ * whose answer came back), AUTH_WAIT when the CONNECT must wait: c stops
+ * reading and the CONNECT runs again once the answer arrives. VG_ENOMEM
+ * as a negative value. Without an auth hook: AUTH_ACCEPTED, anonymous. */
+int gw_auth_connect(worker_t *w, conn_t *c, const vg_mqtt_connect_t *ck, const char *id, size_t idlen);
+/* ITEM_AUTH_DONE on the connection's worker. */
+void gw_auth_done_item(worker_t *w, const item_t *it);
+/* Whether c's principal may do action on topic (counted when not). */
+bool gw_authorize(worker_t *w, conn_t *c, vg_server_action_t action, const uint8_t *topic, size_t len);
+/* c's principal (NULL = anonymous). */
+static inline void *gw_principal(const conn_t *c)
+{
+    return c->x ? c->x->principal : NULL;
+}
+/* Frees c's principal, if any. */
+void gw_auth_release(worker_t *w, conn_t *c);
+/* c's x, allocated (zeroed: transport state stays unused) if it had none;
+ * NULL when out of memory. */
+xport_t *gw_conn_x(conn_t *c);
 
 /* ---- subs.c ---- */
 subent_t *gw_subent_new(const char *f, size_t fl);

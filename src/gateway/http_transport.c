@@ -39,6 +39,11 @@ void gw_http_publish_done(worker_t *w, conn_t *c, bool failed)
 static void http_publish(worker_t *w, conn_t *c, const uint8_t *body, size_t blen)
 {
     xport_t *x = c->x;
+    if (!gw_authorize(w, c, VG_ACT_PUBLISH, (const uint8_t *)x->topic, x->topic_len) ||
+        (x->retain && !gw_authorize(w, c, VG_ACT_RETAIN, (const uint8_t *)x->topic, x->topic_len))) {
+        gw_http_respond(w, c, 403, "{\"message\":\"publish not authorized\"}");
+        return;
+    }
     vg_msg_t *m = vg_msg_new((const uint8_t *)x->topic, x->topic_len, body, blen, x->qos, x->retain, NULL, gw_now_wall_ms());
     if (!m) {
         gw_http_respond(w, c, 503, "{\"message\":\"out of memory\"}");

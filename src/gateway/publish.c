@@ -187,7 +187,8 @@ int gw_publish_in(worker_t *w, conn_t *c, const gw_inpub_t *in)
                                     .payload_len = m->payload_len,
                                     .qos = m->qos,
                                     .retain = m->retain,
-                                    .arrival_ms = vg_clock_wall_ms()};
+                                    .arrival_ms = vg_clock_wall_ms(),
+                                    .principal = gw_principal(c)};
             if (in->props && (in->props->present & VG_PROP_BIT(VG_PROP_USER))) {
                 int k = vg_mqtt_user_props_pack(in->props, upbuf, sizeof upbuf);
                 pub.user_props = k >= 0 ? upbuf : in->props->user_props.p;
@@ -224,6 +225,26 @@ int gw_publish_in(worker_t *w, conn_t *c, const gw_inpub_t *in)
     return VG_OK;
 }
 
+/* A PUBLISH the policy denies: 5.0 says so in its acknowledgement (0x87);
+ * with no acknowledgement to say it in (QoS 0) or no reason codes (3.1.1)
+ * the connection closes, as IoT Core does. Nothing is routed or stored. */
+static void publish_denied(worker_t *w, conn_t *c, const vg_mqtt_publish_t *p)
+{
+    if (c->level == VG_MQTT_V5 && p->qos > 0) {
+        ack_t *a = gw_acks_push(c, p->packet_id, p->qos == 1 ? VG_MQTT_PUBACK : VG_MQTT_PUBREC, 0);
+        if (!a) {
+            gw_conn_close(w, c, VG_CLOSE_IO);
+            return;
+        }
+        a->reason = VG_RC_NOT_AUTHORIZED;
+        gw_acks_drain(w, c);
+        return;
+    }
+    if (c->level == VG_MQTT_V5)
+        gw_send_disconnect(w, c, VG_RC_NOT_AUTHORIZED, "publish not authorized");
+    gw_conn_close_why(w, c, VG_CLOSE_NOT_AUTHORIZED, "publish not authorized");
+}
+
 void gw_handle_publish(worker_t *w, conn_t *c, uint8_t flags, const uint8_t *body, size_t len)
 {
     struct vg_server *s = w->srv;
@@ -244,6 +265,11 @@ void gw_handle_publish(worker_t *w, conn_t *c, uint8_t flags, const uint8_t *bod
         return;
     }
     atomic_fetch_add_explicit(&w->st_pub_in, 1, memory_order_relaxed);
+    if (!gw_authorize(w, c, VG_ACT_PUBLISH, p.topic.p, p.topic.len) ||
+        (p.retain && !gw_authorize(w, c, VG_ACT_RETAIN, p.topic.p, p.topic.len))) {
+        publish_denied(w, c, &p);
+        return;
+    }
     pthread_mutex_lock(&se->mu);
     bool dup2 = p.qos == 2 && gw_q2in_has(se, p.packet_id);
     uint32_t nq2 = se->nq2in;

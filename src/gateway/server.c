@@ -21,7 +21,7 @@ const char *vg_close_reason_name(vg_close_reason_t r)
         "keepalive_timeout", "connect_timeout", "takeover",     "io_error",    "slow_consumer",
         "shutdown",      "rejected",         "receive_maximum", "topic_alias", "disconnect_with_will",
         "session_expired", "ws_protocol_error", "http_bad_request", "http_done", "tls",
-        "certificate_refused"};
+        "certificate_refused", "not_authorized"};
     return (unsigned)r < VG_CLOSE__COUNT ? names[r] : "?";
 }
 
@@ -413,6 +413,10 @@ void vg_server_stats(vg_server_t *s, vg_server_stats_t *out)
         out->tls_resumed += atomic_load_explicit(&w->st_tls_resumed, memory_order_relaxed);
         for (int k = 0; k < VG_TLS_FAIL__COUNT; k++)
             out->tls_failures[k] += atomic_load_explicit(&w->st_tls_fail[k], memory_order_relaxed);
+        out->auth_accepted += atomic_load_explicit(&w->st_auth_ok, memory_order_relaxed);
+        out->auth_refused += atomic_load_explicit(&w->st_auth_refused, memory_order_relaxed);
+        for (int k = 0; k < 4; k++)
+            out->denied[k] += atomic_load_explicit(&w->st_denied[k], memory_order_relaxed);
     }
     out->subscriptions = atomic_load_explicit(&s->nsubs, memory_order_relaxed);
     out->sessions = atomic_load_explicit(&s->st_sessions, memory_order_relaxed);

@@ -56,6 +56,7 @@ typedef enum {
     VG_CLOSE_HTTP_DONE,      /* HTTP connection finished (Connection: close or idle) */
     VG_CLOSE_TLS,            /* TLS handshake failed or timed out, or the TLS session broke */
     VG_CLOSE_CERT_REFUSED,   /* the client certificate was refused (see vg_tls_fail_t) */
+    VG_CLOSE_NOT_AUTHORIZED, /* a PUBLISH the policy denies (3.1.1, or 5.0 QoS 0: no ack to refuse it with) */
     VG_CLOSE__COUNT
 } vg_close_reason_t;
 
@@ -113,6 +114,9 @@ typedef struct {
     uint8_t qos;
     bool retain;
     int64_t arrival_ms; /* wall clock */
+    /* Who sent it, as the auth hook said (vg_server_auth_fn); NULL when no
+     * auth hook is set or the connection is anonymous. */
+    const void *principal;
 } vg_server_pub_t;
 
 /* A hook: called on an I/O worker for every PUBLISH whose topic matches its
@@ -149,6 +153,57 @@ typedef struct {
 /* Stats hook: writes the current counters as JSON into buf, returns length. */
 typedef size_t (*vg_server_stats_fn)(void *ctx, char *buf, size_t cap);
 
+/* ---- authentication and authorization (the device registry and the
+ * policies live in the application; the gateway asks) ---- */
+
+/* Listener kinds as the auth hook sees them. */
+typedef enum { VG_LISTEN_MQTT = 0, VG_LISTEN_WS, VG_LISTEN_HTTP } vg_listen_kind_t;
+
+/* One CONNECT (or, for HTTP, one connection's first request) to
+ * authenticate. Every pointer is valid only during the hook's call. */
+typedef struct {
+    uint64_t token;        /* names this request in vg_server_auth_done */
+    const char *client_id; /* NULL for HTTP */
+    size_t client_id_len;
+    const char *username;  /* NULL = none */
+    size_t username_len;
+    const uint8_t *password; /* NULL = none; never logged */
+    size_t password_len;
+    const char *cert_cn;   /* the verified client certificate's CN, NULL = none */
+    size_t cert_cn_len;
+    const uint8_t *cert_sha256; /* its fingerprint, NULL = none */
+    vg_listen_kind_t listener;
+    bool tls;
+    bool loopback;         /* the peer's address is a loopback address */
+    const char *peer;      /* "ADDR:PORT" of the peer */
+    uint8_t protocol_level;/* 4 = 3.1.1, 5 = 5.0, 0 = HTTP */
+} vg_server_auth_t;
+
+/* The outcome of an authentication. */
+typedef struct {
+    int status;      /* 0 = accepted, else refused */
+    void *principal; /* accepted: who it is (owned by the gateway from here: freed by principal_free) */
+    uint8_t v3_rc;   /* refused: 3.1.1 CONNACK code (4 bad user name or password, 5 not authorized) */
+    uint8_t v5_rc;   /* refused: 5.0 reason (0x86 bad user name or password, 0x87 not authorized, 0x8C bad auth) */
+    const char *why; /* refused: reason string for the 5.0 CONNACK and the log (static, or valid until done) */
+} vg_server_auth_result_t;
+
+/* Auth hook: called on the I/O worker for every CONNECT. Either answers
+ * at once (fills *res, returns 0) or, when the answer needs slow work (an
+ * argon2id password hash, a deliberate delay after failures), returns
+ * VG_AGAIN and later calls vg_server_auth_done(token, result) once, from
+ * any thread; the CONNECT waits (its connection reads nothing meanwhile). */
+typedef int (*vg_server_auth_fn)(void *ctx, const vg_server_auth_t *req, vg_server_auth_result_t *res);
+
+typedef enum { VG_ACT_PUBLISH = 0, VG_ACT_SUBSCRIBE, VG_ACT_RECEIVE, VG_ACT_RETAIN } vg_server_action_t;
+
+/* Authorization hook: may principal do action on topic (a topic filter for
+ * subscribe)? Called on the I/O worker per packet, so it must answer from
+ * memory without allocating (the policy engine's per-principal cache). */
+typedef bool (*vg_server_authz_fn)(void *ctx, void *principal, vg_server_action_t action, const char *topic,
+                                   size_t topic_len);
+typedef void (*vg_server_principal_free_fn)(void *ctx, void *principal);
+
 /* TLS listeners share one TLS context (net/tls.h), owned by the caller,
  * which may reload it while the server runs. */
 struct vg_tls;
@@ -172,6 +227,12 @@ typedef struct {
     uint32_t tls_handshake_timeout_ms; /* a handshake not finished by then is closed (5000) */
     vg_server_cert_fn cert_check; /* NULL = every verified certificate is accepted */
     void *cert_ctx;
+    /* Authentication (NULL = everyone is accepted, anonymous) and
+     * authorization (NULL = everything allowed) of every connection. */
+    vg_server_auth_fn auth;
+    vg_server_authz_fn authz;
+    vg_server_principal_free_fn principal_free;
+    void *auth_ctx;
     uint32_t workers;          /* I/O threads; 0 = one per core */
     size_t max_packet_size;    /* 131072 */
     uint32_t max_connections;  /* all listeners together; 0 = derived from the fd limit */
@@ -227,6 +288,11 @@ void vg_server_quiesce(vg_server_t *s);
 void vg_server_stop(vg_server_t *s);
 void vg_server_free(vg_server_t *s);
 
+/* Thread-safe: the answer to an auth hook that returned VG_AGAIN. The
+ * principal (if accepted) is the gateway's from here, also when the
+ * connection is gone by then (it is freed at once). */
+void vg_server_auth_done(vg_server_t *s, uint64_t token, const vg_server_auth_result_t *res);
+
 /* Thread-safe: reports the outcome of a hook token (see vg_server_hook_fn). */
 void vg_server_complete(vg_server_t *s, uint64_t token, int status);
 
@@ -275,6 +341,8 @@ typedef struct {
     uint64_t tls_handshakes;       /* TLS handshakes completed */
     uint64_t tls_resumed;          /* ... of them resumed (ticket or session id) */
     uint64_t tls_failures[VG_TLS_FAIL__COUNT];
+    uint64_t auth_accepted, auth_refused; /* CONNECTs (and HTTP connections) the auth hook answered */
+    uint64_t denied[4];                   /* per vg_server_action_t: packets the authz hook refused */
 } vg_server_stats_t;
 
 void vg_server_stats(vg_server_t *s, vg_server_stats_t *out);

@@ -205,7 +205,7 @@ void gw_session_end_if_offline(struct vg_server *s, session_t *se)
 /* SEND_DEFERRED: a QoS 1/2 PUBLISH not sent because the output is full;
  * the caller keeps it queued for the session (as for SEND_FAILED, a closing
  * connection). SEND_SHED: a QoS 0 PUBLISH dropped for the same reason. */
-enum { SEND_OK = 0, SEND_EXPIRED, SEND_TOO_LARGE, SEND_FAILED, SEND_DEFERRED, SEND_SHED };
+enum { SEND_OK = 0, SEND_EXPIRED, SEND_TOO_LARGE, SEND_FAILED, SEND_DEFERRED, SEND_SHED, SEND_DENIED };
 
 /* Encodes and queues one PUBLISH of m to c: per-delivery QoS, packet id,
  * DUP, retain flag and subscription ids; for 5.0 also the remaining message
@@ -221,6 +221,11 @@ int gw_send_publish(worker_t *w, conn_t *c, vg_msg_t *m, uint8_t qos, uint16_t p
         atomic_fetch_add_explicit(&s->st_expired, 1, memory_order_relaxed);
         return SEND_EXPIRED;
     }
+    /* Receive is checked per message (a wildcard subscription may be
+     * allowed while some topics under it are not); a retransmission was
+     * allowed when it was first sent. */
+    if (!dup && !gw_authorize(w, c, VG_ACT_RECEIVE, vg_msg_topic(m), m->topic_len))
+        return SEND_DENIED;
     if (!dup && gw_out_full(w, c)) {
         if (CONN_GONE(c))
             return SEND_FAILED;
@@ -393,7 +398,7 @@ uint64_t gw_session_send(worker_t *w, conn_t *c, session_t *se, vg_msg_t *m, uin
         e.subids[i] = subids[i];
     e.pid = session_next_pid(se);
     int r = gw_send_publish(w, c, m, qos, e.pid, false, retain, subids, nsubids);
-    if (r == SEND_EXPIRED || r == SEND_TOO_LARGE) {
+    if (r == SEND_EXPIRED || r == SEND_TOO_LARGE || r == SEND_DENIED) {
         if (kvsub)
             gw_kv_del(s, NS_OUT, se->id, se->id_len, kvsub);
         return 0;

@@ -360,6 +360,10 @@ void gw_handle_subscribe(worker_t *w, conn_t *c, const uint8_t *body, size_t len
             rcs[i] = v5 ? VG_RC_FILTER_INVALID : VG_MQTT_SUBACK_FAILURE;
             continue;
         }
+        if (!gw_authorize(w, c, VG_ACT_SUBSCRIBE, subs[i].filter.p, fl)) {
+            rcs[i] = v5 ? VG_RC_NOT_AUTHORIZED : VG_MQTT_SUBACK_FAILURE;
+            continue;
+        }
         if (shared > 0 && subs[i].no_local) {
             gw_conn_close_why(w, c, VG_CLOSE_PROTOCOL, "no local on a shared subscription");
             goto cleanup;

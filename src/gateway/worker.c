@@ -313,6 +313,8 @@ static void drain_inbox(worker_t *w)
             gw_takeover_item(w, it->token, it->waiter);
         } else if (it->kind == ITEM_TAKEOVER_DONE) {
             gw_takeover_resume(w, it->token);
+        } else if (it->kind == ITEM_AUTH_DONE) {
+            gw_auth_done_item(w, it);
         }
     }
 }

@@ -1,0 +1,185 @@
+/* auth.c — who a connection is and what it may do: the auth hook asked at
+ * CONNECT (answering at once, or later from another thread while the
+ * CONNECT waits), the principal it returns kept with the connection, and
+ * the authorization hook asked for every PUBLISH, SUBSCRIBE filter and
+ * delivery.
+ *
+ * Why a CONNECT can wait: checking a password means an argon2id hash, tens
+ * of milliseconds of CPU on purpose, and a refusal after repeated failures
+ * is held back deliberately; neither may run on an I/O worker. The wait
+ * uses the takeover's mechanism (connect.c): the connection stops reading,
+ * its CONNECT stays first in c->in, and once the answer arrives
+ * (ITEM_AUTH_DONE) the CONNECT runs again from the start and finds the
+ * answer kept in c->x.
+ *
+ * Owns: xport_t's auth fields and principal; the auth and denial counters.
+ * Not: passwords, certificates, policies (the application's hooks). */
+#include "gateway/gw.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <sys/socket.h>
+
+xport_t *gw_conn_x(conn_t *c)
+{
+    if (!c->x)
+        c->x = vg_calloc(VG_MEM_MQTT, 1, sizeof *c->x);
+    return c->x;
+}
+
+/* The peer's address as "ADDR:PORT" and whether it is a loopback one. */
+static bool peer_of(int fd, char *buf, size_t cap)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    buf[0] = 0;
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0)
+        return false;
+    char a[INET6_ADDRSTRLEN] = "";
+    bool lo = false;
+    unsigned port = 0;
+    if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+        inet_ntop(AF_INET, &s4->sin_addr, a, sizeof a);
+        lo = (ntohl(s4->sin_addr.s_addr) >> 24) == 127;
+        port = ntohs(s4->sin_port);
+        snprintf(buf, cap, "%s:%u", a, port);
+    } else if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+        inet_ntop(AF_INET6, &s6->sin6_addr, a, sizeof a);
+        lo = IN6_IS_ADDR_LOOPBACK(&s6->sin6_addr) ||
+             (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr) && s6->sin6_addr.s6_addr[12] == 127);
+        port = ntohs(s6->sin6_port);
+        snprintf(buf, cap, "[%s]:%u", a, port);
+    }
+    return lo;
+}
+
+int gw_auth_connect(worker_t *w, conn_t *c, const vg_mqtt_connect_t *ck, const char *id, size_t idlen)
+{
+    struct vg_server *s = w->srv;
+    if (!s->o.auth)
+        return AUTH_ACCEPTED;
+    if (c->x && c->x->auth != AUTH_NONE)
+        return c->x->auth; /* the answer of an earlier run of this CONNECT */
+    xport_t *x = gw_conn_x(c);
+    if (!x)
+        return VG_ENOMEM;
+    char peer[INET6_ADDRSTRLEN + 16];
+    vg_server_auth_t req = {0};
+    req.token = CONN_TOK(w->id, c->slot, c->gen);
+    req.client_id = id;
+    req.client_id_len = idlen;
+    if (ck->has_username) {
+        req.username = (const char *)ck->username.p;
+        req.username_len = ck->username.len;
+    }
+    if (ck->has_password) {
+        req.password = ck->password.p;
+        req.password_len = ck->password.len;
+    }
+    if (x->tls_cert) {
+        req.cert_cn = x->cert_cn;
+        req.cert_cn_len = strlen(x->cert_cn);
+        req.cert_sha256 = x->cert_sha256;
+    }
+    int pl = L_PLAIN(c->listener);
+    req.listener = pl == L_WS ? VG_LISTEN_WS : pl == L_HTTP ? VG_LISTEN_HTTP : VG_LISTEN_MQTT;
+    req.tls = L_IS_TLS(c->listener);
+    req.loopback = peer_of(c->fd, peer, sizeof peer);
+    req.peer = peer;
+    req.protocol_level = c->level;
+    vg_server_auth_result_t res = {0};
+    int rc = s->o.auth(s->o.auth_ctx, &req, &res);
+    if (rc == VG_AGAIN) {
+        x->auth = AUTH_WAIT;
+        vg_msg_unref(c->will); /* handle_connect runs again and makes it anew */
+        c->will = NULL;
+        c->will_delay = 0;
+        c->takeover_wait = true; /* "its CONNECT waits": read nothing until the answer */
+        gw_epoll_set(w, c);
+        return AUTH_WAIT;
+    }
+    if (rc == VG_OK && res.status == 0) {
+        x->auth = AUTH_ACCEPTED;
+        x->principal = res.principal;
+        atomic_fetch_add_explicit(&w->st_auth_ok, 1, memory_order_relaxed);
+        return AUTH_ACCEPTED;
+    }
+    if (res.principal && s->o.principal_free)
+        s->o.principal_free(s->o.auth_ctx, res.principal);
+    x->auth = AUTH_REFUSED;
+    x->auth_v3_rc = rc == VG_OK && res.v3_rc ? res.v3_rc : VG_MQTT_CONNACK_NOT_AUTHORIZED;
+    x->auth_v5_rc = rc == VG_OK && res.v5_rc ? res.v5_rc : VG_RC_NOT_AUTHORIZED;
+    x->auth_why = rc == VG_OK && res.why ? res.why : "not authorized";
+    atomic_fetch_add_explicit(&w->st_auth_refused, 1, memory_order_relaxed);
+    return AUTH_REFUSED;
+}
+
+void vg_server_auth_done(vg_server_t *s, uint64_t token, const vg_server_auth_result_t *res)
+{
+    item_t it = {.kind = ITEM_AUTH_DONE, .token = token, .status = res->status};
+    if (res->status == 0) {
+        it.principal = res->principal;
+    } else {
+        it.why = res->why ? res->why : "not authorized";
+        it.qos = res->v3_rc ? res->v3_rc : VG_MQTT_CONNACK_NOT_AUTHORIZED;
+        it.retain = res->v5_rc ? res->v5_rc : VG_RC_NOT_AUTHORIZED;
+    }
+    uint32_t wi = TOK_WORKER(token);
+    if (wi < s->nworkers && gw_inbox_post(&s->workers[wi], &it, 1) == VG_OK)
+        return;
+    /* Nobody can take it: the CONNECT waits for its connect timeout. */
+    if (res->status == 0 && res->principal && s->o.principal_free)
+        s->o.principal_free(s->o.auth_ctx, res->principal);
+    VG_WARN(MOD, "out of memory answering an authentication: the connection waits for its connect timeout");
+}
+
+void gw_auth_done_item(worker_t *w, const item_t *it)
+{
+    struct vg_server *s = w->srv;
+    conn_t *c = gw_conn_lookup(w, it->token);
+    if (!c || c->state != ST_NEW || !c->x || c->x->auth != AUTH_WAIT) {
+        if (it->status == 0 && it->principal && s->o.principal_free)
+            s->o.principal_free(s->o.auth_ctx, it->principal);
+        return;
+    }
+    xport_t *x = c->x;
+    if (it->status == 0) {
+        x->auth = AUTH_ACCEPTED;
+        x->principal = it->principal;
+        atomic_fetch_add_explicit(&w->st_auth_ok, 1, memory_order_relaxed);
+    } else {
+        x->auth = AUTH_REFUSED;
+        x->auth_v3_rc = it->qos;
+        x->auth_v5_rc = it->retain;
+        x->auth_why = it->why;
+        atomic_fetch_add_explicit(&w->st_auth_refused, 1, memory_order_relaxed);
+    }
+    c->takeover_wait = false;
+    gw_process_input(w, c); /* the CONNECT again, then what followed it */
+    if (c->state != ST_CLOSING && !c->takeover_wait)
+        gw_epoll_set(w, c);
+}
+
+bool gw_authorize(worker_t *w, conn_t *c, vg_server_action_t action, const uint8_t *topic, size_t len)
+{
+    struct vg_server *s = w->srv;
+    if (!s->o.authz)
+        return true;
+    if (s->o.authz(s->o.auth_ctx, gw_principal(c), action, (const char *)topic, len))
+        return true;
+    atomic_fetch_add_explicit(&w->st_denied[action], 1, memory_order_relaxed);
+    return false;
+}
+
+void gw_auth_release(worker_t *w, conn_t *c)
+{
+    struct vg_server *s = w->srv;
+    if (!c->x || !c->x->principal)
+        return;
+    if (s->o.principal_free)
+        s->o.principal_free(s->o.auth_ctx, c->x->principal);
+    c->x->principal = NULL;
+}
