@@ -22,6 +22,7 @@ typedef enum {
     T_ADDR,
     T_FSYNC,
     T_LEVEL,
+    T_BOOL,
     T_PATH,
     T_WEBHOOK,
     T_DURATION,
@@ -52,6 +53,9 @@ static const opt_t opts[] = {
      "MQTT over secure WebSocket listener (default 127.0.0.1:8084; on with a certificate)"},
     {"https-listen", T_ADDR, OFF(https_listen), 0, 0, 0, "HOST:PORT|off",
      "HTTPS publish listener (default 127.0.0.1:8443; on with a certificate)"},
+    {"allow-anonymous", T_BOOL, OFF(allow_anonymous), 0, 0, 0, "true|false",
+     "accept connections without credentials on every listener, not only on loopback ones (false; warned at "
+     "every start)"},
     {"tls-cert", T_PATH, OFF(tls_cert), SZ(tls_cert), 0, 0, "FILE",
      "server certificate chain, PEM (default DATA-DIR/pki/server.crt, made by `vigil ca init`)"},
     {"tls-key", T_PATH, OFF(tls_key), SZ(tls_key), 0, 0, "FILE", "its private key, PEM (default DATA-DIR/pki/server.key)"},
@@ -229,6 +233,16 @@ static int set_opt(vg_config_t *c, const opt_t *o, const char *v, char *why, siz
     char *end;
     errno = 0;
     switch (o->type) {
+    case T_BOOL: {
+        bool yes = !strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "on") || !strcmp(v, "1");
+        bool no = !strcmp(v, "false") || !strcmp(v, "no") || !strcmp(v, "off") || !strcmp(v, "0");
+        if (!yes && !no) {
+            snprintf(why, whylen, "--%s: expected true or false, got '%s'", o->name, v);
+            return VG_EINVAL;
+        }
+        *(bool *)((char *)c + o->off) = yes;
+        return VG_OK;
+    }
     case T_STR:
     case T_PATH:
         if (!*v || strlen(v) >= o->size) {

@@ -38,6 +38,7 @@ typedef struct {
     char tls_client_ca[PATH_MAX]; /* "" = <data-dir>/pki/ca.crt if it exists */
     char tls_client_auth[16];     /* none | optional | required; "" = required when there is a client CA */
     uint32_t tls_handshake_timeout_ms;
+    bool allow_anonymous;         /* anonymous access on non-loopback listeners too */
     char data_dir[PATH_MAX];
     char config_file[PATH_MAX];
     uint32_t workers;
