@@ -174,6 +174,25 @@ bool gw_authorize(worker_t *w, conn_t *c, vg_server_action_t action, const uint8
     return false;
 }
 
+bool vg_server_kick(vg_server_t *s, const char *id, size_t len)
+{
+    bool found = false;
+    pthread_mutex_lock(&s->ids_mu);
+    uint64_t v = 0;
+    if (vg_strmap_get(&s->ids, id, len, &v) == VG_OK) {
+        session_t *se = (session_t *)(uintptr_t)v;
+        pthread_mutex_lock(&se->mu);
+        if (se->online) {
+            item_t it = {.kind = ITEM_KICK, .token = se->owner, .status = VG_CLOSE_REVOKED};
+            uint32_t wi = TOK_WORKER(se->owner);
+            found = wi < s->nworkers && gw_inbox_post(&s->workers[wi], &it, 1) == VG_OK;
+        }
+        pthread_mutex_unlock(&se->mu);
+    }
+    pthread_mutex_unlock(&s->ids_mu);
+    return found;
+}
+
 void gw_auth_release(worker_t *w, conn_t *c)
 {
     struct vg_server *s = w->srv;

@@ -187,7 +187,7 @@ typedef enum {
     ITEM_COMPLETE = 1,
     ITEM_DELIVER,
     ITEM_DELIVER_BATCH,
-    ITEM_KICK,          /* close connection `token` (session taken over) */
+    ITEM_KICK,          /* close connection `token` (session taken over; status VG_CLOSE_REVOKED: revoked) */
     ITEM_TAKEOVER,      /* drain, then close connection `token`; answer `waiter` (see connect.c) */
     ITEM_TAKEOVER_DONE, /* connection `token` may run its CONNECT again */
     ITEM_AUTH_DONE,     /* the auth hook answered connection `token`'s CONNECT (see auth.c) */

@@ -21,7 +21,7 @@ const char *vg_close_reason_name(vg_close_reason_t r)
         "keepalive_timeout", "connect_timeout", "takeover",     "io_error",    "slow_consumer",
         "shutdown",      "rejected",         "receive_maximum", "topic_alias", "disconnect_with_will",
         "session_expired", "ws_protocol_error", "http_bad_request", "http_done", "tls",
-        "certificate_refused", "not_authorized"};
+        "certificate_refused", "not_authorized", "revoked"};
     return (unsigned)r < VG_CLOSE__COUNT ? names[r] : "?";
 }
 

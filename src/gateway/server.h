@@ -57,6 +57,7 @@ typedef enum {
     VG_CLOSE_TLS,            /* TLS handshake failed or timed out, or the TLS session broke */
     VG_CLOSE_CERT_REFUSED,   /* the client certificate was refused (see vg_tls_fail_t) */
     VG_CLOSE_NOT_AUTHORIZED, /* a PUBLISH the policy denies (3.1.1, or 5.0 QoS 0: no ack to refuse it with) */
+    VG_CLOSE_REVOKED,        /* the device was revoked, disabled or deleted while connected (vg_server_kick) */
     VG_CLOSE__COUNT
 } vg_close_reason_t;
 
@@ -292,6 +293,11 @@ void vg_server_free(vg_server_t *s);
  * principal (if accepted) is the gateway's from here, also when the
  * connection is gone by then (it is freed at once). */
 void vg_server_auth_done(vg_server_t *s, uint64_t token, const vg_server_auth_result_t *res);
+
+/* Thread-safe: closes the connection of client id[0..len), if one is
+ * attached to its session (5.0: DISCONNECT 0x87 first), counted as
+ * VG_CLOSE_REVOKED. Returns true if there was one. */
+bool vg_server_kick(vg_server_t *s, const char *id, size_t len);
 
 /* Thread-safe: reports the outcome of a hook token (see vg_server_hook_fn). */
 void vg_server_complete(vg_server_t *s, uint64_t token, int status);

@@ -307,8 +307,14 @@ static void drain_inbox(worker_t *w)
             vg_msg_unref(it->msg);
         } else if (it->kind == ITEM_KICK) {
             conn_t *c = gw_conn_lookup(w, it->token);
-            if (c)
+            if (c && it->status == VG_CLOSE_REVOKED) {
+                if (c->level == VG_MQTT_V5)
+                    gw_send_disconnect(w, c, VG_RC_NOT_AUTHORIZED, "revoked");
+                c->linger = true;
+                gw_conn_close_why(w, c, VG_CLOSE_REVOKED, "revoked");
+            } else if (c) {
                 gw_conn_close(w, c, VG_CLOSE_TAKEOVER);
+            }
         } else if (it->kind == ITEM_TAKEOVER) {
             gw_takeover_item(w, it->token, it->waiter);
         } else if (it->kind == ITEM_TAKEOVER_DONE) {

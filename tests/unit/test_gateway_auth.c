@@ -291,6 +291,29 @@ static void test_hooks_see_the_principal(void)
     GWT_END(s, c);
 }
 
+static void test_kick(void)
+{
+    env_t e = {0};
+    vg_server_t *s = server(&e);
+    VT_REQUIRE(s);
+    gwt_client_t *c = gwt_connected(s, 0, VG_MQTT_V5, "ok-k", 0, 0);
+    VT_REQUIRE(c);
+    VT_CHECK(!vg_server_kick(s, "ok-nobody", 9));
+    VT_CHECK(vg_server_kick(s, "ok-k", 4));
+    uint8_t t, fl;
+    const uint8_t *body;
+    size_t len;
+    VT_REQUIRE(gwt_read_packet(c, &t, &fl, &body, &len));
+    VT_EQ_INT(t, VG_MQTT_DISCONNECT);
+    VT_CHECK(len >= 1 && body[0] == VG_RC_NOT_AUTHORIZED);
+    gwt_rounds(s);
+    vg_server_stats_t st;
+    vg_server_stats(s, &st);
+    VT_EQ_INT(st.closes[VG_CLOSE_REVOKED], 1);
+    GWT_END(s, c);
+    VT_EQ_INT(e.freed, e.allocated);
+}
+
 int main(void)
 {
     VT_RUN(test_refused_and_accepted);
@@ -298,5 +321,6 @@ int main(void)
     VT_RUN(test_publish_denied);
     VT_RUN(test_subscribe_and_receive_denied);
     VT_RUN(test_hooks_see_the_principal);
+    VT_RUN(test_kick);
     return VT_DONE();
 }
