@@ -49,8 +49,11 @@ static const unsigned char str_class[256] = {
 
 /* Where the members of the top-level object go: either the first cap of them
  * in order (vg_json_object) or the first member for each wanted name
- * (vg_json_object_pick). NULL sink: validation only. */
+ * (vg_json_object_pick); with array set, the elements of a top-level array
+ * instead (vg_json_array), reported as members without a key. NULL sink:
+ * validation only. */
 typedef struct {
+    bool array;
     vg_json_member_t *out;
     size_t cap;
     size_t count;
@@ -385,7 +388,7 @@ static int parse(const char *buf, size_t len, int max_depth, sink_t *sink, vg_js
             closer[depth++] = (char)(*p + 2); /* '{' + 2 == '}', '[' + 2 == ']' */
             if (depth == 1) {
                 *top = type;
-                emit = sink && type == VG_JSON_OBJECT;
+                emit = sink && type == (sink->array ? VG_JSON_ARRAY : VG_JSON_OBJECT);
             }
             p = skip_ws(p + 1, end);
             if (p < end && *p == closer[depth - 1]) {
@@ -518,6 +521,18 @@ int vg_json_object_pick(const char *buf, size_t len, int max_depth, const char *
         rc = VG_EINVAL;
     if (rc != VG_OK && n)
         memset(out, 0, n * sizeof *out);
+    if (count)
+        *count = rc == VG_OK ? s.count : 0;
+    return rc;
+}
+
+int vg_json_array(const char *buf, size_t len, int max_depth, vg_json_member_t *out, size_t cap, size_t *count)
+{
+    sink_t s = {.array = true, .out = out, .cap = out ? cap : 0};
+    vg_json_type_t top = VG_JSON_NULL;
+    int rc = parse(buf, len, max_depth, &s, &top);
+    if (rc == VG_OK && top != VG_JSON_ARRAY)
+        rc = VG_EINVAL;
     if (count)
         *count = rc == VG_OK ? s.count : 0;
     return rc;

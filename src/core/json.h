@@ -64,6 +64,14 @@ int vg_json_object(const char *buf, size_t len, int max_depth, vg_json_member_t 
 int vg_json_object_pick(const char *buf, size_t len, int max_depth, const char *const *names, size_t n,
                         vg_json_member_t *out, size_t *count);
 
+/* Validates buf[0..len) like vg_json_object, but the value must be an array:
+ * its first `cap` elements go to out in order, as members whose key is NULL
+ * (key_len 0); *count receives the number of elements. Returns VG_OK;
+ * VG_EMALFORMED, VG_ETOOBIG as above; VG_EINVAL if it is valid JSON but not
+ * an array. A member's raw text of type ARRAY can be given back to it to
+ * read a nested array. */
+int vg_json_array(const char *buf, size_t len, int max_depth, vg_json_member_t *out, size_t cap, size_t *count);
+
 /* Validates buf[0..len) as any one JSON value. Same returns as above minus
  * VG_EINVAL. */
 int vg_json_validate(const char *buf, size_t len, int max_depth);

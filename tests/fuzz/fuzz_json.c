@@ -1,11 +1,12 @@
 /* fuzz_json.c — libFuzzer harness for core/json and core/event.
  *
- * Runs every reader over the input and checks invariants that must hold for
- * any bytes: the validators agree with each other and with a smaller depth
- * limit, reported members are slices of the input that are themselves valid,
- * lookups find what listing found, numbers convert consistently, an accepted
- * event satisfies every documented range, and escaping round-trips. A broken
- * invariant aborts, which libFuzzer reports as a crash with the input. */
+ * Runs every reader (object, array, validate) over the input and checks
+ * invariants that must hold for any bytes: the validators agree with each
+ * other and with a smaller depth limit, reported members and elements are
+ * slices of the input that are themselves valid, lookups find what listing
+ * found, numbers convert consistently, an accepted event satisfies every
+ * documented range, and escaping round-trips. A broken invariant aborts,
+ * which libFuzzer reports as a crash with the input. */
 #include "core/alloc.h"
 #include "core/err.h"
 #include "core/event.h"
@@ -117,6 +118,26 @@ static void check_json(const char *buf, size_t len, int small_depth)
         CHECK(rv == VG_EMALFORMED);
     if (rv == VG_ETOOBIG)
         CHECK(rs == VG_ETOOBIG);
+
+    /* The array reader judges the grammar the same way, and a valid text is
+     * an object, an array or a scalar: never both readers' success. */
+    {
+        static vg_json_member_t el[MAX_MEMBERS];
+        size_t acount = 0;
+        int ra = vg_json_array(buf, len, VG_JSON_DEFAULT_DEPTH, el, MAX_MEMBERS, &acount);
+        CHECK(rv == VG_OK ? (ra == VG_OK || ra == VG_EINVAL) : ra == rv);
+        CHECK(!(ra == VG_OK && ro == VG_OK));
+        if (ra != VG_OK)
+            CHECK(acount == 0);
+        for (size_t i = 0; ra == VG_OK && i < acount && i < MAX_MEMBERS; i++) {
+            CHECK(el[i].key == NULL && el[i].key_len == 0);
+            CHECK(inside(el[i].raw, el[i].raw_len, buf, len));
+            if (el[i].type != VG_JSON_STRING)
+                CHECK(vg_json_validate(el[i].raw, el[i].raw_len, VG_JSON_DEFAULT_DEPTH) == VG_OK);
+            if (i > 0)
+                CHECK(el[i].raw > el[i - 1].raw);
+        }
+    }
 
     if (ro != VG_OK)
         return;

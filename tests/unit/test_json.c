@@ -341,6 +341,39 @@ static void test_object_not_object(void)
     VT_EQ_INT(vg_json_object("[[[]]]", 6, 2, m, 2, &n), VG_ETOOBIG);
 }
 
+static void test_array_elements(void)
+{
+    const char *doc = " [ 1 , \"a\\\"b\", [2,[3]], {\"k\":[4]}, true, null, \"\" ] ";
+    vg_json_member_t m[8];
+    size_t n = 0;
+    VT_REQUIRE(vg_json_array(doc, strlen(doc), 32, m, 8, &n) == VG_OK);
+    VT_REQUIRE(n == 7);
+    for (size_t i = 0; i < n; i++)
+        VT_CHECK(m[i].key == NULL && m[i].key_len == 0 && !m[i].key_escaped);
+    VT_CHECK(m[0].type == VG_JSON_NUMBER && raw_is(&m[0], "1"));
+    VT_CHECK(m[1].type == VG_JSON_STRING && raw_is(&m[1], "a\\\"b") && m[1].str_escaped);
+    VT_CHECK(m[2].type == VG_JSON_ARRAY && raw_is(&m[2], "[2,[3]]"));
+    VT_CHECK(m[3].type == VG_JSON_OBJECT && raw_is(&m[3], "{\"k\":[4]}"));
+    VT_CHECK(m[4].type == VG_JSON_TRUE && m[5].type == VG_JSON_NULL);
+    VT_CHECK(m[6].type == VG_JSON_STRING && raw_is(&m[6], ""));
+    /* A nested array's raw text reads the same way. */
+    vg_json_member_t in[4];
+    VT_EQ_INT(vg_json_array(m[2].raw, m[2].raw_len, 31, in, 4, &n), VG_OK);
+    VT_CHECK(n == 2 && raw_is(&in[0], "2") && in[1].type == VG_JSON_ARRAY);
+    /* Cap, the empty array, not an array, malformed, depth. */
+    VT_EQ_INT(vg_json_array("[1,2,3]", 7, 32, in, 1, &n), VG_OK);
+    VT_CHECK(n == 3 && raw_is(&in[0], "1"));
+    VT_EQ_INT(vg_json_array("[]", 2, 32, in, 4, &n), VG_OK);
+    VT_EQ_INT(n, 0);
+    VT_EQ_INT(vg_json_array("{\"a\":1}", 7, 32, in, 4, &n), VG_EINVAL);
+    VT_EQ_INT(n, 0);
+    VT_EQ_INT(vg_json_array("\"s\"", 3, 32, in, 4, &n), VG_EINVAL);
+    VT_EQ_INT(vg_json_array("[1,]", 4, 32, in, 4, &n), VG_EMALFORMED);
+    VT_EQ_INT(vg_json_array("[[1]]", 5, 1, in, 4, &n), VG_ETOOBIG);
+    /* The object reader is unchanged by the array mode: arrays stay EINVAL. */
+    VT_EQ_INT(vg_json_object("[1]", 3, 32, in, 4, &n), VG_EINVAL);
+}
+
 static void test_find(void)
 {
     const char *doc = "{\"ab\":1,\"\\u0061b\":2,\"x\\\"y\":3,\"\\u00e9t\\u00E9\":4,\"n\\u0000\":5,\"\":6,"
@@ -729,6 +762,7 @@ int main(void)
     VT_RUN(test_object_members);
     VT_RUN(test_object_cap);
     VT_RUN(test_object_not_object);
+    VT_RUN(test_array_elements);
     VT_RUN(test_find);
     VT_RUN(test_pick);
     VT_RUN(test_number);
