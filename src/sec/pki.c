@@ -679,22 +679,15 @@ int vg_pki_cert_info_pem(const char *pem, size_t len, X509 *issuer, vg_pki_cert_
     return rc;
 }
 
-int vg_pki_check_ca_pem(const char *pem, size_t len, int64_t now_ms, vg_pki_cert_info_t *info, char *why,
-                        size_t why_cap)
+int vg_pki_check_ca(X509 *x, int64_t now_ms, vg_pki_cert_info_t *info, char *why, size_t why_cap)
 {
-    X509 *x = NULL;
     vg_pki_cert_info_t local;
     vg_pki_cert_info_t *ci = info ? info : &local;
     const char *reason = NULL;
-    int rc = vg_pki_cert_parse(pem, len, &x);
-    if (rc) {
-        reason = "not a PEM certificate";
-        memset(ci, 0, sizeof *ci);
-        goto cleanup;
-    }
     /* A CA without a CN is legal X.509 but not one we can name in a list. */
-    if ((rc = vg_pki_cert_info(x, NULL, ci))) {
-        reason = "no single commonName of at most 64 bytes in its subject";
+    int rc = vg_pki_cert_info(x, NULL, ci);
+    if (rc) {
+        reason = "its subject has no single commonName of at most 64 bytes";
         goto cleanup;
     }
     rc = VG_EPROTO;
@@ -713,8 +706,27 @@ cleanup:
     ERR_clear_error();
     if (why && why_cap)
         snprintf(why, why_cap, "%s", reason ? reason : "");
-    X509_free(x);
     return rc;
+}
+
+void vg_pki_subject(X509 *x, char *out, size_t cap)
+{
+    if (!cap)
+        return;
+    out[0] = '\0';
+    BIO *b = BIO_new(BIO_s_mem());
+    char *data = NULL;
+    long n;
+    if (b && X509_NAME_print_ex(b, X509_get_subject_name(x), 0, XN_FLAG_RFC2253) >= 0 &&
+        (n = BIO_get_mem_data(b, &data)) >= 0)
+        snprintf(out, cap, "%.*s", (int)n, data);
+    BIO_free(b);
+    ERR_clear_error();
+}
+
+char *vg_pki_cert_pem(X509 *x)
+{
+    return crt_to_pem(x);
 }
 
 void vg_pki_fp_hex(const uint8_t fp[32], char out[65])

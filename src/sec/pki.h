@@ -134,15 +134,20 @@ int vg_pki_cert_info_pem(const char *pem, size_t len, X509 *issuer, vg_pki_cert_
  * caller's (X509_free). VG_EMALFORMED if there is none. */
 int vg_pki_cert_parse(const char *pem, size_t len, X509 **out);
 
-/* Checks that pem[0..len) holds a CA certificate that can sign device
+/* Checks that x (borrowed) is a CA certificate that can sign device
  * certificates: basicConstraints CA:TRUE, keyUsage (if present) with
- * keyCertSign, and not expired at now_ms. Fills info (may be NULL).
- * Returns VG_OK; VG_EMALFORMED (not a certificate, or not exactly one
- * commonName of at most VG_PKI_CN_MAX bytes, which vigil uses to name it);
- * VG_EPROTO (not a CA, expired, or self-signed with a bad signature); the
+ * keyCertSign, not expired at now_ms and, if self-signed, with a valid
+ * signature. Fills info (may be NULL). Returns VG_OK; VG_EMALFORMED (not
+ * exactly one commonName of at most VG_PKI_CN_MAX bytes, which vigil uses
+ * to name it); VG_EPROTO (not a CA, expired, bad self-signature); the
  * reason goes to why[0..why_cap) (may be NULL). */
-int vg_pki_check_ca_pem(const char *pem, size_t len, int64_t now_ms, vg_pki_cert_info_t *info, char *why,
-                        size_t why_cap);
+int vg_pki_check_ca(X509 *x, int64_t now_ms, vg_pki_cert_info_t *info, char *why, size_t why_cap);
+
+/* x's subject as RFC 2253 text in out[0..cap) (NUL-terminated, truncated
+ * to fit). */
+void vg_pki_subject(X509 *x, char *out, size_t cap);
+/* x as PEM: a new NUL-terminated string (vg_free), or NULL. */
+char *vg_pki_cert_pem(X509 *x);
 
 /* Lowercase hex of fp[0..32) into out[65] (NUL-terminated). */
 void vg_pki_fp_hex(const uint8_t fp[32], char out[65]);
