@@ -20,7 +20,7 @@ typedef enum {
     VG_MEM_SIM,
     VG_MEM_WEBHOOK, /* webhook delivery, libcurl's own memory included */
     VG_MEM_EVAL,
-    VG_MEM_SEC, /* security: policies, audit log, rate-limit tables */
+    VG_MEM_SEC, /* security: PKI, device registry, credentials, policies, audit log, rate limits */
     VG_MEM__COUNT
 } vg_mem_tag_t;
 

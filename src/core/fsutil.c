@@ -85,12 +85,19 @@ static int io_code(int e)
 
 int vg_fs_write_atomic(const char *path, const void *buf, size_t len)
 {
+    return vg_fs_write_atomic_mode(path, buf, len, 0644);
+}
+
+int vg_fs_write_atomic_mode(const char *path, const void *buf, size_t len, unsigned mode)
+{
     char tmp[PATH_MAX], dir[PATH_MAX];
     int rc = VG_EIO, e;
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
         return VG_EINVAL;
-    /* O_TRUNC: a temp file left by a crash is simply overwritten. */
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    /* A temp file left by a crash is removed first, so the new one is
+     * created with `mode` (O_TRUNC alone would keep an old file's mode). */
+    unlink(tmp);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, (mode_t)mode);
     if (fd < 0) {
         e = errno; /* before logging, which may change errno */
         FS_FAIL(e, "cannot create %s: %s", tmp, strerror(e));

@@ -26,6 +26,10 @@ int vg_fs_fsync_dir(const char *dir);
  * logged as errors, except VG_ENOSPC (debug level): the caller reports a
  * full disk, once per streak of retries. */
 int vg_fs_write_atomic(const char *path, const void *buf, size_t len);
+/* The same with the file's permission bits chosen by the caller (0600 for a
+ * private key: the temp file is created with them, so the contents are never
+ * readable by others, not even between create and rename). */
+int vg_fs_write_atomic_mode(const char *path, const void *buf, size_t len, unsigned mode);
 
 /* Reads the whole file into a new buffer (caller frees with vg_free).
  * VG_ENOTFOUND if it does not exist, VG_ETOOBIG past max_len. */
