@@ -56,6 +56,17 @@ static const opt_t opts[] = {
     {"allow-anonymous", T_BOOL, OFF(allow_anonymous), 0, 0, 0, "true|false",
      "accept connections without credentials on every listener, not only on loopback ones (false; warned at "
      "every start)"},
+    {"conn-rate-per-source", T_DOUBLE, OFF(conn_rate_per_source), 0, 0, 1e6, "N",
+     "new connections per second from one source address (burst twice that); more are refused, counted; 0 = no "
+     "limit (0)"},
+    {"max-connections-per-source", T_U32, OFF(max_connections_per_source), 0, 0, 1e9, "N",
+     "open connections from one source address; more are refused, counted; 0 = no limit (0)"},
+    {"auth-fail-delay-ms", T_U32, OFF(auth_fail_delay_ms), 0, 0, 60000, "MS",
+     "a client id or source that keeps failing authentication waits this long for its refusal, doubling per "
+     "failure up to 30 s (1000; 0 = no delay)"},
+    {"publish-rate", T_DOUBLE, OFF(publish_rate), 0, 0, 1e7, "N",
+     "PUBLISHes per second per connection (IoT Core: 100); a faster client is read more slowly (backpressure), "
+     "counted; 0 = no limit (0)"},
     {"tls-cert", T_PATH, OFF(tls_cert), SZ(tls_cert), 0, 0, "FILE",
      "server certificate chain, PEM (default DATA-DIR/pki/server.crt, made by `vigil ca init`)"},
     {"tls-key", T_PATH, OFF(tls_key), SZ(tls_key), 0, 0, "FILE", "its private key, PEM (default DATA-DIR/pki/server.key)"},
@@ -174,6 +185,7 @@ void vg_config_default(vg_config_t *c)
     snprintf(c->https_listen.host, sizeof c->https_listen.host, "127.0.0.1");
     c->https_listen.port = 8443;
     c->tls_handshake_timeout_ms = 5000;
+    c->auth_fail_delay_ms = 1000;
     snprintf(c->data_dir, sizeof c->data_dir, "./data");
     c->shards = 4;
     c->fsync = VG_FSYNC_ALWAYS;

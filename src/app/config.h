@@ -39,6 +39,10 @@ typedef struct {
     char tls_client_auth[16];     /* none | optional | required; "" = required when there is a client CA */
     uint32_t tls_handshake_timeout_ms;
     bool allow_anonymous;         /* anonymous access on non-loopback listeners too */
+    double conn_rate_per_source;  /* new connections per second per source address, 0 = no limit */
+    uint32_t max_connections_per_source; /* 0 = no limit */
+    uint32_t auth_fail_delay_ms;  /* first delay of a refusal after repeated failures */
+    double publish_rate;          /* PUBLISHes per second per connection, 0 = no limit */
     char data_dir[PATH_MAX];
     char config_file[PATH_MAX];
     uint32_t workers;

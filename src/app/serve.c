@@ -63,8 +63,10 @@ typedef struct {
  * completes the token once the record is durable). */
 static int ingest_hook(void *ctx, const vg_server_pub_t *pub, uint64_t token)
 {
-    return vg_ingest_publish(ctx, pub->client_id, pub->client_id_len, pub->payload, pub->payload_len, pub->user_props,
-                             pub->user_props_len, pub->arrival_ms, token);
+    size_t idlen = 0;
+    const char *identity = vg_security_device_of(pub->principal, &idlen);
+    return vg_ingest_publish(ctx, pub->client_id, pub->client_id_len, identity, idlen, pub->payload, pub->payload_len,
+                             pub->user_props, pub->user_props_len, pub->arrival_ms, token);
 }
 
 static void complete_to_server(void *ctx, uint64_t token, int status)
@@ -333,6 +335,36 @@ static size_t stats_json(void *ctx, char *buf, size_t cap)
     jw_u64(&w, "linger.closes", ss.linger_closes);
     jw_u64(&w, "linger.deadline", ss.linger_deadline);
     jw_u64(&w, "linger.overflow", ss.linger_overflow);
+    jw_u64(&w, "auth.accepted", ss.auth_accepted);
+    jw_u64(&w, "auth.refused", ss.auth_refused);
+    static const char *const act[4] = {"publish", "subscribe", "receive", "retain"};
+    for (int k = 0; k < 4; k++) {
+        snprintf(key, sizeof key, "policy.denied.%s", act[k]);
+        jw_u64(&w, key, ss.denied[k]);
+    }
+    jw_u64(&w, "limits.connections_refused", ss.rate_refused);
+    jw_u64(&w, "limits.publish_throttled", ss.publish_throttled);
+    if (a->sec) {
+        vg_security_stats_t sst;
+        vg_security_stats(a->sec, &sst);
+        jw_u64(&w, "auth.ok.certificate", sst.auth_ok_certificate);
+        jw_u64(&w, "auth.ok.password", sst.auth_ok_password);
+        jw_u64(&w, "auth.ok.token", sst.auth_ok_token);
+        jw_u64(&w, "auth.ok.anonymous", sst.auth_ok_anonymous);
+        for (int r = 0; r < VG_SEC_FAIL__COUNT; r++) {
+            snprintf(key, sizeof key, "auth.refused.%s", vg_security_fail_name((vg_security_fail_t)r));
+            jw_u64(&w, key, sst.auth_fail[r]);
+        }
+        jw_u64(&w, "auth.pending", sst.auth_pending);
+        jw_u64(&w, "auth.delayed", sst.auth_delayed);
+        jw_u64(&w, "registry.devices", sst.devices);
+        jw_u64(&w, "registry.jitr_registered", sst.jitr_registered);
+        jw_u64(&w, "registry.revoked_disconnects", sst.revoked_disconnects);
+        jw_u64(&w, "limits.connection_rate_refused", sst.conn_rate_refused);
+        jw_u64(&w, "limits.connections_per_source_refused", sst.conn_max_refused);
+        jw_u64(&w, "audit.written", sst.audit_written);
+        jw_u64(&w, "audit.dropped", sst.audit_dropped);
+    }
     jw_u64(&w, "tls.handshakes", ss.tls_handshakes);
     jw_u64(&w, "tls.resumed", ss.tls_resumed);
     for (int r = 0; r < VG_TLS_FAIL__COUNT; r++) {
@@ -557,6 +589,7 @@ int vg_serve_main(int argc, char **argv)
         goto cleanup;
     }
     vg_ingest_set_complete(a.ingest, complete_to_server, a.server);
+    vg_security_attach(a.sec, a.server);
     vg_processor_opts_t po = {0};
     po.data_dir = a.cfg.data_dir;
     po.telemetry = a.telemetry;
@@ -631,6 +664,7 @@ cleanup:
         vg_server_stats_t ss;
         vg_server_stats(a.server, &ss);
         vg_server_stop(a.server);
+        vg_security_stop(a.sec);
         vg_ingest_stats_t is;
         vg_ingest_stats(a.ingest, &is);
         VG_INFO(MOD, "stopped: %llu connections served, %llu publishes, %llu telemetry records, %llu dead letters",

@@ -45,7 +45,7 @@ const char *vg_event_reason_name(vg_event_reason_t r)
 {
     static const char *const names[VG_EVENT__COUNT] = {
         "ok",       "not_json",      "not_object",     "too_deep",  "missing_field",
-        "bad_type", "bad_device_id", "bad_heart_rate", "bad_steps", "bad_timestamp",
+        "bad_type", "bad_device_id", "bad_heart_rate", "bad_steps", "bad_timestamp", "identity_mismatch",
     };
     return (unsigned)r < VG_EVENT__COUNT ? names[r] : "unknown";
 }

@@ -36,6 +36,7 @@ typedef enum {
     VG_EVENT_BAD_HEART_RATE,    /* not in (0, 300] bpm */
     VG_EVENT_BAD_STEPS,         /* negative, fractional, or > 100000 */
     VG_EVENT_BAD_TIMESTAMP,     /* unparseable, or outside 2000-01-01..2100-01-01 */
+    VG_EVENT_IDENTITY_MISMATCH, /* deviceId is not the device the connection authenticated as (ingest) */
     VG_EVENT__COUNT
 } vg_event_reason_t;
 

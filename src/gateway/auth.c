@@ -10,7 +10,7 @@
  * uses the takeover's mechanism (connect.c): the connection stops reading,
  * its CONNECT stays first in c->in, and once the answer arrives
  * (ITEM_AUTH_DONE) the CONNECT runs again from the start and finds the
- * answer kept in c->x.
+ * answer kept in c->sec.
  *
  * Owns: xport_t's auth fields and principal; the auth and denial counters.
  * Not: passwords, certificates, policies (the application's hooks). */
@@ -21,39 +21,46 @@
 #include <stdio.h>
 #include <sys/socket.h>
 
-xport_t *gw_conn_x(conn_t *c)
+gw_sec_t *gw_conn_sec(conn_t *c)
 {
-    if (!c->x)
-        c->x = vg_calloc(VG_MEM_MQTT, 1, sizeof *c->x);
-    return c->x;
+    if (!c->sec)
+        c->sec = vg_calloc(VG_MEM_MQTT, 1, sizeof *c->sec);
+    return c->sec;
 }
 
-/* The peer's address as "ADDR:PORT" and whether it is a loopback one. */
-static bool peer_of(int fd, char *buf, size_t cap)
+void gw_format_addr(const struct sockaddr *sa, char *buf, size_t cap)
 {
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof ss;
-    buf[0] = 0;
-    if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0)
-        return false;
     char a[INET6_ADDRSTRLEN] = "";
-    bool lo = false;
-    unsigned port = 0;
-    if (ss.ss_family == AF_INET) {
-        struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
         inet_ntop(AF_INET, &s4->sin_addr, a, sizeof a);
-        lo = (ntohl(s4->sin_addr.s_addr) >> 24) == 127;
-        port = ntohs(s4->sin_port);
-        snprintf(buf, cap, "%s:%u", a, port);
-    } else if (ss.ss_family == AF_INET6) {
-        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+        snprintf(buf, cap, "%s:%u", a, ntohs(s4->sin_port));
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
         inet_ntop(AF_INET6, &s6->sin6_addr, a, sizeof a);
-        lo = IN6_IS_ADDR_LOOPBACK(&s6->sin6_addr) ||
-             (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr) && s6->sin6_addr.s6_addr[12] == 127);
-        port = ntohs(s6->sin6_port);
-        snprintf(buf, cap, "[%s]:%u", a, port);
+        snprintf(buf, cap, "[%s]:%u", a, ntohs(s6->sin6_port));
+    } else {
+        snprintf(buf, cap, "unknown");
     }
-    return lo;
+}
+
+/* The peer's address (into ss) as "ADDR:PORT" and whether it is a
+ * loopback one. */
+static bool peer_of(int fd, struct sockaddr_storage *ss, char *buf, size_t cap)
+{
+    socklen_t sl = sizeof *ss;
+    buf[0] = 0;
+    memset(ss, 0, sizeof *ss);
+    if (getpeername(fd, (struct sockaddr *)ss, &sl) != 0)
+        return false;
+    gw_format_addr((const struct sockaddr *)ss, buf, cap);
+    if (ss->ss_family == AF_INET)
+        return (ntohl(((struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127;
+    if (ss->ss_family == AF_INET6) {
+        const struct in6_addr *a6 = &((struct sockaddr_in6 *)ss)->sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(a6) || (IN6_IS_ADDR_V4MAPPED(a6) && a6->s6_addr[12] == 127);
+    }
+    return false;
 }
 
 int gw_auth_connect(worker_t *w, conn_t *c, const vg_mqtt_connect_t *ck, const char *id, size_t idlen)
@@ -61,9 +68,9 @@ int gw_auth_connect(worker_t *w, conn_t *c, const vg_mqtt_connect_t *ck, const c
     struct vg_server *s = w->srv;
     if (!s->o.auth)
         return AUTH_ACCEPTED;
-    if (c->x && c->x->auth != AUTH_NONE)
-        return c->x->auth; /* the answer of an earlier run of this CONNECT */
-    xport_t *x = gw_conn_x(c);
+    if (c->sec && c->sec->auth != AUTH_NONE)
+        return c->sec->auth; /* the answer of an earlier run of this CONNECT */
+    gw_sec_t *x = gw_conn_sec(c);
     if (!x)
         return VG_ENOMEM;
     char peer[INET6_ADDRSTRLEN + 16];
@@ -83,12 +90,16 @@ int gw_auth_connect(worker_t *w, conn_t *c, const vg_mqtt_connect_t *ck, const c
         req.cert_cn = x->cert_cn;
         req.cert_cn_len = strlen(x->cert_cn);
         req.cert_sha256 = x->cert_sha256;
+        req.issuer_sha256 = x->issuer_known ? x->issuer_sha256 : NULL;
+        req.cert = x->ssl ? SSL_get0_peer_certificate(x->ssl) : NULL;
     }
     int pl = L_PLAIN(c->listener);
     req.listener = pl == L_WS ? VG_LISTEN_WS : pl == L_HTTP ? VG_LISTEN_HTTP : VG_LISTEN_MQTT;
     req.tls = L_IS_TLS(c->listener);
-    req.loopback = peer_of(c->fd, peer, sizeof peer);
+    struct sockaddr_storage ss;
+    req.loopback = peer_of(c->fd, &ss, peer, sizeof peer);
     req.peer = peer;
+    req.peer_addr = ss.ss_family ? (const struct sockaddr *)&ss : NULL;
     req.protocol_level = c->level;
     vg_server_auth_result_t res = {0};
     int rc = s->o.auth(s->o.auth_ctx, &req, &res);
@@ -140,12 +151,12 @@ void gw_auth_done_item(worker_t *w, const item_t *it)
 {
     struct vg_server *s = w->srv;
     conn_t *c = gw_conn_lookup(w, it->token);
-    if (!c || c->state != ST_NEW || !c->x || c->x->auth != AUTH_WAIT) {
+    if (!c || c->state != ST_NEW || !c->sec || c->sec->auth != AUTH_WAIT) {
         if (it->status == 0 && it->principal && s->o.principal_free)
             s->o.principal_free(s->o.auth_ctx, it->principal);
         return;
     }
-    xport_t *x = c->x;
+    gw_sec_t *x = c->sec;
     if (it->status == 0) {
         x->auth = AUTH_ACCEPTED;
         x->principal = it->principal;
@@ -174,6 +185,20 @@ bool gw_authorize(worker_t *w, conn_t *c, vg_server_action_t action, const uint8
     return false;
 }
 
+void gw_throttle(worker_t *w, conn_t *c, uint32_t ms)
+{
+    uint64_t now = gw_now_mono_ms();
+    uint32_t until = (uint32_t)(now + ms);
+    c->sec->throttled_until = until ? until : 1;
+    atomic_fetch_add_explicit(&w->st_throttled, 1, memory_order_relaxed);
+    /* The connection's one timer fires at the end of the wait; its own
+     * deadline (keepalive) is put back then (on_timer in worker.c). */
+    c->sec->throttled_deadline = c->timer.deadline_ms;
+    vg_wheel_remove(&c->timer);
+    vg_wheel_add(&w->wheel, &c->timer, now + ms);
+    gw_epoll_set(w, c);
+}
+
 bool vg_server_kick(vg_server_t *s, const char *id, size_t len)
 {
     bool found = false;
@@ -196,9 +221,9 @@ bool vg_server_kick(vg_server_t *s, const char *id, size_t len)
 void gw_auth_release(worker_t *w, conn_t *c)
 {
     struct vg_server *s = w->srv;
-    if (!c->x || !c->x->principal)
+    if (!c->sec || !c->sec->principal)
         return;
     if (s->o.principal_free)
-        s->o.principal_free(s->o.auth_ctx, c->x->principal);
-    c->x->principal = NULL;
+        s->o.principal_free(s->o.auth_ctx, c->sec->principal);
+    c->sec->principal = NULL;
 }

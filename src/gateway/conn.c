@@ -143,7 +143,8 @@ void gw_epoll_set(worker_t *w, conn_t *c)
     struct epoll_event ev = {0};
     /* Waiting for a takeover, not even the peer's half close is of interest
      * (the CONNECT runs again once the answer comes). */
-    ev.events = (c->paused || c->quiesced || c->takeover_wait ? 0 : EPOLLIN) | (c->epollout ? EPOLLOUT : 0) |
+    ev.events = (c->paused || c->quiesced || c->takeover_wait || CONN_THROTTLED(c) ? 0 : EPOLLIN) |
+                (c->epollout ? EPOLLOUT : 0) |
                 (c->takeover_wait ? 0 : EPOLLRDHUP);
     ev.data.ptr = c;
     epoll_ctl(w->ep, EPOLL_CTL_MOD, c->fd, &ev);
@@ -156,7 +157,7 @@ void gw_epoll_set(worker_t *w, conn_t *c)
  * when the socket would block (the rest stays queued), -1 if it broke. */
 static int out_send(worker_t *w, conn_t *c)
 {
-    if (c->x && c->x->ssl) {
+    if (c->sec && c->sec->ssl) {
         while (c->out_off < c->out_len) {
             ssize_t k = gw_tls_send(w, c, c->out + c->out_off, c->out_len - c->out_off);
             if (k <= 0)
@@ -356,17 +357,13 @@ static void conn_release(worker_t *w, conn_t *c)
         vg_free(c->alias);
         c->alias = NULL;
     }
+    /* c->sec stays until the connection is freed: a lingering TLS one
+     * still writes through its SSL. */
     gw_auth_release(w, c);
-    if (c->x) {
+    if (c->x)
         vg_free(c->x->topic);
-        c->x->topic = NULL;
-        /* A TLS connection keeps x for its SSL until it is freed: a
-         * lingering one still writes through it. */
-        if (!c->x->ssl) {
-            vg_free(c->x);
-            c->x = NULL;
-        }
-    }
+    vg_free(c->x);
+    c->x = NULL;
     for (uint32_t i = 0; i < c->ack_count; i++) {
         vg_free(c->acks[(c->ack_head + i) % c->ack_cap].pkt);
         gw_retained_batch_free(c->acks[(c->ack_head + i) % c->ack_cap].retained);
@@ -385,7 +382,14 @@ void gw_conn_free(worker_t *w, conn_t *c)
 {
     struct vg_server *s = w->srv;
     epoll_ctl(w->ep, EPOLL_CTL_DEL, c->fd, NULL);
-    gw_tls_free(w, c);
+    if (c->sec) {
+        gw_auth_release(w, c);
+        if (c->sec->rl_counted && s->o.rl_conn)
+            vg_rl_disconnect(s->o.rl_conn, (struct sockaddr *)&c->sec->peer, gw_now_mono_ms());
+        gw_tls_free(w, c);
+        vg_free(c->sec);
+        c->sec = NULL;
+    }
     vg_free(c->x);
     c->x = NULL;
     close(c->fd);
@@ -412,7 +416,7 @@ void gw_conn_destroy(worker_t *w, conn_t *c)
     /* Best effort: a refusal CONNACK or DISCONNECT should reach the client
      * before the close (on WebSocket inside a frame, then a close frame). */
     gw_ws_close_frame(w, c);
-    if (c->x && c->x->ssl) {
+    if (c->sec && c->sec->ssl) {
         (void)out_send(w, c); /* the socket is non-blocking: what it takes now */
         gw_tls_close_notify(c);
     } else if (c->out_len > c->out_off) {
@@ -551,7 +555,7 @@ void gw_process_closes(worker_t *w)
 size_t gw_parse_packets(worker_t *w, conn_t *c, const uint8_t *data, size_t len)
 {
     size_t off = 0;
-    while (off < len && c->state != ST_CLOSING && !c->paused && !c->quiesced) {
+    while (off < len && c->state != ST_CLOSING && !c->paused && !c->quiesced && !CONN_THROTTLED(c)) {
         uint8_t type, flags;
         size_t hl, rl;
         int r = vg_mqtt_frame(data + off, len - off, w->srv->o.max_packet_size, &type, &flags, &hl, &rl);
@@ -566,6 +570,13 @@ size_t gw_parse_packets(worker_t *w, conn_t *c, const uint8_t *data, size_t len)
         if (c->level == VG_MQTT_V5 && hl - 1 != (rl < 128 ? 1u : rl < 16384 ? 2u : rl < 2097152 ? 3u : 4u)) {
             gw_conn_close_why(w, c, VG_CLOSE_MALFORMED, "remaining length not in its shortest form");
             break;
+        }
+        if (type == VG_MQTT_PUBLISH && w->srv->o.rl_publish && c->state == ST_ACTIVE) {
+            uint32_t wait = vg_rl_publish(w->srv->o.rl_publish, &c->sec->pub, gw_now_mono_ms());
+            if (wait) {
+                gw_throttle(w, c, wait);
+                break; /* the PUBLISH stays unconsumed until the wait is over */
+            }
         }
         gw_handle_packet(w, c, type, flags, data + off + hl, rl);
         if (c->takeover_wait)
@@ -629,7 +640,7 @@ void gw_process_input(worker_t *w, conn_t *c)
  * now; -1 after closing the connection (EOF with on_eof, errors as io). */
 static ssize_t conn_recv(worker_t *w, conn_t *c, void *dst, size_t room, vg_close_reason_t on_eof)
 {
-    if (c->x && c->x->ssl) {
+    if (c->sec && c->sec->ssl) {
         ssize_t k = gw_tls_recv(w, c, dst, room);
         if (k >= 0)
             return k;
@@ -658,7 +669,8 @@ static ssize_t conn_recv(worker_t *w, conn_t *c, void *dst, size_t room, vg_clos
 /* Reading for the WebSocket and HTTP listeners. */
 static void read_ready_xport(worker_t *w, conn_t *c, size_t budget)
 {
-    while (budget && c->state != ST_CLOSING && !c->paused && !c->quiesced && !c->takeover_wait) {
+    while (budget && c->state != ST_CLOSING && !c->paused && !c->quiesced && !c->takeover_wait &&
+           !CONN_THROTTLED(c)) {
         ssize_t k = conn_recv(w, c, w->rbuf, RBUF_SIZE,
                               c->transport == TR_HTTP ? VG_CLOSE_HTTP_DONE : VG_CLOSE_PEER_CLOSED);
         if (k <= 0)
@@ -692,7 +704,7 @@ static void read_ready_xport(worker_t *w, conn_t *c, size_t budget)
                 gw_ws_handshake(w, c);
             }
         }
-        if ((size_t)k < RBUF_SIZE && !c->x->ssl)
+        if ((size_t)k < RBUF_SIZE && !(c->sec && c->sec->ssl))
             return; /* socket drained (OpenSSL returns a record at a time: read it until it has none) */
     }
     if (!budget && gw_tls_pending(c))
@@ -707,7 +719,8 @@ void gw_read_ready(worker_t *w, conn_t *c, size_t budget)
         read_ready_xport(w, c, budget);
         return;
     }
-    while (budget && c->state != ST_CLOSING && !c->paused && !c->quiesced && !c->takeover_wait) {
+    while (budget && c->state != ST_CLOSING && !c->paused && !c->quiesced && !c->takeover_wait &&
+           !CONN_THROTTLED(c)) {
         uint8_t *dst;
         size_t room;
         if (c->in_len) {
@@ -757,7 +770,7 @@ void gw_read_ready(worker_t *w, conn_t *c, size_t budget)
             gw_conn_close(w, c, VG_CLOSE_IO);
             return;
         }
-        if ((size_t)k < room && !(c->x && c->x->ssl))
+        if ((size_t)k < room && !(c->sec && c->sec->ssl))
             return; /* socket drained (TLS: OpenSSL returns a record at a time, read until it has none) */
     }
     if (!budget && gw_tls_pending(c))

@@ -150,7 +150,7 @@ static void handle_connect(worker_t *w, conn_t *c, const uint8_t *body, size_t l
         return;
     }
     if (ar == AUTH_REFUSED) {
-        connect_refuse(w, c, c->x->auth_v3_rc, c->x->auth_v5_rc, c->x->auth_why);
+        connect_refuse(w, c, c->sec->auth_v3_rc, c->sec->auth_v5_rc, c->sec->auth_why);
         return;
     }
     if (ck.will_flag && (!gw_authorize(w, c, VG_ACT_PUBLISH, ck.will_topic.p, ck.will_topic.len) ||

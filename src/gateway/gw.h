@@ -43,6 +43,7 @@
 #include "mqtt/topic.h"
 #include "net/http.h"
 #include "net/ws.h"
+#include "sec/ratelimit.h"
 #include "store/kv.h"
 
 #include <openssl/ssl.h>
@@ -52,6 +53,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #define MOD "mqtt"
@@ -234,6 +236,9 @@ typedef struct {
  * drains, its input is discarded, see linger_start in conn.c. */
 enum { ST_FREE = 0, ST_NEW, ST_ACTIVE, ST_CLOSING, ST_LINGER };
 
+/* Reading waits for the publish-rate limit (gw_throttle). */
+#define CONN_THROTTLED(c) ((c)->sec && (c)->sec->throttled_until)
+
 /* True once a connection is closing or lingering: nothing more is queued to
  * it and no packet of it is handled. */
 #define CONN_GONE(c) ((c)->state >= ST_CLOSING)
@@ -250,11 +255,13 @@ enum { TR_MQTT = 0, TR_WS_HANDSHAKE, TR_WS, TR_HTTP };
 #define ACK_PKT 0xFE  /* ack_t.type of a SUBACK/UNSUBACK waiting for its session to be stored */
 #define HTTP_MAX_HEADERS 32
 
-/* Per-connection state of the WebSocket, HTTP and TLS transports,
- * allocated only for connections on those listeners (MQTT over TCP pays
- * nothing). The TLS part outlives the rest: a lingering connection still
+/* Per-connection security state: TLS, who it is, its rate limits.
+ * Allocated for connections on a TLS listener, connections that
+ * authenticated as someone, and every connection while per-source or
+ * publish-rate limits are on (an anonymous plain connection without limits
+ * pays nothing). It outlives the MQTT state: a lingering connection still
  * writes through its SSL (see conn_release). */
-typedef struct {
+typedef struct gw_sec {
     SSL *ssl;               /* TLS: the session, NULL on plain listeners */
     struct conn *again_next;/* TLS: on the worker's list of connections with decrypted input left */
     bool tls_handshake;     /* TLS: the handshake is still running */
@@ -263,14 +270,26 @@ typedef struct {
     bool tls_dead;          /* TLS: the session broke (or its handshake failed): no more SSL calls but free */
     bool tls_shut;          /* TLS: close_notify sent */
     bool tls_cert;          /* TLS: a client certificate verified and was accepted */
-    uint8_t tls_fail;       /* TLS: why the handshake failed (vg_tls_fail_t + 1), 0 = not known */
+    bool issuer_known;
+    uint8_t tls_fail;       /* TLS: why the handshake failed (vg_tls_fail_t + 1), 0 = not known, 0xff = counted */
     uint8_t cert_sha256[32];
+    uint8_t issuer_sha256[32]; /* TLS: of the CA that signed the client certificate (full handshakes) */
     char *cert_cn;          /* TLS: the client certificate's CN (owned), NULL = none */
     /* Authentication (auth.c): AUTH_NONE until the auth hook was asked. */
     uint8_t auth;           /* AUTH_* */
     uint8_t auth_v3_rc, auth_v5_rc; /* AUTH_REFUSED: the CONNACK codes */
+    bool rl_counted;        /* counted open by the per-source limits: uncounted when freed */
+    uint32_t throttled_until; /* mono ms (low 32 bits, never 0) reading resumes after a publish-rate wait; 0 = not */
     const char *auth_why;   /* AUTH_REFUSED: the reason string */
     void *principal;        /* AUTH_ACCEPTED: who it is (owned; principal_free), NULL = anonymous */
+    vg_rl_bucket_t pub;     /* publish-rate bucket (when limited) */
+    uint64_t throttled_deadline; /* the timer's own deadline while it waits for the throttle */
+    struct sockaddr_storage peer; /* the source, for the per-source limits (when on) */
+} gw_sec_t;
+
+/* Per-connection state of the WebSocket and HTTP transports, allocated only
+ * for connections on those listeners (MQTT over TCP pays nothing). */
+typedef struct {
     vg_ws_conn_t ws;
     size_t ws_framed;       /* c->out[0..ws_framed) already holds whole frames */
     vg_http_parser_t hp;
@@ -313,7 +332,7 @@ typedef struct {
     uint16_t *in_len;
 } aliases_t;
 
-/* One connection. Laid out without holes: 184 bytes, a 192-byte malloc
+/* One connection. Laid out without holes: 192 bytes, a 208-byte malloc
  * chunk; an idle connection owns nothing else (buffers, the ack ring and
  * alias tables exist only while in use). */
 typedef struct conn {
@@ -356,6 +375,7 @@ typedef struct conn {
     ack_t *acks;
     aliases_t *alias;     /* NULL until the connection uses topic aliases */
     xport_t *x;           /* WebSocket / HTTP state, NULL for MQTT over TCP */
+    gw_sec_t *sec;        /* TLS / identity / rate-limit state, NULL for none */
     struct conn *flush_next;
     struct conn *close_next;
 } conn_t;
@@ -400,7 +420,7 @@ typedef struct worker {
     atomic_uint_fast64_t st_lingering, st_linger, st_linger_deadline, st_linger_overflow;
     atomic_uint_fast64_t st_drop_qos0_outbuf, st_deferred_outbuf;
     atomic_uint_fast64_t st_tls_handshakes, st_tls_resumed, st_tls_fail[VG_TLS_FAIL__COUNT];
-    atomic_uint_fast64_t st_auth_ok, st_auth_refused, st_denied[4];
+    atomic_uint_fast64_t st_auth_ok, st_auth_refused, st_denied[4], st_rl_refused, st_throttled;
     /* routing scratch */
     struct route_ctx *route;
     /* SUBSCRIBE scratch: max_subs_per_packet filters and return codes */
@@ -610,7 +630,7 @@ void gw_ws_input(worker_t *w, conn_t *c, const uint8_t *p, size_t left);
 void gw_ws_handshake(worker_t *w, conn_t *c);
 
 /* ---- tls_transport.c ---- */
-/* Gives c (accepted on a TLS listener, x allocated) its SSL; VG_ENOMEM. */
+/* Gives c (accepted on a TLS listener, sec allocated) its SSL; VG_ENOMEM. */
 int gw_tls_attach(worker_t *w, conn_t *c);
 /* Drives c's handshake on readiness; when it finishes, checks the client
  * certificate and lets the connection's transport read. May close c. */
@@ -629,12 +649,20 @@ void gw_tls_again(worker_t *w, conn_t *c);
 void gw_tls_run_again(worker_t *w);
 /* Sends close_notify (best effort, never blocks). */
 void gw_tls_close_notify(conn_t *c);
-/* Frees c's TLS state (the SSL, the certificate name; x itself stays the caller's). */
+/* Frees c's TLS state (the SSL, the certificate name; sec itself stays the caller's). */
 void gw_tls_free(worker_t *w, conn_t *c);
-/* Counts a failed handshake of c (once) by its reason. */
+#define VG_TLS_CN_MAX 64
+/* "ADDR:PORT" / "[ADDR]:PORT" of sa into buf (auth.c). */
+void gw_format_addr(const struct sockaddr *sa, char *buf, size_t cap);
+/* Counts a failed handshake of c (once) by its reason (and tells the
+ * tls_refused hook). */
 void gw_tls_count_fail(worker_t *w, conn_t *c, vg_tls_fail_t why);
 
 /* ---- auth.c ---- */
+/* The publish-rate limit said wait ms: stop reading c (its PUBLISH stays
+ * first in c->in) until then. Backpressure, not a drop: TCP slows the
+ * client down. */
+void gw_throttle(worker_t *w, conn_t *c, uint32_t ms);
 /* Asks the auth hook about c's CONNECT (client id, user name, password).
  * AUTH_ACCEPTED / AUTH_REFUSED when decided (also from an earlier call
  * whose answer came back), AUTH_WAIT when the CONNECT must wait: c stops
@@ -648,13 +676,13 @@ bool gw_authorize(worker_t *w, conn_t *c, vg_server_action_t action, const uint8
 /* c's principal (NULL = anonymous). */
 static inline void *gw_principal(const conn_t *c)
 {
-    return c->x ? c->x->principal : NULL;
+    return c->sec ? c->sec->principal : NULL;
 }
 /* Frees c's principal, if any. */
 void gw_auth_release(worker_t *w, conn_t *c);
-/* c's x, allocated (zeroed: transport state stays unused) if it had none;
- * NULL when out of memory. */
-xport_t *gw_conn_x(conn_t *c);
+/* c's security state, allocated (zeroed) if it had none; NULL when out of
+ * memory. */
+gw_sec_t *gw_conn_sec(conn_t *c);
 
 /* ---- subs.c ---- */
 subent_t *gw_subent_new(const char *f, size_t fl);

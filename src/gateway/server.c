@@ -417,6 +417,8 @@ void vg_server_stats(vg_server_t *s, vg_server_stats_t *out)
         out->auth_refused += atomic_load_explicit(&w->st_auth_refused, memory_order_relaxed);
         for (int k = 0; k < 4; k++)
             out->denied[k] += atomic_load_explicit(&w->st_denied[k], memory_order_relaxed);
+        out->rate_refused += atomic_load_explicit(&w->st_rl_refused, memory_order_relaxed);
+        out->publish_throttled += atomic_load_explicit(&w->st_throttled, memory_order_relaxed);
     }
     out->subscriptions = atomic_load_explicit(&s->nsubs, memory_order_relaxed);
     out->sessions = atomic_load_explicit(&s->st_sessions, memory_order_relaxed);

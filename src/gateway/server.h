@@ -99,6 +99,11 @@ typedef struct {
  * positive value) to refuse. */
 typedef int (*vg_server_cert_fn)(void *ctx, const vg_server_cert_t *cert);
 
+/* Called on the I/O worker for every refused TLS handshake (for the audit
+ * log): why, the peer "ADDR:PORT", the certificate's CN ("" if none or not
+ * known). Must not block. */
+typedef void (*vg_server_tls_refused_fn)(void *ctx, vg_tls_fail_t why, const char *peer, const char *cn);
+
 /* One inbound PUBLISH as a hook sees it (MQTT, WebSocket or HTTP). Every
  * pointer is valid only during the hook's call. */
 typedef struct {
@@ -173,6 +178,9 @@ typedef struct {
     const char *cert_cn;   /* the verified client certificate's CN, NULL = none */
     size_t cert_cn_len;
     const uint8_t *cert_sha256; /* its fingerprint, NULL = none */
+    const uint8_t *issuer_sha256; /* the fingerprint of the CA that signed it, NULL = not known (resumed) */
+    const void *cert;      /* the certificate (OpenSSL X509, borrowed during the call), NULL = none */
+    const struct sockaddr *peer_addr; /* the peer's address (NULL if unknown) */
     vg_listen_kind_t listener;
     bool tls;
     bool loopback;         /* the peer's address is a loopback address */
@@ -227,7 +235,13 @@ typedef struct {
     struct vg_tls *tls;        /* borrowed; must outlive the server */
     uint32_t tls_handshake_timeout_ms; /* a handshake not finished by then is closed (5000) */
     vg_server_cert_fn cert_check; /* NULL = every verified certificate is accepted */
-    void *cert_ctx;
+    vg_server_tls_refused_fn tls_refused; /* NULL = none */
+    void *cert_ctx;               /* of cert_check and tls_refused */
+    /* Rate limits (sec/ratelimit.h, shared ones; borrowed): per source
+     * address on accept (connection rate, open connections), and publishes
+     * per connection (reading waits: backpressure). NULL = none. */
+    struct vg_rl *rl_conn;
+    struct vg_rl *rl_publish;
     /* Authentication (NULL = everyone is accepted, anonymous) and
      * authorization (NULL = everything allowed) of every connection. */
     vg_server_auth_fn auth;
@@ -349,6 +363,8 @@ typedef struct {
     uint64_t tls_failures[VG_TLS_FAIL__COUNT];
     uint64_t auth_accepted, auth_refused; /* CONNECTs (and HTTP connections) the auth hook answered */
     uint64_t denied[4];                   /* per vg_server_action_t: packets the authz hook refused */
+    uint64_t rate_refused;                /* connections refused by the per-source limits */
+    uint64_t publish_throttled;           /* times a connection's reading waited for its publish rate */
 } vg_server_stats_t;
 
 void vg_server_stats(vg_server_t *s, vg_server_stats_t *out);

@@ -68,11 +68,23 @@ static vg_tls_fail_t fail_of_x509(long err)
 
 void gw_tls_count_fail(worker_t *w, conn_t *c, vg_tls_fail_t why)
 {
-    if (c->x->tls_fail == 0xff)
+    if (c->sec->tls_fail == 0xff)
         return; /* counted already */
-    c->x->tls_fail = 0xff;
+    c->sec->tls_fail = 0xff;
     atomic_fetch_add_explicit(&w->st_tls_fail[why], 1, memory_order_relaxed);
     VG_DEBUG(MOD, "TLS handshake refused: %s", vg_tls_fail_name(why));
+    struct vg_server *s = w->srv;
+    if (s->o.tls_refused) {
+        char peer[80] = "", cn[VG_TLS_CN_MAX + 1] = "";
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        if (getpeername(c->fd, (struct sockaddr *)&ss, &sl) == 0)
+            gw_format_addr((struct sockaddr *)&ss, peer, sizeof peer);
+        X509 *pc = c->sec->ssl ? SSL_get0_peer_certificate(c->sec->ssl) : NULL;
+        if (pc)
+            vg_tls_cert_cn(pc, cn, sizeof cn, NULL);
+        s->o.tls_refused(s->o.cert_ctx, why, peer, cn);
+    }
 }
 
 /* Fills the hook's view of a certificate. cn is the caller's buffer. */
@@ -108,8 +120,8 @@ static int verify_cb(int ok, X509_STORE_CTX *sctx)
     if (!c || !w)
         return ok;
     if (!ok) {
-        if (!c->x->tls_fail)
-            c->x->tls_fail = (uint8_t)(fail_of_x509(X509_STORE_CTX_get_error(sctx)) + 1);
+        if (!c->sec->tls_fail)
+            c->sec->tls_fail = (uint8_t)(fail_of_x509(X509_STORE_CTX_get_error(sctx)) + 1);
         return 0;
     }
     struct vg_server *s = w->srv;
@@ -121,9 +133,12 @@ static int verify_cb(int ok, X509_STORE_CTX *sctx)
     vg_server_cert_t v;
     cert_view(X509_STORE_CTX_get_current_cert(sctx), issuer, cn, sizeof cn, &v);
     int rc = s->o.cert_check(s->o.cert_ctx, &v);
-    if (rc == 0)
+    if (rc == 0) {
+        memcpy(c->sec->issuer_sha256, v.issuer_sha256, 32);
+        c->sec->issuer_known = v.issuer_known;
         return 1;
-    c->x->tls_fail = (uint8_t)(rc + 1);
+    }
+    c->sec->tls_fail = (uint8_t)(rc + 1);
     X509_STORE_CTX_set_error(sctx,
                              rc == VG_TLS_FAIL_REVOKED ? X509_V_ERR_CERT_REVOKED : X509_V_ERR_APPLICATION_VERIFICATION);
     return 0;
@@ -139,19 +154,19 @@ int gw_tls_attach(worker_t *w, conn_t *c)
     SSL_set_ex_data(ssl, worker_idx, w);
     if (SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER)
         SSL_set_verify(ssl, SSL_get_verify_mode(ssl), verify_cb);
-    c->x->ssl = ssl;
-    c->x->tls_handshake = true;
+    c->sec->ssl = ssl;
+    c->sec->tls_handshake = true;
     return VG_OK;
 }
 
 /* Why a handshake that OpenSSL ended with an error failed. */
 static vg_tls_fail_t handshake_fail(conn_t *c, unsigned long err)
 {
-    if (c->x->tls_fail && c->x->tls_fail != 0xff)
-        return (vg_tls_fail_t)(c->x->tls_fail - 1);
+    if (c->sec->tls_fail && c->sec->tls_fail != 0xff)
+        return (vg_tls_fail_t)(c->sec->tls_fail - 1);
     if (ERR_GET_REASON(err) == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE)
         return VG_TLS_FAIL_NO_CERT;
-    long vr = SSL_get_verify_result(c->x->ssl);
+    long vr = SSL_get_verify_result(c->sec->ssl);
     if (vr != X509_V_OK)
         return fail_of_x509(vr);
     return VG_TLS_FAIL_HANDSHAKE;
@@ -163,7 +178,7 @@ static vg_tls_fail_t handshake_fail(conn_t *c, unsigned long err)
 static bool handshake_done(worker_t *w, conn_t *c)
 {
     struct vg_server *s = w->srv;
-    xport_t *x = c->x;
+    gw_sec_t *x = c->sec;
     bool resumed = SSL_session_reused(x->ssl);
     X509 *peer = SSL_get0_peer_certificate(x->ssl);
     if (peer) {
@@ -197,7 +212,7 @@ static bool handshake_done(worker_t *w, conn_t *c)
 
 void gw_tls_handshake(worker_t *w, conn_t *c)
 {
-    xport_t *x = c->x;
+    gw_sec_t *x = c->sec;
     ERR_clear_error();
     int r = SSL_do_handshake(x->ssl);
     if (r == 1) {
@@ -228,7 +243,7 @@ void gw_tls_handshake(worker_t *w, conn_t *c)
 
 ssize_t gw_tls_recv(worker_t *w, conn_t *c, void *dst, size_t room)
 {
-    xport_t *x = c->x;
+    gw_sec_t *x = c->sec;
     if (x->tls_dead)
         return -2;
     ERR_clear_error();
@@ -269,7 +284,7 @@ ssize_t gw_tls_recv(worker_t *w, conn_t *c, void *dst, size_t room)
 
 ssize_t gw_tls_send(worker_t *w, conn_t *c, const void *b, size_t n)
 {
-    xport_t *x = c->x;
+    gw_sec_t *x = c->sec;
     if (x->tls_dead || x->tls_handshake)
         return x->tls_dead ? -1 : 0;
     ERR_clear_error();
@@ -288,16 +303,16 @@ ssize_t gw_tls_send(worker_t *w, conn_t *c, const void *b, size_t n)
 
 bool gw_tls_pending(const conn_t *c)
 {
-    return c->x && c->x->ssl && !c->x->tls_dead && !c->x->tls_handshake &&
-           (SSL_pending(c->x->ssl) > 0 || SSL_has_pending(c->x->ssl));
+    return c->sec && c->sec->ssl && !c->sec->tls_dead && !c->sec->tls_handshake &&
+           (SSL_pending(c->sec->ssl) > 0 || SSL_has_pending(c->sec->ssl));
 }
 
 void gw_tls_again(worker_t *w, conn_t *c)
 {
-    if (c->x->tls_again)
+    if (c->sec->tls_again)
         return;
-    c->x->tls_again = true;
-    c->x->again_next = w->again_head;
+    c->sec->tls_again = true;
+    c->sec->again_next = w->again_head;
     w->again_head = c;
 }
 
@@ -307,17 +322,18 @@ void gw_tls_run_again(worker_t *w)
     w->again_head = NULL;
     while (list) {
         conn_t *c = list;
-        list = c->x->again_next;
-        c->x->again_next = NULL;
-        c->x->tls_again = false;
-        if ((c->state == ST_NEW || c->state == ST_ACTIVE) && !c->paused && !c->quiesced && !c->takeover_wait)
+        list = c->sec->again_next;
+        c->sec->again_next = NULL;
+        c->sec->tls_again = false;
+        if ((c->state == ST_NEW || c->state == ST_ACTIVE) && !c->paused && !c->quiesced && !c->takeover_wait &&
+            !CONN_THROTTLED(c))
             gw_read_ready(w, c, READ_BUDGET);
     }
 }
 
 void gw_tls_close_notify(conn_t *c)
 {
-    xport_t *x = c->x;
+    gw_sec_t *x = c->sec;
     if (!x || !x->ssl || x->tls_dead || x->tls_handshake || x->tls_shut)
         return;
     x->tls_shut = true;
@@ -328,13 +344,13 @@ void gw_tls_close_notify(conn_t *c)
 
 void gw_tls_free(worker_t *w, conn_t *c)
 {
-    xport_t *x = c->x;
+    gw_sec_t *x = c->sec;
     if (!x)
         return;
     if (x->tls_again) {
         conn_t **pp = &w->again_head;
         while (*pp && *pp != c)
-            pp = &(*pp)->x->again_next;
+            pp = &(*pp)->sec->again_next;
         if (*pp)
             *pp = x->again_next;
     }

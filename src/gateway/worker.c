@@ -127,17 +127,23 @@ int gw_conn_add(worker_t *w, int fd, int li, conn_t **out)
     uint32_t slot;
     conn_t *c = vg_calloc(VG_MEM_MQTT, 1, sizeof *c);
     int pl = L_PLAIN(li);
-    if (c && li != L_MQTT) {
+    bool need_x = pl != L_MQTT;
+    bool need_sec = L_IS_TLS(li) || s->o.rl_conn || s->o.rl_publish;
+    if (c && need_x) {
         c->x = vg_calloc(VG_MEM_MQTT, 1, sizeof *c->x);
-        if (c->x && pl != L_MQTT) {
+        if (c->x) {
             c->transport = pl == L_WS ? TR_WS_HANDSHAKE : TR_HTTP;
             vg_http_parser_init(&c->x->hp, c->x->headers, HTTP_MAX_HEADERS, VG_HTTP_DEFAULT_MAX_HEAD,
                                 pl == L_HTTP ? s->o.max_packet_size : 0);
         }
     }
-    if (!c || (li != L_MQTT && !c->x) || slot_alloc(w, &slot) != VG_OK) {
-        if (c)
+    if (c && need_sec)
+        c->sec = vg_calloc(VG_MEM_MQTT, 1, sizeof *c->sec);
+    if (!c || (need_x && !c->x) || (need_sec && !c->sec) || slot_alloc(w, &slot) != VG_OK) {
+        if (c) {
             vg_free(c->x);
+            vg_free(c->sec);
+        }
         vg_free(c);
         return VG_ENOMEM;
     }
@@ -145,9 +151,12 @@ int gw_conn_add(worker_t *w, int fd, int li, conn_t **out)
     if (L_IS_TLS(li) && gw_tls_attach(w, c) != VG_OK) {
         w->free_slots[w->nfree++] = slot;
         vg_free(c->x);
+        vg_free(c->sec);
         vg_free(c);
         return VG_ENOMEM;
     }
+    if (s->o.rl_publish)
+        vg_rl_publish_init(s->o.rl_publish, &c->sec->pub, gw_now_mono_ms());
     c->listener = (uint8_t)li;
     c->slot = slot;
     c->gen = w->slot_gen[slot];
@@ -157,9 +166,10 @@ int gw_conn_add(worker_t *w, int fd, int li, conn_t **out)
     if (epoll_ctl(w->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
         w->conns[slot] = NULL;
         w->free_slots[w->nfree++] = slot;
-        if (c->x)
-            SSL_free(c->x->ssl);
+        if (c->sec)
+            SSL_free(c->sec->ssl);
         vg_free(c->x);
+        vg_free(c->sec);
         vg_free(c);
         return VG_EIO;
     }
@@ -177,7 +187,9 @@ static void accept_ready(worker_t *w, int li)
 {
     struct vg_server *s = w->srv;
     for (int n = 0; n < 256; n++) {
-        int fd = accept4(w->lfd[li], NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        struct sockaddr_storage peer;
+        socklen_t plen = sizeof peer;
+        int fd = accept4(w->lfd[li], (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR)
                 continue;
@@ -211,15 +223,33 @@ static void accept_ready(worker_t *w, int li)
             close(fd);
             continue;
         }
+        /* Per-source limits: a source opening connections too fast, or
+         * holding too many, is refused before it costs a TLS handshake. */
+        if (s->o.rl_conn && vg_rl_connect(s->o.rl_conn, (struct sockaddr *)&peer, gw_now_mono_ms()) != VG_RL_OK) {
+            atomic_fetch_sub_explicit(&s->conns_total, 1, memory_order_relaxed);
+            atomic_fetch_sub_explicit(&s->conns_listener[li], 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&w->st_refused, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&w->st_rl_refused, 1, memory_order_relaxed);
+            struct linger lg = {1, 0};
+            setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+            close(fd);
+            continue;
+        }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        int ar = gw_conn_add(w, fd, li, NULL);
+        conn_t *c = NULL;
+        int ar = gw_conn_add(w, fd, li, &c);
         if (ar != VG_OK) {
             atomic_fetch_sub_explicit(&s->conns_total, 1, memory_order_relaxed);
             atomic_fetch_sub_explicit(&s->conns_listener[li], 1, memory_order_relaxed);
             if (ar == VG_ENOMEM)
                 atomic_fetch_add_explicit(&w->st_refused, 1, memory_order_relaxed);
+            if (s->o.rl_conn)
+                vg_rl_disconnect(s->o.rl_conn, (struct sockaddr *)&peer, gw_now_mono_ms());
             close(fd);
+        } else if (s->o.rl_conn) {
+            c->sec->peer = peer;
+            c->sec->rl_counted = true;
         }
     }
 }
@@ -231,6 +261,21 @@ static void on_timer(void *ctx, vg_wheel_node_t *n)
     uint64_t now = gw_now_mono_ms();
     if (c->state == ST_CLOSING)
         return;
+    if (c->sec && c->sec->throttled_until && (uint32_t)now - c->sec->throttled_until < 0x80000000u) {
+        /* The publish-rate wait is over: read on (gw_throttle). */
+        c->sec->throttled_until = 0;
+        uint64_t own = c->sec->throttled_deadline;
+        n->deadline_ms = own;
+        gw_process_input(w, c);
+        if (c->state == ST_CLOSING)
+            return;
+        if (!c->sec->throttled_until) {
+            gw_epoll_set(w, c);
+            if (!vg_wheel_linked(n))
+                vg_wheel_add(&w->wheel, n, n->deadline_ms > now ? n->deadline_ms : now);
+        }
+        return;
+    }
     if (n->deadline_ms > now) {
         vg_wheel_add(&w->wheel, n, n->deadline_ms);
         return;
@@ -240,9 +285,9 @@ static void on_timer(void *ctx, vg_wheel_node_t *n)
         gw_conn_free(w, c);
         return;
     }
-    if (c->x && c->x->tls_handshake) {
+    if (c->sec && c->sec->tls_handshake) {
         gw_tls_count_fail(w, c, VG_TLS_FAIL_TIMEOUT);
-        c->x->tls_dead = true;
+        c->sec->tls_dead = true;
         gw_conn_close(w, c, VG_CLOSE_TLS);
     } else if (c->transport == TR_HTTP)
         gw_conn_close(w, c, c->ack_count ? VG_CLOSE_IO : VG_CLOSE_HTTP_DONE);
@@ -384,13 +429,13 @@ void gw_worker_round(worker_t *w, int max_wait_ms)
                 gw_conn_close(w, c, VG_CLOSE_PEER_CLOSED); /* gone while its CONNECT waited */
                 continue;
             }
-            if (c->x && c->x->ssl) {
-                if (c->x->tls_handshake) {
+            if (c->sec && c->sec->ssl) {
+                if (c->sec->tls_handshake) {
                     gw_tls_handshake(w, c);
                     goto next;
                 }
-                if (c->x->tls_read_wants_write && (evs[i].events & EPOLLOUT)) {
-                    c->x->tls_read_wants_write = false;
+                if (c->sec->tls_read_wants_write && (evs[i].events & EPOLLOUT)) {
+                    c->sec->tls_read_wants_write = false;
                     gw_read_ready(w, c, READ_BUDGET);
                     if (c->state == ST_CLOSING)
                         goto next;

@@ -97,9 +97,9 @@ static int dead_letter(vg_ingest_t *in, vg_event_reason_t reason, const char *de
     return rc;
 }
 
-int vg_ingest_publish(void *ctx, const char *client_id, size_t client_id_len, const uint8_t *payload,
-                      size_t payload_len, const uint8_t *user_props, size_t user_props_len, int64_t arrival_ms,
-                      uint64_t token)
+int vg_ingest_publish(void *ctx, const char *client_id, size_t client_id_len, const char *identity,
+                      size_t identity_len, const uint8_t *payload, size_t payload_len, const uint8_t *user_props,
+                      size_t user_props_len, int64_t arrival_ms, uint64_t token)
 {
     vg_ingest_t *in = ctx;
     vg_event_t ev;
@@ -109,6 +109,9 @@ int vg_ingest_publish(void *ctx, const char *client_id, size_t client_id_len, co
     if (reason != VG_EVENT_OK) {
         rc = dead_letter(in, reason, detail ? detail : "invalid event", client_id, client_id_len, payload,
                          payload_len, arrival_ms, token);
+    } else if (identity && (ev.device_id_len != identity_len || memcmp(ev.device_id, identity, identity_len) != 0)) {
+        rc = dead_letter(in, VG_EVENT_IDENTITY_MISMATCH, "deviceId is not the authenticated device", client_id,
+                         client_id_len, payload, payload_len, arrival_ms, token);
     } else if (user_props_len > VG_RECORD_MAX_META - VG_EVENT_META_LEN) {
         rc = dead_letter(in, VG_EVENT_BAD_DEVICE_ID, "MQTT user properties exceed the record's metadata limit", client_id,
                          client_id_len, payload, payload_len, arrival_ms, token);

@@ -36,10 +36,15 @@ void vg_ingest_free(vg_ingest_t *in);
 void vg_ingest_set_complete(vg_ingest_t *in, vg_ingest_complete_fn fn, void *ctx);
 
 /* Called through the gateway's telemetry hook (app/serve.c ingest_hook,
- * a vg_server_hook_fn): ctx is the vg_ingest_t. token 0 = QoS 0. */
-int vg_ingest_publish(void *ctx, const char *client_id, size_t client_id_len, const uint8_t *payload,
-                      size_t payload_len, const uint8_t *user_props, size_t user_props_len, int64_t arrival_ms,
-                      uint64_t token);
+ * a vg_server_hook_fn): ctx is the vg_ingest_t. token 0 = QoS 0.
+ * identity: the device the connection authenticated as (NULL = not
+ * authenticated as a device: an anonymous or operator connection). An
+ * event whose deviceId is another device goes to the dead-letter stream
+ * as identity_mismatch: a device speaks only for itself, so the record's
+ * device id is always the authenticated one. */
+int vg_ingest_publish(void *ctx, const char *client_id, size_t client_id_len, const char *identity,
+                      size_t identity_len, const uint8_t *payload, size_t payload_len, const uint8_t *user_props,
+                      size_t user_props_len, int64_t arrival_ms, uint64_t token);
 
 /* Matches vg_server_flush_fn: commits the telemetry appended so far on the
  * calling thread if the stream is idle (vg_log_flush). */
