@@ -1,6 +1,7 @@
 /* main.c — the vigil binary: dispatches subcommands. */
 #include "alert/webhook.h"
 #include "app/detectcfg.h"
+#include "app/devicecmd.h"
 #include "app/serve.h"
 #include "app/streamcmd.h"
 #include "core/err.h"
@@ -14,15 +15,20 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out, "vigil %s — real-time pipeline for health-wearable telemetry\n\n"
-                 "usage: vigil <command> [options]\n\n"
-                 "commands:\n"
-                 "  serve    run the pipeline: MQTT gateway, durable stream, detection, alerts\n"
-                 "  sim      simulate a fleet of wearables against a server and report latency and detection\n"
-                 "  eval     detection quality: a labelled fleet or a recording through the real pipeline\n"
-                 "  stream   inspect streams on disk: 'stream ls', 'stream tail NAME'\n"
-                 "  version  print the version\n\n"
-                 "'vigil <command> --help' describes each command's options.\n",
+    fprintf(out,
+            "vigil %s — real-time pipeline for health-wearable telemetry\n\n"
+            "usage: vigil <command> [options]\n\n"
+            "commands:\n"
+            "  serve    run the pipeline: MQTT gateway, durable stream, detection, alerts\n"
+            "  sim      simulate a fleet of wearables against a server and report latency and detection\n"
+            "  eval     detection quality: a labelled fleet or a recording through the real pipeline\n"
+            "  stream   inspect streams on disk: 'stream ls', 'stream tail NAME'\n"
+            "  ca       the local certificate authority: 'ca init', 'ca register FILE', 'ca list'\n"
+            "  device   provision and manage devices: 'device create ID', 'device create --count N',\n"
+            "           'device list', 'device show ID', 'device revoke ID', 'device delete ID', 'device passwd ID'\n"
+            "  token    'token create --role operator|device [--name N]': a bearer token, shown once\n"
+            "  version  print the version\n\n"
+            "'vigil <command> --help' describes each command's options.\n",
             VIGIL_VERSION);
 }
 
@@ -59,6 +65,8 @@ int main(int argc, char **argv)
         return vg_sim_main(argc - 1, argv + 1);
     if (strcmp(cmd, "stream") == 0)
         return vg_streamcmd_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "ca") == 0 || strcmp(cmd, "device") == 0 || strcmp(cmd, "token") == 0)
+        return vg_devicecmd_main(argc - 1, argv + 1);
     if (strcmp(cmd, "eval") == 0)
         return vg_eval_main(argc - 1, argv + 1, eval_load_detect);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

@@ -10,8 +10,9 @@
  * (one line in the file). Members in this order, the absent ones omitted:
  * ts (UTC, milliseconds, when vg_audit_log was called), event (one of the
  * names in audit.h), client_id, username, source, action, resource, reason,
- * and "truncated":true when a value was cut to fit VG_AUDIT_FIELD_MAX or the
- * line to VG_AUDIT_LINE_MAX. Strings are escaped by core/json's escaper;
+ * and "truncated":true when a value was cut to VG_AUDIT_FIELD_MAX bytes, or
+ * further so that its escaped form takes at most 300 bytes (control
+ * characters escape to six each), which keeps every field in the line. Strings are escaped by core/json's escaper;
  * bytes that are not UTF-8 are written as '?', so every line is valid JSON.
  *
  * Rotation: before a line would take audit.log past max_bytes, the writer
@@ -136,8 +137,16 @@ static size_t clean(const char *s, size_t n, size_t max, char *tmp, bool *cut)
     return o;
 }
 
+/* The most one escaped value may take, so that all six fields fit in a
+ * line however they escape: 60 bytes of ts and event, six times this plus
+ * 15 bytes of name and quotes, 20 of tail, under VG_AUDIT_LINE_MAX. (The
+ * first version let an early field of control characters use the whole
+ * line and dropped the later ones; fuzz_audit found it.) */
+#define FIELD_ESCAPED_MAX 300
+_Static_assert(60 + 6 * (FIELD_ESCAPED_MAX + 15) + 20 <= VG_AUDIT_LINE_MAX, "six fields fit in a line");
+
 /* Appends ,"name":"value" to out[*o..cap - reserve), cutting the value
- * until its escaped form fits. */
+ * until its escaped form fits in FIELD_ESCAPED_MAX and the line. */
 static void put_field(char *out, size_t *o, size_t cap, size_t reserve, const char *name, vg_audit_str_t v, bool *cut)
 {
     char tmp[VG_AUDIT_FIELD_MAX];
@@ -150,6 +159,8 @@ static void put_field(char *out, size_t *o, size_t cap, size_t reserve, const ch
         return;
     }
     size_t room = cap - reserve - *o - head, max = VG_AUDIT_FIELD_MAX;
+    if (room > FIELD_ESCAPED_MAX)
+        room = FIELD_ESCAPED_MAX;
     for (;;) {
         size_t m = clean(v.ptr, n, max, tmp, cut);
         int e = vg_json_escape(tmp, m, out + *o + head - 1, room + 1);

@@ -34,8 +34,9 @@
 struct sockaddr;
 
 /* Field limits: longer values are cut (at a UTF-8 character boundary) and
- * the line carries "truncated":true. A line is at most VG_AUDIT_LINE_MAX
- * bytes with its newline. */
+ * the line carries "truncated":true; so are values whose escaped form
+ * passes 300 bytes, so that every field given always appears. A line is at
+ * most VG_AUDIT_LINE_MAX bytes with its newline. */
 #define VG_AUDIT_LINE_MAX 2048
 #define VG_AUDIT_FIELD_MAX 256 /* bytes of one field before escaping */
 
