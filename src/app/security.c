@@ -264,7 +264,9 @@ static void admit(vg_security_t *sec, const vg_server_auth_t *req, vg_principal_
                rc == VG_EINVAL ? VG_SEC_FAIL_CLIENT_ID : VG_SEC_FAIL_INTERNAL, res);
         return;
     }
-    if (!vg_principal_check(p, VG_POLICY_CONNECT, cid, cidlen, NULL)) {
+    /* HTTP has no CONNECT (no client id): its requests are checked as
+     * publishes. */
+    if (req->client_id && !vg_principal_check(p, VG_POLICY_CONNECT, cid, cidlen, NULL)) {
         vg_principal_free(p);
         refuse(sec, req, cid, cidlen, req->username, req->username_len, VG_SEC_FAIL_CONNECT_DENIED, res);
         return;
@@ -413,6 +415,12 @@ static void password_job(vg_authpool_thread_t *t, vg_authpool_job_t *base, bool 
         return;
     }
     size_t nlen = strlen(name);
+    if (token && !j->req.username) {
+        /* A token names its principal: it is the user name policies see. */
+        memcpy(j->username, name, nlen + 1);
+        j->req.username = j->username;
+        j->req.username_len = nlen;
+    }
     if (role == VG_REG_ROLE_OPERATOR) {
         admit(sec, &j->req, VG_PRINCIPAL_OPERATOR, name, nlen, NULL, token ? "token" : "password", &j->res);
     } else {

@@ -63,7 +63,10 @@ static bool peer_of(int fd, struct sockaddr_storage *ss, char *buf, size_t cap)
     return false;
 }
 
-int gw_auth_connect(worker_t *w, conn_t *c, const vg_mqtt_connect_t *ck, const char *id, size_t idlen)
+/* Asks the auth hook about c: its CONNECT's fields, or an HTTP request's
+ * (no client id, the bearer token as the password). */
+static int auth_ask(worker_t *w, conn_t *c, const char *id, size_t idlen, const char *user, size_t ulen,
+                    const uint8_t *pass, size_t plen)
 {
     struct vg_server *s = w->srv;
     if (!s->o.auth)
@@ -78,14 +81,10 @@ int gw_auth_connect(worker_t *w, conn_t *c, const vg_mqtt_connect_t *ck, const c
     req.token = CONN_TOK(w->id, c->slot, c->gen);
     req.client_id = id;
     req.client_id_len = idlen;
-    if (ck->has_username) {
-        req.username = (const char *)ck->username.p;
-        req.username_len = ck->username.len;
-    }
-    if (ck->has_password) {
-        req.password = ck->password.p;
-        req.password_len = ck->password.len;
-    }
+    req.username = user;
+    req.username_len = ulen;
+    req.password = pass;
+    req.password_len = plen;
     if (x->tls_cert) {
         req.cert_cn = x->cert_cn;
         req.cert_cn_len = strlen(x->cert_cn);
@@ -108,7 +107,7 @@ int gw_auth_connect(worker_t *w, conn_t *c, const vg_mqtt_connect_t *ck, const c
         vg_msg_unref(c->will); /* handle_connect runs again and makes it anew */
         c->will = NULL;
         c->will_delay = 0;
-        c->takeover_wait = true; /* "its CONNECT waits": read nothing until the answer */
+        c->takeover_wait = true; /* "its CONNECT (request) waits": read nothing until the answer */
         gw_epoll_set(w, c);
         return AUTH_WAIT;
     }
@@ -126,6 +125,19 @@ int gw_auth_connect(worker_t *w, conn_t *c, const vg_mqtt_connect_t *ck, const c
     x->auth_why = rc == VG_OK && res.why ? res.why : "not authorized";
     atomic_fetch_add_explicit(&w->st_auth_refused, 1, memory_order_relaxed);
     return AUTH_REFUSED;
+}
+
+int gw_auth_connect(worker_t *w, conn_t *c, const vg_mqtt_connect_t *ck, const char *id, size_t idlen)
+{
+    return auth_ask(w, c, id, idlen, ck->has_username ? (const char *)ck->username.p : NULL,
+                    ck->has_username ? ck->username.len : 0, ck->has_password ? ck->password.p : NULL,
+                    ck->has_password ? ck->password.len : 0);
+}
+
+int gw_auth_http(worker_t *w, conn_t *c)
+{
+    xport_t *x = c->x;
+    return auth_ask(w, c, NULL, 0, NULL, 0, x->bearer_len ? (const uint8_t *)x->bearer : NULL, x->bearer_len);
 }
 
 void vg_server_auth_done(vg_server_t *s, uint64_t token, const vg_server_auth_result_t *res)
@@ -151,7 +163,7 @@ void gw_auth_done_item(worker_t *w, const item_t *it)
 {
     struct vg_server *s = w->srv;
     conn_t *c = gw_conn_lookup(w, it->token);
-    if (!c || c->state != ST_NEW || !c->sec || c->sec->auth != AUTH_WAIT) {
+    if (!c || (c->state != ST_NEW && c->state != ST_ACTIVE) || !c->sec || c->sec->auth != AUTH_WAIT) {
         if (it->status == 0 && it->principal && s->o.principal_free)
             s->o.principal_free(s->o.auth_ctx, it->principal);
         return;

@@ -309,6 +309,9 @@ typedef struct {
     char *topic;            /* decoded topic of the request */
     size_t topic_len;
     uint16_t next_seq;      /* ack ring ids of HTTP publishes */
+    bool body_ready;        /* the request in progress is complete (it may wait for authentication) */
+    uint8_t bearer_len;     /* Authorization: Bearer <token> of the first request, for auth.c */
+    char bearer[120];
 } xport_t;
 
 /* An inbound acknowledgement waiting for its turn (acks leave in PUBLISH
@@ -669,6 +672,9 @@ void gw_throttle(worker_t *w, conn_t *c, uint32_t ms);
  * reading and the CONNECT runs again once the answer arrives. VG_ENOMEM
  * as a negative value. Without an auth hook: AUTH_ACCEPTED, anonymous. */
 int gw_auth_connect(worker_t *w, conn_t *c, const vg_mqtt_connect_t *ck, const char *id, size_t idlen);
+/* The same for an HTTP connection's first complete request: its client
+ * certificate and its bearer token (x->bearer). */
+int gw_auth_http(worker_t *w, conn_t *c);
 /* ITEM_AUTH_DONE on the connection's worker. */
 void gw_auth_done_item(worker_t *w, const item_t *it);
 /* Whether c's principal may do action on topic (counted when not). */

@@ -6,6 +6,7 @@
 #include "gateway/gw.h"
 
 #include <stdio.h>
+#include <strings.h>
 
 void gw_http_respond(worker_t *w, conn_t *c, int status, const char *body)
 {
@@ -150,7 +151,15 @@ void gw_http_input(worker_t *w, conn_t *c)
                 return;
             }
             x->have_head = true;
+            x->body_ready = false;
             x->head_len = req.head_len;
+            /* A bearer token authenticates the connection (auth.c), once. */
+            const vg_http_header_t *ah = vg_http_header_find(&req, "Authorization");
+            if (ah && !x->bearer_len && ah->value.len > 7 && ah->value.len - 7 <= sizeof x->bearer &&
+                strncasecmp(ah->value.p, "Bearer ", 7) == 0) {
+                memcpy(x->bearer, ah->value.p + 7, ah->value.len - 7);
+                x->bearer_len = (uint8_t)(ah->value.len - 7);
+            }
             x->keep_alive = req.keep_alive;
             x->body_len = x->raw_used = 0;
             http_route(w, c, &req);
@@ -162,7 +171,9 @@ void gw_http_input(worker_t *w, conn_t *c)
         }
         size_t used = 0, made = 0;
         size_t start = x->head_len + x->raw_used;
-        int r = vg_http_body_feed(&x->body, c->in + start, c->in_len - start, &used, c->in + x->head_len + x->body_len,
+        int r = VG_OK;
+        if (!x->body_ready)
+            r = vg_http_body_feed(&x->body, c->in + start, c->in_len - start, &used, c->in + x->head_len + x->body_len,
                                   &made);
         x->raw_used += used;
         x->body_len += made;
@@ -176,6 +187,20 @@ void gw_http_input(worker_t *w, conn_t *c)
         if (r != VG_OK) {
             http_refuse(w, c, x->body.error);
             return;
+        }
+        x->body_ready = true;
+        if (!x->status && w->srv->o.auth) {
+            /* Who is asking: a client certificate or a bearer token (the
+             * answer may come later: the request waits, complete). */
+            int ar = gw_auth_http(w, c);
+            if (ar == AUTH_WAIT)
+                return;
+            if (ar != AUTH_ACCEPTED) {
+                x->close_after = true;
+                gw_http_respond(w, c, 401, "{\"message\":\"authentication required\"}");
+                gw_conn_close(w, c, VG_CLOSE_HTTP_BAD_REQUEST);
+                return;
+            }
         }
         if (!x->keep_alive)
             x->close_after = true;
@@ -201,6 +226,7 @@ void gw_http_input(worker_t *w, conn_t *c)
         memmove(c->in, c->in + total, c->in_len - total);
         c->in_len -= (uint32_t)total;
         x->have_head = false;
+        x->body_ready = false;
         if (c->in_len == 0) {
             vg_free(c->in);
             c->in = NULL;

@@ -28,7 +28,7 @@ import time
 import pytest
 
 from tlspki import CA, serial_of
-from vigiltest import ROOT, Closed, RawClient, wait_until
+from vigiltest import ROOT, VIGIL, Closed, RawClient, wait_until
 
 
 @pytest.fixture
@@ -44,9 +44,32 @@ def tls_args(pki, extra=()):
             "--tls-handshake-timeout-ms", "2000"] + list(extra)
 
 
+# These tests are about TLS itself, so the devices may do anything once
+# connected (a policy for role "device" that allows every action); who may
+# do what is test_security.py's subject.
+OPEN_POLICY = {"Version": "2012-10-17",
+               "Statement": [{"Effect": "Allow", "Action": "mqtt:*", "Resource": "*"}],
+               "Attach": {"roles": ["device"]}}
+
+
+def start_tls(vigil_factory, pki, *args):
+    """A server with the test CA registered for just-in-time registration
+    (its devices are registered at their first connection) and the open
+    policy above."""
+    s = vigil_factory(*args, start=False)
+    os.makedirs(os.path.join(s.data_dir, "policies"), exist_ok=True)
+    with open(os.path.join(s.data_dir, "policies", "open.json"), "w") as f:
+        json.dump(OPEN_POLICY, f)
+    r = subprocess.run([VIGIL, "ca", "register", pki["ca"].crt, "--jitr", "--data-dir", s.data_dir],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert r.returncode == 0, r.stdout
+    s.start()
+    return s
+
+
 @pytest.fixture
 def tls_vigil(vigil_factory, pki):
-    return vigil_factory(*tls_args(pki))
+    return start_tls(vigil_factory, pki, *tls_args(pki))
 
 
 def client_ctx(pki, cert=None, min_version=None, max_version=None):
@@ -80,13 +103,14 @@ def refused(stats):
 
 
 def test_mutual_tls_roundtrip_with_mosquitto(tls_vigil, pki):
-    dev = pki["ca"].device("dev-1")
+    dev = pki["ca"].device("dev-1s")
+    pubdev = pki["ca"].device("dev-1p")
     sub = subprocess.Popen(["mosquitto_sub", "-h", "127.0.0.1", "-p", str(tls_vigil.tls_port), "--cafile",
                             pki["ca"].crt, "--cert", dev[0], "--key", dev[1], "-t", "t/#", "-C", "1", "-q", "1",
-                            "-i", "sub-1", "-W", "10"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            "-i", "dev-1s", "-W", "10"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        wait_until(lambda: tls_vigil.stats()["subscriptions"] >= 1, 5)
-        r = mosq("mosquitto_pub", tls_vigil, pki, dev, "-t", "t/1", "-m", "over tls", "-q", "1", "-i", "pub-1")
+        assert wait_until(lambda: tls_vigil.stats()["subscriptions"] >= 2, 5)  # its own and the stats client's
+        r = mosq("mosquitto_pub", tls_vigil, pki, pubdev, "-t", "t/1", "-m", "over tls", "-q", "1", "-i", "dev-1p")
         assert r.returncode == 0, r.stdout
         out, _ = sub.communicate(timeout=10)
         assert out.decode().strip() == "over tls"
@@ -151,6 +175,10 @@ def test_protocol_versions(tls_vigil, pki):
 
 def test_session_resumption_survives_reload(tls_vigil, pki, tmp_path):
     dev = pki["ca"].device("dev-r")
+    # Its first MQTT connection registers it (JITR); a resumed session is
+    # checked against the registry again, and an unregistered device of a
+    # resumed session (no chain to see its issuer) would be refused.
+    tls_vigil.tls_client(client_ctx(pki, dev), "dev-r").disconnect()
     sess = str(tmp_path / "sess.pem")
     certargs = ["-cert", dev[0], "-key", dev[1], "-tls1_2"]
     out = s_client(tls_vigil, pki, "-sess_out", sess, *certargs)
@@ -191,7 +219,7 @@ def test_stalled_handshakes_do_not_stop_a_device(vigil_factory, pki):
     if hard < n + 500:
         pytest.skip("open-file hard limit %d is too low for %d sockets" % (hard, n))
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    server = vigil_factory(*tls_args(pki, ["--tls-handshake-timeout-ms", "60000"]))
+    server = start_tls(vigil_factory, pki, *tls_args(pki, ["--tls-handshake-timeout-ms", "60000"]))
     dev = pki["ca"].device("dev-ok")
     ctx = client_ctx(pki, dev)
     socks = []
@@ -221,9 +249,9 @@ def test_sighup_reload_keeps_connections(vigil_factory, pki, tmp_path):
     live_crt, live_key = str(tmp_path / "live.crt"), str(tmp_path / "live.key")
     shutil.copy(crt, live_crt)
     shutil.copy(key, live_key)
-    server = vigil_factory(*["--tls-cert", live_crt, "--tls-key", live_key, "--tls-client-ca",
-                                       pki["ca"].crt])
-    dev = pki["ca"].device("dev-h")
+    server = start_tls(vigil_factory, pki, "--tls-cert", live_crt, "--tls-key", live_key, "--tls-client-ca",
+                       pki["ca"].crt)
+    dev = pki["ca"].device("dev-h-sub")
     sub = server.tls_client(client_ctx(pki, dev), "dev-h-sub")
     sub.subscribe([("h/#", 1)])
     old_serial = serial_of(live_crt)
@@ -238,7 +266,7 @@ def test_sighup_reload_keeps_connections(vigil_factory, pki, tmp_path):
     der = subprocess.run(["openssl", "x509", "-noout", "-serial"], input=out.encode(), stdout=subprocess.PIPE)
     assert der.stdout.decode().strip().split("=", 1)[1] == new_serial
     # The subscriber connected before the reload still gets messages.
-    pub = server.tls_client(client_ctx(pki, dev), "dev-h-pub")
+    pub = server.tls_client(client_ctx(pki, pki["ca"].device("dev-h-pub")), "dev-h-pub")
     pub.publish("h/1", b"after reload", qos=1)
     topic, payload, _ = sub.next_message(5)
     assert payload == b"after reload"
@@ -247,7 +275,7 @@ def test_sighup_reload_keeps_connections(vigil_factory, pki, tmp_path):
         f.write("not a key\n")
     server.proc.send_signal(signal.SIGHUP)
     wait_until(lambda: "reload failed" in server.log_text(), 5)
-    pub2 = server.tls_client(client_ctx(pki, dev), "dev-h-pub2")
+    pub2 = server.tls_client(client_ctx(pki, pki["ca"].device("dev-h-pub2")), "dev-h-pub2")
     pub2.ping()
     for c in (sub, pub, pub2):
         c.disconnect()
@@ -273,7 +301,7 @@ def test_mqttjs_over_wss(tls_vigil, pki):
     dev = pki["ca"].device("dev-wss")
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "js", "mqttjs_tls.mjs")
     r = subprocess.run([node, script, "wss://localhost:%d/mqtt" % tls_vigil.wss_port, pki["ca"].crt, dev[0],
-                        dev[1]], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30, cwd=ROOT)
+                        dev[1], "dev-wss"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30, cwd=ROOT)
     out = r.stdout.decode(errors="replace")
     assert r.returncode == 0, out
     assert json.loads(out.strip().splitlines()[-1])["ok"] is True

@@ -1,7 +1,7 @@
 // mqttjs_tls.mjs — one MQTT.js (npm "mqtt" 5.x) client over TLS with a
 // client certificate (mqtts:// or wss://).
 //
-// usage: node mqttjs_tls.mjs URL CA_FILE CERT_FILE KEY_FILE
+// usage: node mqttjs_tls.mjs URL CA_FILE CERT_FILE KEY_FILE [CLIENT_ID]
 //
 // Connects with the certificate, subscribes to a topic of its own at QoS 1,
 // publishes a QoS 1 message to it and checks that it comes back once.
@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import mqtt from 'mqtt';
 
 const TOTAL_MS = 10000;
-const [url, caFile, certFile, keyFile] = process.argv.slice(2);
+const [url, caFile, certFile, keyFile, clientIdArg] = process.argv.slice(2);
 if (!url || !caFile || !certFile || !keyFile) {
     process.stderr.write('usage: node mqttjs_tls.mjs URL CA CERT KEY\n');
     process.exit(2);
@@ -29,7 +29,7 @@ const client = mqtt.connect(url, {
     ca: fs.readFileSync(caFile),
     cert: fs.readFileSync(certFile),
     key: fs.readFileSync(keyFile),
-    clientId: `mqttjs-tls-${process.pid}`,
+    clientId: clientIdArg || `mqttjs-tls-${process.pid}`,
     protocolVersion: 4,
     reconnectPeriod: 0,
     servername: 'localhost',
