@@ -78,8 +78,7 @@ int vg_principal_new(const vg_policystore_t *store, vg_principal_role_t role, co
     return VG_OK;
 }
 
-bool vg_principal_check(vg_principal_t *p, vg_policy_action_t action, const char *res, size_t len,
-                        vg_policy_why_t *why)
+bool vg_principal_check(vg_principal_t *p, vg_policy_action_t action, const char *res, size_t len, vg_policy_why_t *why)
 {
     return vg_policy_cache_check(&p->cache, p->set, action, res, len, &p->vars, why);
 }

@@ -23,14 +23,14 @@ typedef enum { VG_PRINCIPAL_DEVICE = 0, VG_PRINCIPAL_OPERATOR } vg_principal_rol
 
 typedef struct vg_principal {
     vg_principal_role_t role;
-    const char *method; /* "certificate", "password", "token" (static) */
-    char name[VG_REGISTRY_ID_MAX + 1];      /* device id or operator name */
+    const char *method;                /* "certificate", "password", "token" (static) */
+    char name[VG_REGISTRY_ID_MAX + 1]; /* device id or operator name */
     size_t name_len;
     char client_id[VG_REGISTRY_ID_MAX + 1]; /* of its CONNECT */
     char username[VG_REGISTRY_ID_MAX + 1];
     char cert_cn[VG_REGISTRY_ID_MAX + 1];
-    vg_policy_set_t *set;                   /* a reference */
-    vg_policy_vars_t vars;                  /* slices into the fields above and attr_strings */
+    vg_policy_set_t *set;  /* a reference */
+    vg_policy_vars_t vars; /* slices into the fields above and attr_strings */
     vg_policy_attr_t attrs[VG_REGISTRY_ATTRS_MAX];
     vg_policy_cache_t cache;
     char attr_strings[]; /* the device's group and attribute strings, as many bytes as it has */

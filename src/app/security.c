@@ -53,7 +53,7 @@ struct vg_security {
     vg_tls_client_auth_t client_auth;
     vg_registry_t *reg;
     pthread_mutex_t store_mu;
-    vg_policystore_t *store; /* replaced on reload (under store_mu); principals hold their own sets */
+    vg_policystore_t *store;   /* replaced on reload (under store_mu); principals hold their own sets */
     vg_policystore_t *retired; /* the store before the last reload (see vg_security_reload) */
     vg_audit_t *audit;
     vg_rl_t *rl;
@@ -67,8 +67,8 @@ struct vg_security {
 const char *vg_security_fail_name(vg_security_fail_t f)
 {
     static const char *const names[VG_SEC_FAIL__COUNT] = {
-        "anonymous_refused", "bad_credentials",   "unknown_device", "device_not_active",
-        "client_id_mismatch", "connect_denied",   "registration_failed", "internal"};
+        "anonymous_refused",  "bad_credentials", "unknown_device",      "device_not_active",
+        "client_id_mismatch", "connect_denied",  "registration_failed", "internal"};
     return (unsigned)f < VG_SEC_FAIL__COUNT ? names[f] : "?";
 }
 
@@ -190,9 +190,10 @@ static int cert_check(void *ctx, const vg_server_cert_t *v)
         d = vg_malloc(VG_MEM_SEC, sizeof *d);
         if (!d)
             return VG_TLS_FAIL_UNKNOWN_DEVICE;
-        result = vg_registry_device_get(sec->reg, rc.device_id, rc.device_id_len, d) != VG_OK ? VG_TLS_FAIL_UNKNOWN_DEVICE
-                 : d->status != VG_REG_ACTIVE                                                 ? VG_TLS_FAIL_REVOKED
-                                                                                              : 0;
+        result = vg_registry_device_get(sec->reg, rc.device_id, rc.device_id_len, d) != VG_OK
+                     ? VG_TLS_FAIL_UNKNOWN_DEVICE
+                 : d->status != VG_REG_ACTIVE ? VG_TLS_FAIL_REVOKED
+                                              : 0;
         vg_free(d);
         return result;
     }
@@ -231,10 +232,14 @@ static void tls_refused(void *ctx, vg_tls_fail_t why, const char *peer, const ch
 static void refuse(vg_security_t *sec, const vg_server_auth_t *req, const char *client_id, size_t idlen,
                    const char *username, size_t ulen, vg_security_fail_t why, vg_server_auth_result_t *res)
 {
-    static const char *const text[VG_SEC_FAIL__COUNT] = {
-        "authentication required",        "bad user name or password", "unknown device",
-        "device is not active",           "client id must be the device id",
-        "connect not allowed by policy",  "registration failed",       "internal error"};
+    static const char *const text[VG_SEC_FAIL__COUNT] = {"authentication required",
+                                                         "bad user name or password",
+                                                         "unknown device",
+                                                         "device is not active",
+                                                         "client id must be the device id",
+                                                         "connect not allowed by policy",
+                                                         "registration failed",
+                                                         "internal error"};
     atomic_fetch_add_explicit(&sec->st_fail[why], 1, memory_order_relaxed);
     res->status = 1;
     res->principal = NULL;
@@ -370,8 +375,7 @@ static job_t *job_new(vg_security_t *sec, const vg_server_auth_t *req, vg_authpo
  * give (0 at first, doubling while a client id or source keeps failing). */
 static void job_refuse_late(vg_authpool_thread_t *t, job_t *j, vg_security_fail_t why, bool stopping)
 {
-    refuse(j->sec, &j->req, j->req.client_id, j->req.client_id_len, j->req.username, j->req.username_len, why,
-           &j->res);
+    refuse(j->sec, &j->req, j->req.client_id, j->req.client_id_len, j->req.username, j->req.username_len, why, &j->res);
     uint32_t delay = 0;
     if (j->sec->rl && j->req.peer_addr)
         delay = vg_rl_auth_failed(j->sec->rl, j->req.peer_addr, j->req.client_id, j->req.client_id_len,
@@ -478,8 +482,8 @@ static void jitr_job(vg_authpool_thread_t *t, vg_authpool_job_t *base, bool stop
             vg_audit_rec_t ar = {.event = VG_AUDIT_REGISTRY,
                                  .client_id = astr(cn, cnlen),
                                  .source = astr(j->peer, VG_AUDIT_CSTR),
-                                 .reason = astr("device registered just in time (certificate of a JITR CA)",
-                                                VG_AUDIT_CSTR)};
+                                 .reason =
+                                     astr("device registered just in time (certificate of a JITR CA)", VG_AUDIT_CSTR)};
             vg_audit_log(sec->audit, &ar);
         }
         admit(sec, &j->req, VG_PRINCIPAL_DEVICE, cn, cnlen, d, "certificate", &j->res);
@@ -535,8 +539,8 @@ static int auth(void *ctx, const vg_server_auth_t *req, vg_server_auth_result_t 
         if (!j || vg_authpool_submit(sec->pool, &j->base) != VG_OK) {
             if (j)
                 job_free(j);
-            refuse(sec, req, req->client_id, req->client_id_len, req->username, req->username_len,
-                   VG_SEC_FAIL_INTERNAL, res);
+            refuse(sec, req, req->client_id, req->client_id_len, req->username, req->username_len, VG_SEC_FAIL_INTERNAL,
+                   res);
             return VG_OK;
         }
         return VG_AGAIN;
@@ -547,8 +551,7 @@ static int auth(void *ctx, const vg_server_auth_t *req, vg_server_auth_result_t 
         res->principal = NULL;
         return VG_OK;
     }
-    refuse(sec, req, req->client_id, req->client_id_len, req->username, req->username_len,
-           VG_SEC_FAIL_ANONYMOUS, res);
+    refuse(sec, req, req->client_id, req->client_id_len, req->username, req->username_len, VG_SEC_FAIL_ANONYMOUS, res);
     return VG_OK;
 }
 
@@ -712,8 +715,9 @@ int vg_security_open(const vg_config_t *cfg, vg_security_t **out, FILE *err)
         goto fail;
     }
     if (sec->client_auth != VG_TLS_CLIENT_NONE && !sec->client_ca[0] && !ncas) {
-        fprintf(err, "vigil serve: --tls-client-auth %s needs a client CA (--tls-client-ca, `vigil ca init` or "
-                     "`vigil ca register`)\n",
+        fprintf(err,
+                "vigil serve: --tls-client-auth %s needs a client CA (--tls-client-ca, `vigil ca init` or "
+                "`vigil ca register`)\n",
                 mode);
         goto fail;
     }
@@ -783,8 +787,9 @@ int vg_security_attach(vg_security_t *sec, vg_server_t *server)
         VG_WARN(MOD, "allow_anonymous = true: clients without credentials are accepted on every listener, "
                      "also from the network");
     else
-        VG_INFO(MOD, "anonymous access is allowed on the plain loopback listeners only (%s:%u mqtt%s%s); every "
-                     "other connection must authenticate",
+        VG_INFO(MOD,
+                "anonymous access is allowed on the plain loopback listeners only (%s:%u mqtt%s%s); every "
+                "other connection must authenticate",
                 cfg->listen_host, cfg->listen_port, cfg->ws_listen.off ? "" : ", websocket",
                 cfg->http_listen.off ? "" : ", http");
     return VG_OK;

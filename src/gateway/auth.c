@@ -108,6 +108,11 @@ static int auth_ask(worker_t *w, conn_t *c, const char *id, size_t idlen, const 
         c->will = NULL;
         c->will_delay = 0;
         c->takeover_wait = true; /* "its CONNECT (request) waits": read nothing until the answer */
+        /* The answer may be held back on purpose (repeated failures): the
+         * connect deadline gives way to the auth deadline meanwhile. */
+        uint64_t until = gw_now_mono_ms() + s->o.auth_timeout_ms;
+        if (c->timer.deadline_ms < until)
+            c->timer.deadline_ms = until;
         gw_epoll_set(w, c);
         return AUTH_WAIT;
     }

@@ -37,6 +37,7 @@ void vg_server_opts_default(vg_server_opts_t *o)
     o->slow_consumer_ms = 30000;
     o->connect_timeout_ms = 10000;
     o->tls_handshake_timeout_ms = 5000;
+    o->auth_timeout_ms = 35000;
     o->mqtts_port = 8883;
     o->wss_port = 8084;
     o->https_port = 8443;

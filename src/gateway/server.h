@@ -245,6 +245,8 @@ typedef struct {
     /* Authentication (NULL = everyone is accepted, anonymous) and
      * authorization (NULL = everything allowed) of every connection. */
     vg_server_auth_fn auth;
+    uint32_t auth_timeout_ms;  /* a CONNECT waiting for an answer the auth hook owes is closed after this (35000:
+                                  above the longest deliberate delay of a refusal) */
     vg_server_authz_fn authz;
     vg_server_principal_free_fn principal_free;
     void *auth_ctx;
