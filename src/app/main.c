@@ -1,5 +1,6 @@
 /* main.c — the vigil binary: dispatches subcommands. */
 #include "alert/webhook.h"
+#include "app/policycmd.h"
 #include "app/detectcfg.h"
 #include "app/devicecmd.h"
 #include "app/serve.h"
@@ -27,6 +28,7 @@ static void usage(FILE *out)
             "  device   provision and manage devices: 'device create ID', 'device create --count N',\n"
             "           'device list', 'device show ID', 'device revoke ID', 'device delete ID', 'device passwd ID'\n"
             "  token    'token create --role operator|device [--name N]': a bearer token, shown once\n"
+                 "  policy   'policy list', 'policy test --device ID --action publish --topic T': explain a decision\n"
             "  version  print the version\n\n"
             "'vigil <command> --help' describes each command's options.\n",
             VIGIL_VERSION);
@@ -67,6 +69,8 @@ int main(int argc, char **argv)
         return vg_streamcmd_main(argc - 1, argv + 1);
     if (strcmp(cmd, "ca") == 0 || strcmp(cmd, "device") == 0 || strcmp(cmd, "token") == 0)
         return vg_devicecmd_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "policy") == 0)
+        return vg_policycmd_main(argc - 1, argv + 1);
     if (strcmp(cmd, "eval") == 0)
         return vg_eval_main(argc - 1, argv + 1, eval_load_detect);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

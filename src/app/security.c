@@ -126,16 +126,15 @@ static vg_policystore_t *store_get(vg_security_t *sec)
     return st;
 }
 
-/* Builds a policy store: the built-ins, then DATA-DIR/policies/ *.json. */
-static int load_store(vg_security_t *sec, vg_policystore_t **out, char *err, size_t cap)
+int vg_security_load_policies(const vg_config_t *cfg, vg_policystore_t **out, char *err, size_t cap)
 {
     vg_policystore_t *st = NULL;
     int rc = vg_policystore_new(&st);
     if (rc)
         return rc;
-    rc = vg_policystore_add_builtins(st, sec->cfg->telemetry_topic, sec->cfg->control_topic, err, cap);
+    rc = vg_policystore_add_builtins(st, cfg->telemetry_topic, cfg->control_topic, err, cap);
     char dir[PATH_MAX];
-    snprintf(dir, sizeof dir, "%s/policies", sec->cfg->data_dir);
+    snprintf(dir, sizeof dir, "%s/policies", cfg->data_dir);
     size_t loaded = 0;
     if (rc == VG_OK)
         rc = vg_policystore_load_dir(st, dir, &loaded, err, cap);
@@ -665,7 +664,7 @@ int vg_security_open(const vg_config_t *cfg, vg_security_t **out, FILE *err)
         fprintf(err, "vigil serve: cannot open the device registry %s\n", path);
         goto fail;
     }
-    if (load_store(sec, &sec->store, why, sizeof why) != VG_OK) {
+    if (vg_security_load_policies(cfg, &sec->store, why, sizeof why) != VG_OK) {
         fprintf(err, "vigil serve: %s\n", why);
         goto fail;
     }
@@ -800,7 +799,7 @@ int vg_security_reload(vg_security_t *sec)
     int rc = VG_OK;
     char why[512];
     vg_policystore_t *st = NULL;
-    if (load_store(sec, &st, why, sizeof why) == VG_OK) {
+    if (vg_security_load_policies(sec->cfg, &st, why, sizeof why) == VG_OK) {
         /* Connections keep the sets they were given; a store is only read
          * while a principal is made (microseconds, on a worker or the
          * pool), so the store replaced now is freed at the next reload:

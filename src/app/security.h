@@ -76,6 +76,12 @@ int vg_security_reload(vg_security_t *sec);
 
 void vg_security_stats(vg_security_t *sec, vg_security_stats_t *out);
 
+/* The policy store serve uses: the built-ins for cfg's telemetry and
+ * control topics, then DATA-DIR/policies/ *.json (for `vigil policy`).
+ * *out is the caller's (vg_policystore_free); err says what failed. */
+struct vg_policystore;
+int vg_security_load_policies(const vg_config_t *cfg, struct vg_policystore **out, char *err, size_t cap);
+
 /* The device a principal authenticated as (NULL for none: anonymous, an
  * operator); *len its length. */
 const char *vg_security_device_of(const void *principal, size_t *len);

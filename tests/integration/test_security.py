@@ -273,3 +273,23 @@ def test_connections_per_source_limit(vigil_factory):
         c.disconnect()
     st = s.wait_stats(lambda x: x["limits.connections_refused"] >= 1, 5)
     assert st["limits.connections_refused"] >= 1
+
+
+def test_policy_test_explains(secure):
+    def run(*args):
+        return subprocess.run([VIGIL, "policy", "test"] + list(args) + ["--data-dir", secure.data_dir],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=30)
+    r = run("--device", "dev-a", "--action", "publish", "--topic", TELEMETRY_TOPIC)
+    assert r.returncode == 0 and r.stdout.startswith(b"ALLOW") and b"vigil-device" in r.stdout, r.stdout
+    r = run("--device", "dev-a", "--action", "subscribe", "--topic", "alerts/dev-b")
+    assert r.returncode == 3 and r.stdout.startswith(b"DENY"), r.stdout
+    r = run("--operator", "ops", "--action", "subscribe", "--topic", "alerts/#")
+    assert r.returncode == 0 and b"vigil-operator" in r.stdout, r.stdout
+    # A policy file of the operator's: an explicit deny wins over the built-in allow.
+    os.makedirs(os.path.join(secure.data_dir, "policies"), exist_ok=True)
+    with open(os.path.join(secure.data_dir, "policies", "no-secret.json"), "w") as f:
+        json.dump({"Version": "2012-10-17",
+                   "Statement": [{"Effect": "Deny", "Action": "mqtt:Receive", "Resource": "topic/alerts/dev-b"}],
+                   "Attach": {"roles": ["operator"]}}, f)
+    r = run("--operator", "ops", "--action", "receive", "--topic", "alerts/dev-b")
+    assert r.returncode == 3 and b"no-secret" in r.stdout, r.stdout
