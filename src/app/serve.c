@@ -367,6 +367,7 @@ static size_t stats_json(void *ctx, char *buf, size_t cap)
     }
     jw_u64(&w, "tls.handshakes", ss.tls_handshakes);
     jw_u64(&w, "tls.resumed", ss.tls_resumed);
+    jw_u64(&w, "tls.alpn_mqtt", ss.tls_alpn_mqtt);
     for (int r = 0; r < VG_TLS_FAIL__COUNT; r++) {
         snprintf(key, sizeof key, "tls.refused.%s", vg_tls_fail_name((vg_tls_fail_t)r));
         jw_u64(&w, key, ss.tls_failures[r]);

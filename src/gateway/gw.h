@@ -422,7 +422,7 @@ typedef struct worker {
     atomic_uint_fast64_t st_ws, st_http, st_http_err;
     atomic_uint_fast64_t st_lingering, st_linger, st_linger_deadline, st_linger_overflow;
     atomic_uint_fast64_t st_drop_qos0_outbuf, st_deferred_outbuf;
-    atomic_uint_fast64_t st_tls_handshakes, st_tls_resumed, st_tls_fail[VG_TLS_FAIL__COUNT];
+    atomic_uint_fast64_t st_tls_handshakes, st_tls_resumed, st_tls_alpn_mqtt, st_tls_fail[VG_TLS_FAIL__COUNT];
     atomic_uint_fast64_t st_auth_ok, st_auth_refused, st_denied[4], st_rl_refused, st_throttled;
     /* routing scratch */
     struct route_ctx *route;

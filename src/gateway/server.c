@@ -412,6 +412,7 @@ void vg_server_stats(vg_server_t *s, vg_server_stats_t *out)
         out->linger_overflow += atomic_load_explicit(&w->st_linger_overflow, memory_order_relaxed);
         out->tls_handshakes += atomic_load_explicit(&w->st_tls_handshakes, memory_order_relaxed);
         out->tls_resumed += atomic_load_explicit(&w->st_tls_resumed, memory_order_relaxed);
+        out->tls_alpn_mqtt += atomic_load_explicit(&w->st_tls_alpn_mqtt, memory_order_relaxed);
         for (int k = 0; k < VG_TLS_FAIL__COUNT; k++)
             out->tls_failures[k] += atomic_load_explicit(&w->st_tls_fail[k], memory_order_relaxed);
         out->auth_accepted += atomic_load_explicit(&w->st_auth_ok, memory_order_relaxed);

@@ -362,6 +362,7 @@ typedef struct {
     uint64_t linger_overflow;      /* ... closed early: the peer sent more than linger_bytes */
     uint64_t tls_handshakes;       /* TLS handshakes completed */
     uint64_t tls_resumed;          /* ... of them resumed (ticket or session id) */
+    uint64_t tls_alpn_mqtt;        /* ... that chose MQTT by ALPN on a WebSocket or HTTPS listener */
     uint64_t tls_failures[VG_TLS_FAIL__COUNT];
     uint64_t auth_accepted, auth_refused; /* CONNECTs (and HTTP connections) the auth hook answered */
     uint64_t denied[4];                   /* per vg_server_action_t: packets the authz hook refused */

@@ -201,6 +201,14 @@ static bool handshake_done(worker_t *w, conn_t *c)
         x->tls_cert = true;
     }
     x->tls_handshake = false;
+    /* MQTT on the HTTPS port (ALPN, as IoT Core's MQTT on 443): the
+     * connection turns into an MQTT one before it read anything. */
+    if (c->transport != TR_MQTT && vg_tls_alpn_is_mqtt(x->ssl)) {
+        vg_free(c->x);
+        c->x = NULL;
+        c->transport = TR_MQTT;
+        atomic_fetch_add_explicit(&w->st_tls_alpn_mqtt, 1, memory_order_relaxed);
+    }
     atomic_fetch_add_explicit(&w->st_tls_handshakes, 1, memory_order_relaxed);
     if (resumed)
         atomic_fetch_add_explicit(&w->st_tls_resumed, 1, memory_order_relaxed);

@@ -54,6 +54,39 @@ static char *dup_or_null(const char *s)
     return d;
 }
 
+/* ALPN (RFC 7301): MQTT and HTTPS on one port, as IoT Core offers MQTT on
+ * 443. A client that offers "mqtt" (or IoT Core's "x-amzn-mqtt-ca") gets
+ * it and is served MQTT; one that offers "http/1.1" gets that; a client
+ * without ALPN is served what its listener serves. */
+static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
+                       unsigned int inlen, void *arg)
+{
+    static const char *const prefer[] = {"mqtt", "x-amzn-mqtt-ca", "http/1.1"};
+    for (size_t k = 0; k < sizeof prefer / sizeof prefer[0]; k++) {
+        size_t pl = strlen(prefer[k]);
+        for (unsigned int i = 0; i < inlen;) {
+            unsigned int n = in[i];
+            if (i + 1 + n > inlen)
+                return SSL_TLSEXT_ERR_NOACK;
+            if (n == pl && memcmp(in + i + 1, prefer[k], pl) == 0) {
+                *out = in + i + 1;
+                *outlen = (unsigned char)n;
+                return SSL_TLSEXT_ERR_OK;
+            }
+            i += 1 + n;
+        }
+    }
+    return SSL_TLSEXT_ERR_NOACK;
+}
+
+bool vg_tls_alpn_is_mqtt(SSL *ssl)
+{
+    const unsigned char *p = NULL;
+    unsigned int n = 0;
+    SSL_get0_alpn_selected(ssl, &p, &n);
+    return (n == 4 && memcmp(p, "mqtt", 4) == 0) || (n == 14 && memcmp(p, "x-amzn-mqtt-ca", 14) == 0);
+}
+
 /* A new context from t's options, or NULL with why filled in. */
 static SSL_CTX *build_ctx(vg_tls_t *t, char *why, size_t whylen)
 {
@@ -94,6 +127,7 @@ static SSL_CTX *build_ctx(vg_tls_t *t, char *why, size_t whylen)
                  reason);
         goto fail;
     }
+    SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
     SSL_CTX_set_session_id_context(ctx, SID_CTX, sizeof SID_CTX - 1);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
     SSL_CTX_sess_set_cache_size(ctx, t->o.session_cache_size ? t->o.session_cache_size : 20000);

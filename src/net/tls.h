@@ -74,6 +74,10 @@ int vg_tls_reload(vg_tls_t *t, char *why, size_t whylen);
  * (SSL_free). */
 SSL *vg_tls_new_ssl(vg_tls_t *t, int fd);
 
+/* Whether the handshake of ssl agreed on MQTT by ALPN ("mqtt" or
+ * "x-amzn-mqtt-ca"): the connection is MQTT whatever its listener. */
+bool vg_tls_alpn_is_mqtt(SSL *ssl);
+
 /* Times the context was built successfully (1 after vg_tls_new). */
 uint64_t vg_tls_generation(vg_tls_t *t);
 

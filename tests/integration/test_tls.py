@@ -305,3 +305,27 @@ def test_mqttjs_over_wss(tls_vigil, pki):
     out = r.stdout.decode(errors="replace")
     assert r.returncode == 0, out
     assert json.loads(out.strip().splitlines()[-1])["ok"] is True
+
+
+def test_mqtt_and_https_share_a_port_by_alpn(tls_vigil, pki):
+    """IoT Core serves MQTT on 443 with ALPN: a client offering "mqtt" on
+    the HTTPS listener is served MQTT, one offering http/1.1 gets HTTP."""
+    dev = pki["ca"].device("dev-alpn")
+    r = subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(tls_vigil.https_port), "--cafile",
+                        pki["ca"].crt, "--cert", dev[0], "--key", dev[1], "--tls-alpn", "mqtt", "-i", "dev-alpn",
+                        "-t", "alpn/x", "-m", "over 443", "-q", "1"], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=20)
+    assert r.returncode == 0, r.stdout
+    ctx = client_ctx(pki, dev)
+    ctx.set_alpn_protocols(["mqtt"])
+    c = RawClient("127.0.0.1", tls_vigil.https_port, 5, ssl_ctx=ctx)
+    assert c.sock.selected_alpn_protocol() == "mqtt"
+    c.connect("dev-alpn")
+    c.ping()
+    c.disconnect()
+    url = "https://localhost:%d/topics/alpn%%2Fy?qos=1" % tls_vigil.https_port
+    r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", pki["ca"].crt, "--cert",
+                        dev[0], "--key", dev[1], "-X", "POST", "--data-binary", "x", url],
+                       stdout=subprocess.PIPE, timeout=20)
+    assert r.stdout.decode() == "200"
+    assert tls_vigil.stats()["tls.alpn_mqtt"] >= 2
