@@ -185,9 +185,9 @@ static void from_pattern(res_list_t *l, const char *src, size_t n, const vg_poli
 {
     char out[MAX_RES_LEN];
     size_t o = 0, skip = n >= 12 && !memcmp(src, "topicfilter/", 12) ? 12
-                        : n >= 7 && !memcmp(src, "client/", 7)    ? 7
-                        : n >= 6 && !memcmp(src, "topic/", 6)     ? 6
-                                                                  : 0;
+                         : n >= 7 && !memcmp(src, "client/", 7)      ? 7
+                         : n >= 6 && !memcmp(src, "topic/", 6)       ? 6
+                                                                     : 0;
     for (size_t i = skip; i < n && o < sizeof out; i++) {
         if (src[i] == '*') {
             for (const char *f = "x/y"; *f && o < sizeof out; f++)
