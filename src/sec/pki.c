@@ -302,6 +302,14 @@ static int build_cert(X509 *issuer_cert, EVP_PKEY *issuer_key, EVP_PKEY *key, co
         ossl_fail("cannot set the validity");
         goto cleanup;
     }
+    /* Not past the issuer's own end: a chain is valid only while every
+     * certificate in it is, so a longer life would be a promise nobody
+     * keeps. */
+    if (issuer_cert && ASN1_TIME_compare(X509_get0_notAfter(x), X509_get0_notAfter(issuer_cert)) > 0 &&
+        X509_set1_notAfter(x, X509_get0_notAfter(issuer_cert)) != 1) {
+        ossl_fail("cannot set the validity");
+        goto cleanup;
+    }
     if ((rc = set_pubkey(x, key)))
         goto cleanup;
     /* The subject key id is derived from x's own key, the authority key id

@@ -20,7 +20,8 @@
  *
  * CERTIFICATE PROFILES (X.509 v3, signed ECDSA with SHA-256, 128-bit random
  * serial numbers, notBefore five minutes in the past so that a peer whose
- * clock is slightly behind accepts a certificate made just now):
+ * clock is slightly behind accepts a certificate made just now, notAfter
+ * never later than the CA's):
  *   CA      subject = issuer = CN=<cn>; basicConstraints critical CA:TRUE;
  *           keyUsage critical keyCertSign, cRLSign; subjectKeyIdentifier
  *   server  CN=<first name>; subjectAltName DNS:/IP: per name; basicConstraints

@@ -440,6 +440,9 @@ int reg_reload_all(vg_registry_t *reg, reg_events_t *ev)
                 rc = vg_strmap_put(ev, s->key, s->key_len,
                                    e->status == VG_REG_REVOKED ? VG_REG_CHANGE_REVOKED : VG_REG_CHANGE_DISABLED, NULL);
         }
+        /* CAs: rare enough to report without comparing. */
+        if (ev && rc == VG_OK)
+            rc = vg_strmap_put(ev, "", 0, VG_REG_CHANGE_CAS, NULL);
         reg_index_t dead = reg->ix;
         reg->ix = ix;
         ix = dead;

@@ -113,9 +113,11 @@ typedef enum {
     VG_REG_CHANGE_DISABLED = 1,     /* the device was disabled */
     VG_REG_CHANGE_DELETED = 2,      /* the device was deleted */
     VG_REG_CHANGE_CERT_REVOKED = 3, /* one of its certificates was revoked or deleted, the device was not */
+    VG_REG_CHANGE_CAS = 4,          /* no device (id ""): a CA was registered or changed; rebuild trust stores */
 } vg_registry_change_t;
 
-/* Called once per device that changed as above. Runs on the refreshing
+/* Called once per device that changed as above (and once with id "" for
+ * VG_REG_CHANGE_CAS). Runs on the refreshing
  * thread with no registry lock held: it may call lookups and writes, but
  * should be quick (the gateway posts a close to the connection's thread). */
 typedef void (*vg_registry_change_fn)(void *ctx, const char *device_id, size_t id_len, vg_registry_change_t what);
@@ -239,7 +241,7 @@ int vg_registry_ca_scan(vg_registry_t *reg, vg_registry_ca_scan_fn fn, void *ctx
 /* Brings the index up to date with rows other processes changed since the
  * last refresh: one query when nothing changed, otherwise the changed rows
  * only. Then calls fn (may be NULL) per device that became revoked,
- * disabled or deleted or lost a certificate. A registry's own writes
+ * disabled or deleted or lost a certificate, and once if CAs changed. A registry's own writes
  * are in its index when they return and are not reported. Returns VG_OK
  * or VG_EIO (the index is unchanged). */
 int vg_registry_refresh(vg_registry_t *reg, vg_registry_change_fn fn, void *ctx);

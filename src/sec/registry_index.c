@@ -410,7 +410,8 @@ static int strength(vg_registry_change_t w)
     static const int s[] = {[VG_REG_CHANGE_DELETED] = 3,
                             [VG_REG_CHANGE_REVOKED] = 2,
                             [VG_REG_CHANGE_DISABLED] = 1,
-                            [VG_REG_CHANGE_CERT_REVOKED] = 0};
+                            [VG_REG_CHANGE_CERT_REVOKED] = 0,
+                            [VG_REG_CHANGE_CAS] = 0};
     return s[w];
 }
 
@@ -468,6 +469,7 @@ int reg_index_apply(reg_index_t *ix, reg_delta_t *d, reg_events_t *ev)
             del(&ix->certs, t->key, 32);
         } else if (t->kind == TOMB_CA && t->len == 32) {
             del(&ix->cas, t->key, 32);
+            rc = note(ev, "", 0, VG_REG_CHANGE_CAS);
         }
     }
     for (size_t i = 0; i < d->ndevs && rc == VG_OK; i++) {
@@ -498,8 +500,10 @@ int reg_index_apply(reg_index_t *ix, reg_delta_t *d, reg_events_t *ev)
             d->certs[i] = NULL;
     }
     for (size_t i = 0; i < d->ncas && rc == VG_OK; i++)
-        if ((rc = put(&ix->cas, d->cas[i]->fingerprint, 32, d->cas[i])) == VG_OK)
+        if ((rc = put(&ix->cas, d->cas[i]->fingerprint, 32, d->cas[i])) == VG_OK) {
             d->cas[i] = NULL;
+            rc = note(ev, "", 0, VG_REG_CHANGE_CAS);
+        }
     /* Entries moved into the index are NULL now; free the rest. */
     for (size_t i = 0; i < d->ndevs; i++)
         vg_free(d->devs[i]);

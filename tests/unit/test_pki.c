@@ -196,6 +196,15 @@ static void test_device_cert(void)
     VT_CHECK(!again.has_issuer);
     VT_EQ_INT(vg_pki_cert_info_pem("garbage", 7, NULL, &again), VG_EMALFORMED);
 
+    /* A device certificate does not outlive its CA (100 days here). */
+    vg_pki_cert_info_t ca_info, longer;
+    char *k3 = NULL, *c3 = NULL;
+    VT_REQUIRE(vg_pki_cert_info(vg_pki_ca_cert(ca), NULL, &ca_info) == VG_OK);
+    VT_REQUIRE(vg_pki_issue_device(ca, "dev-long", 8, 3650, &k3, &c3, fp, &longer) == VG_OK);
+    VT_EQ_INT(longer.not_after_ms, ca_info.not_after_ms);
+    vg_pki_key_free(k3);
+    vg_free(c3);
+
     /* Two issues never share a serial or a fingerprint. */
     char *key2 = NULL, *crt2 = NULL;
     uint8_t fp2[32];
