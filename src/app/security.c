@@ -608,7 +608,17 @@ const char *vg_security_device_of(const void *principal, size_t *len)
 static void registry_changed(void *ctx, const char *id, size_t len, vg_registry_change_t what)
 {
     vg_security_t *sec = ctx;
+    if (what == VG_REG_CHANGE_CAS) {
+        /* `vigil ca register` in another process: the TLS trust store is
+         * rebuilt (a reload: connections stay). */
+        char why[512];
+        if (sec->tls && vg_tls_reload(sec->tls, why, sizeof why) == VG_OK)
+            VG_INFO(MOD, "registry: the registered CAs changed; TLS trust store rebuilt");
+        return;
+    }
     static const char *const text[] = {"device revoked", "device disabled", "device deleted", "certificate revoked"};
+    if ((unsigned)what >= sizeof text / sizeof text[0])
+        return;
     bool kicked = sec->server && vg_server_kick(sec->server, id, len);
     if (kicked)
         atomic_fetch_add_explicit(&sec->st_kicked, 1, memory_order_relaxed);
