@@ -104,7 +104,8 @@ size_t vg_mem_used(vg_mem_tag_t tag)
 
 const char *vg_mem_tag_name(vg_mem_tag_t tag)
 {
-    static const char *const names[VG_MEM__COUNT] = {"core", "mqtt", "stream", "proc", "detect", "sim", "webhook", "eval", "sec"};
+    static const char *const names[VG_MEM__COUNT] = {"core", "mqtt",    "stream", "proc", "detect",
+                                                     "sim",  "webhook", "eval",   "sec"};
     return (unsigned)tag < VG_MEM__COUNT ? names[tag] : "?";
 }
 
