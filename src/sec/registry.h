@@ -131,7 +131,7 @@ typedef struct {
 
 /* Opens or creates the registry at path (file mode 0600, parent
  * directories created), brings its schema up, loads the index (100,000
- * devices in about 0.2 s) and, if opts->touch_flush_ms, starts the
+ * devices with their certificates in about 0.1 s) and, if opts->touch_flush_ms, starts the
  * last-seen writer. opts may be NULL. On VG_OK *out is the caller's,
  * released with vg_registry_close. Returns VG_ECORRUPT (not a database or
  * damaged), VG_EPROTO (not a registry, or a schema version this build does
