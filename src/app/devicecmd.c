@@ -24,6 +24,7 @@
 #include "core/err.h"
 #include "core/fsutil.h"
 #include "core/json.h"
+#include "sec/audit.h"
 #include "sec/pki.h"
 #include "sec/registry.h"
 #include "sim/payload.h"
@@ -70,6 +71,28 @@ static void usage(FILE *out)
             "device passwd  sets the device's password from the first line of stdin (argon2id hash stored)\n"
             "token create   prints a new token once (only its hash is stored); a device token's --name is its id\n",
             CA_DAYS, SERVER_DAYS, DEVICE_DAYS);
+}
+
+/* ---- the audit log ----------------------------------------------------------- */
+
+/* One registry_change line in DATA/audit.log for a change made here (the
+ * server appends to the same file: both open it O_APPEND and write whole
+ * lines). Best effort: a CLI change is not undone because its line could
+ * not be written, but it says so. */
+static void cli_audit(const char *data_dir, const char *who, const char *reason)
+{
+    vg_audit_config_t ac = {.dir = data_dir, .keep = 5};
+    vg_audit_t *a = NULL;
+    if (vg_audit_open(&ac, &a) != VG_OK) {
+        fprintf(stderr, "vigil: warning: cannot write the audit log in %s\n", data_dir);
+        return;
+    }
+    vg_audit_rec_t r = {.event = VG_AUDIT_REGISTRY,
+                        .client_id = {who, VG_AUDIT_CSTR},
+                        .source = {"cli", VG_AUDIT_CSTR},
+                        .reason = {reason, VG_AUDIT_CSTR}};
+    vg_audit_log(a, &r);
+    vg_audit_close(a);
 }
 
 /* ---- options --------------------------------------------------------------- */
@@ -318,6 +341,9 @@ static int ca_register(const opts_t *o)
     } else if (rc == VG_OK) {
         printf("registered CA %s\nfingerprint (SHA-256) %s; jitr %s\n", ca.subject, fp, o->jitr ? "on" : "off");
         ret = 0;
+        char line[400];
+        snprintf(line, sizeof line, "CA registered: %s (%s), jitr %s", ca.subject, fp, o->jitr ? "on" : "off");
+        cli_audit(o->data_dir, "", line);
     } else if (rc == VG_EMALFORMED || rc == VG_EPROTO) {
         fprintf(stderr, "vigil ca register: %s: %s\n", file, why);
     } else {
@@ -532,6 +558,15 @@ static int device_create(const opts_t *o)
         }
     }
     double secs = (double)(vg_clock_mono_ns() - t0) / 1e9;
+    {
+        char first[VG_REGISTRY_ID_MAX + 8], line[256];
+        device_id(o, 0, width, first, sizeof first);
+        if (o->count)
+            snprintf(line, sizeof line, "%ld devices created %s..%s", n, first, id);
+        else
+            snprintf(line, sizeof line, "device created");
+        cli_audit(o->data_dir, o->count ? "" : id, line);
+    }
     if (!o->count) {
         char hex[65];
         vg_pki_fp_hex(fp, hex);
@@ -735,6 +770,8 @@ static int device_main(opts_t *o)
         ret = device_show(o, reg, id);
     } else if (strcmp(verb, "passwd") == 0) {
         ret = device_passwd(reg, id);
+        if (ret == 0)
+            cli_audit(o->data_dir, id, "device password set");
     } else {
         bool revoke = strcmp(verb, "revoke") == 0;
         rc = revoke ? vg_registry_device_set_status(reg, id, strlen(id), VG_REG_REVOKED)
@@ -742,6 +779,7 @@ static int device_main(opts_t *o)
         if (rc == VG_OK) {
             printf(revoke ? "revoked device %s and its certificates\n" : "deleted device %s\n", id);
             ret = 0;
+            cli_audit(o->data_dir, id, revoke ? "device revoked" : "device deleted");
         } else if (rc == VG_ENOTFOUND)
             fprintf(stderr, "vigil device %s: no device '%s'\n", verb, id);
         else
@@ -786,6 +824,9 @@ static int token_main(opts_t *o)
         fprintf(stderr, "token for %s %s: shown this once, only its hash is stored\n", vg_registry_role_name(role),
                 name);
         ret = 0;
+        char line[96];
+        snprintf(line, sizeof line, "token created (role %s)", vg_registry_role_name(role));
+        cli_audit(o->data_dir, name, line);
     } else if (rc == VG_ENOTFOUND)
         fprintf(stderr, "vigil token create: no device '%s'\n", name);
     else

@@ -144,6 +144,7 @@ def test_revoked_device_is_closed_and_refused(secure):
     with open(os.path.join(secure.data_dir, "audit.log")) as f:
         lines = [json.loads(l) for l in f]
     assert any(l["event"] == "disconnect" and l.get("client_id") == "dev-a" for l in lines)
+    assert any(l["event"] == "registry_change" and l.get("reason") == "device revoked" for l in lines)
     assert any(l["event"] == "auth_failure" and "revoked" in l.get("reason", "") for l in lines)
 
 
