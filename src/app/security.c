@@ -533,7 +533,11 @@ static int auth(void *ctx, const vg_server_auth_t *req, vg_server_auth_result_t 
         }
         return VG_AGAIN;
     }
-    if (req->password) {
+    /* A password needs a user name to be checked against, unless it is a
+     * token; MQTT 5 allows a password alone, which then authenticates
+     * nobody and the connection is anonymous (allowed or not below). */
+    bool token = req->password && req->password_len > 4 && memcmp(req->password, "vgt_", 4) == 0;
+    if (req->password && (req->username || token)) {
         job_t *j = job_new(sec, req, password_job);
         if (!j || vg_authpool_submit(sec->pool, &j->base) != VG_OK) {
             if (j)

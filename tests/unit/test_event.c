@@ -263,7 +263,7 @@ static void test_reason_names(void)
 {
     static const char *const want[VG_EVENT__COUNT] = {
         "ok", "not_json", "not_object", "too_deep", "missing_field", "bad_type", "bad_device_id", "bad_heart_rate",
-        "bad_steps", "bad_timestamp",
+        "bad_steps", "bad_timestamp", "identity_mismatch",
     };
     for (int r = 0; r < VG_EVENT__COUNT; r++)
         VT_CHECK(strcmp(vg_event_reason_name((vg_event_reason_t)r), want[r]) == 0);
