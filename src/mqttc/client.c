@@ -277,7 +277,21 @@ static int tls_flush(vg_mqttc_t *c)
          * armed, and the next read lets OpenSSL go on. */
         if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ)
             return VG_AGAIN;
-        return tls_fail(c, e, errno);
+        int err_no = errno;
+        if (e == SSL_ERROR_SYSCALL && c->state == VG_MQTTC_CONNACK && c->cfg->scratch) {
+            /* A server that refuses our certificate (TLS 1.3: after our
+             * side of the handshake ended) sends its alert and closes; if
+             * our CONNECT was not read by then, the close is a reset that
+             * fails this write while the alert still waits in the socket.
+             * Read it, so that the failure says why. */
+            ERR_clear_error();
+            size_t cap = c->cfg->scratch_len > INT_MAX ? INT_MAX : c->cfg->scratch_len;
+            int k = SSL_read(c->ssl, c->cfg->scratch, (int)cap);
+            if (k <= 0 && SSL_get_error(c->ssl, k) == SSL_ERROR_SSL)
+                return tls_fail(c, SSL_ERROR_SSL, 0);
+            ERR_clear_error();
+        }
+        return tls_fail(c, e, err_no);
     }
     c->out_off = c->out_len = 0;
     return VG_OK;
