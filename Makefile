@@ -65,6 +65,12 @@ $(BUILD)/mqtt_load: bench/mqtt_load.c $(LIB_OBJ)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(CFLAGS) -o $@ $< $(LIB_OBJ) $(LDLIBS)
 
+# The TLS handshake load tool of the TLS rows (bench/run.sh t1, t2).
+$(BUILD)/tls_hs: bench/tls_hs.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(CFLAGS) -o $@ $< $(LIB_OBJ) $(LDLIBS)
+
 # The idle fleet of the cost row (bench/run.sh e): N idle MQTT connections
 # with keepalive PINGREQs. Standalone on purpose (see its header): it does
 # not link the library, only the open-file-limit raise.
@@ -119,7 +125,7 @@ demo: deps
 	@scripts/demo.sh
 
 bench: deps
-	@$(MAKE) --no-print-directory all $(BUILD)/mqtt_load $(BUILD)/detect_bench $(BUILD)/idle_fleet
+	@$(MAKE) --no-print-directory all $(BUILD)/mqtt_load $(BUILD)/detect_bench $(BUILD)/idle_fleet $(BUILD)/tls_hs
 	@bench/run.sh
 
 clean:

@@ -14,13 +14,22 @@
  * head and costs one comparison. An ack further in is accepted (its slot is
  * marked done and popped when it reaches the head) rather than treated as a
  * violation, because the simulator and the load generator have always
- * tolerated it; an ack for a packet id not in the ring is a stray. */
+ * tolerated it; an ack for a packet id not in the ring is a stray.
+ *
+ * TLS transport. Only three places know about it, each behind one test of
+ * c->ssl: the read (SSL_read until OpenSSL wants the socket again), the
+ * flush (SSL_write, which with partial writes behaves like send) and the
+ * handshake state between the TCP connect and CONNACK. Everything above the
+ * byte stream is the same code for both. */
 #include "mqttc/client.h"
 
 #include "core/alloc.h"
 #include "core/err.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -29,6 +38,12 @@
 #define DEFAULT_MAX_PACKET (1u << 20)
 #define DEFAULT_OUT_MAX (1u << 20)
 #define MAX_SUBACK_CODES 4096
+
+/* c->tls bits. */
+enum {
+    TLS_WANT_WRITE = 1, /* the handshake or a read waits for the socket to be writable */
+    TLS_DEAD = 2,       /* failed: no close_notify, no more I/O on the SSL */
+};
 
 /* What an in-flight slot waits for. */
 enum { W_DONE = 0, W_PUBACK, W_PUBREC, W_PUBCOMP };
@@ -41,13 +56,28 @@ static uint8_t level_of(const vg_mqttc_t *c)
 static int close_with(vg_mqttc_t *c, vg_mqttc_reason_t why, int detail)
 {
     static const int codes[] = {
-        [VG_MQTTC_R_NONE] = VG_ECLOSED,      [VG_MQTTC_R_LOCAL] = VG_ECLOSED,     [VG_MQTTC_R_CONNECT] = VG_EIO,
-        [VG_MQTTC_R_EOF] = VG_EIO,           [VG_MQTTC_R_IO] = VG_EIO,            [VG_MQTTC_R_MALFORMED] = VG_EMALFORMED,
-        [VG_MQTTC_R_PROTOCOL] = VG_EPROTO,   [VG_MQTTC_R_TOO_BIG] = VG_ETOOBIG,   [VG_MQTTC_R_REFUSED] = VG_EPROTO,
-        [VG_MQTTC_R_DISCONNECT] = VG_ECLOSED, [VG_MQTTC_R_TIMEOUT] = VG_EIO,      [VG_MQTTC_R_NOMEM] = VG_ENOMEM,
+        [VG_MQTTC_R_NONE] = VG_ECLOSED,    [VG_MQTTC_R_LOCAL] = VG_ECLOSED,
+        [VG_MQTTC_R_CONNECT] = VG_EIO,     [VG_MQTTC_R_EOF] = VG_EIO,
+        [VG_MQTTC_R_IO] = VG_EIO,          [VG_MQTTC_R_MALFORMED] = VG_EMALFORMED,
+        [VG_MQTTC_R_PROTOCOL] = VG_EPROTO, [VG_MQTTC_R_TOO_BIG] = VG_ETOOBIG,
+        [VG_MQTTC_R_REFUSED] = VG_EPROTO,  [VG_MQTTC_R_DISCONNECT] = VG_ECLOSED,
+        [VG_MQTTC_R_TIMEOUT] = VG_EIO,     [VG_MQTTC_R_NOMEM] = VG_ENOMEM,
+        [VG_MQTTC_R_TLS] = VG_EIO,
     };
     if (c->state == VG_MQTTC_CLOSED || c->state == VG_MQTTC_IDLE)
         return codes[why];
+    if (c->ssl && !(c->tls & TLS_DEAD) && (c->state == VG_MQTTC_CONNACK || c->state == VG_MQTTC_UP)) {
+        /* Our close: close_notify if the socket takes it, never waiting
+         * for the server's. Any other end with TLS intact (the server
+         * closed, an MQTT-level failure) is marked as shut down too:
+         * SSL_free otherwise takes the session for a broken one and makes
+         * it unresumable. */
+        if (why == VG_MQTTC_R_LOCAL)
+            (void)SSL_shutdown(c->ssl);
+        else
+            SSL_set_shutdown(c->ssl, SSL_get_shutdown(c->ssl) | SSL_SENT_SHUTDOWN);
+        ERR_clear_error();
+    }
     c->state = VG_MQTTC_CLOSED;
     c->reason = (uint8_t)why;
     if (c->cfg->on_close)
@@ -87,6 +117,8 @@ const char *vg_mqttc_reason_name(vg_mqttc_reason_t r)
         return "no CONNACK in time";
     case VG_MQTTC_R_NOMEM:
         return "out of memory";
+    case VG_MQTTC_R_TLS:
+        return "TLS failure";
     }
     return "?";
 }
@@ -109,6 +141,9 @@ void vg_mqttc_deinit(vg_mqttc_t *c)
     vg_free(c->out);
     vg_free(c->in);
     c->out = c->in = NULL;
+    SSL_free(c->ssl); /* NULL accepted */
+    c->ssl = NULL;
+    c->tls = 0;
     c->out_off = c->out_len = c->out_cap = 0;
     c->in_len = c->in_cap = 0;
     c->carry_len = 0;
@@ -200,13 +235,126 @@ bool vg_mqttc_wants_write(const vg_mqttc_t *c)
 {
     if (c->state == VG_MQTTC_TCP)
         return true;
-    return (c->state == VG_MQTTC_CONNACK || c->state == VG_MQTTC_UP) && c->out_off < c->out_len;
+    if (c->state == VG_MQTTC_TLS)
+        return c->tls & TLS_WANT_WRITE;
+    return (c->state == VG_MQTTC_CONNACK || c->state == VG_MQTTC_UP) &&
+           (c->out_off < c->out_len || (c->tls & TLS_WANT_WRITE));
+}
+
+/* ---- the TLS transport ---- */
+
+/* An OpenSSL call failed with SSL_get_error's e: closes with the reason.
+ * A peer that closed the TCP connection without a TLS alert is an EOF, as
+ * on the plain path. */
+static int tls_fail(vg_mqttc_t *c, int e, int err_no)
+{
+    unsigned long first = ERR_peek_error();
+    int reason = first ? ERR_GET_REASON(first) : 0;
+    ERR_clear_error();
+    if (e == SSL_ERROR_ZERO_RETURN) /* close_notify, or an EOF with SSL_OP_IGNORE_UNEXPECTED_EOF */
+        return close_with(c, VG_MQTTC_R_EOF, 0);
+    c->tls |= TLS_DEAD;
+    if ((e == SSL_ERROR_SYSCALL && !first && err_no == 0) || reason == SSL_R_UNEXPECTED_EOF_WHILE_READING)
+        return close_with(c, VG_MQTTC_R_EOF, 0);
+    if (e == SSL_ERROR_SYSCALL && !first)
+        return close_with(c, VG_MQTTC_R_IO, err_no);
+    return close_with(c, VG_MQTTC_R_TLS, reason);
+}
+
+static int tls_flush(vg_mqttc_t *c)
+{
+    while (c->out_off < c->out_len) {
+        size_t n = c->out_len - c->out_off;
+        ERR_clear_error();
+        errno = 0;
+        int r = SSL_write(c->ssl, c->out + c->out_off, n > INT_MAX ? INT_MAX : (int)n);
+        if (r > 0) {
+            c->out_off += (uint32_t)r;
+            continue;
+        }
+        int e = SSL_get_error(c->ssl, r);
+        /* WANT_READ (a post-handshake message first): EPOLLIN is always
+         * armed, and the next read lets OpenSSL go on. */
+        if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ)
+            return VG_AGAIN;
+        int err_no = errno;
+        if (e == SSL_ERROR_SYSCALL && c->state == VG_MQTTC_CONNACK && c->cfg->scratch) {
+            /* A server that refuses our certificate (TLS 1.3: after our
+             * side of the handshake ended) sends its alert and closes; if
+             * our CONNECT was not read by then, the close is a reset that
+             * fails this write while the alert still waits in the socket.
+             * Read it, so that the failure says why. */
+            ERR_clear_error();
+            size_t cap = c->cfg->scratch_len > INT_MAX ? INT_MAX : c->cfg->scratch_len;
+            int k = SSL_read(c->ssl, c->cfg->scratch, (int)cap);
+            if (k <= 0 && SSL_get_error(c->ssl, k) == SSL_ERROR_SSL)
+                return tls_fail(c, SSL_ERROR_SSL, 0);
+            ERR_clear_error();
+        }
+        return tls_fail(c, e, err_no);
+    }
+    c->out_off = c->out_len = 0;
+    return VG_OK;
+}
+
+/* Drives the handshake. VG_OK (finished, or waiting: see c->tls) or a
+ * close code. */
+static int tls_handshake(vg_mqttc_t *c)
+{
+    ERR_clear_error();
+    errno = 0;
+    int r = SSL_do_handshake(c->ssl);
+    if (r == 1) {
+        c->tls &= (uint8_t)~TLS_WANT_WRITE;
+        c->state = VG_MQTTC_CONNACK;
+        if (c->cfg->on_tls)
+            c->cfg->on_tls(c);
+        return c->state == VG_MQTTC_CONNACK ? VG_OK : VG_ECLOSED;
+    }
+    int e = SSL_get_error(c->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        c->tls = (uint8_t)((c->tls & ~TLS_WANT_WRITE) | (e == SSL_ERROR_WANT_WRITE ? TLS_WANT_WRITE : 0));
+        return VG_OK;
+    }
+    return tls_fail(c, e, errno);
+}
+
+/* Reads until OpenSSL needs the socket again, handing each record's bytes
+ * to the protocol. Draining matters: what OpenSSL read from the socket and
+ * decrypted but did not return yet would wait for an event that never
+ * comes. */
+static int tls_read(vg_mqttc_t *c, uint64_t now)
+{
+    size_t cap = c->cfg->scratch_len > INT_MAX ? INT_MAX : c->cfg->scratch_len;
+    for (;;) {
+        ERR_clear_error();
+        errno = 0;
+        int r = SSL_read(c->ssl, c->cfg->scratch, (int)cap);
+        if (r > 0) {
+            int rc = vg_mqttc_input(c, c->cfg->scratch, (size_t)r, now);
+            if (rc != VG_OK)
+                return rc;
+            continue;
+        }
+        int e = SSL_get_error(c->ssl, r);
+        if (e == SSL_ERROR_WANT_READ) {
+            c->tls &= (uint8_t)~TLS_WANT_WRITE;
+            return VG_OK;
+        }
+        if (e == SSL_ERROR_WANT_WRITE) {
+            c->tls |= TLS_WANT_WRITE; /* on_writable reads again */
+            return VG_OK;
+        }
+        return tls_fail(c, e, errno);
+    }
 }
 
 int vg_mqttc_flush(vg_mqttc_t *c)
 {
     if (c->state != VG_MQTTC_CONNACK && c->state != VG_MQTTC_UP)
         return c->state == VG_MQTTC_CLOSED ? VG_ECLOSED : VG_OK;
+    if (c->ssl)
+        return tls_flush(c);
     while (c->out_off < c->out_len) {
         ssize_t r = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
         if (r > 0) {
@@ -251,6 +399,24 @@ int vg_mqttc_start(vg_mqttc_t *c, int fd, bool connecting, const char *id, size_
     return VG_OK;
 }
 
+int vg_mqttc_start_tls(vg_mqttc_t *c, int fd, bool connecting, struct ssl_st *ssl, const char *id, size_t id_len,
+                       uint64_t now)
+{
+    if (c->state != VG_MQTTC_IDLE || !ssl) {
+        SSL_free(ssl);
+        return VG_EINVAL;
+    }
+    c->ssl = ssl;                             /* ours from here: deinit frees it */
+    c->tls = connecting ? 0 : TLS_WANT_WRITE; /* the ClientHello goes out at the first writable event */
+    SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    int rc = vg_mqttc_start(c, fd, connecting, id, id_len, now);
+    if (rc != VG_OK)
+        return rc;
+    if (!connecting)
+        c->state = VG_MQTTC_TLS;
+    return VG_OK;
+}
+
 /* The non-blocking connect finished (writable or an error event). */
 static int tcp_done(vg_mqttc_t *c)
 {
@@ -260,15 +426,23 @@ static int tcp_done(vg_mqttc_t *c)
         err = errno;
     if (err)
         return close_with(c, VG_MQTTC_R_CONNECT, err);
-    c->state = VG_MQTTC_CONNACK;
+    c->state = c->ssl ? VG_MQTTC_TLS : VG_MQTTC_CONNACK;
     return VG_OK;
 }
 
 int vg_mqttc_on_writable(vg_mqttc_t *c, uint64_t now)
 {
-    (void)now;
     if (c->state == VG_MQTTC_TCP) {
         int rc = tcp_done(c);
+        if (rc != VG_OK)
+            return rc;
+    }
+    if (c->state == VG_MQTTC_TLS) {
+        int rc = tls_handshake(c);
+        if (rc != VG_OK || c->state == VG_MQTTC_TLS)
+            return rc;
+    } else if (c->ssl && (c->tls & TLS_WANT_WRITE) && (c->state == VG_MQTTC_CONNACK || c->state == VG_MQTTC_UP)) {
+        int rc = tls_read(c, now); /* a read that had to write first */
         if (rc != VG_OK)
             return rc;
     }
@@ -633,8 +807,20 @@ int vg_mqttc_on_readable(vg_mqttc_t *c, uint64_t now)
         if (rc != VG_OK)
             return rc;
     }
+    if (c->state == VG_MQTTC_TLS) {
+        int rc = tls_handshake(c);
+        if (rc != VG_OK || c->state == VG_MQTTC_TLS)
+            return rc;
+        /* Done: the CONNECT goes out now, and the server's first records
+         * (session tickets) may already be here. */
+        rc = vg_mqttc_flush(c);
+        if (rc != VG_OK && rc != VG_AGAIN)
+            return rc;
+    }
     if (c->state != VG_MQTTC_CONNACK && c->state != VG_MQTTC_UP)
         return VG_ECLOSED;
+    if (c->ssl)
+        return tls_read(c, now);
     ssize_t r = read(c->fd, c->cfg->scratch, c->cfg->scratch_len);
     if (r == 0)
         return close_with(c, VG_MQTTC_R_EOF, 0);
@@ -648,9 +834,14 @@ int vg_mqttc_on_readable(vg_mqttc_t *c, uint64_t now)
 
 /* ---- timers and the end ---- */
 
+static bool handshaking(const vg_mqttc_t *c)
+{
+    return c->state == VG_MQTTC_TCP || c->state == VG_MQTTC_TLS || c->state == VG_MQTTC_CONNACK;
+}
+
 uint64_t vg_mqttc_due(const vg_mqttc_t *c)
 {
-    if ((c->state == VG_MQTTC_TCP || c->state == VG_MQTTC_CONNACK) && c->t_ns)
+    if (handshaking(c) && c->t_ns)
         return c->t_ns;
     if (c->state == VG_MQTTC_UP && c->keepalive_s)
         return c->t_ns + (uint64_t)c->keepalive_s * NS / 2;
@@ -659,7 +850,7 @@ uint64_t vg_mqttc_due(const vg_mqttc_t *c)
 
 int vg_mqttc_tick(vg_mqttc_t *c, uint64_t now)
 {
-    if ((c->state == VG_MQTTC_TCP || c->state == VG_MQTTC_CONNACK) && c->t_ns && now >= c->t_ns)
+    if (handshaking(c) && c->t_ns && now >= c->t_ns)
         return close_with(c, VG_MQTTC_R_TIMEOUT, 0);
     /* Half the keepalive: a ping is never late, however the loop is delayed. */
     if (c->state == VG_MQTTC_UP && c->keepalive_s && now >= c->t_ns + (uint64_t)c->keepalive_s * NS / 2)

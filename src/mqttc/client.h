@@ -23,13 +23,33 @@
  * client: the state becomes VG_MQTTC_CLOSED, cfg->on_close runs once with
  * the reason, and the call returns a negative code.
  *
- * Memory. A client is an 88-byte struct the caller embeds; everything it
+ * Memory. A client is a 96-byte struct the caller embeds; everything it
  * shares with the other clients of a loop (level, keepalive, callbacks,
  * limits, the read scratch buffer) lives in one vg_mqttc_cfg_t. The output
  * buffer is allocated on first use and kept at the largest burst queued
  * (reused, not freed per packet); a partial packet of up to
  * VG_MQTTC_CARRY bytes (acks, PINGRESP) is kept inline, a longer one in a
  * heap buffer that is freed as soon as the packet is complete.
+ *
+ * TLS. vg_mqttc_start_tls runs the same protocol over an OpenSSL client
+ * SSL on the same non-blocking socket: after the TCP connect the client
+ * drives SSL_do_handshake on readable/writable events (WANT_READ and
+ * WANT_WRITE decide what vg_mqttc_wants_write says), then writes the queued
+ * CONNECT with SSL_write and reads with SSL_read. Reads drain OpenSSL until
+ * it wants more from the socket: bytes it has already decrypted are
+ * invisible to epoll, so a read that left some would stall the connection.
+ * The plain path pays one pointer test per read and per flush for this.
+ * A TLS failure closes with VG_MQTTC_R_TLS and the OpenSSL reason code of
+ * the first error as detail (SSL_R_CERTIFICATE_VERIFY_FAILED: we did not
+ * trust the server; SSL_R_SSLV3_ALERT_CERTIFICATE_REVOKED and the other
+ * alert reasons: the server refused our certificate, which under TLS 1.3
+ * arrives after our side of the handshake finished, while CONNACK is
+ * awaited). The client owns the SSL from start_tls on and frees it in
+ * deinit; the SSL_CTX, certificates and sessions are the caller's. A
+ * close that leaves TLS intact (ours, the server's EOF or close_notify, an
+ * MQTT-level failure) keeps the session resumable; a TLS failure does not
+ * (OpenSSL's rule). A server that closes without close_notify, as most MQTT
+ * servers do, needs SSL_OP_IGNORE_UNEXPECTED_EOF on the context for that.
  *
  * Inbound QoS 2 is delivered on PUBLISH (with PUBREC sent) and PUBREL is
  * answered with PUBCOMP: the simulator, eval and the load generator count
@@ -44,11 +64,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct ssl_st; /* OpenSSL's SSL: only vg_mqttc_start_tls's callers need <openssl/ssl.h> */
+
 #define VG_MQTTC_CARRY 6
 
 enum {
     VG_MQTTC_IDLE = 0, /* not started (or reset) */
     VG_MQTTC_TCP,      /* non-blocking connect in progress; CONNECT queued */
+    VG_MQTTC_TLS,      /* TLS handshake in progress (start_tls); CONNECT queued */
     VG_MQTTC_CONNACK,  /* CONNECT sent, waiting for CONNACK */
     VG_MQTTC_UP,       /* CONNACK accepted */
     VG_MQTTC_CLOSED,   /* failed or closed: the caller closes the fd */
@@ -68,6 +91,7 @@ typedef enum {
     VG_MQTTC_R_DISCONNECT, /* DISCONNECT from the server (detail: 5.0 reason) */
     VG_MQTTC_R_TIMEOUT,    /* no CONNACK by cfg->connect_timeout_ns */
     VG_MQTTC_R_NOMEM,      /* the output buffer could not grow */
+    VG_MQTTC_R_TLS,        /* TLS handshake or record failure (detail: OpenSSL reason code, 0 if none) */
 } vg_mqttc_reason_t;
 
 /* One slot of the in-flight ring (caller-provided storage; 8 bytes, as
@@ -84,9 +108,9 @@ typedef struct {
 typedef struct {
     uint16_t packet_id;
     uint8_t qos;
-    uint8_t type;    /* VG_MQTT_PUBACK, VG_MQTT_PUBCOMP, or VG_MQTT_PUBREC refused */
-    uint8_t reason;  /* 0, or the 5.0 reason code (>= 0x80: refused) */
-    uint16_t slot;   /* its index in the ring array (vg_mqttc_next_slot at publish) */
+    uint8_t type;   /* VG_MQTT_PUBACK, VG_MQTT_PUBCOMP, or VG_MQTT_PUBREC refused */
+    uint8_t reason; /* 0, or the 5.0 reason code (>= 0x80: refused) */
+    uint16_t slot;  /* its index in the ring array (vg_mqttc_next_slot at publish) */
     uint32_t sent_us;
     uint64_t latency_us; /* now - send time, for the ack latency histograms */
 } vg_mqttc_ack_t;
@@ -96,10 +120,10 @@ typedef struct vg_mqttc vg_mqttc_t;
 /* Shared by all clients of one loop; must outlive them. Zero fields take
  * the defaults given. */
 typedef struct {
-    uint8_t level;        /* VG_MQTT_V311 (default) or VG_MQTT_V5 */
-    uint16_t keepalive_s; /* CONNECT keepalive; a PINGREQ goes out after keepalive/2 s without
-                             output (0: none). A 5.0 Server Keep Alive overrides it. */
-    bool persistent;      /* clean_session 0 (default: clean) */
+    uint8_t level;               /* VG_MQTT_V311 (default) or VG_MQTT_V5 */
+    uint16_t keepalive_s;        /* CONNECT keepalive; a PINGREQ goes out after keepalive/2 s without
+                                    output (0: none). A 5.0 Server Keep Alive overrides it. */
+    bool persistent;             /* clean_session 0 (default: clean) */
     uint64_t connect_timeout_ns; /* from start until CONNACK (0: none) */
     uint32_t max_packet;         /* largest packet accepted from the server (default 1 MiB) */
     uint32_t out_max;            /* output buffer limit (default 1 MiB); publish says VG_ENOSPC past it */
@@ -119,6 +143,9 @@ typedef struct {
      * on with vg_mqttc_forget). Without it such acks are ignored. */
     void (*on_stray_ack)(vg_mqttc_t *c, uint8_t type, uint16_t packet_id);
     void (*on_close)(vg_mqttc_t *c, vg_mqttc_reason_t why, int detail);
+    /* The TLS handshake finished (start_tls only); the CONNECT goes out
+     * next. It may close the client. */
+    void (*on_tls)(vg_mqttc_t *c);
 } vg_mqttc_cfg_t;
 
 /* Embedded by the caller (callbacks find their own struct with
@@ -127,14 +154,16 @@ struct vg_mqttc {
     const vg_mqttc_cfg_t *cfg;
     vg_mqttc_flight_t *ring;
     uint8_t *out;
-    uint8_t *in; /* a partial packet longer than the inline carry */
+    uint8_t *in;   /* a partial packet longer than the inline carry */
     uint64_t t_ns; /* handshake: its deadline (0: none); up: when output was last queued */
     uint32_t out_off, out_len, out_cap;
     uint32_t in_len, in_cap;
+    struct ssl_st *ssl; /* NULL: plain TCP */
     int fd;
     uint16_t ring_cap, ring_head, ring_len, window;
     uint16_t next_pid, subs_pending, keepalive_s;
     uint8_t state, reason, carry_len;
+    uint8_t tls; /* TLS_* bits (client.c): OpenSSL waits for writability; no close_notify */
     uint8_t carry[VG_MQTTC_CARRY];
 };
 
@@ -151,6 +180,15 @@ void vg_mqttc_deinit(vg_mqttc_t *c);
  * CONNECT with client id id[0..id_len). VG_OK, VG_EINVAL (not idle, or an
  * id the codec refuses), VG_ENOMEM. Nothing is written yet. */
 int vg_mqttc_start(vg_mqttc_t *c, int fd, bool connecting, const char *id, size_t id_len, uint64_t now);
+/* As vg_mqttc_start over TLS: ssl is a client SSL the caller prepared
+ * (context, certificate, session to resume, host check) and bound to fd
+ * (SSL_set_fd). The client takes it over whatever the result and frees it
+ * in vg_mqttc_deinit; it sets partial and moving-buffer writes on it. The
+ * handshake starts when the TCP connect completes (at once when
+ * !connecting: arm EPOLLOUT, vg_mqttc_wants_write says so). The handshake
+ * deadline is cfg->connect_timeout_ns too, from here until CONNACK. */
+int vg_mqttc_start_tls(vg_mqttc_t *c, int fd, bool connecting, struct ssl_st *ssl, const char *id, size_t id_len,
+                       uint64_t now);
 
 /* Reads once from the fd (into cfg->scratch) and handles every complete
  * packet. VG_OK (also when nothing was there), or the negative code of a
@@ -171,7 +209,8 @@ int vg_mqttc_flush(vg_mqttc_t *c);
 size_t vg_mqttc_pending(const vg_mqttc_t *c);
 const uint8_t *vg_mqttc_pending_bytes(const vg_mqttc_t *c);
 void vg_mqttc_consume(vg_mqttc_t *c, size_t n);
-/* TCP connect in progress or bytes left over. */
+/* TCP connect in progress, bytes left over, or OpenSSL waiting to write
+ * (handshake, or a read that must write first). */
 bool vg_mqttc_wants_write(const vg_mqttc_t *c);
 
 /* Queues one PUBLISH of m (its packet_id is ignored: the client assigns
@@ -230,6 +269,10 @@ static inline bool vg_mqttc_up(const vg_mqttc_t *c)
 static inline unsigned vg_mqttc_inflight(const vg_mqttc_t *c)
 {
     return c->ring_len;
+}
+static inline struct ssl_st *vg_mqttc_ssl(const vg_mqttc_t *c)
+{
+    return c->ssl;
 }
 static inline const vg_mqttc_cfg_t *vg_mqttc_cfg(const vg_mqttc_t *c)
 {

@@ -152,6 +152,27 @@ int vg_simreport_merge(vg_simreport_t *dst, const vg_simreport_t *src)
     return VG_OK;
 }
 
+_Static_assert(sizeof(((vg_simcounters_t *)0)->cf) / sizeof(uint64_t) == VG_SIMREPORT_CF__COUNT,
+               "one counter per connect failure reason");
+
+const char *vg_simreport_cf_name(int reason)
+{
+    static const char *const names[VG_SIMREPORT_CF__COUNT] = {
+        "tcp",
+        "timeout",
+        "connack_refused",
+        "closed",
+        "tls_untrusted_server",
+        "tls_revoked",
+        "tls_certificate_refused",
+        "tls_other",
+        "credentials",
+        "unfinished",
+        "other",
+    };
+    return reason >= 0 && reason < VG_SIMREPORT_CF__COUNT ? names[reason] : "?";
+}
+
 static double ms(double us)
 {
     return us / 1000.0;
@@ -182,6 +203,17 @@ void vg_simreport_print_text(FILE *f, const vg_simreport_t *r, const vg_simrepor
     fprintf(f, "  %-20s %12llu   connect failures %llu   disconnects %llu\n", "connected",
             (unsigned long long)c->connected, (unsigned long long)c->connect_failures,
             (unsigned long long)c->disconnects);
+    if (c->connect_failures) {
+        fprintf(f, "  %-20s", "connect failures");
+        for (int k = 0; k < VG_SIMREPORT_CF__COUNT; k++)
+            if (c->cf[k])
+                fprintf(f, " %s %llu", vg_simreport_cf_name(k), (unsigned long long)c->cf[k]);
+        fputc('\n', f);
+    }
+    if (c->tls_handshakes || c->reconnects)
+        fprintf(f, "  %-20s %12llu   resumed %llu   reconnects %llu\n", "TLS handshakes",
+                (unsigned long long)c->tls_handshakes, (unsigned long long)c->tls_resumed,
+                (unsigned long long)c->reconnects);
     fprintf(f, "  %-20s %12llu   acked %llu   failed %llu   deferred %llu\n", "sent", (unsigned long long)c->sent,
             (unsigned long long)c->acked, (unsigned long long)c->failed, (unsigned long long)c->deferred);
     fprintf(f, "  %-20s %12.1f events/s\n", "throughput", throughput(r));
@@ -242,11 +274,17 @@ void vg_simreport_print_json(FILE *f, const vg_simreport_t *r, const vg_simrepor
             ",\"anomalies\":{\"injected\":%llu,\"detected\":%llu,\"missed\":%llu,\"resolved\":%llu,"
             "\"cut\":%llu},\"false_alerts\":%llu,\"alerts_received\":%llu,\"alerts_opened\":%llu,"
             "\"alert_followups\":%llu,\"duplicate_alerts\":%llu,\"secondary_alerts\":%llu,"
-            "\"quality_alerts\":%llu}\n",
+            "\"quality_alerts\":%llu,",
             (unsigned long long)c->injected, (unsigned long long)c->detected,
             (unsigned long long)(c->injected - c->detected), (unsigned long long)c->resolved,
             (unsigned long long)c->episodes_cut, (unsigned long long)c->false_alerts,
             (unsigned long long)c->alerts_received, (unsigned long long)c->alerts_opened,
             (unsigned long long)c->alert_followups, (unsigned long long)c->duplicate_alerts,
             (unsigned long long)c->secondary_alerts, (unsigned long long)c->quality_alerts);
+    fprintf(f, "\"reconnects\":%llu,\"tls\":{\"handshakes\":%llu,\"resumed\":%llu},\"connect_failure_reasons\":{",
+            (unsigned long long)c->reconnects, (unsigned long long)c->tls_handshakes,
+            (unsigned long long)c->tls_resumed);
+    for (int k = 0; k < VG_SIMREPORT_CF__COUNT; k++)
+        fprintf(f, "%s\"%s\":%llu", k ? "," : "", vg_simreport_cf_name(k), (unsigned long long)c->cf[k]);
+    fputs("}}\n", f);
 }

@@ -49,7 +49,34 @@ typedef struct {
     uint64_t quality_alerts;   /* data-quality alerts (OPEN): gaps, offline, skew...; never false */
     uint64_t resolved;         /* detected episodes whose detecting alert was RESOLVED */
     uint64_t episodes_cut;     /* episodes whose last sample was never sent (the run ended first) */
+    /* Appended for TLS and reconnects. */
+    uint64_t reconnects;     /* connects of devices that had closed before (--reconnect) */
+    uint64_t tls_handshakes; /* TLS handshakes our side finished */
+    uint64_t tls_resumed;    /* ... of them on a resumed session */
+    /* connect_failures by reason (they add up to it; VG_SIMREPORT_CF_*) */
+    uint64_t cf[11];
 } vg_simcounters_t;
+
+/* Why a connect failed: the index into vg_simcounters_t.cf and its name in
+ * the report (vg_simreport_cf_name). */
+enum {
+    VG_SIMREPORT_CF_TCP = 0,          /* socket() or the TCP connect failed */
+    VG_SIMREPORT_CF_TIMEOUT,          /* no CONNACK (or TLS handshake) within the connect timeout */
+    VG_SIMREPORT_CF_CONNACK,          /* CONNACK with a refusal code */
+    VG_SIMREPORT_CF_CLOSED,           /* the server closed (or reset) before CONNACK, without a TLS alert */
+    VG_SIMREPORT_CF_TLS_UNTRUSTED,    /* we could not verify the server's certificate (--ca, host) */
+    VG_SIMREPORT_CF_TLS_REVOKED,      /* the server answered our certificate with certificate_revoked */
+    VG_SIMREPORT_CF_TLS_CERT_REFUSED, /* another alert about our certificate (unknown, bad, expired, required, denied)
+                                       */
+    VG_SIMREPORT_CF_TLS_OTHER,        /* any other TLS failure (protocol version, ciphers, ...) */
+    VG_SIMREPORT_CF_CREDENTIALS,      /* the device's certificate or key file could not be loaded */
+    VG_SIMREPORT_CF_UNFINISHED,       /* still connecting, or never started, when the send phase ended */
+    VG_SIMREPORT_CF_OTHER,            /* malformed or unexpected packets, out of memory */
+    VG_SIMREPORT_CF__COUNT
+};
+
+/* "tcp", "timeout", "connack_refused", ... */
+const char *vg_simreport_cf_name(int reason);
 
 typedef struct {
     uint32_t device; /* fleet-wide device index */
@@ -109,7 +136,9 @@ int vg_simreport_merge(vg_simreport_t *dst, const vg_simreport_t *src);
  * newline (the keys the brief defines, plus "qos", "interval_s" and
  * "deferred", and for the alert lifecycle "anomalies.resolved",
  * "anomalies.cut", "alerts_opened", "alert_followups", "duplicate_alerts",
- * "secondary_alerts" and "quality_alerts"). */
+ * "secondary_alerts" and "quality_alerts"; "reconnects", "tls" with its
+ * handshake counts, "connect_failure_reasons" with a count per
+ * vg_simreport_cf_name). */
 void vg_simreport_print_text(FILE *f, const vg_simreport_t *r, const vg_simreport_meta_t *m);
 void vg_simreport_print_json(FILE *f, const vg_simreport_t *r, const vg_simreport_meta_t *m);
 

@@ -50,6 +50,15 @@ typedef struct {
     char target[300];
     char host[256];
     char port[8];
+} target_t;
+
+typedef struct {
+    target_t broker;
+    target_t alerts; /* the alert subscriber's broker address */
+    bool connect_given, alerts_given, alerts_off;
+    bool tls;
+    const char *ca, *cert_dir;
+    double reconnect_s;
     uint32_t devices;
     double interval_s, duration_s, anomaly_rate, drain_s, connect_rate, sustain_s;
     int qos;
@@ -77,7 +86,17 @@ static void usage(FILE *f)
                "Simulates a fleet of wearables, one MQTT connection each, and reports throughput,\n"
                "PUBACK and alert latency and how many injected anomalies were detected.\n"
                "\n"
-               "  --connect HOST:PORT   broker address (default 127.0.0.1:1883)\n"
+               "  --connect HOST:PORT   broker address (default 127.0.0.1:1883, with --tls 127.0.0.1:8883)\n"
+               "  --tls                 devices connect over TLS; the server's certificate must name HOST\n"
+               "  --ca FILE             CA certificate(s) to verify the server with (PEM; default: the system's)\n"
+               "  --cert-dir DIR        device <id> presents DIR/<id>.crt with key DIR/<id>.key (as written\n"
+               "                        by 'vigil device create --out DIR'; default: no client certificate)\n"
+               "  --alerts-connect HOST:PORT|off\n"
+               "                        where the alerts/# subscriber connects, over plain MQTT (default: the\n"
+               "                        broker address; with --tls its host on port 1883, the server's plain\n"
+               "                        loopback listener)\n"
+               "  --reconnect S         a device whose connection ended (or failed) connects again S seconds\n"
+               "                        later, offering its last TLS session (default 0: never)\n"
                "  --devices N           devices (default 1000)\n"
                "  --interval S          seconds between events per device (default 5)\n"
                "  --duration S          seconds of sending (default 60: room for anomaly episodes)\n"
@@ -122,7 +141,7 @@ static int parse_u64(const char *name, const char *s, uint64_t lo, uint64_t hi, 
 }
 
 /* HOST:PORT, [V6]:PORT. */
-static int parse_target(opts_t *o, const char *s)
+static int parse_target(target_t *o, const char *s)
 {
     const char *colon = strrchr(s, ':');
     if (!colon || colon == s || !colon[1] || strlen(s) >= sizeof o->target)
@@ -144,7 +163,7 @@ static int parse_target(opts_t *o, const char *s)
     snprintf(o->target, sizeof o->target, "%s", s);
     return VG_OK;
 bad:
-    fprintf(stderr, "sim: --connect: expected HOST:PORT, got '%s'\n", s);
+    fprintf(stderr, "sim: expected HOST:PORT, got '%s'\n", s);
     return VG_EINVAL;
 }
 
@@ -166,6 +185,11 @@ static int parse_opts(int argc, char **argv, opts_t *o)
         O_CRATE,
         O_DRAIN,
         O_SUSTAIN,
+        O_TLS,
+        O_CA,
+        O_CERT_DIR,
+        O_ALERTS,
+        O_RECONNECT,
         O_HELP
     };
     static const struct option longopts[] = {
@@ -183,6 +207,11 @@ static int parse_opts(int argc, char **argv, opts_t *o)
         {"connect-rate", required_argument, NULL, O_CRATE},
         {"drain", required_argument, NULL, O_DRAIN},
         {"extreme-sustain", required_argument, NULL, O_SUSTAIN},
+        {"tls", no_argument, NULL, O_TLS},
+        {"ca", required_argument, NULL, O_CA},
+        {"cert-dir", required_argument, NULL, O_CERT_DIR},
+        {"alerts-connect", required_argument, NULL, O_ALERTS},
+        {"reconnect", required_argument, NULL, O_RECONNECT},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -199,7 +228,7 @@ static int parse_opts(int argc, char **argv, opts_t *o)
         .topic = "iot/wearable/data",
         .prefix = "sim-",
     };
-    if (parse_target(o, "127.0.0.1:1883") != VG_OK)
+    if (parse_target(&o->broker, "127.0.0.1:1883") != VG_OK)
         return VG_EINVAL;
     optind = 0; /* GNU: full re-initialisation, in case the caller used getopt too */
     int c, rc = VG_OK;
@@ -207,7 +236,26 @@ static int parse_opts(int argc, char **argv, opts_t *o)
     while (rc == VG_OK && (c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
         case O_CONNECT:
-            rc = parse_target(o, optarg);
+            rc = parse_target(&o->broker, optarg);
+            o->connect_given = true;
+            break;
+        case O_TLS:
+            o->tls = true;
+            break;
+        case O_CA:
+            o->ca = optarg;
+            break;
+        case O_CERT_DIR:
+            o->cert_dir = optarg;
+            break;
+        case O_ALERTS:
+            o->alerts_given = true;
+            o->alerts_off = strcmp(optarg, "off") == 0;
+            if (!o->alerts_off)
+                rc = parse_target(&o->alerts, optarg);
+            break;
+        case O_RECONNECT:
+            rc = parse_double("reconnect", optarg, 0, 86400, &o->reconnect_s);
             break;
         case O_DEVICES:
             rc = parse_u64("devices", optarg, 1, MAX_DEVICES, &u);
@@ -273,8 +321,33 @@ static int parse_opts(int argc, char **argv, opts_t *o)
         fprintf(stderr, "sim: unexpected argument '%s'\n", argv[optind]);
         rc = VG_EINVAL;
     }
+    if (rc == VG_OK && (o->ca || o->cert_dir) && !o->tls) {
+        fprintf(stderr, "sim: --ca and --cert-dir need --tls\n");
+        rc = VG_EINVAL;
+    }
+    if (rc == VG_OK && o->ca && access(o->ca, R_OK) != 0) {
+        fprintf(stderr, "sim: --ca: cannot read %s: %s\n", o->ca, strerror(errno));
+        rc = VG_EINVAL;
+    }
+    if (rc == VG_OK && o->cert_dir && access(o->cert_dir, R_OK | X_OK) != 0) {
+        fprintf(stderr, "sim: --cert-dir: cannot read %s: %s\n", o->cert_dir, strerror(errno));
+        rc = VG_EINVAL;
+    }
     if (rc != VG_OK)
         return rc;
+    if (o->tls && !o->connect_given)
+        (void)parse_target(&o->broker, "127.0.0.1:8883");
+    if (!o->alerts_given) {
+        /* The subscriber is an observer without a device certificate: over
+         * TLS it goes to the same host's plain listener. */
+        o->alerts = o->broker;
+        if (o->tls) {
+            snprintf(o->alerts.port, sizeof o->alerts.port, "1883");
+            bool v6 = strchr(o->broker.host, ':') != NULL;
+            snprintf(o->alerts.target, sizeof o->alerts.target, "%s%s%s:1883", v6 ? "[" : "", o->broker.host,
+                     v6 ? "]" : "");
+        }
+    }
     if (!o->workers)
         o->workers = (unsigned)((o->devices + PER_WORKER - 1) / PER_WORKER);
     if (o->workers > MAX_WORKERS)
@@ -284,13 +357,14 @@ static int parse_opts(int argc, char **argv, opts_t *o)
     return VG_OK;
 }
 
-static int resolve(const opts_t *o, vg_simworker_cfg_t *cfg)
+/* Resolves t into addr/len; *loopback4 (may be NULL): an IPv4 loopback address. */
+static int resolve_one(const target_t *t, struct sockaddr_storage *addr, socklen_t *len, int *loopback4)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
     struct addrinfo *res = NULL;
-    int rc = getaddrinfo(o->host, o->port, &hints, &res);
+    int rc = getaddrinfo(t->host, t->port, &hints, &res);
     if (rc != 0 || !res) {
-        fprintf(stderr, "sim: cannot resolve %s: %s\n", o->host, gai_strerror(rc));
+        fprintf(stderr, "sim: cannot resolve %s: %s\n", t->host, gai_strerror(rc));
         return VG_EINVAL;
     }
     /* Prefer IPv4: "localhost" should get the loopback source spreading. */
@@ -301,12 +375,22 @@ static int resolve(const opts_t *o, vg_simworker_cfg_t *cfg)
             break;
         }
     }
-    memcpy(&cfg->addr, ai->ai_addr, ai->ai_addrlen);
-    cfg->addr_len = ai->ai_addrlen;
-    cfg->spread_sources =
-        ai->ai_family == AF_INET && (ntohl(((const struct sockaddr_in *)ai->ai_addr)->sin_addr.s_addr) >> 24) == 127;
+    memcpy(addr, ai->ai_addr, ai->ai_addrlen);
+    *len = ai->ai_addrlen;
+    if (loopback4)
+        *loopback4 = ai->ai_family == AF_INET &&
+                     (ntohl(((const struct sockaddr_in *)ai->ai_addr)->sin_addr.s_addr) >> 24) == 127;
     freeaddrinfo(res);
     return VG_OK;
+}
+
+static int resolve(const opts_t *o, vg_simworker_cfg_t *cfg)
+{
+    if (resolve_one(&o->broker, &cfg->addr, &cfg->addr_len, &cfg->spread_sources) != VG_OK)
+        return VG_EINVAL;
+    if (o->alerts_off)
+        return VG_OK;
+    return resolve_one(&o->alerts, &cfg->sub_addr, &cfg->sub_addr_len, NULL);
 }
 
 /* Child side of the fork: never returns. */
@@ -373,8 +457,13 @@ static void progress_line(const wstate_t *ws, unsigned n, uint32_t devices, uint
         t.alerts_received += c->alerts_received;
         t.disconnects += c->disconnects;
         t.connect_failures += c->connect_failures;
+        t.reconnects += c->reconnects;
         vg_simhist_merge(scratch, &ws[k].rep->ack);
     }
+    /* With --reconnect a device can connect many times: the line says how
+     * many are up now, not how many CONNACKs there were. */
+    if (t.reconnects)
+        t.connected -= t.disconnects < t.connected ? t.disconnects : t.connected;
     double dt = (double)(elapsed_ns - *prev_ns) / 1e9;
     double rate = dt > 0 ? (double)(t.sent - *prev_sent) / dt : 0;
     *prev_sent = t.sent;
@@ -472,9 +561,16 @@ int vg_sim_main(int argc, char **argv)
     base.seed = o.seed;
     base.topic = o.topic;
     base.prefix = o.prefix;
+    base.tls = o.tls;
+    base.tls_host = o.broker.host;
+    base.tls_ca = o.ca;
+    base.cert_dir = o.cert_dir;
+    base.reconnect_s = o.reconnect_s;
     base.t0_ns = vg_clock_mono_ns();
-    fprintf(stderr, "sim: %u devices on %u worker%s -> %s, interval %g s, %g s, QoS %d\n", o.devices, o.workers,
-            o.workers == 1 ? "" : "s", o.target, o.interval_s, o.duration_s, o.qos);
+    fprintf(stderr, "sim: %u devices on %u worker%s -> %s%s%s, interval %g s, %g s, QoS %d\n", o.devices, o.workers,
+            o.workers == 1 ? "" : "s", o.tls ? "tls://" : "", o.broker.target,
+            o.tls ? (o.cert_dir ? " (client certificates)" : " (no client certificates)") : "", o.interval_s,
+            o.duration_s, o.qos);
     if (o.anomaly_rate > 0) {
         vg_simdev_cfg_t dc;
         vg_simdev_cfg_init(&dc, o.interval_s, o.anomaly_rate);
@@ -580,6 +676,7 @@ int vg_sim_main(int argc, char **argv)
             /* Never started or never reported: its devices did not connect. */
             ws[k].rep->c.devices = ws[k].count;
             ws[k].rep->c.connect_failures = ws[k].count;
+            ws[k].rep->c.cf[VG_SIMREPORT_CF_UNFINISHED] = ws[k].count;
         } else if (!ws[k].final) {
             ws[k].rep->c.failed = o.qos ? ws[k].rep->c.sent - ws[k].rep->c.acked : 0;
         }
@@ -587,7 +684,7 @@ int vg_sim_main(int argc, char **argv)
             VG_WARN(MOD, "out of memory merging episode lists; the missed-episode list is incomplete");
     }
     vg_simreport_meta_t meta = {
-        .target = o.target,
+        .target = o.broker.target,
         .workers = o.workers,
         .qos = o.qos,
         .interval_s = o.interval_s,

@@ -19,7 +19,18 @@
  * slots per device), and events are rendered from the template in
  * payload.c straight into the output buffer.
  *
- * Bookkeeping invariants: a device is in the heap iff it has a socket;
+ * TLS (--tls). One client SSL_CTX per worker holds the server CA; each
+ * connect makes an SSL and reads that device's certificate and key from
+ * --cert-dir into it (a few tens of µs, paced with the connects, instead of
+ * minutes for 100,000 keys before the first connect), offers the device's
+ * last session, and after the handshake drops the certificate and key
+ * again (SSL_certs_clear): an established device holds its SSL, the
+ * session and nothing else of its identity. Sessions arrive after the
+ * handshake (TLS 1.3 tickets) through the context's new-session callback
+ * and replace the device's previous one.
+ *
+ * Bookkeeping invariants: a device is in the heap iff it has a socket or
+ * waits to reconnect (ST_WAIT);
  * want_out mirrors the EPOLLOUT bit registered for it; a client's close
  * callback (dev_on_close) is the one place a device connection is torn
  * down, whether the server, a failure or this file closed it. */
@@ -45,9 +56,14 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
@@ -68,7 +84,7 @@
 #define MAX_EVENTS 1024
 #define NO_POS UINT32_MAX
 
-enum { ST_IDLE = 0, ST_HANDSHAKE, ST_UP, ST_CLOSED };
+enum { ST_IDLE = 0, ST_HANDSHAKE, ST_UP, ST_CLOSED, ST_WAIT /* closed, reconnects at its timer */ };
 enum { SUB_CLOSED = 0, SUB_CONNACK, SUB_SUBACK, SUB_UP };
 enum { TAG_DEV = 0, TAG_SUB = 1, TAG_SIG = 2 };
 enum { PH_RUN = 0, PH_DRAIN, PH_DONE };
@@ -82,6 +98,7 @@ typedef struct {
     uint8_t want_out;
     uint32_t heap_pos;
     uint64_t next_send_ns;
+    SSL_SESSION *sess; /* --tls: the last session the server gave it (NULL: none yet) */
     vg_simdev_t m;
 } sdev_t;
 
@@ -117,7 +134,10 @@ typedef struct {
     uint32_t next_connect; /* next device to connect, in index order */
     uint32_t pending;      /* handshakes in progress */
     uint32_t n_up;
+    uint32_t n_wait; /* devices waiting to reconnect */
     uint32_t n_want_out;
+    SSL_CTX *tls; /* --tls: the devices' client context */
+    bool tls_ip;  /* tls_host is an address (checked as such, no SNI) */
     uint64_t inflight_total;
     uint64_t connects_started;
     uint64_t connect_start_ns;
@@ -147,7 +167,7 @@ typedef struct {
     bool lifecycle;  /* an alert with an "event" arrived: detections will be RESOLVED too */
     bool finishing;  /* finish(): closes are the end of the run, not disconnects */
     bool saying_bye; /* finish(): the DISCONNECT written after a full flush is not a lost event */
-    int warned_socket, warned_bind, warned_connack, warned_eps;
+    int warned_socket, warned_bind, warned_connack, warned_eps, warned_tls, warned_cred;
 } worker_t;
 
 static void tick(worker_t *w)
@@ -214,6 +234,71 @@ static void set_interest(worker_t *w, uint32_t i)
     w->n_want_out += want ? 1u : (uint32_t)-1;
 }
 
+static bool dev_open(const sdev_t *d)
+{
+    return d->state == ST_HANDSHAKE || d->state == ST_UP;
+}
+
+static void count_cf(worker_t *w, int reason)
+{
+    w->c.connect_failures++;
+    w->c.cf[reason]++;
+}
+
+/* Which connect failure a close before CONNACK is. A TLS failure's detail
+ * is OpenSSL's reason code (mqttc/client.h): the alerts a server sends
+ * about a client certificate are told apart from our own refusal of the
+ * server's certificate and from everything else. */
+static int cf_reason(vg_mqttc_reason_t why, int detail)
+{
+    switch (why) {
+    case VG_MQTTC_R_CONNECT:
+        return VG_SIMREPORT_CF_TCP;
+    case VG_MQTTC_R_TIMEOUT:
+        return VG_SIMREPORT_CF_TIMEOUT;
+    case VG_MQTTC_R_REFUSED:
+        return VG_SIMREPORT_CF_CONNACK;
+    case VG_MQTTC_R_EOF:
+    case VG_MQTTC_R_IO:
+    case VG_MQTTC_R_DISCONNECT:
+        return VG_SIMREPORT_CF_CLOSED;
+    case VG_MQTTC_R_TLS:
+        switch (detail) {
+        case SSL_R_CERTIFICATE_VERIFY_FAILED:
+            return VG_SIMREPORT_CF_TLS_UNTRUSTED;
+        case SSL_R_SSLV3_ALERT_CERTIFICATE_REVOKED:
+            return VG_SIMREPORT_CF_TLS_REVOKED;
+        case SSL_R_SSLV3_ALERT_BAD_CERTIFICATE:
+        case SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN:
+        case SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED:
+        case SSL_R_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE:
+        case SSL_R_TLSV1_ALERT_UNKNOWN_CA:
+        case SSL_R_TLSV1_ALERT_ACCESS_DENIED:
+        case SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED:
+        case SSL_R_SSLV3_ALERT_HANDSHAKE_FAILURE:
+            return VG_SIMREPORT_CF_TLS_CERT_REFUSED;
+        default:
+            return VG_SIMREPORT_CF_TLS_OTHER;
+        }
+    default:
+        return VG_SIMREPORT_CF_OTHER;
+    }
+}
+
+/* Device i no longer has a connection: it waits for its reconnect, or is
+ * done for the run. */
+static void dev_ended(worker_t *w, uint32_t i)
+{
+    sdev_t *d = &w->dev[i];
+    d->state = ST_CLOSED;
+    if (w->cfg->reconnect_s > 0 && w->phase == PH_RUN && !w->finishing) {
+        double jitter = 0.9 + 0.2 * vg_simdev_uniform(&d->m);
+        d->state = ST_WAIT;
+        w->n_wait++;
+        heap_set(w, i, w->now + (uint64_t)(w->cfg->reconnect_s * jitter * 1e9));
+    }
+}
+
 /* The client closed (the server, a failure, or us through vg_mqttc_close):
  * counts the end by what the device was and tears the connection down.
  * Callers that close on purpose have counted already (why is LOCAL). */
@@ -226,11 +311,16 @@ static void dev_on_close(vg_mqttc_t *c, vg_mqttc_reason_t why, int detail)
         VG_WARN(MOD, "worker %u: CONNACK refused (return code %d)", w->cfg->worker_id, detail);
     if (why == VG_MQTTC_R_CONNECT && !w->warned_socket++)
         VG_WARN(MOD, "worker %u: connect: %s (further failures counted silently)", w->cfg->worker_id, strerror(detail));
+    if (why == VG_MQTTC_R_TLS && !w->warned_tls++) {
+        const char *r = ERR_reason_error_string(ERR_PACK(ERR_LIB_SSL, 0, detail));
+        VG_WARN(MOD, "worker %u: TLS: %s (further failures counted silently)", w->cfg->worker_id,
+                r ? r : "unknown reason");
+    }
     if (why != VG_MQTTC_R_LOCAL && !w->finishing) {
         if (d->state == ST_UP)
             w->c.disconnects++;
         else
-            w->c.connect_failures++;
+            count_cf(w, cf_reason(why, detail));
     }
     close(c->fd);
     heap_del(w, i);
@@ -248,13 +338,14 @@ static void dev_on_close(vg_mqttc_t *c, vg_mqttc_reason_t why, int detail)
     /* Unacked publishes stay counted as sent: they count as failed at the end. */
     w->inflight_total -= vg_mqttc_inflight(c);
     vg_mqttc_deinit(c);
-    d->state = ST_CLOSED;
     d->blocked = BLOCK_NONE;
+    dev_ended(w, i);
 }
 
+/* A handshake still in progress when the send phase ended. */
 static void fail_connect(worker_t *w, uint32_t i)
 {
-    w->c.connect_failures++;
+    count_cf(w, VG_SIMREPORT_CF_UNFINISHED);
     vg_mqttc_close(&w->dev[i].mq);
 }
 
@@ -270,13 +361,76 @@ static void flush_dev(worker_t *w, uint32_t i)
 {
     sdev_t *d = &w->dev[i];
     int rc = vg_mqttc_flush(&d->mq);
-    if (d->state == ST_CLOSED)
+    if (!dev_open(d))
         return;
     if (rc == VG_OK && d->blocked == BLOCK_BUFFER) {
         d->blocked = BLOCK_NONE;
         heap_set(w, i, dev_due(w, d));
     }
     set_interest(w, i);
+}
+
+/* Reads one PEM object of the device's: its certificate or key. */
+static bool load_identity(worker_t *w, SSL *ssl, const char *id)
+{
+    char path[4096];
+    bool ok = false;
+    X509 *x = NULL;
+    EVP_PKEY *k = NULL;
+    BIO *b = NULL;
+    snprintf(path, sizeof path, "%s/%s.crt", w->cfg->cert_dir, id);
+    b = BIO_new_file(path, "r");
+    if (!b || !(x = PEM_read_bio_X509(b, NULL, NULL, NULL)))
+        goto cleanup;
+    BIO_free(b);
+    snprintf(path, sizeof path, "%s/%s.key", w->cfg->cert_dir, id);
+    b = BIO_new_file(path, "r");
+    if (!b || !(k = PEM_read_bio_PrivateKey(b, NULL, NULL, NULL)))
+        goto cleanup;
+    ok = SSL_use_certificate(ssl, x) == 1 && SSL_use_PrivateKey(ssl, k) == 1 && SSL_check_private_key(ssl) == 1;
+cleanup:
+    if (!ok && !w->warned_cred++) {
+        unsigned long e = ERR_peek_error();
+        VG_WARN(MOD, "worker %u: device %s: cannot use %s: %s (further failures counted silently)", w->cfg->worker_id,
+                id, path, e ? ERR_reason_error_string(e) : strerror(errno));
+    }
+    ERR_clear_error();
+    BIO_free(b);
+    X509_free(x);
+    EVP_PKEY_free(k);
+    return ok;
+}
+
+/* A client SSL for device i on fd: the server check, its last session, its
+ * certificate. NULL on failure (counted, as credentials or other). */
+static SSL *dev_ssl(worker_t *w, uint32_t i, int fd, const char *id)
+{
+    sdev_t *d = &w->dev[i];
+    SSL *ssl = SSL_new(w->tls);
+    if (!ssl || SSL_set_fd(ssl, fd) != 1)
+        goto fail;
+    SSL_set_app_data(ssl, d);
+    SSL_set_connect_state(ssl);
+    const char *host = w->cfg->tls_host;
+    if (w->tls_ip) {
+        if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host) != 1)
+            goto fail;
+    } else if (SSL_set1_host(ssl, host) != 1 || SSL_set_tlsext_host_name(ssl, host) != 1) {
+        goto fail;
+    }
+    if (d->sess && SSL_SESSION_is_resumable(d->sess))
+        SSL_set_session(ssl, d->sess);
+    if (w->cfg->cert_dir && !load_identity(w, ssl, id)) {
+        SSL_free(ssl);
+        count_cf(w, VG_SIMREPORT_CF_CREDENTIALS);
+        return NULL;
+    }
+    return ssl;
+fail:
+    ERR_clear_error();
+    SSL_free(ssl);
+    count_cf(w, VG_SIMREPORT_CF_OTHER);
+    return NULL;
 }
 
 static void start_connect(worker_t *w, uint32_t i)
@@ -289,8 +443,8 @@ static void start_connect(worker_t *w, uint32_t i)
     if (fd < 0) {
         if (!w->warned_socket++)
             VG_WARN(MOD, "worker %u: socket: %s (further failures counted silently)", cfg->worker_id, strerror(errno));
-        w->c.connect_failures++;
-        d->state = ST_CLOSED;
+        count_cf(w, VG_SIMREPORT_CF_TCP);
+        dev_ended(w, i);
         return;
     }
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -311,17 +465,34 @@ static void start_connect(worker_t *w, uint32_t i)
         if (!w->warned_socket++)
             VG_WARN(MOD, "worker %u: connect: %s (further failures counted silently)", cfg->worker_id, strerror(errno));
         close(fd);
-        w->c.connect_failures++;
-        d->state = ST_CLOSED;
+        count_cf(w, VG_SIMREPORT_CF_TCP);
+        dev_ended(w, i);
         return;
     }
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.u64 = i};
-    if (n < 0 || epoll_ctl(w->ep, EPOLL_CTL_ADD, fd, &ev) < 0 ||
-        vg_mqttc_start(&d->mq, fd, rc < 0, id, (size_t)n, w->now) != VG_OK) {
+    if (n < 0 || epoll_ctl(w->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
+        close(fd);
+        count_cf(w, VG_SIMREPORT_CF_OTHER);
+        dev_ended(w, i);
+        return;
+    }
+    int src;
+    if (w->tls) {
+        SSL *ssl = dev_ssl(w, i, fd, id); /* a failure is counted there */
+        if (!ssl) {
+            close(fd);
+            dev_ended(w, i);
+            return;
+        }
+        src = vg_mqttc_start_tls(&d->mq, fd, rc < 0, ssl, id, (size_t)n, w->now);
+    } else {
+        src = vg_mqttc_start(&d->mq, fd, rc < 0, id, (size_t)n, w->now);
+    }
+    if (src != VG_OK) {
         close(fd);
         vg_mqttc_deinit(&d->mq);
-        w->c.connect_failures++;
-        d->state = ST_CLOSED;
+        count_cf(w, VG_SIMREPORT_CF_OTHER);
+        dev_ended(w, i);
         return;
     }
     d->state = ST_HANDSHAKE;
@@ -402,28 +573,60 @@ static void dev_on_connack(vg_mqttc_t *c, bool session_present, const vg_mqtt_pr
     heap_set(w, i, dev_due(w, d));
 }
 
+/* Our side of the TLS handshake is done: count it, and let go of the
+ * certificate and key (the handshake was their only use). */
+static void dev_on_tls(vg_mqttc_t *c)
+{
+    worker_t *w = worker_of(vg_mqttc_cfg(c));
+    SSL *ssl = vg_mqttc_ssl(c);
+    w->c.tls_handshakes++;
+    w->c.tls_resumed += SSL_session_reused(ssl) == 1;
+    SSL_certs_clear(ssl);
+}
+
+/* The context's new-session callback: a session (TLS 1.3: a ticket, after
+ * the handshake) for the device the SSL belongs to; it replaces the one the
+ * device had. Returns 1: the session is the device's now. */
+static int on_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+    sdev_t *d = SSL_get_app_data(ssl);
+    if (!d)
+        return 0;
+    SSL_SESSION_free(d->sess);
+    d->sess = sess;
+    return 1;
+}
+
 static void dev_event(worker_t *w, uint32_t i, uint32_t events)
 {
     sdev_t *d = &w->dev[i];
-    if (d->state == ST_CLOSED || d->state == ST_IDLE)
+    if (!dev_open(d))
         return; /* closed earlier in this batch */
     if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
         vg_mqttc_on_readable(&d->mq, w->now);
-    if (d->state != ST_CLOSED && (events & EPOLLOUT))
+    if (dev_open(d) && (events & EPOLLOUT))
         vg_mqttc_on_writable(&d->mq, w->now);
-    if (d->state != ST_CLOSED)
+    if (dev_open(d))
         flush_dev(w, i); /* acks the reads queued, and EPOLLOUT as the buffer says */
 }
 
 static void dev_timer(worker_t *w, uint32_t i)
 {
     sdev_t *d = &w->dev[i];
+    if (d->state == ST_WAIT) {
+        heap_del(w, i);
+        w->n_wait--;
+        d->state = ST_CLOSED;
+        w->c.reconnects++;
+        start_connect(w, i);
+        return;
+    }
     if (d->state == ST_UP && w->phase == PH_RUN && d->blocked == BLOCK_NONE && w->now >= d->next_send_ns) {
         send_event(w, i);
     } else {
         size_t before = vg_mqttc_pending(&d->mq);
         if (vg_mqttc_tick(&d->mq, w->now) != VG_OK)
-            return; /* the handshake deadline passed: closed and counted */
+            return; /* the handshake deadline passed: closed and counted (and perhaps waiting to reconnect) */
         if (vg_mqttc_pending(&d->mq) != before)
             mark_dirty(w, i); /* a PINGREQ */
     }
@@ -547,14 +750,16 @@ static void sub_start(worker_t *w)
     sub_t *s = &w->sub;
     int one = 1;
     s->state = SUB_CLOSED;
-    int fd = socket(cfg->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (!cfg->sub_addr_len)
+        return; /* --alerts-connect off */
+    int fd = socket(cfg->sub_addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         VG_WARN(MOD, "worker %u: alert subscriber: socket: %s", cfg->worker_id, strerror(errno));
         return;
     }
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.u64 = (uint64_t)TAG_SUB << 32};
-    int rc = connect(fd, (const struct sockaddr *)&cfg->addr, cfg->addr_len);
+    int rc = connect(fd, (const struct sockaddr *)&cfg->sub_addr, cfg->sub_addr_len);
     if ((rc < 0 && errno != EINPROGRESS) || epoll_ctl(w->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
         VG_WARN(MOD, "worker %u: alert subscriber: connect: %s", cfg->worker_id, strerror(errno));
         close(fd);
@@ -737,10 +942,17 @@ static void enter_drain(worker_t *w, double seconds)
     w->drain_end = w->now + (uint64_t)(seconds * 1e9);
     /* Handshakes still in progress and devices never started did not
      * connect within the run. */
-    for (uint32_t i = 0; i < w->n; i++)
-        if (w->dev[i].state == ST_HANDSHAKE)
+    for (uint32_t i = 0; i < w->n; i++) {
+        if (w->dev[i].state == ST_HANDSHAKE) {
             fail_connect(w, i);
+        } else if (w->dev[i].state == ST_WAIT) {
+            heap_del(w, i);
+            w->dev[i].state = ST_CLOSED;
+        }
+    }
+    w->n_wait = 0;
     w->c.connect_failures += w->n - w->next_connect;
+    w->c.cf[VG_SIMREPORT_CF_UNFINISHED] += w->n - w->next_connect;
     w->next_connect = w->n;
 }
 
@@ -818,7 +1030,8 @@ static void on_signal(worker_t *w)
 static void step_phase(worker_t *w)
 {
     if (w->phase == PH_RUN) {
-        bool nothing_left = w->next_connect >= w->n && w->pending == 0 && w->n_up == 0 && w->connects_started;
+        bool nothing_left =
+            w->next_connect >= w->n && w->pending == 0 && w->n_up == 0 && w->n_wait == 0 && w->connects_started;
         if (w->now >= w->send_end || nothing_left)
             enter_drain(w, nothing_left ? 0.0 : w->cfg->drain_s);
     }
@@ -877,6 +1090,45 @@ static uint32_t window_for(double interval_s, uint32_t n)
     return win;
 }
 
+/* The devices' TLS client context: TLS 1.2+, the server verified against
+ * cfg->tls_ca, sessions kept by the devices (not in OpenSSL's cache), idle
+ * connections without read/write buffers, an EOF without close_notify a
+ * plain close. */
+static int tls_setup(worker_t *w)
+{
+    const vg_simworker_cfg_t *cfg = w->cfg;
+    struct in6_addr a6;
+    w->tls_ip = inet_pton(AF_INET, cfg->tls_host, &a6) == 1 || inet_pton(AF_INET6, cfg->tls_host, &a6) == 1;
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx)
+        goto fail;
+    w->tls = ctx;
+    if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1)
+        goto fail;
+    if (cfg->tls_ca ? SSL_CTX_load_verify_locations(ctx, cfg->tls_ca, NULL) != 1
+                    : SSL_CTX_set_default_verify_paths(ctx) != 1) {
+        VG_ERROR(MOD, "worker %u: cannot load the CA file %s: %s", cfg->worker_id,
+                 cfg->tls_ca ? cfg->tls_ca : "(default)", ERR_reason_error_string(ERR_peek_error()));
+        ERR_clear_error();
+        return VG_EINVAL;
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    /* MQTT servers close TCP without close_notify (a takeover, a kick,
+     * mosquitto always): by default OpenSSL 3 takes that EOF for a fatal
+     * error and marks the session not resumable, which would make every
+     * reconnect a full handshake. */
+    SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(ctx, on_new_session);
+    return VG_OK;
+fail:
+    VG_ERROR(MOD, "worker %u: cannot create the TLS context: %s", cfg->worker_id,
+             ERR_reason_error_string(ERR_peek_error()));
+    ERR_clear_error();
+    return VG_ENOMEM;
+}
+
 static int setup(worker_t *w, const vg_simworker_cfg_t *cfg)
 {
     w->cfg = cfg;
@@ -921,6 +1173,8 @@ static int setup(worker_t *w, const vg_simworker_cfg_t *cfg)
     int rc = vg_simpayload_init(&w->tpl, cfg->topic, cfg->prefix, vg_simpayload_id_width(cfg->fleet), cfg->qos);
     if (rc != VG_OK)
         return rc;
+    if (cfg->tls && (rc = tls_setup(w)) != VG_OK)
+        return rc;
     w->win = window_for(cfg->interval_s, w->n);
     w->dev = vg_calloc(VG_MEM_SIM, w->n ? w->n : 1, sizeof *w->dev);
     w->dirty = vg_calloc(VG_MEM_SIM, w->n ? w->n : 1, sizeof *w->dirty);
@@ -945,6 +1199,7 @@ static int setup(worker_t *w, const vg_simworker_cfg_t *cfg)
         .on_connack = dev_on_connack,
         .on_ack = dev_on_ack,
         .on_close = dev_on_close,
+        .on_tls = dev_on_tls,
     };
     w->sub_mq = w->dev_mq;
     w->sub_mq.connect_timeout_ns = 0; /* sub_housekeeping: CONNACK and SUBACK */
@@ -954,6 +1209,7 @@ static int setup(worker_t *w, const vg_simworker_cfg_t *cfg)
     w->sub_mq.on_message = sub_on_message;
     w->sub_mq.on_ack = NULL;
     w->sub_mq.on_close = sub_on_close;
+    w->sub_mq.on_tls = NULL;
     for (uint32_t i = 0; i < w->n; i++) {
         sdev_t *d = &w->dev[i];
         vg_mqttc_init(&d->mq, &w->dev_mq, w->inflight ? &w->inflight[(size_t)i * w->win] : NULL, (uint16_t)w->win);
@@ -981,10 +1237,14 @@ static int setup(worker_t *w, const vg_simworker_cfg_t *cfg)
 
 static void teardown(worker_t *w)
 {
-    if (w->devs_ready)
-        for (uint32_t i = 0; i < w->n; i++)
-            if (w->dev[i].state == ST_UP || w->dev[i].state == ST_HANDSHAKE)
+    if (w->devs_ready) {
+        for (uint32_t i = 0; i < w->n; i++) {
+            if (dev_open(&w->dev[i]))
                 vg_mqttc_close(&w->dev[i].mq);
+            SSL_SESSION_free(w->dev[i].sess);
+        }
+    }
+    SSL_CTX_free(w->tls);
     sub_close(w, NULL);
     if (w->ep >= 0)
         close(w->ep);
@@ -1009,6 +1269,7 @@ int vg_simworker_run(const vg_simworker_cfg_t *cfg)
         VG_ERROR(MOD, "worker %u: cannot start: %s", cfg->worker_id, vg_strerror(rc));
         /* Still report, so the parent counts these devices as failed. */
         w->c.connect_failures = cfg->count;
+        w->c.cf[VG_SIMREPORT_CF_OTHER] = cfg->count;
         w->phase = PH_DONE;
         goto cleanup;
     }

@@ -2,7 +2,9 @@
  * epoll loop.
  *
  * Owns: the device connections of its slice (non-blocking sockets, each
- * with an mqttc client; the in-flight rings of all of them in one array),
+ * with an mqttc client, over TLS with --tls; the in-flight rings of all of
+ * them in one array), the worker's TLS client context and each device's
+ * last TLS session (offered again when it reconnects),
  * the send schedule (a binary heap of next-send times), one extra
  * connection subscribed to
  * alerts/# that judges alert events against the episodes it injected
@@ -23,6 +25,20 @@
 typedef struct {
     struct sockaddr_storage addr; /* the broker */
     socklen_t addr_len;
+    /* The alert subscriber's address (plain MQTT: it is an observer with no
+     * device certificate; the server lets anonymous clients in on its plain
+     * loopback listener). sub_addr_len 0: no subscriber. */
+    struct sockaddr_storage sub_addr;
+    socklen_t sub_addr_len;
+    /* TLS for the devices' connections: tls_host is what the server's
+     * certificate must name (an address or a DNS name; SNI for names),
+     * tls_ca the CA file to verify it with (NULL: the system's), cert_dir
+     * where device <id> finds <id>.crt and <id>.key (NULL: no client
+     * certificate). Each device's files are read at its connect: a fleet of
+     * 100,000 starts at once and holds no keys it is not using. */
+    int tls;
+    const char *tls_host, *tls_ca, *cert_dir;
+    double reconnect_s;    /* a device whose connection ended reconnects this much later (0: never) */
     int spread_sources;    /* bind to 127.0.0.(2 + index % 200): target is a 127.x address */
     uint32_t fleet;        /* devices in the whole fleet */
     uint32_t first, count; /* this worker's slice [first, first + count) */
