@@ -994,7 +994,9 @@ def anomalies(r):
         return gw_anomalies(r)
     if r.info.get("bench") == "e-idle":
         return idle_anomalies(r)
-    if r.info.get("bench") == "e":
+    if r.info.get("bench") in ("t1", "t2"):
+        return t_anomalies(r)
+    if r.info.get("bench") in ("e", "t3"):
         out += cost_anomalies(r)
     g = r.s
     if g("connect_failures"):
@@ -1777,11 +1779,210 @@ def render_e(meta, runs):
     return L, targets
 
 
+# ---------------------------------------------------------------- TLS rows (t1-t3)
+
+def t_method(meta):
+    p = meta.get("t", {})
+    return [
+        "- **TLS rows (t1)–(t3)**: mutual TLS with a certificate per device. Each row makes a fresh PKI with vigil's "
+        "own CLI (`vigil ca init` + `vigil device create --count N --prefix tls-`: an EC P-256 CA, a server "
+        "certificate for 127.0.0.1, one key and certificate per device) and starts a fresh server on it. vigil: "
+        "`--tls-listen` (client certificates required, registry checked at the handshake) plus its plain loopback "
+        "listener; mosquitto 2.0: `listener` with `cafile`/`certfile`/`keyfile` of the same kind of PKI, "
+        "`require_certificate true`, `use_identity_as_username true`, `set_tcp_nodelay true` (as in the gateway rows: "
+        "without it the handshake flights of mosquitto wait on delayed ACKs) and `user root` (to read the 0600 key).",
+        "- (t1) and (t2) use `build/tls_hs` (`bench/tls_hs.c`, built by `make bench`): one epoll thread driving "
+        "vigil's MQTT client over its non-blocking TLS transport; every identity is loaded before timing. A "
+        "connection's time runs from `connect()` to CONNACK (TCP + TLS handshake with the client certificate + "
+        "MQTT CONNECT/CONNACK); server CPU is utime+stime from `/proc/PID/stat` over the phase, ÷ connections. "
+        f"**(t1)**: {fnum(p.get('t1_handshakes'))} connect/CONNACK/DISCONNECT cycles over "
+        f"{fnum(p.get('t1_parallel'))} parallel connections (slot *s* is device *s*), first each with a new "
+        "session (**full** handshake), then the same count each offering the session the slot's previous "
+        "connection got (**resumed**; one untimed warm-up connection per slot first). "
+        f"**(t2)**: {fnum(p.get('t2_devices'))} devices connect at once, at most {fnum(p.get('t2_parallel'))} "
+        "handshakes in flight (as the simulator's 1,000 per worker), and stay connected; the storm's time is "
+        "from the first `connect()` to the last CONNACK, full handshakes (a fleet coming back after an outage).",
+        f"- **(t3)**: the seed workload — `vigil sim` with {fnum(p.get('t3_devices'))} devices × 1 event / "
+        f"{p.get('t3_interval')} s, QoS 1, {p.get('t3_duration')} s — on vigil (`--fsync always`) over mutual "
+        "TLS (`vigil sim --tls --ca --cert-dir`: each device's key read at its connect) and over plain TCP, each "
+        "on a fresh server with the same configuration (PKI, registry, TLS listener), one after the other in the "
+        "same run. The plain devices connect anonymously on the plain loopback listener (what the server allows "
+        "there), the TLS devices are authenticated by certificate and authorized per publish. Server CPU-seconds "
+        "per million events over the steady window exactly as in (e) (no stats client); the alert subscriber of "
+        "both runs is on the plain listener.",
+    ]
+
+
+def t_phase(r, name):
+    if not r or not r.sim:
+        return {}
+    return next((p for p in r.s("phases") or [] if p.get("name") == name), {}) or {}
+
+
+def t_get(ph, *path):
+    v = ph
+    for k in path:
+        if not isinstance(v, dict) or k not in v:
+            return None
+        v = v[k]
+    return v
+
+
+def t_failures(ph):
+    if not ph:
+        return None
+    f = ph.get("failures") or {}
+    return f"{fnum(ph.get('failed'))}" + (" (" + ", ".join(f"{k}: {v}" for k, v in f.items()) + ")" if f else "")
+
+
+def t_anomalies(r):
+    out = []
+    for ph in r.s("phases") or []:
+        if ph.get("failed"):
+            out.append(f"{ph['name']}: {fnum(ph['failed'])} of {fnum(ph['connections'])} connections failed "
+                       f"({t_failures(ph)})")
+        if ph.get("name") == "resumed" and ph.get("ok") and ph.get("resumed", 0) < ph["ok"]:
+            out.append(f"resumed: only {fnum(ph.get('resumed'))} of {fnum(ph['ok'])} handshakes resumed a session")
+    return out
+
+
+def render_t1(meta, runs):
+    p = meta.get("t", {})
+    L = ["## (t1) TLS handshakes per second: full and resumed", ""]
+    L.append(f"{fnum(p.get('t1_handshakes'))} mutual-TLS connections per mode over {fnum(p.get('t1_parallel'))} "
+             "parallel connections, each connect → TLS handshake with a device certificate → CONNECT/CONNACK → "
+             "DISCONNECT (method above). *Full*: a new session each time; *resumed*: each connection offers its "
+             "slot's last session.")
+    L.append("")
+    rv, rm = runs.get("t1_vigil"), runs.get("t1_mosquitto")
+    if not rv and not rm:
+        return L + ["_not run_", ""], []
+    rows = []
+    for mode in ("full", "resumed"):
+        M = (lambda r, mode=mode: t_phase(r, mode))
+        rows += [
+            [f"{mode}: handshakes/s (connect → CONNACK)", lambda r, M=M: t_get(M(r), "per_s"), fnum, "high"],
+            [f"{mode}: connection time p50 (ms)", lambda r, M=M: t_get(M(r), "latency_ms", "p50"), fms, "low"],
+            [f"{mode}: connection time p99 (ms)", lambda r, M=M: t_get(M(r), "latency_ms", "p99"), fms, "low"],
+            [f"{mode}: server CPU per connection (ms)", lambda r, M=M: t_get(M(r), "server_cpu_ms_per_conn"), fms, "low"],
+            [f"{mode}: connections ok / sessions resumed", lambda r, M=M: (t_get(M(r), "ok"), t_get(M(r), "resumed")) if M(r) else None,
+             lambda v: "n/a" if v is None else f"{fnum(v[0])} / {fnum(v[1])}", None],
+            [f"{mode}: failed", lambda r, M=M: t_failures(M(r)), lambda v: v or "n/a", None],
+            [f"{mode}: load tool CPU (s) / phase (s)", lambda r, M=M: (t_get(M(r), "client_cpu_s"), t_get(M(r), "seconds")) if M(r) else None,
+             lambda v: "n/a" if v is None else f"{f2(v[0])} / {f2(v[1])}", None],
+        ]
+    tab, behind = gw_cmp_table(rv, rm, rows)
+    L += [tab, "", gw_behind_line(behind), "", "Commands:", "", commands_block([r for r in (rv, rm) if r]), ""]
+    targets = []
+    for nm, r in (("vigil", rv), ("mosquitto", rm)):
+        f, s = t_phase(r, "full"), t_phase(r, "resumed")
+        if f or s:
+            targets.append(("(t1)", f"(reference) {nm}: full / resumed handshakes per second",
+                            f"{fnum(t_get(f, 'per_s'))} / {fnum(t_get(s, 'per_s'))} per s "
+                            f"(server {fms(t_get(f, 'server_cpu_ms_per_conn'))} / {fms(t_get(s, 'server_cpu_ms_per_conn'))} ms CPU each)",
+                            None))
+    return L, targets
+
+
+def render_t2(meta, runs):
+    p = meta.get("t", {})
+    L = ["## (t2) Reconnect storm: 10,000 devices over mutual TLS", ""]
+    L.append(f"{fnum(p.get('t2_devices'))} devices, each with its certificate, connect at once (at most "
+             f"{fnum(p.get('t2_parallel'))} handshakes in flight) and stay connected; full handshakes (method above).")
+    L.append("")
+    rv, rm = runs.get("t2_vigil"), runs.get("t2_mosquitto")
+    if not rv and not rm:
+        return L + ["_not run_", ""], []
+    S = (lambda r: t_phase(r, "storm"))
+    rows = [
+        ["**time until all connected (s)**", lambda r: t_get(S(r), "seconds") if t_get(S(r), "ok") else None, f2, "low"],
+        ["connected / failed", lambda r: (t_get(S(r), "ok"), t_failures(S(r))) if S(r) else None,
+         lambda v: "n/a" if v is None else f"{fnum(v[0])} / {v[1]}", None],
+        ["connections/s", lambda r: t_get(S(r), "per_s"), fnum, "high"],
+        ["connection time p50 (ms)", lambda r: t_get(S(r), "latency_ms", "p50"), fms, "low"],
+        ["connection time p90 (ms)", lambda r: t_get(S(r), "latency_ms", "p90"), fms, "low"],
+        ["connection time p99 (ms)", lambda r: t_get(S(r), "latency_ms", "p99"), fms, "low"],
+        ["connection time max (ms)", lambda r: t_get(S(r), "latency_ms", "max"), fms, "low"],
+        ["server CPU per connection (ms)", lambda r: t_get(S(r), "server_cpu_ms_per_conn"), fms, "low"],
+        ["server RSS peak (MiB)", gw_rss_peak, lambda v: "n/a" if v is None else f"{v:.1f}", "low"],
+        ["TCP listen-queue overflows (system-wide)", lambda r: t_get(S(r), "listen_overflows"), fnum, None],
+        ["load tool CPU (s)", lambda r: t_get(S(r), "client_cpu_s"), f2, None],
+    ]
+    tab, behind = gw_cmp_table(rv, rm, rows)
+    L += [tab, "", gw_behind_line(behind), "", "Commands:", "", commands_block([r for r in (rv, rm) if r]), ""]
+    sv, sm = S(rv), S(rm)
+    targets = [("(t2)", f"(reference) storm of {fnum(p.get('t2_devices'))} mutual-TLS devices: time until all connected",
+                f"vigil {f2(t_get(sv, 'seconds'))} s ({fnum(t_get(sv, 'ok'))} ok), mosquitto "
+                f"{f2(t_get(sm, 'seconds'))} s ({fnum(t_get(sm, 'ok'))} ok)", None)]
+    return L, targets
+
+
+def render_t3(meta, runs):
+    p = meta.get("t", {})
+    L = ["## (t3) The seed workload over mutual TLS vs plain TCP (vigil)", ""]
+    L.append(f"{fnum(p.get('t3_devices'))} devices × 1 event / {p.get('t3_interval')} s (≈ {fnum(p.get('t3_offered'))} "
+             f"events/s), QoS 1, {p.get('t3_duration')} s, on vigil (`--fsync always`), once over mutual TLS and "
+             "once over plain TCP (method above); server CPU over the steady window as in (e).")
+    L.append("")
+    rt, rp = runs.get("t3_tls"), runs.get("t3_plain")
+    if not rt and not rp:
+        return L + ["_not run_", ""], []
+    cols = [r for r in (rt, rp)]
+
+    def c(f, fmt):
+        return [fmt(f(r)) if r is not None and r.sim is not None else "n/a" for r in cols]
+
+    def W(key):
+        return lambda r: cost_win(r).get(key)
+
+    rows = [
+        ["devices connected / connect failures"] + c(lambda r: (r.s("connected"), r.s("connect_failures")),
+                                                      lambda v: f"{fnum(v[0])} / {fnum(v[1])}"),
+        ["connect failures by reason"] + c(lambda r: {k: v for k, v in (r.s("connect_failure_reasons") or {}).items() if v},
+                                           lambda v: ", ".join(f"{k} {n}" for k, n in v.items()) or "none"),
+        ["TLS handshakes (sim)"] + c(lambda r: (r.s("tls") or {}).get("handshakes"), fnum),
+        ["events sent / acked / failed"] + c(lambda r: (r.s("sent"), r.s("acked"), r.s("failed")),
+                                             lambda v: " / ".join(fnum(x) for x in v)),
+        ["telemetry records on disk after stop"] + c(lambda r: r.stored(), fnum),
+        ["steady window (sim clock, s)"] + c(lambda r: ((cost_of(r).get("start") or {}).get("t"), (cost_of(r).get("end") or {}).get("t")),
+                                             lambda v: "n/a" if v[0] is None else f"{v[0]:.1f} – {v[1]:.1f}"),
+        ["events acked in the window"] + c(cost_events, fnum),
+        ["server CPU in the window (s)"] + c(W("cpu_s"), f2),
+        ["**server CPU-seconds per million events**"] + c(cost_cpu_per_m, f2),
+        ["context switches per event (all threads)"] + c(cost_sw_per_event, f3),
+        ["publish→PUBACK p50 (ms)"] + c(lambda r: r.lat("puback_latency_ms", "p50"), fms),
+        ["**publish→PUBACK p99 (ms)**"] + c(lambda r: r.lat("puback_latency_ms", "p99"), fms),
+        ["publish→PUBACK p99, fleet connected (ms)"] + c(lambda r: r.lat("puback_latency_connected_ms", "p99"), fms),
+        ["publish→alert p50 (ms)"] + c(lambda r: r.lat("alert_latency_ms", "p50"), fms),
+        ["**publish→alert p99 (ms)**"] + c(lambda r: r.lat("alert_latency_ms", "p99"), fms),
+        ["anomalies injected / detected / false alerts"] + c(lambda r: (r.s("anomalies", "injected"), r.s("anomalies", "detected"), r.s("false_alerts")),
+                                                             lambda v: " / ".join(fnum(x) for x in v)),
+        ["RSS per connection (bytes): (RSS all connected − idle) ÷ connections"] + c(lambda r: r.mem_per_conn_b(), fnum),
+        ["load generator CPU (% of one core, whole run)"] + c(lambda r: r.cpu_pct("sim_cpu_s"), fnum),
+    ]
+    L += [table(["metric"] + [r.info.get("label", r.id) if r else "n/a" for r in cols], rows), ""]
+    L += ["Commands (RUN is the row's work directory; the PKI is made as in the method):", "",
+          commands_block([r for r in cols if r]), ""]
+    vt, vp = (cost_cpu_per_m(rt) if rt else None), (cost_cpu_per_m(rp) if rp else None)
+    targets = [("(t3)", "TLS costs ≤ 20 % more server CPU per event than plain TCP (vigil, seed workload)",
+                f"TLS {f2(vt)} vs plain {f2(vp)} CPU-seconds per million events"
+                + (f" = {vt / vp:.2f}×" if vt and vp else ""),
+                None if vt is None or vp is None else vt <= 1.2 * vp)]
+    for nm, r in (("TLS", rt), ("plain", rp)):
+        if r and r.sim:
+            targets.append(("(t3)", f"(reference) {nm}: p99 publish→PUBACK (whole run; fleet connected) / "
+                            "publish→alert",
+                            f"{fms(r.lat('puback_latency_ms', 'p99'))}; {fms(r.lat('puback_latency_connected_ms', 'p99'))}"
+                            f" / {fms(r.lat('alert_latency_ms', 'p99'))} ms", None))
+    return L, targets
+
+
 # ---------------------------------------------------------------- carry-over
 
 # A section is a "## " heading and what follows up to the next one.
 CARRY_HEADINGS = (("## (a)", "a"), ("## (b)", "b"), ("## (c)", "c"), ("## Where the time goes (perf)", "c-perf"),
-                  ("## (d)", "d"), ("## (e)", "e"), ("## (g1)", "g1"), ("## (g2)", "g2"), ("## (g3)", "g3"))
+                  ("## (d)", "d"), ("## (e)", "e"), ("## (g1)", "g1"), ("## (g2)", "g2"), ("## (g3)", "g3"),
+                  ("## (t1)", "t1"), ("## (t2)", "t2"), ("## (t3)", "t3"))
 CARRY_NOTE = re.compile(r"^_Not re-run on .*carried over unchanged from the run of \*\*(.+?)\*\* \(vigil (.+?)\);")
 
 
@@ -1846,13 +2047,14 @@ def cmd_render(args):
             if os.path.isdir(d):
                 runs[name] = Run(d)
     scale = float(meta.get("scale", 1))
-    sel = meta.get("only", "a,b,c,d,e,g1,g2,g3").split(",")
+    sel = meta.get("only", "a,b,c,d,e,g1,g2,g3,t1,t2,t3").split(",")
     old = parse_old_doc(outpath)
-    carried = [k for k in ("a", "b", "c", "d", "e", "g1", "g2", "g3")
+    carried = [k for k in ("a", "b", "c", "d", "e", "g1", "g2", "g3", "t1", "t2", "t3")
                if k not in sel and old and k in old["sections"]]
     has_abc = any(k in sel or k in carried for k in ("a", "b", "c"))
     has_g = any(k in sel or k in carried for k in ("g1", "g2", "g3"))
     has_e = "e" in sel or "e" in carried
+    has_t = any(k in sel or k in carried for k in ("t1", "t2", "t3"))
     L = []
     w = L.append
     w("# vigil benchmarks")
@@ -1877,7 +2079,7 @@ def cmd_render(args):
           f"{' and '.join(sorted({old['origin'][k][0] for k in carried}))}, and say so.")
         w("")
     w("Reproduce: `make bench` (or `bench/run.sh`). Environment: `BENCH_SCALE=0.1` shrinks durations and "
-      "fleets for a smoke run, `BENCH_ONLY=a,b,c,d,e,g1,g2,g3` selects benchmarks, `BENCH_KEEP=1` keeps logs and "
+      "fleets for a smoke run, `BENCH_ONLY=a,b,c,d,e,g1,g2,g3,t1,t2,t3` selects benchmarks, `BENCH_KEEP=1` keeps logs and "
       "perf.data, `BENCH_DIR` chooses where data dirs live; see the header of `bench/run.sh` for the rest.")
     w("")
     w("## Machine")
@@ -1940,6 +2142,8 @@ def cmd_render(args):
         L.extend(d_method())
     if has_e:
         L.extend(e_method(meta))
+    if has_t:
+        L.extend(t_method(meta))
     w("")
 
     targets = []  # (benchmark, target, measured, ok)
@@ -2112,17 +2316,28 @@ def cmd_render(args):
     elif "e" in carried:
         e_lines = carried_section(old, "e", meta)
 
+    # ------------------------------------------------------------------ (t1)-(t3)
+    t_lines = []
+    for k, f in (("t1", render_t1), ("t2", render_t2), ("t3", render_t3)):
+        if k in sel:
+            tl, tt = f(meta, runs)
+            t_lines += tl
+            targets += tt
+        elif k in carried:
+            t_lines += carried_section(old, k, meta)
+
     # ------------------------------------------------------------------ targets
-    carried_targets = [row for k in carried if k in ("a", "b", "c", "d", "e") for row in old["targets"].get(k, [])]
+    carried_targets = [row for k in carried if k in ("a", "b", "c", "d", "e", "t1", "t2", "t3")
+                       for row in old["targets"].get(k, [])]
     if targets or carried_targets:
         # Rows of this run and carried rows together, in benchmark order.
-        rank = {"(a)": 0, "(b)": 1, "(c)": 2, "(d)": 3, "(e)": 4}
+        rank = {"(a)": 0, "(b)": 1, "(c)": 2, "(d)": 3, "(e)": 4, "(t1)": 5, "(t2)": 6, "(t3)": 7}
         rows = [(rank.get(t[0], 9), f"| {t[0]} | {t[1]} | {t[2]} | {mark(t[3])} |") for t in targets]
         rows += [(rank.get(row.split("|")[1].strip(), 9), row) for row in carried_targets]
         T = ["## Targets", "", table(["bench", "target", "measured", "result"], [])]
         T += [row for _, row in sorted(rows, key=lambda r: r[0])]
         if carried_targets:
-            ck = [k for k in carried if k in ("a", "b", "c", "d", "e")]
+            ck = [k for k in carried if k in ("a", "b", "c", "d", "e", "t1", "t2", "t3")]
             T += ["", f"_Rows of {', '.join('(' + k + ')' for k in ck)} are carried over from the run of "
                   f"{' and '.join(sorted({old['origin'][k][0] for k in ck}))}._"]
         T.append("")
@@ -2181,6 +2396,7 @@ def cmd_render(args):
             L.extend(f(meta, runs))
         elif k in carried:
             L.extend(carried_section(old, k, meta))
+    L.extend(t_lines)
 
     # -------------------------------------------------------------- analysis
     # Hand-written reading of the numbers (why a target is missed, what to

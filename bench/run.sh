@@ -44,10 +44,28 @@
 #        fresh server, 10,000 idle connections (build/idle_fleet from
 #        bench/idle_fleet.c, keepalive 60 s, PINGREQs spread evenly): the
 #        server's CPU % of one core and context switches/s over 30 s.
+# TLS benchmarks (mutual TLS, a certificate per device; vigil and Debian's
+# mosquitto 2.0 side by side, each row a fresh server on a fresh PKI made by
+# `vigil ca init` + `vigil device create --count`; mosquitto: listener with
+# cafile/certfile/keyfile, require_certificate true, use_identity_as_username
+# true, set_tcp_nodelay true as in the gateway rows):
+#   (t1) handshakes per second: build/tls_hs (bench/tls_hs.c) runs
+#        T1_HANDSHAKES connect+TLS+CONNECT/CONNACK+DISCONNECT cycles over
+#        T1_PARALLEL parallel connections, each with a new session (full),
+#        then as many offering the slot's last session (resumed); server CPU
+#        per handshake from /proc
+#   (t2) reconnect storm: T2_DEVICES (10,000) devices connect at once (at most
+#        T2_PARALLEL handshakes in flight, as the sim's 1,000) and stay
+#        connected: time until all are connected, per-connection p50/p99
+#   (t3) the seed workload (10,000 devices x 1 event / 5 s, QoS 1, 60 s) on
+#        vigil over mutual TLS and over plain TCP, same server configuration,
+#        same run: server CPU-seconds per million events over the steady
+#        window exactly as (e) measures it, p99 publish->PUBACK and
+#        publish->alert; target TLS <= 1.2x plain CPU per event
 #
 # Environment:
 #   BENCH_SCALE=0.1        scale durations and fleet sizes (smoke run); default 1
-#   BENCH_ONLY=a,b,c,d,e,g1,g2,g3  which benchmarks to run (default all; perf goes with c;
+#   BENCH_ONLY=a,b,c,d,e,g1,g2,g3,t1,t2,t3  which benchmarks to run (default all; perf goes with c;
 #                          `cost` is another name for e;
 #                          BENCH_PERF=0 skips it). Sections of benchmarks not run are
 #                          carried over unchanged from the existing BENCH_OUT, marked so.
@@ -61,12 +79,14 @@
 #   _SECONDS, _WINDOW; BENCH_G3_HOLDERS, _FILTERS, _PER_PACKET, _RATE, _SECONDS;
 #   BENCH_GW_PAYLOAD, BENCH_GW_INFLIGHT, BENCH_GW_QUEUED   gateway parameters (see below)
 #   BENCH_D_DEVICES, BENCH_D_EVENTS   detector benchmark: devices, events per device
+#   BENCH_T1_HANDSHAKES, _PARALLEL; BENCH_T2_DEVICES, _PARALLEL; BENCH_T3_DEVICES, _INTERVAL,
+#   _DURATION   TLS rows
 #   BENCH_E_DEVICES, _INTERVAL, _DURATION; BENCH_E_IDLE_CONNECTIONS, _IDLE_KEEPALIVE,
 #   _IDLE_SETTLE, _IDLE_WINDOW   cost row; BENCH_E_PERF_STAT=0 skips the perf stat cross-check
 #   BENCH_C_PROBE=0        no probing; BENCH_C_PROBE_DURATION=10 probe length
 #   BENCH_PERF_SECONDS=10  length of the perf recording
 #   BENCH_STOP_TIMEOUT=60  seconds a server gets after SIGTERM before SIGKILL
-#   VIGIL=path MOSQUITTO=path MQTT_LOAD=path DETECT_BENCH=path IDLE_FLEET=path
+#   VIGIL=path MOSQUITTO=path MQTT_LOAD=path DETECT_BENCH=path IDLE_FLEET=path TLS_HS=path
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -76,11 +96,12 @@ REPORT=$ROOT/bench/report.py
 VIGIL=${VIGIL:-$ROOT/build/vigil}
 MOSQ=${MOSQUITTO:-/usr/sbin/mosquitto}
 SCALE=${BENCH_SCALE:-1}
-ONLY=${BENCH_ONLY:-a,b,c,d,e,g1,g2,g3}
+ONLY=${BENCH_ONLY:-a,b,c,d,e,g1,g2,g3,t1,t2,t3}
 ONLY=$(printf '%s' "$ONLY" | sed -E 's/(^|,)cost(,|$)/\1e\2/')
 LOADGEN=${MQTT_LOAD:-$ROOT/build/mqtt_load}
 DETECT_BENCH=${DETECT_BENCH:-$ROOT/build/detect_bench}
 IDLE_FLEET=${IDLE_FLEET:-$ROOT/build/idle_fleet}
+TLS_HS=${TLS_HS:-$ROOT/build/tls_hs}
 OUT=${BENCH_OUT:-$ROOT/docs/benchmarks.md}
 PORT_BASE=${BENCH_PORT:-21883}
 T_START=$(date +%s)
@@ -90,7 +111,7 @@ die() { log "fatal: $*"; exit 1; }
 
 [[ -x $PY ]] || die "$PY not found"
 # Every row but (d) runs a vigil server.
-[[ ,$ONLY, =~ ,(a|b|c|e|g1|g2|g3), && ! -x $VIGIL ]] && die "$VIGIL not found: run 'make all' first"
+[[ ,$ONLY, =~ ,(a|b|c|e|g1|g2|g3|t1|t2|t3), && ! -x $VIGIL ]] && die "$VIGIL not found: run 'make all' first"
 command -v ss >/dev/null || die "ss (iproute2) not found"
 [[ $SCALE =~ ^[0-9]*\.?[0-9]+$ ]] || die "BENCH_SCALE must be a positive number, got '$SCALE'"
 
@@ -150,7 +171,15 @@ E_IDLE_KEEPALIVE=${BENCH_E_IDLE_KEEPALIVE:-60}
 E_IDLE_SETTLE=${BENCH_E_IDLE_SETTLE:-$(scaled 5 2)}
 E_IDLE_WINDOW=${BENCH_E_IDLE_WINDOW:-$(scaled 30 10)}
 E_PERF_STAT=${BENCH_E_PERF_STAT:-1}
-OVERRIDES=$(env | grep -E '^BENCH_(A|B|C|D|E|G1|G2|G3|GW)_|^BENCH_(ANOMALY_RATE|SEED|PERF_SECONDS)=' | sort | tr '\n' ' ' | sed 's/ $//')
+# TLS rows.
+T1_HANDSHAKES=${BENCH_T1_HANDSHAKES:-$(scaled 5000 500)}
+T1_PARALLEL=${BENCH_T1_PARALLEL:-32}
+T2_DEVICES=${BENCH_T2_DEVICES:-$(scaled 10000 500)}
+T2_PARALLEL=${BENCH_T2_PARALLEL:-1000}
+T3_DEVICES=${BENCH_T3_DEVICES:-$(scaled 10000 50)}
+T3_INTERVAL=${BENCH_T3_INTERVAL:-5}
+T3_DURATION=${BENCH_T3_DURATION:-$(scaled 60 15)}
+OVERRIDES=$(env | grep -E '^BENCH_(A|B|C|D|E|G1|G2|G3|GW|T1|T2|T3)_|^BENCH_(ANOMALY_RATE|SEED|PERF_SECONDS)=' | sort | tr '\n' ' ' | sed 's/ $//')
 
 # Servers get the hard open-file limit (20,000 here; vigil raises its own soft
 # limit, mosquitto 2.0 does not).
@@ -228,6 +257,7 @@ collect_machine() {
         "g3={\"holders\":$G3_HOLDERS,\"filters\":$G3_FILTERS,\"per_packet\":$G3_PER_PACKET,\"rate\":$G3_RATE,\"seconds\":$G3_SECONDS}" \
         "gw={\"payload\":$GW_PAYLOAD,\"inflight\":$GW_INFLIGHT,\"queued\":$GW_QUEUED,\"outbuf\":$GW_OUTBUF}" \
         "d={\"devices\":$D_DEVICES,\"events_per_device\":$D_EVENTS}" \
+        "t={\"t1_handshakes\":$T1_HANDSHAKES,\"t1_parallel\":$T1_PARALLEL,\"t2_devices\":$T2_DEVICES,\"t2_parallel\":$T2_PARALLEL,\"t3_devices\":$T3_DEVICES,\"t3_interval\":$T3_INTERVAL,\"t3_duration\":$T3_DURATION,\"t3_anomaly_rate\":$ANOMALY,\"t3_offered\":$(rate "$T3_DEVICES" "$T3_INTERVAL")}" \
         "e={\"devices\":$E_DEVICES,\"interval\":$E_INTERVAL,\"duration\":$E_DURATION,\"anomaly_rate\":$ANOMALY,\"offered\":$(rate "$E_DEVICES" "$E_INTERVAL"),\"idle_connections\":$E_IDLE_CONNECTIONS,\"keepalive\":$E_IDLE_KEEPALIVE,\"settle_s\":$E_IDLE_SETTLE,\"window_s\":$E_IDLE_WINDOW}"
 }
 
@@ -697,6 +727,206 @@ if want g3; then
     g_pair g3 "(g3)" $((2 * G3_SECONDS + 900)) --scenario subscale --holders "$G3_HOLDERS" --filters "$G3_FILTERS" \
         --filters-per-packet "$G3_PER_PACKET" --sub-qos 0 \
         --step "phase:one:0:$G3_RATE:$G3_SECONDS" --step bulk --step "phase:all:0:$G3_RATE:$G3_SECONDS"
+fi
+
+# ---------------------------------------------------------------- TLS rows
+TLS_PREFIX=tls-
+
+# tls_pki DIR COUNT: a CA, a server certificate for 127.0.0.1 and COUNT device
+# certificates, made by vigil's own CLI in DIR/data (registered there) with
+# the devices' files in DIR/certs. Records the time in info.json.
+tls_pki() {
+    local R=$1 n=$2 info=$1/info.json t0 t1
+    mkdir -p "$R/data"
+    t0=$(date +%s.%N)
+    if ! { "$VIGIL" ca init --data-dir "$R/data" &&
+        "$VIGIL" device create --count "$n" --prefix "$TLS_PREFIX" --out "$R/certs" --data-dir "$R/data"; } >>"$R/pki.log" 2>&1; then
+        "$PY" "$REPORT" set "$info" "errors+=PKI setup failed: $(tail -2 "$R/pki.log" | tr '\n' ' ')"
+        return 1
+    fi
+    t1=$(date +%s.%N)
+    "$PY" "$REPORT" set "$info" "pki_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')" "pki_devices=$n" \
+        "pki_cmd=vigil ca init --data-dir RUN/data && vigil device create --count $n --prefix $TLS_PREFIX --out RUN/certs --data-dir RUN/data"
+}
+
+# tls_start_server ID KIND DEVICES -> SERVER_PID, SERVER_PORT (TLS),
+# SERVER_PLAIN_PORT, TLS_CA, TLS_CERTS. KIND vigil-tls (plain MQTT on
+# loopback for the alert subscriber and MQTT over TLS; --fsync always) or
+# mosquitto-tls (the same kind of PKI's server certificate).
+SERVER_PLAIN_PORT=
+tls_start_server() {
+    local id=$1 kind=$2 n=$3 R=$WORK/runs/$1 info=$WORK/runs/$1/info.json port pport cmd=() conf
+    SERVER_PID='' SERVER_PORT='' SERVER_PLAIN_PORT=''
+    tls_pki "$R" "$n" || return 1
+    TLS_CA=$R/certs/ca.crt
+    TLS_CERTS=$R/certs
+    port=$("$PY" "$REPORT" freeport "$PORT_BASE") || { "$PY" "$REPORT" set "$info" "errors+=no free port"; return 1; }
+    pport=$("$PY" "$REPORT" freeport $((port + 1))) || { "$PY" "$REPORT" set "$info" "errors+=no free port"; return 1; }
+    PORT_BASE=$((pport + 1))
+    case $kind in
+    vigil-tls) cmd=("$VIGIL" serve --listen "127.0.0.1:$pport" --tls-listen "127.0.0.1:$port" --ws-listen off
+        --http-listen off --wss-listen off --https-listen off --data-dir "$R/data" --fsync always) ;;
+    mosquitto-tls)
+        conf=$R/mosquitto.conf
+        # `user root`: mosquitto started as root otherwise drops to the
+        # mosquitto user, who cannot read the 0600 server key.
+        cat >"$conf" <<MOSQEOF
+listener $port 127.0.0.1
+cafile $R/data/pki/ca.crt
+certfile $R/data/pki/server.crt
+keyfile $R/data/pki/server.key
+require_certificate true
+use_identity_as_username true
+allow_anonymous true
+max_connections -1
+persistence false
+connection_messages false
+set_tcp_nodelay true
+user root
+log_dest stderr
+MOSQEOF
+        cmd=("$MOSQ" -c "$conf")
+        "$PY" "$REPORT" set "$info" "mosquitto_conf=$(sed "s|$R/|RUN/|g" "$conf")" "mosquitto_conf_path=mosquitto.conf"
+        ;;
+    *) return 1 ;;
+    esac
+    "$PY" "$REPORT" set "$info" "server_cmd=ulimit -n $NOFILE; $(q "${cmd[@]}" | sed "s|$R/|RUN/|g")" "port=$port"
+    (ulimit -n "$NOFILE" 2>/dev/null || ulimit -Sn "$NOFILE"; exec "${cmd[@]}") >"$R/server.log" 2>&1 &
+    SERVER_PID=$!
+    OWNED+=("$SERVER_PID")
+    for _ in $(seq 100); do
+        if ! running "$SERVER_PID"; then
+            "$PY" "$REPORT" set "$info" "errors+=server exited during start-up: $(tail -3 "$R/server.log" | tr '\n' ' ')"
+            return 1
+        fi
+        [[ -n $(ss -Hltn "sport = :$port") ]] && break
+        sleep 0.1
+    done
+    if [[ -z $(ss -Hltn "sport = :$port") ]] || ! "$PY" "$REPORT" owns-port "$port" "$SERVER_PID" 2>>"$R/server.log"; then
+        "$PY" "$REPORT" set "$info" "errors+=server not listening on $port alone after 10 s"
+        return 1
+    fi
+    SERVER_PORT=$port
+    [[ $kind == vigil-tls ]] && SERVER_PLAIN_PORT=$pport
+    sleep 1
+    return 0
+}
+
+# tls_hs_row ID KIND LABEL BENCH DEVICES TIMEOUT TLS_HS_ARGS...: a fresh
+# server, build/tls_hs with the given phases, the server stopped.
+tls_hs_row() {
+    local id=$1 kind=$2 label=$3 bench=$4 n=$5 timeout_s=$6
+    shift 6
+    local R=$WORK/runs/$id info=$WORK/runs/$id/info.json cmd shown
+    mkdir -p "$R"
+    "$PY" "$REPORT" set "$info" "kind=$kind" "label=$label" "bench=$bench"
+    log "$id: $label — $*"
+    if ! tls_start_server "$id" "$kind" "$n"; then
+        start_failed "$id"
+        return 1
+    fi
+    cmd=("$TLS_HS" --connect "127.0.0.1:$SERVER_PORT" --ca "$TLS_CA" --cert-dir "$TLS_CERTS" --prefix "$TLS_PREFIX"
+        --devices "$n" --server-pid "$SERVER_PID" "$@")
+    shown=$(q "${cmd[@]}")
+    shown=${shown/--server-pid $SERVER_PID/--server-pid <server pid>}
+    "$PY" "$REPORT" set "$info" "sim_cmd=$(printf '%s' "$shown" | sed "s|$R/|RUN/|g; s|$ROOT/||g")" "ran=true"
+    "$PY" "$REPORT" runsim --pid "$SERVER_PID" --out "$R" --timeout "$timeout_s" -- "${cmd[@]}" &
+    local simpy=$!
+    OWNED+=("$simpy")
+    wait "$simpy"
+    local src=$?
+    untrack "$simpy"
+    ((src != 0)) && "$PY" "$REPORT" set "$info" "errors+=load generator wrapper failed (status $src)"
+    stop_server "$id"
+    log_summary "$id" "${kind%-tls}"
+    rm -rf "$R/data" "$R/certs"
+    "$PY" - "$R" <<'PYEOF' >&2
+import json, sys, os
+try:
+    s = json.load(open(os.path.join(sys.argv[1], "sim.json")))
+    for p in s["phases"]:
+        print(f"    {p['name']}: {p['ok']} ok {p['failed']} failed {p['resumed']} resumed in {p['seconds']} s = "
+              f"{p['per_s']}/s, p50 {p['latency_ms']['p50']} p99 {p['latency_ms']['p99']} ms, "
+              f"server {p.get('server_cpu_ms_per_conn')} ms CPU/conn, failures {p['failures']}")
+except Exception as e:
+    print(f"    no tls_hs report: {e}")
+PYEOF
+    return 0
+}
+
+# tls_cost_row ID LABEL TRANSPORT: (t3) the seed workload on vigil over
+# TRANSPORT (tls: every device with its certificate; plain: the same server
+# configuration, the devices on its plain loopback listener), sampled as the
+# cost row (e) is.
+tls_cost_row() {
+    local id=$1 label=$2 transport=$3 R=$WORK/runs/$1 info=$WORK/runs/$1/info.json sim_cmd timeout_s shown
+    mkdir -p "$R"
+    "$PY" "$REPORT" set "$info" "kind=vigil-tls" "label=$label" "bench=t3" "transport=$transport"
+    log "$id: $label — $T3_DEVICES devices, interval $T3_INTERVAL s, $T3_DURATION s"
+    if ! tls_start_server "$id" vigil-tls "$T3_DEVICES"; then
+        start_failed "$id"
+        return 1
+    fi
+    sim_cmd=("$VIGIL" sim --devices "$T3_DEVICES" --interval "$T3_INTERVAL" --duration "$T3_DURATION" --qos 1
+        --anomaly-rate "$ANOMALY" --seed "$SEED" --prefix "$TLS_PREFIX" --json)
+    if [[ $transport == tls ]]; then
+        sim_cmd+=(--tls --connect "127.0.0.1:$SERVER_PORT" --ca "$TLS_CA" --cert-dir "$TLS_CERTS"
+            --alerts-connect "127.0.0.1:$SERVER_PLAIN_PORT")
+    else
+        sim_cmd+=(--connect "127.0.0.1:$SERVER_PLAIN_PORT")
+    fi
+    shown=$(q "${sim_cmd[@]}")
+    "$PY" "$REPORT" set "$info" "sim_cmd=$(printf '%s' "$shown" | sed "s|$R/|RUN/|g")" "ran=true"
+    timeout_s=$(awk -v d="$T3_DURATION" -v n="$T3_DEVICES" 'BEGIN { printf "%d", d + n / 1000 + 60 }')
+    "$PY" "$REPORT" runsim --pid "$SERVER_PID" --out "$R" --timeout "$timeout_s" --cost-window "$T3_DURATION" \
+        --perf-stat 0 -- "${sim_cmd[@]}" &
+    local simpy=$!
+    OWNED+=("$simpy")
+    wait "$simpy"
+    local src=$?
+    untrack "$simpy"
+    ((src != 0)) && "$PY" "$REPORT" set "$info" "errors+=load generator wrapper failed (status $src)"
+    stop_server "$id"
+    log_summary "$id" vigil
+    count_stored "$id"
+    rm -rf "$R/data" "$R/certs"
+    "$PY" - "$R" <<'PYEOF' >&2
+import json, sys, os
+d = sys.argv[1]
+try:
+    s = json.load(open(os.path.join(d, "sim.json")))
+    rs = json.load(open(os.path.join(d, "runsim.json")))
+    c = rs.get("cost") or {}
+    w = c.get("window") or {}
+    ev = c.get("events_acked")
+    print(f"    sent {s['sent']} acked {s['acked']} failed {s['failed']} connect failures {s['connect_failures']} "
+          f"ack p99 {s['puback_latency_ms']['p99']} ms alert p99 {s['alert_latency_ms']['p99']} ms; window "
+          f"{w.get('seconds')} s, CPU {w.get('cpu_s')} s, {ev} events"
+          + (f" = {w['cpu_s'] / ev * 1e6:.2f} CPU-s per million" if ev and w.get('cpu_s') is not None else ""))
+except Exception as e:
+    print(f"    no sim report: {e}")
+PYEOF
+    return 0
+}
+
+if { want t1 || want t2; } && [[ ! -x $TLS_HS ]]; then
+    die "$TLS_HS not found: run 'make build/tls_hs' first"
+fi
+if want t1; then
+    tls_hs_row t1_vigil vigil-tls "(t1) vigil" t1 "$T1_PARALLEL" $((T1_HANDSHAKES / 20 + 300)) --parallel "$T1_PARALLEL" \
+        --phase "full:$T1_HANDSHAKES" --phase "resumed:$T1_HANDSHAKES"
+    [[ -x $MOSQ ]] && tls_hs_row t1_mosquitto mosquitto-tls "(t1) mosquitto 2.0" t1 "$T1_PARALLEL" $((T1_HANDSHAKES / 20 + 300)) \
+        --parallel "$T1_PARALLEL" --phase "full:$T1_HANDSHAKES" --phase "resumed:$T1_HANDSHAKES"
+fi
+if want t2; then
+    tls_hs_row t2_vigil vigil-tls "(t2) vigil" t2 "$T2_DEVICES" $((T2_DEVICES / 50 + 300)) --parallel "$T2_PARALLEL" \
+        --phase "storm:$T2_DEVICES"
+    [[ -x $MOSQ ]] && tls_hs_row t2_mosquitto mosquitto-tls "(t2) mosquitto 2.0" t2 "$T2_DEVICES" $((T2_DEVICES / 50 + 300)) \
+        --parallel "$T2_PARALLEL" --phase "storm:$T2_DEVICES"
+fi
+if want t3; then
+    tls_cost_row t3_tls "(t3) vigil, mutual TLS" tls
+    tls_cost_row t3_plain "(t3) vigil, plain TCP" plain
 fi
 
 T_END=$(date +%s)

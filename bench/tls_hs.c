@@ -48,6 +48,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/decoder.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
@@ -445,6 +446,11 @@ static int load_identities(hs_t *h)
     if (!h->certs || !h->keys)
         return VG_ENOMEM;
     char id[VG_SIMPAYLOAD_MAX_PREFIX + 16], path[4096];
+    /* One decoder for every key (as the simulator does): building it per
+     * key is most of PEM_read_PrivateKey's time in OpenSSL 3. */
+    EVP_PKEY *out = NULL;
+    OSSL_DECODER_CTX *dec =
+        OSSL_DECODER_CTX_new_for_pkey(&out, "PEM", NULL, NULL, OSSL_KEYMGMT_SELECT_KEYPAIR, NULL, NULL);
     for (uint32_t i = 0; i < h->devices; i++) {
         vg_simpayload_device_id(h->prefix, h->id_width, i, id, sizeof id);
         for (int k = 0; k < 2; k++) {
@@ -454,17 +460,26 @@ static int load_identities(hs_t *h)
                 fprintf(stderr, "tls_hs: %s: %s\n", path, strerror(errno));
                 return VG_EIO;
             }
-            if (k)
+            if (k && dec) {
+                BIO *b = BIO_new_fp(f, BIO_NOCLOSE);
+                out = NULL;
+                if (b && OSSL_DECODER_from_bio(dec, b) == 1)
+                    h->keys[i] = out;
+                out = NULL;
+                BIO_free(b);
+            } else if (k) {
                 h->keys[i] = PEM_read_PrivateKey(f, NULL, NULL, NULL);
-            else
+            } else
                 h->certs[i] = PEM_read_X509(f, NULL, NULL, NULL);
             fclose(f);
             if (k ? !h->keys[i] : !h->certs[i]) {
                 fprintf(stderr, "tls_hs: %s: not a PEM %s\n", path, k ? "key" : "certificate");
+                OSSL_DECODER_CTX_free(dec);
                 return VG_EINVAL;
             }
         }
     }
+    OSSL_DECODER_CTX_free(dec);
     return VG_OK;
 }
 

@@ -704,8 +704,8 @@ static void read_ready_xport(worker_t *w, conn_t *c, size_t budget)
                 gw_ws_handshake(w, c);
             }
         }
-        if ((size_t)k < RBUF_SIZE && !(c->sec && c->sec->ssl))
-            return; /* socket drained (OpenSSL returns a record at a time: read it until it has none) */
+        if ((size_t)k < RBUF_SIZE && !gw_tls_pending(c))
+            return; /* socket drained, or (TLS) OpenSSL holds nothing more: see gw_read_ready */
     }
     if (!budget && gw_tls_pending(c))
         gw_tls_again(w, c);
@@ -770,8 +770,16 @@ void gw_read_ready(worker_t *w, conn_t *c, size_t budget)
             gw_conn_close(w, c, VG_CLOSE_IO);
             return;
         }
-        if ((size_t)k < room && !(c->sec && c->sec->ssl))
-            return; /* socket drained (TLS: OpenSSL returns a record at a time, read until it has none) */
+        /* Plain: a short read drained the socket. TLS: OpenSSL returns a
+         * record at a time; go on while it holds more (read or decrypted
+         * bytes epoll cannot see), else stop without the SSL_read that
+         * would only find the socket empty: that read costs a syscall per
+         * event and allocates the 17 KB read buffer that
+         * SSL_MODE_RELEASE_BUFFERS then keeps for the connection's whole
+         * idle time (it frees it only after a record). What is still on the
+         * socket raises EPOLLIN again (level-triggered). */
+        if ((size_t)k < room && !gw_tls_pending(c))
+            return;
     }
     if (!budget && gw_tls_pending(c))
         gw_tls_again(w, c);

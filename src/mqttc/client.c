@@ -319,8 +319,8 @@ static int tls_handshake(vg_mqttc_t *c)
     return tls_fail(c, e, errno);
 }
 
-/* Reads until OpenSSL needs the socket again, handing each record's bytes
- * to the protocol. Draining matters: what OpenSSL read from the socket and
+/* Reads until OpenSSL holds nothing more, handing each record's bytes to
+ * the protocol. Draining matters: what OpenSSL read from the socket and
  * decrypted but did not return yet would wait for an event that never
  * comes. */
 static int tls_read(vg_mqttc_t *c, uint64_t now)
@@ -334,6 +334,14 @@ static int tls_read(vg_mqttc_t *c, uint64_t now)
             int rc = vg_mqttc_input(c, c->cfg->scratch, (size_t)r, now);
             if (rc != VG_OK)
                 return rc;
+            /* Stop when OpenSSL holds nothing more, rather than at its
+             * WANT_READ: that last SSL_read would allocate the 17 KB read
+             * buffer and, finding the socket empty, keep it for the whole
+             * idle time (OpenSSL 3.0's SSL_MODE_RELEASE_BUFFERS frees it
+             * only after a record is consumed). More on the socket raises
+             * the (level-triggered) readable event again. */
+            if (!SSL_has_pending(c->ssl))
+                return VG_OK;
             continue;
         }
         int e = SSL_get_error(c->ssl, r);

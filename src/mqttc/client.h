@@ -36,8 +36,10 @@
  * drives SSL_do_handshake on readable/writable events (WANT_READ and
  * WANT_WRITE decide what vg_mqttc_wants_write says), then writes the queued
  * CONNECT with SSL_write and reads with SSL_read. Reads drain OpenSSL until
- * it wants more from the socket: bytes it has already decrypted are
- * invisible to epoll, so a read that left some would stall the connection.
+ * it holds nothing more (SSL_has_pending): bytes it has already read are
+ * invisible to epoll, so a read that left some would stall the connection;
+ * what is still on the socket raises the next readable event, so the poller
+ * must be level-triggered, as for the plain path.
  * The plain path pays one pointer test per read and per flush for this.
  * A TLS failure closes with VG_MQTTC_R_TLS and the OpenSSL reason code of
  * the first error as detail (SSL_R_CERTIFICATE_VERIFY_FAILED: we did not

@@ -56,6 +56,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/decoder.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
@@ -137,7 +138,12 @@ typedef struct {
     uint32_t n_wait; /* devices waiting to reconnect */
     uint32_t n_want_out;
     SSL_CTX *tls; /* --tls: the devices' client context */
-    bool tls_ip;  /* tls_host is an address (checked as such, no SNI) */
+    /* --cert-dir: one PEM key decoder for every device's key, writing into
+     * keyout. Building OpenSSL 3's decoder chain costs ~0.3 ms, which
+     * PEM_read_PrivateKey pays per key; decoding with it costs ~0.05 ms. */
+    OSSL_DECODER_CTX *keydec;
+    EVP_PKEY *keyout;
+    bool tls_ip; /* tls_host is an address (checked as such, no SNI) */
     uint64_t inflight_total;
     uint64_t connects_started;
     uint64_t connect_start_ns;
@@ -370,7 +376,8 @@ static void flush_dev(worker_t *w, uint32_t i)
     set_interest(w, i);
 }
 
-/* Reads one PEM object of the device's: its certificate or key. */
+/* Reads the device's certificate and key into ssl (~0.15 ms: most of it
+ * OpenSSL 3 decoding the certificate's public key). */
 static bool load_identity(worker_t *w, SSL *ssl, const char *id)
 {
     char path[4096];
@@ -385,7 +392,17 @@ static bool load_identity(worker_t *w, SSL *ssl, const char *id)
     BIO_free(b);
     snprintf(path, sizeof path, "%s/%s.key", w->cfg->cert_dir, id);
     b = BIO_new_file(path, "r");
-    if (!b || !(k = PEM_read_bio_PrivateKey(b, NULL, NULL, NULL)))
+    if (!b)
+        goto cleanup;
+    if (w->keydec) {
+        w->keyout = NULL;
+        if (OSSL_DECODER_from_bio(w->keydec, b) == 1)
+            k = w->keyout;
+        w->keyout = NULL;
+    } else {
+        k = PEM_read_bio_PrivateKey(b, NULL, NULL, NULL);
+    }
+    if (!k)
         goto cleanup;
     ok = SSL_use_certificate(ssl, x) == 1 && SSL_use_PrivateKey(ssl, k) == 1 && SSL_check_private_key(ssl) == 1;
 cleanup:
@@ -1121,6 +1138,9 @@ static int tls_setup(worker_t *w)
     SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
     SSL_CTX_sess_set_new_cb(ctx, on_new_session);
+    if (cfg->cert_dir) /* without it, each key is read the slow way */
+        w->keydec =
+            OSSL_DECODER_CTX_new_for_pkey(&w->keyout, "PEM", NULL, NULL, OSSL_KEYMGMT_SELECT_KEYPAIR, NULL, NULL);
     return VG_OK;
 fail:
     VG_ERROR(MOD, "worker %u: cannot create the TLS context: %s", cfg->worker_id,
@@ -1245,6 +1265,7 @@ static void teardown(worker_t *w)
         }
     }
     SSL_CTX_free(w->tls);
+    OSSL_DECODER_CTX_free(w->keydec);
     sub_close(w, NULL);
     if (w->ep >= 0)
         close(w->ep);
