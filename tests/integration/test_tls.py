@@ -329,3 +329,38 @@ def test_mqtt_and_https_share_a_port_by_alpn(tls_vigil, pki):
                        stdout=subprocess.PIPE, timeout=20)
     assert r.stdout.decode() == "200"
     assert tls_vigil.stats()["tls.alpn_mqtt"] >= 2
+
+
+def test_paho_over_mutual_tls(tls_vigil, pki):
+    """python3-paho-mqtt with tls_set: subscribe and publish QoS 1 over TLS."""
+    import threading
+    from vigiltest import paho_client
+    got = threading.Event()
+    seen = []
+    clients = []
+    for name in ("dev-paho-s", "dev-paho-p"):
+        crt, key = pki["ca"].device(name)
+        c = paho_client(name, reconnect=False)
+        c.tls_set(ca_certs=pki["ca"].crt, certfile=crt, keyfile=key)
+        clients.append(c)
+    sub, pub = clients
+    subscribed = threading.Event()
+    sub.on_subscribe = lambda c, u, mid, q: subscribed.set()
+    sub.on_message = lambda c, u, m: (seen.append(m.payload), got.set())
+    sub.on_connect = lambda c, u, f, rc: c.subscribe("paho/#", qos=1)
+    sub.connect("localhost", tls_vigil.tls_port, keepalive=30)
+    sub.loop_start()
+    try:
+        assert subscribed.wait(10), "no SUBACK over TLS"
+        connected = threading.Event()
+        pub.on_connect = lambda c, u, f, rc: connected.set() if rc == 0 else None
+        pub.connect("localhost", tls_vigil.tls_port, keepalive=30)
+        pub.loop_start()
+        assert connected.wait(10), "paho could not connect over TLS"
+        info = pub.publish("paho/x", b"paho over tls", qos=1)
+        info.wait_for_publish(10)
+        assert got.wait(10) and seen == [b"paho over tls"]
+    finally:
+        for c in clients:
+            c.disconnect()
+            c.loop_stop()
