@@ -238,16 +238,17 @@ else
 fi
 
 # ---------------------------------------------------------------------------
-# The gateway's conformance and interop suites again, against the server
-# built with ASan+UBSan: the network-facing code under real clients, where a
-# memory error would not show in the plain build's results.
-header "gateway under ASan+UBSan (conformance + interop against $BUILD/vigil-asan)"
+# The gateway's conformance, interop, TLS and security suites again, against
+# the server built with ASan+UBSan: the network-facing code under real
+# clients, where a memory error would not show in the plain build's results.
+header "gateway under ASan+UBSan (conformance, interop, TLS, security against $BUILD/vigil-asan)"
 if [ ! -x "$BUILD/vigil-asan" ]; then
     fail "asan server tier: $BUILD/vigil-asan not built"
 elif [ -x "$PYTHON" ] && [ -d tests/integration/conformance ]; then
     VIGIL_BIN="$ROOT/$BUILD/vigil-asan" ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:abort_on_error=0" \
         UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1" \
-        run_pytest "pytest (asan server)" pytest-asan.log tests/integration/conformance tests/integration/test_interop.py
+        run_pytest "pytest (asan server)" pytest-asan.log tests/integration/conformance tests/integration/test_interop.py \
+            tests/integration/test_tls.py tests/integration/test_security.py
 fi
 
 # ---------------------------------------------------------------------------
