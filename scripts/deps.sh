@@ -5,7 +5,7 @@
 # with apt-get; otherwise it prints the exact command to run and fails.
 set -euo pipefail
 pkgs=(gcc make clang libclang-rt-14-dev libssl-dev mosquitto mosquitto-clients python3 python3-paho-mqtt python3-pytest
-      procps iproute2 libsqlite3-dev libcurl4-openssl-dev libargon2-dev openssl)
+      procps iproute2 libsqlite3-dev libcurl4-openssl-dev libargon2-dev openssl curl)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
