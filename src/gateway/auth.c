@@ -16,6 +16,8 @@
  * Not: passwords, certificates, policies (the application's hooks). */
 #include "gateway/gw.h"
 
+#include "sec/audit.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -28,22 +30,6 @@ gw_sec_t *gw_conn_sec(conn_t *c)
     return c->sec;
 }
 
-void gw_format_addr(const struct sockaddr *sa, char *buf, size_t cap)
-{
-    char a[INET6_ADDRSTRLEN] = "";
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
-        inet_ntop(AF_INET, &s4->sin_addr, a, sizeof a);
-        snprintf(buf, cap, "%s:%u", a, ntohs(s4->sin_port));
-    } else if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
-        inet_ntop(AF_INET6, &s6->sin6_addr, a, sizeof a);
-        snprintf(buf, cap, "[%s]:%u", a, ntohs(s6->sin6_port));
-    } else {
-        snprintf(buf, cap, "unknown");
-    }
-}
-
 /* The peer's address (into ss) as "ADDR:PORT" and whether it is a
  * loopback one. */
 static bool peer_of(int fd, struct sockaddr_storage *ss, char *buf, size_t cap)
@@ -53,7 +39,7 @@ static bool peer_of(int fd, struct sockaddr_storage *ss, char *buf, size_t cap)
     memset(ss, 0, sizeof *ss);
     if (getpeername(fd, (struct sockaddr *)ss, &sl) != 0)
         return false;
-    gw_format_addr((const struct sockaddr *)ss, buf, cap);
+    vg_audit_format_addr((const struct sockaddr *)ss, buf, cap);
     if (ss->ss_family == AF_INET)
         return (ntohl(((struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127;
     if (ss->ss_family == AF_INET6) {

@@ -655,8 +655,6 @@ void gw_tls_close_notify(conn_t *c);
 /* Frees c's TLS state (the SSL, the certificate name; sec itself stays the caller's). */
 void gw_tls_free(worker_t *w, conn_t *c);
 #define VG_TLS_CN_MAX 64
-/* "ADDR:PORT" / "[ADDR]:PORT" of sa into buf (auth.c). */
-void gw_format_addr(const struct sockaddr *sa, char *buf, size_t cap);
 /* Counts a failed handshake of c (once) by its reason (and tells the
  * tls_refused hook). */
 void gw_tls_count_fail(worker_t *w, conn_t *c, vg_tls_fail_t why);

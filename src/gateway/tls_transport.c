@@ -21,6 +21,7 @@
 #include "gw.h"
 
 #include "net/tls.h"
+#include "sec/audit.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -79,7 +80,7 @@ void gw_tls_count_fail(worker_t *w, conn_t *c, vg_tls_fail_t why)
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
         if (getpeername(c->fd, (struct sockaddr *)&ss, &sl) == 0)
-            gw_format_addr((struct sockaddr *)&ss, peer, sizeof peer);
+            vg_audit_format_addr((struct sockaddr *)&ss, peer, sizeof peer);
         X509 *pc = c->sec->ssl ? SSL_get0_peer_certificate(c->sec->ssl) : NULL;
         if (pc)
             vg_tls_cert_cn(pc, cn, sizeof cn, NULL);
